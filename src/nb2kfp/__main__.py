@@ -1,0 +1,3 @@
+from nb2kfp.cli import main
+
+main()

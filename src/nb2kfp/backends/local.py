@@ -1,0 +1,147 @@
+"""Run a compiled pipeline spec on this machine with ``kfp.local`` (SubprocessRunner, current env).
+
+kfp.local prints its own log lines and each step's output to stdout; we capture them into the
+run folder's ``run.log`` and report per-step status through a callback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nb2kfp.backends.kfp_spec import METRICS_KEY, task_name
+from nb2kfp.errors import RunError
+from nb2kfp.ir import Pipeline
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
+
+
+@dataclass
+class LocalRun:
+    status: str
+    steps: dict[str, str]
+    metrics: dict[str, float]
+    run_dir: Path
+    seconds: float
+    failed_step: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "steps": self.steps, "metrics": self.metrics, "run_dir": str(self.run_dir)}
+
+
+class _Log(io.TextIOBase):
+    """Collects kfp.local's stdout line by line into run.log, remembering each step's lines."""
+
+    def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
+        self.fh = path.open("w", encoding="utf-8")
+        self.buffer_text = ""
+        self.echo = echo
+        self.current: str | None = None
+        self.by_step: dict[str, list[str]] = {}
+
+    def write(self, s: str) -> int:
+        self.buffer_text += s
+        while "\n" in self.buffer_text:
+            line, self.buffer_text = self.buffer_text.split("\n", 1)
+            line = _ANSI.sub("", line)
+            self.fh.write(line + "\n")
+            if self.current:
+                self.by_step.setdefault(self.current, []).append(line)
+            if self.echo:
+                self.echo(line)
+        return len(s)
+
+    def close(self) -> None:
+        if self.buffer_text:
+            self.write("\n")
+        self.fh.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: _Log) -> Iterator[None]:
+    """Wrap kfp.local's per-task entry point to learn when each step starts and ends."""
+    from kfp.local import task_dispatcher
+
+    original = task_dispatcher.run_single_task_implementation
+
+    def wrapped(**kwargs: Any) -> Any:
+        step = names.get(kwargs["component_name"].removeprefix("comp-"), kwargs["component_name"])
+        started = time.monotonic()
+        states[step] = "running"
+        log.current = step
+        on_event(step, "running", None)
+        try:
+            outputs, status = original(**kwargs)
+        except BaseException:
+            states[step] = "failed"
+            on_event(step, "failed", time.monotonic() - started)
+            raise
+        finally:
+            log.current = None
+        states[step] = "succeeded" if status.name == "SUCCESS" else "failed"
+        on_event(step, states[step], time.monotonic() - started)
+        return outputs, status
+
+    task_dispatcher.run_single_task_implementation = wrapped
+    try:
+        yield
+    finally:
+        task_dispatcher.run_single_task_implementation = original
+
+
+def run(
+    spec_path: Path, pipeline: Pipeline, arguments: dict[str, Any], run_dir: Path,
+    on_event: Event, echo: Callable[[str], None] | None = None,
+) -> LocalRun:
+    from kfp import components, local
+
+    names = {task_name(s): s.name for s in pipeline.steps}
+    states = {s.name: "pending" for s in pipeline.steps}
+    artifacts = run_dir / "artifacts"
+    (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(artifacts),
+               workspace_root=str(run_dir / "workspace"), raise_on_error=True)
+    component = components.load_component_from_file(str(spec_path))
+    log = _Log(run_dir / "run.log", echo)
+    started = time.monotonic()
+    error: BaseException | None = None
+    try:
+        with _track(names, on_event, states, log), contextlib.redirect_stdout(log):
+            component(**arguments)
+    except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
+        error = exc
+    finally:
+        log.close()
+    failed = next((s for s, st in states.items() if st == "failed"), None)
+    if error is not None and failed is None:
+        raise RunError(f"kfp.local could not run the pipeline: {_ANSI.sub('', str(error))}")
+    steps = {s: ("not run" if st == "pending" else st) for s, st in states.items()}
+    return LocalRun(
+        status="failed" if failed else "succeeded",
+        steps=steps,
+        metrics=read_metrics(artifacts, pipeline),
+        run_dir=run_dir,
+        seconds=time.monotonic() - started,
+        failed_step=failed,
+        log_tail=log.by_step.get(failed, [])[-40:] if failed else [],
+    )
+
+
+def read_metrics(artifacts: Path, pipeline: Pipeline) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for step in pipeline.steps:
+        if not step.metrics:
+            continue
+        for path in sorted(artifacts.glob(f"*/{task_name(step)}/{METRICS_KEY}")):
+            metrics.update(json.loads(path.read_text(encoding="utf-8")))
+    return {m: metrics[m] for m in pipeline.metrics if m in metrics}

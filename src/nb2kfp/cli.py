@@ -1,0 +1,129 @@
+"""The ``nb2kfp`` command line: parse flags, call one command module, map errors to exit codes.
+
+Imports stay lazy so that ``lint`` and ``compile --check`` never load the KFP SDK.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nb2kfp import __version__
+from nb2kfp.errors import Nb2KfpError
+
+app = typer.Typer(
+    name="nb2kfp",
+    help="Compile tagged Jupyter notebooks into Kubeflow Pipelines and run them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+_state = {"debug": False}
+
+Notebooks = Annotated[list[Path], typer.Argument(help="Notebook files (.ipynb).", show_default=False)]
+Notebook = Annotated[Path, typer.Argument(help="A notebook file (.ipynb).", show_default=False)]
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _version(value: bool) -> None:
+    if value:
+        _out(f"nb2kfp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for handled errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def lint(
+    notebooks: Notebooks,
+    output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+) -> None:
+    """Report errors and warnings (path: cell N: ...); exit 1 when there are errors."""
+    from nb2kfp.commands import lint as command
+
+    raise typer.Exit(command.run(notebooks, output_format, _out))
+
+
+@app.command("compile")
+def compile_(
+    notebooks: Notebooks,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one notebook).")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Folder for the outputs.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if an output is missing or stale; write nothing.")] = False,
+) -> None:
+    """Compile notebooks to KFP pipeline specs (default: <stem>.pipeline.yaml beside each)."""
+    from nb2kfp.commands import compile as command
+
+    raise typer.Exit(command.run(notebooks, output, output_dir, check, _err, _err))
+
+
+@app.command()
+def graph(
+    notebook: Notebook,
+    output_format: Annotated[str, typer.Option("--format", help="text, mermaid or dot")] = "text",
+) -> None:
+    """Print the pipeline's DAG."""
+    from nb2kfp.commands import graph as command
+
+    raise typer.Exit(command.run(notebook, output_format, _out, _err))
+
+
+@app.command()
+def run(
+    notebook: Notebook,
+    local_run: Annotated[bool, typer.Option("--local", help="Run here with kfp.local (the default).")] = True,
+    param: Annotated[list[str] | None, typer.Option("-p", "--param", help="Override a parameter: -p name=value.")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Folder for outputs and logs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream every step's output.")] = False,
+) -> None:
+    """Compile the notebook and run its pipeline locally."""
+    from nb2kfp.commands import run as command
+
+    raise typer.Exit(command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except Nb2KfpError as exc:
+        if _state["debug"]:
+            raise
+        for line in exc.lines():
+            _err(line)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

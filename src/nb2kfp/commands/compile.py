@@ -1,0 +1,133 @@
+"""``nb2kfp compile``: notebooks -> KFP pipeline spec YAML, or ``--check`` that the YAML is current.
+
+The check's fast path reads only the stamp line of the compiled file and hashes the notebook's
+JSON: no analysis, no YAML, no kfp import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nb2kfp import __version__
+from nb2kfp.backends.kfp_spec import STAMP_PREFIX
+from nb2kfp.config import Settings, find_settings
+from nb2kfp.errors import Diagnostic, NotebookError, UsageError
+
+SUFFIX = ".pipeline.yaml"
+
+
+@dataclass
+class Compiled:
+    notebook: Path
+    target: Path
+    text: str
+    diagnostics: list[Diagnostic]
+
+
+def default_target(notebook: Path) -> Path:
+    return notebook.with_name(notebook.name.removesuffix(".ipynb") + SUFFIX)
+
+
+def targets(notebooks: list[Path], output: Path | None, output_dir: Path | None) -> list[tuple[Path, Path]]:
+    if output is not None and output_dir is not None:
+        raise UsageError("give -o/--output or --output-dir, not both")
+    if output is not None and len(notebooks) != 1:
+        raise UsageError("-o/--output takes one notebook; use --output-dir for several")
+    pairs = []
+    for nb in notebooks:
+        if output is not None:
+            pairs.append((nb, output))
+        elif output_dir is not None:
+            pairs.append((nb, output_dir / default_target(nb).name))
+        else:
+            pairs.append((nb, default_target(nb)))
+    seen: dict[Path, Path] = {}
+    for nb, target in pairs:
+        if target.resolve() in seen:
+            raise UsageError(f"{nb} and {seen[target.resolve()]} would both write {target}")
+        seen[target.resolve()] = nb
+    return pairs
+
+
+def stamp(content_hash: str, settings: Settings) -> str:
+    data = f"{content_hash}:{settings.fingerprint()}:{__version__}".encode()
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def compile_notebook(notebook: Path, target: Path, settings: Settings | None = None) -> Compiled:
+    """Compile in memory; raises NotebookError with located diagnostics."""
+    from nb2kfp.backends import kfp_spec
+    from nb2kfp.frontend.builder import build
+
+    settings = settings or find_settings(notebook.parent)
+    result = build(notebook, settings)
+    text = kfp_spec.render(result.pipeline, stamp(result.pipeline.source_hash, settings))
+    return Compiled(notebook, target, text, result.diagnostics)
+
+
+def read_stamp(target: Path) -> str | None:
+    try:
+        with target.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith(STAMP_PREFIX):
+                    return line[len(STAMP_PREFIX):].strip()
+                if not line.startswith("#"):
+                    return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _without_stamp(text: str) -> str:
+    return "".join(line for line in text.splitlines(True) if not line.startswith(STAMP_PREFIX))
+
+
+def is_fresh(notebook: Path, target: Path) -> bool:
+    """True when ``target`` is what compiling ``notebook`` would write now (ignoring the stamp)."""
+    from nb2kfp.frontend.notebook import hash_file
+
+    old = read_stamp(target)
+    if old is None:
+        return False
+    settings = find_settings(notebook.parent)
+    current = hash_file(notebook)
+    if current is not None and old == stamp(current, settings):
+        return True
+    compiled = compile_notebook(notebook, target, settings)
+    try:
+        return _without_stamp(target.read_text(encoding="utf-8")) == _without_stamp(compiled.text)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def run(
+    notebooks: list[Path], output: Path | None, output_dir: Path | None, check: bool,
+    report: Callable[[str], None], report_error: Callable[[str], None],
+) -> int:
+    from nb2kfp.atomic import write_text
+
+    failed = False
+    for notebook, target in targets(notebooks, output, output_dir):
+        try:
+            if check:
+                if not target.exists():
+                    report_error(f"{notebook}: {target} is missing: run nb2kfp compile {notebook}")
+                    failed = True
+                elif not is_fresh(notebook, target):
+                    report_error(f"{notebook}: {target} is stale: run nb2kfp compile {notebook}")
+                    failed = True
+                continue
+            compiled = compile_notebook(notebook, target)
+        except NotebookError as exc:
+            for line in exc.lines():
+                report_error(line)
+            failed = True
+            continue
+        for d in compiled.diagnostics:
+            report_error(d.format())
+        write_text(target, compiled.text)
+        report(f"{notebook} -> {target}")
+    return 1 if failed else 0

@@ -1,0 +1,84 @@
+"""``nb2kfp run NB --local``: compile, then run the pipeline here with kfp.local, step by step."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nb2kfp.config import find_settings
+from nb2kfp.errors import UsageError
+from nb2kfp.ir import ParamValue, Pipeline
+
+_MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED"}
+
+
+def parse_overrides(pipeline: Pipeline, items: list[str]) -> dict[str, ParamValue]:
+    from nb2kfp.frontend.params import coerce
+
+    values: dict[str, ParamValue] = {}
+    names = {p.name for p in pipeline.parameters}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise UsageError(f"-p {item!r}: write -p name=value")
+        if name not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise UsageError(f"-p {name}: the pipeline has no such parameter (parameters: {known})")
+        try:
+            values[name] = coerce(pipeline.parameter(name), text)
+        except ValueError as exc:
+            raise UsageError(f"-p {item}: {exc}") from None
+    return values
+
+
+def _new_run_dir(base: Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = base / f"{name}-{stamp}"
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{name}-{stamp}-{n}"
+    return candidate
+
+
+def run(
+    notebook: Path, params: list[str], run_dir: Path | None, as_json: bool, verbose: bool,
+    report: Callable[[str], None], report_error: Callable[[str], None],
+) -> int:
+    from nb2kfp.atomic import write_text
+    from nb2kfp.backends import kfp_spec, local
+    from nb2kfp.frontend.builder import build
+
+    result = build(notebook, find_settings(notebook.parent))
+    for d in result.diagnostics:
+        report_error(d.format())
+    pipeline = result.pipeline
+    arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
+    target = run_dir or _new_run_dir(Path(".nb2kfp") / "runs", pipeline.name)
+    target.mkdir(parents=True, exist_ok=True)
+    spec_path = target / "pipeline.yaml"
+    write_text(spec_path, kfp_spec.render(pipeline))
+    width = max((len(s.name) for s in pipeline.steps), default=4)
+
+    def on_event(step: str, status: str, seconds: float | None) -> None:
+        took = f" {seconds:.2f}s" if seconds is not None else ""
+        report_error(f"  {_MARK.get(status, status):>6}  {step:<{width}}{took}")
+
+    report_error(f"running {pipeline.name} ({len(pipeline.steps)} steps) with kfp.local in {target}")
+    outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=report_error if verbose else None)
+    write_text(target / "result.json", json.dumps(outcome.as_dict(), indent=2, sort_keys=True) + "\n")
+    if outcome.failed_step and not verbose:
+        report_error(f"--- output of step {outcome.failed_step} (full log: {target / 'run.log'})")
+        for line in outcome.log_tail:
+            report_error("  " + line)
+    if as_json:
+        report(json.dumps(outcome.as_dict(), sort_keys=True))
+    else:
+        for name, value in outcome.metrics.items():
+            report(f"metric {name} = {value:g}")
+        report(f"{outcome.status} in {outcome.seconds:.1f}s; outputs in {target}")
+    return 0 if outcome.status == "succeeded" else 1

@@ -1,0 +1,81 @@
+"""Repository-wide settings: ``[tool.nb2kfp]`` in pyproject.toml, or nb2kfp.toml.
+
+Looked up from the notebook's folder upwards, stopping at the repository root (a ``.git``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nb2kfp.errors import UsageError
+from nb2kfp.ir import DEFAULT_IMAGE
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+_KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    image: str = DEFAULT_IMAGE
+    ignore_tags: frozenset[str] = field(default_factory=frozenset)
+    caching: bool = True
+    pipeline_name_prefix: str = ""
+    source: str = ""  # the file the settings came from, for messages
+
+    def fingerprint(self) -> str:
+        data = {"image": self.image, "ignore_tags": sorted(self.ignore_tags), "caching": self.caching,
+                "prefix": self.pipeline_name_prefix}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def find_settings(start: Path) -> Settings:
+    """Settings for a notebook in folder ``start`` (defaults when no file sets any)."""
+    folder = start.resolve()
+    for candidate in [folder, *folder.parents]:
+        toml_file = candidate / "nb2kfp.toml"
+        if toml_file.is_file():
+            return _parse(toml_file, _read(toml_file))
+        project = candidate / "pyproject.toml"
+        if project.is_file():
+            table = _read(project).get("tool", {}).get("nb2kfp")
+            if isinstance(table, dict):
+                return _parse(project, table)
+        if (candidate / ".git").exists():
+            break
+    return Settings()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read settings: {exc}") from None
+
+
+def _parse(path: Path, table: dict[str, Any]) -> Settings:
+    table = {k: v for k, v in table.items() if not isinstance(v, dict)}  # sub-tables belong to other commands
+    unknown = set(table) - _KNOWN_KEYS
+    if unknown:
+        raise UsageError(f"{path}: [tool.nb2kfp]: unknown setting(s): {', '.join(sorted(unknown))}")
+    image = table.get("image", DEFAULT_IMAGE)
+    ignore = table.get("ignore_tags", [])
+    caching = table.get("caching", True)
+    prefix = table.get("pipeline_name_prefix", "")
+    if not isinstance(image, str) or not image:
+        raise UsageError(f"{path}: [tool.nb2kfp]: image must be a non-empty string")
+    if not isinstance(ignore, list) or not all(isinstance(t, str) for t in ignore):
+        raise UsageError(f"{path}: [tool.nb2kfp]: ignore_tags must be a list of strings")
+    if not isinstance(caching, bool):
+        raise UsageError(f"{path}: [tool.nb2kfp]: caching must be true or false")
+    if not isinstance(prefix, str):
+        raise UsageError(f"{path}: [tool.nb2kfp]: pipeline_name_prefix must be a string")
+    return Settings(image, frozenset(ignore), caching, prefix, str(path))

@@ -1,0 +1,376 @@
+"""Which names a piece of module-level code reads, binds and changes in place.
+
+The analysis is conservative where it cannot prove a value unchanged (a variable handed to an
+unknown function *may* be changed) and precise where it can (``print(df)``, ``df.head()``,
+``len(x)`` change nothing). Only definite changes (rebinding, ``x[k] = v``, ``x.append(..)``,
+``inplace=True`` ...) feed lint's notebook-order warnings; possible changes only decide which
+values flow between steps.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field
+
+BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
+
+# Calls that never change their arguments.
+_PURE_FUNCTIONS = frozenset(
+    {
+        "print", "len", "repr", "str", "int", "float", "bool", "complex", "bytes", "abs", "round", "sum",
+        "min", "max", "sorted", "list", "tuple", "set", "frozenset", "dict", "enumerate", "zip", "range",
+        "isinstance", "issubclass", "type", "id", "hash", "hasattr", "getattr", "any", "all", "format",
+        "reversed", "iter", "map", "filter", "divmod", "pow", "ord", "chr", "hex", "oct", "bin", "ascii",
+        "display", "callable", "vars", "dir", "deepcopy", "copy",
+    }
+)
+# Methods that never change their object or arguments (unless given inplace=True).
+_PURE_METHODS = frozenset(
+    {
+        "get", "keys", "values", "items", "copy", "count", "index", "head", "tail", "describe", "info",
+        "predict", "predict_proba", "predict_log_proba", "decision_function", "score", "transform",
+        "mean", "median", "sum", "std", "var", "min", "max", "prod", "cumsum", "abs", "round", "astype",
+        "to_dict", "to_numpy", "to_list", "tolist", "to_json", "to_csv", "to_parquet", "to_string", "reshape",
+        "format", "startswith", "endswith", "join", "split", "strip", "lower", "upper", "replace", "groupby",
+        "agg", "aggregate", "apply", "map", "merge", "drop", "dropna", "fillna", "sort_values", "sort_index",
+        "reset_index", "set_index", "rename", "query", "filter", "select_dtypes", "isna", "notna", "isnull",
+        "unique", "nunique", "value_counts", "corr", "sample", "loc", "iloc", "any", "all", "argmax", "argmin",
+        "get_params", "encode", "decode", "union", "intersection", "difference", "issubset", "issuperset",
+        "flatten", "ravel", "dot", "nonzero", "clip", "diff", "pct_change", "shift", "rolling", "resample",
+        "pivot", "pivot_table", "melt", "explode", "assign", "equals", "isin", "between", "where", "mask",
+        "duplicated", "drop_duplicates", "nlargest", "nsmallest", "quantile", "memory_usage", "keys",
+        "fit", "fit_transform", "partial_fit",  # change the estimator, never the data passed in
+    }
+)
+# Methods that change their object in place.
+_MUTATING_METHODS = frozenset(
+    {
+        "append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "add", "discard",
+        "sort", "reverse", "popitem", "fit", "fit_transform", "partial_fit", "set_params", "fill", "resize",
+        "put", "itemset", "write", "close", "seek", "appendleft", "extendleft", "rotate", "shuffle",
+        "intersection_update", "difference_update", "symmetric_difference_update", "__setitem__",
+    }
+)
+# Methods (on modules or objects) that change the arguments passed in.
+_ARG_MUTATING_CALLS = frozenset({"shuffle", "heappush", "heappop", "heapify", "copyto", "fill_diagonal", "place"})
+
+
+@dataclass
+class Facts:
+    """What a block of module-level code does with names, in execution order."""
+
+    reads: set[str] = field(default_factory=set)  # read before being (definitely) bound here
+    deferred: set[str] = field(default_factory=set)  # read inside function/class bodies
+    binds: set[str] = field(default_factory=set)  # bound at module level (possibly conditionally)
+    definite: set[str] = field(default_factory=set)  # bound on every path
+    mutates: set[str] = field(default_factory=set)  # changed in place for sure
+    may_mutate: set[str] = field(default_factory=set)  # maybe changed in place
+    deleted: set[str] = field(default_factory=set)  # deleted and not bound again
+    star_import: bool = False
+    imported: dict[str, str] = field(default_factory=dict)  # name -> import statement that binds it
+    first_line: dict[str, int] = field(default_factory=dict)  # first line each name is read or changed at
+
+    def free(self) -> set[str]:
+        """Names this code needs from outside (builtins excluded)."""
+        return (self.reads | (self.deferred - self.binds)) - BUILTIN_NAMES
+
+    def changes(self) -> set[str]:
+        return self.binds | self.mutates | self.may_mutate | self.deleted
+
+    def extend(self, other: Facts) -> None:
+        """Append ``other`` (code that runs after this one) to these facts."""
+        self.reads |= other.reads - self.definite
+        self.deferred |= other.deferred
+        self.binds |= other.binds
+        self.definite |= other.definite
+        self.mutates |= other.mutates
+        self.may_mutate |= other.may_mutate
+        self.deleted = (self.deleted - other.binds) | other.deleted
+        self.star_import |= other.star_import
+        for name in other.binds:
+            self.imported.pop(name, None)
+        self.imported.update(other.imported)
+        for name, line in other.first_line.items():
+            self.first_line.setdefault(name, line)
+
+
+def analyse(tree: ast.Module) -> Facts:
+    facts = Facts()
+    facts.definite = _Block(facts).run(tree.body, set())
+    return facts
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Subscript | ast.Starred):
+        node = node.value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return _root_name(node.func.value)  # df.loc[...] / df.iloc[...]; x.method()[...]
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _target_names(target: ast.expr) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Tuple | ast.List):
+        return [n for elt in target.elts for n in _target_names(elt)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []
+
+
+class _Block:
+    """Walks module-level statements, tracking which names are definitely bound so far."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.f = facts
+
+    # -- statements -------------------------------------------------------------------------
+    def run(self, body: list[ast.stmt], bound: set[str]) -> set[str]:
+        for stmt in body:
+            bound = self.stmt(stmt, bound)
+        return bound
+
+    def stmt(self, s: ast.stmt, bound: set[str]) -> set[str]:  # noqa: C901 - one branch per statement kind
+        f = self.f
+        if isinstance(s, ast.Assign):
+            self.expr(s.value, bound)
+            for t in s.targets:
+                bound = self.store(t, bound)
+        elif isinstance(s, ast.AnnAssign):
+            if s.value is not None:
+                self.expr(s.value, bound)
+                bound = self.store(s.target, bound)
+            self.expr(s.annotation, bound)
+        elif isinstance(s, ast.AugAssign):
+            self.expr(s.value, bound)
+            if isinstance(s.target, ast.Name):
+                self.load(s.target.id, s.target.lineno, bound)
+                bound = self.bind(s.target.id, bound)
+            else:
+                self.expr(s.target, bound, store=True)
+                self.mutate(s.target, s.lineno, definite=True)
+        elif isinstance(s, ast.Import | ast.ImportFrom):
+            for alias in s.names:
+                if alias.name == "*":
+                    f.star_import = True
+                    continue
+                name = alias.asname or alias.name.split(".")[0]
+                bound = self.bind(name, bound)
+                single = ast.ImportFrom(s.module, [alias], s.level) if isinstance(s, ast.ImportFrom) else ast.Import([alias])
+                self.f.imported[name] = ast.unparse(single)
+        elif isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            for d in s.decorator_list:
+                self.expr(d, bound)
+            if isinstance(s, ast.ClassDef):
+                for b in [*s.bases, *(k.value for k in s.keywords)]:
+                    self.expr(b, bound)
+            else:
+                self.arguments(s.args, bound)
+            self.scope(s)
+            bound = self.bind(s.name, bound)
+        elif isinstance(s, ast.Delete):
+            for t in s.targets:
+                if isinstance(t, ast.Name):
+                    self.load(t.id, t.lineno, bound)
+                    f.deleted.add(t.id)
+                    bound = bound - {t.id}
+                else:
+                    self.expr(t, bound, store=True)
+                    self.mutate(t, s.lineno, definite=True)
+        elif isinstance(s, ast.If | ast.While):
+            self.expr(s.test, bound)
+            then = self.run(s.body, set(bound))
+            other = self.run(s.orelse, set(bound))
+            if isinstance(s, ast.If):
+                bound = then & other
+        elif isinstance(s, ast.For | ast.AsyncFor):
+            self.expr(s.iter, bound)
+            self.run(s.body, self.store(s.target, set(bound)))
+            self.run(s.orelse, set(bound))
+        elif isinstance(s, ast.With | ast.AsyncWith):
+            for item in s.items:
+                self.expr(item.context_expr, bound)
+                if item.optional_vars is not None:
+                    bound = self.store(item.optional_vars, bound)
+            bound = self.run(s.body, bound)
+        elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
+            body_bound = self.run(s.body, set(bound))  # type: ignore[attr-defined]
+            for h in s.handlers:  # type: ignore[attr-defined]
+                if h.type is not None:
+                    self.expr(h.type, bound)
+                inner = self.bind(h.name, set(bound)) if h.name else set(bound)
+                self.run(h.body, inner)
+            body_bound = self.run(s.orelse, body_bound)  # type: ignore[attr-defined]
+            bound = self.run(s.finalbody, body_bound)  # type: ignore[attr-defined]
+        elif isinstance(s, ast.Match):
+            self.expr(s.subject, bound)
+            for case in s.cases:
+                inner = set(bound)
+                for node in ast.walk(case.pattern):
+                    name = getattr(node, "name", None)
+                    if isinstance(name, str):
+                        inner = self.bind(name, inner)
+                    if isinstance(node, ast.MatchValue):
+                        self.expr(node.value, bound)
+                if case.guard is not None:
+                    self.expr(case.guard, inner)
+                self.run(case.body, inner)
+        elif isinstance(s, ast.Global | ast.Nonlocal | ast.Pass | ast.Break | ast.Continue):
+            pass
+        else:  # Expr, Return, Raise, Assert, and anything newer: evaluate the expressions inside
+            for child in ast.iter_child_nodes(s):
+                if isinstance(child, ast.expr):
+                    self.expr(child, bound)
+        return bound
+
+    # -- names -------------------------------------------------------------------------------
+    def bind(self, name: str, bound: set[str], definite: bool = True) -> set[str]:
+        self.f.binds.add(name)
+        self.f.deleted.discard(name)
+        self.f.imported.pop(name, None)
+        return bound | {name} if definite else bound
+
+    def load(self, name: str, line: int, bound: set[str]) -> None:
+        if name not in bound:
+            self.f.reads.add(name)
+        self.f.first_line.setdefault(name, line)
+
+    def store(self, target: ast.expr, bound: set[str], definite: bool = True) -> set[str]:
+        if isinstance(target, ast.Name):
+            return self.bind(target.id, bound, definite)
+        if isinstance(target, ast.Tuple | ast.List):
+            for elt in target.elts:
+                bound = self.store(elt, bound, definite)
+            return bound
+        if isinstance(target, ast.Starred):
+            return self.store(target.value, bound, definite)
+        # x[k] = v, x.attr = v: reads x and changes it in place
+        self.expr(target, bound, store=True)
+        self.mutate(target, target.lineno, definite=True)
+        return bound
+
+    def mutate(self, node: ast.expr, line: int, definite: bool) -> None:
+        name = _root_name(node)
+        if name is None:
+            return
+        (self.f.mutates if definite else self.f.may_mutate).add(name)
+        self.f.first_line.setdefault(name, line)
+
+    # -- expressions --------------------------------------------------------------------------
+    def expr(self, node: ast.expr, bound: set[str], store: bool = False) -> None:
+        for sub in _walk_scope(node):
+            if isinstance(sub, ast.Name):
+                if isinstance(sub.ctx, ast.Load) or store:
+                    self.load(sub.id, sub.lineno, bound)
+            elif isinstance(sub, ast.NamedExpr):
+                self.bind(sub.target.id, bound, definite=False)
+            elif isinstance(sub, ast.Call):
+                self.call(sub)
+            elif isinstance(sub, ast.Lambda):
+                self.scope(sub)
+            elif isinstance(sub, ast.GeneratorExp | ast.ListComp | ast.SetComp | ast.DictComp):
+                self.scope(sub, bound)
+
+    def call(self, node: ast.Call) -> None:
+        func = node.func
+        args = [*node.args, *(k.value for k in node.keywords)]
+        inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
+        if isinstance(func, ast.Attribute):
+            method = func.attr
+            if method in _MUTATING_METHODS or inplace:
+                self.mutate(func.value, node.lineno, definite=True)
+            elif method not in _PURE_METHODS:
+                self.mutate(func.value, node.lineno, definite=False)
+            args_safe = method in _PURE_METHODS and method not in _ARG_MUTATING_CALLS
+            if method in _ARG_MUTATING_CALLS:
+                for a in node.args[:1]:
+                    self.mutate(a, node.lineno, definite=True)
+        else:
+            name = func.id if isinstance(func, ast.Name) else None
+            args_safe = name in _PURE_FUNCTIONS
+            if name in _ARG_MUTATING_CALLS:
+                for a in node.args[:1]:
+                    self.mutate(a, node.lineno, definite=True)
+        if not args_safe:
+            for a in args:
+                if _root_name(a) is not None:
+                    self.mutate(a, node.lineno, definite=False)
+
+    def arguments(self, args: ast.arguments, bound: set[str]) -> None:
+        for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+            self.expr(default, bound)
+
+    def scope(self, node: ast.AST, bound: set[str] | None = None) -> None:
+        """A nested scope. Comprehensions (``bound`` given) run at once: their free names are reads.
+        Functions, lambdas and classes run later: their free names are deferred. ``global`` names
+        a function binds, and free names it may change, count for the module."""
+        local: set[str] = set()
+        declared_global: set[str] = set()
+        walrus: set[str] = set()
+        loads: list[ast.Name] = []
+        changed: set[str] = set()
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Global):
+                declared_global.update(sub.names)
+            elif isinstance(sub, ast.arg):
+                local.add(sub.arg)
+            elif isinstance(sub, ast.Name):
+                if isinstance(sub.ctx, ast.Load):
+                    loads.append(sub)
+                else:
+                    local.add(sub.id)
+            elif isinstance(sub, ast.NamedExpr):
+                walrus.add(sub.target.id)
+            elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
+                loads.append(ast.Name(sub.target.id, ast.Load(), lineno=sub.lineno))
+            elif isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and sub is not node:
+                local.add(sub.name)
+            elif isinstance(sub, ast.alias):
+                local.add((sub.asname or sub.name).split(".")[0])
+            elif isinstance(sub, ast.ExceptHandler) and sub.name:
+                local.add(sub.name)
+            elif isinstance(sub, ast.Subscript | ast.Attribute) and not isinstance(sub.ctx, ast.Load):
+                changed.add(_root_name(sub) or "")
+            elif isinstance(sub, ast.Call):
+                if isinstance(sub.func, ast.Attribute) and sub.func.attr not in _PURE_METHODS:
+                    changed.add(_root_name(sub.func.value) or "")
+                callee = sub.func.id if isinstance(sub.func, ast.Name) else None
+                if callee not in _PURE_FUNCTIONS:
+                    changed.update(_root_name(a) or "" for a in sub.args)
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            local.discard(node.name)
+        if bound is not None:  # a comprehension: := binds in the enclosing (module) scope
+            local -= walrus
+            for name in walrus:
+                self.bind(name, bound, definite=False)
+        for name in declared_global:
+            local.discard(name)
+            self.f.binds.add(name)
+            self.f.may_mutate.add(name)
+        for n in loads:
+            if n.id in local:
+                continue
+            if bound is not None:
+                self.load(n.id, n.lineno, bound)
+            else:
+                self.f.deferred.add(n.id)
+                self.f.first_line.setdefault(n.id, n.lineno)
+        self.f.may_mutate |= (changed - local - {""}) | (changed & declared_global)
+
+
+def _walk_scope(node: ast.AST) -> list[ast.AST]:
+    """Nodes of an expression, not descending into nested scopes (lambdas, comprehensions)."""
+    out: list[ast.AST] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        if isinstance(n, ast.Lambda | ast.GeneratorExp | ast.ListComp | ast.SetComp | ast.DictComp):
+            continue  # a nested scope: the caller analyses it with scope()
+        stack.extend(ast.iter_child_nodes(n))
+    return out
+
+
+def _is_true(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True

@@ -1,0 +1,284 @@
+"""Notebook -> Pipeline IR: group tagged cells into steps, check the DAG, resolve data flow."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nb2kfp.config import Settings
+from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
+from nb2kfp.frontend import magics
+from nb2kfp.frontend.analysis import Facts, analyse
+from nb2kfp.frontend.dataflow import StepFacts, resolve
+from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
+from nb2kfp.frontend.params import parse_metrics, parse_parameters
+from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step
+
+_MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
+_PIP = re.compile(r"get_ipython\(\)\.(?:system|run_line_magic)\('(?:pip|conda|mamba|uv)\b|system\('(?:python3? -m )?pip ")
+
+
+@dataclass
+class _Draft:
+    name: str
+    order: int
+    cells: list[Cell] = field(default_factory=list)
+    prev: list[tuple[str, int]] = field(default_factory=list)  # (step, cell with the tag)
+    options: StepOptions = field(default_factory=StepOptions)
+
+
+@dataclass
+class Result:
+    pipeline: Pipeline
+    diagnostics: list[Diagnostic]
+
+
+def build(path: str | Path, settings: Settings | None = None, data: bytes | None = None) -> Result:
+    """Compile the notebook at ``path`` to IR; raise NotebookError (with every diagnostic) on errors."""
+    settings = settings or Settings()
+    nb = read_notebook(path, data, settings.ignore_tags)
+    diags = list(nb.diagnostics)
+    meta = nb.metadata.get("kubeflow_notebook") if isinstance(nb.metadata.get("kubeflow_notebook"), dict) else {}
+    assert isinstance(meta, dict)
+    defaults = parse_step_defaults(nb.path, meta.get("steps_defaults"), diags)
+    groups = _group(nb, diags)
+    code = {c.index: _to_python(nb.path, c, diags) for c in nb.cells if c.role not in ("skip", "notebook")}
+    trees = {i: t for i, (_, t) in code.items() if t is not None}
+
+    parameters = _parameters(nb.path, groups, trees, diags)
+    metrics = [(m, c.index) for c in groups.metrics if c.index in trees
+               for m in parse_metrics(nb.path, c.index, trees[c.index], diags)]
+    prelude_cells = groups.imports + groups.functions
+    prelude = Facts()
+    for c in prelude_cells:
+        if c.index in trees:
+            prelude.extend(analyse(trees[c.index]))
+    shared = Facts()
+    for c in groups.functions:
+        if c.index in trees:
+            shared.extend(analyse(trees[c.index]))
+
+    _check_dag(nb.path, groups.steps, diags)
+    if any(d.severity is Severity.ERROR for d in diags):
+        raise NotebookError(diags)
+
+    facts = {d.name: _step_facts(d, trees) for d in groups.steps.values()}
+    param_names = {p.name for p in parameters}
+    _check_prelude(nb.path, prelude_cells, trees, param_names, diags)
+    immutable = frozenset(p.name for p in parameters if p.type in ("int", "float", "str", "bool"))
+    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable)
+    if any(d.severity is Severity.ERROR for d in diags):
+        raise NotebookError(diags)
+
+    base_image = meta.get("base_image") or meta.get("docker_image") or settings.image
+    caching = meta.get("enable_caching", settings.caching)
+    steps = []
+    for draft in _topological(groups.steps):
+        opts = draft.options.merged_over(defaults)
+        replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(flow.imports[draft.name].items())]
+        steps.append(Step(
+            name=draft.name,
+            cells=(*replay, *(CodeCell(c.index, code[c.index][0]) for c in draft.cells)),
+            after=tuple(p for p, _ in draft.prev),
+            inputs=tuple(sorted(flow.inputs[draft.name], key=lambda e: e.name)),
+            outputs=tuple(sorted(flow.outputs[draft.name])),
+            parameters=tuple(sorted(flow.params[draft.name])),
+            metrics=tuple(flow.metrics[draft.name]),
+            image=opts.image or str(base_image),
+            caching=bool(caching) if opts.caching is None else opts.caching,
+            resources=Resources(tuple(sorted(opts.limits.items()))),
+            labels=tuple(sorted(opts.labels.items())),
+            annotations=tuple(sorted(opts.annotations.items())),
+            secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
+        ))
+    name = str(meta.get("pipeline_name") or nb.stem)
+    pipeline = Pipeline(
+        name=kfp_name(settings.pipeline_name_prefix + name),
+        source=nb.path,
+        source_hash=nb.sha256,
+        steps=tuple(steps),
+        parameters=tuple(parameters),
+        prelude=tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells),
+        shared_names=tuple(sorted(shared.binds - set(shared.imported))),
+        description=str(meta.get("pipeline_description") or ""),
+    )
+    return Result(pipeline, diags)
+
+
+def kfp_name(name: str) -> str:
+    """KFP's naming rule: lowercase letters, digits and '-', starting with a letter or digit."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", cleaned)[:128] or "pipeline"
+
+
+@dataclass
+class _Groups:
+    imports: list[Cell] = field(default_factory=list)
+    functions: list[Cell] = field(default_factory=list)
+    parameters: list[Cell] = field(default_factory=list)
+    injected: list[Cell] = field(default_factory=list)
+    metrics: list[Cell] = field(default_factory=list)
+    steps: dict[str, _Draft] = field(default_factory=dict)
+
+
+def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
+    groups = _Groups()
+    has_steps = any(c.step for c in nb.cells)
+    current: list[Cell] | None = None
+    leading: list[Cell] = []
+    for cell in nb.cells:
+        if cell.role == "skip":
+            continue
+        if cell.role == "notebook":
+            msg = f"notebook:{cell.notebook_ref} (composition) is not supported yet; inline the notebook's steps"
+            diags.append(error(nb.path, msg, "NB014", cell.index))
+            continue
+        if cell.role != "code":
+            current = getattr(groups, cell.role if cell.role != "injected" else "injected")
+            assert current is not None
+            current.append(cell)
+            continue
+        if cell.step is None and not has_steps:
+            cell.step = kfp_name(nb.stem).replace("-", "_") or "main"
+        if cell.step is not None:
+            draft = groups.steps.setdefault(cell.step, _Draft(cell.step, len(groups.steps)))
+            draft.cells.append(cell)
+            draft.prev.extend((p, cell.index) for p in cell.prev if p not in [q for q, _ in draft.prev])
+            draft.options = cell.options.merged_over(draft.options)
+            current = draft.cells
+        elif current is None:
+            leading.append(cell)
+        else:
+            current.append(cell)
+    if not has_steps and nb.cells:
+        diags.append(warning(nb.path, "no step: tags: the whole notebook runs as one step", "NB015"))
+    code_lines = [c for c in leading if any(ln.strip() and not ln.strip().startswith("#")
+                                           for ln in c.source.splitlines())]
+    if code_lines:
+        msg = ("code before the first tagged cell belongs to no step and is left out of the pipeline "
+               "(as Kale does); tag it imports, functions, step:NAME or skip")
+        diags.append(warning(nb.path, msg, "NB016", code_lines[0].index))
+    return groups
+
+
+def _to_python(path: str, cell: Cell, diags: list[Diagnostic]) -> tuple[str, ast.Module | None]:
+    try:
+        source = magics.to_python(cell.source)
+    except Exception as exc:  # IPython's transformer raises assorted errors on broken input
+        diags.append(error(path, f"cannot read IPython syntax: {exc}", "NB030", cell.index))
+        return cell.source, None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        line = exc.lineno if exc.lineno is not None else None
+        diags.append(error(path, f"syntax error: {exc.msg}", "NB031", cell.index, line))
+        return source, None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        diags.append(error(path, f"cannot parse cell: {type(exc).__name__}: {exc}", "NB031", cell.index))
+        return source, None
+    for kind, name in _MAGIC_CALL.findall(source):
+        known = magics.RUNTIME_CELL_MAGICS if kind == "cell" else magics.RUNTIME_LINE_MAGICS
+        if name not in known:
+            prefix = "%%" if kind == "cell" else "%"
+            msg = f"magic {prefix}{name} has no effect in a pipeline step (it is skipped when the step runs)"
+            diags.append(warning(path, msg, "NB032", cell.index))
+    if _PIP.search(source):
+        msg = ("package installs (!pip, %pip, %conda) are skipped when a step runs: "
+               "put the packages in the step image or requirements.txt")
+        diags.append(warning(path, msg, "NB033", cell.index))
+    return source, tree
+
+
+def _parameters(path: str, groups: _Groups, trees: dict[int, ast.Module], diags: list[Diagnostic]) -> list[Parameter]:
+    found: dict[str, Parameter] = {}
+    for c in groups.parameters:
+        if c.index in trees:
+            for p in parse_parameters(path, c.index, trees[c.index], diags):
+                found[p.name] = p
+    for c in groups.injected:  # papermill's injected values override the defaults, keeping their type
+        if c.index in trees:
+            for p in parse_parameters(path, c.index, trees[c.index], diags):
+                found[p.name] = p
+    return list(found.values())
+
+
+def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> None:
+    for draft in steps.values():
+        for parent, cell in draft.prev:
+            if parent not in steps:
+                close = difflib.get_close_matches(parent, list(steps), n=1)
+                hint = f"did you mean prev:{close[0]}?" if close else "steps are: " + ", ".join(steps)
+                diags.append(error(path, f"prev:{parent} names no step ({hint})", "NB017", cell))
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for parent, cell in steps[name].prev:
+            if parent not in steps:
+                continue
+            if state.get(parent) == 1:
+                cycle = [*trail[trail.index(parent):], parent] if parent in trail else [name, parent]
+                msg = "prev: tags form a cycle: " + " -> ".join(reversed(cycle))
+                diags.append(error(path, msg, "NB018", cell))
+            elif parent not in state:
+                visit(parent, [*trail, parent])
+        state[name] = 2
+
+    for name in steps:
+        if name not in state:
+            visit(name, [name])
+    task_names: dict[str, str] = {}
+    for draft in steps.values():
+        task = kfp_name(draft.name)
+        if task in task_names:
+            msg = f"steps {task_names[task]!r} and {draft.name!r} get the same KFP task name {task!r}; rename one"
+            diags.append(error(path, msg, "NB019", draft.cells[0].index))
+        task_names[task] = draft.name
+
+
+def _step_facts(draft: _Draft, trees: dict[int, ast.Module]) -> StepFacts:
+    combined = Facts()
+    cells: list[tuple[int, Facts]] = []
+    for c in draft.cells:
+        if c.index in trees:
+            f = analyse(trees[c.index])
+            cells.append((c.index, f))
+            combined.extend(f)
+    return StepFacts(draft.name, draft.order, tuple(p for p, _ in draft.prev), cells, combined)
+
+
+def _check_prelude(path: str, cells: list[Cell], trees: dict[int, ast.Module], params: set[str],
+                   diags: list[Diagnostic]) -> None:
+    seen = Facts()
+    for c in cells:
+        if c.index not in trees:
+            continue
+        facts = analyse(trees[c.index])
+        for name in sorted(facts.reads - seen.binds - params - {"__builtins__"}):
+            if name in facts.free() and not seen.star_import and not facts.star_import:
+                line = facts.first_line.get(name)
+                msg = (f"the imports/functions cells run before every step, but {name!r} is not defined there "
+                       "(only imports, functions, classes, constants and parameters are)")
+                diags.append(error(path, msg, "NB021", c.index, line))
+        seen.extend(facts)
+
+
+def _topological(steps: dict[str, _Draft]) -> list[_Draft]:
+    """Notebook order, moved only where a prev: tag points forward."""
+    done: set[str] = set()
+    out: list[_Draft] = []
+
+    def place(d: _Draft) -> None:
+        if d.name in done:
+            return
+        done.add(d.name)
+        for parent, _ in d.prev:
+            place(steps[parent])
+        out.append(d)
+
+    for d in steps.values():
+        place(d)
+    return out

@@ -1,0 +1,180 @@
+"""Which variable each step receives from which ancestor, and where the DAG departs from the notebook.
+
+A step receives a variable from the nearest ancestors that may have changed it; values a
+step only imports are re-imported rather than passed. Errors: a name no ancestor, parameter,
+prelude cell or builtin provides; a name two unordered steps both set. Warnings: a step that
+reads a value which a step above it (but not among its ancestors) changed for sure.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from nb2kfp.errors import Diagnostic, error, warning
+from nb2kfp.frontend.analysis import BUILTIN_NAMES, Facts
+from nb2kfp.ir import VariableEdge
+
+
+@dataclass
+class StepFacts:
+    name: str
+    order: int  # position in the notebook (by first cell)
+    parents: tuple[str, ...]
+    cells: list[tuple[int, Facts]]
+    facts: Facts
+
+    def locate(self, name: str) -> tuple[int, int | None]:
+        for index, facts in self.cells:
+            if name in facts.first_line:
+                return index, facts.first_line[name]
+        return (self.cells[0][0] if self.cells else 0), None
+
+    @property
+    def first_cell(self) -> int:
+        return self.cells[0][0] if self.cells else 0
+
+
+@dataclass
+class Flow:
+    inputs: dict[str, list[VariableEdge]] = field(default_factory=dict)
+    params: dict[str, set[str]] = field(default_factory=dict)
+    outputs: dict[str, set[str]] = field(default_factory=dict)
+    imports: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> name -> import line
+    metrics: dict[str, list[str]] = field(default_factory=dict)
+
+
+def ancestors_of(steps: dict[str, StepFacts]) -> dict[str, set[str]]:
+    memo: dict[str, set[str]] = {}
+
+    def visit(name: str) -> set[str]:
+        if name not in memo:
+            memo[name] = set()  # cycles are rejected before this runs
+            out: set[str] = set()
+            for parent in steps[name].parents:
+                out |= {parent} | visit(parent)
+            memo[name] = out
+        return memo[name]
+
+    for name in steps:
+        visit(name)
+    return memo
+
+
+def resolve(
+    path: str,
+    steps: dict[str, StepFacts],
+    prelude: Facts,
+    params: set[str],
+    metrics: list[tuple[str, int]],
+    diagnostics: list[Diagnostic],
+    immutable: frozenset[str] = frozenset(),
+) -> Flow:
+    """``immutable`` names (int/float/str/bool parameters) can only change by rebinding."""
+    flow = Flow()
+    anc = ancestors_of(steps)
+    star = prelude.star_import
+    for step in steps.values():
+        flow.inputs[step.name] = []
+        flow.params[step.name] = set()
+        flow.outputs.setdefault(step.name, set())
+        flow.imports[step.name] = {}
+        flow.metrics[step.name] = []
+    for step in sorted(steps.values(), key=lambda s: s.order):
+        needed = sorted(step.facts.free() | (prelude.free() & params))
+        for name in needed:
+            _resolve_one(path, step, name, steps, anc, prelude, params, star, flow, diagnostics, name in immutable)
+    for name, cell in metrics:
+        _metric_setter(path, name, cell, steps, params, flow, diagnostics)
+    return flow
+
+
+def _resolve_one(
+    path: str, step: StepFacts, name: str, steps: dict[str, StepFacts], anc: dict[str, set[str]],
+    prelude: Facts, params: set[str], star: bool, flow: Flow, diagnostics: list[Diagnostic], immutable: bool,
+) -> None:
+    mine = anc[step.name]
+
+    def changes(s: StepFacts) -> set[str]:
+        return s.facts.binds | s.facts.deleted if immutable else s.facts.changes()
+
+    candidates = [steps[a] for a in mine if name in changes(steps[a]) and name not in prelude.imported]
+    nearest = [c for c in candidates if not any(c.name in anc[o.name] for o in candidates)]
+    cell, line = step.locate(name)
+    _warn_notebook_order(path, step, name, steps, mine, nearest, cell, line, diagnostics)
+    if not nearest:
+        if name in prelude.binds or name in BUILTIN_NAMES:
+            return
+        if name in params:
+            flow.params[step.name].add(name)
+            return
+        if name in step.facts.binds or star or step.facts.star_import:
+            return  # bound by the step itself on some path, or maybe by a star import
+        diagnostics.append(error(path, _undefined_message(step, name, steps), "NB020", cell, line))
+        return
+    definite = [c for c in nearest if name in c.facts.binds or name in c.facts.mutates]
+    if len(definite) > 1:
+        names = " and ".join(f"{c.name!r} (cell {c.first_cell})" for c in sorted(definite, key=lambda c: c.order))
+        msg = (f"step {step.name!r} reads {name!r}, which steps {names} both set with no order between them; "
+               f"add a prev: tag so one runs after the other")
+        diagnostics.append(error(path, msg, "NB022", cell, line))
+        return
+    provider = definite[0] if definite else max(nearest, key=lambda c: c.order)
+    if name in provider.facts.deleted:
+        msg = f"step {step.name!r} reads {name!r}, but step {provider.name!r} deletes it"
+        diagnostics.append(error(path, msg, "NB023", cell, line))
+        return
+    if name in provider.facts.imported:
+        flow.imports[step.name][name] = provider.facts.imported[name]
+        return
+    flow.inputs[step.name].append(VariableEdge(name, provider.name))
+    flow.outputs[provider.name].add(name)
+
+
+def _warn_notebook_order(
+    path: str, step: StepFacts, name: str, steps: dict[str, StepFacts], mine: set[str],
+    nearest: list[StepFacts], cell: int, line: int | None, diagnostics: list[Diagnostic],
+) -> None:
+    above = [s for s in steps.values() if s.order < step.order and name in (s.facts.binds | s.facts.mutates)]
+    if not above:
+        return
+    last = max(above, key=lambda s: s.order)
+    if last.name in mine:
+        return
+    if nearest:
+        sees = "the value from step " + " / ".join(repr(n.name) for n in nearest)
+    else:
+        sees = "the value it had before any step ran"
+    msg = (f"step {step.name!r} reads {name!r}, which step {last.name!r} (cell {last.first_cell}) changes above it "
+           f"in the notebook, but {last.name!r} is not among its prev: ancestors, so the pipeline gives it {sees}. "
+           f"Add prev:{last.name} to step {step.name!r} to keep the notebook's behaviour")
+    diagnostics.append(warning(path, msg, "NB024", cell, line))
+
+
+def _undefined_message(step: StepFacts, name: str, steps: dict[str, StepFacts]) -> str:
+    definers = sorted((s for s in steps.values() if name in s.facts.binds and s.name != step.name),
+                      key=lambda s: s.order)
+    if definers:
+        d = definers[-1]
+        return (f"step {step.name!r} reads {name!r}, which only step {d.name!r} (cell {d.first_cell}) defines, "
+                f"and {d.name!r} is not among its prev: ancestors; add prev:{d.name} to step {step.name!r}")
+    known = {n for s in steps.values() for n in s.facts.binds}
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"name {name!r} is not defined: no step before {step.name!r}, parameter or imports cell sets it{hint}"
+
+
+def _metric_setter(
+    path: str, name: str, cell: int, steps: dict[str, StepFacts], params: set[str], flow: Flow,
+    diagnostics: list[Diagnostic],
+) -> None:
+    setters = [s for s in steps.values() if name in (s.facts.binds | s.facts.mutates)]
+    if setters:
+        flow.metrics[max(setters, key=lambda s: s.order).name].append(name)
+        return
+    if name in params and steps:
+        last = max(steps.values(), key=lambda s: s.order)
+        flow.metrics[last.name].append(name)
+        flow.params[last.name].add(name)
+        return
+    diagnostics.append(error(path, f"metric {name!r} is never set by any step", "NB046", cell))

@@ -1,0 +1,274 @@
+"""Read a notebook and parse its cell tags (Kale's vocabulary, plus papermill's).
+
+Returns plain records; grouping cells into steps is :mod:`nb2kfp.frontend.builder`'s job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nb2kfp.errors import Diagnostic, NotebookError, error, warning
+
+Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook"]
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
+_K8S_KEY = r"[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?(?:/[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?)?"
+_SPECIAL = {
+    "imports": "imports",
+    "functions": "functions",
+    "pipeline-parameters": "parameters",
+    "parameters": "parameters",  # papermill
+    "injected-parameters": "injected",  # papermill's output notebooks
+    "pipeline-metrics": "metrics",
+    "skip": "skip",
+}
+# Tags other notebook tools own (papermill, nbconvert, Jupyter Book, nbsphinx): not ours, not errors.
+FOREIGN_TAGS = frozenset(
+    {
+        "hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell",
+        "remove_cell", "hide_input", "hide_output", "raises-exception", "thebe-init", "full-width",
+        "margin", "output_scroll", "scroll-output", "nbsphinx-hidden", "nbsphinx-thumbnail",
+    }
+)
+_STEP_RE = re.compile(rf"^(?:step|block):({_NAME})$")
+_PREV_RE = re.compile(rf"^prev:({_NAME})$")
+_NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
+_IMAGE_RE = re.compile(r"^image:(.+)$")
+_CACHE_RE = re.compile(r"^cache:(enabled|disabled)$")
+_LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
+_LABEL_RE = re.compile(rf"^(label|annotation):({_K8S_KEY}):(.*)$")
+_SECRET_RE = re.compile(r"^secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?):([-._a-zA-Z0-9]+):([A-Za-z_][A-Za-z0-9_]*)$")
+_REPORT_RE = re.compile(r"^report:.*$")
+KNOWN_TAG_HELP = (
+    "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, step:NAME, prev:NAME, "
+    "image:REF, limit:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
+    "secret:NAME:KEY:ENV, notebook:PATH, report:*"
+)
+
+
+@dataclass
+class StepOptions:
+    """Per-step settings from tags (or from ``kubeflow_notebook.steps_defaults``)."""
+
+    image: str | None = None
+    caching: bool | None = None
+    limits: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # env -> (secret, key)
+
+    def merged_over(self, base: StepOptions) -> StepOptions:
+        return StepOptions(
+            image=self.image or base.image,
+            caching=base.caching if self.caching is None else self.caching,
+            limits={**base.limits, **self.limits},
+            labels={**base.labels, **self.labels},
+            annotations={**base.annotations, **self.annotations},
+            secrets={**base.secrets, **self.secrets},
+        )
+
+
+@dataclass
+class Cell:
+    index: int  # 1-based over all cells
+    source: str
+    role: Role = "code"
+    step: str | None = None
+    prev: list[str] = field(default_factory=list)
+    options: StepOptions = field(default_factory=StepOptions)
+    notebook_ref: str | None = None
+
+
+@dataclass
+class Notebook:
+    path: str
+    sha256: str
+    cells: list[Cell]  # code cells only, in order
+    metadata: dict[str, Any]
+    diagnostics: list[Diagnostic]
+    stem: str
+
+
+def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: frozenset[str] = frozenset()) -> Notebook:
+    """Read and validate ``path``; raise :class:`NotebookError` when it is not a usable notebook."""
+    shown = str(path)
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise NotebookError([error(shown, f"cannot read notebook: {exc.strerror}", "NB001")]) from None
+    raw = _load_json(shown, data)
+    _validate(shown, raw)
+    digest = content_hash(raw)
+    diagnostics: list[Diagnostic] = []
+    cells: list[Cell] = []
+    for number, raw_cell in enumerate(raw["cells"], start=1):
+        if raw_cell.get("cell_type") != "code":
+            continue
+        source = raw_cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        cell = Cell(index=number, source=source)
+        tags = [t for t in raw_cell.get("metadata", {}).get("tags", []) if t not in ignore_tags]
+        _parse_tags(shown, cell, tags, raw_cell.get("metadata", {}), diagnostics)
+        cells.append(cell)
+    metadata = raw.get("metadata", {})
+    return Notebook(shown, digest, cells, metadata, diagnostics, Path(shown).stem)
+
+
+def content_hash(raw: dict[str, Any]) -> str:
+    """sha256 of what the pipeline depends on: cell types, sources, tags and nb2kfp/Kale metadata.
+    Outputs, execution counts and other metadata do not count, so re-running a notebook changes nothing."""
+    cells = []
+    for cell in raw.get("cells", []):
+        if not isinstance(cell, dict):
+            cells.append(None)
+            continue
+        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        cells.append([cell.get("cell_type"), cell.get("source"), meta.get("tags"), meta.get("notebook_path")])
+    meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    doc = {"cells": cells, "kubeflow_notebook": meta.get("kubeflow_notebook"), "nbformat": raw.get("nbformat")}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
+def hash_file(path: str | Path) -> str | None:
+    """content_hash of a notebook file, or None when it is not readable JSON (the slow path reports why)."""
+    try:
+        raw = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return content_hash(raw) if isinstance(raw, dict) else None
+
+
+def _load_json(shown: str, data: bytes) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotebookError([error(shown, f"not a notebook: not UTF-8 text ({exc.reason})", "NB002")]) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise NotebookError([error(shown, msg, "NB002")]) from None
+    if not isinstance(raw, dict) or "cells" not in raw or not isinstance(raw.get("cells"), list):
+        raise NotebookError([error(shown, "not a notebook: no list of cells at the top level", "NB002")])
+    return raw
+
+
+def _validate(shown: str, raw: dict[str, Any]) -> None:
+    """Check the structure nb2kfp relies on, with nbformat's schema as the judge on failure."""
+    if raw.get("nbformat") != 4:
+        found = raw.get("nbformat")
+        raise NotebookError([error(shown, f"unsupported notebook format {found!r}: nbformat 4 is required", "NB002")])
+    for number, cell in enumerate(raw["cells"], start=1):
+        problem = _cell_problem(cell)
+        if problem:
+            raise NotebookError([error(shown, f"invalid notebook: {problem}", "NB002", cell=number)])
+
+
+def _cell_problem(cell: object) -> str | None:
+    if not isinstance(cell, dict):
+        return "a cell is not an object"
+    if cell.get("cell_type") not in ("code", "markdown", "raw"):
+        return f"unknown cell_type {cell.get('cell_type')!r}"
+    source = cell.get("source", "")
+    if not (isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
+        return "cell source must be a string or a list of strings"
+    metadata = cell.get("metadata", {})
+    if not isinstance(metadata, dict):
+        return "cell metadata must be an object"
+    tags = metadata.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return "cell tags must be a list of strings"
+    return None
+
+
+def parse_step_defaults(shown: str, entries: object, diagnostics: list[Diagnostic]) -> StepOptions:
+    """Parse Kale's ``kubeflow_notebook.steps_defaults`` (a list of tags, or a dict Kale writes)."""
+    options = StepOptions()
+    if isinstance(entries, dict):
+        entries = [f"{k}:{v}" for k, v in entries.items() if isinstance(v, str)]
+    if not isinstance(entries, list):
+        return options
+    for tag in entries:
+        if not isinstance(tag, str) or not _option_tag(tag, options):
+            msg = f"kubeflow_notebook.steps_defaults: unsupported entry {tag!r}"
+            diagnostics.append(error(shown, msg, "NB010"))
+    return options
+
+
+def _option_tag(tag: str, options: StepOptions) -> bool:
+    """Apply a step option tag; False if ``tag`` is not one."""
+    if m := _IMAGE_RE.match(tag):
+        options.image = m.group(1)
+    elif m := _CACHE_RE.match(tag):
+        options.caching = m.group(1) == "enabled"
+    elif m := _LIMIT_RE.match(tag):
+        options.limits[m.group(1)] = m.group(2)
+    elif m := _LABEL_RE.match(tag):
+        target = options.labels if m.group(1) == "label" else options.annotations
+        target[m.group(2)] = m.group(3)
+    elif m := _SECRET_RE.match(tag):
+        options.secrets[m.group(4)] = (m.group(1), m.group(3))
+    elif _REPORT_RE.match(tag):
+        pass  # Kale's HTML report switch: accepted, nb2kfp writes no per-step HTML report
+    else:
+        return False
+    return True
+
+
+def _parse_tags(
+    shown: str, cell: Cell, tags: list[str], metadata: dict[str, Any], diagnostics: list[Diagnostic]
+) -> None:
+    special = [t for t in tags if t in _SPECIAL]
+    if special:
+        cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
+        others = [t for t in tags if t not in special and t not in FOREIGN_TAGS]
+        if others or len(special) > 1:
+            ignored = ", ".join(special[1:] + others)
+            msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
+            diagnostics.append(warning(shown, msg, "NB011", cell=cell.index))
+        return
+    for tag in tags:
+        if m := _STEP_RE.match(tag):
+            if cell.step is not None and cell.step != m.group(1):
+                msg = f"cell has two step names ({cell.step}, {m.group(1)}); a cell belongs to one step"
+                diagnostics.append(error(shown, msg, "NB012", cell=cell.index))
+            cell.step = m.group(1)
+        elif m := _PREV_RE.match(tag):
+            if m.group(1) not in cell.prev:
+                cell.prev.append(m.group(1))
+        elif m := _NOTEBOOK_RE.match(tag):
+            cell.role = "notebook"
+            cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
+        elif _option_tag(tag, cell.options) or tag in FOREIGN_TAGS:
+            continue
+        else:
+            diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
+    if cell.step is None and cell.role == "code":
+        if cell.prev:
+            msg = "prev: tags need a step:NAME tag on the same cell"
+            diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
+        if _has_options(cell.options):
+            msg = "image:, limit:, cache:, label:, annotation: and secret: tags need a step:NAME tag on the same cell"
+            diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
+
+
+def _has_options(o: StepOptions) -> bool:
+    return bool(o.image or o.caching is not None or o.limits or o.labels or o.annotations or o.secrets)
+
+
+def _unknown_tag_message(tag: str) -> str:
+    candidates = [*_SPECIAL, "step:", "prev:", "image:", "limit:", "cache:", "label:", "annotation:", "secret:"]
+    head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
+    close = difflib.get_close_matches(head, candidates, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if tag.startswith("step:") or tag.startswith("prev:"):
+        hint = " (a step name is letters, digits, '_' and '-', starting with a letter or '_')"
+    return f"unknown tag {tag!r}{hint}; nb2kfp knows: {KNOWN_TAG_HELP}"

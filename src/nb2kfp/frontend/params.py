@@ -1,0 +1,109 @@
+"""The ``pipeline-parameters`` and ``pipeline-metrics`` cells."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+from nb2kfp.errors import Diagnostic, error
+from nb2kfp.ir import Parameter, ParamType, ParamValue
+
+_TYPES: tuple[tuple[type, ParamType], ...] = (
+    (bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"), (dict, "dict")
+)
+
+
+def param_type(value: object) -> ParamType | None:
+    for py_type, name in _TYPES:
+        if type(value) is py_type:
+            return name
+    return None
+
+
+def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[Diagnostic]) -> list[Parameter]:
+    """Literal assignments ``name = value`` (or ``name: T = value``) become typed parameters."""
+    found: list[Parameter] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            name, node = stmt.targets[0].id, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+            name, node = stmt.target.id, stmt.value
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
+            continue  # a docstring or a bare string comment
+        else:
+            kind = type(stmt).__name__.lower()
+            msg = f"a parameters cell holds only literal assignments (name = value); this line is a {kind} statement"
+            diagnostics.append(error(path, msg, "NB040", cell, stmt.lineno))
+            continue
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            msg = f"parameter {name!r}: the value must be a literal (number, string, bool, list or dict)"
+            diagnostics.append(error(path, msg, "NB041", cell, stmt.lineno))
+            continue
+        kind_name = param_type(value)
+        if kind_name is None or not _json_exact(value):
+            msg = (f"parameter {name!r}: a {type(value).__name__} cannot be a pipeline parameter; "
+                   "use int, float, str, bool, or a list/dict of JSON values")
+            diagnostics.append(error(path, msg, "NB042", cell, stmt.lineno))
+            continue
+        found.append(Parameter(name, kind_name, value, cell))  # type: ignore[arg-type]
+    return found
+
+
+def _json_exact(value: object) -> bool:
+    try:
+        return bool(json.loads(json.dumps(value, allow_nan=False)) == value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+def coerce(param: Parameter, text: str) -> ParamValue:
+    """Turn ``-p name=text`` into the parameter's type; ValueError names what was expected."""
+    kind = param.type
+    if kind == "str":
+        return text
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"parameter {param.name!r} is a bool: give true or false, not {text!r}")
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"parameter {param.name!r} is an int: {text!r} is not one") from None
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"parameter {param.name!r} is a float: {text!r} is not a number") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"parameter {param.name!r} is a {kind}: give it as JSON") from None
+    if param_type(value) != kind:
+        raise ValueError(f"parameter {param.name!r} is a {kind}, got a {type(value).__name__}")
+    return value  # type: ignore[no-any-return]
+
+
+def parse_metrics(path: str, cell: int, tree: ast.Module, diagnostics: list[Diagnostic]) -> list[str]:
+    """One metric per line, as a bare name or as Kale writes it: ``print(name)``."""
+    names: list[str] = []
+    for stmt in tree.body:
+        node = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print" \
+                and len(node.args) == 1 and not node.keywords:
+            node = node.args[0]
+        if isinstance(node, ast.Name):
+            if node.id not in names:
+                names.append(node.id)
+            continue
+        msg = "a pipeline-metrics cell lists one variable per line, as `name` or `print(name)`"
+        diagnostics.append(error(path, msg, "NB045", cell, stmt.lineno))
+    return names

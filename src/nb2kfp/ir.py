@@ -1,0 +1,106 @@
+"""The pipeline IR: the only thing the front end and the back ends share.
+
+Small frozen dataclasses, built by :mod:`nb2kfp.frontend.builder` from a notebook and
+consumed by the back ends (KFP spec, graph, local run). Back ends never see notebook cells
+except as the :class:`CodeCell` sources carried here; the front end never imports kfp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ParamType = Literal["int", "float", "str", "bool", "list", "dict"]
+ParamValue = int | float | str | bool | list[object] | dict[str, object]
+
+DEFAULT_IMAGE = "python:3.11-slim"
+
+
+@dataclass(frozen=True)
+class CodeCell:
+    """Python source of one notebook cell (magics already turned into plain Python)."""
+
+    index: int  # 1-based position of the cell in the notebook
+    source: str
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: ParamType
+    default: ParamValue
+    cell: int
+
+
+@dataclass(frozen=True)
+class VariableEdge:
+    """Variable ``name`` flows from step ``producer`` into the step holding the edge."""
+
+    name: str
+    producer: str
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    secret: str
+    key: str
+    env: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Kubernetes resource limits as written in ``limit:`` tags, e.g. ``("cpu", "2")``."""
+
+    limits: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str) -> str | None:
+        return dict(self.limits).get(name)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    cells: tuple[CodeCell, ...]
+    after: tuple[str, ...] = ()  # declared with prev: tags
+    inputs: tuple[VariableEdge, ...] = ()
+    outputs: tuple[str, ...] = ()  # variables later steps read from this one
+    parameters: tuple[str, ...] = ()  # pipeline parameters this step reads
+    metrics: tuple[str, ...] = ()  # metrics this step logs
+    image: str = DEFAULT_IMAGE
+    caching: bool = True
+    resources: Resources = field(default_factory=Resources)
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[SecretEnv, ...] = ()
+
+    @property
+    def first_cell(self) -> int:
+        return self.cells[0].index if self.cells else 0
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    source: str  # notebook path as given (used in tracebacks and reports)
+    source_hash: str  # sha256 of the notebook bytes
+    steps: tuple[Step, ...]  # in notebook order, a valid topological order
+    parameters: tuple[Parameter, ...] = ()
+    prelude: tuple[CodeCell, ...] = ()  # imports + functions cells, run before every step
+    shared_names: tuple[str, ...] = ()  # names the functions cell defines (pickled by reference)
+    description: str = ""
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(m for s in self.steps for m in s.metrics)
