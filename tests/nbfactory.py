@@ -14,13 +14,18 @@ def notebook(cells: list[Cell], metadata: dict[str, Any] | None = None) -> dict[
     for entry in cells:
         tags, source = entry[0], entry[1]
         kind = entry[2] if len(entry) > 2 else "code"  # type: ignore[misc]
-        cell: dict[str, Any] = {"cell_type": kind, "metadata": {"tags": list(tags)} if tags else {},
-                                "source": source.splitlines(True)}
+        cell: dict[str, Any] = {
+            "cell_type": kind,
+            "metadata": {"tags": list(tags)} if tags else {},
+            "source": source.splitlines(True),
+        }
         if kind == "code":
             cell.update(execution_count=None, outputs=[])
         out.append(cell)
-    meta = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"}}
+    meta = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
     meta.update(metadata or {})
     return {"cells": out, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
 

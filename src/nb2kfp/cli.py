@@ -46,8 +46,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for handled errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
@@ -68,12 +69,14 @@ def compile_(
     notebooks: Notebooks,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one notebook).")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Folder for the outputs.")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if an output is missing or stale; write nothing.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if an output is missing or stale; write nothing.")
+    ] = False,
 ) -> None:
     """Compile notebooks to KFP pipeline specs (default: <stem>.pipeline.yaml beside each)."""
     from nb2kfp.commands import compile as command
 
-    raise typer.Exit(command.run(notebooks, output, output_dir, check, _err, _err))
+    raise typer.Exit(command.run(notebooks, output, output_dir, check, _err, _err, _state["debug"]))
 
 
 @app.command()
@@ -91,7 +94,9 @@ def graph(
 def run(
     notebook: Notebook,
     local_run: Annotated[bool, typer.Option("--local", help="Run here with kfp.local (the default).")] = True,
-    param: Annotated[list[str] | None, typer.Option("-p", "--param", help="Override a parameter: -p name=value.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="Override a parameter: -p name=value.")
+    ] = None,
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Folder for outputs and logs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream every step's output.")] = False,
@@ -104,7 +109,8 @@ def run(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns the code of typer.Exit here
+        sys.exit(code if isinstance(code, int) else 0)
     except Nb2KfpError as exc:
         if _state["debug"]:
             raise

@@ -18,7 +18,7 @@ from nb2kfp.ir import DEFAULT_IMAGE
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 _KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix"}
 
@@ -32,8 +32,12 @@ class Settings:
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:
-        data = {"image": self.image, "ignore_tags": sorted(self.ignore_tags), "caching": self.caching,
-                "prefix": self.pipeline_name_prefix}
+        data = {
+            "image": self.image,
+            "ignore_tags": sorted(self.ignore_tags),
+            "caching": self.caching,
+            "prefix": self.pipeline_name_prefix,
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -56,7 +60,8 @@ def find_settings(start: Path) -> Settings:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        return data
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read settings: {exc}") from None
 

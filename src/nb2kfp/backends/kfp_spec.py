@@ -23,11 +23,31 @@ from nb2kfp.ir import Pipeline, Step
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
 STAMP_PREFIX = "# nb2kfp-stamp: "
-_PARAM_TYPES = {"int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "str": "STRING", "bool": "BOOLEAN",
-                "list": "LIST", "dict": "STRUCT"}
+_PARAM_TYPES = {
+    "int": "NUMBER_INTEGER",
+    "float": "NUMBER_DOUBLE",
+    "str": "STRING",
+    "bool": "BOOLEAN",
+    "list": "LIST",
+    "dict": "STRUCT",
+}
 _MAX_ARG = 96 * 1024  # Linux caps one argv string at 128 KiB
-_UNITS = {"E": 10**18, "P": 10**15, "T": 10**12, "G": 10**9, "M": 10**6, "K": 10**3, "k": 10**3,
-          "Ei": 2**60, "Pi": 2**50, "Ti": 2**40, "Gi": 2**30, "Mi": 2**20, "Ki": 2**10, "": 1}
+_UNITS = {
+    "E": 10**18,
+    "P": 10**15,
+    "T": 10**12,
+    "G": 10**9,
+    "M": 10**6,
+    "K": 10**3,
+    "k": 10**3,
+    "Ei": 2**60,
+    "Pi": 2**50,
+    "Ti": 2**40,
+    "Gi": 2**30,
+    "Mi": 2**20,
+    "Ki": 2**10,
+    "": 1,
+}
 
 
 def task_name(step: Step) -> str:
@@ -76,10 +96,12 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         pipeline_info["description"] = pipeline.description
     root: dict[str, Any] = {"dag": {"tasks": tasks}}
     if pipeline.parameters:
-        root["inputDefinitions"] = {"parameters": {
-            p.name: {"defaultValue": p.default, "isOptional": True, "parameterType": _PARAM_TYPES[p.type]}
-            for p in pipeline.parameters
-        }}
+        root["inputDefinitions"] = {
+            "parameters": {
+                p.name: {"defaultValue": p.default, "isOptional": True, "parameterType": _PARAM_TYPES[p.type]}
+                for p in pipeline.parameters
+            }
+        }
     spec = {
         "components": components,
         "deploymentSpec": {"executors": executors},
@@ -133,7 +155,7 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
 def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:
     text = json.dumps(step_spec(pipeline, step), ensure_ascii=False, indent=1)
     text = text.replace("{{$", "{{\\u0024")  # KFP substitutes {{$...}} placeholders anywhere in args
-    return [text[i:i + _MAX_ARG] for i in range(0, len(text), _MAX_ARG)] or [""]
+    return [text[i : i + _MAX_ARG] for i in range(0, len(text), _MAX_ARG)] or [""]
 
 
 def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
@@ -165,7 +187,12 @@ def _resources(step: Step) -> dict[str, Any]:
             out["memoryLimit"] = _quantity(amount) / 10**9
             out["resourceMemoryLimit"] = amount
         else:  # an accelerator (validated by the front end)
-            out["accelerator"] = {"count": amount, "resourceCount": amount, "resourceType": name, "type": name}
+            out["accelerator"] = {
+                "count": amount,
+                "resourceCount": amount,
+                "resourceType": name,
+                "type": name,
+            }
     return out
 
 
@@ -183,8 +210,12 @@ def _platform(step: Step) -> dict[str, Any]:
         for s in step.secrets:
             by_secret.setdefault(s.secret, []).append({"envVar": s.env, "secretKey": s.key})
         extra["secretAsEnv"] = [
-            {"keyToEnv": envs, "optional": False, "secretName": name,
-             "secretNameParameter": {"runtimeValue": {"constant": name}}}
+            {
+                "keyToEnv": envs,
+                "optional": False,
+                "secretName": name,
+                "secretNameParameter": {"runtimeValue": {"constant": name}},
+            }
             for name, envs in sorted(by_secret.items())
         ]
     return extra
@@ -192,7 +223,9 @@ def _platform(step: Step) -> dict[str, Any]:
 
 def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     by_name = {s.name: s for s in pipeline.steps}
-    depends = sorted({task_name(by_name[a]) for a in step.after} | {task_name(by_name[e.producer]) for e in step.inputs})
+    depends = sorted(
+        {task_name(by_name[a]) for a in step.after} | {task_name(by_name[e.producer]) for e in step.inputs}
+    )
     spec: dict[str, Any] = {
         "cachingOptions": {"enableCache": True} if step.caching else {},
         "componentRef": {"name": f"comp-{task}"},
@@ -205,8 +238,12 @@ def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
         inputs["parameters"] = {n: {"componentInputParameter": n} for n in step.parameters}
     if step.inputs:
         inputs["artifacts"] = {
-            input_key(step, e.name): {"taskOutputArtifact": {
-                "outputArtifactKey": e.name, "producerTask": task_name(by_name[e.producer])}}
+            input_key(step, e.name): {
+                "taskOutputArtifact": {
+                    "outputArtifactKey": e.name,
+                    "producerTask": task_name(by_name[e.producer]),
+                }
+            }
             for e in step.inputs
         }
     if inputs:

@@ -35,7 +35,12 @@ class LocalRun:
     log_tail: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "steps": self.steps, "metrics": self.metrics, "run_dir": str(self.run_dir)}
+        return {
+            "status": self.status,
+            "steps": self.steps,
+            "metrics": self.metrics,
+            "run_dir": str(self.run_dir),
+        }
 
 
 class _Log(io.TextIOBase):
@@ -100,8 +105,12 @@ def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: 
 
 
 def run(
-    spec_path: Path, pipeline: Pipeline, arguments: dict[str, Any], run_dir: Path,
-    on_event: Event, echo: Callable[[str], None] | None = None,
+    spec_path: Path,
+    pipeline: Pipeline,
+    arguments: dict[str, Any],
+    run_dir: Path,
+    on_event: Event,
+    echo: Callable[[str], None] | None = None,
 ) -> LocalRun:
     from kfp import components, local
 
@@ -109,8 +118,12 @@ def run(
     states = {s.name: "pending" for s in pipeline.steps}
     artifacts = run_dir / "artifacts"
     (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(artifacts),
-               workspace_root=str(run_dir / "workspace"), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(artifacts),
+        workspace_root=str(run_dir / "workspace"),
+        raise_on_error=True,
+    )
     component = components.load_component_from_file(str(spec_path))
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()

@@ -73,7 +73,7 @@ def read_stamp(target: Path) -> str | None:
         with target.open(encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith(STAMP_PREFIX):
-                    return line[len(STAMP_PREFIX):].strip()
+                    return line[len(STAMP_PREFIX) :].strip()
                 if not line.startswith("#"):
                     return None
     except (OSError, UnicodeDecodeError):
@@ -104,8 +104,13 @@ def is_fresh(notebook: Path, target: Path) -> bool:
 
 
 def run(
-    notebooks: list[Path], output: Path | None, output_dir: Path | None, check: bool,
-    report: Callable[[str], None], report_error: Callable[[str], None],
+    notebooks: list[Path],
+    output: Path | None,
+    output_dir: Path | None,
+    check: bool,
+    report: Callable[[str], None],
+    report_error: Callable[[str], None],
+    debug: bool = False,
 ) -> int:
     from nb2kfp.atomic import write_text
 
@@ -122,6 +127,8 @@ def run(
                 continue
             compiled = compile_notebook(notebook, target)
         except NotebookError as exc:
+            if debug:
+                raise
             for line in exc.lines():
                 report_error(line)
             failed = True

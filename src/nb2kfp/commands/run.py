@@ -46,8 +46,13 @@ def _new_run_dir(base: Path, name: str) -> Path:
 
 
 def run(
-    notebook: Path, params: list[str], run_dir: Path | None, as_json: bool, verbose: bool,
-    report: Callable[[str], None], report_error: Callable[[str], None],
+    notebook: Path,
+    params: list[str],
+    run_dir: Path | None,
+    as_json: bool,
+    verbose: bool,
+    report: Callable[[str], None],
+    report_error: Callable[[str], None],
 ) -> int:
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec, local
@@ -58,7 +63,7 @@ def run(
         report_error(d.format())
     pipeline = result.pipeline
     arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
-    target = run_dir or _new_run_dir(Path(".nb2kfp") / "runs", pipeline.name)
+    target = (run_dir or _new_run_dir(Path(".nb2kfp") / "runs", pipeline.name)).resolve()
     target.mkdir(parents=True, exist_ok=True)
     spec_path = target / "pipeline.yaml"
     write_text(spec_path, kfp_spec.render(pipeline))

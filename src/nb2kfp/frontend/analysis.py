@@ -13,47 +13,9 @@ import ast
 import builtins
 from dataclasses import dataclass, field
 
-BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
+from nb2kfp.frontend.calls import ARG_MUTATING_CALLS, ARG_SAFE_METHODS, MUTATING_METHODS, PURE_FUNCTIONS, PURE_METHODS
 
-# Calls that never change their arguments.
-_PURE_FUNCTIONS = frozenset(
-    {
-        "print", "len", "repr", "str", "int", "float", "bool", "complex", "bytes", "abs", "round", "sum",
-        "min", "max", "sorted", "list", "tuple", "set", "frozenset", "dict", "enumerate", "zip", "range",
-        "isinstance", "issubclass", "type", "id", "hash", "hasattr", "getattr", "any", "all", "format",
-        "reversed", "iter", "map", "filter", "divmod", "pow", "ord", "chr", "hex", "oct", "bin", "ascii",
-        "display", "callable", "vars", "dir", "deepcopy", "copy",
-    }
-)
-# Methods that never change their object or arguments (unless given inplace=True).
-_PURE_METHODS = frozenset(
-    {
-        "get", "keys", "values", "items", "copy", "count", "index", "head", "tail", "describe", "info",
-        "predict", "predict_proba", "predict_log_proba", "decision_function", "score", "transform",
-        "mean", "median", "sum", "std", "var", "min", "max", "prod", "cumsum", "abs", "round", "astype",
-        "to_dict", "to_numpy", "to_list", "tolist", "to_json", "to_csv", "to_parquet", "to_string", "reshape",
-        "format", "startswith", "endswith", "join", "split", "strip", "lower", "upper", "replace", "groupby",
-        "agg", "aggregate", "apply", "map", "merge", "drop", "dropna", "fillna", "sort_values", "sort_index",
-        "reset_index", "set_index", "rename", "query", "filter", "select_dtypes", "isna", "notna", "isnull",
-        "unique", "nunique", "value_counts", "corr", "sample", "loc", "iloc", "any", "all", "argmax", "argmin",
-        "get_params", "encode", "decode", "union", "intersection", "difference", "issubset", "issuperset",
-        "flatten", "ravel", "dot", "nonzero", "clip", "diff", "pct_change", "shift", "rolling", "resample",
-        "pivot", "pivot_table", "melt", "explode", "assign", "equals", "isin", "between", "where", "mask",
-        "duplicated", "drop_duplicates", "nlargest", "nsmallest", "quantile", "memory_usage", "keys",
-        "fit", "fit_transform", "partial_fit",  # change the estimator, never the data passed in
-    }
-)
-# Methods that change their object in place.
-_MUTATING_METHODS = frozenset(
-    {
-        "append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "add", "discard",
-        "sort", "reverse", "popitem", "fit", "fit_transform", "partial_fit", "set_params", "fill", "resize",
-        "put", "itemset", "write", "close", "seek", "appendleft", "extendleft", "rotate", "shuffle",
-        "intersection_update", "difference_update", "symmetric_difference_update", "__setitem__",
-    }
-)
-# Methods (on modules or objects) that change the arguments passed in.
-_ARG_MUTATING_CALLS = frozenset({"shuffle", "heappush", "heappop", "heapify", "copyto", "fill_diagonal", "place"})
+BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
 
 
 @dataclass
@@ -131,7 +93,7 @@ class _Block:
             bound = self.stmt(stmt, bound)
         return bound
 
-    def stmt(self, s: ast.stmt, bound: set[str]) -> set[str]:  # noqa: C901 - one branch per statement kind
+    def stmt(self, s: ast.stmt, bound: set[str]) -> set[str]:
         f = self.f
         if isinstance(s, ast.Assign):
             self.expr(s.value, bound)
@@ -157,7 +119,9 @@ class _Block:
                     continue
                 name = alias.asname or alias.name.split(".")[0]
                 bound = self.bind(name, bound)
-                single = ast.ImportFrom(s.module, [alias], s.level) if isinstance(s, ast.ImportFrom) else ast.Import([alias])
+                single = (
+                    ast.ImportFrom(s.module, [alias], s.level) if isinstance(s, ast.ImportFrom) else ast.Import([alias])
+                )
                 self.f.imported[name] = ast.unparse(single)
         elif isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             for d in s.decorator_list:
@@ -208,9 +172,9 @@ class _Block:
             for case in s.cases:
                 inner = set(bound)
                 for node in ast.walk(case.pattern):
-                    name = getattr(node, "name", None)
-                    if isinstance(name, str):
-                        inner = self.bind(name, inner)
+                    captured = getattr(node, "name", None)
+                    if isinstance(captured, str):
+                        inner = self.bind(captured, inner)
                     if isinstance(node, ast.MatchValue):
                         self.expr(node.value, bound)
                 if case.guard is not None:
@@ -278,18 +242,18 @@ class _Block:
         inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
         if isinstance(func, ast.Attribute):
             method = func.attr
-            if method in _MUTATING_METHODS or inplace:
+            if method in MUTATING_METHODS or inplace:
                 self.mutate(func.value, node.lineno, definite=True)
-            elif method not in _PURE_METHODS:
+            elif method not in PURE_METHODS:
                 self.mutate(func.value, node.lineno, definite=False)
-            args_safe = method in _PURE_METHODS and method not in _ARG_MUTATING_CALLS
-            if method in _ARG_MUTATING_CALLS:
+            args_safe = method in ARG_SAFE_METHODS and method not in ARG_MUTATING_CALLS
+            if method in ARG_MUTATING_CALLS:
                 for a in node.args[:1]:
                     self.mutate(a, node.lineno, definite=True)
         else:
             name = func.id if isinstance(func, ast.Name) else None
-            args_safe = name in _PURE_FUNCTIONS
-            if name in _ARG_MUTATING_CALLS:
+            args_safe = name in PURE_FUNCTIONS
+            if name in ARG_MUTATING_CALLS:
                 for a in node.args[:1]:
                     self.mutate(a, node.lineno, definite=True)
         if not args_safe:
@@ -333,10 +297,10 @@ class _Block:
             elif isinstance(sub, ast.Subscript | ast.Attribute) and not isinstance(sub.ctx, ast.Load):
                 changed.add(_root_name(sub) or "")
             elif isinstance(sub, ast.Call):
-                if isinstance(sub.func, ast.Attribute) and sub.func.attr not in _PURE_METHODS:
+                if isinstance(sub.func, ast.Attribute) and sub.func.attr not in PURE_METHODS:
                     changed.add(_root_name(sub.func.value) or "")
                 callee = sub.func.id if isinstance(sub.func, ast.Name) else None
-                if callee not in _PURE_FUNCTIONS:
+                if callee not in PURE_FUNCTIONS:
                     changed.update(_root_name(a) or "" for a in sub.args)
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             local.discard(node.name)

@@ -18,7 +18,9 @@ from nb2kfp.frontend.params import parse_metrics, parse_parameters
 from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
-_PIP = re.compile(r"get_ipython\(\)\.(?:system|run_line_magic)\('(?:pip|conda|mamba|uv)\b|system\('(?:python3? -m )?pip ")
+_PIP = re.compile(
+    r"get_ipython\(\)\.(?:system|run_line_magic)\('(?:pip|conda|mamba|uv)\b|system\('(?:python3? -m )?pip "
+)
 
 
 @dataclass
@@ -49,8 +51,12 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
     trees = {i: t for i, (_, t) in code.items() if t is not None}
 
     parameters = _parameters(nb.path, groups, trees, diags)
-    metrics = [(m, c.index) for c in groups.metrics if c.index in trees
-               for m in parse_metrics(nb.path, c.index, trees[c.index], diags)]
+    metrics = [
+        (m, c.index)
+        for c in groups.metrics
+        if c.index in trees
+        for m in parse_metrics(nb.path, c.index, trees[c.index], diags)
+    ]
     prelude_cells = groups.imports + groups.functions
     prelude = Facts()
     for c in prelude_cells:
@@ -79,21 +85,23 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
     for draft in _topological(groups.steps):
         opts = draft.options.merged_over(defaults)
         replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(flow.imports[draft.name].items())]
-        steps.append(Step(
-            name=draft.name,
-            cells=(*replay, *(CodeCell(c.index, code[c.index][0]) for c in draft.cells)),
-            after=tuple(p for p, _ in draft.prev),
-            inputs=tuple(sorted(flow.inputs[draft.name], key=lambda e: e.name)),
-            outputs=tuple(sorted(flow.outputs[draft.name])),
-            parameters=tuple(sorted(flow.params[draft.name])),
-            metrics=tuple(flow.metrics[draft.name]),
-            image=opts.image or str(base_image),
-            caching=bool(caching) if opts.caching is None else opts.caching,
-            resources=Resources(tuple(sorted(opts.limits.items()))),
-            labels=tuple(sorted(opts.labels.items())),
-            annotations=tuple(sorted(opts.annotations.items())),
-            secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
-        ))
+        steps.append(
+            Step(
+                name=draft.name,
+                cells=(*replay, *(CodeCell(c.index, code[c.index][0]) for c in draft.cells)),
+                after=tuple(p for p, _ in draft.prev),
+                inputs=tuple(sorted(flow.inputs[draft.name], key=lambda e: e.name)),
+                outputs=tuple(sorted(flow.outputs[draft.name])),
+                parameters=tuple(sorted(flow.params[draft.name])),
+                metrics=tuple(flow.metrics[draft.name]),
+                image=opts.image or str(base_image),
+                caching=bool(caching) if opts.caching is None else opts.caching,
+                resources=Resources(tuple(sorted(opts.limits.items()))),
+                labels=tuple(sorted(opts.labels.items())),
+                annotations=tuple(sorted(opts.annotations.items())),
+                secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
+            )
+        )
     name = str(meta.get("pipeline_name") or nb.stem)
     pipeline = Pipeline(
         name=kfp_name(settings.pipeline_name_prefix + name),
@@ -155,11 +163,14 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
             current.append(cell)
     if not has_steps and nb.cells:
         diags.append(warning(nb.path, "no step: tags: the whole notebook runs as one step", "NB015"))
-    code_lines = [c for c in leading if any(ln.strip() and not ln.strip().startswith("#")
-                                           for ln in c.source.splitlines())]
+    code_lines = [
+        c for c in leading if any(ln.strip() and not ln.strip().startswith("#") for ln in c.source.splitlines())
+    ]
     if code_lines:
-        msg = ("code before the first tagged cell belongs to no step and is left out of the pipeline "
-               "(as Kale does); tag it imports, functions, step:NAME or skip")
+        msg = (
+            "code before the first tagged cell belongs to no step and is left out of the pipeline "
+            "(as Kale does); tag it imports, functions, step:NAME or skip"
+        )
         diags.append(warning(nb.path, msg, "NB016", code_lines[0].index))
     return groups
 
@@ -186,8 +197,10 @@ def _to_python(path: str, cell: Cell, diags: list[Diagnostic]) -> tuple[str, ast
             msg = f"magic {prefix}{name} has no effect in a pipeline step (it is skipped when the step runs)"
             diags.append(warning(path, msg, "NB032", cell.index))
     if _PIP.search(source):
-        msg = ("package installs (!pip, %pip, %conda) are skipped when a step runs: "
-               "put the packages in the step image or requirements.txt")
+        msg = (
+            "package installs (!pip, %pip, %conda) are skipped when a step runs: "
+            "put the packages in the step image or requirements.txt"
+        )
         diags.append(warning(path, msg, "NB033", cell.index))
     return source, tree
 
@@ -220,7 +233,7 @@ def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> 
             if parent not in steps:
                 continue
             if state.get(parent) == 1:
-                cycle = [*trail[trail.index(parent):], parent] if parent in trail else [name, parent]
+                cycle = [*trail[trail.index(parent) :], parent] if parent in trail else [name, parent]
                 msg = "prev: tags form a cycle: " + " -> ".join(reversed(cycle))
                 diags.append(error(path, msg, "NB018", cell))
             elif parent not in state:
@@ -250,8 +263,9 @@ def _step_facts(draft: _Draft, trees: dict[int, ast.Module]) -> StepFacts:
     return StepFacts(draft.name, draft.order, tuple(p for p, _ in draft.prev), cells, combined)
 
 
-def _check_prelude(path: str, cells: list[Cell], trees: dict[int, ast.Module], params: set[str],
-                   diags: list[Diagnostic]) -> None:
+def _check_prelude(
+    path: str, cells: list[Cell], trees: dict[int, ast.Module], params: set[str], diags: list[Diagnostic]
+) -> None:
     seen = Facts()
     for c in cells:
         if c.index not in trees:
@@ -260,8 +274,10 @@ def _check_prelude(path: str, cells: list[Cell], trees: dict[int, ast.Module], p
         for name in sorted(facts.reads - seen.binds - params - {"__builtins__"}):
             if name in facts.free() and not seen.star_import and not facts.star_import:
                 line = facts.first_line.get(name)
-                msg = (f"the imports/functions cells run before every step, but {name!r} is not defined there "
-                       "(only imports, functions, classes, constants and parameters are)")
+                msg = (
+                    f"the imports/functions cells run before every step, but {name!r} is not defined there "
+                    "(only imports, functions, classes, constants and parameters are)"
+                )
                 diags.append(error(path, msg, "NB021", c.index, line))
         seen.extend(facts)
 

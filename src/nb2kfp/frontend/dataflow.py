@@ -90,8 +90,17 @@ def resolve(
 
 
 def _resolve_one(
-    path: str, step: StepFacts, name: str, steps: dict[str, StepFacts], anc: dict[str, set[str]],
-    prelude: Facts, params: set[str], star: bool, flow: Flow, diagnostics: list[Diagnostic], immutable: bool,
+    path: str,
+    step: StepFacts,
+    name: str,
+    steps: dict[str, StepFacts],
+    anc: dict[str, set[str]],
+    prelude: Facts,
+    params: set[str],
+    star: bool,
+    flow: Flow,
+    diagnostics: list[Diagnostic],
+    immutable: bool,
 ) -> None:
     mine = anc[step.name]
 
@@ -101,22 +110,23 @@ def _resolve_one(
     candidates = [steps[a] for a in mine if name in changes(steps[a]) and name not in prelude.imported]
     nearest = [c for c in candidates if not any(c.name in anc[o.name] for o in candidates)]
     cell, line = step.locate(name)
-    _warn_notebook_order(path, step, name, steps, mine, nearest, cell, line, diagnostics)
     if not nearest:
-        if name in prelude.binds or name in BUILTIN_NAMES:
+        known = name in prelude.binds or name in BUILTIN_NAMES or name in params
+        if not (known or name in step.facts.binds or star or step.facts.star_import):
+            diagnostics.append(error(path, _undefined_message(step, name, steps), "NB020", cell, line))
             return
-        if name in params:
+        _warn_notebook_order(path, step, name, steps, mine, nearest, cell, line, diagnostics)
+        if name in params and name not in prelude.binds:
             flow.params[step.name].add(name)
-            return
-        if name in step.facts.binds or star or step.facts.star_import:
-            return  # bound by the step itself on some path, or maybe by a star import
-        diagnostics.append(error(path, _undefined_message(step, name, steps), "NB020", cell, line))
-        return
+        return  # from the prelude, a builtin, a parameter, the step itself on some path, or a star import
+    _warn_notebook_order(path, step, name, steps, mine, nearest, cell, line, diagnostics)
     definite = [c for c in nearest if name in c.facts.binds or name in c.facts.mutates]
     if len(definite) > 1:
         names = " and ".join(f"{c.name!r} (cell {c.first_cell})" for c in sorted(definite, key=lambda c: c.order))
-        msg = (f"step {step.name!r} reads {name!r}, which steps {names} both set with no order between them; "
-               f"add a prev: tag so one runs after the other")
+        msg = (
+            f"step {step.name!r} reads {name!r}, which steps {names} both set with no order between them; "
+            f"add a prev: tag so one runs after the other"
+        )
         diagnostics.append(error(path, msg, "NB022", cell, line))
         return
     provider = definite[0] if definite else max(nearest, key=lambda c: c.order)
@@ -132,8 +142,15 @@ def _resolve_one(
 
 
 def _warn_notebook_order(
-    path: str, step: StepFacts, name: str, steps: dict[str, StepFacts], mine: set[str],
-    nearest: list[StepFacts], cell: int, line: int | None, diagnostics: list[Diagnostic],
+    path: str,
+    step: StepFacts,
+    name: str,
+    steps: dict[str, StepFacts],
+    mine: set[str],
+    nearest: list[StepFacts],
+    cell: int,
+    line: int | None,
+    diagnostics: list[Diagnostic],
 ) -> None:
     above = [s for s in steps.values() if s.order < step.order and name in (s.facts.binds | s.facts.mutates)]
     if not above:
@@ -145,19 +162,24 @@ def _warn_notebook_order(
         sees = "the value from step " + " / ".join(repr(n.name) for n in nearest)
     else:
         sees = "the value it had before any step ran"
-    msg = (f"step {step.name!r} reads {name!r}, which step {last.name!r} (cell {last.first_cell}) changes above it "
-           f"in the notebook, but {last.name!r} is not among its prev: ancestors, so the pipeline gives it {sees}. "
-           f"Add prev:{last.name} to step {step.name!r} to keep the notebook's behaviour")
+    msg = (
+        f"step {step.name!r} reads {name!r}, which step {last.name!r} (cell {last.first_cell}) changes above it "
+        f"in the notebook, but {last.name!r} is not among its prev: ancestors, so the pipeline gives it {sees}. "
+        f"Add prev:{last.name} to step {step.name!r} to keep the notebook's behaviour"
+    )
     diagnostics.append(warning(path, msg, "NB024", cell, line))
 
 
 def _undefined_message(step: StepFacts, name: str, steps: dict[str, StepFacts]) -> str:
-    definers = sorted((s for s in steps.values() if name in s.facts.binds and s.name != step.name),
-                      key=lambda s: s.order)
+    definers = sorted(
+        (s for s in steps.values() if name in s.facts.binds and s.name != step.name), key=lambda s: s.order
+    )
     if definers:
         d = definers[-1]
-        return (f"step {step.name!r} reads {name!r}, which only step {d.name!r} (cell {d.first_cell}) defines, "
-                f"and {d.name!r} is not among its prev: ancestors; add prev:{d.name} to step {step.name!r}")
+        return (
+            f"step {step.name!r} reads {name!r}, which only step {d.name!r} (cell {d.first_cell}) defines, "
+            f"and {d.name!r} is not among its prev: ancestors; add prev:{d.name} to step {step.name!r}"
+        )
     known = {n for s in steps.values() for n in s.facts.binds}
     close = difflib.get_close_matches(name, sorted(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -165,7 +187,12 @@ def _undefined_message(step: StepFacts, name: str, steps: dict[str, StepFacts]) 
 
 
 def _metric_setter(
-    path: str, name: str, cell: int, steps: dict[str, StepFacts], params: set[str], flow: Flow,
+    path: str,
+    name: str,
+    cell: int,
+    steps: dict[str, StepFacts],
+    params: set[str],
+    flow: Flow,
     diagnostics: list[Diagnostic],
 ) -> None:
     setters = [s for s in steps.values() if name in (s.facts.binds | s.facts.mutates)]

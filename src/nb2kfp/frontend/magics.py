@@ -15,12 +15,55 @@ from typing import Any
 _TRANSPARENT_CELL_MAGICS = ("time", "timeit", "capture", "prun")
 _TRANSPARENT_LINE_MAGICS = ("time", "timeit", "prun")
 # Cell magics the runtime shim implements; anything else is reported by lint.
-RUNTIME_CELL_MAGICS = frozenset({"bash", "sh", "script", "writefile", "html", "markdown", "latex", "svg",
-                                 "javascript", "js", "capture", "time", "timeit"})
-RUNTIME_LINE_MAGICS = frozenset({"matplotlib", "pip", "conda", "load_ext", "reload_ext", "autoreload", "env",
-                                 "config", "pinfo", "pinfo2", "psource", "pdoc", "who", "whos", "precision",
-                                 "alias", "cd", "pwd", "sx", "system", "store", "xmode", "pdb",
-                                 "mamba", "uv", "set_env", "ls", "mkdir"})
+RUNTIME_CELL_MAGICS = frozenset(
+    {
+        "bash",
+        "sh",
+        "script",
+        "writefile",
+        "html",
+        "markdown",
+        "latex",
+        "svg",
+        "javascript",
+        "js",
+        "capture",
+        "time",
+        "timeit",
+    }
+)
+RUNTIME_LINE_MAGICS = frozenset(
+    {
+        "matplotlib",
+        "pip",
+        "conda",
+        "load_ext",
+        "reload_ext",
+        "autoreload",
+        "env",
+        "config",
+        "pinfo",
+        "pinfo2",
+        "psource",
+        "pdoc",
+        "who",
+        "whos",
+        "precision",
+        "alias",
+        "cd",
+        "pwd",
+        "sx",
+        "system",
+        "store",
+        "xmode",
+        "pdb",
+        "mamba",
+        "uv",
+        "set_env",
+        "ls",
+        "mkdir",
+    }
+)
 
 _NEEDS_IPYTHON = re.compile(r"^\s*[%!]|[?]\s*$|=\s*[%!]", re.MULTILINE)
 _CELL_MAGIC = re.compile(r"\A\s*%%(\w+)[^\n]*\n?")
@@ -31,7 +74,7 @@ def to_python(source: str) -> str:
     """Return ``source`` as plain Python; unchanged when it holds no IPython syntax."""
     match = _CELL_MAGIC.match(source)
     if match and match.group(1) in _TRANSPARENT_CELL_MAGICS:
-        source = source[match.end():]
+        source = source[match.end() :]
     elif match:
         return _transformer().transform_cell(source)  # type: ignore[no-any-return]
     source = _LINE_TIME.sub(r"\1", source)
@@ -49,4 +92,4 @@ def cell_magic_name(source: str) -> str | None:
 def _transformer() -> Any:
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager()
+    return TransformerManager()  # type: ignore[no-untyped-call]

@@ -31,9 +31,23 @@ _SPECIAL = {
 # Tags other notebook tools own (papermill, nbconvert, Jupyter Book, nbsphinx): not ours, not errors.
 FOREIGN_TAGS = frozenset(
     {
-        "hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell",
-        "remove_cell", "hide_input", "hide_output", "raises-exception", "thebe-init", "full-width",
-        "margin", "output_scroll", "scroll-output", "nbsphinx-hidden", "nbsphinx-thumbnail",
+        "hide-input",
+        "hide-output",
+        "hide-cell",
+        "remove-input",
+        "remove-output",
+        "remove-cell",
+        "remove_cell",
+        "hide_input",
+        "hide_output",
+        "raises-exception",
+        "thebe-init",
+        "full-width",
+        "margin",
+        "output_scroll",
+        "scroll-output",
+        "nbsphinx-hidden",
+        "nbsphinx-thumbnail",
     }
 )
 _STEP_RE = re.compile(rf"^(?:step|block):({_NAME})$")
@@ -125,15 +139,17 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
 def content_hash(raw: dict[str, Any]) -> str:
     """sha256 of what the pipeline depends on: cell types, sources, tags and nb2kfp/Kale metadata.
     Outputs, execution counts and other metadata do not count, so re-running a notebook changes nothing."""
-    cells = []
+    cells: list[object] = []
     for cell in raw.get("cells", []):
         if not isinstance(cell, dict):
             cells.append(None)
             continue
-        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
-        cells.append([cell.get("cell_type"), cell.get("source"), meta.get("tags"), meta.get("notebook_path")])
-    meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-    doc = {"cells": cells, "kubeflow_notebook": meta.get("kubeflow_notebook"), "nbformat": raw.get("nbformat")}
+        cell_meta = cell.get("metadata")
+        cell_meta = cell_meta if isinstance(cell_meta, dict) else {}
+        cells.append([cell.get("cell_type"), cell.get("source"), cell_meta.get("tags"), cell_meta.get("notebook_path")])
+    meta = raw.get("metadata")
+    kale = meta.get("kubeflow_notebook") if isinstance(meta, dict) else None
+    doc = {"cells": cells, "kubeflow_notebook": kale, "nbformat": raw.get("nbformat")}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
@@ -265,7 +281,17 @@ def _has_options(o: StepOptions) -> bool:
 
 
 def _unknown_tag_message(tag: str) -> str:
-    candidates = [*_SPECIAL, "step:", "prev:", "image:", "limit:", "cache:", "label:", "annotation:", "secret:"]
+    candidates = [
+        *_SPECIAL,
+        "step:",
+        "prev:",
+        "image:",
+        "limit:",
+        "cache:",
+        "label:",
+        "annotation:",
+        "secret:",
+    ]
     head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
     close = difflib.get_close_matches(head, candidates, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -9,7 +9,12 @@ from nb2kfp.errors import Diagnostic, error
 from nb2kfp.ir import Parameter, ParamType, ParamValue
 
 _TYPES: tuple[tuple[type, ParamType], ...] = (
-    (bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"), (dict, "dict")
+    (bool, "bool"),
+    (int, "int"),
+    (float, "float"),
+    (str, "str"),
+    (list, "list"),
+    (dict, "dict"),
 )
 
 
@@ -43,11 +48,13 @@ def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[D
             continue
         kind_name = param_type(value)
         if kind_name is None or not _json_exact(value):
-            msg = (f"parameter {name!r}: a {type(value).__name__} cannot be a pipeline parameter; "
-                   "use int, float, str, bool, or a list/dict of JSON values")
+            msg = (
+                f"parameter {name!r}: a {type(value).__name__} cannot be a pipeline parameter; "
+                "use int, float, str, bool, or a list/dict of JSON values"
+            )
             diagnostics.append(error(path, msg, "NB042", cell, stmt.lineno))
             continue
-        found.append(Parameter(name, kind_name, value, cell))  # type: ignore[arg-type]
+        found.append(Parameter(name, kind_name, value, cell))
     return found
 
 
@@ -97,8 +104,13 @@ def parse_metrics(path: str, cell: int, tree: ast.Module, diagnostics: list[Diag
     names: list[str] = []
     for stmt in tree.body:
         node = stmt.value if isinstance(stmt, ast.Expr) else None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print" \
-                and len(node.args) == 1 and not node.keywords:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+            and len(node.args) == 1
+            and not node.keywords
+        ):
             node = node.args[0]
         if isinstance(node, ast.Name):
             if node.id not in names:

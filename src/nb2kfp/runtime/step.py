@@ -36,9 +36,9 @@ def local_path(uri: str) -> str:
     """Where KFP's launcher makes an artifact URI available inside the container."""
     for prefix, mount in _MOUNTS:
         if uri.startswith(prefix):
-            return mount + uri[len(prefix):]
+            return mount + uri[len(prefix) :]
     if uri.startswith("oci://"):
-        return "/oci/" + uri[len("oci://"):].replace("/", "_")
+        return "/oci/" + uri[len("oci://") :].replace("/", "_")
     return uri
 
 
@@ -76,9 +76,9 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
-            if isinstance(obj, type | types.FunctionType) and getattr(obj, "__module__", None) == "__main__":
-                if shared.get(getattr(obj, "__qualname__", "")) is obj:
-                    return NotImplemented
+            by_reference = isinstance(obj, type | types.FunctionType) and getattr(obj, "__module__", None) == "__main__"
+            if by_reference and shared.get(getattr(obj, "__qualname__", "")) is obj:
+                return NotImplemented
             return super().reducer_override(obj)
 
     return Pickler
@@ -98,7 +98,7 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
         import numpy as np
 
         with open(os.path.join(folder, "data.npy"), "wb") as fh:
-            np.save(fh, value, allow_pickle=False)
+            np.save(fh, value, allow_pickle=False)  # type: ignore[arg-type]
         fmt = "npy"
     elif module == "sklearn":
         try:
@@ -117,8 +117,9 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
             with open(os.path.join(folder, "data.pickle"), "wb") as fh:
                 _pickler(shared)(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
         except Exception as exc:
-            raise StepFailed(f"cannot save variable {name!r} ({_type_name(value)}) for the next steps: "
-                             f"{type(exc).__name__}: {exc}") from None
+            raise StepFailed(
+                f"cannot save variable {name!r} ({_type_name(value)}) for the next steps: {type(exc).__name__}: {exc}"
+            ) from None
         fmt = "pickle"
     meta = {"format": fmt, "python_type": _type_name(value), "variable": name}
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
@@ -193,7 +194,16 @@ class IPythonShim:
         if name == "matplotlib":
             os.environ.setdefault("MPLBACKEND", "Agg")
             return None
-        if name not in ("load_ext", "reload_ext", "autoreload", "config", "precision", "xmode", "pinfo", "pinfo2"):
+        if name not in (
+            "load_ext",
+            "reload_ext",
+            "autoreload",
+            "config",
+            "precision",
+            "xmode",
+            "pinfo",
+            "pinfo2",
+        ):
             log(f"skipped %{name} {line}: no kernel in a pipeline step")
         return None
 
@@ -205,7 +215,7 @@ class IPythonShim:
         if name == "writefile":
             args = shlex.split(line)
             append = "-a" in args or "--append" in args
-            path = [a for a in args if not a.startswith("-")][0]
+            path = next(a for a in args if not a.startswith("-"))
             with open(os.path.expanduser(path), "a" if append else "w", encoding="utf-8") as fh:
                 fh.write(cell)
             return None
@@ -231,10 +241,10 @@ def _run_cells(cells: list[list[Any]], notebook: str, namespace: dict[str, Any])
 
 
 def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the notebook's cells down, without the runtime's own frames."""
+    own = {RUNTIME_FILE, "<string>", globals().get("__file__")}
     tb = traceback.TracebackException.from_exception(exc)
-    tb.stack = traceback.StackSummary.from_list(
-        [f for f in tb.stack if f.filename not in (RUNTIME_FILE, "<string>", __file__)]
-    )
+    tb.stack = traceback.StackSummary.from_list([f for f in tb.stack if f.filename not in own])
     return "".join(tb.format())
 
 
@@ -271,7 +281,9 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
         artifact = outputs["artifacts"][key]["artifacts"][0]
         meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared)
-        out_artifacts[key] = {"artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]}
+        out_artifacts[key] = {
+            "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
+        }
     if spec["metrics"]:
         out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs)
     output_file = outputs.get("outputFile")
@@ -301,7 +313,7 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
 
 def main(argv: list[str]) -> int:
     executor_input = json.loads(argv[argv.index("--executor-input") + 1])
-    spec = json.loads("".join(argv[argv.index("--spec") + 1:]))
+    spec = json.loads("".join(argv[argv.index("--spec") + 1 :]))
     try:
         run(executor_input, spec)
     except StepFailed as exc:

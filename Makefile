@@ -1,0 +1,36 @@
+# Everything runs from a project venv that `make` creates on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test check lint typecheck bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## demo: compile and run the bundled iris example locally with kfp.local (no cluster needed)
+demo: $(BIN)/.installed
+	$(BIN)/nb2kfp lint examples/iris_diamond.ipynb
+	$(BIN)/nb2kfp graph examples/iris_diamond.ipynb
+	$(BIN)/nb2kfp compile examples/iris_diamond.ipynb -o .nb2kfp/iris_diamond.pipeline.yaml
+	$(BIN)/nb2kfp run examples/iris_diamond.ipynb --local
+
+## test: static checks, then the whole test suite
+test: check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: lint typecheck
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .nb2kfp .pytest_cache .mypy_cache .ruff_cache

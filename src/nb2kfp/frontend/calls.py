@@ -1,0 +1,45 @@
+"""What is known about calls: which never change their arguments, which change their object.
+
+Names here feed :mod:`nb2kfp.frontend.analysis`; a call not listed is assumed to maybe change
+what it is given (conservative), which only costs passing a value on that was unchanged.
+"""
+
+# fmt: off
+# Functions that never change their arguments.
+PURE_FUNCTIONS = frozenset({
+    "abs", "all", "any", "ascii", "bin", "bool", "bytes", "callable", "chr", "complex", "copy", "deepcopy", "dict",
+    "dir", "display", "divmod", "enumerate", "filter", "float", "format", "getattr", "hasattr", "hash", "hex", "id",
+    "int", "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "oct", "ord", "pow", "print",
+    "range", "repr", "reversed", "round", "set", "sorted", "str", "sum", "tuple", "type", "vars", "zip",
+})
+
+# Methods that never change their object or arguments (unless given inplace=True).
+PURE_METHODS = frozenset({
+    "abs", "agg", "aggregate", "all", "any", "apply", "argmax", "argmin", "assign", "astype", "between", "clip",
+    "copy", "corr", "count", "cumsum", "decision_function", "decode", "describe", "diff", "difference", "dot",
+    "drop", "drop_duplicates", "dropna", "duplicated", "encode", "endswith", "equals", "explode", "fillna", "filter",
+    "flatten", "format", "get", "get_params", "groupby", "head", "iloc", "index", "info", "intersection", "isin",
+    "isna", "isnull", "issubset", "issuperset", "items", "join", "keys", "loc", "lower", "map", "mask", "max",
+    "mean", "median", "melt", "memory_usage", "merge", "min", "nlargest", "nonzero", "notna", "nsmallest", "nunique",
+    "pct_change", "pivot", "pivot_table", "predict", "predict_log_proba", "predict_proba", "prod", "quantile",
+    "query", "ravel", "rename", "replace", "resample", "reset_index", "reshape", "rolling", "round", "sample",
+    "score", "select_dtypes", "set_index", "shift", "sort_index", "sort_values", "split", "startswith", "std",
+    "strip", "sum", "tail", "to_csv", "to_dict", "to_json", "to_list", "to_numpy", "to_parquet", "to_string",
+    "tolist", "transform", "union", "unique", "upper", "value_counts", "values", "var", "where",
+})
+# Methods that change their object but never the data passed in (an estimator's fit).
+ARG_SAFE_METHODS = PURE_METHODS | {"fit", "fit_transform", "partial_fit"}
+
+# Methods that change their object in place.
+MUTATING_METHODS = frozenset({
+    "__setitem__", "add", "append", "appendleft", "clear", "close", "difference_update", "discard", "extend",
+    "extendleft", "fill", "fit", "fit_transform", "insert", "intersection_update", "itemset", "partial_fit", "pop",
+    "popitem", "put", "remove", "resize", "reverse", "rotate", "seek", "set_params", "setdefault", "shuffle", "sort",
+    "symmetric_difference_update", "update", "write",
+})
+
+# Calls (functions or methods) that change their first argument.
+ARG_MUTATING_CALLS = frozenset({
+    "copyto", "fill_diagonal", "heapify", "heappop", "heappush", "place", "shuffle",
+})
+# fmt: on

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from nbfactory import Cell, write
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when an external part is missing, but fail under CI, which must provide it."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def make_nb(tmp_path: Path) -> Callable[..., Path]:
+    def make(cells: list[Cell], name: str = "nb.ipynb", metadata: dict[str, Any] | None = None) -> Path:
+        return write(tmp_path / name, cells, metadata)
+
+    return make
+
+
+@pytest.fixture
+def example_copy(tmp_path: Path) -> Callable[[str], Path]:
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copy(EXAMPLES / name, target)
+        return target
+
+    return copy

@@ -1,0 +1,316 @@
+"""Notebook -> IR: steps, edges, parameters, metrics, and the diagnostics users get."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nb2kfp.errors import NotebookError, Severity
+from nb2kfp.frontend.builder import Result, build
+from nb2kfp.ir import VariableEdge
+
+Make = Callable[..., Path]
+
+
+def errors_of(path: Path) -> list[str]:
+    with pytest.raises(NotebookError) as info:
+        build(path)
+    return [d.format() for d in info.value.errors]
+
+
+def edges(result: Result, step: str) -> set[tuple[str, str]]:
+    return {(e.name, e.producer) for e in result.pipeline.step(step).inputs}
+
+
+def test_untagged_cells_join_the_step_above_and_skip_and_markdown_are_dropped(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["imports"], "import math"),
+            (["step:a"], "x = 1"),
+            ([], "y = x + 1"),
+            (["skip"], "raise SystemExit('never runs')"),
+            ([], "# notes", "markdown"),
+            ([], "z = y * 2"),
+            (["step:b", "prev:a"], "print(z, math.pi)"),
+        ]
+    )
+    p = build(nb).pipeline
+    assert [c.source for c in p.step("a").cells] == ["x = 1", "y = x + 1", "z = y * 2"]
+    assert [c.index for c in p.step("a").cells] == [2, 3, 6]
+    assert p.step("b").inputs == (VariableEdge("z", "a"),)
+    assert p.step("a").outputs == ("z",)
+
+
+def test_nearest_ancestor_provides_and_only_needed_edges(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "x = 1\nunused = 5"),
+            (["step:b", "prev:a"], "x = x + 1"),
+            (["step:c", "prev:b"], "print(x)"),
+        ]
+    )
+    r = build(nb)
+    assert edges(r, "c") == {("x", "b")}
+    assert edges(r, "b") == {("x", "a")}
+    assert r.pipeline.step("a").outputs == ("x",)  # `unused` is never passed
+
+
+def test_diamond_is_kept_exactly(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "data = [1, 2, 3]"),
+            (["step:b", "prev:a"], "left = sum(data)"),
+            (["step:c", "prev:a"], "right = max(data)"),
+            (["step:d", "prev:b", "prev:c"], "total = left + right"),
+        ]
+    )
+    p = build(nb).pipeline
+    assert p.step("d").after == ("b", "c")
+    assert {e.producer for e in p.step("d").inputs} == {"b", "c"}
+    assert p.step("b").after == ("a",) and p.step("c").after == ("a",)
+
+
+def test_in_place_change_by_an_ancestor_is_seen(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "lst = []\ndf = {'c': 1}"),
+            (["step:b", "prev:a"], "lst.append(1)\ndf['d'] = 2"),
+            (["step:c", "prev:b"], "print(lst, df)"),
+        ]
+    )
+    assert edges(build(nb), "c") == {("lst", "b"), ("df", "b")}
+
+
+def test_value_only_read_comes_from_where_it_was_set(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "lst = [3, 1]"),
+            (["step:b", "prev:a"], "print(len(lst), lst[0])"),
+            (["step:c", "prev:b"], "print(sorted(lst))"),
+        ]
+    )
+    r = build(nb)
+    assert edges(r, "c") == {("lst", "a")}
+    assert r.pipeline.step("b").outputs == ()
+
+
+def test_undefined_name_is_a_located_error(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a"], "y = x\nprint(undefined_thing)")])
+    [msg] = errors_of(nb)
+    assert "cell 2, line 2" in msg and "'undefined_thing'" in msg and "[NB020]" in msg
+
+
+def test_name_from_a_non_ancestor_suggests_the_prev_tag(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b"], "print(x)")])
+    [msg] = errors_of(nb)
+    assert "add prev:a to step 'b'" in msg
+
+
+def test_two_unordered_definers_read_after_both_is_an_error(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "x = 0"),
+            (["step:b", "prev:a"], "x = 1"),
+            (["step:c", "prev:a"], "x = 2"),
+            (["step:d", "prev:b", "prev:c"], "print(x)"),
+        ]
+    )
+    [msg] = errors_of(nb)
+    assert "[NB022]" in msg and "'b'" in msg and "'c'" in msg
+
+
+def test_dag_that_departs_from_notebook_order_warns_with_the_fix(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "lst = [1]"),
+            (["step:b", "prev:a"], "lst.append(2)"),
+            (["step:c", "prev:a"], "print(lst)"),
+        ]
+    )
+    r = build(nb)
+    [w] = [d for d in r.diagnostics if d.code == "NB024"]
+    assert w.severity is Severity.WARNING and w.cell == 3
+    assert "Add prev:b to step 'c'" in w.message
+    assert edges(r, "c") == {("lst", "a")}
+
+
+def test_possible_changes_do_not_warn(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["functions"], "def plot(d):\n    return None"),
+            (["step:a"], "df = {'a': 1}"),
+            (["step:b", "prev:a"], "plot(df)"),
+            (["step:c", "prev:a"], "print(df)"),
+        ]
+    )
+    assert not [d for d in build(nb).diagnostics if d.code == "NB024"]
+
+
+def test_parameters_are_typed_and_given_only_to_readers(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (
+                ["pipeline-parameters"],
+                "n = 3\nrate = 0.5\nname = \"O'Brien\"\nflag = True\nitems = [1, 2]\ncfg = {'k': 'v'}",
+            ),
+            (["step:a"], "print(n, name)"),
+            (["step:b", "prev:a"], "print(rate, flag, items, cfg)"),
+        ]
+    )
+    p = build(nb).pipeline
+    assert [(x.name, x.type, x.default) for x in p.parameters] == [
+        ("n", "int", 3),
+        ("rate", "float", 0.5),
+        ("name", "str", "O'Brien"),
+        ("flag", "bool", True),
+        ("items", "list", [1, 2]),
+        ("cfg", "dict", {"k": "v"}),
+    ]
+    assert p.step("a").parameters == ("n", "name")
+    assert p.step("b").parameters == ("cfg", "flag", "items", "rate")
+
+
+def test_papermill_parameters_tag_and_injected_values(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["parameters"], "n = 3"),
+            (["injected-parameters"], "n = 10"),
+            (["step:a"], "print(n)"),
+        ]
+    )
+    assert build(nb).pipeline.parameter("n").default == 10
+
+
+@pytest.mark.parametrize(
+    ("src", "fragment"),
+    [
+        ("n = compute()", "must be a literal"),
+        ("print('hi')", "only literal assignments"),
+        ("n = None", "cannot be a pipeline parameter"),
+        ("t = (1, 2)", "cannot be a pipeline parameter"),
+    ],
+)
+def test_parameters_cell_must_be_literal_assignments(make_nb: Make, src: str, fragment: str) -> None:
+    nb = make_nb([(["pipeline-parameters"], src), (["step:a"], "pass")])
+    [msg] = errors_of(nb)
+    assert "cell 1, line 1" in msg and fragment in msg
+
+
+def test_immutable_parameter_passed_to_a_call_is_not_re_exported(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["pipeline-parameters"], "seed = 1"),
+            (["functions"], "def make_rng(s):\n    return [s]"),
+            (["step:a"], "x = abs(seed)\nrng = make_rng(seed)"),
+            (["step:b", "prev:a"], "print(seed, x, rng)"),
+        ]
+    )
+    p = build(nb).pipeline
+    assert p.step("b").parameters == ("seed",)
+    assert edges(build(nb), "b") == {("x", "a"), ("rng", "a")}
+
+
+def test_metrics_come_from_the_step_that_last_sets_them(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "acc = 0.5\nloss = 1.0"),
+            (["step:b", "prev:a"], "acc = 0.9"),
+            (["pipeline-metrics"], "print(acc)\nloss"),
+        ]
+    )
+    p = build(nb).pipeline
+    assert p.step("b").metrics == ("acc",)
+    assert p.step("a").metrics == ("loss",)
+
+
+def test_metric_never_set_is_an_error(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "x = 1"), (["pipeline-metrics"], "print(acc)")])
+    [msg] = errors_of(nb)
+    assert "cell 2" in msg and "'acc'" in msg
+
+
+def test_magics_and_shell_lines_compile(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["imports"], "%matplotlib inline\nimport os"),
+            (["step:a"], "!pip install -q requests\nfiles = !ls\n%time x = len(files)\ny = x?"),
+            (["step:b", "prev:a"], "%%time\nprint(x)"),
+        ]
+    )
+    r = build(nb)
+    assert "get_ipython().run_line_magic('matplotlib', 'inline')" in r.pipeline.prelude[0].source
+    assert edges(r, "b") == {("x", "a")}
+    assert any(d.code == "NB033" for d in r.diagnostics)  # !pip is reported
+
+
+def test_functions_cell_names_are_shared(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["functions"], "class Box:\n    pass\n\ndef helper():\n    return Box()"),
+            (["step:a"], "b = helper()"),
+            (["step:b", "prev:a"], "print(isinstance(b, Box))"),
+        ]
+    )
+    p = build(nb).pipeline
+    assert p.shared_names == ("Box", "helper")
+    assert edges(build(nb), "b") == {("b", "a")}
+
+
+def test_import_inside_a_step_is_replayed_not_passed(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "import json as j"), (["step:b", "prev:a"], "print(j.dumps(1))")])
+    p = build(nb).pipeline
+    assert p.step("b").inputs == ()
+    assert p.step("b").cells[0].source == "import json as j"
+
+
+def test_kale_metadata_is_honoured(make_nb: Make) -> None:
+    meta = {
+        "kubeflow_notebook": {
+            "pipeline_name": "My_Pipeline",
+            "base_image": "registry.local/base:1",
+            "enable_caching": False,
+            "steps_defaults": ["label:team:ml", "limit:cpu:2"],
+        }
+    }
+    nb = make_nb([(["step:a", "image:other:2"], "x = 1"), (["step:b", "prev:a"], "print(x)")], metadata=meta)
+    p = build(nb).pipeline
+    assert p.name == "my-pipeline"
+    assert p.step("a").image == "other:2" and p.step("b").image == "registry.local/base:1"
+    assert not p.step("a").caching
+    assert p.step("b").labels == (("team", "ml"),)
+    assert p.step("b").resources.get("cpu") == "2"
+
+
+def test_notebook_without_step_tags_is_one_step(make_nb: Make) -> None:
+    nb = make_nb([([], "x = 1"), ([], "print(x)")], name="My Analysis.ipynb")
+    r = build(nb)
+    assert [s.name for s in r.pipeline.steps] == ["my_analysis"]
+    assert any(d.code == "NB015" for d in r.diagnostics)
+
+
+@pytest.mark.parametrize(
+    ("cells", "fragment", "cell"),
+    [
+        ([(["step:a", "prev:b"], "x = 1"), (["step:b", "prev:a"], "y = 1")], "cycle: a -> b -> a", 2),
+        ([(["step:a"], "x = 1"), (["step:b", "prev:aa"], "y = 1")], "prev:aa names no step (did you mean prev:a?)", 2),
+        ([(["step:a"], "x = (")], "syntax error", 1),
+        ([(["step:a", "stpe:b"], "x = 1")], "unknown tag 'stpe:b'", 1),
+        ([(["prev:a"], "x = 1")], "need a step:NAME tag", 1),
+        ([(["step:a"], "x = 1"), (["notebook:other.ipynb"], "")], "not supported yet", 2),
+    ],
+)
+def test_bad_input_is_located(make_nb: Make, cells: list, fragment: str, cell: int) -> None:
+    msgs = errors_of(make_nb(cells))
+    assert any(fragment in m and f"cell {cell}" in m for m in msgs), msgs
+
+
+def test_step_names_that_clash_in_kfp_are_rejected(make_nb: Make) -> None:
+    msgs = errors_of(make_nb([(["step:load_data"], "x = 1"), (["step:load-data"], "y = 2")]))
+    assert any("same KFP task name" in m for m in msgs)
+
+
+def test_foreign_tags_are_ignored(make_nb: Make) -> None:
+    r = build(make_nb([(["step:a", "hide-input"], "x = 1")]))
+    assert not r.diagnostics

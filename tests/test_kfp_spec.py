@@ -1,0 +1,115 @@
+"""The rendered pipeline spec: deterministic, KFP-shaped, and loadable by the real KFP SDK."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import EXAMPLES, ROOT, require
+from nb2kfp.backends import kfp_spec
+from nb2kfp.frontend.builder import build
+
+Make = Callable[..., Path]
+
+
+def spec_of(path: Path) -> dict:
+    return next(yaml.safe_load_all(kfp_spec.render(build(path).pipeline)))
+
+
+@pytest.mark.parametrize("name", ["wordcount.ipynb", "iris_diamond.ipynb", "magics_functions.ipynb"])
+def test_examples_load_with_the_kfp_sdk(name: str, tmp_path: Path) -> None:
+    from kfp import components
+
+    out = tmp_path / "p.yaml"
+    out.write_text(kfp_spec.render(build(EXAMPLES / name).pipeline))
+    component = components.load_component_from_file(str(out))
+    assert component.name == build(EXAMPLES / name).pipeline.name.replace("-", "_") or component.name
+
+
+def test_render_is_byte_identical_and_path_independent(tmp_path: Path) -> None:
+    src = EXAMPLES / "iris_diamond.ipynb"
+    copy = tmp_path / "deep" / "folder" / "iris_diamond.ipynb"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(src, copy)
+    first = kfp_spec.render(build(src).pipeline, "s")
+    assert first == kfp_spec.render(build(src).pipeline, "s")
+    assert first == kfp_spec.render(build(copy).pipeline, "s")
+    assert str(tmp_path) not in first and "/tmp" not in first
+
+
+def test_spec_shape(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["pipeline-parameters"], 'n = 2\nname = "O\'Brien"'),
+            (
+                ["step:load", "cache:disabled", "limit:cpu:500m", "limit:memory:2Gi", "limit:nvidia.com/gpu:1"],
+                "xs = list(range(n))",
+            ),
+            (
+                ["step:train", "prev:load", "label:team:ml", "annotation:owner:me", "secret:db-creds:password:DB_PASS"],
+                "total = sum(xs)\nprint(name)",
+            ),
+            (["pipeline-metrics"], "print(total)"),
+        ]
+    )
+    text = kfp_spec.render(build(nb).pipeline)
+    spec, platform = yaml.safe_load_all(text)
+    root = spec["root"]
+    assert root["inputDefinitions"]["parameters"]["n"] == {
+        "defaultValue": 2,
+        "isOptional": True,
+        "parameterType": "NUMBER_INTEGER",
+    }
+    tasks = root["dag"]["tasks"]
+    assert tasks["load"]["cachingOptions"] == {}
+    assert tasks["train"]["cachingOptions"] == {"enableCache": True}
+    assert tasks["train"]["dependentTasks"] == ["load"]
+    assert tasks["train"]["inputs"]["artifacts"]["xs"] == {
+        "taskOutputArtifact": {"outputArtifactKey": "xs", "producerTask": "load"}
+    }
+    assert tasks["train"]["inputs"]["parameters"] == {"name": {"componentInputParameter": "name"}}
+    res = spec["deploymentSpec"]["executors"]["exec-load"]["container"]["resources"]
+    assert res["cpuLimit"] == 0.5 and res["resourceMemoryLimit"] == "2Gi"
+    assert res["memoryLimit"] == pytest.approx(2 * 2**30 / 1e9)
+    assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["count"] == "1"
+    comp = spec["components"]["comp-train"]
+    assert comp["outputDefinitions"]["artifacts"]["pipeline-metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    ex = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert ex["podMetadata"] == {"annotations": {"owner": "me"}, "labels": {"team": "ml"}}
+    assert ex["secretAsEnv"][0]["keyToEnv"] == [{"envVar": "DB_PASS", "secretKey": "password"}]
+    assert "O'Brien" not in str(spec["deploymentSpec"])  # parameter values are inputs, never pasted into code
+
+
+def test_placeholders_in_user_code_are_escaped(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "s = '{{$}} and {{$.inputs}}'")])
+    args = spec_of(nb)["deploymentSpec"]["executors"]["exec-a"]["container"]["args"]
+    assert args[:2] == ["--executor-input", "{{$}}"]
+    assert not any("{{$" in a for a in args[2:])
+
+
+def test_pipeline_name_never_equals_a_component(make_nb: Make) -> None:
+    nb = make_nb([(["step:train"], "x = 1")], name="train.ipynb")
+    assert spec_of(nb)["pipelineInfo"]["name"] == "train-pipeline"
+
+
+def test_other_python_versions_render_the_same_bytes() -> None:
+    """Runs the compiler under each interpreter in NB2KFP_OTHER_PYTHONS (set by .ci/run: 3.12)."""
+    others = os.environ.get("NB2KFP_OTHER_PYTHONS", "").split()
+    require(bool(others), "NB2KFP_OTHER_PYTHONS names no other interpreter with nb2kfp installed")
+    code = (
+        "import sys; from nb2kfp.backends import kfp_spec; from nb2kfp.frontend.builder import build;"
+        "sys.stdout.write(kfp_spec.render(build(sys.argv[1]).pipeline, 'x'))"
+    )
+    for name in ["iris_diamond.ipynb", "magics_functions.ipynb", "wordcount.ipynb"]:
+        here = kfp_spec.render(build(EXAMPLES / name).pipeline, "x")
+        for python in others:
+            out = subprocess.run(
+                [python, "-c", code, str(EXAMPLES / name)], capture_output=True, text=True, check=True, cwd=ROOT
+            )
+            assert out.stdout == here, f"{python} renders {name} differently"

@@ -1,0 +1,165 @@
+"""End to end: notebook -> compile -> kfp.local (SubprocessRunner) run, through the CLI users call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+Make = Callable[..., Path]
+pytestmark = pytest.mark.slow
+
+
+def run(nb: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--json", *args],
+        capture_output=True,
+        text=True,
+        cwd=nb.parent,
+        timeout=600,
+    )
+    assert "Traceback (most recent call last)" not in proc.stdout
+    result = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc, result
+
+
+def test_values_of_every_format_cross_steps(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["imports"], "import numpy as np\nimport pandas as pd\nfrom sklearn.linear_model import LinearRegression"),
+            (
+                ["functions"],
+                "class Point:\n    def __init__(self, x):\n        self.x = x\n\ndef double(v):\n    return 2 * v",
+            ),
+            (
+                ["step:make"],
+                "df = pd.DataFrame({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})\n"
+                "arr = np.arange(6, dtype='float32').reshape(2, 3)\n"
+                "model = LinearRegression().fit(np.array([[0.0], [1.0]]), np.array([0.0, 2.0]))\n"
+                "config = {'k': [1, 2.5, None], 'name': \"O'Brien\"}\n"
+                "point = Point(4)\n"
+                "scale = 3\n"
+                "fn = lambda v: v * scale\n"
+                "pair = (1, 'a')\n"
+                "text = '{{$}} literal'",
+            ),
+            (
+                ["step:use", "prev:make"],
+                "assert isinstance(point, Point) and double(point.x) == 8\n"
+                "assert list(df['b']) == ['x', 'y', 'z'] and df['a'].sum() == 6\n"
+                "assert arr.dtype == np.float32 and arr.shape == (2, 3)\n"
+                "assert abs(model.predict(np.array([[2.0]]))[0] - 4.0) < 1e-9\n"
+                "assert config == {'k': [1, 2.5, None], 'name': \"O'Brien\"}\n"
+                "assert fn(2) == 6 and pair == (1, 'a') and text == '{{$}} literal'\n"
+                "ok = 1",
+            ),
+            (["pipeline-metrics"], "print(ok)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"ok": 1.0}
+    run_dir = Path(result["run_dir"])
+    formats = {
+        json.loads(p.read_text())["variable"]: json.loads(p.read_text())["format"]
+        for p in run_dir.glob("artifacts/*/make/*/nb2kfp.json")
+    }
+    assert formats == {
+        "df": "parquet",
+        "arr": "npy",
+        "model": "joblib",
+        "config": "json",
+        "point": "pickle",
+        "fn": "pickle",
+        "pair": "pickle",
+        "text": "json",
+    }
+
+
+def test_in_place_changes_follow_the_notebook(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "history = []\ncounts = {}"),
+            (["step:b", "prev:a"], "history.append('b')\ncounts['b'] = 1"),
+            (["step:c", "prev:b"], "history.append('c')"),
+            (["step:d", "prev:c"], "n_history = len(history)\nn_counts = len(counts)"),
+            (["pipeline-metrics"], "print(n_history)\nprint(n_counts)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"n_history": 2.0, "n_counts": 1.0}
+
+
+def test_parameters_override_and_reach_steps_as_inputs(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["pipeline-parameters"], "n = 2\nname = 'x'\nweights = [1, 2]\nflag = False"),
+            (
+                ["step:a"],
+                "assert isinstance(n, int) and isinstance(flag, bool)\n"
+                "score = n * sum(weights) + len(name) + (100 if flag else 0)",
+            ),
+            (["pipeline-metrics"], "print(score)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert result["metrics"] == {"score": 7.0}, proc.stderr
+    proc, result = run(nb, "-p", "n=3", "-p", "name=O'Brien's", "-p", "weights=[5]", "-p", "flag=true")
+    assert result["metrics"] == {"score": 3 * 5 + len("O'Brien's") + 100}, proc.stderr
+    proc, _ = run(nb, "-p", "n=three")
+    assert proc.returncode == 2 and "is an int" in proc.stderr and "Traceback" not in proc.stderr
+    proc, _ = run(nb, "-p", "nope=1")
+    assert proc.returncode == 2 and "no such parameter" in proc.stderr
+
+
+def test_failing_step_names_the_cell_and_stops_the_rest(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "x = 1"),
+            ([], "y = x + 1\nraise ValueError(f'bad value {y}')"),
+            (["step:b", "prev:a"], "print(y)"),
+        ],
+        name="broken_run.ipynb",
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 1
+    assert result["status"] == "failed"
+    assert result["steps"] == {"a": "failed", "b": "not run"}
+    assert 'File "broken_run.ipynb, cell 2", line 2' in proc.stderr
+    assert "step 'a' failed in broken_run.ipynb, cell 2, line 2: ValueError: bad value 2" in proc.stderr
+
+
+def test_value_that_cannot_be_saved_names_variable_and_step(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "import threading\nlock = threading.Lock()"),
+            (["step:b", "prev:a"], "print(lock)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 1 and result["steps"]["a"] == "failed"
+    assert "cannot save variable 'lock'" in proc.stderr
+
+
+def test_shell_lines_and_magics_run_without_a_kernel(make_nb: Make, tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    nb = make_nb(
+        [
+            (
+                ["step:a"],
+                f"%env GREETING=hello\n!echo $GREETING > {marker}\n!pip install definitely-not-a-package\n"
+                "files = !ls\n%time n_files = len(files)\ndisplay(n_files)",
+            ),
+            (["pipeline-metrics"], "print(n_files)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text().strip() == "hello"
+    assert result["metrics"]["n_files"] >= 1
