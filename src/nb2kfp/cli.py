@@ -72,11 +72,18 @@ def compile_(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 if an output is missing or stale; write nothing.")
     ] = False,
+    changed_only: Annotated[
+        bool, typer.Option("--changed-only", help="Only compile notebooks whose output is missing or stale.")
+    ] = False,
+    fail_on_write: Annotated[
+        bool, typer.Option("--fail-on-write", help="Exit 1 when an output was written (for pre-commit).")
+    ] = False,
 ) -> None:
     """Compile notebooks to KFP pipeline specs (default: <stem>.pipeline.yaml beside each)."""
     from nb2kfp.commands import compile as command
 
-    raise typer.Exit(command.run(notebooks, output, output_dir, check, _err, _err, _state["debug"]))
+    options = command.Options(output, output_dir, check, changed_only, fail_on_write, _state["debug"])
+    raise typer.Exit(command.run(notebooks, options, _err, _err))
 
 
 @app.command()
@@ -105,6 +112,33 @@ def run(
     from nb2kfp.commands import run as command
 
     raise typer.Exit(command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err))
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Repository folder.")] = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff only.")] = False,
+    hooks_repo: Annotated[
+        str | None, typer.Option(help="pre-commit repo URL of nb2kfp (default: local hooks).")
+    ] = None,
+    hooks_rev: Annotated[str | None, typer.Option(help="Tag or commit of --hooks-repo.")] = None,
+    ci_component: Annotated[
+        str | None, typer.Option(help="GitLab CI component to include, e.g. gitlab.com/group/nb2kfp/nb2kfp@1.0.")
+    ] = None,
+) -> None:
+    """Add nb2kfp settings, pre-commit hooks, the CI include and an example notebook to a repository."""
+    from nb2kfp.commands import init as command
+
+    changes = command.plan(folder, hooks_repo, hooks_rev, ci_component)
+
+    def confirm() -> bool:
+        if not sys.stdin.isatty():
+            _err("not a terminal: re-run with --yes to apply, or --dry-run to only show the diff")
+            return False
+        return typer.confirm("Apply these changes?", default=False)
+
+    raise typer.Exit(command.run(folder, changes, yes, dry_run, confirm, _out))
 
 
 def main() -> None:

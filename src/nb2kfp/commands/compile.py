@@ -103,21 +103,25 @@ def is_fresh(notebook: Path, target: Path) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Options:
+    output: Path | None = None
+    output_dir: Path | None = None
+    check: bool = False  # report missing/stale outputs, write nothing
+    changed_only: bool = False  # leave up-to-date outputs alone (fast: no compile)
+    fail_on_write: bool = False  # exit 1 when a file was written, so a pre-commit hook makes you stage it
+    debug: bool = False
+
+
 def run(
-    notebooks: list[Path],
-    output: Path | None,
-    output_dir: Path | None,
-    check: bool,
-    report: Callable[[str], None],
-    report_error: Callable[[str], None],
-    debug: bool = False,
+    notebooks: list[Path], options: Options, report: Callable[[str], None], report_error: Callable[[str], None]
 ) -> int:
     from nb2kfp.atomic import write_text
 
-    failed = False
-    for notebook, target in targets(notebooks, output, output_dir):
+    failed = wrote = False
+    for notebook, target in targets(notebooks, options.output, options.output_dir):
         try:
-            if check:
+            if options.check:
                 if not target.exists():
                     report_error(f"{notebook}: {target} is missing: run nb2kfp compile {notebook}")
                     failed = True
@@ -125,9 +129,11 @@ def run(
                     report_error(f"{notebook}: {target} is stale: run nb2kfp compile {notebook}")
                     failed = True
                 continue
+            if options.changed_only and target.exists() and is_fresh(notebook, target):
+                continue
             compiled = compile_notebook(notebook, target)
         except NotebookError as exc:
-            if debug:
+            if options.debug:
                 raise
             for line in exc.lines():
                 report_error(line)
@@ -136,5 +142,6 @@ def run(
         for d in compiled.diagnostics:
             report_error(d.format())
         write_text(target, compiled.text)
-        report(f"{notebook} -> {target}")
-    return 1 if failed else 0
+        wrote = True
+        report(f"{notebook} -> {target}" + (" (stage it)" if options.fail_on_write else ""))
+    return 1 if failed or (wrote and options.fail_on_write) else 0

@@ -138,11 +138,15 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
 
 def content_hash(raw: dict[str, Any]) -> str:
     """sha256 of what the pipeline depends on: cell types, sources, tags and nb2kfp/Kale metadata.
-    Outputs, execution counts and other metadata do not count, so re-running a notebook changes nothing."""
+    Outputs, execution counts, markdown text and other metadata do not count, so re-running a notebook
+    or editing its prose changes nothing."""
     cells: list[object] = []
     for cell in raw.get("cells", []):
         if not isinstance(cell, dict):
             cells.append(None)
+            continue
+        if cell.get("cell_type") == "markdown":
+            cells.append("markdown")  # its position counts (cell numbers), its text does not
             continue
         cell_meta = cell.get("metadata")
         cell_meta = cell_meta if isinstance(cell_meta, dict) else {}

@@ -1,0 +1,79 @@
+"""The pre-commit hooks, run by the real pre-commit framework (`try-repo` of this checkout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT, require
+from nbfactory import write
+
+pytestmark = pytest.mark.slow
+PRE_COMMIT = shutil.which("pre-commit") or str(Path(sys.executable).parent / "pre-commit")
+
+
+@pytest.fixture(scope="module")
+def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pre-commit-home")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(EXAMPLES / "wordcount.ipynb", tmp_path / "good.ipynb")
+    write(tmp_path / "bad.ipynb", [(["step:a"], "x = 1"), (["step:b", "prev:aa"], "print(x)")])
+    yield tmp_path
+
+
+def hook(repo: Path, home: Path, hook_id: str, *files: str) -> subprocess.CompletedProcess[str]:
+    require(Path(PRE_COMMIT).exists(), "pre-commit is not installed")
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(home),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    return subprocess.run(
+        [PRE_COMMIT, "try-repo", str(ROOT), hook_id, "--files", *files],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_lint_hook_passes_good_and_fails_bad_notebooks(repo: Path, pre_commit_home: Path) -> None:
+    good = hook(repo, pre_commit_home, "nb2kfp-lint", "good.ipynb")
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = hook(repo, pre_commit_home, "nb2kfp-lint", "good.ipynb", "bad.ipynb")
+    assert bad.returncode == 1
+    assert "bad.ipynb: cell 2: error: prev:aa names no step (did you mean prev:a?)" in bad.stdout
+
+
+def test_compile_hook_writes_missing_or_stale_output_and_fails_once(repo: Path, pre_commit_home: Path) -> None:
+    out = repo / "good.pipeline.yaml"
+    first = hook(repo, pre_commit_home, "nb2kfp-compile", "good.ipynb")
+    assert first.returncode == 1 and out.exists(), first.stdout
+    assert "good.ipynb -> good.pipeline.yaml (stage it)" in first.stdout
+    second = hook(repo, pre_commit_home, "nb2kfp-compile", "good.ipynb")
+    assert second.returncode == 0, second.stdout
+    data = json.loads((repo / "good.ipynb").read_text())
+    data["cells"][2]["source"] = ["min_length = 4\n", "top_n = 5\n", "author = 'x'\n", "stopwords = []\n"]
+    (repo / "good.ipynb").write_text(json.dumps(data))
+    stale = hook(repo, pre_commit_home, "nb2kfp-compile", "good.ipynb")
+    assert stale.returncode == 1 and "min_length: int [Default: 4]" in out.read_text()
+    broken = hook(repo, pre_commit_home, "nb2kfp-compile", "bad.ipynb")
+    assert broken.returncode == 1 and not (repo / "bad.pipeline.yaml").exists()
+    assert "cell 2: error: prev:aa names no step" in broken.stdout
