@@ -1,4 +1,10 @@
-"""The pre-commit hooks, run by the real pre-commit framework (`try-repo` of this checkout)."""
+"""The pre-commit hooks, run by the real pre-commit framework (`try-repo` of this checkout).
+
+Both `try-repo` and a user's `.pre-commit-config.yaml` pointing at this repository are exercised, at
+`HEAD`: the committed hooks and code (what CI's clean clone has); uncommitted changes in a developer's
+checkout are not part of this test. `try-repo` builds its hook environment afresh on every call, so the
+other cases go through a config and a module-wide PRE_COMMIT_HOME, where pre-commit caches it.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +38,7 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def hook(repo: Path, home: Path, hook_id: str, *files: str) -> subprocess.CompletedProcess[str]:
-    require(Path(PRE_COMMIT).exists(), "pre-commit is not installed")
+def _env(home: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "PRE_COMMIT_HOME": str(home),
@@ -43,15 +48,39 @@ def hook(repo: Path, home: Path, hook_id: str, *files: str) -> subprocess.Comple
         "GIT_COMMITTER_EMAIL": "t@t",
     }
     env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def _head() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def hook(repo: Path, home: Path, hook_id: str, *files: str) -> subprocess.CompletedProcess[str]:
+    """`pre-commit run HOOK --files ...` with this repository, at HEAD, in the user's config."""
+    require(Path(PRE_COMMIT).exists(), "pre-commit is not installed")
+    config = f"repos:\n- repo: {ROOT}\n  rev: {_head()}\n  hooks:\n  - id: nb2kfp-lint\n  - id: nb2kfp-compile\n"
+    (repo / ".pre-commit-config.yaml").write_text(config)
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     return subprocess.run(
-        [PRE_COMMIT, "try-repo", str(ROOT), hook_id, "--files", *files],
+        [PRE_COMMIT, "run", hook_id, "--files", *files],
         cwd=repo,
-        env=env,
+        env=_env(home),
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def test_try_repo_runs_the_lint_hook(repo: Path, pre_commit_home: Path) -> None:
+    require(Path(PRE_COMMIT).exists(), "pre-commit is not installed")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    command = [PRE_COMMIT, "try-repo", str(ROOT), "nb2kfp-lint", "--ref", _head(), "--files", "good.ipynb", "bad.ipynb"]
+    proc = subprocess.run(command, cwd=repo, env=_env(pre_commit_home), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "bad.ipynb: cell 2: error: prev:aa names no step" in proc.stdout
+    assert "good.ipynb:" not in proc.stdout  # a clean notebook gets no diagnostics
 
 
 def test_lint_hook_passes_good_and_fails_bad_notebooks(repo: Path, pre_commit_home: Path) -> None:
