@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint typecheck bench clean
+.PHONY: demo test check lint typecheck fuzz bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: lint typecheck
+
+## fuzz: the property tests with many more generated notebooks (bounded to 15 minutes)
+fuzz: $(BIN)/.installed
+	HYPOTHESIS_PROFILE=fuzz timeout 900 $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -314,3 +314,28 @@ def test_step_names_that_clash_in_kfp_are_rejected(make_nb: Make) -> None:
 def test_foreign_tags_are_ignored(make_nb: Make) -> None:
     r = build(make_nb([(["step:a", "hide-input"], "x = 1")]))
     assert not r.diagnostics
+
+
+@pytest.mark.parametrize(
+    ("tag", "fragment"),
+    [
+        ("limit:cpu:lots", "give cores"),
+        ("limit:memory:4GB", "give bytes with a unit"),
+        ("limit:nvidia.com/gpu:0.5", "whole number"),
+        ("limit:ephemeral-storage:1Gi", "cannot be set through KFP v2"),
+    ],
+)
+def test_resource_limits_kfp_cannot_set_are_errors(make_nb: Make, tag: str, fragment: str) -> None:
+    msgs = errors_of(make_nb([(["step:a", tag], "x = 1")]))
+    assert any(fragment in m and "cell 1" in m for m in msgs), msgs
+
+
+def test_two_accelerator_types_are_an_error(make_nb: Make) -> None:
+    msgs = errors_of(make_nb([(["step:a", "limit:nvidia.com/gpu:1", "limit:amd.com/gpu:1"], "x = 1")]))
+    assert any("one accelerator type" in m for m in msgs)
+
+
+def test_kale_volumes_are_reported_not_dropped(make_nb: Make) -> None:
+    meta = {"kubeflow_notebook": {"volumes": [{"name": "data", "mount_point": "/data", "type": "pvc"}]}}
+    r = build(make_nb([(["step:a"], "x = 1")], metadata=meta))
+    assert any(d.code == "NB052" and "volumes" in d.message for d in r.diagnostics)

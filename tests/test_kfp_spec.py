@@ -113,3 +113,13 @@ def test_other_python_versions_render_the_same_bytes() -> None:
                 [python, "-c", code, str(EXAMPLES / name)], capture_output=True, text=True, check=True, cwd=ROOT
             )
             assert out.stdout == here, f"{python} renders {name} differently"
+
+
+def test_header_comments_stay_valid_yaml(make_nb: Make) -> None:
+    meta = {"kubeflow_notebook": {"pipeline_description": "first line\nsecond \x7f line"}}
+    nb = make_nb([(["pipeline-parameters"], "p = '\\x7f\\x00é'"), (["step:a"], "print(p)")], metadata=meta)
+    text = kfp_spec.render(build(nb).pipeline)
+    assert "# Description: first line\n#              second \\x7f line\n" in text
+    assert 'p: str [Default: "\\x7f\\u0000é"]' in text
+    spec = next(yaml.safe_load_all(text))
+    assert spec["root"]["inputDefinitions"]["parameters"]["p"]["defaultValue"] == "\x7f\x00é"

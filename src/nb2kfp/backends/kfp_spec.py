@@ -254,7 +254,9 @@ def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
 def _header(pipeline: Pipeline, stamp: str) -> str:
     lines = ["# PIPELINE DEFINITION", f"# Name: {pipeline.name}"]
     if pipeline.description:
-        lines.append("# Description: " + pipeline.description.replace("\n", "\n#              "))
+        first, *rest = pipeline.description.splitlines() or [""]
+        lines.append("# Description: " + first)
+        lines.extend("#              " + line for line in rest)
     if pipeline.parameters:
         lines.append("# Inputs:")
         for p in pipeline.parameters:
@@ -266,7 +268,12 @@ def _header(pipeline: Pipeline, stamp: str) -> str:
     lines.append(f"# Compiled by nb2kfp {__version__} from {source}: edit the notebook and recompile, not this file.")
     if stamp:
         lines.append(f"{STAMP_PREFIX}{stamp}")
-    return "\n".join(line.replace("\r", " ") for line in lines) + "\n"
+    return "\n".join(_printable(line) for line in lines) + "\n"
+
+
+def _printable(line: str) -> str:
+    """YAML forbids control characters even in comments: escape them (and any stray line breaks)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -68,6 +68,7 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
             shared.extend(analyse(trees[c.index]))
 
     _check_dag(nb.path, groups.steps, diags)
+    _check_options(nb.path, groups.steps, defaults, meta, diags)
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
 
@@ -250,6 +251,43 @@ def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> 
             msg = f"steps {task_names[task]!r} and {draft.name!r} get the same KFP task name {task!r}; rename one"
             diags.append(error(path, msg, "NB019", draft.cells[0].index))
         task_names[task] = draft.name
+
+
+_CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?$")
+
+
+def _check_options(
+    path: str, steps: dict[str, _Draft], defaults: StepOptions, meta: dict[str, object], diags: list[Diagnostic]
+) -> None:
+    """Resource limits KFP v2 can express (none silently dropped); Kale settings nb2kfp does not apply yet."""
+    for draft in steps.values():
+        cell = draft.cells[0].index
+        limits = draft.options.merged_over(defaults).limits
+        for name, amount in sorted(limits.items()):
+            if name == "cpu" and not _CPU.match(amount):
+                diags.append(
+                    error(path, f"limit:cpu:{amount}: give cores (2, 0.5) or millicores (500m)", "NB050", cell)
+                )
+            elif name == "memory" and not _MEMORY.match(amount):
+                diags.append(
+                    error(path, f"limit:memory:{amount}: give bytes with a unit (512Mi, 4Gi, 2G)", "NB050", cell)
+                )
+            elif "/" in name and not (amount.isdigit() and int(amount) > 0):
+                diags.append(
+                    error(path, f"limit:{name}:{amount}: an accelerator count is a whole number", "NB050", cell)
+                )
+            elif name not in ("cpu", "memory") and "/" not in name:
+                msg = f"limit:{name} cannot be set through KFP v2: use cpu, memory or an accelerator (nvidia.com/gpu)"
+                diags.append(error(path, msg, "NB050", cell))
+        accelerators = sorted(n for n in limits if "/" in n)
+        if len(accelerators) > 1:
+            msg = f"step {draft.name!r} asks for {' and '.join(accelerators)}: KFP v2 gives a step one accelerator type"
+            diags.append(error(path, msg, "NB051", cell))
+    for key in ("volumes", "katib_run", "snapshot_volumes", "autosnapshot"):
+        if meta.get(key):
+            msg = f"kubeflow_notebook.{key} is not supported yet: the compiled pipeline does not include it"
+            diags.append(warning(path, msg, "NB052"))
 
 
 def _step_facts(draft: _Draft, trees: dict[int, ast.Module]) -> StepFacts:

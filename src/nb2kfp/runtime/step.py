@@ -76,7 +76,9 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
-            by_reference = isinstance(obj, type | types.FunctionType) and getattr(obj, "__module__", None) == "__main__"
+            by_reference = (
+                isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__"
+            )
             if by_reference and shared.get(getattr(obj, "__qualname__", "")) is obj:
                 return NotImplemented
             return super().reducer_override(obj)
