@@ -339,3 +339,16 @@ def test_kale_volumes_are_reported_not_dropped(make_nb: Make) -> None:
     meta = {"kubeflow_notebook": {"volumes": [{"name": "data", "mount_point": "/data", "type": "pvc"}]}}
     r = build(make_nb([(["step:a"], "x = 1")], metadata=meta))
     assert any(d.code == "NB052" and "volumes" in d.message for d in r.diagnostics)
+
+
+def test_image_policy_is_enforced_with_the_setting_named(make_nb: Make, tmp_path: Path) -> None:
+    from nb2kfp.config import find_settings
+
+    (tmp_path / "nb2kfp.toml").write_text(
+        'image = "registry.local/ml/base:1"\n[policy]\nallowed_images = ["registry.local/ml/"]\n'
+    )
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a", "image:docker.io/evil:latest"], "print(x)")])
+    with pytest.raises(NotebookError) as info:
+        build(nb, find_settings(tmp_path))
+    [d] = info.value.errors
+    assert d.cell == 2 and d.code == "NB070" and "nb2kfp.toml" in d.message and "docker.io/evil:latest" in d.message

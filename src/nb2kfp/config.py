@@ -29,6 +29,7 @@ class Settings:
     ignore_tags: frozenset[str] = field(default_factory=frozenset)
     caching: bool = True
     pipeline_name_prefix: str = ""
+    allowed_images: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: image prefixes steps may use
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:
@@ -67,7 +68,14 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _parse(path: Path, table: dict[str, Any]) -> Settings:
-    table = {k: v for k, v in table.items() if not isinstance(v, dict)}  # sub-tables belong to other commands
+    policy = table.get("policy", {})
+    table = {k: v for k, v in table.items() if not isinstance(v, dict)}  # other sub-tables belong to other commands
+    allowed = policy.get("allowed_images") if isinstance(policy, dict) else None
+    unknown_policy = set(policy) - {"allowed_images"} if isinstance(policy, dict) else set()
+    if unknown_policy:
+        raise UsageError(f"{path}: [tool.nb2kfp.policy]: unknown setting(s): {', '.join(sorted(unknown_policy))}")
+    if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed)):
+        raise UsageError(f"{path}: [tool.nb2kfp.policy]: allowed_images must be a list of image prefixes")
     unknown = set(table) - _KNOWN_KEYS
     if unknown:
         raise UsageError(f"{path}: [tool.nb2kfp]: unknown setting(s): {', '.join(sorted(unknown))}")
@@ -83,4 +91,4 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         raise UsageError(f"{path}: [tool.nb2kfp]: caching must be true or false")
     if not isinstance(prefix, str):
         raise UsageError(f"{path}: [tool.nb2kfp]: pipeline_name_prefix must be a string")
-    return Settings(image, frozenset(ignore), caching, prefix, str(path))
+    return Settings(image, frozenset(ignore), caching, prefix, None if allowed is None else tuple(allowed), str(path))

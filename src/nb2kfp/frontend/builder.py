@@ -103,6 +103,9 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
                 secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
             )
         )
+    _check_policy(nb.path, steps, settings, diags)
+    if any(d.severity is Severity.ERROR for d in diags):
+        raise NotebookError(diags)
     name = str(meta.get("pipeline_name") or nb.stem)
     pipeline = Pipeline(
         name=kfp_name(settings.pipeline_name_prefix + name),
@@ -288,6 +291,19 @@ def _check_options(
         if meta.get(key):
             msg = f"kubeflow_notebook.{key} is not supported yet: the compiled pipeline does not include it"
             diags.append(warning(path, msg, "NB052"))
+
+
+def _check_policy(path: str, steps: list[Step], settings: Settings, diags: list[Diagnostic]) -> None:
+    if settings.allowed_images is None:
+        return
+    allowed = settings.allowed_images
+    for step in steps:
+        if not any(step.image.startswith(prefix) for prefix in allowed):
+            msg = (
+                f"step {step.name!r} uses image {step.image!r}, which {settings.source} "
+                f"[tool.nb2kfp.policy] allowed_images does not allow ({', '.join(allowed) or 'none'})"
+            )
+            diags.append(error(path, msg, "NB070", step.first_cell))
 
 
 def _step_facts(draft: _Draft, trees: dict[int, ast.Module]) -> StepFacts:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nb2kfp.errors import Diagnostic, NotebookError, error, warning
+from nb2kfp.frontend import secrets
 
 Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook"]
 
@@ -123,17 +124,32 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
     diagnostics: list[Diagnostic] = []
     cells: list[Cell] = []
     for number, raw_cell in enumerate(raw["cells"], start=1):
-        if raw_cell.get("cell_type") != "code":
-            continue
         source = raw_cell.get("source", "")
         if isinstance(source, list):
             source = "".join(source)
+        _scan_secrets(shown, number, source, raw_cell.get("outputs"), diagnostics)
+        if raw_cell.get("cell_type") != "code":
+            continue
         cell = Cell(index=number, source=source)
         tags = [t for t in raw_cell.get("metadata", {}).get("tags", []) if t not in ignore_tags]
         _parse_tags(shown, cell, tags, raw_cell.get("metadata", {}), diagnostics)
         cells.append(cell)
     metadata = raw.get("metadata", {})
     return Notebook(shown, digest, cells, metadata, diagnostics, Path(shown).stem)
+
+
+def _scan_secrets(shown: str, number: int, source: str, outputs: object, diagnostics: list[Diagnostic]) -> None:
+    for kind, line in secrets.scan(source):
+        msg = (
+            f"this looks like {kind}: never commit credentials; read them from the environment "
+            "or a Kubernetes secret (secret:NAME:KEY:ENV)"
+        )
+        diagnostics.append(error(shown, msg, "NB060", cell=number, line=line))
+    for output in outputs if isinstance(outputs, list) else []:
+        for kind, _ in secrets.scan(secrets.output_text(output)):
+            msg = f"the cell's output shows {kind}: clear the outputs (e.g. with nbstripout) and rotate it"
+            diagnostics.append(error(shown, msg, "NB061", cell=number))
+            return
 
 
 def content_hash(raw: dict[str, Any]) -> str:
