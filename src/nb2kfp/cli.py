@@ -107,11 +107,49 @@ def run(
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Folder for outputs and logs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream every step's output.")] = False,
+    docker: Annotated[
+        bool, typer.Option("--docker", help="Run each step in its image (kfp.local DockerRunner).")
+    ] = False,
+    registry: Annotated[
+        str | None, typer.Option("--registry", help="With --docker: push the step image here first.")
+    ] = None,
 ) -> None:
-    """Compile the notebook and run its pipeline locally."""
+    """Compile the notebook and run its pipeline locally (here, or in Docker with --docker)."""
     from nb2kfp.commands import run as command
 
-    raise typer.Exit(command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err))
+    raise typer.Exit(command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err, docker, registry))
+
+
+@app.command()
+def build(
+    notebooks: Notebooks,
+    registry: Annotated[str, typer.Option("--registry", help="Registry host[:port][/prefix] to push to.")],
+    base: Annotated[str | None, typer.Option("--base", help="Base image (default: the notebook's image).")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Where pinned specs go.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No build or push progress.")] = False,
+) -> None:
+    """Build each notebook's step image, push it, and write a spec pinned to it by digest."""
+    from nb2kfp.commands import build as command
+
+    raise typer.Exit(command.run(notebooks, registry, base, output_dir, quiet, _err))
+
+
+model_app = typer.Typer(help="Model images (KServe modelcars), built without a Docker engine.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("build")
+def model_build(
+    path: Annotated[Path, typer.Argument(help="Model file or folder.", show_default=False)],
+    image: Annotated[str, typer.Option("--image", help="REGISTRY/REPOSITORY[:TAG] to push to.")],
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Where the manifests go.")] = None,
+    model_format: Annotated[str, typer.Option("--model-format", help="KServe model format.")] = "sklearn",
+    insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")] = False,
+) -> None:
+    """Put a model under /models in an image, push it, print its digest, write KServe manifests."""
+    from nb2kfp.commands import model as command
+
+    raise typer.Exit(command.run(path, image, output_dir, model_format, insecure, _err, _out))
 
 
 @app.command()

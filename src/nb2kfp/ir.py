@@ -88,6 +88,8 @@ class Pipeline:
     prelude: tuple[CodeCell, ...] = ()  # imports + functions cells, run before every step
     shared_names: tuple[str, ...] = ()  # names the functions cell defines (pickled by reference)
     description: str = ""
+    modules: tuple[str, ...] = ()  # top-level modules the code imports (for building step images)
+    base_image: str = DEFAULT_IMAGE  # the notebook's default step image (steps without an image: tag use it)
 
     def step(self, name: str) -> Step:
         for s in self.steps:

@@ -1,4 +1,5 @@
-"""Run a compiled pipeline spec on this machine with ``kfp.local`` (SubprocessRunner, current env).
+"""Run a compiled pipeline spec on this machine with ``kfp.local``: SubprocessRunner in the current
+environment, or DockerRunner in the steps' images.
 
 kfp.local prints its own log lines and each step's output to stdout; we capture them into the
 run folder's ``run.log`` and report per-step status through a callback instead.
@@ -111,15 +112,18 @@ def run(
     run_dir: Path,
     on_event: Event,
     echo: Callable[[str], None] | None = None,
+    docker: bool = False,
 ) -> LocalRun:
+    """Run with SubprocessRunner in this environment, or with DockerRunner in the steps' images."""
     from kfp import components, local
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
     artifacts = run_dir / "artifacts"
     (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
+    runner = local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=runner,
         pipeline_root=str(artifacts),
         workspace_root=str(run_dir / "workspace"),
         raise_on_error=True,

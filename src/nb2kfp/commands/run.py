@@ -45,6 +45,21 @@ def _new_run_dir(base: Path, name: str) -> Path:
     return candidate
 
 
+def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
+    """Build the step image (pushing it when a registry is given) and pin the pipeline to it."""
+    from nb2kfp.backends import images, requirements
+    from nb2kfp.commands.build import pin
+    from nb2kfp.registry import Registry, credentials_for
+
+    registry = Registry.parse(registry_text) if registry_text else None
+    creds = credentials_for(registry.host) if registry else None
+    reqs = requirements.resolve(notebook, pipeline.modules)
+    image = images.build_image(pipeline, reqs, pipeline.base_image, registry, creds, report, quiet=True)
+    images.pull(image, creds)
+    report(f"step image {image.ref} ({'built' if image.built else 'up to date'})")
+    return pin(pipeline, image.ref)
+
+
 def run(
     notebook: Path,
     params: list[str],
@@ -53,6 +68,8 @@ def run(
     verbose: bool,
     report: Callable[[str], None],
     report_error: Callable[[str], None],
+    docker: bool = False,
+    registry: str | None = None,
 ) -> int:
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec, local
@@ -63,6 +80,8 @@ def run(
         report_error(d.format())
     pipeline = result.pipeline
     arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
+    if docker:
+        pipeline = _in_image(notebook, pipeline, registry, report_error)
     target = (run_dir or _new_run_dir(Path(".nb2kfp") / "runs", pipeline.name)).resolve()
     target.mkdir(parents=True, exist_ok=True)
     spec_path = target / "pipeline.yaml"
@@ -73,8 +92,10 @@ def run(
         took = f" {seconds:.2f}s" if seconds is not None else ""
         report_error(f"  {_MARK.get(status, status):>6}  {step:<{width}}{took}")
 
-    report_error(f"running {pipeline.name} ({len(pipeline.steps)} steps) with kfp.local in {target}")
-    outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=report_error if verbose else None)
+    how = "kfp.local in Docker" if docker else "kfp.local"
+    report_error(f"running {pipeline.name} ({len(pipeline.steps)} steps) with {how} in {target}")
+    echo = report_error if verbose else None
+    outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=docker)
     write_text(target / "result.json", json.dumps(outcome.as_dict(), indent=2, sort_keys=True) + "\n")
     if outcome.failed_step and not verbose:
         report_error(f"--- output of step {outcome.failed_step} (full log: {target / 'run.log'})")

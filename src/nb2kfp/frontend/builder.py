@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,8 +117,21 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
         prelude=tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells),
         shared_names=tuple(sorted(shared.binds - set(shared.imported))),
         description=str(meta.get("pipeline_description") or ""),
+        modules=_imported_modules(trees.values()),
+        base_image=str(base_image),
     )
     return Result(pipeline, diags)
+
+
+def _imported_modules(trees: Iterable[ast.Module]) -> tuple[str, ...]:
+    found: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return tuple(sorted(found))
 
 
 def kfp_name(name: str) -> str:

@@ -1,0 +1,264 @@
+"""Step images: render the Dockerfile, build through the Docker engine (docker-py), push, pin by digest.
+
+The tag is a content hash of everything that goes in (Dockerfile, requirements, base image id), so an
+unchanged notebook finds its tag in the registry and nothing is built or pushed. Build containers get no
+network: wheels are fetched on the host with pip (its HTTP cache makes repeats cheap) and installed offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from nb2kfp import __version__
+from nb2kfp.backends.requirements import Requirements
+from nb2kfp.errors import RunError, UsageError
+from nb2kfp.ir import Pipeline
+from nb2kfp.registry import Credentials, Masker, Registry
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StepImage:
+    repository: str
+    tag: str
+    digest: str | None  # sha256:... once the registry has it
+    built: bool
+    pushed_bytes: int
+    seconds: float
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
+
+
+def docker_client() -> Any:
+    try:
+        import docker
+    except ImportError:
+        raise UsageError("building images needs docker-py: pip install 'nb2kfp[containers]'") from None
+
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise RunError(f"no Docker engine answers (DOCKER_HOST or /var/run/docker.sock): {exc}") from None
+    return client
+
+
+def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str:
+    template = resources.files("nb2kfp.templates").joinpath("Dockerfile.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.from_string(template).render(
+        pipeline=pipeline.name,
+        version=__version__,
+        base=base,
+        requirements=requirements.lines,
+        source=requirements.source.rsplit("/", 1)[-1],
+        requirements_sha=_sha(requirements.text())[:16],
+    )
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _errors(exc: Exception, masker: Masker, registry: str) -> RunError:
+    text = masker(str(exc))
+    lowered = text.lower()
+    if "unauthorized" in lowered or "authentication required" in lowered or "denied" in lowered:
+        return RunError(
+            f"registry {registry} refused the credentials (check NB2KFP_REGISTRY_USER/_PASSWORD or docker login)"
+        )
+    if "connection refused" in lowered or "no such host" in lowered or "dial tcp" in lowered:
+        return RunError(f"registry {registry} is not reachable: {text.splitlines()[-1][:300]}")
+    return RunError(f"registry {registry}: {text[:500]}")
+
+
+def _existing_digest(client: Any, ref: str, creds: Credentials | None, masker: Masker, host: str) -> str | None:
+    import docker
+
+    try:
+        found = client.api.inspect_distribution(ref, auth_config=creds.docker_auth() if creds else None)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        text = str(exc).lower()
+        if "manifest unknown" in text or "not found" in text or "name unknown" in text:
+            return None
+        raise _errors(exc, masker, host) from None
+    return str(found["Descriptor"]["digest"])
+
+
+def _base_python(client: Any, base: str) -> str | None:
+    try:
+        out = client.containers.run(
+            base,
+            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            remove=True,
+            network_mode="none",
+        )
+    except Exception:  # a base without python3, or not pulled yet: pip then targets this interpreter
+        return None
+    return str(out.decode().strip())
+
+
+def _download_wheels(requirements: Requirements, folder: Path, python: str | None, report: Report) -> None:
+    (folder / "wheels").mkdir()
+    if not requirements.lines:
+        return
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--dest",
+        str(folder / "wheels"),
+        "-r",
+        str(folder / "requirements.txt"),
+    ]
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if python and python != here:
+        command += [
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--platform",
+            "linux_x86_64",
+        ]
+    report(f"  fetching wheels for {len(requirements.lines)} requirement(s) (Python {python or here})")
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RunError(
+            f"pip could not fetch the step image's dependencies from {requirements.source}:\n"
+            + "\n".join(proc.stderr.strip().splitlines()[-8:])
+        )
+
+
+def _stream(lines: Iterator[dict[str, Any]], report: Report, masker: Masker, quiet: bool) -> dict[str, Any]:
+    """Follow a build or push stream; raise on its error; return the last aux payload."""
+    aux: dict[str, Any] = {}
+    layers: dict[str, tuple[int, int]] = {}
+    last_shown = 0.0
+    for item in lines:
+        if "error" in item:
+            raise RunError(masker(str(item.get("error"))))
+        if "aux" in item:
+            aux = item["aux"]
+        if "stream" in item and not quiet:
+            text = masker(str(item["stream"])).rstrip()
+            if text.startswith("Step ") or text.startswith("Successfully"):
+                report(f"  {text}")
+        detail = item.get("progressDetail") or {}
+        if "id" in item and detail.get("total"):
+            layers[item["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
+            if not quiet and time.monotonic() - last_shown > 2:
+                done, total = sum(c for c, _ in layers.values()), sum(t for _, t in layers.values())
+                report(f"  pushing {len(layers)} layer(s): {done / 1e6:.1f} / {total / 1e6:.1f} MB")
+                last_shown = time.monotonic()
+        if item.get("status") in ("Pushed", "Layer already exists") and not quiet:
+            report(f"  layer {item.get('id')}: {item['status'].lower()}")
+    aux["pushed_bytes"] = sum(t for _, t in layers.values())
+    return aux
+
+
+def build_image(
+    pipeline: Pipeline,
+    requirements: Requirements,
+    base: str,
+    registry: Registry | None,
+    creds: Credentials | None,
+    report: Report,
+    quiet: bool = False,
+) -> StepImage:
+    """Build (unless the tag already exists) and push (with a registry) the pipeline's step image."""
+    started = time.monotonic()
+    client = docker_client()
+    masker = Masker.for_credentials(creds)
+    try:
+        base_id = client.images.get(base).id
+    except Exception:  # not here yet: the daemon pulls it during the build
+        base_id = base
+    text = dockerfile(pipeline, base, requirements)
+    tag = _sha(f"{text}\0{requirements.text()}\0{base_id}")[:20]
+    repository = registry.repository(pipeline.name) if registry else f"nb2kfp/{pipeline.name}"
+    ref = f"{repository}:{tag}"
+    if registry is not None:
+        digest = _existing_digest(client, ref, creds, masker, registry.host)
+        if digest:
+            return StepImage(repository, tag, digest, False, 0, time.monotonic() - started)
+    elif client.images.list(name=ref):
+        return StepImage(repository, tag, None, False, 0, time.monotonic() - started)
+    with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
+        ctx = Path(folder)
+        (ctx / "Dockerfile").write_text(text, encoding="utf-8")
+        (ctx / "requirements.txt").write_text(requirements.text(), encoding="utf-8")
+        _download_wheels(requirements, ctx, _base_python(client, base), report)
+        report(f"  building {ref}")
+        stream = client.api.build(
+            path=folder,
+            tag=ref,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            network_mode="none",
+            decode=True,
+            labels={"io.nb2kfp.pipeline": pipeline.name},
+        )
+        try:
+            _stream(stream, report, masker, quiet)
+        except RunError as exc:
+            raise RunError(f"building the step image for {pipeline.name} failed: {exc}") from None
+    if registry is None:
+        return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
+    report(f"  pushing {ref}")
+    try:
+        aux = _stream(
+            client.api.push(
+                repository, tag=tag, auth_config=creds.docker_auth() if creds else None, stream=True, decode=True
+            ),
+            report,
+            masker,
+            quiet,
+        )
+    except RunError as exc:
+        raise _errors(exc, masker, registry.host) from None
+    digest = aux.get("Digest")
+    if not digest:
+        raise RunError(f"registry {registry.host} accepted the push of {ref} but reported no digest")
+    return StepImage(repository, tag, str(digest), True, int(aux["pushed_bytes"]), time.monotonic() - started)
+
+
+def pull(image: StepImage, creds: Credentials | None) -> None:
+    """Make sure the engine has the image (DockerRunner cannot pull from registries that need auth)."""
+    client = docker_client()
+    if client.images.list(name=image.repository) and any(
+        image.ref in (i.tags + i.attrs.get("RepoDigests", [])) for i in client.images.list(name=image.repository)
+    ):
+        return
+    client.images.pull(image.ref, auth_config=creds.docker_auth() if creds else None)

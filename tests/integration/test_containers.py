@@ -1,0 +1,193 @@
+"""Step and model images against the real Docker engine and a registry with htpasswd auth (.ci/services.sh).
+
+Needs NB2KFP_TEST_REGISTRY, NB2KFP_TEST_REGISTRY_USER, NB2KFP_TEST_REGISTRY_PASSWORD_FILE and
+NB2KFP_TEST_BASE_IMAGE (written by .ci/services.sh); skipped without them, a failure under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, require
+from nbfactory import write
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, str]:
+    names = [
+        "NB2KFP_TEST_REGISTRY",
+        "NB2KFP_TEST_REGISTRY_USER",
+        "NB2KFP_TEST_REGISTRY_PASSWORD_FILE",
+        "NB2KFP_TEST_BASE_IMAGE",
+    ]
+    require(all(os.environ.get(n) for n in names), "no test registry: run .ci/services.sh and source its env file")
+    try:
+        import docker
+
+        docker.from_env().ping()
+        engine = True
+    except Exception:  # the docker package missing or no engine answering: both mean no engine for this test
+        engine = False
+    require(engine, "no Docker engine answers")
+    return {n: os.environ[n] for n in names}
+
+
+@pytest.fixture
+def project(tmp_path: Path, services: dict[str, str]) -> Path:
+    (tmp_path / "nb2kfp.toml").write_text(f'image = "{services["NB2KFP_TEST_BASE_IMAGE"]}"\n')
+    shutil.copy(EXAMPLES / "wordcount.ipynb", tmp_path / "wordcount.ipynb")
+    return tmp_path
+
+
+def password(services: dict[str, str]) -> str:
+    return Path(services["NB2KFP_TEST_REGISTRY_PASSWORD_FILE"]).read_text().strip()
+
+
+def nb2kfp(cwd: Path, services: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {
+        **os.environ,
+        "NB2KFP_REGISTRY_USER": services["NB2KFP_TEST_REGISTRY_USER"],
+        "NB2KFP_REGISTRY_PASSWORD_FILE": services["NB2KFP_TEST_REGISTRY_PASSWORD_FILE"],
+        **env,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2kfp", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=900
+    )
+    assert password(services) not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def unique(services: dict[str, str]) -> str:
+    return f"{services['NB2KFP_TEST_REGISTRY']}/t{uuid.uuid4().hex[:10]}"
+
+
+def tags(services: dict[str, str], repository: str) -> list[str]:
+    import requests
+
+    host, _, name = repository.partition("/")
+    r = requests.get(
+        f"http://{host}/v2/{name}/tags/list",
+        timeout=10,
+        auth=(services["NB2KFP_TEST_REGISTRY_USER"], password(services)),
+    )
+    return list(r.json().get("tags") or []) if r.status_code == 200 else []
+
+
+def test_build_push_pull_and_run_a_pipeline_in_its_image(project: Path, services: dict[str, str]) -> None:
+    registry = unique(services)
+    proc = nb2kfp(project, services, "run", "wordcount.ipynb", "--docker", "--registry", registry, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["steps"].values()) == {"succeeded"}
+    local = json.loads(nb2kfp(project, services, "run", "wordcount.ipynb", "--json").stdout)
+    assert result["metrics"] == local["metrics"] and result["metrics"]
+    spec = (Path(result["run_dir"]) / "pipeline.yaml").read_text()
+    assert f"image: {registry}/wordcount@sha256:" in spec
+    assert password(services) not in spec
+
+
+def test_second_build_of_an_unchanged_notebook_builds_and_pushes_nothing(
+    project: Path, services: dict[str, str]
+) -> None:
+    registry = unique(services)
+    first = nb2kfp(project, services, "build", "wordcount.ipynb", "--registry", registry, "--output-dir", "out")
+    assert first.returncode == 0, first.stderr
+    record = json.loads((project / "out" / "wordcount.image.json").read_text())
+    assert record["built"] and record["digest"].startswith("sha256:")  # layers may be mounted: 0 bytes is fine
+    second = nb2kfp(project, services, "build", "wordcount.ipynb", "--registry", registry, "--output-dir", "out")
+    assert second.returncode == 0 and "nothing built or pushed" in second.stderr
+    again = json.loads((project / "out" / "wordcount.image.json").read_text())
+    assert (again["built"], again["pushed_bytes"], again["digest"]) == (False, 0, record["digest"])
+    spec = (project / "out" / "wordcount.pipeline.yaml").read_text()
+    assert spec.count(f"image: {record['image']}") == 4  # every step pinned by digest
+
+
+def test_bad_credentials_are_refused_cleanly_and_leave_no_tag(project: Path, services: dict[str, str]) -> None:
+    registry = unique(services)
+    proc = nb2kfp(
+        project,
+        services,
+        "build",
+        "wordcount.ipynb",
+        "--registry",
+        registry,
+        NB2KFP_REGISTRY_PASSWORD_FILE="",
+        NB2KFP_REGISTRY_PASSWORD="wrong-password-42",
+    )
+    assert proc.returncode == 1
+    assert "refused the credentials" in proc.stderr and "wrong-password-42" not in proc.stderr
+    assert tags(services, f"{registry}/wordcount") == []
+
+
+def test_registry_down_is_one_clear_line(project: Path, services: dict[str, str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = nb2kfp(project, services, "build", "wordcount.ipynb", "--registry", f"127.0.0.1:{port}/x")
+    assert proc.returncode == 1 and "is not reachable" in proc.stderr
+
+
+def test_build_failure_names_what_failed(project: Path, services: dict[str, str]) -> None:
+    (project / "requirements.txt").write_text("nb2kfp-no-such-package-anywhere==0.0.1\n")
+    proc = nb2kfp(project, services, "build", "wordcount.ipynb", "--registry", unique(services))
+    assert proc.returncode == 1 and "pip could not fetch" in proc.stderr
+    (project / "requirements.txt").unlink()
+    proc = nb2kfp(
+        project, services, "build", "wordcount.ipynb", "--registry", unique(services), "--base", "nb2kfp-no-such-base:0"
+    )
+    assert proc.returncode == 1 and "building the step image for wordcount failed" in proc.stderr
+
+
+def test_model_image_same_digest_zero_bytes_and_no_engine_needed(tmp_path: Path, services: dict[str, str]) -> None:
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "weights.bin").write_bytes(os.urandom(3_000_000))
+    (model / "sub" / "config.json").write_text('{"classes": 3}')
+    image = f"{unique(services)}/iris-model"
+    no_engine = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    first = nb2kfp(
+        tmp_path, services, "model", "build", str(model), "--image", image, "--output-dir", "m1", **no_engine
+    )
+    assert first.returncode == 0, first.stderr
+    (model / "weights.bin").touch()  # a new mtime must not change the digest
+    second = nb2kfp(
+        tmp_path, services, "model", "build", str(model), "--image", image, "--output-dir", "m2", **no_engine
+    )
+    assert second.returncode == 0, second.stderr
+    ref = first.stdout.strip()
+    assert ref.startswith(f"{image}@sha256:") and second.stdout.strip() == ref
+    assert json.loads((tmp_path / "m2" / "model.json").read_text())["pushed_bytes"] == 0
+    isvc = (tmp_path / "m1" / "inferenceservice.yaml").read_text()
+    assert f"storageUri: oci://{ref}" in isvc
+    assert "cp -r /models/. /mnt/models/" in (tmp_path / "m1" / "init-container.yaml").read_text()
+
+    import docker
+
+    client = docker.from_env()
+    host = image.split("/", 1)[0]
+    client.login(username=services["NB2KFP_TEST_REGISTRY_USER"], password=password(services), registry=host)
+    client.images.pull(ref)
+    out = client.containers.run(
+        ref, ["sh", "-c", "ln -s /models /tmp/m && ls /tmp/m/sub && sleep 0"], remove=True, network_mode="none"
+    )
+    assert out.decode().split() == ["config.json"]
+
+
+def test_model_bad_input(tmp_path: Path, services: dict[str, str]) -> None:
+    proc = nb2kfp(tmp_path, services, "model", "build", str(tmp_path / "missing"), "--image", f"{unique(services)}/m")
+    assert proc.returncode == 1 and "no such model file or folder" in proc.stderr
+    write(tmp_path / "x.ipynb", [(["step:a"], "x = 1")])
+    proc = nb2kfp(tmp_path, services, "model", "build", str(tmp_path / "x.ipynb"), "--image", "not a ref")
+    assert proc.returncode == 2 and "--image" in proc.stderr
