@@ -103,9 +103,17 @@ def test_undefined_name_is_a_located_error(make_nb: Make) -> None:
 
 
 def test_name_from_a_non_ancestor_suggests_the_prev_tag(make_nb: Make) -> None:
-    nb = make_nb([(["step:a"], "x = 1"), (["step:b"], "print(x)")])
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a"], "y = x"), (["step:c", "prev:a"], "print(y)")])
     [msg] = errors_of(nb)
-    assert "add prev:a to step 'b'" in msg
+    assert "add prev:b to step 'c'" in msg
+
+
+def test_step_without_prev_follows_the_step_above_as_in_kale(make_nb: Make) -> None:
+    cells = [(["step:a"], "x = 1"), (["step:b"], "y = x"), (["step:c", "prev:a"], "z = x"), (["step:d"], "print(z)")]
+    p = build(make_nb(cells)).pipeline
+    assert [s.after for s in p.steps] == [(), ("a",), ("a",), ("c",)]
+    cells[3] = (["step:d"], "print(y, z)")  # d follows c only: y (set by b) is not among its ancestors' values
+    assert any("add prev:b to step 'd'" in m for m in errors_of(make_nb(cells)))
 
 
 def test_two_unordered_definers_read_after_both_is_an_error(make_nb: Make) -> None:
@@ -336,7 +344,7 @@ def test_two_accelerator_types_are_an_error(make_nb: Make) -> None:
 
 
 def test_kale_volumes_are_reported_not_dropped(make_nb: Make) -> None:
-    meta = {"kubeflow_notebook": {"volumes": [{"name": "data", "mount_point": "/data", "type": "pvc"}]}}
+    meta = {"kubeflow_notebook": {"volumes": [{"name": "data", "mount_point": "/data", "type": "pv"}]}}
     r = build(make_nb([(["step:a"], "x = 1")], metadata=meta))
     assert any(d.code == "NB052" and "volumes" in d.message for d in r.diagnostics)
 

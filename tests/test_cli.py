@@ -110,7 +110,7 @@ def test_failed_compile_keeps_the_previous_output(make_nb: Make) -> None:
 
 
 def test_lint_text_and_json(make_nb: Make) -> None:
-    nb = make_nb([(["step:a"], "x = 1"), (["step:b"], "print(x)"), (["step:c", "prev:a"], "print(y)")])
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b"], "print(w)"), (["step:c", "prev:a"], "print(y)")])
     proc = nb2kfp("lint", str(nb))
     assert proc.returncode == 1
     assert f"{nb}: cell 2, line 1: error:" in proc.stdout

@@ -123,3 +123,36 @@ def test_header_comments_stay_valid_yaml(make_nb: Make) -> None:
     assert 'p: str [Default: "\\x7f\\u0000é"]' in text
     spec = next(yaml.safe_load_all(text))
     assert spec["root"]["inputDefinitions"]["parameters"]["p"]["defaultValue"] == "\x7f\x00é"
+
+
+def test_kale_pvc_volumes_become_pvc_mounts(make_nb: Make, tmp_path: Path) -> None:
+    from kfp import components
+
+    meta = {
+        "kubeflow_notebook": {
+            "volumes": [
+                {"name": "raw-data", "type": "pvc", "mount_point": "/data", "expose_as_env_var": True},
+                {"name": "scratch", "type": "new_pvc", "mount_point": "/scratch", "size": 1},
+            ]
+        }
+    }
+    nb = make_nb([(["step:load"], "p = '/data/x'"), (["step:train"], "q = p + '!'")], metadata=meta)
+    result = build(nb)
+    assert any(d.code == "NB052" and "'new_pvc'" in d.message for d in result.diagnostics)
+    text = kfp_spec.render(result.pipeline)
+    spec, platform = yaml.safe_load_all(text)
+    for task in ("load", "train"):
+        ex = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][f"exec-{task}"]
+        assert ex["pvcMount"] == [
+            {
+                "constant": "raw-data",
+                "mountPath": "/data",
+                "pvcNameParameter": {"runtimeValue": {"constant": "raw-data"}},
+            }
+        ]
+        container = spec["deploymentSpec"]["executors"][f"exec-{task}"]["container"]
+        assert container["env"] == [{"name": "KALE_VOLUME_RAW_DATA", "value": "/data"}]
+    assert spec["root"]["dag"]["tasks"]["train"]["dependentTasks"] == ["load"]
+    out = tmp_path / "p.yaml"
+    out.write_text(text)
+    components.load_component_from_file(str(out))

@@ -48,6 +48,15 @@ class SecretEnv:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """An existing PersistentVolumeClaim mounted into a step (Kale's `pvc` volumes)."""
+
+    pvc: str
+    path: str
+    env: str | None = None  # an environment variable that holds the mount path
+
+
+@dataclass(frozen=True)
 class Resources:
     """Kubernetes resource limits as written in ``limit:`` tags, e.g. ``("cpu", "2")``."""
 
@@ -72,6 +81,7 @@ class Step:
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     secrets: tuple[SecretEnv, ...] = ()
+    volumes: tuple[VolumeMount, ...] = ()
 
     @property
     def first_cell(self) -> int:

@@ -167,6 +167,9 @@ def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     res = _resources(step)
     if res:
         container["resources"] = res
+    env = [{"name": v.env, "value": v.path} for v in step.volumes if v.env]
+    if env:
+        container["env"] = env
     return container
 
 
@@ -205,6 +208,11 @@ def _platform(step: Step) -> dict[str, Any]:
         if step.labels:
             meta["labels"] = dict(step.labels)
         extra["podMetadata"] = meta
+    if step.volumes:
+        extra["pvcMount"] = [
+            {"constant": v.pvc, "mountPath": v.path, "pvcNameParameter": {"runtimeValue": {"constant": v.pvc}}}
+            for v in step.volumes
+        ]
     if step.secrets:
         by_secret: dict[str, list[dict[str, str]]] = {}
         for s in step.secrets:

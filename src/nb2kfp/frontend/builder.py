@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters
-from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step
+from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, VolumeMount
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
 _PIP = re.compile(
@@ -81,6 +82,7 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
 
+    volumes = _volumes(meta)
     base_image = meta.get("base_image") or meta.get("docker_image") or settings.image
     caching = meta.get("enable_caching", settings.caching)
     steps = []
@@ -102,6 +104,7 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
                 labels=tuple(sorted(opts.labels.items())),
                 annotations=tuple(sorted(opts.annotations.items())),
                 secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
+                volumes=volumes,
             )
         )
     _check_policy(nb.path, steps, settings, diags)
@@ -179,6 +182,10 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
             leading.append(cell)
         else:
             current.append(cell)
+    drafts = list(groups.steps.values())
+    for before, draft in itertools.pairwise(drafts):
+        if not draft.prev:  # Kale's default: a step without prev: tags runs after the step above it
+            draft.prev.append((before.name, draft.cells[0].index))
     if not has_steps and nb.cells:
         diags.append(warning(nb.path, "no step: tags: the whole notebook runs as one step", "NB015"))
     code_lines = [
@@ -301,10 +308,36 @@ def _check_options(
         if len(accelerators) > 1:
             msg = f"step {draft.name!r} asks for {' and '.join(accelerators)}: KFP v2 gives a step one accelerator type"
             diags.append(error(path, msg, "NB051", cell))
-    for key in ("volumes", "katib_run", "snapshot_volumes", "autosnapshot"):
+    raw_volumes = meta.get("volumes")
+    for volume in raw_volumes if isinstance(raw_volumes, list) else []:
+        if not (
+            isinstance(volume, dict)
+            and volume.get("type") == "pvc"
+            and volume.get("name")
+            and volume.get("mount_point")
+        ):
+            kind = volume.get("type") if isinstance(volume, dict) else type(volume).__name__
+            msg = f"kubeflow_notebook.volumes: a {kind!r} volume is not supported yet (only existing PVCs, type 'pvc')"
+            diags.append(warning(path, msg, "NB052"))
+    for key in ("katib_run", "snapshot_volumes", "autosnapshot"):
         if meta.get(key):
             msg = f"kubeflow_notebook.{key} is not supported yet: the compiled pipeline does not include it"
             diags.append(warning(path, msg, "NB052"))
+
+
+def _volumes(meta: dict[str, object]) -> tuple[VolumeMount, ...]:
+    """Kale's `pvc` volumes: an existing claim mounted into every step (KALE_VOLUME_<NAME> if exposed)."""
+    found = []
+    raw = meta.get("volumes")
+    for v in raw if isinstance(raw, list) else []:
+        if isinstance(v, dict) and v.get("type") == "pvc" and v.get("name") and v.get("mount_point"):
+            env = (
+                "KALE_VOLUME_" + re.sub(r"[^A-Z0-9]", "_", str(v["name"]).upper())
+                if v.get("expose_as_env_var")
+                else None
+            )
+            found.append(VolumeMount(str(v["name"]), str(v["mount_point"]), env))
+    return tuple(found)
 
 
 def _check_policy(path: str, steps: list[Step], settings: Settings, diags: list[Diagnostic]) -> None:
