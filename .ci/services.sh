@@ -18,6 +18,7 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v curl >/dev/null || need+=(curl)
+command -v rsync >/dev/null || need+=(rsync)  # gitlab-ci-local needs it
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -63,10 +64,17 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
     | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$BASE" >/dev/null
 fi
 
+# gitlab-ci-local (pinned: newer releases crash on Node 20), for the CI component tests.
+NODE_DIR=$STATE/node
+if [ ! -x "$NODE_DIR/node_modules/.bin/gitlab-ci-local" ]; then
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent gitlab-ci-local@4.73.0 >/dev/null
+fi
+
 cat > "$ENV_FILE" <<ENV
 export NB2KFP_TEST_REGISTRY=127.0.0.1:$PORT
 export NB2KFP_TEST_REGISTRY_USER=$USER
 export NB2KFP_TEST_REGISTRY_PASSWORD_FILE=$STATE/password
 export NB2KFP_TEST_BASE_IMAGE=$BASE
+export NB2KFP_GITLAB_CI_LOCAL=$NODE_DIR/node_modules/.bin/gitlab-ci-local
 ENV
 echo "services: docker $(docker version -f '{{.Server.Version}}'), registry 127.0.0.1:$PORT, base $BASE"

@@ -113,11 +113,37 @@ def run(
     registry: Annotated[
         str | None, typer.Option("--registry", help="With --docker: push the step image here first.")
     ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Run on this Kubeflow Pipelines API instead (token: NB2KFP_KFP_TOKEN).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --host: follow the run to its end.")] = True,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="With --host: KFP experiment.")] = None,
 ) -> None:
-    """Compile the notebook and run its pipeline locally (here, or in Docker with --docker)."""
+    """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
+    if host is not None:
+        if docker or run_dir is not None or as_json:
+            raise typer.BadParameter("--host runs on the cluster: it does not go with --docker, --run-dir or --json")
+        from nb2kfp.commands import publish
+
+        raise typer.Exit(publish.remote_run(notebook, host, param or [], wait, _out, _err, experiment=experiment))
     from nb2kfp.commands import run as command
 
     raise typer.Exit(command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err, docker, registry))
+
+
+@app.command()
+def publish(
+    notebooks: Notebooks,
+    host: Annotated[str | None, typer.Option("--host", help="KFP API URL (token from NB2KFP_KFP_TOKEN).")] = None,
+    manifests: Annotated[
+        Path | None, typer.Option("--manifests", help="Write Pipeline/PipelineVersion resources here instead.")
+    ] = None,
+    commit: Annotated[str | None, typer.Option("--commit", help="Commit for the version name (default: HEAD).")] = None,
+) -> None:
+    """Upload each notebook's pipeline as a KFP pipeline version named from the commit and its content."""
+    from nb2kfp.commands import publish as command
+
+    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err))
 
 
 @app.command()
@@ -150,6 +176,53 @@ def model_build(
     from nb2kfp.commands import model as command
 
     raise typer.Exit(command.run(path, image, output_dir, model_format, insecure, _err, _out))
+
+
+@app.command()
+def plan(
+    notebook: Notebook,
+    against: Annotated[str, typer.Option("--against", help="Git ref to compare with (e.g. origin/main).")],
+    output_format: Annotated[str, typer.Option("--format", help="text, markdown or json")] = "text",
+) -> None:
+    """What changes in the pipeline against another git ref, and which steps KFP's cache will serve."""
+    from nb2kfp.commands import plan as command
+
+    raise typer.Exit(command.run(notebook, against, output_format, _out))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8080,
+    data: Annotated[Path, typer.Option("--data", help="Queue, clones and outputs.")] = Path(".nb2kfp/serve"),
+    secret_file: Annotated[
+        Path | None, typer.Option("--secret-file", help="Webhook secret (else NB2KFP_WEBHOOK_SECRET).")
+    ] = None,
+    project: Annotated[
+        list[str] | None, typer.Option("--project", help="GitLab project id or path to accept (repeat).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Processing threads (0: only queue).")] = 2,
+) -> None:
+    """Receive GitLab push webhooks: queue each event durably, then lint, compile, build and publish."""
+    from nb2kfp.commands import serve as command
+
+    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out))
+
+
+@app.command()
+def ci(
+    phase: Annotated[str, typer.Argument(help="lint, compile, build, publish, report or all.")] = "all",
+    notebooks: Annotated[str, typer.Option("--notebooks", help="Glob of the notebooks.")] = "**/*.ipynb",
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Artifacts folder.")] = Path("nb2kfp-out"),
+    registry: Annotated[str | None, typer.Option("--registry", help="Registry for step images.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Kubeflow Pipelines API URL to publish to.")] = None,
+) -> None:
+    """Run the GitLab CI component's jobs: lint, compile, build, publish, report (or all)."""
+    from nb2kfp.commands import ci as command
+
+    if phase not in (*command.PHASES, "all"):
+        raise typer.BadParameter(f"phase must be one of {', '.join(command.PHASES)} or all")
+    raise typer.Exit(command.run(phase, notebooks, output_dir, registry or None, host or None, _out))
 
 
 @app.command()

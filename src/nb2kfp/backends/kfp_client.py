@@ -1,0 +1,316 @@
+"""Talk to a KFP API server through the KFP SDK's ``kfp.Client``: publish pipeline versions, create and
+follow runs; or write the Kubernetes custom resources that KFP's Kubernetes-native API mode reads instead.
+
+kfp is imported inside the functions only, so compiling never imports it. Every failure of the server
+(unreachable, 401/403, 5xx) becomes one :class:`RunError` line naming the host and the HTTP status; the
+bearer token is never part of a message (everything we show passes through :class:`Masker`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nb2kfp.errors import RunError, UsageError
+from nb2kfp.registry import Masker
+
+TOKEN_ENV = "NB2KFP_KFP_TOKEN"
+TOKEN_FILE_ENV = "NB2KFP_KFP_TOKEN_FILE"
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
+CRD_API_VERSION = "pipelines.kubeflow.org/v2beta1"
+_CONNECTION = re.compile(r"^<?\w*Connection(?:\(.*?\)| object at 0x[0-9a-f]+)>?: ")
+
+
+@dataclass(frozen=True)
+class Published:
+    pipeline_id: str
+    version_id: str
+    version_name: str
+    created: bool  # False: a version of that name was already there, nothing was uploaded
+    url: str
+    new_pipeline: bool = False
+
+
+@dataclass(frozen=True)
+class RemoteRun:
+    run_id: str
+    url: str
+
+
+def token_from_env() -> str | None:
+    """The bearer token for the KFP API: ``NB2KFP_KFP_TOKEN``, else the file named by ``NB2KFP_KFP_TOKEN_FILE``."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    path = os.environ.get(TOKEN_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise UsageError(f"{TOKEN_FILE_ENV}={path}: cannot read it ({exc.strerror})") from None
+
+
+def version_name(commit_sha: str, content_hash: str) -> str:
+    """``<commit[:12]>-<content hash[:12]>``: a DNS-1123 name, the same for the same commit and notebook."""
+    return f"{commit_sha[:12]}-{content_hash[:12]}".lower()
+
+
+def normalize_host(host: str) -> str:
+    host = host.strip().rstrip("/")
+    if not host.startswith(("http://", "https://")) or len(host.split("://", 1)[1]) == 0:
+        raise UsageError(f"--host {host!r}: give the KFP API address as http(s)://HOST[:PORT][/PATH]")
+    return host
+
+
+def pipeline_url(host: str, pipeline_id: str, version_id: str) -> str:
+    return f"{host}/#/pipelines/details/{pipeline_id}/version/{version_id}"
+
+
+def run_url(host: str, run_id: str) -> str:
+    return f"{host}/#/runs/details/{run_id}"
+
+
+# ---------------------------------------------------------------- errors and the client
+
+
+def _detail(body: Any) -> str:
+    """The server's own message from an error body (grpc-gateway JSON: ``message`` / ``error``), one line."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    text = str(body or "").strip()
+    with contextlib.suppress(ValueError, AttributeError):
+        data = json.loads(text)
+        text = str(data.get("message") or data.get("error") or text)
+    line = " ".join(text.split())
+    return line[:200] + ("..." if len(line) > 200 else "")
+
+
+def _api_exception() -> type[Exception]:
+    """kfp-server-api's error type (the package has no type information)."""
+    from kfp_server_api.exceptions import ApiException
+
+    return ApiException  # type: ignore[no-any-return]
+
+
+def _error(host: str, exc: BaseException, token: str | None) -> RunError:
+    import urllib3
+
+    if isinstance(exc, _api_exception()):
+        status = getattr(exc, "status", None)
+        if status in (401, 403):
+            message = f"KFP at {host} refused the request (HTTP {status}): check the token in {TOKEN_ENV}"
+        elif not status:
+            message = f"cannot reach KFP at {host}: {_detail(getattr(exc, 'reason', None))}"
+        else:
+            detail = _detail(getattr(exc, "body", None)) or str(getattr(exc, "reason", None) or "")
+            message = f"KFP at {host} answered HTTP {status}" + (f": {detail}" if detail else "")
+    elif isinstance(exc, urllib3.exceptions.MaxRetryError):
+        reason = _CONNECTION.sub("", str(exc.reason or exc))  # drop urllib3's "HTTPConnection(host=.., port=..): "
+        message = f"cannot reach KFP at {host}: {_detail(reason)}"
+    elif isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+        message = f"cannot reach KFP at {host}: {_detail(exc)}"
+    else:  # the SDK's own ValueErrors (several pipelines of one name, a spec it cannot load, ...)
+        message = f"KFP at {host}: {_detail(exc)}"
+    return RunError(Masker(token)(message))
+
+
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+@contextlib.contextmanager
+def _session(host: str, token: str | None) -> Iterator[Any]:
+    """A ``kfp.Client`` for ``host``; the SDK's prints and warnings are swallowed, its errors become RunError."""
+    import kfp
+    import urllib3
+
+    api_exception = _api_exception()
+
+    class _Client(kfp.Client):  # type: ignore[misc]
+        def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+            # the SDK retries five times, 5 s apart, on any error (25 s for a bad token): ask once
+            return self._healthz_api.healthz_service_get_healthz()
+
+    # urllib3 logs each retry of a refused connection as a warning (the client resets its log levels)
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        pool_log.addFilter(_drop)
+        try:
+            yield _Client(host=host, existing_token=token)
+        except (api_exception, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise _error(host, exc, token) from None
+        finally:
+            pool_log.removeFilter(_drop)
+
+
+def _conflict(exc: BaseException) -> bool:
+    """HTTP 409: a pipeline or version of that name exists (made by a concurrent job)."""
+    return isinstance(exc, _api_exception()) and getattr(exc, "status", None) == 409
+
+
+# ---------------------------------------------------------------- publish
+
+
+def _eq_filter(key: str, value: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
+
+
+def _find_version(client: Any, pipeline_id: str, name: str) -> str | None:
+    response = client.list_pipeline_versions(pipeline_id=pipeline_id, page_size=100, filter=_eq_filter("name", name))
+    for version in getattr(response, "pipeline_versions", None) or []:
+        # servers that ignore the filter still answer with versions: match the name here too
+        if name in (getattr(version, "name", None), getattr(version, "display_name", None)):
+            return str(version.pipeline_version_id)
+    return None
+
+
+def publish(
+    spec: Path, pipeline_name: str, version_name: str, host: str, token: str | None, description: str = ""
+) -> Published:
+    """Upload ``spec`` as version ``version_name`` of pipeline ``pipeline_name`` (made if absent).
+
+    Idempotent: when the pipeline already has a version of that name, nothing is uploaded (``created=False``).
+    """
+    api_exception = _api_exception()
+    host = normalize_host(host)
+    with _session(host, token) as client:
+        pipeline_id = client.get_pipeline_id(pipeline_name)
+        new_pipeline = False
+        if pipeline_id is None:
+            try:
+                pipeline = client.upload_pipeline(str(spec), pipeline_name=pipeline_name, description=description)
+                pipeline_id, new_pipeline = str(pipeline.pipeline_id), True
+            except api_exception as exc:  # another job made it meanwhile
+                if not _conflict(exc) or (pipeline_id := client.get_pipeline_id(pipeline_name)) is None:
+                    raise
+        existing = _find_version(client, pipeline_id, version_name)
+        if existing is not None:
+            return Published(pipeline_id, existing, version_name, False, pipeline_url(host, pipeline_id, existing))
+        try:
+            version = client.upload_pipeline_version(
+                str(spec), version_name, pipeline_id=pipeline_id, description=description or None
+            )
+        except api_exception as exc:  # the same version uploaded by a concurrent job: that is fine
+            if not _conflict(exc) or (existing := _find_version(client, pipeline_id, version_name)) is None:
+                raise
+            return Published(pipeline_id, existing, version_name, False, pipeline_url(host, pipeline_id, existing))
+        version_id = str(version.pipeline_version_id)
+        return Published(
+            pipeline_id, version_id, version_name, True, pipeline_url(host, pipeline_id, version_id), new_pipeline
+        )
+
+
+# ---------------------------------------------------------------- manifests (Kubernetes-native API mode)
+
+
+def write_manifests(
+    spec: Path, pipeline_name: str, version_name: str, folder: Path, description: str = ""
+) -> list[Path]:
+    """Write ``<pipeline>.pipeline.yaml`` (a ``Pipeline``) and ``<pipeline>-<version>.pipelineversion.yaml``
+    (a ``PipelineVersion``) into ``folder``, for ``kubectl apply`` or GitOps on a KFP in Kubernetes-native mode.
+
+    Field names follow KFP's CRD types (backend/src/crd/kubernetes/v2beta1): the version's object name is
+    ``<pipeline>-<version>``; the pipeline spec and the kfp-kubernetes platform spec go in separately.
+    """
+    from nb2kfp.atomic import write_text
+
+    docs = [d for d in yaml.safe_load_all(spec.read_text(encoding="utf-8")) if d is not None]
+    if not docs or not isinstance(docs[0], dict) or "root" not in docs[0]:
+        raise RunError(f"{spec}: not a KFP pipeline spec")
+    pipeline: dict[str, Any] = {
+        "apiVersion": CRD_API_VERSION,
+        "kind": "Pipeline",
+        "metadata": {"name": pipeline_name},
+        "spec": {"description": description} if description else {},
+    }
+    version_spec: dict[str, Any] = {
+        "pipelineName": pipeline_name,
+        "versionName": version_name,
+        "displayName": version_name,
+    }
+    if description:
+        version_spec["description"] = description
+    version_spec["pipelineSpec"] = docs[0]
+    if len(docs) > 1:
+        version_spec["platformSpec"] = docs[1]
+    version = {
+        "apiVersion": CRD_API_VERSION,
+        "kind": "PipelineVersion",
+        "metadata": {"name": f"{pipeline_name}-{version_name}"},
+        "spec": version_spec,
+    }
+    paths = [folder / f"{pipeline_name}.pipeline.yaml", folder / f"{pipeline_name}-{version_name}.pipelineversion.yaml"]
+    for path, doc in zip(paths, (pipeline, version), strict=True):
+        write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    return paths
+
+
+# ---------------------------------------------------------------- runs
+
+
+def create_run(
+    spec: Path, host: str, token: str | None, arguments: dict[str, Any], experiment: str, run_name: str
+) -> RemoteRun:
+    """Submit ``spec`` (a ``.yaml`` file) as a run in ``experiment`` (made if absent)."""
+    host = normalize_host(host)
+    with _session(host, token) as client:
+        result = client.create_run_from_pipeline_package(
+            str(spec), arguments=arguments, run_name=run_name, experiment_name=experiment
+        )
+    return RemoteRun(str(result.run_id), run_url(host, str(result.run_id)))
+
+
+def _task_states(run: Any, steps: Collection[str] | None) -> dict[str, str]:
+    details = getattr(run, "run_details", None)
+    states: dict[str, str] = {}
+    for task in getattr(details, "task_details", None) or []:
+        name, state = getattr(task, "display_name", None), getattr(task, "state", None)
+        if name and state and (steps is None or name in steps):
+            states[str(name)] = str(state)
+    return states
+
+
+def follow(
+    host: str,
+    token: str | None,
+    run_id: str,
+    on_event: Callable[[str, str], None],
+    poll_seconds: float = 2.0,
+    timeout: float = 6 * 3600.0,
+    steps: Collection[str] | None = None,
+) -> str:
+    """Poll the run until it ends and return its final state (SUCCEEDED, FAILED, SKIPPED, CANCELED).
+
+    ``on_event(task, state)`` is called whenever a task's state changes; ``steps`` limits it to those task
+    names (KFP also lists its driver and DAG tasks).
+    """
+    host = normalize_host(host)
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    with _session(host, token) as client:
+        while True:
+            run = client.get_run(run_id)
+            for name, state in _task_states(run, steps).items():
+                if seen.get(name) != state:
+                    seen[name] = state
+                    on_event(name, state)
+            state = str(getattr(run, "state", None) or "RUNTIME_STATE_UNSPECIFIED")
+            if state in FINAL_STATES:
+                return state
+            if time.monotonic() >= deadline:
+                raise RunError(f"run {run_id} on {host} is still {state} after {timeout:g}s: {run_url(host, run_id)}")
+            time.sleep(poll_seconds)

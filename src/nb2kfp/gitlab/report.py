@@ -1,0 +1,141 @@
+"""The merge request note: per notebook its status, DAG (Mermaid), plan, image, KFP link and lint findings.
+
+Rendered from ``templates/mr_note.md.j2``; the same input always gives the same text, so an
+unchanged report leaves the note untouched. The note starts with :data:`nb2kfp.gitlab.api.MARKER`,
+by which :meth:`GitLabProject.upsert_mr_note` finds it again on later pushes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from nb2kfp.backends.plan import Plan
+from nb2kfp.errors import Diagnostic, Severity
+from nb2kfp.ir import Pipeline
+
+if TYPE_CHECKING:
+    from nb2kfp.gitlab.ci import State
+
+_ICONS = {"success": ":white_check_mark:", "failed": ":x:"}
+
+
+@dataclass(frozen=True)
+class NotebookReport:
+    """What the note says about one notebook. ``pipeline`` is None when the notebook did not compile."""
+
+    notebook: str
+    pipeline: Pipeline | None
+    plan: Plan | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    image: str | None = None  # repo@sha256:... of the step image
+    kfp_url: str | None = None  # the pipeline version in the KFP UI
+    status: Literal["success", "failed"] = "success"
+
+
+def _fence_safe(text: str) -> str:
+    """Keep user text (messages) from closing the code fence it is shown in."""
+    return text.replace("```", "'''")
+
+
+def _entry(report: NotebookReport) -> dict[str, Any]:
+    from nb2kfp.backends import graph
+    from nb2kfp.backends import plan as planner
+
+    pipeline = report.pipeline
+    ordered = sorted(report.diagnostics, key=lambda d: (d.path, d.cell or 0, d.line or 0, d.code, d.message))
+    return {
+        "path": report.notebook.replace("`", "'"),
+        "status": report.status,
+        "icon": _ICONS.get(report.status, ":grey_question:"),
+        "pipeline_name": pipeline.name if pipeline else None,
+        "step_count": len(pipeline.steps) if pipeline else 0,
+        "image": report.image.replace("`", "'") if report.image else None,
+        "kfp_url": report.kfp_url,
+        "mermaid": graph.mermaid(pipeline) if pipeline else None,
+        "plan": planner.markdown(report.plan) if report.plan else None,
+        "findings": [_fence_safe(d.format()) for d in ordered],
+    }
+
+
+def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None) -> str:
+    """The whole note (Markdown), notebooks sorted by path."""
+    import jinja2
+
+    from nb2kfp.gitlab.api import MARKER
+
+    template = resources.files("nb2kfp.templates").joinpath("mr_note.md.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(
+        autoescape=False,  # Markdown, not HTML; user text is fenced or code-quoted above
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    ordered = sorted(entries, key=lambda e: e.notebook)
+    text = env.from_string(template).render(
+        marker=MARKER,
+        entries=[_entry(e) for e in ordered],
+        failed=sum(e.status == "failed" for e in ordered),
+        pipeline_url=pipeline_url,
+    )
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _diagnostic(raw: Mapping[str, Any]) -> Diagnostic:
+    return Diagnostic(
+        path=str(raw.get("path", "")),
+        message=str(raw.get("message", "")),
+        severity=Severity(raw.get("severity", "error")),
+        code=str(raw.get("code", "NB000")),
+        cell=raw.get("cell"),
+        line=raw.get("line"),
+    )
+
+
+def _plan_against(notebook: Path, pipeline: Pipeline, base: str | None) -> Plan | None:
+    """The plan against commit ``base`` of this clone; None when there is no base or git cannot tell."""
+    from nb2kfp.backends.plan import diff
+    from nb2kfp.commands.plan import compile_at
+    from nb2kfp.errors import Nb2KfpError
+
+    if not base or set(base) == {"0"}:
+        return None
+    try:
+        old, _ = compile_at(notebook, base)
+    except Nb2KfpError:
+        return None
+    return diff(old, pipeline)
+
+
+def render_from_state(state: State, env: Mapping[str, str]) -> str:
+    """The note for a CI job's state (``nb2kfp ci``): compiles each notebook again for its DAG and its plan
+    against the merge request base (``CI_MERGE_REQUEST_DIFF_BASE_SHA``, else ``CI_COMMIT_BEFORE_SHA``)."""
+    from nb2kfp.config import find_settings
+    from nb2kfp.errors import NotebookError
+    from nb2kfp.frontend.builder import build
+
+    base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or env.get("CI_COMMIT_BEFORE_SHA")
+    entries = []
+    for path, item in sorted(state.notebooks.items()):
+        notebook = Path(path)
+        try:
+            pipeline: Pipeline | None = build(notebook, find_settings(notebook.parent)).pipeline
+        except NotebookError:
+            pipeline = None
+        entries.append(
+            NotebookReport(
+                notebook=path,
+                pipeline=pipeline,
+                plan=_plan_against(notebook, pipeline, base) if pipeline else None,
+                diagnostics=[_diagnostic(d) for d in item.diagnostics],
+                image=item.image,
+                kfp_url=item.kfp_url,
+                status="failed" if item.status == "failed" else "success",
+            )
+        )
+    return render_mr_note(entries, env.get("CI_PIPELINE_URL"))

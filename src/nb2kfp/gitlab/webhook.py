@@ -1,0 +1,247 @@
+"""The GitLab webhook receiver: validate a push, commit it to the queue, answer 202. Nothing else happens in a request.
+
+``POST /webhooks/gitlab`` (push and tag push hooks), ``GET /healthz``, ``GET /metrics`` (Prometheus text format).
+
+Security:
+
+- ``X-Gitlab-Token`` must equal the secret (``NB2KFP_WEBHOOK_SECRET`` or a file), compared in constant time; 401 if not.
+- When a signing token is configured (``NB2KFP_WEBHOOK_SIGNING_TOKEN`` or ``..._FILE``, GitLab's ``whsec_<base64>``
+  form), the ``webhook-signature`` header must hold ``v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`` for the
+  ``webhook-id`` and ``webhook-timestamp`` headers (GitLab follows the Standard Webhooks specification), with the
+  timestamp within 5 minutes; 401 if not.
+- The body is read up to a limit (default 1 MiB), 413 beyond it; malformed JSON or a body that is no push is 400,
+  with a short reason; nothing is queued for any of these.
+- Events of projects not configured, and other event kinds, are answered 202 and ignored (GitLab disables hooks
+  that keep failing), and counted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from nb2kfp.errors import UsageError
+from nb2kfp.gitlab.queue import QUEUED, Event, EventQueue
+
+EVENTS = ("Push Hook", "Tag Push Hook")
+MAX_BODY = 1 << 20
+SIGNATURE_TOLERANCE = 300.0
+
+
+def _read_secret(name: str, env: Mapping[str, str], file: Path | None = None) -> str | None:
+    """A secret from ``file``, else ``$NAME_FILE``, else ``$NAME``; None when none is set."""
+    path = file or (Path(env[f"{name}_FILE"]) if env.get(f"{name}_FILE") else None)
+    if path is not None:
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        if not value:
+            raise UsageError(f"{path} is empty")
+        return value
+    return env.get(name) or None
+
+
+def signing_key(token: str) -> bytes:
+    """The HMAC key of a GitLab signing token (``whsec_`` + base64 of the key)."""
+    try:
+        return base64.b64decode(token.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError("the webhook signing token must look like whsec_<base64>") from None
+
+
+def sign(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
+    """The ``webhook-signature`` value GitLab sends (one ``v1`` signature)."""
+    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signature_ok(key: bytes, headers: Mapping[str, str], body: bytes, now: float | None = None) -> bool:
+    webhook_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+    try:
+        age = abs((time.time() if now is None else now) - int(stamp))
+    except ValueError:
+        return False
+    if not webhook_id or age > SIGNATURE_TOLERANCE:
+        return False
+    expected = sign(key, webhook_id, stamp, body).encode()
+    return any(hmac.compare_digest(given.encode(), expected) for given in headers.get("webhook-signature", "").split())
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    secret: str | None
+    projects: frozenset[str]  # project ids and/or paths (group/name)
+    signing_key: bytes | None = None
+    max_body: int = MAX_BODY
+    git_token: str | None = field(default=None, repr=False)  # for fetching; never in a URL, argv or log
+    ci_registry: str | None = None
+    ci_host: str | None = None
+
+    @classmethod
+    def load(cls, secret_file: Path | None, projects: list[str], env: Mapping[str, str] | None = None) -> ServeConfig:
+        env = os.environ if env is None else env
+        secret = _read_secret("NB2KFP_WEBHOOK_SECRET", env, secret_file)
+        signing = _read_secret("NB2KFP_WEBHOOK_SIGNING_TOKEN", env)
+        if secret is None and signing is None:
+            raise UsageError(
+                "set a webhook secret: --secret-file, NB2KFP_WEBHOOK_SECRET or NB2KFP_WEBHOOK_SIGNING_TOKEN"
+            )
+        if not projects:
+            raise UsageError("name the projects to serve: --project ID_OR_PATH (one or more)")
+        return cls(
+            secret=secret,
+            projects=frozenset(p.strip().strip("/") for p in projects),
+            signing_key=signing_key(signing) if signing else None,
+            max_body=int(env.get("NB2KFP_WEBHOOK_MAX_BODY") or MAX_BODY),
+            git_token=_read_secret("NB2KFP_GIT_TOKEN", env),
+            ci_registry=env.get("NB2KFP_SERVE_REGISTRY") or None,
+            ci_host=env.get("NB2KFP_SERVE_KFP_HOST") or None,
+        )
+
+    def serves(self, event: Event) -> bool:
+        return event.project in self.projects or (bool(event.project_path) and event.project_path in self.projects)
+
+
+class Metrics:
+    """Counters shared by the request handler and the workers (one process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, float] = {}
+
+    def inc(self, name: str, amount: float = 1.0) -> None:
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0.0) + amount
+
+    def processed(self, ok: bool, seconds: float) -> None:
+        self.inc("processed" if ok else "failed")
+        self.inc("seconds_sum", seconds)
+        self.inc("seconds_count")
+
+    def render(self, queued: int) -> str:
+        with self._lock:
+            c = dict(self.counts)
+        p = "nb2kfp_webhook_events"
+        out: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+            out.extend((f"# HELP {p}_{name} {help_text}", f"# TYPE {p}_{name} {kind}"))
+            out.extend(f"{p}_{name}{suffix} {value:g}" for suffix, value in samples)
+
+        metric("received_total", "counter", "Webhook requests received.", [("", c.get("received", 0))])
+        metric("deduplicated_total", "counter", "Deliveries already queued (retries).", [("", c.get("dup", 0))])
+        ignored = sorted((k.split(":", 1)[1], v) for k, v in c.items() if k.startswith("ignored:"))
+        metric(
+            "ignored_total",
+            "counter",
+            "Events answered 2xx and ignored.",
+            [(f'{{reason="{r}"}}', v) for r, v in ignored],
+        )
+        rejected = sorted((k.split(":", 1)[1], v) for k, v in c.items() if k.startswith("rejected:"))
+        metric("rejected_total", "counter", "Requests refused.", [(f'{{code="{r}"}}', v) for r, v in rejected])
+        metric("queued", "gauge", "Events waiting for a worker.", [("", queued)])
+        metric("processed_total", "counter", "Events processed successfully.", [("", c.get("processed", 0))])
+        metric("failed_total", "counter", "Events whose processing failed.", [("", c.get("failed", 0))])
+        metric(
+            "processing_seconds",
+            "summary",
+            "Time to process an event.",
+            [("_sum", c.get("seconds_sum", 0)), ("_count", c.get("seconds_count", 0))],
+        )
+        return "\n".join(out) + "\n"
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is longer than ``limit`` (checked on the header and while reading)."""
+    try:
+        if int(request.headers.get("content-length") or 0) > limit:
+            return None
+    except ValueError:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None = None) -> Starlette:
+    stats = metrics or Metrics()
+
+    def refuse(code: int, reason: str) -> Response:
+        stats.inc(f"rejected:{code}")
+        return JSONResponse({"status": "rejected", "reason": reason}, status_code=code)
+
+    def ignore(reason: str, detail: str) -> Response:
+        stats.inc(f"ignored:{reason}")
+        return JSONResponse({"status": "ignored", "reason": detail}, status_code=202)
+
+    async def gitlab(request: Request) -> Response:
+        stats.inc("received")
+        if config.secret is not None:
+            given = request.headers.get("x-gitlab-token", "").encode()
+            if not hmac.compare_digest(given, config.secret.encode()):
+                return refuse(401, "missing or wrong X-Gitlab-Token")
+        body = await _read_limited(request, config.max_body)
+        if body is None:
+            return refuse(413, f"body over {config.max_body} bytes")
+        if config.signing_key is not None and not signature_ok(config.signing_key, request.headers, body):
+            return refuse(401, "missing, stale or wrong webhook-signature")
+        kind = request.headers.get("x-gitlab-event", "")
+        if kind not in EVENTS:
+            return ignore("event", f"event {kind[:40]!r} is not handled")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return refuse(400, f"malformed JSON: {str(exc)[:80]}")
+        key = request.headers.get("idempotency-key") or request.headers.get("x-gitlab-event-uuid") or None
+        try:
+            if not isinstance(payload, dict):
+                raise ValueError("the body is not a JSON object")
+            event = Event.from_payload(payload, key)
+        except ValueError as exc:
+            return refuse(400, str(exc))
+        if not config.serves(event):
+            return ignore("project", "project not served here")
+        try:
+            event_id, duplicate = await run_in_threadpool(queue.put, event)
+        except Exception:  # the queue could not commit: let GitLab retry
+            return refuse(503, "queue unavailable")
+        if duplicate:
+            stats.inc("dup")
+        return JSONResponse({"status": "duplicate" if duplicate else "queued", "id": event_id}, status_code=202)
+
+    async def healthz(request: Request) -> Response:
+        counts = await run_in_threadpool(queue.counts)
+        return JSONResponse({"status": "ok", "queued": counts.get(QUEUED, 0)})
+
+    async def metrics_page(request: Request) -> Response:
+        counts = await run_in_threadpool(queue.counts)
+        return PlainTextResponse(stats.render(counts.get(QUEUED, 0)), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/gitlab", gitlab, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+        ]
+    )
