@@ -163,7 +163,7 @@ def _gitlab_ci(root: Path, component: str | None) -> Change | None:
         return Change(path, None, "include:\n" + _indent_block(item, 2))
     if component.split("@")[0] in text:
         return None
-    if re.search(r"^include:\s*\S", text, re.MULTILINE):
+    if re.search(r"^include:[ \t]*[^\s#]", text, re.MULTILINE):
         raise UsageError(f"{path}: `include:` is a single value; make it a list and re-run")
     new = _insert_into_list(text, "include", item)
     _check_yaml(path, new, lambda d: any(isinstance(i, dict) and i.get("component") == component for i in d["include"]))
