@@ -156,3 +156,46 @@ def test_kale_pvc_volumes_become_pvc_mounts(make_nb: Make, tmp_path: Path) -> No
     out = tmp_path / "p.yaml"
     out.write_text(text)
     components.load_component_from_file(str(out))
+
+
+def test_scheduling_tags_match_what_the_kfp_sdk_writes(make_nb: Make, tmp_path: Path) -> None:
+    """request:, node:, toleration:, retry: and timeout: against the SDK + kfp-kubernetes on the same settings."""
+    from kfp import compiler, components, dsl, kubernetes
+
+    tags = ["step:train", "request:cpu:500m", "request:memory:1Gi", "node:gpu:a100",
+            "toleration:dedicated:ml:NoSchedule", "toleration:spot:NoExecute", "retry:3", "timeout:10m"]
+    ours_text = kfp_spec.render(build(make_nb([(tags, "x = 1")])).pipeline)
+    ours, ours_platform = yaml.safe_load_all(ours_text)
+
+    @dsl.container_component
+    def train():  # type: ignore[no-untyped-def]  # kfp reads the real annotation: none here
+        return dsl.ContainerSpec(image="python:3.11-slim", command=["true"])
+
+    @dsl.pipeline(name="p")
+    def reference():  # type: ignore[no-untyped-def]
+        t = train().set_cpu_request("500m").set_memory_request("1Gi").set_retry(num_retries=3)
+        kubernetes.add_node_selector(t, label_key="gpu", label_value="a100")
+        kubernetes.add_toleration(t, key="dedicated", operator="Equal", value="ml", effect="NoSchedule")
+        kubernetes.add_toleration(t, key="spot", operator="Exists", effect="NoExecute")
+        kubernetes.set_timeout(t, 600)
+
+    compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
+    ref, ref_platform = yaml.safe_load_all((tmp_path / "ref.yaml").read_text())
+    container = ours["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert container["resources"] == ref["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert ours["root"]["dag"]["tasks"]["train"]["retryPolicy"] == ref["root"]["dag"]["tasks"]["train"]["retryPolicy"]
+    assert (ours_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+            == ref_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"])
+    (tmp_path / "ours.yaml").write_text(ours_text)
+    components.load_component_from_file(str(tmp_path / "ours.yaml"))
+
+
+@pytest.mark.parametrize(("tag", "fragment"), [("request:nvidia.com/gpu:1", "takes requests for cpu"),
+                                               ("retry:1000", "unknown tag"), ("timeout:0", "unknown tag"),
+                                               ("toleration:k:v:Sometimes", "unknown tag")])
+def test_bad_scheduling_tags_are_located_errors(make_nb: Make, tag: str, fragment: str) -> None:
+    from nb2kfp.errors import NotebookError
+
+    with pytest.raises(NotebookError) as info:
+        build(make_nb([(["step:a", tag], "x = 1")]))
+    assert any(fragment in d.message and d.cell == 1 for d in info.value.errors)

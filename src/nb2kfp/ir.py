@@ -57,10 +57,19 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: str  # Equal or Exists
+    value: str
+    effect: str  # NoSchedule, PreferNoSchedule or NoExecute
+
+
+@dataclass(frozen=True)
 class Resources:
     """Kubernetes resource limits as written in ``limit:`` tags, e.g. ``("cpu", "2")``."""
 
     limits: tuple[tuple[str, str], ...] = ()
+    requests: tuple[tuple[str, str], ...] = ()
 
     def get(self, name: str) -> str | None:
         return dict(self.limits).get(name)
@@ -82,6 +91,10 @@ class Step:
     annotations: tuple[tuple[str, str], ...] = ()
     secrets: tuple[SecretEnv, ...] = ()
     volumes: tuple[VolumeMount, ...] = ()
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    retries: int = 0
+    timeout: int | None = None  # seconds before Kubernetes stops the step's pod
 
     @property
     def first_cell(self) -> int:

@@ -196,6 +196,13 @@ def _resources(step: Step) -> dict[str, Any]:
                 "resourceType": name,
                 "type": name,
             }
+    for name, amount in step.resources.requests:
+        if name == "cpu":
+            out["cpuRequest"] = float(amount[:-1]) / 1000 if amount.endswith("m") else float(amount)
+            out["resourceCpuRequest"] = amount
+        elif name == "memory":
+            out["memoryRequest"] = _quantity(amount) / 10**9
+            out["resourceMemoryRequest"] = amount
     return out
 
 
@@ -208,6 +215,15 @@ def _platform(step: Step) -> dict[str, Any]:
         if step.labels:
             meta["labels"] = dict(step.labels)
         extra["podMetadata"] = meta
+    if step.timeout is not None:
+        extra["activeDeadlineSeconds"] = str(step.timeout)
+    if step.node_selector:
+        extra["nodeSelector"] = {"labels": dict(step.node_selector)}
+    if step.tolerations:
+        extra["tolerations"] = [
+            {"effect": t.effect, "key": t.key, "operator": t.operator, **({"value": t.value} if t.value else {})}
+            for t in step.tolerations
+        ]
     if step.volumes:
         extra["pvcMount"] = [
             {"constant": v.pvc, "mountPath": v.path, "pvcNameParameter": {"runtimeValue": {"constant": v.pvc}}}
@@ -241,6 +257,13 @@ def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     }
     if depends:
         spec["dependentTasks"] = depends
+    if step.retries:
+        spec["retryPolicy"] = {
+            "backoffDuration": "0s",
+            "backoffFactor": 2.0,
+            "backoffMaxDuration": "3600s",
+            "maxRetryCount": step.retries,
+        }
     inputs: dict[str, Any] = {}
     if step.parameters:
         inputs["parameters"] = {n: {"componentInputParameter": n} for n in step.parameters}

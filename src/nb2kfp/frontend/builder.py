@@ -17,7 +17,7 @@ from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters
-from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, VolumeMount
+from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration, VolumeMount
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
 _PIP = re.compile(
@@ -100,11 +100,15 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
                 metrics=tuple(flow.metrics[draft.name]),
                 image=opts.image or str(base_image),
                 caching=bool(caching) if opts.caching is None else opts.caching,
-                resources=Resources(tuple(sorted(opts.limits.items()))),
+                resources=Resources(tuple(sorted(opts.limits.items())), tuple(sorted(opts.requests.items()))),
                 labels=tuple(sorted(opts.labels.items())),
                 annotations=tuple(sorted(opts.annotations.items())),
                 secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
                 volumes=volumes,
+                node_selector=tuple(sorted(opts.node_selector.items())),
+                tolerations=tuple(Toleration(k, *t) for k, t in sorted(opts.tolerations.items())),
+                retries=opts.retries or 0,
+                timeout=opts.timeout,
             )
         )
     _check_policy(nb.path, steps, settings, diags)
@@ -287,7 +291,12 @@ def _check_options(
     """Resource limits KFP v2 can express (none silently dropped); Kale settings nb2kfp does not apply yet."""
     for draft in steps.values():
         cell = draft.cells[0].index
-        limits = draft.options.merged_over(defaults).limits
+        merged = draft.options.merged_over(defaults)
+        limits = merged.limits
+        for name, amount in sorted(merged.requests.items()):
+            if name not in ("cpu", "memory") or not (_CPU if name == "cpu" else _MEMORY).match(amount):
+                msg = f"request:{name}:{amount}: KFP v2 takes requests for cpu (2, 500m) and memory (512Mi, 4Gi)"
+                diags.append(error(path, msg, "NB050", cell))
         for name, amount in sorted(limits.items()):
             if name == "cpu" and not _CPU.match(amount):
                 diags.append(

@@ -60,10 +60,18 @@ _LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
 _LABEL_RE = re.compile(rf"^(label|annotation):({_K8S_KEY}):(.*)$")
 _SECRET_RE = re.compile(r"^secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?):([-._a-zA-Z0-9]+):([A-Za-z_][A-Za-z0-9_]*)$")
 _REPORT_RE = re.compile(r"^report:.*$")
+_REQUEST_RE = re.compile(r"^request:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
+_NODE_RE = re.compile(rf"^node:({_K8S_KEY}):([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_TOLERATION_RE = re.compile(
+    rf"^toleration:({_K8S_KEY}):(?:([-A-Za-z0-9_.]+):)?(NoSchedule|PreferNoSchedule|NoExecute)$"
+)
+_RETRY_RE = re.compile(r"^retry:([0-9]{1,2})$")
+_TIMEOUT_RE = re.compile(r"^timeout:([1-9][0-9]{0,6})(s|m|h|)$")
 KNOWN_TAG_HELP = (
     "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, step:NAME, prev:NAME, "
-    "image:REF, limit:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
-    "secret:NAME:KEY:ENV, notebook:PATH, report:*"
+    "image:REF, limit:RESOURCE:AMOUNT, request:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
+    "secret:NAME:KEY:ENV, node:KEY:VALUE, toleration:KEY[:VALUE]:EFFECT, retry:N, timeout:SECONDS[s|m|h], "
+    "notebook:PATH, report:*"
 )
 
 
@@ -77,6 +85,11 @@ class StepOptions:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # env -> (secret, key)
+    requests: dict[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # key -> (operator, value, effect)
+    retries: int | None = None
+    timeout: int | None = None  # seconds
 
     def merged_over(self, base: StepOptions) -> StepOptions:
         return StepOptions(
@@ -86,6 +99,11 @@ class StepOptions:
             labels={**base.labels, **self.labels},
             annotations={**base.annotations, **self.annotations},
             secrets={**base.secrets, **self.secrets},
+            requests={**base.requests, **self.requests},
+            node_selector={**base.node_selector, **self.node_selector},
+            tolerations={**base.tolerations, **self.tolerations},
+            retries=base.retries if self.retries is None else self.retries,
+            timeout=base.timeout if self.timeout is None else self.timeout,
         )
 
 
@@ -252,6 +270,17 @@ def _option_tag(tag: str, options: StepOptions) -> bool:
         target[m.group(2)] = m.group(3)
     elif m := _SECRET_RE.match(tag):
         options.secrets[m.group(4)] = (m.group(1), m.group(3))
+    elif m := _REQUEST_RE.match(tag):
+        options.requests[m.group(1)] = m.group(2)
+    elif m := _NODE_RE.match(tag):
+        options.node_selector[m.group(1)] = m.group(2)
+    elif m := _TOLERATION_RE.match(tag):
+        key, value, effect = m.group(1), m.group(2) or "", m.group(3)
+        options.tolerations[key] = ("Equal" if value else "Exists", value, effect)
+    elif m := _RETRY_RE.match(tag):
+        options.retries = int(m.group(1))
+    elif m := _TIMEOUT_RE.match(tag):
+        options.timeout = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
     elif _REPORT_RE.match(tag):
         pass  # Kale's HTML report switch: accepted, nb2kfp writes no per-step HTML report
     else:
@@ -297,7 +326,19 @@ def _parse_tags(
 
 
 def _has_options(o: StepOptions) -> bool:
-    return bool(o.image or o.caching is not None or o.limits or o.labels or o.annotations or o.secrets)
+    return bool(
+        o.image
+        or o.caching is not None
+        or o.limits
+        or o.labels
+        or o.annotations
+        or o.secrets
+        or o.requests
+        or o.node_selector
+        or o.tolerations
+        or o.retries is not None
+        or o.timeout is not None
+    )
 
 
 def _unknown_tag_message(tag: str) -> str:
@@ -311,6 +352,11 @@ def _unknown_tag_message(tag: str) -> str:
         "label:",
         "annotation:",
         "secret:",
+        "request:",
+        "node:",
+        "toleration:",
+        "retry:",
+        "timeout:",
     ]
     head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
     close = difflib.get_close_matches(head, candidates, n=1, cutoff=0.6)
