@@ -20,6 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
+_POLICY_KEYS = {"allowed_images", "allowed_endpoints", "require_digest"}
 _KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix"}
 
 
@@ -30,6 +31,8 @@ class Settings:
     caching: bool = True
     pipeline_name_prefix: str = ""
     allowed_images: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: image prefixes steps may use
+    allowed_endpoints: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: KFP URLs publish/run may use
+    require_digest: bool = False  # [tool.nb2kfp.policy]: published specs must pin every image by digest
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:
@@ -71,7 +74,15 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
     policy = table.get("policy", {})
     table = {k: v for k, v in table.items() if not isinstance(v, dict)}  # other sub-tables belong to other commands
     allowed = policy.get("allowed_images") if isinstance(policy, dict) else None
-    unknown_policy = set(policy) - {"allowed_images"} if isinstance(policy, dict) else set()
+    unknown_policy = set(policy) - _POLICY_KEYS if isinstance(policy, dict) else set()
+    endpoints = policy.get("allowed_endpoints") if isinstance(policy, dict) else None
+    require_digest = policy.get("require_digest", False) if isinstance(policy, dict) else False
+    if endpoints is not None and (
+        not isinstance(endpoints, list) or not all(isinstance(e, str) and e for e in endpoints)
+    ):
+        raise UsageError(f"{path}: [tool.nb2kfp.policy]: allowed_endpoints must be a list of URL prefixes")
+    if not isinstance(require_digest, bool):
+        raise UsageError(f"{path}: [tool.nb2kfp.policy]: require_digest must be true or false")
     if unknown_policy:
         raise UsageError(f"{path}: [tool.nb2kfp.policy]: unknown setting(s): {', '.join(sorted(unknown_policy))}")
     if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed)):
@@ -91,4 +102,13 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         raise UsageError(f"{path}: [tool.nb2kfp]: caching must be true or false")
     if not isinstance(prefix, str):
         raise UsageError(f"{path}: [tool.nb2kfp]: pipeline_name_prefix must be a string")
-    return Settings(image, frozenset(ignore), caching, prefix, None if allowed is None else tuple(allowed), str(path))
+    return Settings(
+        image,
+        frozenset(ignore),
+        caching,
+        prefix,
+        allowed_images=None if allowed is None else tuple(allowed),
+        allowed_endpoints=None if endpoints is None else tuple(endpoints),
+        require_digest=require_digest,
+        source=str(path),
+    )

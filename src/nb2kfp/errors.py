@@ -76,6 +76,10 @@ class UsageError(Nb2KfpError):
     exit_code = 2
 
 
+class PolicyError(Nb2KfpError):
+    """A repository policy ([tool.nb2kfp.policy]) forbids what was asked."""
+
+
 class RunError(Nb2KfpError):
     """A pipeline run failed; the message names the step."""
 

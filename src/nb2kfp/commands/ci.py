@@ -90,6 +90,7 @@ def _build(state: State, notebooks: list[str], out: Path, registry_text: str, re
 
 
 def _publish(state: State, notebooks: list[str], host: str, report: Report) -> bool:
+    from nb2kfp import policy
     from nb2kfp.backends import kfp_client
     from nb2kfp.commands.compile import stamp
     from nb2kfp.commands.publish import commit_of
@@ -103,6 +104,8 @@ def _publish(state: State, notebooks: list[str], host: str, report: Report) -> b
         if entry.status == "failed" or not entry.changed or not entry.spec:
             continue
         settings = find_settings(Path(nb).parent)
+        policy.check_endpoint(settings, host)
+        policy.check_pinned(settings, Path(entry.spec).read_text(encoding="utf-8"), nb)
         pipeline = build(Path(nb), settings).pipeline
         commit = commit_of(Path(nb), None)
         version = kfp_client.version_name(commit, stamp(pipeline.source_hash, settings))

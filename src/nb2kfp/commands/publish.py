@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nb2kfp import policy
 from nb2kfp.config import find_settings
 from nb2kfp.errors import NotebookError, RunError, UsageError
 from nb2kfp.ir import Pipeline
@@ -92,6 +93,9 @@ def run(
                 report(f"{notebook} -> {', '.join(str(p) for p in paths)}")
                 continue
             assert host is not None
+            settings = find_settings(notebook.parent)
+            policy.check_endpoint(settings, host)
+            policy.check_pinned(settings, compiled.text, str(notebook))
             try:
                 published = kfp_client.publish(spec, name, version, host, token, description)
             except RunError as exc:  # the server is down or refuses us: the next notebook would fare no better
@@ -121,6 +125,9 @@ def remote_run(
     host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env()
     compiled = _compile(notebook, report_error)
+    settings = find_settings(notebook.parent)
+    policy.check_endpoint(settings, host)
+    policy.check_pinned(settings, compiled.text, str(notebook))
     pipeline = compiled.pipeline
     arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
     tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
