@@ -34,10 +34,14 @@ class Parameter:
 
 @dataclass(frozen=True)
 class VariableEdge:
-    """Variable ``name`` flows from step ``producer`` into the step holding the edge."""
+    """Variable ``name`` flows from step ``producer`` into the step holding the edge.
+
+    ``kind`` says how: ``value`` (an nb2kfp value artifact), or, from a catalog component,
+    ``parameter`` (an output parameter) or ``path`` (an output artifact, read as its local path)."""
 
     name: str
     producer: str
+    kind: Literal["value", "parameter", "path"] = "value"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,61 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where an included notebook's step comes from (composition, ``notebook:`` cells)."""
+
+    notebook: str  # the included notebook's path (tracebacks name its cells)
+    prelude: tuple[CodeCell, ...] = ()  # its imports + functions cells, run before this step only
+    shared_names: tuple[str, ...] = ()
+    unit: str = ""  # step-name prefix of the inclusion ("sub__", "sub__inner__"): the steps it may read from
+
+
+@dataclass(frozen=True)
+class ComponentArg:
+    """One input of a catalog component call: a JSON literal, a pipeline parameter, or a variable."""
+
+    name: str
+    source: Literal["literal", "parameter", "variable"]
+    value: str  # JSON text of the literal, or the parameter/variable name
+
+
+@dataclass(frozen=True)
+class ComponentPort:
+    name: str
+    kind: Literal["parameter", "artifact"]
+    type: str  # KFP parameterType (STRING, NUMBER_DOUBLE, ...) or artifact schemaTitle
+
+
+@dataclass(frozen=True)
+class ComponentCall:
+    """A prebuilt KFP component (``component:NAME[@VERSION]`` cell), copied into the spec as written."""
+
+    name: str
+    version: str
+    component: str  # JSON text of its componentSpec
+    executor: str  # JSON text of its deploymentSpec executor
+    args: tuple[ComponentArg, ...] = ()
+    inputs: tuple[ComponentPort, ...] = ()
+    outputs: tuple[ComponentPort, ...] = ()
+    source: str = ""  # where the component file was found
+
+    def output(self, name: str) -> ComponentPort | None:
+        return next((p for p in self.outputs if p.name == name), None)
+
+    def input(self, name: str) -> ComponentPort | None:
+        return next((p for p in self.inputs if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Export:
+    """A variable a notebook step also hands out as a component input: a parameter, or a file artifact."""
+
+    name: str
+    kind: Literal["parameter", "file"]
+    type: str  # KFP parameterType or artifact schemaTitle the consuming component declares
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
     cells: tuple[CodeCell, ...]
@@ -95,6 +154,9 @@ class Step:
     tolerations: tuple[Toleration, ...] = ()
     retries: int = 0
     timeout: int | None = None  # seconds before Kubernetes stops the step's pod
+    origin: Origin | None = None  # set for steps of an included notebook (composition)
+    component: ComponentCall | None = None  # set for a catalog component call
+    exports: tuple[Export, ...] = ()  # variables this step also outputs for catalog components
 
     @property
     def first_cell(self) -> int:

@@ -69,11 +69,14 @@ def resolve(
     metrics: list[tuple[str, int]],
     diagnostics: list[Diagnostic],
     immutable: frozenset[str] = frozenset(),
+    preludes: dict[str, Facts] | None = None,
+    scopes: dict[str, set[str]] | None = None,
 ) -> Flow:
-    """``immutable`` names (int/float/str/bool parameters) can only change by rebinding."""
+    """``immutable`` names (int/float/str/bool parameters) can only change by rebinding.
+    ``preludes`` gives a step its own imports/functions facts (an included notebook's), and ``scopes``
+    the steps it may receive values from (its own notebook's), instead of the pipeline's."""
     flow = Flow()
     anc = ancestors_of(steps)
-    star = prelude.star_import
     for step in steps.values():
         flow.inputs[step.name] = []
         flow.params[step.name] = set()
@@ -81,9 +84,13 @@ def resolve(
         flow.imports[step.name] = {}
         flow.metrics[step.name] = []
     for step in sorted(steps.values(), key=lambda s: s.order):
-        needed = sorted(step.facts.free() | (prelude.free() & params))
+        pre = (preludes or {}).get(step.name, prelude)
+        scope = (scopes or {}).get(step.name)
+        view = steps if scope is None else {n: s for n, s in steps.items() if n in scope or n == step.name}
+        needed = sorted(step.facts.free() | (pre.free() & params))
         for name in needed:
-            _resolve_one(path, step, name, steps, anc, prelude, params, star, flow, diagnostics, name in immutable)
+            immutable_name = name in immutable
+            _resolve_one(path, step, name, view, anc, pre, params, pre.star_import, flow, diagnostics, immutable_name)
     for name, cell in metrics:
         _metric_setter(path, name, cell, steps, params, flow, diagnostics)
     return flow
@@ -102,7 +109,7 @@ def _resolve_one(
     diagnostics: list[Diagnostic],
     immutable: bool,
 ) -> None:
-    mine = anc[step.name]
+    mine = anc[step.name] & steps.keys()
 
     def changes(s: StepFacts) -> set[str]:
         return s.facts.binds | s.facts.deleted if immutable else s.facts.changes()

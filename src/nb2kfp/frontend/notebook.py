@@ -16,7 +16,7 @@ from typing import Any, Literal
 from nb2kfp.errors import Diagnostic, NotebookError, error, warning
 from nb2kfp.frontend import secrets
 
-Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook"]
+Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook", "component"]
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 _K8S_KEY = r"[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?(?:/[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?)?"
@@ -54,6 +54,7 @@ FOREIGN_TAGS = frozenset(
 _STEP_RE = re.compile(rf"^(?:step|block):({_NAME})$")
 _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
+_COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
 _IMAGE_RE = re.compile(r"^image:(.+)$")
 _CACHE_RE = re.compile(r"^cache:(enabled|disabled)$")
 _LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
@@ -71,7 +72,7 @@ KNOWN_TAG_HELP = (
     "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, step:NAME, prev:NAME, "
     "image:REF, limit:RESOURCE:AMOUNT, request:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
     "secret:NAME:KEY:ENV, node:KEY:VALUE, toleration:KEY[:VALUE]:EFFECT, retry:N, timeout:SECONDS[s|m|h], "
-    "notebook:PATH, report:*"
+    "notebook:PATH, component:NAME[@VERSION], report:*"
 )
 
 
@@ -116,6 +117,7 @@ class Cell:
     prev: list[str] = field(default_factory=list)
     options: StepOptions = field(default_factory=StepOptions)
     notebook_ref: str | None = None
+    component_ref: str | None = None  # NAME or NAME@VERSION of a catalog component
 
 
 @dataclass
@@ -312,6 +314,9 @@ def _parse_tags(
         elif m := _NOTEBOOK_RE.match(tag):
             cell.role = "notebook"
             cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
+        elif m := _COMPONENT_RE.match(tag):
+            cell.role = "component"
+            cell.component_ref = m.group(1)
         elif _option_tag(tag, cell.options) or tag in FOREIGN_TAGS:
             continue
         else:
