@@ -306,7 +306,7 @@ def test_notebook_without_step_tags_is_one_step(make_nb: Make) -> None:
         ([(["step:a"], "x = (")], "syntax error", 1),
         ([(["step:a", "stpe:b"], "x = 1")], "unknown tag 'stpe:b'", 1),
         ([(["prev:a"], "x = 1")], "need a step:NAME tag", 1),
-        ([(["step:a"], "x = 1"), (["notebook:other.ipynb"], "")], "not supported yet", 2),
+        ([(["step:a"], "x = 1"), (["notebook:other.ipynb"], "")], "no such notebook", 2),
     ],
 )
 def test_bad_input_is_located(make_nb: Make, cells: list, fragment: str, cell: int) -> None:

@@ -162,8 +162,16 @@ def test_scheduling_tags_match_what_the_kfp_sdk_writes(make_nb: Make, tmp_path: 
     """request:, node:, toleration:, retry: and timeout: against the SDK + kfp-kubernetes on the same settings."""
     from kfp import compiler, components, dsl, kubernetes
 
-    tags = ["step:train", "request:cpu:500m", "request:memory:1Gi", "node:gpu:a100",
-            "toleration:dedicated:ml:NoSchedule", "toleration:spot:NoExecute", "retry:3", "timeout:10m"]
+    tags = [
+        "step:train",
+        "request:cpu:500m",
+        "request:memory:1Gi",
+        "node:gpu:a100",
+        "toleration:dedicated:ml:NoSchedule",
+        "toleration:spot:NoExecute",
+        "retry:3",
+        "timeout:10m",
+    ]
     ours_text = kfp_spec.render(build(make_nb([(tags, "x = 1")])).pipeline)
     ours, ours_platform = yaml.safe_load_all(ours_text)
 
@@ -184,15 +192,23 @@ def test_scheduling_tags_match_what_the_kfp_sdk_writes(make_nb: Make, tmp_path: 
     container = ours["deploymentSpec"]["executors"]["exec-train"]["container"]
     assert container["resources"] == ref["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert ours["root"]["dag"]["tasks"]["train"]["retryPolicy"] == ref["root"]["dag"]["tasks"]["train"]["retryPolicy"]
-    assert (ours_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
-            == ref_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"])
+    assert (
+        ours_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+        == ref_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    )
     (tmp_path / "ours.yaml").write_text(ours_text)
     components.load_component_from_file(str(tmp_path / "ours.yaml"))
 
 
-@pytest.mark.parametrize(("tag", "fragment"), [("request:nvidia.com/gpu:1", "takes requests for cpu"),
-                                               ("retry:1000", "unknown tag"), ("timeout:0", "unknown tag"),
-                                               ("toleration:k:v:Sometimes", "unknown tag")])
+@pytest.mark.parametrize(
+    ("tag", "fragment"),
+    [
+        ("request:nvidia.com/gpu:1", "takes requests for cpu"),
+        ("retry:1000", "unknown tag"),
+        ("timeout:0", "unknown tag"),
+        ("toleration:k:v:Sometimes", "unknown tag"),
+    ],
+)
 def test_bad_scheduling_tags_are_located_errors(make_nb: Make, tag: str, fragment: str) -> None:
     from nb2kfp.errors import NotebookError
 

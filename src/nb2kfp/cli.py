@@ -225,6 +225,35 @@ def ci(
     raise typer.Exit(command.run(phase, notebooks, output_dir, registry or None, host or None, _out))
 
 
+catalog_app = typer.Typer(
+    help="Prebuilt KFP components notebooks can call (component:NAME tags).", no_args_is_help=True
+)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("list")
+def catalog_list(
+    folder: Annotated[Path, typer.Option("--dir", "-C", help="Where settings are looked up.")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List the components in the catalog (settings paths and URLs, then the bundled ones)."""
+    from nb2kfp.commands import catalog as command
+
+    raise typer.Exit(command.run_list(folder, as_json, _out))
+
+
+@catalog_app.command("show")
+def catalog_show(
+    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)],
+    folder: Annotated[Path, typer.Option("--dir", "-C", help="Where settings are looked up.")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Describe a component: its inputs, outputs, image and where it comes from."""
+    from nb2kfp.commands import catalog as command
+
+    raise typer.Exit(command.run_show(ref, folder, as_json, _out))
+
+
 @app.command()
 def init(
     folder: Annotated[Path, typer.Argument(help="Repository folder.")] = Path("."),

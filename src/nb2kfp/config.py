@@ -33,6 +33,8 @@ class Settings:
     allowed_images: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: image prefixes steps may use
     allowed_endpoints: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: KFP URLs publish/run may use
     require_digest: bool = False  # [tool.nb2kfp.policy]: published specs must pin every image by digest
+    catalog_paths: tuple[str, ...] = ()  # [tool.nb2kfp.catalog] paths, made absolute (relative to the file)
+    catalog_urls: tuple[str, ...] = ()  # [tool.nb2kfp.catalog] urls (fetched, then cached)
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:
@@ -70,7 +72,20 @@ def _read(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: cannot read settings: {exc}") from None
 
 
+def _catalog(path: Path, table: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``[tool.nb2kfp.catalog]``: ``paths`` (folders relative to the settings file) and ``urls``."""
+    if table is None:
+        return (), ()
+    if not isinstance(table, dict) or set(table) - {"paths", "urls"}:
+        raise UsageError(f"{path}: [tool.nb2kfp.catalog] takes paths = [...] and urls = [...]")
+    lists = [table.get(k, []) for k in ("paths", "urls")]
+    if not all(isinstance(v, list) and all(isinstance(x, str) and x for x in v) for v in lists):
+        raise UsageError(f"{path}: [tool.nb2kfp.catalog]: paths and urls must be lists of strings")
+    return tuple(str((path.parent / p).resolve()) for p in lists[0]), tuple(u.rstrip("/") for u in lists[1])
+
+
 def _parse(path: Path, table: dict[str, Any]) -> Settings:
+    catalog_paths, catalog_urls = _catalog(path, table.get("catalog"))
     policy = table.get("policy", {})
     table = {k: v for k, v in table.items() if not isinstance(v, dict)}  # other sub-tables belong to other commands
     allowed = policy.get("allowed_images") if isinstance(policy, dict) else None
@@ -110,5 +125,7 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         allowed_images=None if allowed is None else tuple(allowed),
         allowed_endpoints=None if endpoints is None else tuple(endpoints),
         require_digest=require_digest,
+        catalog_paths=catalog_paths,
+        catalog_urls=catalog_urls,
         source=str(path),
     )

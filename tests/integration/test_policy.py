@@ -15,8 +15,13 @@ DIGEST = "sha256:" + "ab" * 32
 
 
 def publish(folder: Path, host: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2kfp", "publish", "wordcount.ipynb", "--host", host,
-                           "--commit", "c0ffee"], cwd=folder, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "publish", "wordcount.ipynb", "--host", host, "--commit", "c0ffee"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_endpoint_not_allowed_is_refused_before_any_upload(tmp_path: Path) -> None:
@@ -36,8 +41,9 @@ def test_require_digest_refuses_unpinned_images_and_accepts_pinned_ones(tmp_path
         proc = publish(tmp_path, kfp.url)
         assert proc.returncode == 1 and "images not pinned by digest: python:3.11-slim" in proc.stderr
         assert not kfp.pipelines
-        (tmp_path / "nb2kfp.toml").write_text(f'image = "registry.example.com/base@{DIGEST}"\n'
-                                              "[policy]\nrequire_digest = true\n")
+        (tmp_path / "nb2kfp.toml").write_text(
+            f'image = "registry.example.com/base@{DIGEST}"\n[policy]\nrequire_digest = true\n'
+        )
         proc = publish(tmp_path, kfp.url)
         assert proc.returncode == 0, proc.stderr
         assert [p["display_name"] for p in kfp.pipelines.values()] == ["wordcount"]

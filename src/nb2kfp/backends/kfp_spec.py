@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from nb2kfp import __version__
+from nb2kfp.backends import components as called
 from nb2kfp.ir import Pipeline, Step
 
 SCHEMA_VERSION = "2.1.0"
@@ -82,9 +83,14 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
     platform_execs: dict[str, Any] = {}
     for step in pipeline.steps:
         task = task_name(step)
-        components[f"comp-{task}"] = _component(pipeline, step, task)
-        executors[f"exec-{task}"] = {"container": _container(pipeline, step)}
-        tasks[task] = _task(pipeline, step, task)
+        if step.component is not None:  # a catalog component: copied, then wired
+            components[f"comp-{task}"], executors[f"exec-{task}"] = called.documents(step, task, _resources(step))
+            tasks[task] = called.component_task(pipeline, step, _task(pipeline, step, task))
+        else:
+            components[f"comp-{task}"] = _component(pipeline, step, task)
+            executors[f"exec-{task}"] = {"container": _container(pipeline, step)}
+            tasks[task] = _task(pipeline, step, task)
+            called.patch_notebook_step(pipeline, step, components[f"comp-{task}"], tasks[task])
         extra = _platform(step)
         if extra:
             platform_execs[f"exec-{task}"] = extra
@@ -138,17 +144,20 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
 
 def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     types = {p.name: p.type for p in pipeline.parameters}
+    origin = step.origin  # a step of an included notebook runs that notebook's imports/functions
+    extras = called.runtime_extras(pipeline, step)
     return {
-        "notebook": pipeline.source.replace("\\", "/").rsplit("/", 1)[-1],
+        "notebook": (origin.notebook if origin else pipeline.source).replace("\\", "/").rsplit("/", 1)[-1],
         "step": step.name,
-        "params": {n: types[n] for n in step.parameters},
-        "inputs": {e.name: input_key(step, e.name) for e in step.inputs},
+        "params": {**{n: types[n] for n in step.parameters}, **extras.pop("task_params", {})},
+        "inputs": {e.name: input_key(step, e.name) for e in step.inputs if e.kind == "value"},
         "outputs": {n: n for n in step.outputs},
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY,
-        "shared": list(pipeline.shared_names),
-        "prelude": [[c.index, c.source] for c in pipeline.prelude],
+        "shared": list(origin.shared_names if origin else pipeline.shared_names),
+        "prelude": [[c.index, c.source] for c in (origin.prelude if origin else pipeline.prelude)],
         "cells": [[c.index, c.source] for c in step.cells],
+        **extras,
     }
 
 

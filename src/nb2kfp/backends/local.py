@@ -137,6 +137,10 @@ def run(
             component(**arguments)
     except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
         error = exc
+    except (ValueError, KeyError, TypeError) as exc:  # kfp.local could not wire a task's inputs or outputs
+        raise RunError(
+            f"kfp.local could not run the pipeline: {type(exc).__name__}: {_ANSI.sub('', str(exc))}"
+        ) from exc
     finally:
         log.close()
     failed = next((s for s, st in states.items() if st == "failed"), None)

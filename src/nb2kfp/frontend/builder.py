@@ -7,12 +7,12 @@ import difflib
 import itertools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import magics
+from nb2kfp.frontend import component_call, compose, magics
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
@@ -40,10 +40,14 @@ class Result:
     diagnostics: list[Diagnostic]
 
 
-def build(path: str | Path, settings: Settings | None = None, data: bytes | None = None) -> Result:
-    """Compile the notebook at ``path`` to IR; raise NotebookError (with every diagnostic) on errors."""
+def build(
+    path: str | Path, settings: Settings | None = None, data: bytes | None = None, _stack: tuple[str, ...] = ()
+) -> Result:
+    """Compile the notebook at ``path`` to IR; raise NotebookError (with every diagnostic) on errors.
+    ``_stack``: the notebooks including this one (composition), to report cycles."""
     settings = settings or Settings()
     nb = read_notebook(path, data, settings.ignore_tags)
+    _stack = (*_stack, str(Path(path).resolve()))
     diags = list(nb.diagnostics)
     meta = nb.metadata.get("kubeflow_notebook") if isinstance(nb.metadata.get("kubeflow_notebook"), dict) else {}
     assert isinstance(meta, dict)
@@ -52,7 +56,9 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
     code = {c.index: _to_python(nb.path, c, diags) for c in nb.cells if c.role not in ("skip", "notebook")}
     trees = {i: t for i, (_, t) in code.items() if t is not None}
 
-    parameters = _parameters(nb.path, groups, trees, diags)
+    units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags)
+    parameters = compose.merge_parameters(nb.path, _parameters(nb.path, groups, trees, diags), units, diags)
+    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, settings, diags)
     metrics = [
         (m, c.index)
         for c in groups.metrics
@@ -74,11 +80,15 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
 
-    facts = {d.name: _step_facts(d, trees) for d in groups.steps.values()}
+    facts = {
+        d.name: _step_facts(d, trees, component_call.call_facts(calls[d.name]) if d.name in calls else None)
+        for d in groups.steps.values()
+    }
+    facts, preludes, scopes = compose.expand_facts(facts, units)
     param_names = {p.name for p in parameters}
     _check_prelude(nb.path, prelude_cells, trees, param_names, diags)
     immutable = frozenset(p.name for p in parameters if p.type in ("int", "float", "str", "bool"))
-    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable)
+    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable, preludes, scopes)
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
 
@@ -87,6 +97,11 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
     caching = meta.get("enable_caching", settings.caching)
     steps = []
     for draft in _topological(groups.steps):
+        if draft.name in units:
+            steps.extend(
+                compose.unit_steps(units[draft.name], flow, compose.parents([p for p, _ in draft.prev], units))
+            )
+            continue
         opts = draft.options.merged_over(defaults)
         replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(flow.imports[draft.name].items())]
         steps.append(
@@ -111,6 +126,11 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
                 timeout=opts.timeout,
             )
         )
+    steps = [
+        replace(s, component=calls[s.name], image=component_call.image_of(calls[s.name])) if s.name in calls else s
+        for s in steps
+    ]
+    steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     _check_policy(nb.path, steps, settings, diags)
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
@@ -118,13 +138,15 @@ def build(path: str | Path, settings: Settings | None = None, data: bytes | None
     pipeline = Pipeline(
         name=kfp_name(settings.pipeline_name_prefix + name),
         source=nb.path,
-        source_hash=nb.sha256,
+        source_hash=compose.combined_hash(nb.sha256, units, [c.component + c.executor for c in calls.values()]),
         steps=tuple(steps),
         parameters=tuple(parameters),
         prelude=tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells),
         shared_names=tuple(sorted(shared.binds - set(shared.imported))),
         description=str(meta.get("pipeline_description") or ""),
-        modules=_imported_modules(trees.values()),
+        modules=tuple(
+            sorted({*_imported_modules(trees.values()), *(m for u in units.values() for m in u.pipeline.modules)})
+        ),
         base_image=str(base_image),
     )
     return Result(pipeline, diags)
@@ -155,19 +177,21 @@ class _Groups:
     injected: list[Cell] = field(default_factory=list)
     metrics: list[Cell] = field(default_factory=list)
     steps: dict[str, _Draft] = field(default_factory=dict)
+    units: dict[str, Cell] = field(default_factory=dict)  # notebook: cells, by unit name
+    components: dict[str, Cell] = field(default_factory=dict)  # component: cells, by step name
+    orphans: list[Cell] = field(default_factory=list)  # untagged code below a notebook:/component: cell
 
 
 def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
     groups = _Groups()
-    has_steps = any(c.step for c in nb.cells)
+    has_steps = any(c.step or c.role in ("notebook", "component") for c in nb.cells)
     current: list[Cell] | None = None
     leading: list[Cell] = []
     for cell in nb.cells:
         if cell.role == "skip":
             continue
-        if cell.role == "notebook":
-            msg = f"notebook:{cell.notebook_ref} (composition) is not supported yet; inline the notebook's steps"
-            diags.append(error(nb.path, msg, "NB014", cell.index))
+        if cell.role in ("notebook", "component"):
+            current = _special(nb, cell, groups, diags)
             continue
         if cell.role != "code":
             current = getattr(groups, cell.role if cell.role != "injected" else "injected")
@@ -190,6 +214,9 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
     for before, draft in itertools.pairwise(drafts):
         if not draft.prev:  # Kale's default: a step without prev: tags runs after the step above it
             draft.prev.append((before.name, draft.cells[0].index))
+    if any(ln.strip() and not ln.strip().startswith("#") for c in groups.orphans for ln in c.source.splitlines()):
+        msg = "code below a notebook: or component: cell belongs to no step: give it a step:NAME tag"
+        diags.append(error(nb.path, msg, "NB087", groups.orphans[0].index))
     if not has_steps and nb.cells:
         diags.append(warning(nb.path, "no step: tags: the whole notebook runs as one step", "NB015"))
     code_lines = [
@@ -362,7 +389,30 @@ def _check_policy(path: str, steps: list[Step], settings: Settings, diags: list[
             diags.append(error(path, msg, "NB070", step.first_cell))
 
 
-def _step_facts(draft: _Draft, trees: dict[int, ast.Module]) -> StepFacts:
+def _special(nb: Notebook, cell: Cell, groups: _Groups, diags: list[Diagnostic]) -> list[Cell]:
+    """A notebook: or component: cell is a step (unit) of its own; returns where untagged cells below go."""
+    if cell.role == "notebook":
+        name = compose.unit_name(cell, nb.path)
+    else:
+        name = cell.step or re.sub(r"\W", "_", (cell.component_ref or "component").split("@")[0])
+    if name in groups.steps:
+        msg = f"step {name!r} is defined twice: a notebook: or component: cell is a step of its own (rename one)"
+        diags.append(error(nb.path, msg, "NB086", cell.index))
+        return groups.orphans
+    (groups.units if cell.role == "notebook" else groups.components)[name] = cell
+    groups.steps[name] = _Draft(name, len(groups.steps), [cell], [(p, cell.index) for p in cell.prev], cell.options)
+    return groups.orphans
+
+
+def _build_included(path: Path, settings: Settings, stack: tuple[str, ...]) -> tuple[Pipeline, list[Diagnostic]]:
+    result = build(path, settings, _stack=stack)
+    return result.pipeline, result.diagnostics
+
+
+def _step_facts(draft: _Draft, trees: dict[int, ast.Module], override: Facts | None = None) -> StepFacts:
+    if override is not None:
+        prev = tuple(p for p, _ in draft.prev)
+        return StepFacts(draft.name, draft.order, prev, [(draft.cells[0].index, override)], override)
     combined = Facts()
     cells: list[tuple[int, Facts]] = []
     for c in draft.cells:

@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -275,6 +276,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     for name, key in spec["inputs"].items():
         artifact = inputs["artifacts"][key]["artifacts"][0]
         namespace[name] = load_value(name, local_path(artifact["uri"]))
+    for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
+        namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
     _run_cells(spec["cells"], notebook, namespace)
     shared = {n: namespace[n] for n in spec.get("shared", []) if n in namespace}
     out_artifacts: dict[str, Any] = {}
@@ -288,12 +291,48 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         }
     if spec["metrics"]:
         out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs)
+    out_params = _exports(spec, namespace, outputs, out_artifacts)
     output_file = outputs.get("outputFile")
     if output_file:
         os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
         with open(output_file, "w", encoding="utf-8") as fh:
-            json.dump({"artifacts": out_artifacts}, fh)
+            json.dump({"artifacts": out_artifacts, **({"parameterValues": out_params} if out_params else {})}, fh)
     log(f"step {step!r} done in {time.monotonic() - started:.2f}s")
+
+
+_KFP_TYPES = {"STRING": (str,), "NUMBER_INTEGER": (int,), "NUMBER_DOUBLE": (int, float), "BOOLEAN": (bool,)}
+_KFP_TYPES.update({"LIST": (list,), "STRUCT": (dict,)})
+
+
+def _exports(
+    spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any], out_artifacts: dict[str, Any]
+) -> dict[str, Any]:
+    """Variables handed to catalog components: as output parameters, or as files (a path's content, or text)."""
+    params: dict[str, Any] = {}
+    for name, kind, key, kfp_type in spec.get("exports", []):
+        if name not in namespace:
+            raise StepFailed(f"step {spec['step']!r} did not set {name!r}, which a component reads")
+        value = namespace[name]
+        if kind == "parameter":
+            allowed = _KFP_TYPES.get(kfp_type, (object,))
+            if not _json_exact(value) or not isinstance(value, allowed) or (type(value) is bool) != (bool in allowed):
+                raise StepFailed(f"{name!r} is a {_type_name(value)}; the component takes a {kfp_type} parameter")
+            params[key] = value
+            continue
+        artifact = outputs["artifacts"][key]["artifacts"][0]
+        target = local_path(artifact["uri"])
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+            shutil.copyfile(value, target)
+        elif isinstance(value, (str, bytes)):
+            with open(target, "wb") as fh:
+                fh.write(value.encode("utf-8") if isinstance(value, str) else value)
+        else:
+            raise StepFailed(f"{name!r} is a {_type_name(value)}; a component's file input takes a path, str or bytes")
+        out_artifacts[key] = {
+            "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": {}}]
+        }
+    return params
 
 
 def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:

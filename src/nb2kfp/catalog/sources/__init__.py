@@ -1,0 +1,1 @@
+"""Sources of the bundled catalog components: standalone scripts (stdlib only) that ``build.py`` wraps."""

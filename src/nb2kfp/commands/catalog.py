@@ -1,0 +1,70 @@
+"""``nb2kfp catalog list`` and ``nb2kfp catalog show NAME[@VERSION]``: the components cells can call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from nb2kfp.config import find_settings
+from nb2kfp.errors import UsageError
+
+
+def run_list(folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
+    """Every component in the catalogs of the settings found from ``folder`` (URL catalogs: cached ones)."""
+    from nb2kfp.frontend import catalog
+
+    settings = find_settings(folder)
+    rows = catalog.entries(list(settings.catalog_paths))
+    if as_json:
+        report(json.dumps([{"name": n, "version": v, "file": f} for n, v, f in rows], indent=2))
+        return 0
+    for name, version, file in rows:
+        report(f"{name}{'@' + version if version else ''}  {file}")
+    if settings.catalog_urls:
+        report(f"also fetched on use from: {', '.join(settings.catalog_urls)}")
+    return 0
+
+
+def run_show(ref: str, folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
+    """A component's inputs (type, default) and outputs: what a component: cell passes and gets."""
+    from nb2kfp.frontend import catalog
+
+    settings = find_settings(folder)
+    name, _, version = ref.partition("@")
+    try:
+        found = catalog.find(name, version or None, list(settings.catalog_paths), list(settings.catalog_urls))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if found is None:
+        raise UsageError(f"component {ref!r} is in no catalog (nb2kfp catalog list shows them)")
+    call = found.call
+    if as_json:
+        doc = {
+            "name": call.name,
+            "version": call.version,
+            "source": call.source,
+            "description": found.description,
+            "inputs": [
+                {"name": p.name, "kind": p.kind, "type": p.type, "required": p.name in found.required}
+                | ({"default": found.defaults[p.name]} if p.name in found.defaults else {})
+                for p in call.inputs
+            ],
+            "outputs": [{"name": p.name, "kind": p.kind, "type": p.type} for p in call.outputs],
+        }
+        report(json.dumps(doc, indent=2))
+        return 0
+    report(f"{call.name}{'@' + call.version if call.version else ''}  ({call.source})")
+    if found.description:
+        report(f"  {found.description}")
+    report("inputs (write `name = value` lines in the component: cell):")
+    for p in call.inputs:
+        extra = " required" if p.name in found.required else ""
+        if p.name in found.defaults:
+            extra = f" = {json.dumps(found.defaults[p.name])}"
+        report(f"  {p.name}: {p.kind} {p.type}{extra}")
+    report("outputs (variables later steps can read):")
+    for p in call.outputs:
+        how = "value" if p.kind == "parameter" else "local path (str)"
+        report(f"  {p.name}: {p.kind} {p.type} -> {how}")
+    return 0
