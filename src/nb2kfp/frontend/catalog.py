@@ -15,14 +15,10 @@ import hashlib
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from nb2kfp.ir import ComponentCall, ComponentPort
 
@@ -67,6 +63,9 @@ def _fetch(url: str, name: str, version: str | None) -> Path | None:
     cached = cache_dir() / hashlib.sha256(url.encode()).hexdigest()[:16] / rel
     if version and cached.is_file():
         return cached
+    import urllib.error  # only when a notebook calls a component from a URL catalog
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{url}/{rel}", timeout=15) as response:  # a catalog URL from the settings
             data = response.read()
@@ -119,6 +118,8 @@ def entries(paths: list[str]) -> list[tuple[str, str, str]]:
 
 def parse(text: str, name: str, version: str, source: str) -> Component:
     """Read a single-component pipeline spec as the KFP SDK compiles it."""
+    import yaml  # only when a notebook calls a component
+
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
