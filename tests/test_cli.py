@@ -145,10 +145,21 @@ def test_lint_and_check_never_import_kfp(example_copy: Callable[[str], Path]) ->
     nb = example_copy("iris_diamond.ipynb")
     assert nb2kfp("compile", str(nb)).returncode == 0
     code = (
-        "import sys; from nb2kfp.cli import main; sys.argv = ['nb2kfp'] + sys.argv[1:]\n"
+        "import sys; from nb2kfp.main import main; sys.argv = ['nb2kfp'] + sys.argv[1:]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('kfp' in sys.modules, file=sys.stderr)"
     )
     for args in (["lint", str(nb)], ["compile", "--check", str(nb)], ["compile", str(nb)]):
         proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
         assert proc.stderr.strip().endswith("False"), (args, proc.stderr)
+
+
+def test_fast_path_and_typer_path_say_the_same(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b"], "print(w)")])
+    fast = nb2kfp("lint", str(nb))
+    typer_path = nb2kfp("lint", "--format", "text", str(nb))
+    assert (fast.returncode, fast.stdout, fast.stderr) == (typer_path.returncode, typer_path.stdout, typer_path.stderr)
+    fast = nb2kfp("compile", "--check", str(nb))
+    typer_path = nb2kfp("compile", "--check", "--output-dir", str(nb.parent), str(nb))
+    assert fast.returncode == typer_path.returncode == 1
+    assert fast.stderr == typer_path.stderr

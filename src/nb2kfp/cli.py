@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from nb2kfp import __version__
-from nb2kfp.errors import Nb2KfpError
 
 app = typer.Typer(
     name="nb2kfp",
@@ -281,29 +280,11 @@ def init(
     raise typer.Exit(command.run(folder, changes, yes, dry_run, confirm, _out))
 
 
-def main() -> None:
-    try:
-        code = app(standalone_mode=False)  # click returns the code of typer.Exit here
-        sys.exit(code if isinstance(code, int) else 0)
-    except Nb2KfpError as exc:
-        if _state["debug"]:
-            raise
-        for line in exc.lines():
-            _err(line)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
+def run_app() -> int:
+    """Run the Typer app; click hands back the code of typer.Exit here."""
+    code = app(standalone_mode=False)
+    return code if isinstance(code, int) else 0
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+
+def debug_enabled() -> bool:
+    return _state["debug"]

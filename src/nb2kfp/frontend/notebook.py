@@ -261,29 +261,29 @@ def parse_step_defaults(shown: str, entries: object, diagnostics: list[Diagnosti
 
 def _option_tag(tag: str, options: StepOptions) -> bool:
     """Apply a step option tag; False if ``tag`` is not one."""
-    if m := _IMAGE_RE.match(tag):
+    if m := _IMAGE_RE.fullmatch(tag):
         options.image = m.group(1)
-    elif m := _CACHE_RE.match(tag):
+    elif m := _CACHE_RE.fullmatch(tag):
         options.caching = m.group(1) == "enabled"
-    elif m := _LIMIT_RE.match(tag):
+    elif m := _LIMIT_RE.fullmatch(tag):
         options.limits[m.group(1)] = m.group(2)
-    elif m := _LABEL_RE.match(tag):
+    elif m := _LABEL_RE.fullmatch(tag):
         target = options.labels if m.group(1) == "label" else options.annotations
         target[m.group(2)] = m.group(3)
-    elif m := _SECRET_RE.match(tag):
+    elif m := _SECRET_RE.fullmatch(tag):
         options.secrets[m.group(4)] = (m.group(1), m.group(3))
-    elif m := _REQUEST_RE.match(tag):
+    elif m := _REQUEST_RE.fullmatch(tag):
         options.requests[m.group(1)] = m.group(2)
-    elif m := _NODE_RE.match(tag):
+    elif m := _NODE_RE.fullmatch(tag):
         options.node_selector[m.group(1)] = m.group(2)
-    elif m := _TOLERATION_RE.match(tag):
+    elif m := _TOLERATION_RE.fullmatch(tag):
         key, value, effect = m.group(1), m.group(2) or "", m.group(3)
         options.tolerations[key] = ("Equal" if value else "Exists", value, effect)
-    elif m := _RETRY_RE.match(tag):
+    elif m := _RETRY_RE.fullmatch(tag):
         options.retries = int(m.group(1))
-    elif m := _TIMEOUT_RE.match(tag):
+    elif m := _TIMEOUT_RE.fullmatch(tag):
         options.timeout = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-    elif _REPORT_RE.match(tag):
+    elif _REPORT_RE.fullmatch(tag):
         pass  # Kale's HTML report switch: accepted, nb2kfp writes no per-step HTML report
     else:
         return False
@@ -303,18 +303,18 @@ def _parse_tags(
             diagnostics.append(warning(shown, msg, "NB011", cell=cell.index))
         return
     for tag in tags:
-        if m := _STEP_RE.match(tag):
+        if m := _STEP_RE.fullmatch(tag):
             if cell.step is not None and cell.step != m.group(1):
                 msg = f"cell has two step names ({cell.step}, {m.group(1)}); a cell belongs to one step"
                 diagnostics.append(error(shown, msg, "NB012", cell=cell.index))
             cell.step = m.group(1)
-        elif m := _PREV_RE.match(tag):
+        elif m := _PREV_RE.fullmatch(tag):
             if m.group(1) not in cell.prev:
                 cell.prev.append(m.group(1))
-        elif m := _NOTEBOOK_RE.match(tag):
+        elif m := _NOTEBOOK_RE.fullmatch(tag):
             cell.role = "notebook"
             cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
-        elif m := _COMPONENT_RE.match(tag):
+        elif m := _COMPONENT_RE.fullmatch(tag):
             cell.role = "component"
             cell.component_ref = m.group(1)
         elif _option_tag(tag, cell.options) or tag in FOREIGN_TAGS:

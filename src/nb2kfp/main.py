@@ -1,0 +1,81 @@
+"""The ``nb2kfp`` entry point: error handling, and a fast path that skips Typer for pre-commit's calls.
+
+``lint`` and ``compile`` as pre-commit runs them (paths and on/off flags) go straight to their command
+modules: Typer's start-up (importing it and pydantic, building every command) is half of their run time.
+Every other invocation goes through the Typer app in :mod:`nb2kfp.cli`. Same command modules, same output.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nb2kfp.errors import Nb2KfpError
+
+_FAST_COMPILE_FLAGS = {"--check", "--changed-only", "--fail-on-write"}
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def fast_path(argv: list[str]) -> int | None:
+    if len(argv) < 2 or argv[0] not in ("lint", "compile"):
+        return None
+    flags = {a for a in argv[1:] if a.startswith("-")}
+    paths = [Path(a) for a in argv[1:] if not a.startswith("-")]
+    if not paths:
+        return None
+    if argv[0] == "lint" and not flags:
+        from nb2kfp.commands import lint
+
+        return lint.run(paths, "text", _out)
+    if argv[0] == "compile" and flags <= _FAST_COMPILE_FLAGS:
+        from nb2kfp.commands import compile as compile_command
+
+        options = compile_command.Options(
+            check="--check" in flags, changed_only="--changed-only" in flags, fail_on_write="--fail-on-write" in flags
+        )
+        return compile_command.run(paths, options, _err, _err)
+    return None
+
+
+def main() -> None:
+    debug = False
+    try:
+        code = fast_path(sys.argv[1:])
+        if code is None:
+            from nb2kfp import cli
+
+            try:
+                code = cli.run_app()
+            finally:
+                debug = cli.debug_enabled()
+        sys.exit(code)
+    except Nb2KfpError as exc:
+        if debug:
+            raise
+        for line in exc.lines():
+            _err(line)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise
