@@ -117,17 +117,25 @@ def run(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --host: follow the run to its end.")] = True,
     experiment: Annotated[str | None, typer.Option("--experiment", help="With --host: KFP experiment.")] = None,
+    model_image: Annotated[
+        str | None,
+        typer.Option("--model-image", help="After the run, push each model:VARIABLE as REGISTRY/PATH/<variable>."),
+    ] = None,
 ) -> None:
     """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
     if host is not None:
-        if docker or run_dir is not None or as_json:
-            raise typer.BadParameter("--host runs on the cluster: it does not go with --docker, --run-dir or --json")
+        if docker or run_dir is not None or as_json or model_image:
+            raise typer.BadParameter(
+                "--host runs on the cluster: it does not go with --docker, --run-dir, --json or --model-image"
+            )
         from nb2kfp.commands import publish
 
         raise typer.Exit(publish.remote_run(notebook, host, param or [], wait, _out, _err, experiment=experiment))
     from nb2kfp.commands import run as command
 
-    raise typer.Exit(command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err, docker, registry))
+    raise typer.Exit(
+        command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err, docker, registry, model_image)
+    )
 
 
 @app.command()

@@ -153,6 +153,7 @@ class Step:
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
     retries: int = 0
+    models: tuple[str, ...] = ()  # variables this step produces as models (model:VARIABLE), saved as system.Model
     timeout: int | None = None  # seconds before Kubernetes stops the step's pod
     origin: Origin | None = None  # set for steps of an included notebook (composition)
     component: ComponentCall | None = None  # set for a catalog component call

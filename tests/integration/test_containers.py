@@ -191,3 +191,46 @@ def test_model_bad_input(tmp_path: Path, services: dict[str, str]) -> None:
     write(tmp_path / "x.ipynb", [(["step:a"], "x = 1")])
     proc = nb2kfp(tmp_path, services, "model", "build", str(tmp_path / "x.ipynb"), "--image", "not a ref")
     assert proc.returncode == 2 and "--image" in proc.stderr
+
+
+def test_model_tag_packages_the_trained_model_after_a_run(tmp_path: Path, services: dict[str, str]) -> None:
+    """model:VARIABLE saves the variable as a system.Model artifact; run --model-image pushes it as a modelcar."""
+    from nbfactory import write as write_nb
+
+    write_nb(
+        tmp_path / "train.ipynb",
+        [
+            (["imports"], "from sklearn.linear_model import LinearRegression"),
+            (["step:train", "model:model"], "model = LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0])"),
+            (["step:report"], "slope = float(model.coef_[0])"),
+            (["pipeline-metrics"], "print(slope)"),
+        ],
+    )
+    prefix = unique(services)
+    proc = nb2kfp(tmp_path, services, "run", "train.ipynb", "--json", "--model-image", prefix)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    ref = result["models"]["model"]
+    assert ref.startswith(f"{prefix}/model@sha256:") and result["metrics"]["slope"] == pytest.approx(2.0)
+    spec = (Path(result["run_dir"]) / "pipeline.yaml").read_text()
+    assert "schemaTitle: system.Model" in spec
+    isvc = (Path(result["run_dir"]) / "models" / "model" / "inferenceservice.yaml").read_text()
+    assert f"storageUri: oci://{ref}" in isvc
+
+    import docker
+
+    client = docker.from_env()
+    client.login(
+        username=services["NB2KFP_TEST_REGISTRY_USER"], password=password(services), registry=prefix.split("/", 1)[0]
+    )
+    client.images.pull(ref)
+    out = client.containers.run(ref, ["sh", "-c", "ls /models"], remove=True, network_mode="none")
+    assert out.decode().split() == ["model.joblib", "nb2kfp.json"]
+
+
+def test_model_tag_must_name_a_variable_the_step_sets(tmp_path: Path, services: dict[str, str]) -> None:
+    from nbfactory import write as write_nb
+
+    write_nb(tmp_path / "bad.ipynb", [(["step:train", "model:modle"], "model = 1")])
+    proc = nb2kfp(tmp_path, services, "lint", "bad.ipynb")
+    assert proc.returncode == 1 and "cell 1: error: model:modle: step 'train' does not set 'modle'" in proc.stdout

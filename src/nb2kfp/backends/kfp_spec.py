@@ -133,7 +133,7 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
         inputs["artifacts"] = {input_key(step, e.name): _artifact("system.Artifact") for e in step.inputs}
     if inputs:
         comp["inputDefinitions"] = inputs
-    outputs = {name: _artifact("system.Artifact") for name in step.outputs}
+    outputs = {name: _artifact("system.Model" if name in step.models else "system.Artifact") for name in step.outputs}
     if step.metrics:
         outputs[METRICS_KEY] = _artifact("system.Metrics")
     if outputs:

@@ -34,9 +34,11 @@ class LocalRun:
     seconds: float
     failed_step: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)  # variable -> image ref (run --model-image)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **({"models": self.models} if self.models else {}),
             "status": self.status,
             "steps": self.steps,
             "metrics": self.metrics,
@@ -166,3 +168,14 @@ def read_metrics(artifacts: Path, pipeline: Pipeline) -> dict[str, float]:
         for path in sorted(artifacts.glob(f"*/{task_name(step)}/{METRICS_KEY}")):
             metrics.update(json.loads(path.read_text(encoding="utf-8")))
     return {m: metrics[m] for m in pipeline.metrics if m in metrics}
+
+
+def model_folders(artifacts: Path, pipeline: Pipeline) -> dict[str, Path]:
+    """The saved folder of each model:VARIABLE a step produced in this run, by variable name."""
+    found: dict[str, Path] = {}
+    for step in pipeline.steps:
+        for name in step.models:
+            for path in sorted(artifacts.glob(f"*/{task_name(step)}/{name}")):
+                if (path / "nb2kfp.json").is_file():
+                    found[name] = path
+    return found

@@ -60,6 +60,30 @@ def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, rep
     return pin(pipeline, image.ref)
 
 
+def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]) -> dict[str, str]:
+    """Each model:VARIABLE the run produced becomes the image PREFIX/<variable> (files as model.<ext>)."""
+    import shutil
+    import tempfile
+
+    from nb2kfp.backends import local
+    from nb2kfp.commands import model
+
+    images: dict[str, str] = {}
+    folders = local.model_folders(run_dir / "artifacts", pipeline)
+    if not folders:
+        report("--model-image: no step declares a model (tag the step with model:VARIABLE)")
+    for name, folder in sorted(folders.items()):
+        with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as tmp:
+            for item in folder.iterdir():
+                target = "model" + item.suffix if item.name.startswith("data.") else item.name
+                shutil.copy(item, Path(tmp) / target)
+            refs: list[str] = []
+            image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
+            model.run(Path(tmp), image, run_dir / "models" / name, "sklearn", False, report, refs.append)
+            images[name] = refs[-1]
+    return images
+
+
 def run(
     notebook: Path,
     params: list[str],
@@ -70,6 +94,7 @@ def run(
     report_error: Callable[[str], None],
     docker: bool = False,
     registry: str | None = None,
+    model_image: str | None = None,
 ) -> int:
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec, local
@@ -101,6 +126,8 @@ def run(
         report_error(f"--- output of step {outcome.failed_step} (full log: {target / 'run.log'})")
         for line in outcome.log_tail:
             report_error("  " + line)
+    if model_image and outcome.status == "succeeded":
+        outcome.models = _package_models(outcome.run_dir, pipeline, model_image, report_error)
     if as_json:
         report(json.dumps(outcome.as_dict(), sort_keys=True))
     else:

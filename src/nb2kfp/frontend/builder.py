@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, magics
+from nb2kfp.frontend import component_call, compose, magics, models
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
@@ -103,6 +103,7 @@ def build(
             )
             continue
         opts = draft.options.merged_over(defaults)
+        produced = models.declared(nb.path, draft.cells, facts[draft.name], diags)
         replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(flow.imports[draft.name].items())]
         steps.append(
             Step(
@@ -110,7 +111,8 @@ def build(
                 cells=(*replay, *(CodeCell(c.index, code[c.index][0]) for c in draft.cells)),
                 after=tuple(p for p, _ in draft.prev),
                 inputs=tuple(sorted(flow.inputs[draft.name], key=lambda e: e.name)),
-                outputs=tuple(sorted(flow.outputs[draft.name])),
+                outputs=tuple(sorted(set(flow.outputs[draft.name]) | set(produced))),
+                models=produced,
                 parameters=tuple(sorted(flow.params[draft.name])),
                 metrics=tuple(flow.metrics[draft.name]),
                 image=opts.image or str(base_image),

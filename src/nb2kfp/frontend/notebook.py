@@ -53,6 +53,7 @@ FOREIGN_TAGS = frozenset(
 )
 _STEP_RE = re.compile(rf"^(?:step|block):({_NAME})$")
 _PREV_RE = re.compile(rf"^prev:({_NAME})$")
+_MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
 _COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
 _IMAGE_RE = re.compile(r"^image:(.+)$")
@@ -71,7 +72,8 @@ _TIMEOUT_RE = re.compile(r"^timeout:([1-9][0-9]{0,6})(s|m|h|)$")
 KNOWN_TAG_HELP = (
     "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, step:NAME, prev:NAME, "
     "image:REF, limit:RESOURCE:AMOUNT, request:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
-    "secret:NAME:KEY:ENV, node:KEY:VALUE, toleration:KEY[:VALUE]:EFFECT, retry:N, timeout:SECONDS[s|m|h], "
+    "model:VARIABLE, secret:NAME:KEY:ENV, node:KEY:VALUE, toleration:KEY[:VALUE]:EFFECT, retry:N, "
+    "timeout:SECONDS[s|m|h], "
     "notebook:PATH, component:NAME[@VERSION], report:*"
 )
 
@@ -115,6 +117,7 @@ class Cell:
     role: Role = "code"
     step: str | None = None
     prev: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # model:VARIABLE, a model this step produces
     options: StepOptions = field(default_factory=StepOptions)
     notebook_ref: str | None = None
     component_ref: str | None = None  # NAME or NAME@VERSION of a catalog component
@@ -311,6 +314,9 @@ def _parse_tags(
         elif m := _PREV_RE.fullmatch(tag):
             if m.group(1) not in cell.prev:
                 cell.prev.append(m.group(1))
+        elif m := _MODEL_RE.fullmatch(tag):
+            if m.group(1) not in cell.models:
+                cell.models.append(m.group(1))
         elif m := _NOTEBOOK_RE.fullmatch(tag):
             cell.role = "notebook"
             cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
@@ -322,8 +328,8 @@ def _parse_tags(
         else:
             diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
     if cell.step is None and cell.role == "code":
-        if cell.prev:
-            msg = "prev: tags need a step:NAME tag on the same cell"
+        if cell.prev or cell.models:
+            msg = "prev: and model: tags need a step:NAME tag on the same cell"
             diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
         if _has_options(cell.options):
             msg = "image:, limit:, cache:, label:, annotation: and secret: tags need a step:NAME tag on the same cell"
@@ -350,6 +356,7 @@ def _unknown_tag_message(tag: str) -> str:
     candidates = [
         *_SPECIAL,
         "step:",
+        "model:",
         "prev:",
         "image:",
         "limit:",
