@@ -156,6 +156,7 @@ def run(phase: str, pattern: str, out: Path, registry: str | None, host: str | N
     phases = PHASES if phase == "all" else (phase,)
     notebooks = select(pattern)
     state = State.load(out)
+    state.notebooks = {k: v for k, v in state.notebooks.items() if k in notebooks}  # this run's selection only
     which, why = changed(notebooks)
     for nb in notebooks:
         state.entry(nb).changed = nb in which
