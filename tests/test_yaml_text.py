@@ -76,6 +76,13 @@ def test_round_trip(doc: dict[str, Any]) -> None:
     assert yaml_text.dump(doc) == text
 
 
+def test_strings_stay_strings_for_yaml_1_1_and_1_2() -> None:
+    for text in ["1e3", "0o17", "1.0", "12:30", "2026-11-24", "yes", "y", "null", "~", ".5", "+1", "0x1F"]:
+        assert yaml_text._scalar(text).startswith('"'), text
+    for text in ["2.1.0", "exec-train", "python:3.11-slim", "registry:5000/ml/x@sha256:ab", "system.Artifact"]:
+        assert yaml_text._scalar(text) == text
+
+
 def test_layout_is_kfp_like() -> None:
     doc = {"b": {"args": ["--executor-input", "{{$}}"], "code": "x = 1\nprint(x)\n"}, "a": [{"k": "v", "j": 1.0}]}
     assert yaml_text.dump(doc) == (

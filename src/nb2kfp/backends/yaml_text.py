@@ -14,8 +14,24 @@ import math
 import re
 from typing import Any
 
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
-_YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./@:+=-]*")  # fullmatch: no spaces or leading indicators
+# What YAML 1.1 (PyYAML, KFP's loader) reads as something other than a string: such text must be quoted.
+_IMPLICIT = re.compile(
+    r"""(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|y|Y|n|N
+    |[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)
+    |[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+
+    |<<|~|null|Null|NULL|=
+    |[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+    |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[\ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?
+     (?:[\ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)""",
+    re.X,
+)
+# ... and what YAML 1.2's core schema (KFP's Go backend) reads as a number, bool or null.
+_IMPLICIT12 = re.compile(
+    r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|true|True|TRUE|false|False|FALSE|null|Null|NULL|~"
+)
 
 
 def dump(doc: dict[str, Any]) -> str:
@@ -72,7 +88,12 @@ def _scalar(value: Any) -> str:
     if isinstance(value, float):
         return _float(value)
     text = str(value)
-    if _PLAIN.fullmatch(text) and text.lower() not in _YAML11_WORDS:
+    if (
+        _PLAIN.fullmatch(text)
+        and not text.endswith(":")
+        and not _IMPLICIT.fullmatch(text)
+        and not _IMPLICIT12.fullmatch(text)
+    ):
         return text
     return _quoted(text)
 
