@@ -215,3 +215,41 @@ def test_bad_scheduling_tags_are_located_errors(make_nb: Make, tag: str, fragmen
     with pytest.raises(NotebookError) as info:
         build(make_nb([(["step:a", tag], "x = 1")]))
     assert any(fragment in d.message and d.cell == 1 for d in info.value.errors)
+
+
+def test_workspace_is_shared_by_every_step_and_runs_under_kfp_local(make_nb: Make, tmp_path: Path) -> None:
+    """A workspace (`workspace = "1Gi"` in settings) is KFP's pipeline workspace; kfp.local backs it with a folder."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "nb2kfp.toml").write_text('workspace = "1Gi"\n')
+    nb = make_nb(
+        [
+            (["step:write"], "import os\nopen(os.path.join(os.environ['NB2KFP_WORKSPACE'], 'f.txt'), 'w').write('hi')"),
+            (["step:read"], "import os\nsize = len(open(os.environ['NB2KFP_WORKSPACE'] + '/f.txt').read())"),
+            (["pipeline-metrics"], "print(size)"),
+        ]
+    )
+    from nb2kfp.config import find_settings
+
+    text = kfp_spec.render(build(nb, find_settings(tmp_path)).pipeline)
+    spec, platform = yaml.safe_load_all(text)
+    assert platform["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]["size"] == "1Gi"
+    assert spec["root"]["dag"]["tasks"]["read"]["inputs"]["parameters"]["nb2kfp-workspace"] == {
+        "runtimeValue": {"constant": "{{$.workspace_path}}"}
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "run", str(nb), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["metrics"] == {"size": 2.0}
+    (tmp_path / "nb2kfp.toml").write_text('workspace = "lots"\n')
+    from nb2kfp.errors import UsageError
+
+    with pytest.raises(UsageError):
+        find_settings(tmp_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 _POLICY_KEYS = {"allowed_images", "allowed_endpoints", "require_digest"}
-_KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix"}
+_KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix", "workspace"}
+_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Settings:
     ignore_tags: frozenset[str] = field(default_factory=frozenset)
     caching: bool = True
     pipeline_name_prefix: str = ""
+    workspace: str = ""  # size of a volume the run's steps share, e.g. "10Gi" (empty: none)
     allowed_images: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: image prefixes steps may use
     allowed_endpoints: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: KFP URLs publish/run may use
     require_digest: bool = False  # [tool.nb2kfp.policy]: published specs must pin every image by digest
@@ -43,6 +46,7 @@ class Settings:
             "ignore_tags": sorted(self.ignore_tags),
             "caching": self.caching,
             "prefix": self.pipeline_name_prefix,
+            "workspace": self.workspace,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -117,6 +121,9 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         raise UsageError(f"{path}: [tool.nb2kfp]: caching must be true or false")
     if not isinstance(prefix, str):
         raise UsageError(f"{path}: [tool.nb2kfp]: pipeline_name_prefix must be a string")
+    workspace = table.get("workspace", "")
+    if not isinstance(workspace, str) or (workspace and not _SIZE.fullmatch(workspace)):
+        raise UsageError(f'{path}: [tool.nb2kfp]: workspace must be a size such as "10Gi"')
     return Settings(
         image,
         frozenset(ignore),
@@ -125,6 +132,7 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         allowed_images=None if allowed is None else tuple(allowed),
         allowed_endpoints=None if endpoints is None else tuple(endpoints),
         require_digest=require_digest,
+        workspace=workspace,
         catalog_paths=catalog_paths,
         catalog_urls=catalog_urls,
         source=str(path),

@@ -115,8 +115,29 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         "schemaVersion": SCHEMA_VERSION,
         "sdkVersion": f"nb2kfp-{__version__}",
     }
-    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}
-    return spec, platform if platform_execs else None
+    kubernetes: dict[str, Any] = {"deploymentSpec": {"executors": platform_execs}}
+    if pipeline.workspace:
+        _add_workspace(pipeline, components, tasks, kubernetes)
+    platform = {"platforms": {"kubernetes": kubernetes}}
+    return spec, platform if platform_execs or pipeline.workspace else None
+
+
+WORKSPACE_PARAM = "nb2kfp-workspace"
+
+
+def _add_workspace(
+    pipeline: Pipeline, components: dict[str, Any], tasks: dict[str, Any], kubernetes: dict[str, Any]
+) -> None:
+    """A volume shared by every step of a run (KFP pipeline workspace); steps see its path as NB2KFP_WORKSPACE."""
+    kubernetes["pipelineConfig"] = {"workspace": {"kubernetes": {"pvcSpecPatch": {}}, "size": pipeline.workspace}}
+    for step in pipeline.steps:
+        if step.component is not None:
+            continue
+        task = task_name(step)
+        inputs = components[f"comp-{task}"].setdefault("inputDefinitions", {}).setdefault("parameters", {})
+        inputs[WORKSPACE_PARAM] = {"parameterType": "STRING"}
+        wired = tasks[task].setdefault("inputs", {}).setdefault("parameters", {})
+        wired[WORKSPACE_PARAM] = {"runtimeValue": {"constant": "{{$.workspace_path}}"}}
 
 
 def _artifact(schema: str) -> dict[str, Any]:
@@ -153,6 +174,7 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "outputs": {n: n for n in step.outputs},
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY,
+        **({"workspace_param": WORKSPACE_PARAM} if pipeline.workspace else {}),
         "shared": list(origin.shared_names if origin else pipeline.shared_names),
         "prelude": [[c.index, c.source] for c in (origin.prelude if origin else pipeline.prelude)],
         "cells": [[c.index, c.source] for c in step.cells],

@@ -134,6 +134,7 @@ def build(
     ]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     _check_policy(nb.path, steps, settings, diags)
+    workspace = _workspace(nb.path, meta, settings, diags)
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
     name = str(meta.get("pipeline_name") or nb.stem)
@@ -150,6 +151,7 @@ def build(
             sorted({*_imported_modules(trees.values()), *(m for u in units.values() for m in u.pipeline.modules)})
         ),
         base_image=str(base_image),
+        workspace=workspace,
     )
     return Result(pipeline, diags)
 
@@ -361,6 +363,15 @@ def _check_options(
         if meta.get(key):
             msg = f"kubeflow_notebook.{key} is not supported yet: the compiled pipeline does not include it"
             diags.append(warning(path, msg, "NB052"))
+
+
+def _workspace(path: str, meta: dict[str, object], settings: Settings, diags: list[Diagnostic]) -> str:
+    """The size of the run's shared volume: notebook metadata `kubeflow_notebook.workspace`, else settings."""
+    size = meta.get("workspace", settings.workspace) or ""
+    if not isinstance(size, str) or (size and not _MEMORY.match(size)):
+        diags.append(error(path, f"kubeflow_notebook.workspace: {size!r} is not a size such as '10Gi'", "NB054"))
+        return ""
+    return size
 
 
 def _volumes(meta: dict[str, object]) -> tuple[VolumeMount, ...]:

@@ -268,6 +268,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     sys.modules["__main__"] = module
     values = inputs.get("parameterValues", {})
     casts = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+    if spec.get("workspace_param") in values:  # the run's shared workspace volume
+        os.environ["NB2KFP_WORKSPACE"] = str(values[spec["workspace_param"]])
     for name, kind in spec["params"].items():
         if name not in values:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
