@@ -27,7 +27,7 @@ check: lint typecheck
 
 ## fuzz: the property tests with many more generated notebooks (bounded to 15 minutes)
 fuzz: $(BIN)/.installed
-	HYPOTHESIS_PROFILE=fuzz timeout 900 $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider -q
+	HYPOTHESIS_PROFILE=fuzz timeout 900 $(BIN)/python -m pytest tests/test_fuzz.py tests/test_yaml_text.py -p no:cacheprovider -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import yaml
@@ -68,7 +69,7 @@ DOCS = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=5000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 400, deadline=None)
 @given(st.dictionaries(TEXT, DOCS, max_size=5))
 def test_round_trip(doc: dict[str, Any]) -> None:
     text = yaml_text.dump(doc)
