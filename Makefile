@@ -36,5 +36,9 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
+## bench: nb2kfp against Kale 2.3.0 (the bench installs it in its own venv) on the same notebooks; BENCH_ARGS=--quick
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .nb2kfp .pytest_cache .mypy_cache .ruff_cache

