@@ -24,12 +24,37 @@ def _err(line: str) -> None:
     sys.stderr.flush()
 
 
+_VALUE_OPTIONS = {"-o": "output", "--output": "output", "--output-dir": "output_dir"}
+
+
+def _split(args: list[str]) -> tuple[set[str], dict[str, Path], list[Path]] | None:
+    """On/off flags, compile's path options, and notebook paths; None for anything else (Typer handles it)."""
+    flags: set[str] = set()
+    values: dict[str, Path] = {}
+    paths: list[Path] = []
+    items = iter(args)
+    for arg in items:
+        name, eq, inline = arg.partition("=")
+        if name in _VALUE_OPTIONS:
+            value = inline if eq else next(items, None)
+            if not value or _VALUE_OPTIONS[name] in values:
+                return None
+            values[_VALUE_OPTIONS[name]] = Path(value)
+        elif arg.startswith("-"):
+            flags.add(arg)
+        else:
+            paths.append(Path(arg))
+    return flags, values, paths
+
+
 def fast_path(argv: list[str]) -> int | None:
     if len(argv) < 2 or argv[0] not in ("lint", "compile"):
         return None
-    flags = {a for a in argv[1:] if a.startswith("-")}
-    paths = [Path(a) for a in argv[1:] if not a.startswith("-")]
-    if not paths:
+    split = _split(argv[1:])
+    if split is None:
+        return None
+    flags, values, paths = split
+    if not paths or (values and argv[0] != "compile"):
         return None
     if argv[0] == "lint" and not flags:
         from nb2kfp.commands import lint
@@ -39,7 +64,11 @@ def fast_path(argv: list[str]) -> int | None:
         from nb2kfp.commands import compile as compile_command
 
         options = compile_command.Options(
-            check="--check" in flags, changed_only="--changed-only" in flags, fail_on_write="--fail-on-write" in flags
+            output=values.get("output"),
+            output_dir=values.get("output_dir"),
+            check="--check" in flags,
+            changed_only="--changed-only" in flags,
+            fail_on_write="--fail-on-write" in flags,
         )
         return compile_command.run(paths, options, _err, _err)
     return None
