@@ -212,28 +212,30 @@ def _quantity(text: str) -> float:
 
 def _resources(step: Step) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    for name, amount in step.resources.requests:
+        _cpu_memory(out, "Request", name, amount)
     for name, amount in step.resources.limits:
-        if name == "cpu":
-            out["cpuLimit"] = float(amount[:-1]) / 1000 if amount.endswith("m") else float(amount)
-            out["resourceCpuLimit"] = amount
-        elif name == "memory":
-            out["memoryLimit"] = _quantity(amount) / 10**9
-            out["resourceMemoryLimit"] = amount
-        else:  # an accelerator (validated by the front end)
+        if not _cpu_memory(out, "Limit", name, amount):  # an accelerator (validated by the front end)
             out["accelerator"] = {
                 "count": amount,
                 "resourceCount": amount,
                 "resourceType": name,
                 "type": name,
             }
-    for name, amount in step.resources.requests:
-        if name == "cpu":
-            out["cpuRequest"] = float(amount[:-1]) / 1000 if amount.endswith("m") else float(amount)
-            out["resourceCpuRequest"] = amount
-        elif name == "memory":
-            out["memoryRequest"] = _quantity(amount) / 10**9
-            out["resourceMemoryRequest"] = amount
     return out
+
+
+def _cpu_memory(out: dict[str, Any], kind: str, name: str, amount: str) -> bool:
+    """KFP writes cpu/memory twice: as numbers (cores, GB) and as the Kubernetes quantity given."""
+    if name == "cpu":
+        out[f"cpu{kind}"] = float(amount[:-1]) / 1000 if amount.endswith("m") else float(amount)
+        out[f"resourceCpu{kind}"] = amount
+    elif name == "memory":
+        out[f"memory{kind}"] = _quantity(amount) / 10**9
+        out[f"resourceMemory{kind}"] = amount
+    else:
+        return False
+    return True
 
 
 def _platform(step: Step) -> dict[str, Any]:

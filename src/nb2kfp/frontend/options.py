@@ -1,0 +1,104 @@
+"""Step options and pipeline settings: resources KFP v2 can express, Kale volumes, the shared workspace, and the
+image policy. Each check reports located diagnostics; nothing is silently dropped."""
+
+from __future__ import annotations
+
+import re
+
+from nb2kfp.config import Settings
+from nb2kfp.errors import Diagnostic, error, warning
+from nb2kfp.frontend.notebook import StepOptions
+from nb2kfp.ir import Step, VolumeMount
+
+_CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?$")
+
+
+def check_options(
+    path: str,
+    steps: list[tuple[str, int, StepOptions]],
+    defaults: StepOptions,
+    meta: dict[str, object],
+    diags: list[Diagnostic],
+) -> None:
+    """Resource limits KFP v2 can express (none silently dropped); Kale settings nb2kfp does not apply yet.
+    ``steps`` holds each step's name, first cell and options."""
+    for step_name, cell, options in steps:
+        merged = options.merged_over(defaults)
+        limits = merged.limits
+        for name, amount in sorted(merged.requests.items()):
+            if name not in ("cpu", "memory") or not (_CPU if name == "cpu" else _MEMORY).match(amount):
+                msg = f"request:{name}:{amount}: KFP v2 takes requests for cpu (2, 500m) and memory (512Mi, 4Gi)"
+                diags.append(error(path, msg, "NB050", cell))
+        for name, amount in sorted(limits.items()):
+            if name == "cpu" and not _CPU.match(amount):
+                diags.append(
+                    error(path, f"limit:cpu:{amount}: give cores (2, 0.5) or millicores (500m)", "NB050", cell)
+                )
+            elif name == "memory" and not _MEMORY.match(amount):
+                diags.append(
+                    error(path, f"limit:memory:{amount}: give bytes with a unit (512Mi, 4Gi, 2G)", "NB050", cell)
+                )
+            elif "/" in name and not (amount.isdigit() and int(amount) > 0):
+                diags.append(
+                    error(path, f"limit:{name}:{amount}: an accelerator count is a whole number", "NB050", cell)
+                )
+            elif name not in ("cpu", "memory") and "/" not in name:
+                msg = f"limit:{name} cannot be set through KFP v2: use cpu, memory or an accelerator (nvidia.com/gpu)"
+                diags.append(error(path, msg, "NB050", cell))
+        accelerators = sorted(n for n in limits if "/" in n)
+        if len(accelerators) > 1:
+            msg = f"step {step_name!r} asks for {' and '.join(accelerators)}: KFP v2 gives a step one accelerator type"
+            diags.append(error(path, msg, "NB051", cell))
+    raw_volumes = meta.get("volumes")
+    for volume in raw_volumes if isinstance(raw_volumes, list) else []:
+        if not (
+            isinstance(volume, dict)
+            and volume.get("type") == "pvc"
+            and volume.get("name")
+            and volume.get("mount_point")
+        ):
+            kind = volume.get("type") if isinstance(volume, dict) else type(volume).__name__
+            msg = f"kubeflow_notebook.volumes: a {kind!r} volume is not supported yet (only existing PVCs, type 'pvc')"
+            diags.append(warning(path, msg, "NB052"))
+    for key in ("katib_run", "snapshot_volumes", "autosnapshot"):
+        if meta.get(key):
+            msg = f"kubeflow_notebook.{key} is not supported yet: the compiled pipeline does not include it"
+            diags.append(warning(path, msg, "NB052"))
+
+
+def workspace(path: str, meta: dict[str, object], settings: Settings, diags: list[Diagnostic]) -> str:
+    """The size of the run's shared volume: notebook metadata `kubeflow_notebook.workspace`, else settings."""
+    size = meta.get("workspace", settings.workspace) or ""
+    if not isinstance(size, str) or (size and not _MEMORY.match(size)):
+        diags.append(error(path, f"kubeflow_notebook.workspace: {size!r} is not a size such as '10Gi'", "NB054"))
+        return ""
+    return size
+
+
+def volumes(meta: dict[str, object]) -> tuple[VolumeMount, ...]:
+    """Kale's `pvc` volumes: an existing claim mounted into every step (KALE_VOLUME_<NAME> if exposed)."""
+    found = []
+    raw = meta.get("volumes")
+    for v in raw if isinstance(raw, list) else []:
+        if isinstance(v, dict) and v.get("type") == "pvc" and v.get("name") and v.get("mount_point"):
+            env = (
+                "KALE_VOLUME_" + re.sub(r"[^A-Z0-9]", "_", str(v["name"]).upper())
+                if v.get("expose_as_env_var")
+                else None
+            )
+            found.append(VolumeMount(str(v["name"]), str(v["mount_point"]), env))
+    return tuple(found)
+
+
+def check_policy(path: str, steps: list[Step], settings: Settings, diags: list[Diagnostic]) -> None:
+    if settings.allowed_images is None:
+        return
+    allowed = settings.allowed_images
+    for step in steps:
+        if not any(step.image.startswith(prefix) for prefix in allowed):
+            msg = (
+                f"step {step.name!r} uses image {step.image!r}, which {settings.source} "
+                f"[tool.nb2kfp.policy] allowed_images does not allow ({', '.join(allowed) or 'none'})"
+            )
+            diags.append(error(path, msg, "NB070", step.first_cell))
