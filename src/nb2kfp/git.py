@@ -34,7 +34,8 @@ def _first_line(data: bytes) -> str:
     return ""
 
 
-def _is_zero(ref: str | None) -> bool:
+def is_zero(ref: str | None) -> bool:
+    """An empty or all-zeros commit id, as GitLab sends for a new or deleted branch."""
     return not ref or set(ref) == {"0"}
 
 
@@ -77,13 +78,21 @@ def tracked_files(ref: str, cwd: Path | str) -> list[str]:
     return sorted(p.decode("utf-8") for p in out.split(b"\0") if p)
 
 
+def index_files(cwd: Path | str) -> list[str] | None:
+    """Files git tracks in the index at ``cwd`` (paths relative to it); None outside a repository."""
+    done = _git(["ls-files", "-z"], cwd, check=False)
+    if done.returncode != 0:
+        return None
+    return sorted(p.decode("utf-8") for p in done.stdout.split(b"\0") if p)
+
+
 def changed_files(base: str | None, head: str, cwd: Path | str) -> list[str]:
     """Files that differ between ``base`` and ``head`` (deleted ones included; both sides of a rename).
 
     With no usable base (empty, all zeros as GitLab sends for a new branch, or a commit this clone
     does not have, e.g. in a shallow clone) every file tracked at ``head`` counts as changed.
     """
-    if base is None or _is_zero(base) or not _resolves(base, cwd):
+    if base is None or is_zero(base) or not _resolves(base, cwd):
         return tracked_files(head, cwd)
     out = _git(["diff", "--name-only", "--no-renames", "-z", rev_parse(base, cwd), rev_parse(head, cwd)], cwd).stdout
     return sorted({p.decode("utf-8") for p in out.split(b"\0") if p})

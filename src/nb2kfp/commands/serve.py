@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nb2kfp.errors import Nb2KfpError, RunError, UsageError
+from nb2kfp.git import is_zero
 from nb2kfp.gitlab.queue import Event, EventQueue
 from nb2kfp.gitlab.webhook import Metrics, ServeConfig, create_app
 from nb2kfp.registry import Masker
@@ -40,10 +41,6 @@ _GUARD = (
     "sys.argv = ['nb2kfp', *sys.argv[1:]]\n"
     "runpy.run_module('nb2kfp', run_name='__main__', alter_sys=True)\n"
 )
-
-
-def _zero(sha: str) -> bool:
-    return not sha or set(sha) == {"0"}
 
 
 def git_env(token: str | None) -> dict[str, str]:
@@ -114,7 +111,7 @@ def _has(git: _Git, sha: str) -> bool:
 def changed_files(tree: Path, base: str, commit: str, token: str | None = None) -> list[str] | None:
     """Files changed from ``base`` to ``commit``; None means everything (new branch, or base not in the clone)."""
     git = _Git(tree, token)
-    if _zero(base) or not _has(git, base):
+    if is_zero(base) or not _has(git, base):
         return None
     return sorted(git("diff", "--name-only", "--no-renames", base, commit).splitlines())
 
@@ -188,7 +185,7 @@ class Workers:
             self.report(f"event {event.id}: {event.ref} {event.after[:12]}: {'ok' if ok else 'failed'}")
 
     def process(self, event: Event) -> tuple[bool, str]:
-        if _zero(event.after):
+        if is_zero(event.after):
             return True, f"{event.ref} deleted: nothing to build"
         tree, commit = checkout(event, self.data / "repos", self.config.git_token)
         files = changed_files(tree, event.base or event.before, commit, self.config.git_token)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from nb2kfp import git
 from nb2kfp.errors import RunError
 from nb2kfp.registry import Masker
 
@@ -162,7 +163,7 @@ class GitLabProject:
 
         As GitLab compares by default, from the merge base of the two: what ``head_sha`` changed.
         """
-        if not base_sha or set(base_sha) == {"0"}:
+        if git.is_zero(base_sha):
             raise RunError(f"GitLab: compare: no base commit to compare {head_sha[:12]} with (a new branch?)")
 
         def get() -> list[ChangedFile]:

@@ -7,14 +7,13 @@ import glob
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2kfp.errors import Diagnostic, Severity
+from nb2kfp import git
+from nb2kfp.errors import Diagnostic, RunError, Severity
 
-ZEROS = "0" * 40
 _SETTINGS_FILES = ("pyproject.toml", "nb2kfp.toml", "requirements.txt")
 _SKIP = (".ipynb_checkpoints", ".git", ".venv", "node_modules", "nb2kfp-out", ".nb2kfp")
 
@@ -54,21 +53,13 @@ class State:
         return self.notebooks.setdefault(path, NotebookState(path))
 
 
-def _git(*args: str) -> str | None:
-    try:
-        proc = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
 def select(pattern: str) -> list[str]:
     """Notebooks matching ``pattern`` (git-tracked ones when in a repository), sorted."""
     found = {p for p in glob.glob(pattern, recursive=True) if p.endswith(".ipynb")}
     found = {p for p in found if not any(part in _SKIP for part in Path(p).parts)}
-    tracked = _git("ls-files", "-z", "--", "*.ipynb")
+    tracked = git.index_files(".")
     if tracked is not None:
-        found &= set(tracked.split("\0"))
+        found &= set(tracked)
     return sorted(found)
 
 
@@ -77,12 +68,13 @@ def changed(candidates: list[str], env: dict[str, str] | None = None) -> tuple[s
     env = dict(os.environ) if env is None else env
     base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or env.get("CI_COMMIT_BEFORE_SHA") or ""
     head = env.get("CI_COMMIT_SHA") or "HEAD"
-    if not base or base == ZEROS:
+    if git.is_zero(base):
         return set(candidates), "new branch or first pipeline: every notebook"
-    diff = _git("diff", "--name-only", "--no-renames", f"{base}...{head}") or _git("diff", "--name-only", base, head)
-    if diff is None:
+    try:
+        git.rev_parse(base, ".")
+        files = set(git.changed_files(base, head, "."))
+    except RunError:
         return set(candidates), f"{base[:12]} is not in this clone: every notebook"
-    files = set(diff.split())
     if any(Path(f).name in _SETTINGS_FILES for f in files):
         return set(candidates), "settings or requirements changed: every notebook"
     return {c for c in candidates if c in files}, f"changed since {base[:12]}"

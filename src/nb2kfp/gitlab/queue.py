@@ -25,7 +25,6 @@ from typing import Any
 
 from nb2kfp.errors import RunError
 
-ZEROS = "0" * 40
 QUEUED, IN_PROGRESS, DONE, FAILED, SUPERSEDED = "queued", "in_progress", "done", "failed", "superseded"
 
 _SCHEMA = """

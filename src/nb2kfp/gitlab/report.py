@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from nb2kfp import git
 from nb2kfp.backends.plan import Plan
 from nb2kfp.errors import Diagnostic, Severity
 from nb2kfp.ir import Pipeline
@@ -103,7 +104,7 @@ def _plan_against(notebook: Path, pipeline: Pipeline, base: str | None) -> Plan 
     from nb2kfp.commands.plan import compile_at
     from nb2kfp.errors import Nb2KfpError
 
-    if not base or set(base) == {"0"}:
+    if base is None or git.is_zero(base):
         return None
     try:
         old, _ = compile_at(notebook, base)
