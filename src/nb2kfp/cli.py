@@ -1,4 +1,4 @@
-"""The ``nb2kfp`` command line: parse flags, call one command module, map errors to exit codes.
+"""The ``nb2kfp`` command line: parse flags, call one command module (errors become exit codes in main.py).
 
 Imports stay lazy so that ``lint`` and ``compile --check`` never load the KFP SDK.
 """
@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from nb2kfp import __version__
+from nb2kfp.main import err as _err
+from nb2kfp.main import out as _out
 
 app = typer.Typer(
     name="nb2kfp",
@@ -25,15 +27,6 @@ _state = {"debug": False}
 
 Notebooks = Annotated[list[Path], typer.Argument(help="Notebook files (.ipynb).", show_default=False)]
 Notebook = Annotated[Path, typer.Argument(help="A notebook file (.ipynb).", show_default=False)]
-
-
-def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-
-
-def _err(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 def _version(value: bool) -> None:

@@ -15,11 +15,11 @@ from nb2kfp.errors import Nb2KfpError
 _FAST_COMPILE_FLAGS = {"--check", "--changed-only", "--fail-on-write"}
 
 
-def _out(line: str) -> None:
+def out(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-def _err(line: str) -> None:
+def err(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
@@ -59,7 +59,7 @@ def fast_path(argv: list[str]) -> int | None:
     if argv[0] == "lint" and not flags:
         from nb2kfp.commands import lint
 
-        return lint.run(paths, "text", _out)
+        return lint.run(paths, "text", out)
     if argv[0] == "compile" and flags <= _FAST_COMPILE_FLAGS:
         from nb2kfp.commands import compile as compile_command
 
@@ -70,7 +70,7 @@ def fast_path(argv: list[str]) -> int | None:
             changed_only="--changed-only" in flags,
             fail_on_write="--fail-on-write" in flags,
         )
-        return compile_command.run(paths, options, _err, _err)
+        return compile_command.run(paths, options, err, err)
     return None
 
 
@@ -90,10 +90,10 @@ def main() -> None:
         if debug:
             raise
         for line in exc.lines():
-            _err(line)
+            err(line)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        _err("interrupted")
+        err("interrupted")
         sys.exit(130)
     except SystemExit:
         raise
