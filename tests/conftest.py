@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,3 +44,14 @@ def example_copy(tmp_path: Path) -> Callable[[str], Path]:
         return target
 
     return copy
+
+
+def run_local(nb: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`nb2kfp run NB --local --json ARGS` in the notebook's folder, as users call it."""
+    return subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--json", *args],
+        capture_output=True,
+        text=True,
+        cwd=nb.parent,
+        timeout=600,
+    )

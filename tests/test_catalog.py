@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import run_local
 from nb2kfp.backends import kfp_spec
 from nb2kfp.commands import catalog as catalog_cmd
 from nb2kfp.config import find_settings
@@ -189,13 +190,7 @@ def test_data_drift_check_runs_with_kfp_local(make_nb: Make) -> None:
     nb = drift_notebook(make_nb)
 
     def run(*args: str) -> dict[str, object]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--json", *args],
-            capture_output=True,
-            text=True,
-            cwd=nb.parent,
-            timeout=600,
-        )
+        proc = run_local(nb, *args)
         assert proc.returncode == 0, proc.stderr
         return dict(json.loads(proc.stdout))
 
@@ -210,8 +205,6 @@ def test_data_drift_check_runs_with_kfp_local(make_nb: Make) -> None:
 def test_papermill_runner_executes_a_notebook_under_kfp_local(make_nb: Make, tmp_path: Path) -> None:
     """Under kfp.local's SubprocessRunner the component runs in this environment (which has papermill and
     ipykernel); on a cluster its image must provide them, and it says so when they are missing."""
-    import subprocess
-    import sys
 
     target = make_nb([(["parameters"], "x = 1"), ([], "y = x * 10\nprint(y)")], name="target.ipynb")
     nb = make_nb(

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import run_local
+
 Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
 
 
 def run(nb: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--json", *args],
-        capture_output=True,
-        text=True,
-        cwd=nb.parent,
-        timeout=600,
-    )
+    proc = run_local(nb, *args)
     assert "Traceback (most recent call last)" not in proc.stdout
     result = json.loads(proc.stdout) if proc.stdout.strip() else {}
     return proc, result
