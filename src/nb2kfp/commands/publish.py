@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp import policy
-from nb2kfp.config import find_settings
+from nb2kfp.config import Settings, find_settings
 from nb2kfp.errors import NotebookError, RunError, UsageError
 from nb2kfp.ir import Pipeline
 
@@ -29,6 +29,7 @@ class _Compiled:
     pipeline: Pipeline
     text: str
     stamp: str
+    settings: Settings
 
 
 def _compile(notebook: Path, report_error: Callable[[str], None]) -> _Compiled:
@@ -41,7 +42,7 @@ def _compile(notebook: Path, report_error: Callable[[str], None]) -> _Compiled:
     for d in result.diagnostics:
         report_error(d.format())
     mark = stamp(result.pipeline.source_hash, settings)
-    return _Compiled(result.pipeline, kfp_spec.render(result.pipeline, mark), mark)
+    return _Compiled(result.pipeline, kfp_spec.render(result.pipeline, mark), mark, settings)
 
 
 def commit_of(notebook: Path, commit: str | None) -> str:
@@ -93,9 +94,8 @@ def run(
                 report(f"{notebook} -> {', '.join(str(p) for p in paths)}")
                 continue
             assert host is not None
-            settings = find_settings(notebook.parent)
-            policy.check_endpoint(settings, host)
-            policy.check_pinned(settings, compiled.text, str(notebook))
+            policy.check_endpoint(compiled.settings, host)
+            policy.check_pinned(compiled.settings, compiled.text, str(notebook))
             try:
                 published = kfp_client.publish(spec, name, version, host, token, description)
             except RunError as exc:  # the server is down or refuses us: the next notebook would fare no better
@@ -125,9 +125,8 @@ def remote_run(
     host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env()
     compiled = _compile(notebook, report_error)
-    settings = find_settings(notebook.parent)
-    policy.check_endpoint(settings, host)
-    policy.check_pinned(settings, compiled.text, str(notebook))
+    policy.check_endpoint(compiled.settings, host)
+    policy.check_pinned(compiled.settings, compiled.text, str(notebook))
     pipeline = compiled.pipeline
     arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
     tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
