@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import IN_CI
 from doubles.gitlab_server import GitLabDouble, User
 from nb2kfp import git as nbgit
 from nb2kfp.backends import plan as planner
@@ -42,6 +43,8 @@ GIT_ENV = {
 }
 
 if shutil.which("git") is None:  # pragma: no cover - git is part of every dev and CI machine
+    if IN_CI:
+        pytest.fail("CI must provide this: git is not installed", pytrace=False)
     pytest.skip("git is not installed", allow_module_level=True)
 
 
