@@ -7,6 +7,7 @@ Every other invocation goes through the Typer app in :mod:`nb2kfp.cli`. Same com
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -98,13 +99,41 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click's usage errors arrive here in standalone_mode=False
-        import click
+        code = _click_exit(exc)
+        if code is None:
+            raise
+        sys.exit(code)
 
-        if isinstance(exc, click.ClickException):
+
+# click's exception classes: older typer uses click itself, newer typer (0.29) a copy of it (typer._click).
+_CLICK_MODULES = ("click.exceptions", "typer._click.exceptions")
+
+
+def _click_exit(exc: Exception) -> int | None:
+    """Show a click usage error as click does (usage, then ``Error: ...``); its exit code, or None if not click's."""
+    for name in _CLICK_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        if isinstance(exc, module.ClickException):
+            if isinstance(exc, module.UsageError) and exc.ctx is None:
+                from nb2kfp.cli import usage_of
+
+                err(usage_of(sys.argv[1:]))
             exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
+            if isinstance(exc, module.UsageError):
+                _hint_papermill_params(sys.argv[1:])
+            return int(exc.exit_code)
+        if isinstance(exc, module.Abort):
+            return 1
+        if isinstance(exc, module.Exit):
+            return int(exc.exit_code)
+    return None
+
+
+def _hint_papermill_params(argv: list[str]) -> None:
+    """papermill writes ``-p name value``; nb2kfp takes ``-p name=value``."""
+    for flag, value in itertools.pairwise(argv):
+        if flag in ("-p", "--param") and "=" not in value:
+            err(f"Hint: parameters are written -p {value}=VALUE (one argument), not -p {value} VALUE.")
+            return
