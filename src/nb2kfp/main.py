@@ -93,6 +93,14 @@ def main() -> None:
         for line in exc.lines():
             err(line)
         sys.exit(exc.exit_code)
+    except ImportError as exc:
+        from nb2kfp.extras import missing_extra
+
+        missing = missing_extra(exc, sys.argv[1:])
+        if missing is None or debug:
+            raise
+        err(str(missing))
+        sys.exit(missing.exit_code)
     except KeyboardInterrupt:
         err("interrupted")
         sys.exit(130)

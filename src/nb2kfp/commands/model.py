@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from nb2kfp import extras
 from nb2kfp.errors import UsageError
 
 _IMAGE = re.compile(
@@ -33,6 +34,8 @@ def run(
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import models
     from nb2kfp.registry import Registry, credentials_for
+
+    extras.require("nb2kfp model build", "oras", "requests")
 
     m = _IMAGE.match(image.removeprefix("oci://"))
     if not m:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nb2kfp import policy
+from nb2kfp import extras, policy
 from nb2kfp.config import Settings, find_settings
 from nb2kfp.errors import NotebookError, RunError, UsageError
 from nb2kfp.ir import Pipeline
@@ -69,9 +69,14 @@ def run(
 ) -> int:
     from nb2kfp.backends import kfp_client
 
-    if (host is None) == (manifests is None):
-        raise UsageError("give --host URL (upload to KFP) or --manifests DIR (write Kubernetes resources), not both")
+    if host is None and manifests is None:
+        raise UsageError(
+            "say where to publish: --host URL (upload to KFP) or --manifests DIR (write Kubernetes resources)"
+        )
+    if host is not None and manifests is not None:
+        raise UsageError("give --host URL or --manifests DIR, not both")
     if host is not None:
+        extras.require("nb2kfp publish --host", "kfp", "kfp_server_api")
         host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env() if host is not None else None
     failed = False
@@ -122,6 +127,7 @@ def remote_run(
     from nb2kfp.backends import kfp_client, kfp_spec
     from nb2kfp.commands.run import parse_overrides
 
+    extras.require("nb2kfp run --host", "kfp", "kfp_server_api")
     host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env()
     compiled = _compile(notebook, report_error)

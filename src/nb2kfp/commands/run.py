@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nb2kfp import extras
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
 from nb2kfp.ir import ParamValue, Pipeline
@@ -96,6 +97,13 @@ def run(
     registry: str | None = None,
     model_image: str | None = None,
 ) -> int:
+    extras.require(
+        "nb2kfp run --local",
+        "kfp",
+        "cloudpickle",
+        *(["docker"] if docker else []),
+        *(["oras", "requests"] if model_image else []),
+    )
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec, local
     from nb2kfp.frontend.builder import build
