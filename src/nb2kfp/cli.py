@@ -57,11 +57,12 @@ def _main(
 def lint(
     notebooks: Notebooks,
     output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="text or json")] = "text",
+    warnings_as_errors: Annotated[bool, typer.Option("--warnings-as-errors", help="Exit 1 on warnings too.")] = False,
 ) -> None:
     """Report errors and warnings (path: cell N: ...); exit 1 when there are errors."""
     from nb2kfp.commands import lint as command
 
-    raise typer.Exit(command.run(notebooks, output_format, _out))
+    raise typer.Exit(command.run(notebooks, output_format, _out, warnings_as_errors))
 
 
 @app.command("compile")

@@ -57,10 +57,10 @@ def fast_path(argv: list[str]) -> int | None:
     flags, values, paths = split
     if not paths or (values and argv[0] != "compile"):
         return None
-    if argv[0] == "lint" and not flags:
+    if argv[0] == "lint" and flags <= {"--warnings-as-errors"}:
         from nb2kfp.commands import lint
 
-        return lint.run(paths, "text", out)
+        return lint.run(paths, "text", out, "--warnings-as-errors" in flags)
     if argv[0] == "compile" and flags <= _FAST_COMPILE_FLAGS:
         from nb2kfp.commands import compile as compile_command
 

@@ -20,6 +20,7 @@ from nb2kfp import extras, policy
 from nb2kfp.config import Settings, find_settings
 from nb2kfp.errors import NotebookError, RunError, UsageError
 from nb2kfp.ir import Pipeline
+from nb2kfp.words import count
 
 _MARK = {"PENDING": "..", "RUNNING": "..", "SUCCEEDED": "ok", "FAILED": "FAILED", "SKIPPED": "skip"}
 
@@ -154,7 +155,7 @@ def remote_run(
     report(f"run {remote.run_id}: {remote.url}")
     if not wait:
         return 0
-    report_error(f"following {pipeline.name} ({len(pipeline.steps)} steps) on {host}")
+    report_error(f"following {pipeline.name} ({count(len(pipeline.steps), 'step')}) on {host}")
     try:
         state = kfp_client.follow(host, token, remote.run_id, on_event, poll_seconds, timeout, steps=set(tasks))
     except RunError as exc:

@@ -12,6 +12,7 @@ from nb2kfp import extras
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
 from nb2kfp.ir import ParamValue, Pipeline
+from nb2kfp.words import count
 
 _MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED"}
 
@@ -105,7 +106,7 @@ def run(
         *(["oras", "requests"] if model_image else []),
     )
     from nb2kfp.atomic import write_text
-    from nb2kfp.backends import kfp_spec, local
+    from nb2kfp.backends import kfp_spec, kfp_warnings, local
     from nb2kfp.frontend.builder import build
 
     result = build(notebook, find_settings(notebook.parent))
@@ -126,9 +127,10 @@ def run(
         report_error(f"  {_MARK.get(status, status):>6}  {step:<{width}}{took}")
 
     how = "kfp.local in Docker" if docker else "kfp.local"
-    report_error(f"running {pipeline.name} ({len(pipeline.steps)} steps) with {how} in {target}")
+    report_error(f"running {pipeline.name} ({count(len(pipeline.steps), 'step')}) with {how} in {target}")
     echo = report_error if verbose else None
-    outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=docker)
+    with kfp_warnings.translated(report_error, {kfp_spec.task_name(s): s.name for s in pipeline.steps}):
+        outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=docker)
     write_text(target / "result.json", json.dumps(outcome.as_dict(), indent=2, sort_keys=True) + "\n")
     if outcome.failed_step and not verbose:
         report_error(f"--- output of step {outcome.failed_step} (full log: {target / 'run.log'})")

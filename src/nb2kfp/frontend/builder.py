@@ -25,6 +25,11 @@ _PIP = re.compile(
 )
 
 
+# Errors after which the data-flow checks still give true answers (the tag is ignored, the prev: name read
+# as its suggestion, the option left out): lint goes on to report undefined names too.
+_DATAFLOW_STILL_CHECKED = frozenset({"NB010", "NB013", "NB017", "NB050", "NB051"})
+
+
 @dataclass
 class _Draft:
     name: str
@@ -78,7 +83,7 @@ def build(
     _check_dag(nb.path, groups.steps, diags)
     drafts = [(d.name, d.cells[0].index, d.options) for d in groups.steps.values()]
     options.check_options(nb.path, drafts, defaults, meta, diags)
-    if any(d.severity is Severity.ERROR for d in diags):
+    if any(d.severity is Severity.ERROR and d.code not in _DATAFLOW_STILL_CHECKED for d in diags):
         raise NotebookError(diags)
 
     facts = {
@@ -280,12 +285,19 @@ def _parameters(path: str, groups: _Groups, trees: dict[int, ast.Module], diags:
 
 
 def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> None:
+    """Report unknown prev: names, cycles and clashing task names. An unknown name is then read as the step
+    it suggests (or dropped), so that the data-flow checks still run and report their errors too."""
     for draft in steps.values():
+        repaired: list[tuple[str, int]] = []
         for parent, cell in draft.prev:
             if parent not in steps:
-                close = difflib.get_close_matches(parent, list(steps), n=1)
+                close = difflib.get_close_matches(parent, [s for s in steps if s != draft.name], n=1)
                 hint = f"did you mean prev:{close[0]}?" if close else "steps are: " + ", ".join(steps)
                 diags.append(error(path, f"prev:{parent} names no step ({hint})", "NB017", cell))
+                parent = close[0] if close else ""
+            if parent and parent not in (p for p, _ in repaired):
+                repaired.append((parent, cell))
+        draft.prev = repaired
     state: dict[str, int] = {}
 
     def visit(name: str, trail: list[str]) -> None:
