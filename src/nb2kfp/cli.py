@@ -145,6 +145,9 @@ def run(
     experiment: Annotated[
         str | None, typer.Option("--experiment", metavar="NAME", help="With --host: KFP experiment.")
     ] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Step reports and report.html in the run folder.")
+    ] = True,
     model_image: Annotated[
         str | None,
         typer.Option(
@@ -181,16 +184,17 @@ def run(
     from nb2kfp.commands import run as command
 
     options = command.Options(
-        param or [],
-        param_file or [],
-        param_yaml or [],
-        run_dir,
-        run_name,
-        as_json,
-        verbose,
-        docker,
-        registry,
-        model_image,
+        params=param or [],
+        param_files=param_file or [],
+        param_yaml=param_yaml or [],
+        run_dir=run_dir,
+        run_name=run_name,
+        as_json=as_json,
+        verbose=verbose,
+        docker=docker,
+        registry=registry,
+        model_image=model_image,
+        report=report,
     )
     raise typer.Exit(command.run(notebook, options, _out, _err))
 

@@ -72,6 +72,7 @@ class RunRecord:
     error: dict[str, Any] | None = None
     models: dict[str, str] = field(default_factory=dict)
     running_step: str | None = None
+    report: Path | None = None  # report.html, when the run makes one
     _clock: float = field(default_factory=time.monotonic)
 
     def on_event(self, step: str, status: str, seconds: float | None) -> None:
@@ -122,6 +123,7 @@ class RunRecord:
             "models": self.models,
             "spec": str(self.spec),
             "run_dir": str(self.run_dir),
+            "report": str(self.report) if self.report else None,
         }
         if self.status == "running":
             data["pid"] = os.getpid()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2kfp import extras
+from nb2kfp import extras, records
 from nb2kfp.config import find_settings
 from nb2kfp.ir import Pipeline
 from nb2kfp.words import count
@@ -31,6 +31,7 @@ class Options:
     docker: bool = False
     registry: str | None = None
     model_image: str | None = None
+    report: bool = True  # step reports and report.html
 
 
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
@@ -79,8 +80,9 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         "cloudpickle",
         *(["docker"] if options.docker else []),
         *(["oras", "requests"] if options.model_image else []),
+        *(["nbconvert"] if options.report else []),
     )
-    from nb2kfp import records
+    from nb2kfp import reports
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec, kfp_warnings, local, processes
     from nb2kfp.frontend.builder import build
@@ -93,6 +95,8 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     given, values = parameters_of(pipeline, options.param_files, options.param_yaml, options.params)
     if options.docker:
         pipeline = _in_image(notebook, pipeline, options.registry, report_error)
+    if options.report:
+        pipeline = reports.reported(pipeline)
     target = (options.run_dir or records.new_run_dir(records.RUNS, pipeline.name, options.run_name)).resolve()
     target.mkdir(parents=True, exist_ok=True)
     spec_path = target / "pipeline.yaml"
@@ -125,7 +129,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             outcome = local.run(spec_path, pipeline, given, target, on_event, echo=echo, docker=options.docker)
     except processes.Interrupted as stop:
         record.finish("interrupted")
-        record.write()
+        _write_report(record, pipeline, options.report)
         where = f" during step {record.running_step}" if record.running_step else ""
         report_error(f"interrupted ({stop}){where}; record in {target / records.RESULT}")
         return stop.exit_code
@@ -139,7 +143,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     if options.model_image and outcome.status == "succeeded":
         record.models = _package_models(target, pipeline, options.model_image, report_error)
     record.finish(outcome.status)
-    record.write()
+    page = _write_report(record, pipeline, options.report)
     if options.as_json:
         report(json.dumps(record.as_dict(), sort_keys=True))
     else:
@@ -148,4 +152,19 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         for name, ref in record.models.items():
             report(f"model {name}: {ref}")
         report(f"{outcome.status} in {record.seconds:.1f}s; outputs in {target}")
+        if page is not None:
+            report(f"report: {page}")
     return 0 if outcome.status == "succeeded" else 1
+
+
+def _write_report(record: records.RunRecord, pipeline: Pipeline, enabled: bool) -> Path | None:
+    """Render the step pages and report.html (when asked), then write result.json with the report's path."""
+    from nb2kfp import reports
+
+    page = None
+    if enabled:
+        pages = reports.step_pages(record.run_dir, pipeline)
+        record.report = record.run_dir / "report.html"
+        page = reports.write_run_report(record.run_dir, pipeline, record.as_dict(), pages)
+    record.write()
+    return page

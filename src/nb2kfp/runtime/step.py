@@ -241,15 +241,23 @@ class IPythonShim:
 
 def _display(*objs: object, **_: object) -> None:
     for obj in objs:
-        print(obj)
+        if _REPORT is not None:
+            _REPORT.display(obj)
+        else:
+            print(obj)
 
 
 # -- the step --------------------------------------------------------------------------------
-def _run_cells(cells: list[list[Any]], notebook: str, namespace: dict[str, Any]) -> None:
+def _run_cells(cells: list[list[Any]], notebook: str, namespace: dict[str, Any], shown: bool = False) -> None:
+    """``shown``: the cells go into the step's report (when it has one)."""
     for index, source in cells:
         filename = f"{notebook}, cell {index}"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        if shown and _REPORT is not None:
+            _REPORT.start(index, source)
         exec(compile(source, filename, "exec"), namespace)
+        if shown and _REPORT is not None:
+            _REPORT.figures()
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -289,7 +297,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         namespace[name] = load_value(name, local_path(artifact["uri"]))
     for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
         namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
-    _run_cells(spec["cells"], notebook, namespace)
+    _run_cells(spec["cells"], notebook, namespace, shown=True)
     shared = {n: namespace[n] for n in spec.get("shared", []) if n in namespace}
     out_artifacts: dict[str, Any] = {}
     for name, key in spec["outputs"].items():
@@ -302,6 +310,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         }
     if spec["metrics"]:
         out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs)
+    if _REPORT is not None:
+        out_artifacts[_REPORT.key] = _REPORT.write(outputs)
     out_params = _exports(spec, namespace, outputs, out_artifacts)
     output_file = outputs.get("outputFile")
     if output_file:
@@ -364,21 +374,175 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
 
 
 def main(argv: list[str]) -> int:
+    global _REPORT
     executor_input = json.loads(argv[argv.index("--executor-input") + 1])
     spec = json.loads("".join(argv[argv.index("--spec") + 1 :]))
+    if spec.get("report"):
+        _REPORT = _Report(spec)
     try:
         run(executor_input, spec)
     except StepFailed as exc:
         log(f"step {spec['step']!r} failed: {exc}")
-        return 1
+        return _failed(executor_input, exc)
     except BaseException as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             return 0
         sys.stderr.write(_user_traceback(exc))
         where = _cell_of(exc, spec["notebook"])
         log(f"step {spec['step']!r} failed{where}: {type(exc).__name__}: {exc}")
-        return 1
+        return _failed(executor_input, exc)
     return 0
+
+
+def _failed(executor_input: dict[str, Any], exc: BaseException) -> int:
+    """A failed step's report still shows its cells up to the error (the run folder keeps it)."""
+    if _REPORT is not None and _REPORT.cells:
+        _REPORT.error(exc)
+        try:
+            _REPORT.write(executor_input.get("outputs", {}))
+        except Exception as problem:  # the step's own error is what matters; say why there is no report
+            log(f"no report: {type(problem).__name__}: {problem}")
+    return 1
+
+
+# -- the step's report: what its cells show, as an executed notebook -------------------------------
+class _Tee:
+    """sys.stdout/sys.stderr that also records what the cells print."""
+
+    def __init__(self, stream: Any, name: str, report: _Report) -> None:
+        self.stream, self.name, self.report = stream, name, report
+
+    def write(self, text: str) -> int:
+        self.report.output({"output_type": "stream", "name": self.name, "text": text})
+        return int(self.stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+_MIME = {"_repr_html_": "text/html", "_repr_markdown_": "text/markdown", "_repr_svg_": "image/svg+xml"}
+_MIME |= {"_repr_png_": "image/png", "_repr_jpeg_": "image/jpeg", "_repr_latex_": "text/latex"}
+
+
+class _Report:
+    """Records each shown cell's outputs: printed text, display() rich outputs, matplotlib figures."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.key, self.render = spec["report"]["key"], spec["report"]["render"]
+        self.title = f"{spec['notebook']}: step {spec['step']}"
+        self.cells: list[dict[str, Any]] = []
+        sys.stdout, sys.stderr = _Tee(sys.stdout, "stdout", self), _Tee(sys.stderr, "stderr", self)
+        os.environ["MPLBACKEND"] = "module://nb2kfp_report_backend"  # plt.show() comes to figures()
+        sys.meta_path.insert(0, _Backend(self))
+
+    def start(self, index: int, source: str) -> None:
+        meta = {"nb2kfp": {"cell": index}}
+        cell = {"id": f"cell-{index}", "cell_type": "code", "execution_count": index, "metadata": meta}
+        self.cells.append({**cell, "outputs": [], "source": source})
+
+    def output(self, out: dict[str, Any]) -> None:
+        if not self.cells:
+            return
+        outputs = self.cells[-1]["outputs"]
+        if out["output_type"] == "stream" and outputs and outputs[-1].get("name") == out["name"]:
+            outputs[-1]["text"] += out["text"]
+        else:
+            outputs.append(out)
+
+    def display(self, obj: object) -> None:
+        data: dict[str, Any] = {"text/plain": repr(obj)}
+        for method, mime in _MIME.items():
+            try:
+                value = getattr(obj, method)() if callable(getattr(obj, method, None)) else None
+            except Exception:
+                value = None
+            value = value[0] if isinstance(value, tuple) else value
+            if isinstance(value, bytes):
+                import base64
+
+                value = base64.b64encode(value).decode("ascii")
+            if value is not None:
+                data[mime] = value
+        if hasattr(obj, "savefig") and "image/png" not in data:  # a matplotlib figure
+            data.update(self._png(obj))
+        self.output({"output_type": "display_data", "data": data, "metadata": {}})
+        sys.stdout.stream.write(data["text/plain"] + "\n")  # type: ignore[union-attr]
+
+    def _png(self, figure: Any) -> dict[str, str]:
+        import base64
+        import io
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", bbox_inches="tight")
+        return {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": repr(figure)}
+
+    def figures(self) -> None:
+        """Show the open matplotlib figures and close them (as Jupyter's inline backend does)."""
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is None:
+            return
+        for number in pyplot.get_fignums():
+            data = self._png(pyplot.figure(number))
+            self.output({"output_type": "display_data", "data": data, "metadata": {}})
+        pyplot.close("all")
+
+    def error(self, exc: BaseException) -> None:
+        lines = _user_traceback(exc).splitlines()
+        self.output({"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": lines})
+
+    def write(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """The executed notebook (or its HTML, when asked and nbconvert is here) as the report artifact."""
+        artifact = outputs["artifacts"][self.key]["artifacts"][0]
+        path = local_path(artifact["uri"])
+        kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        meta = {"kernelspec": kernel, "language_info": {"name": "python"}, "title": self.title}
+        notebook = {"cells": self.cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
+        text, kind = json.dumps(notebook, indent=1), "ipynb"
+        if self.render:
+            try:
+                import nbconvert
+                import nbformat
+
+                node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
+                text, _ = nbconvert.HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
+                kind = "html"
+            except ImportError:
+                pass  # the image has no nbconvert: the executed notebook is the report
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return {
+            "artifacts": [
+                {"name": artifact.get("name", self.key), "uri": artifact["uri"], "metadata": {"format": kind}}
+            ]
+        }
+
+
+class _Backend:
+    """A meta path finder that makes ``nb2kfp_report_backend``, matplotlib's backend for reported steps."""
+
+    def __init__(self, report: _Report) -> None:
+        self.report = report
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> Any:
+        if name != "nb2kfp_report_backend":
+            return None
+        import importlib.machinery
+
+        return importlib.machinery.ModuleSpec(name, self)  # type: ignore[arg-type]
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        from matplotlib.backends import backend_agg
+
+        module.FigureCanvas = backend_agg.FigureCanvasAgg  # type: ignore[attr-defined]
+        module.FigureManager = backend_agg.FigureManager  # type: ignore[attr-defined]
+        module.show = lambda *args, **kwargs: self.report.figures()  # type: ignore[attr-defined]
+
+
+_REPORT: _Report | None = None
 
 
 if __name__ == "__main__":
