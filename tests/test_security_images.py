@@ -126,3 +126,65 @@ def test_policy_prefix_without_boundary_refuses_the_lookalike_image(make_nb: Mak
     with pytest.raises(NotebookError) as info:
         build(nb, find_settings(nb.parent))
     assert any(d.code == "NB070" for d in info.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("https://kfp.example.com", True),
+        ("https://KFP.example.com:443/", True),
+        ("https://kfp.example.com/pipeline", True),
+        ("https://kfp.example.com.evil.net", False),
+        ("https://kfp.example.com@evil.net", False),
+        ("http://kfp.example.com", False),
+        ("https://kfp.example.com:8443", False),
+        ("https://evil.net/?https://kfp.example.com", False),
+    ],
+)
+def test_endpoints_compare_scheme_host_and_port(host: str, allowed: bool, tmp_path: Path) -> None:
+    from nb2kfp.errors import PolicyError
+    from nb2kfp.policy import check_endpoint
+
+    (tmp_path / "nb2kfp.toml").write_text('[policy]\nallowed_endpoints = ["https://kfp.example.com"]\n')
+    settings = find_settings(tmp_path)
+    if allowed:
+        check_endpoint(settings, host)
+    else:
+        with pytest.raises(PolicyError) as info:
+            check_endpoint(settings, host)
+        assert "evil.net@" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("https://h.example.com/kfp", True),
+        ("https://h.example.com/kfp/ns", True),
+        ("https://h.example.com/kfp-evil", False),
+    ],
+)
+def test_endpoint_paths_match_on_slash_boundaries(host: str, allowed: bool, tmp_path: Path) -> None:
+    from nb2kfp.errors import PolicyError
+    from nb2kfp.policy import check_endpoint
+
+    (tmp_path / "nb2kfp.toml").write_text('[policy]\nallowed_endpoints = ["https://h.example.com/kfp/"]\n')
+    try:
+        check_endpoint(find_settings(tmp_path), host)
+        assert allowed
+    except PolicyError:
+        assert not allowed
+
+
+def test_userinfo_in_an_allowed_endpoint_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "nb2kfp.toml").write_text('[policy]\nallowed_endpoints = ["http://allowed@evil"]\n')
+    with pytest.raises(UsageError):
+        find_settings(tmp_path)
+
+
+def test_publish_manifests_refuses_unpinned_images_and_writes_nothing(make_nb: Make, tmp_path: Path) -> None:
+    (tmp_path / "nb2kfp.toml").write_text("[policy]\nrequire_digest = true\n")
+    nb = make_nb([(["step:a"], "x = 1")])
+    proc = nb2kfp("publish", str(nb), "--manifests", "out", "--commit", "c0ffee", cwd=tmp_path)
+    assert proc.returncode == 1 and "not pinned by digest" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -98,9 +98,13 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
     endpoints = policy.get("allowed_endpoints") if isinstance(policy, dict) else None
     require_digest = policy.get("require_digest", False) if isinstance(policy, dict) else False
     if endpoints is not None and (
-        not isinstance(endpoints, list) or not all(isinstance(e, str) and e for e in endpoints)
+        not isinstance(endpoints, list)
+        or not all(isinstance(e, str) and re.match(r"https?://[^@/?#]+(/[^@?#]*)?$", e) for e in endpoints)
     ):
-        raise UsageError(f"{path}: [tool.nb2kfp.policy]: allowed_endpoints must be a list of URL prefixes")
+        raise UsageError(
+            f"{path}: [tool.nb2kfp.policy]: allowed_endpoints must be a list of http(s)://HOST[:PORT][/PATH] "
+            "(no user info, query or fragment)"
+        )
     if not isinstance(require_digest, bool):
         raise UsageError(f"{path}: [tool.nb2kfp.policy]: require_digest must be true or false")
     if unknown_policy:
