@@ -134,7 +134,7 @@ class _Block:
             bound = self.stmt(stmt, bound)
         return bound
 
-    def stmt(self, s: ast.stmt, bound: _Bound) -> set[str]:
+    def stmt(self, s: ast.stmt, bound: _Bound) -> _Bound:
         f = self.f
         if isinstance(s, ast.Assign):
             self.expr(s.value, bound)
@@ -230,7 +230,7 @@ class _Block:
         return bound
 
     # -- names -------------------------------------------------------------------------------
-    def bind(self, name: str, bound: _Bound, definite: bool = True) -> set[str]:
+    def bind(self, name: str, bound: _Bound, definite: bool = True) -> _Bound:
         """Record a binding; a definite one joins ``bound`` in place (callers copy ``bound`` where a branch
         starts, never per statement, so a long cell costs linear time)."""
         self.f.binds.add(name)
@@ -245,7 +245,7 @@ class _Block:
             self.f.reads.add(name)
         self.f.first_line.setdefault(name, line)
 
-    def store(self, target: ast.expr, bound: _Bound, definite: bool = True) -> set[str]:
+    def store(self, target: ast.expr, bound: _Bound, definite: bool = True) -> _Bound:
         if isinstance(target, ast.Name):
             return self.bind(target.id, bound, definite)
         if isinstance(target, ast.Tuple | ast.List):
