@@ -42,6 +42,7 @@ def _compile(notebook: Path, report_error: Callable[[str], None]) -> _Compiled:
     result = build(notebook, settings)
     for d in result.diagnostics:
         report_error(d.format())
+    policy.check_pinned(settings, (s.image for s in result.pipeline.steps), str(notebook))  # before any output
     mark = stamp(result.pipeline.source_hash, settings)
     return _Compiled(result.pipeline, kfp_spec.render(result.pipeline, mark), mark, settings)
 
@@ -101,7 +102,6 @@ def run(
                 continue
             assert host is not None
             policy.check_endpoint(compiled.settings, host)
-            policy.check_pinned(compiled.settings, compiled.text, str(notebook))
             try:
                 published = kfp_client.publish(spec, name, version, host, token, description)
             except RunError as exc:  # the server is down or refuses us: the next notebook would fare no better
@@ -133,7 +133,6 @@ def remote_run(
     token = kfp_client.token_from_env()
     compiled = _compile(notebook, report_error)
     policy.check_endpoint(compiled.settings, host)
-    policy.check_pinned(compiled.settings, compiled.text, str(notebook))
     pipeline = compiled.pipeline
     arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
     tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}

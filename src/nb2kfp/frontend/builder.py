@@ -99,7 +99,7 @@ def build(
         raise NotebookError(diags)
 
     volumes = options.volumes(meta)
-    base_image = meta.get("base_image") or meta.get("docker_image") or settings.image
+    base_image = options.base_image(nb.path, meta, settings, diags)
     caching = meta.get("enable_caching", settings.caching)
     steps = []
     for draft in _topological(groups.steps):
@@ -121,7 +121,7 @@ def build(
                 models=produced,
                 parameters=tuple(sorted(flow.params[draft.name])),
                 metrics=tuple(flow.metrics[draft.name]),
-                image=opts.image or str(base_image),
+                image=opts.image or base_image,
                 caching=bool(caching) if opts.caching is None else opts.caching,
                 resources=Resources(tuple(sorted(opts.limits.items())), tuple(sorted(opts.requests.items()))),
                 labels=tuple(sorted(opts.labels.items())),
@@ -139,7 +139,7 @@ def build(
         for s in steps
     ]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
-    options.check_policy(nb.path, steps, settings, diags)
+    options.check_images(nb.path, steps, base_image, settings, diags)
     workspace = options.workspace(nb.path, meta, settings, diags)
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
@@ -156,20 +156,26 @@ def build(
         modules=tuple(
             sorted({*_imported_modules(trees.values()), *(m for u in units.values() for m in u.pipeline.modules)})
         ),
-        base_image=str(base_image),
+        base_image=base_image,
         workspace=workspace,
     )
     return Result(pipeline, diags)
 
 
 def _imported_modules(trees: Iterable[ast.Module]) -> tuple[str, ...]:
+    """Top-level modules imported anywhere (imports are statements: only statement bodies are visited)."""
     found: set[str] = set()
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
+    stack: list[ast.AST] = list(trees)
+    while stack:
+        node = stack.pop()
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, name, None)
+            if isinstance(children, list):
+                stack.extend(children)
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
     return tuple(sorted(found))
 
 
