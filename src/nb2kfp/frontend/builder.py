@@ -16,7 +16,7 @@ from nb2kfp.frontend import component_call, compose, magics, models, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
-from nb2kfp.frontend.params import parse_metrics, parse_parameters
+from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
 from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
@@ -90,6 +90,9 @@ def build(
     _check_prelude(nb.path, prelude_cells, trees, param_names, diags)
     immutable = frozenset(p.name for p in parameters if p.type in ("int", "float", "str", "bool"))
     flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable, preludes, scopes)
+    text_metrics(
+        nb.path, metrics, [trees[c.index] for d in groups.steps.values() for c in d.cells if c.index in trees], diags
+    )
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
 

@@ -87,13 +87,23 @@ def resolve(
         pre = (preludes or {}).get(step.name, prelude)
         scope = (scopes or {}).get(step.name)
         view = steps if scope is None else {n: s for n, s in steps.items() if n in scope or n == step.name}
-        needed = sorted(step.facts.free() | (pre.free() & params))
+        needed = sorted(step.facts.free() | (pre.free() & params) | _shadowed_builtins(step, view, anc))
         for name in needed:
             immutable_name = name in immutable
             _resolve_one(path, step, name, view, anc, pre, params, pre.star_import, flow, diagnostics, immutable_name)
     for name, cell in metrics:
         _metric_setter(path, name, cell, steps, params, flow, diagnostics)
     return flow
+
+
+def _shadowed_builtins(step: StepFacts, steps: dict[str, StepFacts], anc: dict[str, set[str]]) -> set[str]:
+    """Builtin names (``sum``, ``id``, ``input``) this step reads that an ancestor rebinds: they travel too."""
+    f = step.facts
+    read = (f.reads | (f.deferred - f.binds)) & BUILTIN_NAMES
+    if not read:
+        return set()
+    bound = {n for a in anc[step.name] if a in steps for n in steps[a].facts.binds}
+    return read & bound
 
 
 def _resolve_one(

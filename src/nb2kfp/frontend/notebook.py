@@ -29,29 +29,34 @@ _SPECIAL = {
     "pipeline-metrics": "metrics",
     "skip": "skip",
 }
-# Tags other notebook tools own (papermill, nbconvert, Jupyter Book, nbsphinx): not ours, not errors.
+# Tags other notebook tools own (papermill, nbconvert, Jupyter Book / MyST-NB, nbval, nbmake, nbsphinx,
+# thebe, voila): not ours, not errors. Families by prefix, plus single tags.
 FOREIGN_TAGS = frozenset(
     {
-        "hide-input",
-        "hide-output",
-        "hide-cell",
-        "remove-input",
-        "remove-output",
-        "remove-cell",
-        "remove_cell",
-        "hide_input",
-        "hide_output",
         "raises-exception",
-        "thebe-init",
+        "skip-execution",
         "full-width",
         "margin",
+        "dropdown",
+        "toggle",
+        "popout",
         "output_scroll",
         "scroll-output",
-        "nbsphinx-hidden",
-        "nbsphinx-thumbnail",
+        "scroll-input",
+        "voila-hide",
     }
 )
-_STEP_RE = re.compile(rf"^(?:step|block):({_NAME})$")
+_FOREIGN_RE = re.compile(
+    r"^(?:(?:hide|remove)[-_](?:cell|input|output|stderr|stdout)|(?:nbval|nbsphinx|thebe|nbmake|myst|jupyter-book)-.*)$"
+)
+
+
+def is_foreign_tag(tag: str) -> bool:
+    """A tag of Jupyter's own tools (nbconvert's remove_output, Jupyter Book's hide-input, nbval-skip ...)."""
+    return tag in FOREIGN_TAGS or _FOREIGN_RE.fullmatch(tag) is not None
+
+
+_STEP_RE = re.compile(rf"^(?:step|block):({_NAME})?$")  # Kale 2.3: an empty name joins the step above
 _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
@@ -299,7 +304,7 @@ def _parse_tags(
     special = [t for t in tags if t in _SPECIAL]
     if special:
         cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
-        others = [t for t in tags if t not in special and t not in FOREIGN_TAGS]
+        others = [t for t in tags if t not in special and not is_foreign_tag(t)]
         if others or len(special) > 1:
             ignored = ", ".join(special[1:] + others)
             msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
@@ -307,6 +312,8 @@ def _parse_tags(
         return
     for tag in tags:
         if m := _STEP_RE.fullmatch(tag):
+            if m.group(1) is None:
+                continue  # `step:` with no name: an untagged cell (Kale 2.3)
             if cell.step is not None and cell.step != m.group(1):
                 msg = f"cell has two step names ({cell.step}, {m.group(1)}); a cell belongs to one step"
                 diagnostics.append(error(shown, msg, "NB012", cell=cell.index))
@@ -323,7 +330,7 @@ def _parse_tags(
         elif m := _COMPONENT_RE.fullmatch(tag):
             cell.role = "component"
             cell.component_ref = m.group(1)
-        elif _option_tag(tag, cell.options) or tag in FOREIGN_TAGS:
+        elif _option_tag(tag, cell.options) or is_foreign_tag(tag):
             continue
         else:
             diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
