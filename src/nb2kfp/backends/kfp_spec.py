@@ -18,7 +18,7 @@ from typing import Any
 from nb2kfp import __version__
 from nb2kfp.backends import components as called
 from nb2kfp.backends import yaml_text
-from nb2kfp.ir import Pipeline, Step
+from nb2kfp.ir import Parameter, ParamValue, Pipeline, Step
 
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
@@ -28,9 +28,13 @@ _PARAM_TYPES = {
     "float": "NUMBER_DOUBLE",
     "str": "STRING",
     "bool": "BOOLEAN",
-    "list": "LIST",
-    "dict": "STRUCT",
+    "list": "STRING",  # as JSON text: KFP's Struct/List would turn ints into doubles and reorder keys
+    "dict": "STRING",
 }
+# A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace) travels as JSON text
+# after this prefix, with '$' and '/' escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
+PARAM_PREFIX = "nb2kfp:json:"
+_SUBSTITUTED = ("{{$", "/kfp-workspace", PARAM_PREFIX)
 _MAX_ARG = 96 * 1024  # Linux caps one argv string at 128 KiB
 _UNITS = {
     "E": 10**18,
@@ -48,6 +52,21 @@ _UNITS = {
     "Ki": 2**10,
     "": 1,
 }
+
+
+def argument(param: Parameter, value: ParamValue) -> ParamValue:
+    """A parameter's value as the pipeline receives it: lists and dicts as JSON text (their order and int
+    types kept), text KFP would substitute in encoded form; every other value as it is."""
+    if param.type in ("list", "dict"):
+        return _safe_json(value)
+    if isinstance(value, str) and any(s in value for s in _SUBSTITUTED):
+        return PARAM_PREFIX + _safe_json(value)
+    return value
+
+
+def _safe_json(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("$", "\\u0024").replace("/kfp-workspace", "\\/kfp-workspace")
 
 
 def task_name(step: Step) -> str:
@@ -103,7 +122,11 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
     if pipeline.parameters:
         root["inputDefinitions"] = {
             "parameters": {
-                p.name: {"defaultValue": p.default, "isOptional": True, "parameterType": _PARAM_TYPES[p.type]}
+                p.name: {
+                    "defaultValue": "" if p.default is None else argument(p, p.default),
+                    "isOptional": True,
+                    "parameterType": _PARAM_TYPES[p.type],
+                }
                 for p in pipeline.parameters
             }
         }
@@ -170,6 +193,11 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "notebook": (origin.notebook if origin else pipeline.source).replace("\\", "/").rsplit("/", 1)[-1],
         "step": step.name,
         "params": {**{n: types[n] for n in step.parameters}, **extras.pop("task_params", {})},
+        **(
+            {"optional": optional}
+            if (optional := [n for n in step.parameters if pipeline.parameter(n).optional])
+            else {}
+        ),
         "inputs": {e.name: input_key(step, e.name) for e in step.inputs if e.kind == "value"},
         "outputs": {n: n for n in step.outputs},
         "metrics": list(step.metrics),

@@ -161,6 +161,21 @@ def load_value(name: str, folder: str) -> object:
         return pickle.load(fh)
 
 
+# -- parameters -------------------------------------------------------------------------------
+PARAM_PREFIX = "nb2kfp:json:"  # nb2kfp.backends.kfp_spec.argument: text KFP must not substitute
+_CASTS: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+
+
+def param_value(kind: str, value: object) -> object:
+    """A parameter as the notebook wrote it: lists and dicts arrive as JSON text (key order and ints
+    kept), encoded text is decoded; KFP's doubles become ints again for int parameters."""
+    if isinstance(value, str) and (kind in ("list", "dict") or value.startswith(PARAM_PREFIX)):
+        value = json.loads(value[len(PARAM_PREFIX) :] if value.startswith(PARAM_PREFIX) else value)
+        if kind in ("list", "dict"):
+            return value
+    return _CASTS[kind](value)
+
+
 # -- IPython compatibility -------------------------------------------------------------------
 class IPythonShim:
     """What ``get_ipython()`` offers a step: shell lines and the common magics, minus the kernel."""
@@ -276,13 +291,15 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     namespace["get_ipython"] = lambda shim=IPythonShim(namespace): shim
     sys.modules["__main__"] = module
     values = inputs.get("parameterValues", {})
-    casts = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
     if spec.get("workspace_param") in values:  # the run's shared workspace volume
         os.environ["NB2KFP_WORKSPACE"] = str(values[spec["workspace_param"]])
     for name, kind in spec["params"].items():
-        if name not in values:
+        if name in spec.get("optional", ()) and values.get(name) in ("", None):
+            namespace[name] = None  # papermill's `x = None`: no value given (an empty text in the KFP UI)
+        elif name in values:
+            namespace[name] = param_value(kind, values[name])
+        else:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
-        namespace[name] = casts[kind](values[name])
     _run_cells(spec["prelude"], notebook, namespace)
     for name, key in spec["inputs"].items():
         artifact = inputs["artifacts"][key]["artifacts"][0]
