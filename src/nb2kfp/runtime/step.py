@@ -10,6 +10,7 @@ this file plays that role (reads the executor input, writes the executor output)
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import json
 import linecache
 import os
@@ -87,11 +88,12 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
     return Pickler
 
 
-def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) -> dict[str, str]:
+def save_value(name: str, value: object, folder: str, shared: dict[str, Any], where: str = "") -> dict[str, str]:
+    """Save ``value`` in ``folder``; ``where`` (the step and cell that set it) goes into errors."""
     os.makedirs(folder, exist_ok=True)
     module = type(value).__module__.split(".")[0]
     fmt = None
-    if module == "pandas" and type(value).__name__ == "DataFrame":
+    if module == "pandas" and type(value).__name__ == "DataFrame" and _arrow_keeps(value):
         # Arrow IPC (Feather v2), uncompressed: the same Arrow data and pandas metadata (index included) as
         # parquet without parquet's encoding, about 2.6x faster here; read back memory-mapped.
         try:
@@ -112,9 +114,13 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
             import joblib
 
             joblib.dump(value, os.path.join(folder, "data.joblib"))
-            fmt = "joblib"
+            fmt = None if _mentions_main(os.path.join(folder, "data.joblib")) else "joblib"
         except ImportError:
             pass  # no joblib in this image: the pickle below stores the estimator
+        except Exception:  # e.g. a FunctionTransformer(lambda ...): cloudpickle below saves it
+            fmt = None
+        if fmt is None and os.path.exists(os.path.join(folder, "data.joblib")):
+            os.remove(os.path.join(folder, "data.joblib"))
     elif _json_exact(value):
         with open(os.path.join(folder, "data.json"), "w", encoding="utf-8") as fh:
             json.dump(value, fh)
@@ -124,9 +130,7 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
             with open(os.path.join(folder, "data.pickle"), "wb") as fh:
                 _pickler(shared)(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
         except Exception as exc:
-            raise StepFailed(
-                f"cannot save variable {name!r} ({_type_name(value)}) for the next steps: {type(exc).__name__}: {exc}"
-            ) from None
+            raise StepFailed(_unsaveable(name, value, exc, where)) from None
         fmt = "pickle"
     meta = {"format": fmt, "python_type": _type_name(value), "variable": name}
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
@@ -134,9 +138,59 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
     return meta
 
 
+def _arrow_keeps(df: Any) -> bool:
+    """Whether Arrow gives this DataFrame back as it is: plain columns, a plain index, str or int column
+    labels. Anything else (a PeriodIndex, period or interval columns, mixed labels) goes by pickle."""
+    import pandas as pd
+
+    plain = (pd.RangeIndex, pd.DatetimeIndex)
+    indexes = df.index.levels if isinstance(df.index, pd.MultiIndex) else [df.index]
+    for index in indexes:
+        if not isinstance(index, plain) and not (type(index) is pd.Index and index.dtype.kind in "biufO"):
+            return False
+    if type(df.columns) is not pd.Index or not all(type(c) is str for c in df.columns):
+        return False
+    return all(dtype.kind in "biufcmMO" or str(dtype) in ("category", "string", "bool") for dtype in df.dtypes)
+
+
+def _mentions_main(path: str) -> bool:
+    """Whether a pickle refers to code defined in the notebook (``__main__``), which the next step lacks."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return False
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(b"__main__") >= 0
+
+
+_ADVICE = {
+    "generator": "turn it into a list (list(...)) or create it in the step that uses it",
+    "TextIOWrapper": "hand over the file's path and open it in the step that uses it",
+    "BufferedReader": "hand over the file's path and open it in the step that uses it",
+    "BufferedWriter": "hand over the file's path and open it in the step that uses it",
+    "lock": "create it in the step that uses it (steps run in separate processes)",
+    "Connection": "create it again in the step that uses it, and hand over the data it gave you",
+    "socket": "create it again in the step that uses it, and hand over the data it gave you",
+}
+
+
+def _unsaveable(name: str, value: object, exc: BaseException, where: str) -> str:
+    kind = type(value).__name__
+    advice = _ADVICE.get(kind) or next((a for k, a in _ADVICE.items() if k.lower() in kind.lower()), None)
+    advice = advice or "hand over what it holds (numbers, text, lists, arrays, data frames) or create it again there"
+    return (
+        f"cannot hand variable {name!r} ({_type_name(value)}) {where} to the next steps "
+        f"({type(exc).__name__}: {exc}): {advice}"
+    )
+
+
 def load_value(name: str, folder: str) -> object:
     with open(os.path.join(folder, "nb2kfp.json"), encoding="utf-8") as fh:
-        fmt = json.load(fh)["format"]
+        meta = json.load(fh)
+    fmt = meta["format"]
+    if fmt == "missing":
+        raise StepFailed(f"variable {name!r} has no value: {meta['reason']}")
     if fmt == "feather":
         import pyarrow.feather as feather
 
@@ -182,6 +236,8 @@ class IPythonShim:
 
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.user_ns = namespace
+        self.kernel = _NoKernel()
+        self.history_manager = _History()
 
     def _expand(self, command: str) -> str:
         def repl(m: re.Match[str]) -> str:
@@ -254,9 +310,76 @@ class IPythonShim:
         return None
 
 
-def _display(*objs: object, **_: object) -> None:
+class _NoKernel:
+    """``get_ipython().kernel``: the calls notebooks make (a restart after installs) do nothing; anything
+    else says there is no kernel, in the cell that asked."""
+
+    def do_shutdown(self, restart: bool = False) -> None:
+        log(f"skipped kernel {'restart' if restart else 'shutdown'}: no kernel in a pipeline step")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"get_ipython().kernel.{name} is not available in a pipeline step (there is no kernel): "
+            "leave it out of the step, or tag the cell skip"
+        )
+
+
+class _History:
+    """``get_ipython().history_manager``: a step has no input history."""
+
+    def get_range(self, *args: object, **kwargs: object) -> Any:
+        return iter(())
+
+    get_tail = search = get_range
+
+
+class DisplayHandle:
+    """What ``display(..., display_id=...)`` returns in Jupyter: updates print again."""
+
+    def __init__(self, display_id: str) -> None:
+        self.display_id = display_id
+
+    def display(self, obj: object, **kwargs: object) -> None:
+        _display(obj)
+
+    def update(self, obj: object, **kwargs: object) -> None:
+        _display(obj)
+
+    def clear(self) -> None:
+        pass
+
+
+def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHandle | None:
     for obj in objs:
         print(obj)
+    if display_id:
+        return DisplayHandle(str(display_id) if display_id is not True else f"nb2kfp-{id(objs)}")
+    return None
+
+
+class _AggShow:
+    """Imports ``nb2kfp_mpl_backend``: matplotlib's Agg with a ``show`` that takes what Jupyter's inline
+    backend takes (``plt.show(fig)``) and does nothing; matplotlib is imported only if the step uses it."""
+
+    name = "nb2kfp_mpl_backend"
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
+        return importlib.util.spec_from_loader(fullname, self) if fullname == self.name else None  # type: ignore[arg-type]
+
+    def create_module(self, spec: object) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        from matplotlib.backends import backend_agg
+
+        module.__dict__.update({k: v for k, v in vars(backend_agg).items() if not k.startswith("__")})
+        module.__dict__["show"] = lambda *args, **kwargs: None
+
+
+def _matplotlib_backend() -> None:
+    if not os.environ.get("MPLBACKEND"):
+        sys.meta_path.insert(0, _AggShow())
+        os.environ["MPLBACKEND"] = f"module://{_AggShow.name}"
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -275,9 +398,40 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(tb.format())
 
 
-def _cell_of(exc: BaseException, notebook: str) -> str:
+def _cell_of(exc: BaseException, notebook: str) -> tuple[str, int | None]:
+    """The notebook cell (its traceback file name) and line the exception came from, innermost first."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(f"{notebook}, cell ")]
-    return f" in {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
+    return (frames[-1].filename, frames[-1].lineno) if frames else ("", None)
+
+
+def _exit_call(exc: SystemExit) -> str:
+    return f"sys.exit({'' if exc.code is None else repr(exc.code)})"
+
+
+def _setter(name: str, cells: list[list[Any]], notebook: str) -> str:
+    """The last cell of the step that assigns ``name`` (for messages about its value)."""
+    import ast
+
+    for index, source in reversed(cells):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            stored = isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name
+            defined = isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and node.name == name
+            if stored or defined:
+                return f"{notebook}, cell {index}"
+    return "an input it changed"
+
+
+def _save_missing(name: str, folder: str, reason: str) -> dict[str, str]:
+    """A value the step never set because it stopped early: a step reading it fails saying why."""
+    os.makedirs(folder, exist_ok=True)
+    meta = {"format": "missing", "python_type": "", "variable": name, "reason": reason}
+    with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+    return meta
 
 
 def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -290,6 +444,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     namespace.update({"__builtins__": builtins, "get_ipython": None, "display": _display})
     namespace["get_ipython"] = lambda shim=IPythonShim(namespace): shim
     sys.modules["__main__"] = module
+    _matplotlib_backend()
     values = inputs.get("parameterValues", {})
     if spec.get("workspace_param") in values:  # the run's shared workspace volume
         os.environ["NB2KFP_WORKSPACE"] = str(values[spec["workspace_param"]])
@@ -306,19 +461,31 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         namespace[name] = load_value(name, local_path(artifact["uri"]))
     for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
         namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
-    _run_cells(spec["cells"], notebook, namespace)
+    stopped = ""
+    try:
+        _run_cells(spec["cells"], notebook, namespace)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+        # like papermill: an exit with 0 or None ends the step cleanly; what it set is handed on
+        stopped = f"step {step!r} stopped by {_exit_call(exc)} in {_cell_of(exc, notebook)[0] or 'its code'}"
+        log(f"{stopped}: the values it set are handed on, the others are missing")
     shared = {n: namespace[n] for n in spec.get("shared", []) if n in namespace}
     out_artifacts: dict[str, Any] = {}
     for name, key in spec["outputs"].items():
-        if name not in namespace:
-            raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
         artifact = outputs["artifacts"][key]["artifacts"][0]
-        meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared)
+        if name not in namespace and stopped:
+            meta = _save_missing(name, local_path(artifact["uri"]), f"{stopped} before setting it")
+        elif name not in namespace:
+            raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
+        else:
+            where = f"from step {step!r} ({_setter(name, spec['cells'], notebook)})"
+            meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared, where)
         out_artifacts[key] = {
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
         }
     if spec["metrics"]:
-        out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs)
+        out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs, stopped)
     out_params = _exports(spec, namespace, outputs, out_artifacts)
     output_file = outputs.get("outputFile")
     if output_file:
@@ -363,15 +530,21 @@ def _exports(
     return params
 
 
-def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any], stopped: str) -> dict[str, Any]:
+    """KFP metrics are numbers: a value that is not one is logged here and left out, never a failure."""
     values: dict[str, float] = {}
     for name in spec["metrics"]:
+        if name not in namespace and stopped:
+            log(f"metric {name!r} is not set: {stopped} before setting it")
+            continue
         if name not in namespace:
             raise StepFailed(f"metric {name!r} is not set at the end of step {spec['step']!r}")
+        value = namespace[name]
         try:
-            values[name] = float(namespace[name])
-        except (TypeError, ValueError):
-            raise StepFailed(f"metric {name!r} must be a number, got {_type_name(namespace[name])}") from None
+            values[name] = float(value)
+        except (TypeError, ValueError, OverflowError):
+            shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."
+            log(f"metric {name!r} is a {type(value).__name__} ({shown}), not a number: left out of the metrics")
     artifact = outputs["artifacts"][spec["metrics_key"]]["artifacts"][0]
     path = local_path(artifact["uri"])
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -392,8 +565,10 @@ def main(argv: list[str]) -> int:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             return 0
         sys.stderr.write(_user_traceback(exc))
-        where = _cell_of(exc, spec["notebook"])
-        log(f"step {spec['step']!r} failed{where}: {type(exc).__name__}: {exc}")
+        cell, line = _cell_of(exc, spec["notebook"])
+        where = f" in {cell}, line {line}" if cell else ""
+        what = _exit_call(exc) if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        log(f"step {spec['step']!r} failed{where}: {what}")
         return 1
     return 0
 
