@@ -204,3 +204,11 @@ def test_kernel_only_apis_work_or_say_where(make_nb: Make) -> None:
     assert result["steps"] == {"a": "succeeded", "b": "failed"}, proc.stderr
     assert "step 'b' failed in kernel.ipynb, cell 2, line 1" in proc.stderr
     assert "get_ipython().kernel.comm_manager is not available in a pipeline step" in proc.stderr
+
+
+def test_kale_composition_runs(make_nb: Make) -> None:
+    from test_fidelity import make_kale_composition
+
+    proc, result = run(make_kale_composition(make_nb))
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"score": 3.0 * 5 + 3.0**0.5}

@@ -18,7 +18,7 @@ from typing import Any
 from nb2kfp import __version__
 from nb2kfp.backends import components as called
 from nb2kfp.backends import yaml_text
-from nb2kfp.ir import Parameter, ParamValue, Pipeline, Step
+from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
 
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
@@ -204,10 +204,36 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "metrics_key": METRICS_KEY,
         **({"workspace_param": WORKSPACE_PARAM} if pipeline.workspace else {}),
         "shared": list(origin.shared_names if origin else pipeline.shared_names),
-        "prelude": [[c.index, c.source] for c in (origin.prelude if origin else pipeline.prelude)],
-        "cells": [[c.index, c.source] for c in step.cells],
+        "prelude": _keyed(origin.prelude if origin else pipeline.prelude),
+        "cells": _keyed(step.cells),
         **extras,
     }
+
+
+def _code(cells: tuple[CodeCell, ...]) -> tuple[list[CodeCell], list[int]]:
+    """The cells that hold code, and the notebook cell numbers they come from (each once, in order)."""
+    kept = [c for c in cells if c.source.strip()]
+    return kept, list(dict.fromkeys(c.index for c in kept))
+
+
+def _keyed(cells: tuple[CodeCell, ...]) -> list[list[Any]]:
+    """``[k, source]`` pairs, ``k`` the cell's rank within the step (1, 2, ...), never its notebook number:
+    cells added, moved or removed elsewhere in the notebook leave the step's spec, and so KFP's cache
+    key and ``compile --check``, unchanged. :func:`cell_numbers` maps ranks back for tracebacks."""
+    kept, numbers = _code(cells)
+    return [[numbers.index(c.index) + 1, c.source] for c in kept]
+
+
+def cell_numbers(pipeline: Pipeline) -> dict[str, dict[str, list[int]]]:
+    """Per step, the notebook cell number of each rank in its ``cells`` and ``prelude`` (see :func:`_keyed`).
+    Kept out of the spec: a local run hands it to the steps in ``NB2KFP_CELLS`` so tracebacks name
+    notebook cells; without it they name the step and the rank (``nb.ipynb, step train, cell 2``)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for step in pipeline.steps:
+        if step.component is None:
+            prelude = step.origin.prelude if step.origin else pipeline.prelude
+            out[step.name] = {"cells": _code(step.cells)[1], "prelude": _code(prelude)[1]}
+    return out
 
 
 def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:

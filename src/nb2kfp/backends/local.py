@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2kfp.backends.kfp_spec import METRICS_KEY, task_name
+from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import Pipeline
 
@@ -134,6 +135,7 @@ def run(
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()
     error: BaseException | None = None
+    os.environ["NB2KFP_CELLS"] = json.dumps(cell_numbers(pipeline))  # tracebacks name notebook cells
     try:
         with _track(names, on_event, states, log), contextlib.redirect_stdout(log):
             component(**arguments)
@@ -144,6 +146,7 @@ def run(
             f"kfp.local could not run the pipeline: {type(exc).__name__}: {_ANSI.sub('', str(exc))}"
         ) from exc
     finally:
+        os.environ.pop("NB2KFP_CELLS", None)
         log.close()
     failed = next((s for s, st in states.items() if st == "failed"), None)
     if error is not None and failed is None:

@@ -47,6 +47,7 @@ def build(
     ``_stack``: the notebooks including this one (composition), to report cycles."""
     settings = settings or Settings()
     nb = read_notebook(path, data, settings.ignore_tags)
+    included = bool(_stack)  # compiled for a notebook: cell: free names may come from the steps above it
     _stack = (*_stack, str(Path(path).resolve()))
     diags = list(nb.diagnostics)
     meta = nb.metadata.get("kubeflow_notebook") if isinstance(nb.metadata.get("kubeflow_notebook"), dict) else {}
@@ -89,7 +90,7 @@ def build(
     param_names = {p.name for p in parameters}
     _check_prelude(nb.path, prelude_cells, trees, param_names, diags)
     immutable = frozenset(p.name for p in parameters if p.type in ("int", "float", "str", "bool"))
-    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable, preludes, scopes)
+    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable, preludes, scopes, included)
     text_metrics(
         nb.path, metrics, [trees[c.index] for d in groups.steps.values() for c in d.cells if c.index in trees], diags
     )

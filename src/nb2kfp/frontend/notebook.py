@@ -182,7 +182,7 @@ def _scan_secrets(shown: str, number: int, source: str, outputs: object, diagnos
 
 def content_hash(raw: dict[str, Any]) -> str:
     """sha256 of what the pipeline depends on: cell types, sources, tags and nb2kfp/Kale metadata.
-    Outputs, execution counts, markdown text and other metadata do not count, so re-running a notebook
+    Outputs, execution counts, markdown cells and other metadata do not count, so re-running a notebook
     or editing its prose changes nothing."""
     cells: list[object] = []
     for cell in raw.get("cells", []):
@@ -190,8 +190,7 @@ def content_hash(raw: dict[str, Any]) -> str:
             cells.append(None)
             continue
         if cell.get("cell_type") == "markdown":
-            cells.append("markdown")  # its position counts (cell numbers), its text does not
-            continue
+            continue  # neither its text nor its position reaches the spec (steps number their own cells)
         cell_meta = cell.get("metadata")
         cell_meta = cell_meta if isinstance(cell_meta, dict) else {}
         cells.append([cell.get("cell_type"), cell.get("source"), cell_meta.get("tags"), cell_meta.get("notebook_path")])

@@ -383,9 +383,27 @@ def _matplotlib_backend() -> None:
 
 
 # -- the step --------------------------------------------------------------------------------
-def _run_cells(cells: list[list[Any]], notebook: str, namespace: dict[str, Any]) -> None:
-    for index, source in cells:
-        filename = f"{notebook}, cell {index}"
+def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str]]:
+    """The ``cells`` or ``prelude`` of the spec as (label, source): the label names the notebook cell
+    (``nb.ipynb, cell 7``) when the run says which cell each rank is (``NB2KFP_CELLS``, a local run),
+    else the step and the rank (``nb.ipynb, step train, cell 2``): the spec itself holds no cell numbers."""
+    notebook = spec["notebook"]
+    try:
+        numbers = json.loads(os.environ.get("NB2KFP_CELLS") or "{}").get(spec["step"], {}).get(part, [])
+    except (ValueError, AttributeError):
+        numbers = []
+    out = []
+    for rank, source in spec[part]:
+        if 0 < rank <= len(numbers):
+            label = f"{notebook}, cell {numbers[rank - 1]}"
+        else:
+            label = f"{notebook}, {'step ' + spec['step'] if part == 'cells' else 'imports/functions'}, cell {rank}"
+        out.append((label, source))
+    return out
+
+
+def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any]) -> None:
+    for filename, source in cells:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         exec(compile(source, filename, "exec"), namespace)
 
@@ -400,7 +418,7 @@ def _user_traceback(exc: BaseException) -> str:
 
 def _cell_of(exc: BaseException, notebook: str) -> tuple[str, int | None]:
     """The notebook cell (its traceback file name) and line the exception came from, innermost first."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(f"{notebook}, cell ")]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(f"{notebook}, ")]
     return (frames[-1].filename, frames[-1].lineno) if frames else ("", None)
 
 
@@ -408,11 +426,11 @@ def _exit_call(exc: SystemExit) -> str:
     return f"sys.exit({'' if exc.code is None else repr(exc.code)})"
 
 
-def _setter(name: str, cells: list[list[Any]], notebook: str) -> str:
+def _setter(name: str, cells: list[tuple[str, str]]) -> str:
     """The last cell of the step that assigns ``name`` (for messages about its value)."""
     import ast
 
-    for index, source in reversed(cells):
+    for label, source in reversed(cells):
         try:
             tree = ast.parse(source)
         except SyntaxError:
@@ -421,7 +439,7 @@ def _setter(name: str, cells: list[list[Any]], notebook: str) -> str:
             stored = isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name
             defined = isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and node.name == name
             if stored or defined:
-                return f"{notebook}, cell {index}"
+                return label
     return "an input it changed"
 
 
@@ -455,7 +473,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             namespace[name] = param_value(kind, values[name])
         else:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
-    _run_cells(spec["prelude"], notebook, namespace)
+    _run_cells(_labelled(spec, "prelude"), namespace)
     for name, key in spec["inputs"].items():
         artifact = inputs["artifacts"][key]["artifacts"][0]
         namespace[name] = load_value(name, local_path(artifact["uri"]))
@@ -463,7 +481,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
     stopped = ""
     try:
-        _run_cells(spec["cells"], notebook, namespace)
+        _run_cells(cells := _labelled(spec, "cells"), namespace)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
@@ -479,7 +497,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         elif name not in namespace:
             raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
         else:
-            where = f"from step {step!r} ({_setter(name, spec['cells'], notebook)})"
+            where = f"from step {step!r} ({_setter(name, cells)})"
             meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared, where)
         out_artifacts[key] = {
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
