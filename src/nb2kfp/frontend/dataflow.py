@@ -118,8 +118,11 @@ def _provided(
         return True
     if prelude.star_import or step.facts.star_import:
         return True
-    changes = (lambda s: s.facts.binds | s.facts.deleted) if immutable else (lambda s: s.facts.changes())
-    return any(name in changes(steps[a]) for a in anc[step.name] & steps.keys())
+    for a in anc[step.name] & steps.keys():
+        f = steps[a].facts
+        if name in ((f.binds | f.deleted) if immutable else f.changes()):
+            return True
+    return False
 
 
 def _shadowed_builtins(step: StepFacts, steps: dict[str, StepFacts], anc: dict[str, set[str]]) -> set[str]:
