@@ -258,3 +258,20 @@ def test_kale_composition_name_nothing_above_sets_is_located_in_the_included_not
     make_nb([(["step:evaluate"], "score = modell['mean']")], name="c_eval.ipynb")
     found = [d.format() for d in diagnostics_for(main)]
     assert any(f.startswith(str(main.with_name("c_eval.ipynb")) + ": cell 1") and "'modell'" in f for f in found)
+
+
+def test_lint_says_when_a_relative_file_will_not_be_there(make_nb: Make) -> None:
+    cells = [
+        (["imports"], "import pandas as pd"),
+        (["step:a"], "df = pd.read_csv('input.csv')\ndf.to_csv('features.csv')\nother = pd.read_csv('missing.csv')"),
+        (["step:b", "prev:a"], "f = pd.read_csv('features.csv')\nabs_ok = open('/etc/hostname').read()"),
+    ]
+    nb = make_nb(cells, name="files.ipynb")
+    (nb.parent / "input.csv").write_text("x\n1\n")
+    found = {d.code: d.format() for d in build(nb).diagnostics if d.code.startswith("NB07")}
+    assert "step 'b' reads 'features.csv', which step 'a' writes" in found["NB070"]
+    assert "files.ipynb: cell 3, line 1" in found["NB070"]
+    assert "'missing.csv'" in found["NB071"]
+    assert "'input.csv'" in found["NB072"]
+    nb = make_nb(cells, name="files.ipynb", metadata={"kubeflow_notebook": {"workspace": "1Gi"}})
+    assert "NB070" not in {d.code for d in build(nb).diagnostics}

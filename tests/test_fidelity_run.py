@@ -212,3 +212,33 @@ def test_kale_composition_runs(make_nb: Make) -> None:
     proc, result = run(make_kale_composition(make_nb))
     assert proc.returncode == 0, proc.stderr
     assert result["metrics"] == {"score": 3.0 * 5 + 3.0**0.5}
+
+
+def test_files_one_rule_each_step_its_own_folder_seeded_with_the_notebooks(make_nb: Make) -> None:
+    cells = [
+        (["step:a"], "text = open('input.txt').read()\nwith open('features.csv', 'w') as fh:\n    fh.write(text)"),
+        (["step:b", "prev:a"], "rows = open('features.csv').read()"),
+    ]
+    nb = make_nb(cells, name="files.ipynb")
+    (nb.parent / "input.txt").write_text("1,2\n")
+    proc, result = run(nb)  # on KFP step b runs in another pod: features.csv is not there, so not here either
+    assert result["steps"] == {"a": "succeeded", "b": "failed"}, proc.stderr
+    assert "FileNotFoundError" in proc.stderr and "features.csv" in proc.stderr
+    kept = Path(result["run_dir"], "files", "a")
+    assert (kept / "features.csv").read_text() == "1,2\n"
+    assert not (kept / "input.txt").exists()  # the notebook's folder is seeded, not copied into the run
+    assert not (nb.parent / "features.csv").exists()  # nothing is written next to the notebook
+
+
+def test_files_a_workspace_shares_the_working_directory(make_nb: Make) -> None:
+    cells = [
+        (["step:a"], "text = open('input.txt').read()\nwith open('features.csv', 'w') as fh:\n    fh.write(text)"),
+        (["step:b", "prev:a"], "rows = len(open('features.csv').read().split(','))"),
+        (["pipeline-metrics"], "print(rows)"),
+    ]
+    nb = make_nb(cells, name="files.ipynb", metadata={"kubeflow_notebook": {"workspace": "1Gi"}})
+    (nb.parent / "input.txt").write_text("1,2\n")
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"rows": 2.0}
+    assert Path(result["run_dir"], "workspace", "features.csv").is_file()

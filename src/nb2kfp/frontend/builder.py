@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, magics, models, options
+from nb2kfp.frontend import component_call, compose, files, magics, models, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
@@ -140,6 +140,12 @@ def build(
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     options.check_policy(nb.path, steps, settings, diags)
     workspace = options.workspace(nb.path, meta, settings, diags)
+    own_steps = [
+        (d.name, [(c.index, trees[c.index]) for c in d.cells if c.index in trees]) for d in groups.steps.values()
+    ]
+    files.check(
+        nb.path, [(n, cells) for n, cells in own_steps if n not in units and n not in calls], bool(workspace), diags
+    )
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
     name = str(meta.get("pipeline_name") or nb.stem)

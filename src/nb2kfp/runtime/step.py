@@ -383,6 +383,34 @@ def _matplotlib_backend() -> None:
 
 
 # -- the step --------------------------------------------------------------------------------
+_NOT_SEEDED = (".nb2kfp", ".git", ".ipynb_checkpoints", "__pycache__")
+
+
+def _enter_workdir(step: str) -> list[str]:
+    """One rule for files, locally and on KFP (README, "Files"): a step runs in the run's workspace when the
+    pipeline has one (shared by its steps), else in a folder of its own (on KFP: its pod's). A local run
+    (``NB2KFP_STEP_DIRS``: where each step's folder goes, ``NB2KFP_SEED``: the notebook's folder) seeds
+    the folder with links to what is next to the notebook; returns the links made."""
+    workspace = os.environ.get("NB2KFP_WORKSPACE")
+    step_dirs = os.environ.get("NB2KFP_STEP_DIRS")
+    target = workspace or (os.path.join(step_dirs, step) if step_dirs else "")
+    if not target:
+        return []  # KFP without a workspace: the pod's own working directory
+    os.makedirs(target, exist_ok=True)
+    made = []
+    seed = os.environ.get("NB2KFP_SEED")
+    if seed and os.path.isdir(seed):
+        inside = os.path.realpath(target) + os.sep
+        for entry in sorted(os.listdir(seed)):
+            source, link = os.path.join(seed, entry), os.path.join(target, entry)
+            if entry in _NOT_SEEDED or inside.startswith(os.path.realpath(source) + os.sep) or os.path.lexists(link):
+                continue
+            os.symlink(source, link)
+            made.append(link)
+    os.chdir(target)
+    return made
+
+
 def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str]]:
     """The ``cells`` or ``prelude`` of the spec as (label, source): the label names the notebook cell
     (``nb.ipynb, cell 7``) when the run says which cell each rank is (``NB2KFP_CELLS``, a local run),
@@ -465,7 +493,10 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     _matplotlib_backend()
     values = inputs.get("parameterValues", {})
     if spec.get("workspace_param") in values:  # the run's shared workspace volume
-        os.environ["NB2KFP_WORKSPACE"] = str(values[spec["workspace_param"]])
+        # a local run keeps it in the run folder (kfp.local deletes its own workspace folder after a run)
+        kept = os.environ.get("NB2KFP_LOCAL_WORKSPACE")
+        os.environ["NB2KFP_WORKSPACE"] = kept or str(values[spec["workspace_param"]])
+    seeded = _enter_workdir(step)
     for name, kind in spec["params"].items():
         if name in spec.get("optional", ()) and values.get(name) in ("", None):
             namespace[name] = None  # papermill's `x = None`: no value given (an empty text in the KFP UI)
@@ -510,6 +541,9 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
         with open(output_file, "w", encoding="utf-8") as fh:
             json.dump({"artifacts": out_artifacts, **({"parameterValues": out_params} if out_params else {})}, fh)
+    for link in seeded:  # what stays in the working directory is what the step wrote
+        if os.path.islink(link):
+            os.unlink(link)
     log(f"step {step!r} done in {time.monotonic() - started:.2f}s")
 
 
