@@ -275,3 +275,21 @@ def test_lint_says_when_a_relative_file_will_not_be_there(make_nb: Make) -> None
     assert "'input.csv'" in found["NB072"]
     nb = make_nb(cells, name="files.ipynb", metadata={"kubeflow_notebook": {"workspace": "1Gi"}})
     assert "NB070" not in {d.code for d in build(nb).diagnostics}
+
+
+def test_dict_parameters_travel_as_json_text_unless_a_component_takes_them(make_nb: Make) -> None:
+    from nb2kfp.backends.kfp_spec import argument, build_documents
+
+    nb = make_nb(
+        [
+            (["pipeline-parameters"], "params = {'x': 1}\nconfig = {'b': 2, 'a': 1}\npath = 'nb.ipynb'"),
+            (["step:prepare"], "n = len(config)"),
+            (["component:papermill-runner"], "notebook_path = path\nparameters = params"),
+        ]
+    )
+    pipeline = build(nb).pipeline
+    spec, _ = build_documents(pipeline)
+    root = spec["root"]["inputDefinitions"]["parameters"]
+    assert root["config"] == {"defaultValue": '{"b": 2, "a": 1}', "isOptional": True, "parameterType": "STRING"}
+    assert root["params"] == {"defaultValue": {"x": 1}, "isOptional": True, "parameterType": "STRUCT"}
+    assert argument(pipeline, pipeline.parameter("config"), {"z": 1, "a": "{{$}}"}) == '{"z": 1, "a": "{{\\u0024}}"}'

@@ -195,6 +195,10 @@ def test_kernel_only_apis_work_or_say_where(make_nb: Make) -> None:
                 "get_ipython().kernel.do_shutdown(True)\n"
                 "ok = 1",
             ),
+            (
+                [],
+                "%pylab inline\nxs = linspace(0, 1, 5)\nok = int(np.sum(xs) * 2) - 4",
+            ),
             (["step:b", "prev:a"], "get_ipython().kernel.comm_manager.register_target('x', None)"),
             (["pipeline-metrics"], "print(ok)"),
         ],
@@ -202,7 +206,7 @@ def test_kernel_only_apis_work_or_say_where(make_nb: Make) -> None:
     )
     proc, result = run(nb)
     assert result["steps"] == {"a": "succeeded", "b": "failed"}, proc.stderr
-    assert "step 'b' failed in kernel.ipynb, cell 2, line 1" in proc.stderr
+    assert "step 'b' failed in kernel.ipynb, cell 3, line 1" in proc.stderr
     assert "get_ipython().kernel.comm_manager is not available in a pipeline step" in proc.stderr
 
 

@@ -28,8 +28,8 @@ _PARAM_TYPES = {
     "float": "NUMBER_DOUBLE",
     "str": "STRING",
     "bool": "BOOLEAN",
-    "list": "STRING",  # as JSON text: KFP's Struct/List would turn ints into doubles and reorder keys
-    "dict": "STRING",
+    "list": "LIST",  # but see _as_json: as JSON text, since KFP's Struct/List turn ints into doubles
+    "dict": "STRUCT",
 }
 # A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace) travels as JSON text
 # after this prefix, with '$' and '/' escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
@@ -54,10 +54,22 @@ _UNITS = {
 }
 
 
-def argument(param: Parameter, value: ParamValue) -> ParamValue:
+def _as_json(pipeline: Pipeline, param: Parameter) -> bool:
+    """Lists and dicts travel as JSON text, except those a catalog component takes as they are (KFP types)."""
+    if param.type not in ("list", "dict"):
+        return False
+    direct = (a.value for s in pipeline.steps if s.component for a in s.component.args if a.source == "parameter")
+    return param.name not in set(direct)
+
+
+def parameter_type(pipeline: Pipeline, param: Parameter) -> str:
+    return "STRING" if _as_json(pipeline, param) else _PARAM_TYPES[param.type]
+
+
+def argument(pipeline: Pipeline, param: Parameter, value: ParamValue) -> ParamValue:
     """A parameter's value as the pipeline receives it: lists and dicts as JSON text (their order and int
     types kept), text KFP would substitute in encoded form; every other value as it is."""
-    if param.type in ("list", "dict"):
+    if _as_json(pipeline, param):
         return _safe_json(value)
     if isinstance(value, str) and any(s in value for s in _SUBSTITUTED):
         return PARAM_PREFIX + _safe_json(value)
@@ -123,9 +135,9 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         root["inputDefinitions"] = {
             "parameters": {
                 p.name: {
-                    "defaultValue": "" if p.default is None else argument(p, p.default),
+                    "defaultValue": "" if p.default is None else argument(pipeline, p, p.default),
                     "isOptional": True,
-                    "parameterType": _PARAM_TYPES[p.type],
+                    "parameterType": parameter_type(pipeline, p),
                 }
                 for p in pipeline.parameters
             }
@@ -171,8 +183,9 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     comp: dict[str, Any] = {"executorLabel": f"exec-{task}"}
     inputs: dict[str, Any] = {}
     if step.parameters:
-        types = {p.name: p.type for p in pipeline.parameters}
-        inputs["parameters"] = {n: {"parameterType": _PARAM_TYPES[types[n]]} for n in step.parameters}
+        inputs["parameters"] = {
+            n: {"parameterType": parameter_type(pipeline, pipeline.parameter(n))} for n in step.parameters
+        }
     if step.inputs:
         inputs["artifacts"] = {input_key(step, e.name): _artifact("system.Artifact") for e in step.inputs}
     if inputs:

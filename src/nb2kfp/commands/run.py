@@ -31,7 +31,7 @@ def parse_overrides(pipeline: Pipeline, items: list[str]) -> dict[str, ParamValu
             known = ", ".join(sorted(names)) or "none"
             raise UsageError(f"-p {name}: the pipeline has no such parameter (parameters: {known})")
         try:
-            values[name] = argument(pipeline.parameter(name), coerce(pipeline.parameter(name), text))
+            values[name] = argument(pipeline, pipeline.parameter(name), coerce(pipeline.parameter(name), text))
         except ValueError as exc:
             raise UsageError(f"-p {item}: {exc}") from None
     return values
