@@ -18,6 +18,8 @@ _MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED"}
 
 
 def parse_overrides(pipeline: Pipeline, items: list[str]) -> dict[str, ParamValue]:
+    """``-p name=value`` items as the pipeline's arguments (encoded as :func:`kfp_spec.argument` does)."""
+    from nb2kfp.backends.kfp_spec import argument
     from nb2kfp.frontend.params import coerce
 
     values: dict[str, ParamValue] = {}
@@ -31,7 +33,7 @@ def parse_overrides(pipeline: Pipeline, items: list[str]) -> dict[str, ParamValu
             known = ", ".join(sorted(names)) or "none"
             raise UsageError(f"-p {name}: the pipeline has no such parameter (parameters: {known})")
         try:
-            values[name] = coerce(pipeline.parameter(name), text)
+            values[name] = argument(pipeline, pipeline.parameter(name), coerce(pipeline.parameter(name), text))
         except ValueError as exc:
             raise UsageError(f"-p {item}: {exc}") from None
     return values
