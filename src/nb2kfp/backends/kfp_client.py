@@ -28,6 +28,11 @@ from nb2kfp.registry import Masker
 
 TOKEN_ENV = "NB2KFP_KFP_TOKEN"
 TOKEN_FILE_ENV = "NB2KFP_KFP_TOKEN_FILE"
+# KFP's own names (kfp.Client reads the endpoint and the service account token path), after nb2kfp's
+ENDPOINT_ENVS = ("NB2KFP_KFP_ENDPOINT", "KF_PIPELINES_ENDPOINT")
+KFP_TOKEN_ENV = "KF_PIPELINES_TOKEN"
+SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"  # projected into pods of in-cluster runs
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 CRD_API_VERSION = "pipelines.kubeflow.org/v2beta1"
 _CONNECTION = re.compile(r"^<?\w*Connection(?:\(.*?\)| object at 0x[0-9a-f]+)>?: ")
@@ -49,18 +54,34 @@ class RemoteRun:
     url: str
 
 
-def token_from_env() -> str | None:
-    """The bearer token for the KFP API: ``NB2KFP_KFP_TOKEN``, else the file named by ``NB2KFP_KFP_TOKEN_FILE``."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        return token
-    path = os.environ.get(TOKEN_FILE_ENV, "").strip()
-    if not path:
-        return None
+def endpoint_from_env() -> str | None:
+    """The KFP API address from ``NB2KFP_KFP_ENDPOINT``, else ``KF_PIPELINES_ENDPOINT`` (kfp.Client's variable)."""
+    for name in ENDPOINT_ENVS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _read_token(path: str, variable: str) -> str | None:
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
-        raise UsageError(f"{TOKEN_FILE_ENV}={path}: cannot read it ({exc.strerror})") from None
+        raise UsageError(f"{variable}={path}: cannot read it ({exc.strerror})") from None
+
+
+def token_from_env() -> str | None:
+    """The bearer token for the KFP API, first found of: ``NB2KFP_KFP_TOKEN``, the file ``NB2KFP_KFP_TOKEN_FILE``
+    names, ``KF_PIPELINES_TOKEN``, the file ``KF_PIPELINES_SA_TOKEN_PATH`` names, the service account token KFP
+    projects into in-cluster pods (when that file exists)."""
+    for name, file_name in ((TOKEN_ENV, TOKEN_FILE_ENV), (KFP_TOKEN_ENV, SA_TOKEN_PATH_ENV)):
+        token = os.environ.get(name, "").strip()
+        if token:
+            return token
+        path = os.environ.get(file_name, "").strip()
+        if path:
+            return _read_token(path, file_name)
+    return _read_token(SA_TOKEN_PATH, SA_TOKEN_PATH_ENV) if Path(SA_TOKEN_PATH).is_file() else None
 
 
 def version_name(commit_sha: str, content_hash: str) -> str:
@@ -69,10 +90,16 @@ def version_name(commit_sha: str, content_hash: str) -> str:
 
 
 def normalize_host(host: str) -> str:
-    host = host.strip().rstrip("/")
-    if not host.startswith(("http://", "https://")) or len(host.split("://", 1)[1]) == 0:
-        raise UsageError(f"--host {host!r}: give the KFP API address as http(s)://HOST[:PORT][/PATH]")
-    return host
+    """``http(s)://HOST[:PORT][/PATH]``; ``HOST[:PORT][/PATH]`` without a scheme gets ``https://``, as kfp.Client
+    does (so a value that works there works here)."""
+    text = host.strip()
+    if text and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+        text = "https://" + text
+    scheme, _, rest = text.partition("://")
+    rest = rest.rstrip("/")
+    if scheme not in ("http", "https") or not rest or rest.startswith("/") or any(c.isspace() for c in rest):
+        raise UsageError(f"--host {host!r}: give the KFP API address as http(s)://HOST[:PORT][/PATH] or HOST:PORT")
+    return f"{scheme}://{rest}"
 
 
 def pipeline_url(host: str, pipeline_id: str, version_id: str) -> str:

@@ -3,7 +3,8 @@ Kubernetes custom resources for it); and ``nb2kfp run NB --host URL``: compile a
 
 A version is named ``<commit[:12]>-<stamp[:12]>``: the commit (``--commit``, ``CI_COMMIT_SHA`` or git's
 HEAD) and the compile stamp (notebook content, repository settings, nb2kfp version), so publishing the
-same commit twice uploads nothing. The bearer token comes from ``NB2KFP_KFP_TOKEN`` (or ``_FILE``).
+same commit twice uploads nothing. The endpoint is ``--host``, else ``NB2KFP_KFP_ENDPOINT`` or KFP's own
+``KF_PIPELINES_ENDPOINT``; the bearer token comes from :func:`nb2kfp.backends.kfp_client.token_from_env`.
 """
 
 from __future__ import annotations
@@ -69,8 +70,15 @@ def run(
 ) -> int:
     from nb2kfp.backends import kfp_client
 
-    if (host is None) == (manifests is None):
+    if host is not None and manifests is not None:
         raise UsageError("give --host URL (upload to KFP) or --manifests DIR (write Kubernetes resources), not both")
+    if host is None and manifests is None:
+        host = kfp_client.endpoint_from_env()
+        if host is None:
+            raise UsageError(
+                "give --host URL (upload to KFP; or set NB2KFP_KFP_ENDPOINT or KF_PIPELINES_ENDPOINT) "
+                "or --manifests DIR (write Kubernetes resources)"
+            )
     if host is not None:
         host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env() if host is not None else None
