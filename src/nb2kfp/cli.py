@@ -139,11 +139,14 @@ def publish(
         Path | None, typer.Option("--manifests", help="Write Pipeline/PipelineVersion resources here instead.")
     ] = None,
     commit: Annotated[str | None, typer.Option("--commit", help="Commit for the version name (default: HEAD).")] = None,
+    kfp_version: Annotated[
+        str | None, typer.Option("--kfp-version", help="With --manifests: the cluster's KFP release (default: 2.17+).")
+    ] = None,
 ) -> None:
     """Upload each notebook's pipeline as a KFP pipeline version named from the commit and its content."""
     from nb2kfp.commands import publish as command
 
-    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err))
+    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err, kfp_version))
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """Talk to a KFP API server through the KFP SDK's ``kfp.Client``: publish pipeline versions, create and
-follow runs; or write the Kubernetes custom resources that KFP's Kubernetes-native API mode reads instead.
+follow runs (the Kubernetes custom resources for KFP's Kubernetes-native mode: :mod:`kfp_manifests`).
 
 kfp is imported inside the functions only, so compiling never imports it. Every failure of the server
 (unreachable, 401/403, 5xx) becomes one :class:`RunError` line naming the host and the HTTP status; the
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.registry import Masker
 
@@ -34,7 +32,6 @@ KFP_TOKEN_ENV = "KF_PIPELINES_TOKEN"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"  # projected into pods of in-cluster runs
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
-CRD_API_VERSION = "pipelines.kubeflow.org/v2beta1"
 _CONNECTION = re.compile(r"^<?\w*Connection(?:\(.*?\)| object at 0x[0-9a-f]+)>?: ")
 
 
@@ -239,51 +236,6 @@ def publish(
         return Published(
             pipeline_id, version_id, version_name, True, pipeline_url(host, pipeline_id, version_id), new_pipeline
         )
-
-
-# ---------------------------------------------------------------- manifests (Kubernetes-native API mode)
-
-
-def write_manifests(
-    spec: Path, pipeline_name: str, version_name: str, folder: Path, description: str = ""
-) -> list[Path]:
-    """Write ``<pipeline>.pipeline.yaml`` (a ``Pipeline``) and ``<pipeline>-<version>.pipelineversion.yaml``
-    (a ``PipelineVersion``) into ``folder``, for ``kubectl apply`` or GitOps on a KFP in Kubernetes-native mode.
-
-    Field names follow KFP's CRD types (backend/src/crd/kubernetes/v2beta1): the version's object name is
-    ``<pipeline>-<version>``; the pipeline spec and the kfp-kubernetes platform spec go in separately.
-    """
-    from nb2kfp.atomic import write_text
-
-    docs = [d for d in yaml.safe_load_all(spec.read_text(encoding="utf-8")) if d is not None]
-    if not docs or not isinstance(docs[0], dict) or "root" not in docs[0]:
-        raise RunError(f"{spec}: not a KFP pipeline spec")
-    pipeline: dict[str, Any] = {
-        "apiVersion": CRD_API_VERSION,
-        "kind": "Pipeline",
-        "metadata": {"name": pipeline_name},
-        "spec": {"description": description} if description else {},
-    }
-    version_spec: dict[str, Any] = {
-        "pipelineName": pipeline_name,
-        "versionName": version_name,
-        "displayName": version_name,
-    }
-    if description:
-        version_spec["description"] = description
-    version_spec["pipelineSpec"] = docs[0]
-    if len(docs) > 1:
-        version_spec["platformSpec"] = docs[1]
-    version = {
-        "apiVersion": CRD_API_VERSION,
-        "kind": "PipelineVersion",
-        "metadata": {"name": f"{pipeline_name}-{version_name}"},
-        "spec": version_spec,
-    }
-    paths = [folder / f"{pipeline_name}.pipeline.yaml", folder / f"{pipeline_name}-{version_name}.pipelineversion.yaml"]
-    for path, doc in zip(paths, (pipeline, version), strict=True):
-        write_text(path, yaml.safe_dump(doc, sort_keys=False))
-    return paths
 
 
 # ---------------------------------------------------------------- runs

@@ -67,9 +67,14 @@ def run(
     commit: str | None,
     report: Callable[[str], None],
     report_error: Callable[[str], None],
+    kfp_version: str | None = None,
 ) -> int:
-    from nb2kfp.backends import kfp_client
+    from nb2kfp.backends import kfp_client, kfp_manifests
 
+    if kfp_version is not None:
+        if manifests is None:
+            raise UsageError("--kfp-version picks the shape of the --manifests resources: give --manifests DIR")
+        kfp_manifests.crd_shape(kfp_version)  # a bad version is a usage error before anything is compiled
     if host is not None and manifests is not None:
         raise UsageError("give --host URL (upload to KFP) or --manifests DIR (write Kubernetes resources), not both")
     if host is None and manifests is None:
@@ -98,7 +103,7 @@ def run(
             spec = Path(tmp) / "pipeline.yaml"
             spec.write_text(compiled.text, encoding="utf-8")
             if manifests is not None:
-                paths = kfp_client.write_manifests(spec, name, version, manifests, description)
+                paths = kfp_manifests.write_manifests(spec, name, version, manifests, description, kfp_version)
                 report(f"{notebook} -> {', '.join(str(p) for p in paths)}")
                 continue
             assert host is not None
