@@ -172,11 +172,17 @@ def publish(
     commit: Annotated[
         str | None, typer.Option("--commit", metavar="COMMIT", help="Commit for the version name (default: HEAD).")
     ] = None,
+    kfp_version: Annotated[
+        str | None,
+        typer.Option(
+            "--kfp-version", metavar="VERSION", help="With --manifests: the cluster's KFP release (default: 2.17+)."
+        ),
+    ] = None,
 ) -> None:
     """Upload each notebook's pipeline as a KFP pipeline version named from the commit and its content."""
     from nb2kfp.commands import publish as command
 
-    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err))
+    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err, kfp_version))
 
 
 @app.command()
