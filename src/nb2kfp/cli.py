@@ -160,7 +160,7 @@ def build(
     raise typer.Exit(command.run(notebooks, registry, base, output_dir, quiet, _err))
 
 
-model_app = typer.Typer(help="Model images (KServe modelcars), built without a Docker engine.", no_args_is_help=True)
+model_app = typer.Typer(help="Model images: build, deploy, promote, serve.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
@@ -169,13 +169,16 @@ def model_build(
     path: Annotated[Path, typer.Argument(help="Model file or folder.", show_default=False)],
     image: Annotated[str, typer.Option("--image", help="REGISTRY/REPOSITORY[:TAG] to push to.")],
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Where the manifests go.")] = None,
-    model_format: Annotated[str, typer.Option("--model-format", help="KServe model format.")] = "sklearn",
+    framework: Annotated[
+        str | None,
+        typer.Option("--framework", help="What saved the model, e.g. scikit-learn==1.9.1 (else its nb2kfp.json)."),
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")] = False,
 ) -> None:
-    """Put a model under /models in an image, push it, print its digest, write KServe manifests."""
+    """Put a model under /models in an image, push it, print its digest, write deployment manifests."""
     from nb2kfp.commands import model as command
 
-    raise typer.Exit(command.run(path, image, output_dir, model_format, insecure, _err, _out))
+    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out))
 
 
 @app.command()
