@@ -8,6 +8,8 @@ check is strict: a field the model does not have (like the old snippet's ``conta
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +168,30 @@ def test_a_plain_folder_records_no_framework(tmp_path: Path) -> None:
     info = meta.describe(tmp_path, "m")
     assert (info.framework, info.file) == ("", "") and meta.generated_files(info, tmp_path) == {}
     assert set(info.labels()) == {"io.nb2kfp.model.name"}
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "nb2kfp", "model", *args], cwd=cwd, capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["deploy", "r.example/m@" + DIGEST, "--name", "Bad_Name", "-o", "d"], "--name 'Bad_Name'"),
+        (["deploy", "not an image", "--name", "ok", "-o", "d"], "give a model image as"),
+        (["deploy", "r.example/m", "--name", "ok", "-o", "d", "--runtime", "triton"], "choose mlserver or kserve"),
+        (["promote", "ok", "r.example/m@" + DIGEST, "-o", "d"], "not a folder written by nb2kfp model deploy"),
+        (["serve", "r.example/m@" + DIGEST], "model serve needs --local"),
+        (["serve", "r.example/m@" + DIGEST, "--local", "--example", "{not json"], "--example: not JSON"),
+        (["serve", "r.example/m@" + DIGEST, "--local", "--example", '{"rows": []}'], "a V2 inference request"),
+        (["build", "m.joblib", "--image", "r.example/m", "--framework", "sklearn"], "NAME==VERSION"),
+    ],
+)
+def test_serving_commands_refuse_bad_input_in_one_line(folder: Path, args: list[str], fragment: str) -> None:
+    (folder / "m.joblib").write_bytes(b"x")
+    proc = cli(folder, *args)
+    assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (folder / "d").exists()
