@@ -64,7 +64,21 @@ def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, rep
     return pin(pipeline, image.ref)
 
 
-def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]) -> dict[str, str]:
+def _origin(notebook: Path, run_dir: Path) -> dict[str, str]:
+    """Where a model came from, recorded on its image: the notebook, its commit (when in git), the run."""
+    from nb2kfp import git
+    from nb2kfp.errors import RunError
+
+    try:
+        commit = git.rev_parse("HEAD", notebook.resolve().parent)
+    except (RunError, OSError):  # not a git work tree, or no git here: the image records no commit
+        commit = ""
+    return {"notebook": notebook.name, "commit": commit, "run": run_dir.name}
+
+
+def _package_models(
+    notebook: Path, run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]
+) -> dict[str, str]:
     """Each model:VARIABLE the run produced becomes the image PREFIX/<variable> (files as model.<ext>)."""
     import shutil
     import tempfile
@@ -83,7 +97,8 @@ def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Call
                 shutil.copy(item, Path(tmp) / target)
             refs: list[str] = []
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
-            model.run(Path(tmp), image, run_dir / "models" / name, "sklearn", False, report, refs.append)
+            origin = _origin(notebook, run_dir)
+            model.run(Path(tmp), image, run_dir / "models" / name, None, False, report, refs.append, origin)
             images[name] = refs[-1]
     return images
 
@@ -139,7 +154,7 @@ def run(
         for line in outcome.log_tail:
             report_error("  " + line)
     if model_image and outcome.status == "succeeded":
-        outcome.models = _package_models(outcome.run_dir, pipeline, model_image, report_error)
+        outcome.models = _package_models(notebook, outcome.run_dir, pipeline, model_image, report_error)
     if as_json:
         report(json.dumps(outcome.as_dict(), sort_keys=True))
     else:
