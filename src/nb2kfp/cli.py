@@ -212,11 +212,17 @@ def publish(
     commit: Annotated[
         str | None, typer.Option("--commit", metavar="COMMIT", help="Commit for the version name (default: HEAD).")
     ] = None,
+    kfp_version: Annotated[
+        str | None,
+        typer.Option(
+            "--kfp-version", metavar="VERSION", help="With --manifests: the cluster's KFP release (default: 2.17+)."
+        ),
+    ] = None,
 ) -> None:
     """Upload each notebook's pipeline as a KFP pipeline version named from the commit and its content."""
     from nb2kfp.commands import publish as command
 
-    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err))
+    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err, kfp_version))
 
 
 @app.command()
@@ -239,26 +245,86 @@ def build(
     raise typer.Exit(command.run(notebooks, registry, base, output_dir, quiet, _err))
 
 
-model_app = typer.Typer(help="Model images (KServe modelcars), built without a Docker engine.", no_args_is_help=True)
+model_app = typer.Typer(help="Model images: build, deploy, promote, serve.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
 @model_app.command("build")
 def model_build(
-    path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or folder.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or folder.", show_default=False)],
     image: Annotated[str, typer.Option("--image", metavar="IMAGE", help="REGISTRY/REPOSITORY[:TAG] to push to.")],
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", metavar="DIR", help="Where the manifests go.")
     ] = None,
-    model_format: Annotated[
-        str, typer.Option("--model-format", metavar="FORMAT", help="KServe model format.")
-    ] = "sklearn",
+    framework: Annotated[
+        str | None,
+        typer.Option(
+            "--framework",
+            metavar="DIST==VERSION",
+            help="What saved the model, e.g. scikit-learn==1.9.1 (else its nb2kfp.json).",
+        ),
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")] = False,
 ) -> None:
-    """Put a model under /models in an image, push it, print its digest, write KServe manifests."""
+    """Put a model under /models in an image, push it, print its digest, write deployment manifests."""
     from nb2kfp.commands import model as command
 
-    raise typer.Exit(command.run(path, image, output_dir, model_format, insecure, _err, _out))
+    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out))
+
+
+_Insecure = Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")]
+_ModelImage = Annotated[str, typer.Argument(help="Model image: REGISTRY/REPO[:TAG] or @sha256:...", show_default=False)]
+
+
+@model_app.command("deploy")
+def model_deploy(
+    image: _ModelImage,
+    name: Annotated[str, typer.Option("--name", help="Kubernetes name of the Deployment and Service.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the manifests go.")],
+    runtime: Annotated[str, typer.Option("--runtime", help="Serving runtime: mlserver or kserve.")] = "mlserver",
+    insecure: _Insecure = False,
+) -> None:
+    """Deployment (model image as init container), Service, kustomization and KServe InferenceService."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.deploy(image, name, runtime, output_dir, insecure, _err))
+
+
+@model_app.command("promote")
+def model_promote(
+    name: Annotated[str, typer.Argument(help="The deployed name.", show_default=False)],
+    image: _ModelImage,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="The folder model deploy wrote.")],
+    insecure: _Insecure = False,
+) -> None:
+    """Roll out another model: only its digest changes; refused if the runtime cannot load it."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.promote(name, image, output_dir, insecure, _err))
+
+
+@model_app.command("serve")
+def model_serve(
+    image: _ModelImage,
+    local: Annotated[bool, typer.Option("--local", help="Serve with this machine's Docker engine.")] = False,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (default: a free one).")] = 0,
+    example: Annotated[
+        str | None, typer.Option("--example", help="V2 request JSON (or @file) for the smoke request.")
+    ] = None,
+    insecure: _Insecure = False,
+) -> None:
+    """Serve a model image on 127.0.0.1 until Ctrl-C: one prediction to check it, then its URL."""
+    from nb2kfp.commands import model_serving as command
+
+    if not local:
+        _err("model serve needs --local (on a cluster: nb2kfp model deploy, then kubectl apply -k)")
+        raise typer.Exit(2)
+
+    def result(line: str) -> None:
+        _out(line)
+        sys.stdout.flush()
+
+    raise typer.Exit(command.serve(image, port, example, insecure, _err, result))
 
 
 @app.command()

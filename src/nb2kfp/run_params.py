@@ -66,7 +66,7 @@ def parse_yaml(pipeline: Pipeline, text: str, where: str) -> dict[str, ParamValu
 
 def parameters_of(
     pipeline: Pipeline, files: list[Path], yamls: list[str], items: list[str]
-) -> tuple[dict[str, ParamValue], dict[str, ParamValue]]:
+) -> tuple[dict[str, ParamValue], dict[str, ParamValue | None]]:
     """(the values given, every parameter's value in the run): defaults < -f files < -y texts < -p items."""
     given: dict[str, ParamValue] = {}
     for file in files:
@@ -79,3 +79,10 @@ def parameters_of(
         given.update(parse_yaml(pipeline, text, "-y"))
     given.update(parse_overrides(pipeline, items))
     return given, {**{p.name: p.default for p in pipeline.parameters}, **given}
+
+
+def as_arguments(pipeline: Pipeline, values: dict[str, ParamValue]) -> dict[str, ParamValue]:
+    """Parameter values as the pipeline receives them (encoded as :func:`kfp_spec.argument` does)."""
+    from nb2kfp.backends.kfp_spec import argument
+
+    return {name: argument(pipeline, pipeline.parameter(name), value) for name, value in values.items()}

@@ -49,7 +49,21 @@ def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, rep
     return pin(pipeline, image.ref)
 
 
-def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]) -> dict[str, str]:
+def _origin(notebook: Path, run_dir: Path) -> dict[str, str]:
+    """Where a model came from, recorded on its image: the notebook, its commit (when in git), the run."""
+    from nb2kfp import git
+    from nb2kfp.errors import RunError
+
+    try:
+        commit = git.rev_parse("HEAD", notebook.resolve().parent)
+    except (RunError, OSError):  # not a git work tree, or no git here: the image records no commit
+        commit = ""
+    return {"notebook": notebook.name, "commit": commit, "run": run_dir.name}
+
+
+def _package_models(
+    notebook: Path, run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]
+) -> dict[str, str]:
     """Each model:VARIABLE the run produced becomes the image PREFIX/<variable> (files as model.<ext>)."""
     import shutil
     import tempfile
@@ -68,7 +82,8 @@ def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Call
                 shutil.copy(item, Path(tmp) / target)
             refs: list[str] = []
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
-            model.run(Path(tmp), image, run_dir / "models" / name, "sklearn", False, report, refs.append)
+            origin = _origin(notebook, run_dir)
+            model.run(Path(tmp), image, run_dir / "models" / name, None, False, report, refs.append, origin)
             images[name] = refs[-1]
     return images
 
@@ -86,7 +101,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec, kfp_warnings, local, processes
     from nb2kfp.frontend.builder import build
-    from nb2kfp.run_params import parameters_of
+    from nb2kfp.run_params import as_arguments, parameters_of
 
     result = build(notebook, find_settings(notebook.parent))
     for d in result.diagnostics:
@@ -126,7 +141,8 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
     try:
         with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
-            outcome = local.run(spec_path, pipeline, given, target, on_event, echo=echo, docker=options.docker)
+            arguments = as_arguments(pipeline, given)
+            outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=options.docker)
     except processes.Interrupted as stop:
         record.finish("interrupted")
         _write_report(record, pipeline, options.report)
@@ -141,7 +157,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             for line in outcome.log_tail:
                 report_error("  " + line)
     if options.model_image and outcome.status == "succeeded":
-        record.models = _package_models(target, pipeline, options.model_image, report_error)
+        record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
     record.finish(outcome.status)
     page = _write_report(record, pipeline, options.report)
     if options.as_json:
