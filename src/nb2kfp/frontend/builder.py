@@ -135,6 +135,7 @@ def build(
     ]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     options.check_images(nb.path, steps, base_image, settings, diags)
+    options.check_names(nb.path, steps, parameters, diags)
     workspace = options.workspace(nb.path, meta, settings, diags)
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)

@@ -9,6 +9,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -215,6 +216,8 @@ def _load_json(shown: str, data: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         msg = f"not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise NotebookError([error(shown, msg, "NB002")]) from None
+    except RecursionError:
+        raise NotebookError([error(shown, "not a notebook: JSON nested too deeply", "NB002")]) from None
     if not isinstance(raw, dict) or "cells" not in raw or not isinstance(raw.get("cells"), list):
         raise NotebookError([error(shown, "not a notebook: no list of cells at the top level", "NB002")])
     return raw
@@ -225,10 +228,45 @@ def _validate(shown: str, raw: dict[str, Any]) -> None:
     if raw.get("nbformat") != 4:
         found = raw.get("nbformat")
         raise NotebookError([error(shown, f"unsupported notebook format {found!r}: nbformat 4 is required", "NB002")])
+    if not isinstance(raw.get("metadata", {}), dict):
+        raise NotebookError([error(shown, "invalid notebook: the notebook's metadata must be an object", "NB002")])
     for number, cell in enumerate(raw["cells"], start=1):
-        problem = _cell_problem(cell)
+        problem = _cell_problem(cell) or (_text_problem(cell) if isinstance(cell, dict) else None)
         if problem:
             raise NotebookError([error(shown, f"invalid notebook: {problem}", "NB002", cell=number)])
+    problem = _text_problem(raw.get("metadata", {}))
+    if problem:
+        raise NotebookError([error(shown, f"invalid notebook metadata: {problem}", "NB002")])
+
+
+def _text_problem(value: object) -> str | None:
+    """Every string (and key) in ``value`` must be UTF-8 text: JSON's \\ud800-style escapes can smuggle in lone
+    surrogates, which no spec, file or terminal can hold."""
+    if any(isinstance(item, str) and not _is_utf8(item) for item in json_leaves(value)):
+        return "a string holds a lone surrogate (\\ud800-\\udfff), which is not UTF-8 text"
+    return None
+
+
+def json_leaves(value: object) -> Iterator[object]:
+    """Every key and non-container value in a JSON-like value, walked without recursion (any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            yield item
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _cell_problem(cell: object) -> str | None:
