@@ -152,6 +152,7 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
         if isinstance(source, list):
             source = "".join(source)
         _scan_secrets(shown, number, source, raw_cell.get("outputs"), diagnostics)
+        _scan_metadata(shown, number, raw_cell.get("metadata"), diagnostics)
         if raw_cell.get("cell_type") != "code":
             continue
         cell = Cell(index=number, source=source)
@@ -159,6 +160,7 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
         _parse_tags(shown, cell, tags, raw_cell.get("metadata", {}), diagnostics)
         cells.append(cell)
     metadata = raw.get("metadata", {})
+    _scan_metadata(shown, None, metadata, diagnostics)
     return Notebook(shown, digest, cells, metadata, diagnostics, Path(shown).stem)
 
 
@@ -174,6 +176,22 @@ def _scan_secrets(shown: str, number: int, source: str, outputs: object, diagnos
             msg = f"the cell's output shows {kind}: clear the outputs (e.g. with nbstripout) and rotate it"
             diagnostics.append(error(shown, msg, "NB061", cell=number))
             return
+
+
+def _scan_metadata(shown: str, number: int | None, metadata: object, diagnostics: list[Diagnostic]) -> None:
+    """Tags (image:, label:, annotation: values ...) and metadata (a pipeline_description ...) are scanned too."""
+    if not metadata:
+        return
+    for kind, _ in secrets.scan(json.dumps(metadata, ensure_ascii=False)):
+        where = "the cell's tags or metadata hold" if number else "the notebook metadata holds"
+        msg = f"{where} {kind}: never commit credentials; use secret:NAME:KEY:ENV or the environment"
+        diagnostics.append(error(shown, msg, "NB060", cell=number))
+        return
+
+
+def shown_tag(tag: str) -> str:
+    """A tag as messages show it: quoted, or withheld when it looks like a credential."""
+    return "(a value that looks like a credential: not shown)" if secrets.looks_secret(tag) else repr(tag)
 
 
 def content_hash(raw: dict[str, Any]) -> str:
@@ -295,7 +313,7 @@ def parse_step_defaults(shown: str, entries: object, diagnostics: list[Diagnosti
         return options
     for tag in entries:
         if not isinstance(tag, str) or not _option_tag(tag, options):
-            msg = f"kubeflow_notebook.steps_defaults: unsupported entry {tag!r}"
+            msg = f"kubeflow_notebook.steps_defaults: unsupported entry {shown_tag(str(tag))}"
             diagnostics.append(error(shown, msg, "NB010"))
     return options
 
@@ -339,7 +357,7 @@ def _parse_tags(
         cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
         others = [t for t in tags if t not in special and t not in FOREIGN_TAGS]
         if others or len(special) > 1:
-            ignored = ", ".join(special[1:] + others)
+            ignored = ", ".join(shown_tag(t) for t in special[1:] + others)
             msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
             diagnostics.append(warning(shown, msg, "NB011", cell=cell.index))
         return
@@ -413,4 +431,4 @@ def _unknown_tag_message(tag: str) -> str:
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     if tag.startswith("step:") or tag.startswith("prev:"):
         hint = " (a step name is letters, digits, '_' and '-', starting with a letter or '_')"
-    return f"unknown tag {tag!r}{hint}; nb2kfp knows: {KNOWN_TAG_HELP}"
+    return f"unknown tag {shown_tag(tag)}{hint}; nb2kfp knows: {KNOWN_TAG_HELP}"
