@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import tarfile
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,21 +110,47 @@ def _static_busybox() -> Path:
     return path
 
 
-def model_files(source: Path) -> tuple[list[str], list[tuple[str, Path]]]:
+Entries = tuple[list[str], list[tuple[str, Path]], list[tuple[str, str]]]
+
+
+def model_files(source: Path) -> Entries:
+    """(folders, files, links) under /models. A link that stays in the model folder is stored as a link; one that
+    leads out of it (``weights -> /etc/shadow``) is refused, never followed. Names must be UTF-8 text."""
     if not source.exists():
         raise RunError(f"{source}: no such model file or folder")
     if source.is_file():
-        return ["models"], [(f"models/{source.name}", source)]
-    dirs, files = ["models"], []
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source).as_posix()
-        if path.is_dir():
-            dirs.append(f"models/{rel}")
-        elif path.is_file():
-            files.append((f"models/{rel}", path))
+        return ["models"], [(f"models/{_name(source, source.name)}", source)], []
+    root = source.resolve()
+    dirs, files, links = ["models"], [], []
+    for top, subdirs, names in os.walk(root, followlinks=False):
+        for name in sorted([*subdirs, *names]):
+            path = Path(top) / name
+            rel = _name(source, path.relative_to(root).as_posix())
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root) or not target.exists():
+                    raise RunError(
+                        f"{source}: {rel} is a link that leads out of the model folder (or nowhere): refused"
+                    )
+                links.append((f"models/{rel}", os.path.relpath(target, path.parent)))
+            elif path.is_dir():
+                dirs.append(f"models/{rel}")
+            elif path.is_file():
+                files.append((f"models/{rel}", path))
+            else:
+                raise RunError(f"{source}: {rel} is not a regular file, folder or link")
     if not files:
         raise RunError(f"{source}: the model folder holds no files")
-    return dirs, files
+    return dirs, files, links
+
+
+def _name(source: Path, name: str) -> str:
+    """``name`` as stored in the image: NFC-normalised UTF-8 text (no undecodable bytes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunError(f"{source}: a file name is not UTF-8 text: rename it") from None
+    return unicodedata.normalize("NFC", name)
 
 
 def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, bytes]:
@@ -134,8 +162,7 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
         [("bin/busybox", busybox)],
         [(f"bin/{a}", "busybox") for a in APPLETS],
     )
-    dirs, files = model_files(source)
-    model = _layer(work / "model.tar", dirs, files, [])
+    model = _layer(work / "model.tar", *model_files(source))
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     config = {
         "architecture": arch,
