@@ -202,11 +202,14 @@ def serve(
         list[str] | None, typer.Option("--project", help="GitLab project id or path to accept (repeat).")
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processing threads (0: only queue).")] = 2,
+    allow_weak_secret: Annotated[
+        bool, typer.Option("--allow-weak-secret", help="Accept a webhook secret under 16 characters.")
+    ] = False,
 ) -> None:
     """Receive GitLab push webhooks: queue each event durably, then lint, compile, build and publish."""
     from nb2kfp.commands import serve as command
 
-    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out))
+    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out, allow_weak_secret))
 
 
 @app.command()
