@@ -257,6 +257,14 @@ def catalog_show(
     raise typer.Exit(command.run_show(ref, folder, as_json, _out))
 
 
+@catalog_app.command("fetch")
+def catalog_fetch(notebooks: Notebooks) -> None:
+    """Download the URL-catalog components the notebooks call into the local cache (lint and compile never fetch)."""
+    from nb2kfp.commands import catalog as command
+
+    raise typer.Exit(command.run_fetch(notebooks, _err))
+
+
 @app.command()
 def init(
     folder: Annotated[Path, typer.Argument(help="Repository folder.")] = Path("."),

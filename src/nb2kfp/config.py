@@ -12,10 +12,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from nb2kfp import imageref
 from nb2kfp.errors import UsageError
 from nb2kfp.ir import DEFAULT_IMAGE
+from nb2kfp.registry import is_loopback
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,7 +40,8 @@ class Settings:
     allowed_endpoints: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: KFP URLs publish/run may use
     require_digest: bool = False  # [tool.nb2kfp.policy]: published specs must pin every image by digest
     catalog_paths: tuple[str, ...] = ()  # [tool.nb2kfp.catalog] paths, made absolute (relative to the file)
-    catalog_urls: tuple[str, ...] = ()  # [tool.nb2kfp.catalog] urls (fetched, then cached)
+    catalog_urls: tuple[str, ...] = ()  # [tool.nb2kfp.catalog] urls (fetched by `nb2kfp catalog fetch`, cached)
+    catalog_pins: tuple[tuple[str, str], ...] = ()  # [tool.nb2kfp.catalog] sha256: (NAME[@VERSION], hex)
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:
@@ -77,20 +80,57 @@ def _read(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: cannot read settings: {exc}") from None
 
 
-def _catalog(path: Path, table: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``[tool.nb2kfp.catalog]``: ``paths`` (folders relative to the settings file) and ``urls``."""
+def catalog_url_problem(url: str, allow_loopback_http: bool) -> str | None:
+    """Why a catalog URL is refused: https only (plain http only to loopback, when the settings allow it), and no
+    user info, query or fragment; None when it is fine."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "not a URL"
+    if parts.scheme == "https" and parts.hostname and "@" not in parts.netloc and not parts.query + parts.fragment:
+        return None
+    if parts.scheme == "http" and parts.hostname and "@" not in parts.netloc and not parts.query + parts.fragment:
+        if is_loopback(parts.hostname) and allow_loopback_http:
+            return None
+        return "plain http only to a loopback address, with allow_loopback_http = true"
+    return "give https://HOST[:PORT]/PATH (no user info, query or fragment)"
+
+
+def _catalog(path: Path, table: object) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """``[tool.nb2kfp.catalog]``: ``paths`` (folders relative to the settings file), ``urls``,
+    ``allow_loopback_http`` and ``sha256`` (pins: ``{ "NAME[@VERSION]" = "hex" }``)."""
     if table is None:
-        return (), ()
-    if not isinstance(table, dict) or set(table) - {"paths", "urls"}:
-        raise UsageError(f"{path}: [tool.nb2kfp.catalog] takes paths = [...] and urls = [...]")
+        return (), (), ()
+    if not isinstance(table, dict) or set(table) - {"paths", "urls", "allow_loopback_http", "sha256"}:
+        raise UsageError(
+            f"{path}: [tool.nb2kfp.catalog] takes paths = [...], urls = [...], allow_loopback_http = true|false "
+            'and sha256 = { "NAME@VERSION" = "HEX" }'
+        )
     lists = [table.get(k, []) for k in ("paths", "urls")]
     if not all(isinstance(v, list) and all(isinstance(x, str) and x for x in v) for v in lists):
         raise UsageError(f"{path}: [tool.nb2kfp.catalog]: paths and urls must be lists of strings")
-    return tuple(str((path.parent / p).resolve()) for p in lists[0]), tuple(u.rstrip("/") for u in lists[1])
+    loopback = table.get("allow_loopback_http", False)
+    if not isinstance(loopback, bool):
+        raise UsageError(f"{path}: [tool.nb2kfp.catalog]: allow_loopback_http must be true or false")
+    for url in lists[1]:
+        problem = catalog_url_problem(url, loopback)
+        if problem:
+            raise UsageError(f"{path}: [tool.nb2kfp.catalog] urls: {url.split('@')[-1][:100]}: {problem}")
+    pins = table.get("sha256", {})
+    if not isinstance(pins, dict) or not all(
+        isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in pins.values()
+    ):
+        raise UsageError(f'{path}: [tool.nb2kfp.catalog] sha256: give {{ "NAME@VERSION" = "<64 hex digits>" }}')
+    return (
+        tuple(str((path.parent / p).resolve()) for p in lists[0]),
+        tuple(u.rstrip("/") for u in lists[1]),
+        tuple(sorted(pins.items())),
+    )
 
 
 def _parse(path: Path, table: dict[str, Any]) -> Settings:
-    catalog_paths, catalog_urls = _catalog(path, table.get("catalog"))
+    catalog_paths, catalog_urls, catalog_pins = _catalog(path, table.get("catalog"))
     policy = table.get("policy", {})
     table = {k: v for k, v in table.items() if not isinstance(v, dict)}  # other sub-tables belong to other commands
     allowed = policy.get("allowed_images") if isinstance(policy, dict) else None
@@ -141,5 +181,6 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         workspace=workspace,
         catalog_paths=catalog_paths,
         catalog_urls=catalog_urls,
+        catalog_pins=catalog_pins,
         source=str(path),
     )

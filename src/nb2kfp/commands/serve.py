@@ -142,6 +142,7 @@ def _ci_env(event: Event, commit: str) -> dict[str, str]:
         CI_PROJECT_PATH=event.project_path,
         CI_PIPELINE_SOURCE="push",
         NB2KFP_EVENT_ID=str(event.id),
+        NB2KFP_CATALOG_ALLOWED_URLS=os.environ.get("NB2KFP_SERVE_CATALOG_URLS", ""),  # the pushed repo cannot choose
     )
     if event.kind == "tag_push":
         env["CI_COMMIT_TAG"] = name
