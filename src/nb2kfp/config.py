@@ -25,7 +25,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 _POLICY_KEYS = {"allowed_images", "allowed_endpoints", "require_digest"}
-_KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix", "workspace"}
+_KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix", "workspace", "artifact_key_secret"}
 _SIZE = re.compile(r"[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?")
 
 
@@ -36,6 +36,7 @@ class Settings:
     caching: bool = True
     pipeline_name_prefix: str = ""
     workspace: str = ""  # size of a volume the run's steps share, e.g. "10Gi" (empty: none)
+    artifact_key_secret: tuple[str, str] | None = None  # (secret, key): HMAC key for pickled values (SECURITY.md)
     allowed_images: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: image prefixes steps may use
     allowed_endpoints: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: KFP URLs publish/run may use
     require_digest: bool = False  # [tool.nb2kfp.policy]: published specs must pin every image by digest
@@ -51,6 +52,7 @@ class Settings:
             "caching": self.caching,
             "prefix": self.pipeline_name_prefix,
             "workspace": self.workspace,
+            **({"artifact_key_secret": list(self.artifact_key_secret)} if self.artifact_key_secret else {}),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -167,6 +169,11 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         raise UsageError(f"{path}: [tool.nb2kfp]: caching must be true or false")
     if not isinstance(prefix, str):
         raise UsageError(f"{path}: [tool.nb2kfp]: pipeline_name_prefix must be a string")
+    key_secret = table.get("artifact_key_secret")
+    if key_secret is not None and not (
+        isinstance(key_secret, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[-._a-zA-Z0-9]+", key_secret)
+    ):
+        raise UsageError(f'{path}: [tool.nb2kfp]: artifact_key_secret must be "SECRET_NAME:KEY" (a Kubernetes secret)')
     workspace = table.get("workspace", "")
     if not isinstance(workspace, str) or (workspace and not _SIZE.fullmatch(workspace)):
         raise UsageError(f'{path}: [tool.nb2kfp]: workspace must be a size such as "10Gi"')
@@ -179,6 +186,7 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         allowed_endpoints=None if endpoints is None else tuple(endpoints),
         require_digest=require_digest,
         workspace=workspace,
+        artifact_key_secret=tuple(key_secret.split(":", 1)) if key_secret else None,  # type: ignore[arg-type]
         catalog_paths=catalog_paths,
         catalog_urls=catalog_urls,
         catalog_pins=catalog_pins,

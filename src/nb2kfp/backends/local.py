@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from typing import Any
 from nb2kfp.backends.kfp_spec import METRICS_KEY, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import Pipeline
+from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
@@ -134,6 +137,8 @@ def run(
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()
     error: BaseException | None = None
+    previous_key = os.environ.get(ARTIFACT_KEY_ENV)
+    os.environ[ARTIFACT_KEY_ENV] = secrets.token_hex(32)  # this run's: steps sign pickled values, refuse others
     try:
         with _track(names, on_event, states, log), contextlib.redirect_stdout(log):
             component(**arguments)
@@ -145,6 +150,10 @@ def run(
         ) from exc
     finally:
         log.close()
+        if previous_key is None:
+            os.environ.pop(ARTIFACT_KEY_ENV, None)
+        else:
+            os.environ[ARTIFACT_KEY_ENV] = previous_key
     failed = next((s for s, st in states.items() if st == "failed"), None)
     if error is not None and failed is None:
         raise RunError(f"kfp.local could not run the pipeline: {_ANSI.sub('', str(error))}")
