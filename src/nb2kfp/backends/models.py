@@ -156,8 +156,14 @@ def _name(source: Path, name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, bytes]:
-    """Layers, config blob and manifest bytes for the model at ``source``."""
+def assemble(
+    source: Path, work: Path, name: str, labels: dict[str, str] | None = None, extra: dict[str, bytes] | None = None
+) -> tuple[list[Blob], Blob, bytes]:
+    """Layers, config blob and manifest bytes for the model at ``source``.
+
+    ``labels`` go into the image config and the manifest's annotations; ``extra`` files (name -> bytes) are written
+    under /models beside the model's own files (model-settings.json).
+    """
     busybox = _static_busybox()
     base = _layer(
         work / "busybox.tar",
@@ -165,7 +171,13 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
         [("bin/busybox", busybox)],
         [(f"bin/{a}", "busybox") for a in APPLETS],
     )
-    model = _layer(work / "model.tar", *model_files(source))
+    dirs, files, links = model_files(source)
+    for extra_name, data in sorted((extra or {}).items()):
+        (work / "generated").mkdir(exist_ok=True)
+        (work / "generated" / extra_name).write_bytes(data)
+        files.append((f"models/{extra_name}", work / "generated" / extra_name))
+    labels = {"org.opencontainers.image.title": name, **(labels or {})}
+    model = _layer(work / "model.tar", dirs, files, links)
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     config = {
         "architecture": arch,
@@ -174,7 +186,7 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
             "Env": ["PATH=/bin"],
             "Cmd": ["/bin/sh"],
             "WorkingDir": "/",
-            "Labels": {"org.opencontainers.image.title": name, "io.nb2kfp.model": "true"},
+            "Labels": {**labels, "io.nb2kfp.model": "true"},
         },
         "rootfs": {"type": "layers", "diff_ids": [base.digest, model.digest]},
     }
@@ -188,7 +200,7 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
         "mediaType": MANIFEST,
         "config": config_blob.descriptor(),
         "layers": [base.descriptor(), model.descriptor()],
-        "annotations": {"org.opencontainers.image.title": name},
+        "annotations": labels,
     }
     return [base, model], config_blob, json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
@@ -291,28 +303,3 @@ def _check(response: Any, masker: Masker, host: str, what: str) -> None:
 
 def _refused(host: str) -> RunError:
     return RunError(f"registry {host} refused the credentials (check NB2KFP_REGISTRY_USER/_PASSWORD or docker login)")
-
-
-def inference_service(name: str, image: ModelImage, model_format: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": model_format}, "storageUri": f"oci://{image.ref}"}}},
-    }
-
-
-def init_container(name: str, image: ModelImage) -> dict[str, Any]:
-    """For serving without KServe: copy /models into a shared volume before the server starts."""
-    return {
-        "initContainers": [
-            {
-                "name": f"{name}-model",
-                "image": image.ref,
-                "command": ["sh", "-c", "cp -r /models/. /mnt/models/"],
-                "volumeMounts": [{"name": "model", "mountPath": "/mnt/models"}],
-            }
-        ],
-        "volumes": [{"name": "model", "emptyDir": {}}],
-        "containerVolumeMount": {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
-    }

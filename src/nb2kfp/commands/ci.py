@@ -161,6 +161,10 @@ def run(phase: str, pattern: str, out: Path, registry: str | None, host: str | N
     for nb in notebooks:
         state.entry(nb).changed = nb in which
     report(f"nb2kfp ci {phase}: {len(notebooks)} notebook(s), {len(which)} to build/publish ({why})")
+    if not host:
+        from nb2kfp.backends.kfp_client import endpoint_from_env
+
+        host = endpoint_from_env()
     ok = True
     for name in phases:
         if name == "lint":
