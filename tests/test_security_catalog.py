@@ -173,3 +173,21 @@ def test_serve_passes_its_allow_list_to_the_ci_run(monkeypatch: pytest.MonkeyPat
     assert _ci_env(event, "ab" * 20)[catalog.ALLOWED_ENV] == ""
     monkeypatch.setenv("NB2KFP_SERVE_CATALOG_URLS", "https://components.example.com/c")
     assert _ci_env(event, "ab" * 20)[catalog.ALLOWED_ENV] == "https://components.example.com/c"
+
+
+def test_each_ci_job_fetches_what_its_notebooks_call(server: str, make_nb: Make, tmp_path: Path) -> None:
+    """CI jobs start with an empty cache: `nb2kfp ci compile` fetches first (the job's one network step)."""
+    settings_file(tmp_path, [f"{server}/ok"])
+    make_nb(
+        [
+            (["step:data"], "ref = 'ref.csv'\ncur = 'cur.csv'"),
+            (["component:comp@2.0", "step:drift", "prev:data"], "reference = ref\ncurrent = cur\ncolumn = 'x'"),
+        ]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CI_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    argv = [sys.executable, "-m", "nb2kfp", "ci", "compile", "--notebooks", "*.ipynb", "--output-dir", "out"]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _Catalog.requests == ["/ok/comp/2.0.yaml"]
+    assert list((tmp_path / "out").rglob("*.pipeline.yaml"))
