@@ -358,11 +358,14 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", metavar="N", min=0, help="Processing threads (0: only queue).")
     ] = 2,
+    allow_weak_secret: Annotated[
+        bool, typer.Option("--allow-weak-secret", help="Accept a webhook secret under 16 characters.")
+    ] = False,
 ) -> None:
     """Receive GitLab push webhooks: queue each event durably, then lint, compile, build and publish."""
     from nb2kfp.commands import serve as command
 
-    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out))
+    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out, allow_weak_secret))
 
 
 @app.command()
@@ -422,6 +425,14 @@ def catalog_show(
     from nb2kfp.commands import catalog as command
 
     raise typer.Exit(command.run_show(ref, folder, as_json, _out))
+
+
+@catalog_app.command("fetch")
+def catalog_fetch(notebooks: Notebooks) -> None:
+    """Download the URL-catalog components the notebooks call into the local cache (lint and compile never fetch)."""
+    from nb2kfp.commands import catalog as command
+
+    raise typer.Exit(command.run_fetch(notebooks, _err))
 
 
 runs_app = typer.Typer(help="Local runs in .nb2kfp/runs, newest first.", invoke_without_command=True)

@@ -26,6 +26,12 @@ import types
 from typing import Any
 
 RUNTIME_FILE = "<nb2kfp runtime>"
+# With a key in this variable (a Kubernetes secret through [tool.nb2kfp] artifact_key_secret; `nb2kfp run --local`
+# makes one per run), pickle-based values carry an HMAC of their bytes and their artifact folder, and a step
+# refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
+# earlier run) is never loaded as code.
+ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
+_PICKLED = {"pickle": "data.pickle", "joblib": "data.joblib"}
 _INSTALLERS = re.compile(r"^\s*(?:(?:python3?|\S*/python3?)\s+-m\s+)?(?:pip3?|conda|mamba|uv\s+pip)\b")
 _MOUNTS = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 
@@ -153,9 +159,41 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any], wh
             raise StepFailed(_unsaveable(name, value, exc, where)) from None
         fmt = "pickle"
     meta = {"format": fmt, "python_type": _type_name(value), "variable": name, **_framework(module, value)}
+    signature = _signature(folder, meta)
+    if signature:
+        meta["hmac"] = signature
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
     return meta
+
+
+def _signature(folder: str, meta: dict[str, str]) -> str | None:
+    """HMAC-SHA256 (key from ARTIFACT_KEY_ENV) of a pickle-based value's folder, variable, format and file digest;
+    None when no key is set or the format is not pickle-based."""
+    key = os.environ.get(ARTIFACT_KEY_ENV)
+    data = _PICKLED.get(meta.get("format", ""))
+    if not key or not data:
+        return None
+    import hashlib
+    import hmac
+
+    digest = hashlib.sha256()
+    with open(os.path.join(folder, data), "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), meta["format"], digest.hexdigest()])
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
+    import hmac
+
+    expected = _signature(folder, meta)
+    if expected is not None and not hmac.compare_digest(str(meta.get("hmac", "")), expected):
+        raise StepFailed(
+            f"refusing to load {name!r}: its {meta['format']} file was not written by this pipeline run (no valid "
+            "nb2kfp signature), and unpickling runs code"
+        )
 
 
 def _arrow_keeps(df: Any) -> bool:
@@ -211,6 +249,7 @@ def load_value(name: str, folder: str) -> object:
     fmt = meta["format"]
     if fmt == "missing":
         raise StepFailed(f"variable {name!r} has no value: {meta['reason']}")
+    _check_signature(name, folder, meta)
     if fmt == "feather":
         import pyarrow.feather as feather
 
@@ -231,6 +270,8 @@ def load_value(name: str, folder: str) -> object:
     if fmt == "json":
         with open(os.path.join(folder, "data.json"), encoding="utf-8") as fh:
             return json.load(fh)
+    if fmt != "pickle":
+        raise StepFailed(f"cannot load {name!r}: unknown value format {str(fmt)[:40]!r} in its nb2kfp.json")
     with open(os.path.join(folder, "data.pickle"), "rb") as fh:
         return pickle.load(fh)
 
