@@ -150,7 +150,13 @@ def _arrow_keeps(df: Any) -> bool:
             return False
     if type(df.columns) is not pd.Index or not all(type(c) is str for c in df.columns):
         return False
-    return all(dtype.kind in "biufcmMO" or str(dtype) in ("category", "string", "bool") for dtype in df.dtypes)
+    for name, dtype in df.dtypes.items():
+        if dtype.kind == "O":  # text stays text; lists, dicts or mixed objects would come back changed
+            if pd.api.types.infer_dtype(df[name], skipna=True) not in ("string", "bytes", "empty"):
+                return False
+        elif dtype.kind not in "biufcmM" and str(dtype) not in ("category", "string", "boolean"):
+            return False
+    return True
 
 
 def _mentions_main(path: str) -> bool:
