@@ -510,15 +510,16 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             namespace[name] = param_value(kind, values[name])
         else:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
-    _run_cells(_labelled(spec, "prelude"), namespace)
-    for name, key in spec["inputs"].items():
-        artifact = inputs["artifacts"][key]["artifacts"][0]
-        namespace[name] = load_value(name, local_path(artifact["uri"]))
-    for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
-        namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
     stopped = ""
+    cells = _labelled(spec, "cells")
     try:
-        _run_cells(cells := _labelled(spec, "cells"), namespace)
+        _run_cells(_labelled(spec, "prelude"), namespace)
+        for name, key in spec["inputs"].items():
+            artifact = inputs["artifacts"][key]["artifacts"][0]
+            namespace[name] = load_value(name, local_path(artifact["uri"]))
+        for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
+            namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
+        _run_cells(cells, namespace)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
