@@ -61,7 +61,7 @@ _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
 _COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
-_IMAGE_RE = re.compile(r"^image:(.+)$")
+_IMAGE_RE = re.compile(r"^image:(.+)$", re.DOTALL)  # validated on the IR (options.check_images)
 _CACHE_RE = re.compile(r"^cache:(enabled|disabled)$")
 _LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
 _LABEL_RE = re.compile(rf"^(label|annotation):({_K8S_KEY}):(.*)$")
@@ -74,13 +74,6 @@ _TOLERATION_RE = re.compile(
 )
 _RETRY_RE = re.compile(r"^retry:([0-9]{1,2})$")
 _TIMEOUT_RE = re.compile(r"^timeout:([1-9][0-9]{0,6})(s|m|h|)$")
-KNOWN_TAG_HELP = (
-    "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, step:NAME, prev:NAME, "
-    "image:REF, limit:RESOURCE:AMOUNT, request:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
-    "model:VARIABLE, secret:NAME:KEY:ENV, node:KEY:VALUE, toleration:KEY[:VALUE]:EFFECT, retry:N, "
-    "timeout:SECONDS[s|m|h], "
-    "notebook:PATH, component:NAME[@VERSION], report:*"
-)
 
 
 @dataclass
@@ -358,27 +351,39 @@ def _has_options(o: StepOptions) -> bool:
     )
 
 
+# each known tag as its help shows it, by what it starts with
+_KNOWN_TAGS = {
+    **{name: name for name in _SPECIAL},
+    **{
+        form.split(":", 1)[0] + ":": form
+        for form in (
+            "step:NAME",
+            "prev:NAME",
+            "model:VARIABLE",
+            "image:REF",
+            "limit:RESOURCE:AMOUNT",
+            "request:RESOURCE:AMOUNT",
+            "cache:enabled|disabled",
+            "label:K:V",
+            "annotation:K:V",
+            "secret:NAME:KEY:ENV",
+            "node:KEY:VALUE",
+            "toleration:KEY[:VALUE]:EFFECT",
+            "retry:N",
+            "timeout:SECONDS[s|m|h]",
+            "notebook:PATH",
+            "component:NAME[@VERSION]",
+            "report:enabled|disabled",
+        )
+    },
+}
+
+
 def _unknown_tag_message(tag: str) -> str:
-    candidates = [
-        *_SPECIAL,
-        "step:",
-        "model:",
-        "prev:",
-        "image:",
-        "limit:",
-        "cache:",
-        "label:",
-        "annotation:",
-        "secret:",
-        "request:",
-        "node:",
-        "toleration:",
-        "retry:",
-        "timeout:",
-    ]
-    head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
-    close = difflib.get_close_matches(head, candidates, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if m := re.fullmatch(r"(limit|request):([_a-z\-./]+):?", tag):
+        return f"{tag}: the amount is missing ({m.group(1)}:{m.group(2)}:AMOUNT, e.g. {m.group(1)}:cpu:2)"
     if tag.startswith("step:") or tag.startswith("prev:"):
-        hint = " (a step name is letters, digits, '_' and '-', starting with a letter or '_')"
-    return f"unknown tag {tag!r}{hint}; nb2kfp knows: {KNOWN_TAG_HELP}"
+        return f"unknown tag {tag!r}: a step name is letters, digits, '_' and '-', starting with a letter or '_'"
+    head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
+    close = difflib.get_close_matches(head, list(_KNOWN_TAGS), n=3, cutoff=0.0)
+    return f"unknown tag {tag!r} (nearest known tags: {', '.join(_KNOWN_TAGS[c] for c in close)})"

@@ -88,6 +88,26 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
     return Pickler
 
 
+_FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
+
+
+def _framework(module: str, value: object) -> dict[str, str]:
+    """For a model: the framework and version that saved it (a server must load it with the same), and its inputs."""
+    dist = _FRAMEWORKS.get(module)
+    if dist is None:
+        return {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = {"framework": dist, "framework_version": version(dist)}
+    except PackageNotFoundError:
+        return {}
+    n_features = getattr(value, "n_features_in_", None)
+    if isinstance(n_features, int):
+        found["n_features"] = str(n_features)
+    return found
+
+
 def save_value(name: str, value: object, folder: str, shared: dict[str, Any], where: str = "") -> dict[str, str]:
     """Save ``value`` in ``folder``; ``where`` (the step and cell that set it) goes into errors."""
     os.makedirs(folder, exist_ok=True)
@@ -132,7 +152,7 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any], wh
         except Exception as exc:
             raise StepFailed(_unsaveable(name, value, exc, where)) from None
         fmt = "pickle"
-    meta = {"format": fmt, "python_type": _type_name(value), "variable": name}
+    meta = {"format": fmt, "python_type": _type_name(value), "variable": name, **_framework(module, value)}
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
     return meta
