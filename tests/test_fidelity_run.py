@@ -191,6 +191,8 @@ def test_kernel_only_apis_work_or_say_where(make_nb: Make) -> None:
                 "fig = plt.figure()\n"
                 "plt.plot([1, 2])\n"
                 "plt.show(fig)\n"
+                "import subprocess, sys\n"
+                "subprocess.run([sys.executable, '-c', 'import matplotlib.pyplot as p; p.figure()'], check=True)\n"
                 "h = display('start', display_id=True)\n"
                 "h.update('done')\n"
                 "hist = list(get_ipython().history_manager.get_range())\n"

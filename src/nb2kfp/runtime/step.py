@@ -10,7 +10,6 @@ this file plays that role (reads the executor input, writes the executor output)
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import json
 import linecache
 import os
@@ -159,8 +158,9 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any], wh
 
 
 def _arrow_keeps(df: Any) -> bool:
-    """Whether Arrow gives this DataFrame back as it is: plain columns, a plain index, str or int column
-    labels. Anything else (a PeriodIndex, period or interval columns, mixed labels) goes by pickle."""
+    """Whether Arrow gives this DataFrame back as it is: a plain index, text column labels, columns of numbers,
+    dates, categories or text. Anything else (a PeriodIndex, period or interval columns, int labels, columns of
+    lists or mixed objects) goes by pickle."""
     import pandas as pd
 
     plain = (pd.RangeIndex, pd.DatetimeIndex)
@@ -383,29 +383,34 @@ def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHa
     return None
 
 
-class _AggShow:
-    """Imports ``nb2kfp_mpl_backend``: matplotlib's Agg with a ``show`` that takes what Jupyter's inline
-    backend takes (``plt.show(fig)``) and does nothing; matplotlib is imported only if the step uses it."""
+class _PyplotShow:
+    """Patches ``matplotlib.pyplot`` as it is imported (if a step imports it at all): its ``show`` then takes
+    what Jupyter's inline backend takes (``plt.show(fig)``). Steps draw with Agg; ``MPLBACKEND`` (also what
+    child processes see) stays a standard backend."""
 
-    name = "nb2kfp_mpl_backend"
+    def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
+        if fullname != "matplotlib.pyplot":
+            return None
+        from importlib.machinery import PathFinder
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
-        return importlib.util.spec_from_loader(fullname, self) if fullname == self.name else None  # type: ignore[arg-type]
+        spec = PathFinder.find_spec(fullname, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
 
-    def create_module(self, spec: object) -> None:
-        return None
+        def exec_module(module: types.ModuleType) -> None:
+            original(module)
+            show = module.show
+            module.show = lambda *args, **kwargs: show(**kwargs)  # type: ignore[attr-defined]
 
-    def exec_module(self, module: types.ModuleType) -> None:
-        from matplotlib.backends import backend_agg
-
-        module.__dict__.update({k: v for k, v in vars(backend_agg).items() if not k.startswith("__")})
-        module.__dict__["show"] = lambda *args, **kwargs: None
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def _matplotlib_backend() -> None:
-    if not os.environ.get("MPLBACKEND"):
-        sys.meta_path.insert(0, _AggShow())
-        os.environ["MPLBACKEND"] = f"module://{_AggShow.name}"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.meta_path.insert(0, _PyplotShow())
 
 
 # -- the step --------------------------------------------------------------------------------
