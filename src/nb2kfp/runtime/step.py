@@ -10,7 +10,6 @@ this file plays that role (reads the executor input, writes the executor output)
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import json
 import linecache
 import os
@@ -197,8 +196,9 @@ def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
 
 
 def _arrow_keeps(df: Any) -> bool:
-    """Whether Arrow gives this DataFrame back as it is: plain columns, a plain index, str or int column
-    labels. Anything else (a PeriodIndex, period or interval columns, mixed labels) goes by pickle."""
+    """Whether Arrow gives this DataFrame back as it is: a plain index, text column labels, columns of numbers,
+    dates, categories or text. Anything else (a PeriodIndex, period or interval columns, int labels, columns of
+    lists or mixed objects) goes by pickle."""
     import pandas as pd
 
     plain = (pd.RangeIndex, pd.DatetimeIndex)
@@ -208,7 +208,13 @@ def _arrow_keeps(df: Any) -> bool:
             return False
     if type(df.columns) is not pd.Index or not all(type(c) is str for c in df.columns):
         return False
-    return all(dtype.kind in "biufcmMO" or str(dtype) in ("category", "string", "bool") for dtype in df.dtypes)
+    for name, dtype in df.dtypes.items():
+        if dtype.kind == "O":  # text stays text; lists, dicts or mixed objects would come back changed
+            if pd.api.types.infer_dtype(df[name], skipna=True) not in ("string", "bytes", "empty"):
+                return False
+        elif dtype.kind not in "biufcmM" and str(dtype) not in ("category", "string", "boolean"):
+            return False
+    return True
 
 
 def _mentions_main(path: str) -> bool:
@@ -421,30 +427,41 @@ def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHa
     return None
 
 
-class _AggShow:
-    """Imports ``nb2kfp_mpl_backend``: matplotlib's Agg with a ``show`` that takes what Jupyter's inline
-    backend takes (``plt.show(fig)``) and does nothing, or, in a reported step, puts the figures in the
-    report; matplotlib is imported only if the step uses it."""
+class _PyplotShow:
+    """Patches ``matplotlib.pyplot`` as it is imported (if a step imports it at all): its ``show`` then takes
+    what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts the figures in the
+    report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a standard backend."""
 
-    name = "nb2kfp_mpl_backend"
+    def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
+        if fullname != "matplotlib.pyplot":
+            return None
+        from importlib.machinery import PathFinder
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
-        return importlib.util.spec_from_loader(fullname, self) if fullname == self.name else None  # type: ignore[arg-type]
+        spec = PathFinder.find_spec(fullname, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
 
-    def create_module(self, spec: object) -> None:
-        return None
+        def exec_module(module: types.ModuleType) -> None:
+            original(module)
 
-    def exec_module(self, module: types.ModuleType) -> None:
-        from matplotlib.backends import backend_agg
+            def show(*args: object, **kwargs: Any) -> None:
+                if _REPORT is not None:
+                    _REPORT.figures()
+                else:
+                    original_show(**kwargs)
 
-        module.__dict__.update({k: v for k, v in vars(backend_agg).items() if not k.startswith("__")})
-        module.__dict__["show"] = lambda *args, **kwargs: _REPORT.figures() if _REPORT is not None else None
+            original_show = module.show
+            module.show = show  # type: ignore[attr-defined]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def _matplotlib_backend() -> None:
-    if not os.environ.get("MPLBACKEND"):
-        sys.meta_path.insert(0, _AggShow())
-        os.environ["MPLBACKEND"] = f"module://{_AggShow.name}"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.meta_path.insert(0, _PyplotShow())
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -574,15 +591,16 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             namespace[name] = param_value(kind, values[name])
         else:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
-    _run_cells(_labelled(spec, "prelude"), namespace)
-    for name, key in spec["inputs"].items():
-        artifact = inputs["artifacts"][key]["artifacts"][0]
-        namespace[name] = load_value(name, local_path(artifact["uri"]))
-    for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
-        namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
     stopped = ""
+    cells = _labelled(spec, "cells")
     try:
-        _run_cells(cells := _labelled(spec, "cells"), namespace, shown=True)
+        _run_cells(_labelled(spec, "prelude"), namespace)
+        for name, key in spec["inputs"].items():
+            artifact = inputs["artifacts"][key]["artifacts"][0]
+            namespace[name] = load_value(name, local_path(artifact["uri"]))
+        for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
+            namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
+        _run_cells(cells, namespace, shown=True)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
