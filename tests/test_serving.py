@@ -149,6 +149,9 @@ def test_a_step_saved_model_describes_itself(tmp_path: Path) -> None:
     found = (info.framework, info.framework_version, info.file, info.n_features)
     assert found == ("scikit-learn", "1.9.1", "model.joblib", 4)
     assert meta.ModelMeta.from_labels(info.labels()) == info
+    for bad in ("../x", "clf/infer?x=1", ""):
+        with pytest.raises(UsageError, match="not plain names"):
+            meta.ModelMeta.from_labels({**info.labels(), "io.nb2kfp.model.name": bad})
     settings = json.loads(meta.generated_files(info, tmp_path)["model-settings.json"])
     assert settings == {
         "name": "clf",

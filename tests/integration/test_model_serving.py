@@ -6,7 +6,6 @@ image (built once, offline, reused by content hash); ``deploy`` + ``promote`` di
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,9 +24,10 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
 
 def train(project: Path, services: dict[str, str], prefix: str, offset: int) -> str:
-    proc = nb2kfp(project, services, "run", "train.ipynb", "--json", "-p", f"offset={offset}", "--model-image", prefix)
+    proc = nb2kfp(project, services, "run", "train.ipynb", "--local", "-p", f"offset={offset}", "--model-image", prefix)
     assert proc.returncode == 0, proc.stderr
-    return str(json.loads(proc.stdout)["models"]["clf"])
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("model clf = ")]  # as the README shows it
+    return line.removeprefix("model clf = ")
 
 
 def serve_and_predict(project: Path, services: dict[str, str], ref: str) -> tuple[list[int], str, str]:

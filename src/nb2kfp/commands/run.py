@@ -148,5 +148,7 @@ def run(
     else:
         for name, value in outcome.metrics.items():
             report(f"metric {name} = {value:g}")
+        for name, ref in outcome.models.items():
+            report(f"model {name} = {ref}")
         report(f"{outcome.status} in {outcome.seconds:.1f}s; outputs in {target}")
     return 0 if outcome.status == "succeeded" else 1
