@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from nb2kfp import __version__
+from nb2kfp import __version__, imageref
 from nb2kfp.backends.requirements import Requirements
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.ir import Pipeline
@@ -58,6 +58,9 @@ def docker_client() -> Any:
 
 
 def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str:
+    """The step image's Dockerfile. Only a valid image reference reaches ``FROM``; the other values are
+    nb2kfp's own (a KFP name, a version, a hash, a file name)."""
+    imageref.check(base, "base image")
     template = resources.files("nb2kfp.templates").joinpath("Dockerfile.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(
         autoescape=False,

@@ -13,11 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from nb2kfp import extras, imageref
 from nb2kfp.errors import UsageError
-
-_IMAGE = re.compile(
-    r"^(?P<repo>[a-zA-Z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+)(?::(?P<tag>[\w][\w.-]{0,127}))?$"
-)
 
 
 def run(
@@ -32,20 +29,24 @@ def run(
 ) -> int:
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import models
-    from nb2kfp.registry import Registry, credentials_for
+    from nb2kfp.registry import credentials_for
     from nb2kfp.serving import manifests, meta, oci, runtimes
 
-    m = _IMAGE.match(image.removeprefix("oci://"))
-    if not m:
-        raise UsageError(f"--image {image!r}: give REGISTRY/REPOSITORY[:TAG], e.g. registry.example.com/ml/model:1")
-    repository = m.group("repo")
-    host = Registry.parse(repository).host
+    extras.require("nb2kfp model build", "oras", "requests")
+
+    try:
+        parsed = imageref.parse(image.removeprefix("oci://"))
+    except imageref.BadReference:
+        parsed = None
+    if parsed is None or not parsed.domain or parsed.digest:
+        raise UsageError("--image: give REGISTRY/REPOSITORY[:TAG], e.g. registry.example.com/ml/model:1")
+    repository, host = parsed.name, parsed.domain
     name = re.sub(r"[^a-z0-9-]+", "-", repository.rsplit("/", 1)[-1].lower()).strip("-") or "model"
     with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as work:
         described = meta.describe(source, name, framework, origin) if source.exists() else meta.ModelMeta(name)
         extra = meta.generated_files(described, source)
         layers, config, manifest = models.assemble(source, Path(work), name, described.labels(), extra)
-        tag = m.group("tag") or "sha256-" + layers[-1].digest.removeprefix("sha256:")[:16]
+        tag = parsed.tag or "sha256-" + layers[-1].digest.removeprefix("sha256:")[:16]
         report(f"pushing model {source} ({layers[-1].size / 1e6:,.1f} MB) to {repository}:{tag}")
         pushed = models.push(repository, tag, layers, config, manifest, credentials_for(host), insecure, report)
     folder = output_dir or Path(".nb2kfp") / "models" / name
