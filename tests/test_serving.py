@@ -183,7 +183,7 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("args", "fragment"),
     [
         (["deploy", "r.example/m@" + DIGEST, "--name", "Bad_Name", "-o", "d"], "--name 'Bad_Name'"),
-        (["deploy", "not an image", "--name", "ok", "-o", "d"], "give a model image as"),
+        (["deploy", "not an image", "--name", "ok", "-o", "d"], "a model image is REGISTRY"),
         (["deploy", "r.example/m", "--name", "ok", "-o", "d", "--runtime", "triton"], "choose mlserver or kserve"),
         (["promote", "ok", "r.example/m@" + DIGEST, "-o", "d"], "not a folder written by nb2kfp model deploy"),
         (["serve", "r.example/m@" + DIGEST], "model serve needs --local"),
