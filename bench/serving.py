@@ -71,7 +71,7 @@ def main() -> None:
         refs = []
         for offset in (0, 1):
             out = nb2kfp(cwd, "run", "train.ipynb", "-p", f"offset={offset}", "--model-image", prefix)
-            refs.append(next(x for x in out.splitlines() if x.startswith("model clf = ")).split(" = ")[1])
+            refs.append(next(x for x in out.splitlines() if x.startswith("model clf: ")).split(": ")[1])
         first, to_first = serve(cwd, refs[0])
         t0 = time.monotonic()  # the swap: v1 stopped and cleaned up, v2 served until its first prediction
         log = stop(first)

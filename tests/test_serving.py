@@ -198,3 +198,14 @@ def test_serving_commands_refuse_bad_input_in_one_line(folder: Path, args: list[
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (folder / "d").exists()
+
+
+def test_deploy_against_a_registry_that_is_down_is_one_line(folder: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli(folder, "deploy", f"127.0.0.1:{port}/ml/clf@{DIGEST}", "--name", "iris", "-o", "d")
+    assert proc.returncode == 1 and f"registry 127.0.0.1:{port}" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (folder / "d").exists()

@@ -26,8 +26,8 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 def train(project: Path, services: dict[str, str], prefix: str, offset: int) -> str:
     proc = nb2kfp(project, services, "run", "train.ipynb", "--local", "-p", f"offset={offset}", "--model-image", prefix)
     assert proc.returncode == 0, proc.stderr
-    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("model clf = ")]  # as the README shows it
-    return line.removeprefix("model clf = ")
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("model clf: ")]  # as the README shows it
+    return line.removeprefix("model clf: ")
 
 
 def serve_and_predict(project: Path, services: dict[str, str], ref: str) -> tuple[list[int], str, str]:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from nb2kfp import extras, imageref
+from nb2kfp.backends import models
 from nb2kfp.backends.models import MANIFEST
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.registry import Masker, credentials_for, is_loopback
@@ -47,6 +48,7 @@ def read(image: str, insecure: bool = False) -> ModelRef:
     creds = credentials_for(host)
     masker = Masker.for_credentials(creds)
     registry = oras.provider.Registry(hostname=host, insecure=insecure or is_loopback(host), auth_backend="basic")
+    models.bounded(registry, host)  # timeouts and bounded retries, as for pushes
     if creds:
         registry.auth.set_basic_auth(creds.username, creds.password)
     container = registry.get_container(f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}")
@@ -61,7 +63,7 @@ def read(image: str, insecure: bool = False) -> ModelRef:
         blob = registry.get_blob(container, config_digest)
         _check(blob, host, image, masker)
         labels = json.loads(blob.content).get("config", {}).get("Labels") or {}
-    except requests.exceptions.ConnectionError as exc:
+    except requests.exceptions.RequestException as exc:
         raise RunError(f"registry {host} is not reachable: {type(exc).__name__}") from None
     except (ValueError, KeyError, TypeError):
         raise RunError(f"{image}: the registry's answer is not an OCI image manifest and config") from None
