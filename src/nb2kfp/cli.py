@@ -303,6 +303,16 @@ def model_promote(
     raise typer.Exit(command.promote(name, image, output_dir, insecure, _err))
 
 
+@model_app.command("runtime")
+def model_runtime(
+    registry: Annotated[str, typer.Option("--registry", help="Registry host[:port][/prefix] to push to.")],
+) -> None:
+    """Build (once) and push the MLServer serving image; print it pinned by digest, for [serving] settings."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.push_runtime(registry, _err, _out))
+
+
 @model_app.command("serve")
 def model_serve(
     image: _ModelImage,
