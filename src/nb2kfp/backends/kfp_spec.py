@@ -3,8 +3,10 @@
 The output follows what KFP 2.17's compiler writes (sorted keys, the same header comments,
 the kfp-kubernetes platform document for pod metadata and secrets) and is byte-identical for
 the same input. Each step is a container component running nb2kfp's step runtime
-(:mod:`nb2kfp.runtime.step`) as ``python3 -c``, with the executor input ``{{$}}`` and a JSON
-step spec as arguments. Tests keep the real KFP SDK as the judge: every spec must load and run.
+(:mod:`nb2kfp.runtime.step`) through a short ``python3 -c`` bootstrap, with the executor input ``{{$}}`` and
+a JSON step spec as arguments. The runtime's source is in the spec once, as the default of the pipeline input
+``nb2kfp-runtime`` that every step receives (not once per step: 200 steps would outgrow Kubernetes' object
+limit). Tests keep the real KFP SDK as the judge: every spec must load and run.
 """
 
 from __future__ import annotations
@@ -58,6 +60,18 @@ def task_name(step: Step) -> str:
 def input_key(step: Step, variable: str) -> str:
     """Artifact key of an input; '-in' (never part of a Python name) when the step also outputs it."""
     return f"{variable}-in" if variable in step.outputs else variable
+
+
+RUNTIME_PARAM = "nb2kfp-runtime"
+# Runs the runtime handed in as the nb2kfp-runtime input. It plays kfp.dsl.executor_main's role (kfp.local's
+# SubprocessRunner looks for that name in the command).
+BOOTSTRAP = (
+    "# nb2kfp step: runs the nb2kfp runtime from the nb2kfp-runtime input (as kfp.dsl.executor_main would)\n"
+    "import json, sys\n"
+    "executor_input = json.loads(sys.argv[sys.argv.index('--executor-input') + 1])\n"
+    f"source = executor_input['inputs']['parameterValues']['{RUNTIME_PARAM}']\n"
+    "exec(compile(source, '<nb2kfp runtime>', 'exec'), {'__name__': '__main__'})\n"
+)
 
 
 @lru_cache(maxsize=1)
@@ -115,11 +129,26 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         "schemaVersion": SCHEMA_VERSION,
         "sdkVersion": f"nb2kfp-{__version__}",
     }
+    _add_runtime(pipeline, components, tasks, root)
     kubernetes: dict[str, Any] = {"deploymentSpec": {"executors": platform_execs}}
     if pipeline.workspace:
         _add_workspace(pipeline, components, tasks, kubernetes)
     platform = {"platforms": {"kubernetes": kubernetes}}
     return spec, platform if platform_execs or pipeline.workspace else None
+
+
+def _add_runtime(pipeline: Pipeline, components: dict[str, Any], tasks: dict[str, Any], root: dict[str, Any]) -> None:
+    """The step runtime once, as a pipeline input's default, wired into every notebook step."""
+    steps = [task_name(s) for s in pipeline.steps if s.component is None]
+    if not steps:
+        return
+    inputs = root.setdefault("inputDefinitions", {}).setdefault("parameters", {})
+    inputs[RUNTIME_PARAM] = {"defaultValue": runtime_source(), "isOptional": True, "parameterType": "STRING"}
+    for task in steps:
+        params = components[f"comp-{task}"].setdefault("inputDefinitions", {}).setdefault("parameters", {})
+        params[RUNTIME_PARAM] = {"parameterType": "STRING"}
+        wired = tasks[task].setdefault("inputs", {}).setdefault("parameters", {})
+        wired[RUNTIME_PARAM] = {"componentInputParameter": RUNTIME_PARAM}
 
 
 WORKSPACE_PARAM = "nb2kfp-workspace"
@@ -191,7 +220,7 @@ def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:
 def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     container: dict[str, Any] = {
         "args": ["--executor-input", "{{$}}", "--spec", *_spec_args(pipeline, step)],
-        "command": ["python3", "-c", runtime_source()],
+        "command": ["python3", "-c", BOOTSTRAP],
         "image": step.image,
     }
     res = _resources(step)
