@@ -273,3 +273,24 @@ def test_runtime_is_in_the_spec_once(tmp_path: Path) -> None:
     assert len(text.encode()) < 512 * 1024
     commands = {tuple(e["container"]["command"]) for e in spec["deploymentSpec"]["executors"].values()}
     assert commands == {("python3", "-c", kfp_spec.BOOTSTRAP)} and len(kfp_spec.BOOTSTRAP) < 512
+
+
+def test_steps_in_a_built_step_image_run_the_runtime_inside_it(make_nb: Make) -> None:
+    """After `nb2kfp build` (pin), steps on the built image run /opt/nb2kfp/step.py from it: no runtime in the
+    spec at all when every step uses it; a step with its own image: tag still gets the shared copy."""
+    from nb2kfp.commands.build import pin
+
+    built = "registry.example.com/ml/p@sha256:" + "0" * 64
+    only = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a"], "print(x)")])
+    spec = yaml.safe_load(kfp_spec.render(pin(build(only).pipeline, built)))
+    containers = [e["container"] for e in spec["deploymentSpec"]["executors"].values()]
+    assert [(c["image"], c["command"]) for c in containers] == [(built, ["python3", "/opt/nb2kfp/step.py"])] * 2
+    assert "inputDefinitions" not in spec["root"] and "def _user_traceback(" not in str(spec)
+
+    mixed = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a", "image:python:3.12"], "print(x)")], name="m.ipynb")
+    spec = yaml.safe_load(kfp_spec.render(pin(build(mixed).pipeline, built)))
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors["exec-a"]["container"]["command"] == ["python3", "/opt/nb2kfp/step.py"]
+    assert executors["exec-b"]["container"]["command"] == ["python3", "-c", kfp_spec.BOOTSTRAP]
+    assert set(spec["root"]["dag"]["tasks"]["b"]["inputs"]["parameters"]) == {"nb2kfp-runtime"}
+    assert "inputs" not in spec["root"]["dag"]["tasks"]["a"]

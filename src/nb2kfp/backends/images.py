@@ -21,6 +21,7 @@ from typing import Any
 import jinja2
 
 from nb2kfp import __version__
+from nb2kfp.backends.kfp_spec import IMAGE_RUNTIME, runtime_source
 from nb2kfp.backends.requirements import Requirements
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.ir import Pipeline
@@ -73,6 +74,8 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str
         requirements=requirements.lines,
         source=requirements.source.rsplit("/", 1)[-1],
         requirements_sha=_sha(requirements.text())[:16],
+        runtime_path=IMAGE_RUNTIME,
+        runtime_sha=_sha(runtime_source())[:16],  # part of the tag: a new runtime makes a new image
     )
 
 
@@ -218,6 +221,7 @@ def build_image(
         ctx = Path(folder)
         (ctx / "Dockerfile").write_text(text, encoding="utf-8")
         (ctx / "requirements.txt").write_text(requirements.text(), encoding="utf-8")
+        (ctx / "nb2kfp-step.py").write_text(runtime_source(), encoding="utf-8")
         _download_wheels(requirements, ctx, _base_python(client, base), report)
         report(f"  building {ref}")
         stream = client.api.build(

@@ -6,7 +6,8 @@ the same input. Each step is a container component running nb2kfp's step runtime
 (:mod:`nb2kfp.runtime.step`) through a short ``python3 -c`` bootstrap, with the executor input ``{{$}}`` and
 a JSON step spec as arguments. The runtime's source is in the spec once, as the default of the pipeline input
 ``nb2kfp-runtime`` that every step receives (not once per step: 200 steps would outgrow Kubernetes' object
-limit). Tests keep the real KFP SDK as the judge: every spec must load and run.
+limit); steps in a step image nb2kfp built run the copy inside it instead. Tests keep the real KFP SDK as the
+judge: every spec must load and run.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def input_key(step: Step, variable: str) -> str:
 
 
 RUNTIME_PARAM = "nb2kfp-runtime"
+IMAGE_RUNTIME = "/opt/nb2kfp/step.py"  # where `nb2kfp build` puts the runtime in step images
 # Runs the runtime handed in as the nb2kfp-runtime input. It plays kfp.dsl.executor_main's role (kfp.local's
 # SubprocessRunner looks for that name in the command).
 BOOTSTRAP = (
@@ -129,7 +131,7 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         "schemaVersion": SCHEMA_VERSION,
         "sdkVersion": f"nb2kfp-{__version__}",
     }
-    _add_runtime(pipeline, components, tasks, root)
+    _add_runtime(pipeline, components, executors, tasks, root)
     kubernetes: dict[str, Any] = {"deploymentSpec": {"executors": platform_execs}}
     if pipeline.workspace:
         _add_workspace(pipeline, components, tasks, kubernetes)
@@ -137,9 +139,20 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
     return spec, platform if platform_execs or pipeline.workspace else None
 
 
-def _add_runtime(pipeline: Pipeline, components: dict[str, Any], tasks: dict[str, Any], root: dict[str, Any]) -> None:
-    """The step runtime once, as a pipeline input's default, wired into every notebook step."""
-    steps = [task_name(s) for s in pipeline.steps if s.component is None]
+def _add_runtime(
+    pipeline: Pipeline,
+    components: dict[str, Any],
+    executors: dict[str, Any],
+    tasks: dict[str, Any],
+    root: dict[str, Any],
+) -> None:
+    """Steps in nb2kfp's own step image run the runtime in it; the others get it once, as a pipeline input's
+    default wired into each of them."""
+    notebook_steps = [s for s in pipeline.steps if s.component is None]
+    steps = [task_name(s) for s in notebook_steps if not pipeline.runtime_image or s.image != pipeline.runtime_image]
+    for step in notebook_steps:
+        if task_name(step) not in steps:
+            executors[f"exec-{task_name(step)}"]["container"]["command"] = ["python3", IMAGE_RUNTIME]
     if not steps:
         return
     inputs = root.setdefault("inputDefinitions", {}).setdefault("parameters", {})
