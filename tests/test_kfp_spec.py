@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, ROOT, require
-from nb2kfp.backends import kfp_spec
+from nb2kfp.backends import kfp_spec, step_runtime
 from nb2kfp.frontend.builder import build
 from nbfactory import write
 
@@ -266,13 +266,13 @@ def test_runtime_is_in_the_spec_once(tmp_path: Path) -> None:
         ([f"step:s{i}", f"prev:s{i - 1}"], f"x{i} = x{i - 1} + 1") for i in range(1, 200)
     ]
     text = kfp_spec.render(build(write(tmp_path / "long.ipynb", cells)).pipeline)
-    runtime = kfp_spec.runtime_source()
+    runtime = step_runtime.runtime_source()
     assert text.count("def _user_traceback(") == 1
     spec = yaml.safe_load(text)
     assert spec["root"]["inputDefinitions"]["parameters"]["nb2kfp-runtime"]["defaultValue"] == runtime
     assert len(text.encode()) < 512 * 1024
     commands = {tuple(e["container"]["command"]) for e in spec["deploymentSpec"]["executors"].values()}
-    assert commands == {("python3", "-c", kfp_spec.BOOTSTRAP)} and len(kfp_spec.BOOTSTRAP) < 512
+    assert commands == {("python3", "-c", step_runtime.BOOTSTRAP)} and len(step_runtime.BOOTSTRAP) < 512
 
 
 def test_steps_in_a_built_step_image_run_the_runtime_inside_it(make_nb: Make) -> None:
@@ -291,6 +291,6 @@ def test_steps_in_a_built_step_image_run_the_runtime_inside_it(make_nb: Make) ->
     spec = yaml.safe_load(kfp_spec.render(pin(build(mixed).pipeline, built)))
     executors = spec["deploymentSpec"]["executors"]
     assert executors["exec-a"]["container"]["command"] == ["python3", "/opt/nb2kfp/step.py"]
-    assert executors["exec-b"]["container"]["command"] == ["python3", "-c", kfp_spec.BOOTSTRAP]
+    assert executors["exec-b"]["container"]["command"] == ["python3", "-c", step_runtime.BOOTSTRAP]
     assert set(spec["root"]["dag"]["tasks"]["b"]["inputs"]["parameters"]) == {"nb2kfp-runtime"}
     assert "inputs" not in spec["root"]["dag"]["tasks"]["a"]

@@ -139,7 +139,7 @@ def test_value_that_cannot_be_saved_names_variable_and_step(make_nb: Make) -> No
     )
     proc, result = run(nb)
     assert proc.returncode == 1 and result["steps"]["a"] == "failed"
-    assert "cannot save variable 'lock'" in proc.stderr
+    assert "cannot hand variable 'lock' (_thread.lock) from step 'a'" in proc.stderr
 
 
 def test_shell_lines_and_magics_run_without_a_kernel(make_nb: Make, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nb2kfp import imageref
 from nb2kfp.errors import UsageError
 from nb2kfp.ir import DEFAULT_IMAGE
 
@@ -97,9 +98,13 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
     endpoints = policy.get("allowed_endpoints") if isinstance(policy, dict) else None
     require_digest = policy.get("require_digest", False) if isinstance(policy, dict) else False
     if endpoints is not None and (
-        not isinstance(endpoints, list) or not all(isinstance(e, str) and e for e in endpoints)
+        not isinstance(endpoints, list)
+        or not all(isinstance(e, str) and re.match(r"https?://[^@/?#]+(/[^@?#]*)?$", e) for e in endpoints)
     ):
-        raise UsageError(f"{path}: [tool.nb2kfp.policy]: allowed_endpoints must be a list of URL prefixes")
+        raise UsageError(
+            f"{path}: [tool.nb2kfp.policy]: allowed_endpoints must be a list of http(s)://HOST[:PORT][/PATH] "
+            "(no user info, query or fragment)"
+        )
     if not isinstance(require_digest, bool):
         raise UsageError(f"{path}: [tool.nb2kfp.policy]: require_digest must be true or false")
     if unknown_policy:
@@ -113,8 +118,9 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
     ignore = table.get("ignore_tags", [])
     caching = table.get("caching", True)
     prefix = table.get("pipeline_name_prefix", "")
-    if not isinstance(image, str) or not image:
-        raise UsageError(f"{path}: [tool.nb2kfp]: image must be a non-empty string")
+    imageref.check(image if isinstance(image, str) else "", f"{path}: [tool.nb2kfp]: image")
+    for entry in allowed or []:
+        imageref.check(entry, f"{path}: [tool.nb2kfp.policy]: allowed_images", prefix=True)
     if not isinstance(ignore, list) or not all(isinstance(t, str) for t in ignore):
         raise UsageError(f"{path}: [tool.nb2kfp]: ignore_tags must be a list of strings")
     if not isinstance(caching, bool):

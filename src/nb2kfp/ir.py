@@ -28,8 +28,12 @@ class CodeCell:
 class Parameter:
     name: str
     type: ParamType
-    default: ParamValue
+    default: ParamValue | None  # None: optional (papermill's `x = None`), the step sees None unless given
     cell: int
+
+    @property
+    def optional(self) -> bool:
+        return self.default is None
 
 
 @dataclass(frozen=True)

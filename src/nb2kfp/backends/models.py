@@ -125,8 +125,14 @@ def model_files(source: Path) -> tuple[list[str], list[tuple[str, Path]]]:
     return dirs, files
 
 
-def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, bytes]:
-    """Layers, config blob and manifest bytes for the model at ``source``."""
+def assemble(
+    source: Path, work: Path, name: str, labels: dict[str, str] | None = None, extra: dict[str, bytes] | None = None
+) -> tuple[list[Blob], Blob, bytes]:
+    """Layers, config blob and manifest bytes for the model at ``source``.
+
+    ``labels`` go into the image config and the manifest's annotations; ``extra`` files (name -> bytes) are written
+    under /models beside the model's own files (model-settings.json).
+    """
     busybox = _static_busybox()
     base = _layer(
         work / "busybox.tar",
@@ -135,6 +141,11 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
         [(f"bin/{a}", "busybox") for a in APPLETS],
     )
     dirs, files = model_files(source)
+    for extra_name, data in sorted((extra or {}).items()):
+        (work / "generated").mkdir(exist_ok=True)
+        (work / "generated" / extra_name).write_bytes(data)
+        files.append((f"models/{extra_name}", work / "generated" / extra_name))
+    labels = {"org.opencontainers.image.title": name, **(labels or {})}
     model = _layer(work / "model.tar", dirs, files, [])
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     config = {
@@ -144,7 +155,7 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
             "Env": ["PATH=/bin"],
             "Cmd": ["/bin/sh"],
             "WorkingDir": "/",
-            "Labels": {"org.opencontainers.image.title": name, "io.nb2kfp.model": "true"},
+            "Labels": {**labels, "io.nb2kfp.model": "true"},
         },
         "rootfs": {"type": "layers", "diff_ids": [base.digest, model.digest]},
     }
@@ -158,7 +169,7 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
         "mediaType": MANIFEST,
         "config": config_blob.descriptor(),
         "layers": [base.descriptor(), model.descriptor()],
-        "annotations": {"org.opencontainers.image.title": name},
+        "annotations": labels,
     }
     return [base, model], config_blob, json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
@@ -222,28 +233,3 @@ def _check(response: Any, masker: Masker, host: str, what: str) -> None:
         )
     if status >= 300:
         raise RunError(f"registry {host} rejected the {what} ({status}): {masker(response.text[:300])}")
-
-
-def inference_service(name: str, image: ModelImage, model_format: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": model_format}, "storageUri": f"oci://{image.ref}"}}},
-    }
-
-
-def init_container(name: str, image: ModelImage) -> dict[str, Any]:
-    """For serving without KServe: copy /models into a shared volume before the server starts."""
-    return {
-        "initContainers": [
-            {
-                "name": f"{name}-model",
-                "image": image.ref,
-                "command": ["sh", "-c", "cp -r /models/. /mnt/models/"],
-                "volumeMounts": [{"name": "model", "mountPath": "/mnt/models"}],
-            }
-        ],
-        "volumes": [{"name": "model", "emptyDir": {}}],
-        "containerVolumeMount": {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
-    }

@@ -105,7 +105,7 @@ def _publish(state: State, notebooks: list[str], host: str, report: Report) -> b
             continue
         settings = find_settings(Path(nb).parent)
         policy.check_endpoint(settings, host)
-        policy.check_pinned(settings, Path(entry.spec).read_text(encoding="utf-8"), nb)
+        policy.check_pinned(settings, policy.spec_images(Path(entry.spec).read_text(encoding="utf-8")), nb)
         pipeline = build(Path(nb), settings).pipeline
         commit = commit_of(Path(nb), None)
         version = kfp_client.version_name(commit, stamp(pipeline.source_hash, settings))

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nb2kfp import policy
+from nb2kfp import extras, policy
 from nb2kfp.config import Settings, find_settings
 from nb2kfp.errors import NotebookError, RunError, UsageError
 from nb2kfp.ir import Pipeline
+from nb2kfp.words import count
 
 _MARK = {"PENDING": "..", "RUNNING": "..", "SUCCEEDED": "ok", "FAILED": "FAILED", "SKIPPED": "skip"}
 
@@ -42,6 +43,7 @@ def _compile(notebook: Path, report_error: Callable[[str], None]) -> _Compiled:
     result = build(notebook, settings)
     for d in result.diagnostics:
         report_error(d.format())
+    policy.check_pinned(settings, (s.image for s in result.pipeline.steps), str(notebook))  # before any output
     mark = stamp(result.pipeline.source_hash, settings)
     return _Compiled(result.pipeline, kfp_spec.render(result.pipeline, mark), mark, settings)
 
@@ -85,6 +87,7 @@ def run(
                 "or --manifests DIR (write Kubernetes resources)"
             )
     if host is not None:
+        extras.require("nb2kfp publish --host", "kfp", "kfp_server_api")
         host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env() if host is not None else None
     failed = False
@@ -108,7 +111,6 @@ def run(
                 continue
             assert host is not None
             policy.check_endpoint(compiled.settings, host)
-            policy.check_pinned(compiled.settings, compiled.text, str(notebook))
             try:
                 published = kfp_client.publish(spec, name, version, host, token, description)
             except RunError as exc:  # the server is down or refuses us: the next notebook would fare no better
@@ -135,11 +137,11 @@ def remote_run(
     from nb2kfp.backends import kfp_client, kfp_spec
     from nb2kfp.commands.run import parse_overrides
 
+    extras.require("nb2kfp run --host", "kfp", "kfp_server_api")
     host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env()
     compiled = _compile(notebook, report_error)
     policy.check_endpoint(compiled.settings, host)
-    policy.check_pinned(compiled.settings, compiled.text, str(notebook))
     pipeline = compiled.pipeline
     arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
     tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
@@ -161,7 +163,7 @@ def remote_run(
     report(f"run {remote.run_id}: {remote.url}")
     if not wait:
         return 0
-    report_error(f"following {pipeline.name} ({len(pipeline.steps)} steps) on {host}")
+    report_error(f"following {pipeline.name} ({count(len(pipeline.steps), 'step')}) on {host}")
     try:
         state = kfp_client.follow(host, token, remote.run_id, on_event, poll_seconds, timeout, steps=set(tasks))
     except RunError as exc:

@@ -8,14 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nb2kfp import extras
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
 from nb2kfp.ir import ParamValue, Pipeline
+from nb2kfp.words import count
 
 _MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED"}
 
 
 def parse_overrides(pipeline: Pipeline, items: list[str]) -> dict[str, ParamValue]:
+    """``-p name=value`` items as the pipeline's arguments (encoded as :func:`kfp_spec.argument` does)."""
+    from nb2kfp.backends.kfp_spec import argument
     from nb2kfp.frontend.params import coerce
 
     values: dict[str, ParamValue] = {}
@@ -29,7 +33,7 @@ def parse_overrides(pipeline: Pipeline, items: list[str]) -> dict[str, ParamValu
             known = ", ".join(sorted(names)) or "none"
             raise UsageError(f"-p {name}: the pipeline has no such parameter (parameters: {known})")
         try:
-            values[name] = coerce(pipeline.parameter(name), text)
+            values[name] = argument(pipeline, pipeline.parameter(name), coerce(pipeline.parameter(name), text))
         except ValueError as exc:
             raise UsageError(f"-p {item}: {exc}") from None
     return values
@@ -60,7 +64,21 @@ def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, rep
     return pin(pipeline, image.ref)
 
 
-def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]) -> dict[str, str]:
+def _origin(notebook: Path, run_dir: Path) -> dict[str, str]:
+    """Where a model came from, recorded on its image: the notebook, its commit (when in git), the run."""
+    from nb2kfp import git
+    from nb2kfp.errors import RunError
+
+    try:
+        commit = git.rev_parse("HEAD", notebook.resolve().parent)
+    except (RunError, OSError):  # not a git work tree, or no git here: the image records no commit
+        commit = ""
+    return {"notebook": notebook.name, "commit": commit, "run": run_dir.name}
+
+
+def _package_models(
+    notebook: Path, run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]
+) -> dict[str, str]:
     """Each model:VARIABLE the run produced becomes the image PREFIX/<variable> (files as model.<ext>)."""
     import shutil
     import tempfile
@@ -79,7 +97,8 @@ def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Call
                 shutil.copy(item, Path(tmp) / target)
             refs: list[str] = []
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
-            model.run(Path(tmp), image, run_dir / "models" / name, "sklearn", False, report, refs.append)
+            origin = _origin(notebook, run_dir)
+            model.run(Path(tmp), image, run_dir / "models" / name, None, False, report, refs.append, origin)
             images[name] = refs[-1]
     return images
 
@@ -96,8 +115,15 @@ def run(
     registry: str | None = None,
     model_image: str | None = None,
 ) -> int:
+    extras.require(
+        "nb2kfp run --local",
+        "kfp",
+        "cloudpickle",
+        *(["docker"] if docker else []),
+        *(["oras", "requests"] if model_image else []),
+    )
     from nb2kfp.atomic import write_text
-    from nb2kfp.backends import kfp_spec, local
+    from nb2kfp.backends import kfp_spec, kfp_warnings, local
     from nb2kfp.frontend.builder import build
 
     result = build(notebook, find_settings(notebook.parent))
@@ -118,16 +144,17 @@ def run(
         report_error(f"  {_MARK.get(status, status):>6}  {step:<{width}}{took}")
 
     how = "kfp.local in Docker" if docker else "kfp.local"
-    report_error(f"running {pipeline.name} ({len(pipeline.steps)} steps) with {how} in {target}")
+    report_error(f"running {pipeline.name} ({count(len(pipeline.steps), 'step')}) with {how} in {target}")
     echo = report_error if verbose else None
-    outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=docker)
+    with kfp_warnings.translated(report_error, {kfp_spec.task_name(s): s.name for s in pipeline.steps}):
+        outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=docker)
     write_text(target / "result.json", json.dumps(outcome.as_dict(), indent=2, sort_keys=True) + "\n")
     if outcome.failed_step and not verbose:
         report_error(f"--- output of step {outcome.failed_step} (full log: {target / 'run.log'})")
         for line in outcome.log_tail:
             report_error("  " + line)
     if model_image and outcome.status == "succeeded":
-        outcome.models = _package_models(outcome.run_dir, pipeline, model_image, report_error)
+        outcome.models = _package_models(notebook, outcome.run_dir, pipeline, model_image, report_error)
     if as_json:
         report(json.dumps(outcome.as_dict(), sort_keys=True))
     else:

@@ -1,7 +1,8 @@
 """``nb2kfp serve``: the webhook receiver (uvicorn) and a pool of worker threads that process its queue.
 
 For each push a worker fetches the project's repository into ``DATA/repos/<project id>`` (from the payload's
-``project.git_http_url``; a token from ``NB2KFP_GIT_TOKEN`` goes to git as an ``http.extraHeader`` through
+``project.git_http_url``: https, http, ssh or git only, local paths and ``file://`` only with
+``NB2KFP_SERVE_ALLOW_LOCAL_REPOS=1``; a token from ``NB2KFP_GIT_TOKEN`` goes to git as an ``http.extraHeader`` through
 ``GIT_CONFIG_*`` environment variables: never in the URL, the command line or a log), checks out ``after`` and runs
 ``nb2kfp ci all`` there in a subprocess (its own environment: ``CI_COMMIT_SHA``, ``CI_COMMIT_BEFORE_SHA``, ...),
 writing to ``DATA/out/<event id>``. A branch or tag deletion builds nothing; a new branch builds everything;
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nb2kfp.errors import Nb2KfpError, RunError, UsageError
-from nb2kfp.git import is_zero
+from nb2kfp.git import check_remote_url, check_sha, is_zero
 from nb2kfp.gitlab.queue import Event, EventQueue
 from nb2kfp.gitlab.webhook import Metrics, ServeConfig, create_app
 from nb2kfp.registry import Masker
@@ -43,10 +44,12 @@ _GUARD = (
 )
 
 
-def git_env(token: str | None) -> dict[str, str]:
-    """Environment for git: no prompts, and the token (if any) as an HTTP header that git never logs."""
+def git_env(token: str | None, allow_local: bool = False) -> dict[str, str]:
+    """Environment for git: no prompts, only network transports (and local ones when the server allows them),
+    and the token (if any) as an HTTP header that git never logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_VARIABLES)}
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true")
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", GIT_PROTOCOL_FROM_USER="0")
+    env["GIT_ALLOW_PROTOCOL"] = "https:http:ssh:git" + (":file" if allow_local else "")
     if token:
         basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
         env.update(
@@ -58,8 +61,8 @@ def git_env(token: str | None) -> dict[str, str]:
 
 
 class _Git:
-    def __init__(self, cwd: Path, token: str | None) -> None:
-        self.cwd, self.env, self.mask = cwd, git_env(token), Masker(token)
+    def __init__(self, cwd: Path, token: str | None, allow_local: bool = False) -> None:
+        self.cwd, self.env, self.mask = cwd, git_env(token, allow_local), Masker(token)
 
     def __call__(self, *args: str, check: bool = True) -> str:
         try:
@@ -74,27 +77,30 @@ class _Git:
         return done.stdout
 
 
-def checkout(event: Event, repos: Path, token: str | None) -> tuple[Path, str]:
-    """Fetch the project's repository and check out the pushed commit; (work tree, full commit id)."""
+def checkout(event: Event, repos: Path, token: str | None, allow_local: bool = False) -> tuple[Path, str]:
+    """Fetch the project's repository and check out the pushed commit; (work tree, full commit id).
+    Payload values reach git only validated, and after ``--end-of-options`` where git takes options."""
     project = event.payload.get("project") or {}
-    url = project.get("git_http_url") if isinstance(project, dict) else None
-    if not isinstance(url, str) or not url or url.startswith("-"):
-        raise RunError("the push has no project.git_http_url to fetch")
+    try:
+        url = check_remote_url(project.get("git_http_url") if isinstance(project, dict) else None, allow_local)
+        after = check_sha(event.after, "after")
+    except ValueError as exc:
+        raise RunError(f"push: {exc}") from None
     tree = repos / event.project
     tree.mkdir(parents=True, exist_ok=True)
-    git = _Git(tree, token)
+    git = _Git(tree, token, allow_local)
     if not (tree / ".git").is_dir():
         git("init", "-q")
     git("remote", "remove", "origin", check=False)
-    git("remote", "add", "origin", url)
+    git("remote", "add", "origin", "--end-of-options", url)
     git(
         "fetch", "-q", "--prune", "--force", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"
     )
-    if not _has(git, event.after):
-        git("fetch", "-q", "origin", event.after, check=False)  # pushed over since: ask for the commit itself
-        if not _has(git, event.after):
-            raise RunError(f"commit {event.after[:12]} is no longer in the repository")
-    commit = git("rev-parse", "--verify", "--end-of-options", f"{event.after}^{{commit}}").strip()
+    if not _has(git, after):
+        git("fetch", "-q", "--end-of-options", "origin", after, check=False)  # pushed over since: ask for it
+        if not _has(git, after):
+            raise RunError(f"commit {after[:12]} is no longer in the repository")
+    commit = git("rev-parse", "--verify", "--end-of-options", f"{after}^{{commit}}").strip()
     git("checkout", "-q", "--force", "--detach", commit)
     git("clean", "-q", "-ffdx")
     return tree, commit
@@ -102,7 +108,7 @@ def checkout(event: Event, repos: Path, token: str | None) -> tuple[Path, str]:
 
 def _has(git: _Git, sha: str) -> bool:
     try:
-        git("cat-file", "-e", f"{sha}^{{commit}}")
+        git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}")
     except RunError:
         return False
     return True
@@ -111,9 +117,9 @@ def _has(git: _Git, sha: str) -> bool:
 def changed_files(tree: Path, base: str, commit: str, token: str | None = None) -> list[str] | None:
     """Files changed from ``base`` to ``commit``; None means everything (new branch, or base not in the clone)."""
     git = _Git(tree, token)
-    if is_zero(base) or not _has(git, base):
+    if is_zero(base) or not _has(git, check_sha(base, "before")):
         return None
-    return sorted(git("diff", "--name-only", "--no-renames", base, commit).splitlines())
+    return sorted(git("diff", "--name-only", "--no-renames", "--end-of-options", base, commit).splitlines())
 
 
 def _ci_env(event: Event, commit: str) -> dict[str, str]:
@@ -187,7 +193,7 @@ class Workers:
     def process(self, event: Event) -> tuple[bool, str]:
         if is_zero(event.after):
             return True, f"{event.ref} deleted: nothing to build"
-        tree, commit = checkout(event, self.data / "repos", self.config.git_token)
+        tree, commit = checkout(event, self.data / "repos", self.config.git_token, self.config.allow_local_repos)
         files = changed_files(tree, event.base or event.before, commit, self.config.git_token)
         scope = "everything" if files is None else f"{len(files)} changed file(s)"
         out = self.data / "out" / str(event.id)

@@ -54,6 +54,7 @@ class Unit:
     pipeline: Pipeline
     steps: list[Step] = field(default_factory=list)
     facts: dict[str, Facts] = field(default_factory=dict)
+    cells: dict[str, list[tuple[int, Facts]]] = field(default_factory=dict)  # per step: its cells' facts
     preludes: dict[str, Facts] = field(default_factory=dict)
 
     @property
@@ -131,6 +132,8 @@ def _rename(name: str, cell: int, pipeline: Pipeline) -> Unit:
             origin=origin,
         )
         unit.steps.append(renamed)
+        cells = [] if step.component else [(c.index, _facts_of((c,))) for c in step.cells]
+        unit.cells[renamed.name] = cells or [(cell, call_facts(step.component) if step.component else Facts())]
         unit.facts[renamed.name] = call_facts(step.component) if step.component else _facts_of(step.cells)
         unit.preludes[renamed.name] = _facts_of(step.origin.prelude) if step.origin else prelude_facts
     return unit
@@ -190,7 +193,8 @@ def expand_facts(
         for step in unit.steps:
             f = unit.facts[step.name]
             step_parents = step.after or outer
-            out[step.name] = StepFacts(step.name, len(out), step_parents, [(unit.cell, f)], f)
+            source = step.origin.notebook if step.origin and not step.component else ""
+            out[step.name] = StepFacts(step.name, len(out), step_parents, unit.cells[step.name], f, source)
             preludes[step.name] = unit.preludes[step.name]
             prefix = step.origin.unit if step.origin else ""
             scopes[step.name] = {

@@ -29,34 +29,39 @@ _SPECIAL = {
     "pipeline-metrics": "metrics",
     "skip": "skip",
 }
-# Tags other notebook tools own (papermill, nbconvert, Jupyter Book, nbsphinx): not ours, not errors.
+# Tags other notebook tools own (papermill, nbconvert, Jupyter Book / MyST-NB, nbval, nbmake, nbsphinx,
+# thebe, voila): not ours, not errors. Families by prefix, plus single tags.
 FOREIGN_TAGS = frozenset(
     {
-        "hide-input",
-        "hide-output",
-        "hide-cell",
-        "remove-input",
-        "remove-output",
-        "remove-cell",
-        "remove_cell",
-        "hide_input",
-        "hide_output",
         "raises-exception",
-        "thebe-init",
+        "skip-execution",
         "full-width",
         "margin",
+        "dropdown",
+        "toggle",
+        "popout",
         "output_scroll",
         "scroll-output",
-        "nbsphinx-hidden",
-        "nbsphinx-thumbnail",
+        "scroll-input",
+        "voila-hide",
     }
 )
-_STEP_RE = re.compile(rf"^(?:step|block):({_NAME})$")
+_FOREIGN_RE = re.compile(
+    r"^(?:(?:hide|remove)[-_](?:cell|input|output|stderr|stdout)|(?:nbval|nbsphinx|thebe|nbmake|myst|jupyter-book)-.*)$"
+)
+
+
+def is_foreign_tag(tag: str) -> bool:
+    """A tag of Jupyter's own tools (nbconvert's remove_output, Jupyter Book's hide-input, nbval-skip ...)."""
+    return tag in FOREIGN_TAGS or _FOREIGN_RE.fullmatch(tag) is not None
+
+
+_STEP_RE = re.compile(rf"^(?:step|block):({_NAME})?$")  # Kale 2.3: an empty name joins the step above
 _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
 _COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
-_IMAGE_RE = re.compile(r"^image:(.+)$")
+_IMAGE_RE = re.compile(r"^image:(.+)$", re.DOTALL)  # validated on the IR (options.check_images)
 _CACHE_RE = re.compile(r"^cache:(enabled|disabled)$")
 _LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
 _LABEL_RE = re.compile(rf"^(label|annotation):({_K8S_KEY}):(.*)$")
@@ -69,13 +74,6 @@ _TOLERATION_RE = re.compile(
 )
 _RETRY_RE = re.compile(r"^retry:([0-9]{1,2})$")
 _TIMEOUT_RE = re.compile(r"^timeout:([1-9][0-9]{0,6})(s|m|h|)$")
-KNOWN_TAG_HELP = (
-    "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, step:NAME, prev:NAME, "
-    "image:REF, limit:RESOURCE:AMOUNT, request:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
-    "model:VARIABLE, secret:NAME:KEY:ENV, node:KEY:VALUE, toleration:KEY[:VALUE]:EFFECT, retry:N, "
-    "timeout:SECONDS[s|m|h], "
-    "notebook:PATH, component:NAME[@VERSION], report:*"
-)
 
 
 @dataclass
@@ -177,7 +175,7 @@ def _scan_secrets(shown: str, number: int, source: str, outputs: object, diagnos
 
 def content_hash(raw: dict[str, Any]) -> str:
     """sha256 of what the pipeline depends on: cell types, sources, tags and nb2kfp/Kale metadata.
-    Outputs, execution counts, markdown text and other metadata do not count, so re-running a notebook
+    Outputs, execution counts, markdown cells and other metadata do not count, so re-running a notebook
     or editing its prose changes nothing."""
     cells: list[object] = []
     for cell in raw.get("cells", []):
@@ -185,8 +183,7 @@ def content_hash(raw: dict[str, Any]) -> str:
             cells.append(None)
             continue
         if cell.get("cell_type") == "markdown":
-            cells.append("markdown")  # its position counts (cell numbers), its text does not
-            continue
+            continue  # neither its text nor its position reaches the spec (steps number their own cells)
         cell_meta = cell.get("metadata")
         cell_meta = cell_meta if isinstance(cell_meta, dict) else {}
         cells.append([cell.get("cell_type"), cell.get("source"), cell_meta.get("tags"), cell_meta.get("notebook_path")])
@@ -299,7 +296,7 @@ def _parse_tags(
     special = [t for t in tags if t in _SPECIAL]
     if special:
         cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
-        others = [t for t in tags if t not in special and t not in FOREIGN_TAGS]
+        others = [t for t in tags if t not in special and not is_foreign_tag(t)]
         if others or len(special) > 1:
             ignored = ", ".join(special[1:] + others)
             msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
@@ -307,6 +304,8 @@ def _parse_tags(
         return
     for tag in tags:
         if m := _STEP_RE.fullmatch(tag):
+            if m.group(1) is None:
+                continue  # `step:` with no name: an untagged cell (Kale 2.3)
             if cell.step is not None and cell.step != m.group(1):
                 msg = f"cell has two step names ({cell.step}, {m.group(1)}); a cell belongs to one step"
                 diagnostics.append(error(shown, msg, "NB012", cell=cell.index))
@@ -323,7 +322,7 @@ def _parse_tags(
         elif m := _COMPONENT_RE.fullmatch(tag):
             cell.role = "component"
             cell.component_ref = m.group(1)
-        elif _option_tag(tag, cell.options) or tag in FOREIGN_TAGS:
+        elif _option_tag(tag, cell.options) or is_foreign_tag(tag):
             continue
         else:
             diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
@@ -352,27 +351,39 @@ def _has_options(o: StepOptions) -> bool:
     )
 
 
+# each known tag as its help shows it, by what it starts with
+_KNOWN_TAGS = {
+    **{name: name for name in _SPECIAL},
+    **{
+        form.split(":", 1)[0] + ":": form
+        for form in (
+            "step:NAME",
+            "prev:NAME",
+            "model:VARIABLE",
+            "image:REF",
+            "limit:RESOURCE:AMOUNT",
+            "request:RESOURCE:AMOUNT",
+            "cache:enabled|disabled",
+            "label:K:V",
+            "annotation:K:V",
+            "secret:NAME:KEY:ENV",
+            "node:KEY:VALUE",
+            "toleration:KEY[:VALUE]:EFFECT",
+            "retry:N",
+            "timeout:SECONDS[s|m|h]",
+            "notebook:PATH",
+            "component:NAME[@VERSION]",
+            "report:enabled|disabled",
+        )
+    },
+}
+
+
 def _unknown_tag_message(tag: str) -> str:
-    candidates = [
-        *_SPECIAL,
-        "step:",
-        "model:",
-        "prev:",
-        "image:",
-        "limit:",
-        "cache:",
-        "label:",
-        "annotation:",
-        "secret:",
-        "request:",
-        "node:",
-        "toleration:",
-        "retry:",
-        "timeout:",
-    ]
-    head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
-    close = difflib.get_close_matches(head, candidates, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if m := re.fullmatch(r"(limit|request):([_a-z\-./]+):?", tag):
+        return f"{tag}: the amount is missing ({m.group(1)}:{m.group(2)}:AMOUNT, e.g. {m.group(1)}:cpu:2)"
     if tag.startswith("step:") or tag.startswith("prev:"):
-        hint = " (a step name is letters, digits, '_' and '-', starting with a letter or '_')"
-    return f"unknown tag {tag!r}{hint}; nb2kfp knows: {KNOWN_TAG_HELP}"
+        return f"unknown tag {tag!r}: a step name is letters, digits, '_' and '-', starting with a letter or '_'"
+    head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
+    close = difflib.get_close_matches(head, list(_KNOWN_TAGS), n=3, cutoff=0.0)
+    return f"unknown tag {tag!r} (nearest known tags: {', '.join(_KNOWN_TAGS[c] for c in close)})"

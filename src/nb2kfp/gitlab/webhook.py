@@ -92,6 +92,7 @@ class ServeConfig:
     git_token: str | None = field(default=None, repr=False)  # for fetching; never in a URL, argv or log
     ci_registry: str | None = None
     ci_host: str | None = None
+    allow_local_repos: bool = False  # fetch from local paths / file:// (tests, mirrors); never the payload's choice
 
     @classmethod
     def load(cls, secret_file: Path | None, projects: list[str], env: Mapping[str, str] | None = None) -> ServeConfig:
@@ -112,6 +113,7 @@ class ServeConfig:
             git_token=_read_secret("NB2KFP_GIT_TOKEN", env),
             ci_registry=env.get("NB2KFP_SERVE_REGISTRY") or None,
             ci_host=env.get("NB2KFP_SERVE_KFP_HOST") or None,
+            allow_local_repos=env.get("NB2KFP_SERVE_ALLOW_LOCAL_REPOS") == "1",
         )
 
     def serves(self, event: Event) -> bool:
