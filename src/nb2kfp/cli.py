@@ -156,6 +156,14 @@ def run(
             help="After the run, push each model:VARIABLE as REGISTRY/PATH/<variable>.",
         ),
     ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Reuse the results of steps whose code, inputs, parameters and environment are unchanged "
+            "(.nb2kfp/cache; not with --docker).",
+        ),
+    ] = True,
 ) -> None:
     """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
     if host is not None:
@@ -195,6 +203,7 @@ def run(
         registry=registry,
         model_image=model_image,
         report=report,
+        cache=cache,
     )
     raise typer.Exit(command.run(notebook, options, _out, _err))
 
@@ -479,11 +488,14 @@ def runs_show(
 def runs_clean(
     keep: Annotated[int, typer.Option("--keep", metavar="N", help="How many of the newest runs to keep.")],
     folder: RunsDir = Path(".nb2kfp/runs"),
+    cache: Annotated[
+        bool, typer.Option("--cache", help="Also empty the step cache (.nb2kfp/cache next to the runs folder).")
+    ] = False,
 ) -> None:
     """Remove all but the newest N runs (a run still going is never removed)."""
     from nb2kfp.commands import runs as command
 
-    raise typer.Exit(command.run_clean(keep, folder, _out))
+    raise typer.Exit(command.run_clean(keep, folder, _out, cache))
 
 
 @app.command()

@@ -21,6 +21,7 @@ from nb2kfp.atomic import write_text
 from nb2kfp.errors import UsageError
 
 RUNS = Path(".nb2kfp") / "runs"
+CACHE = Path(".nb2kfp") / "cache"  # step results local runs reuse (nb2kfp.backends.local_cache)
 RESULT = "result.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FAILURE = re.compile(
@@ -197,3 +198,12 @@ def clean(keep: int, base: Path = RUNS) -> list[Path]:
         shutil.rmtree(folder)
         removed.append(folder)
     return removed
+
+
+def clean_cache(folder: Path) -> int:
+    """Empty the step cache (its entries and its artifact key); the number of entries it held."""
+    if not folder.is_dir():
+        return 0
+    entries = len(list(folder.glob("*.json")))
+    shutil.rmtree(folder)
+    return entries

@@ -119,9 +119,13 @@ def run(
     on_event: Event,
     echo: Callable[[str], None] | None = None,
     docker: bool = False,
+    cache: Path | None = None,
 ) -> LocalRun:
-    """Run with SubprocessRunner in this environment, or with DockerRunner in the steps' images."""
+    """Run with SubprocessRunner in this environment, or with DockerRunner in the steps' images. With
+    ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`)."""
     from kfp import components, local
+
+    from nb2kfp.backends import local_cache
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
@@ -142,9 +146,32 @@ def run(
     os.environ["NB2KFP_STEP_DIRS"] = str(run_dir / "files")  # each step's working directory (README: Files)
     os.environ["NB2KFP_SEED"] = str(Path(pipeline.source).resolve().parent)
     os.environ["NB2KFP_LOCAL_WORKSPACE"] = str(run_dir / "workspace")
-    os.environ[ARTIFACT_KEY_ENV] = secrets.token_hex(32)  # this run's: steps sign pickled values, refuse others
+    # steps sign pickled values with it and refuse others: the cache's key, else one of this run's own
+    os.environ[ARTIFACT_KEY_ENV] = local_cache.artifact_key(cache) if cache else secrets.token_hex(32)
+
+    def on_hit(component: str, outputs: dict[str, Any]) -> None:
+        task = component.removeprefix("comp-")
+        step = names.get(task, task)
+        states[step] = "cached"
+        on_event(step, "cached", None)
+        for folder in local_cache.output_folders(outputs):  # the run folder shows what the step gave
+            link = artifacts / "cached" / folder.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(folder.resolve(), target_is_directory=True)
+
+    step_cache = None
+    if cache is not None:
+        extra = local_cache.folder_state(Path(pipeline.source).resolve().parent, Path(pipeline.source))
+        if not docker:  # SubprocessRunner steps run on this interpreter; DockerRunner's images are pinned
+            extra += "\n" + local_cache.environment()
+        step_cache = local_cache.StepCache(str(cache.resolve()), extra, on_hit)
     try:
-        with _track(names, on_event, states, log), contextlib.redirect_stdout(log):
+        with (
+            _track(names, on_event, states, log),
+            local_cache.used(step_cache),
+            contextlib.redirect_stdout(log),
+        ):
             component(**arguments)
     except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
         error = exc

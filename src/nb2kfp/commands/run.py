@@ -16,7 +16,7 @@ from nb2kfp.config import find_settings
 from nb2kfp.ir import Pipeline
 from nb2kfp.words import count
 
-_MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED", "interrupted": "STOP"}
+_MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED", "interrupted": "STOP", "cached": "cached"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Options:
     registry: str | None = None
     model_image: str | None = None
     report: bool = True  # step reports and report.html
+    cache: bool = True  # reuse step results from .nb2kfp/cache (not with --docker)
 
 
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
@@ -143,7 +144,10 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     try:
         with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
             arguments = as_arguments(pipeline, given)
-            outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=options.docker)
+            cache = records.CACHE if options.cache and not options.docker else None
+            outcome = local.run(
+                spec_path, pipeline, arguments, target, on_event, echo=echo, docker=options.docker, cache=cache
+            )
     except processes.Interrupted as stop:
         record.finish("interrupted")
         _write_report(record, pipeline, options.report)

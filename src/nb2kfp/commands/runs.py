@@ -77,9 +77,13 @@ def run_show(ref: str, base: Path, as_json: bool, report: Callable[[str], None])
     return 0
 
 
-def run_clean(keep: int, base: Path, report: Callable[[str], None]) -> int:
+def run_clean(keep: int, base: Path, report: Callable[[str], None], cache: bool = False) -> int:
     if keep < 0:
         raise UsageError("--keep takes a number of runs, 0 or more")
     removed = records.clean(keep, base)
     report(f"removed {count(len(removed), 'run')} from {base}, kept the newest {keep}")
+    if cache:
+        folder = base.parent / records.CACHE.name
+        entries = records.clean_cache(folder)
+        report(f"emptied the step cache {folder} ({count(entries, 'entry', 'entries')})")
     return 0

@@ -1,0 +1,129 @@
+"""Incremental local runs: kfp.local's own task cache (``local.init(enable_caching=True, cache_root=...)``),
+with the key completed and cache hits reported.
+
+kfp.local keys a task on its component name, image, command, arguments (parameter values, and input
+artifacts by URI and metadata) and the container's env. That covers a step's code (the step spec is in
+its args), its parameters, the nb2kfp runtime (a pipeline input wired into every step) and its inputs: an
+upstream step that ran again wrote new artifact URIs, so everything below it misses. It does not cover
+what SubprocessRunner steps really run on (this interpreter and its installed packages: the spec's image
+string is not them) nor the files next to the notebook that a step may read: :class:`StepCache` mixes
+both into every key. Entries refer to the artifacts of the run that made them (kfp.local treats an entry
+whose files are gone as a miss), signed with the cache's own artifact key (:func:`artifact_key`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kfp.local import cache as kfp_cache
+
+from nb2kfp import __version__
+
+KEY_FILE = "artifact.key"
+_SKIPPED = {"__pycache__", "node_modules"}  # and hidden folders (.git, .nb2kfp, .venv, .ipynb_checkpoints)
+_MAX_FILES = 20_000
+Hit = Callable[[str, dict[str, Any]], None]  # (component name, cached outputs)
+
+
+def environment() -> str:
+    """What a SubprocessRunner step runs on: this interpreter, its installed distributions, nb2kfp."""
+    from importlib import metadata
+
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    return "\n".join([f"nb2kfp {__version__}", sys.executable, sys.version, *dists])
+
+
+def folder_state(seed: Path, notebook: Path) -> str:
+    """Names, sizes and modification times of the files next to the notebook (which steps see in their
+    working directory), the notebook itself left out: a data file that changes re-runs the steps."""
+    lines: list[str] = []
+    skip = notebook.resolve()
+    for root, dirs, files in os.walk(seed):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED)
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.resolve() == skip:
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            lines.append(f"{path.relative_to(seed)}\0{st.st_size}\0{st.st_mtime_ns}")
+            if len(lines) >= _MAX_FILES:
+                return "\n".join([*lines, "..."])
+    return "\n".join(lines)
+
+
+def artifact_key(root: Path) -> str:
+    """The key cached artifacts are signed with (nb2kfp.runtime.step.ARTIFACT_KEY_ENV): one per cache, made
+    on first use, readable by its owner only; a run that does not cache uses a fresh key of its own."""
+    path = root / KEY_FILE
+    root.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secrets.token_hex(32))
+    text = path.read_text(encoding="ascii").strip()
+    if len(text) < 32:  # an empty file (a run killed between create and write): start a new key
+        path.unlink()
+        return artifact_key(root)
+    return text
+
+
+class StepCache(kfp_cache.LocalCache):  # type: ignore[misc]
+    """kfp.local's LocalCache with ``extra`` (environment, files) in every key; ``on_hit`` hears of hits."""
+
+    def __init__(self, cache_root: str, extra: str, on_hit: Hit) -> None:
+        super().__init__(cache_root=cache_root)
+        self.extra = hashlib.sha256(extra.encode("utf-8")).hexdigest()
+        self.on_hit = on_hit
+        self._asked = threading.local()  # the component whose key was computed last, in this thread
+
+    def compute_key(
+        self,
+        component_name: str,
+        image: str,
+        full_command: list[str],
+        arguments: dict[str, Any],
+        env_vars: dict[str, str] | None = None,
+        custom_cache_key: str | None = None,
+    ) -> str:
+        base = super().compute_key(component_name, image, full_command, arguments, env_vars, custom_cache_key)
+        self._asked.component = component_name
+        return hashlib.sha256(f"{base}\0{self.extra}".encode()).hexdigest()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = super().get(key)
+        if found is not None:
+            self.on_hit(getattr(self._asked, "component", ""), found)
+        return found
+
+
+@contextlib.contextmanager
+def used(cache: StepCache | None) -> Iterator[None]:
+    """kfp.local's tasks look their results up in ``cache`` (None: no caching) while inside."""
+    original = kfp_cache.get_local_cache
+    kfp_cache.get_local_cache = lambda: cache
+    try:
+        yield
+    finally:
+        kfp_cache.get_local_cache = original
+
+
+def output_folders(outputs: dict[str, Any]) -> set[Path]:
+    """The task folders a cached task's output artifacts live in (``<run>/artifacts/<id>/<task>``)."""
+    folders = set()
+    for value in outputs.values():
+        for artifact in value if isinstance(value, list) else [value]:
+            uri = getattr(artifact, "uri", "")
+            if uri and not kfp_cache._is_remote_uri(uri):
+                folders.add(Path(uri).parent)
+    return folders
