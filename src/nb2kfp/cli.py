@@ -164,6 +164,10 @@ def run(
             "(.nb2kfp/cache; not with --docker).",
         ),
     ] = True,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", metavar="N", min=1, help="Independent steps at once (default: one per core)."),
+    ] = None,
 ) -> None:
     """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
     if host is not None:
@@ -204,6 +208,7 @@ def run(
         model_image=model_image,
         report=report,
         cache=cache,
+        jobs=jobs,
     )
     raise typer.Exit(command.run(notebook, options, _out, _err))
 

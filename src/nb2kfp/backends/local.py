@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,30 +51,41 @@ class LocalRun:
 
 
 class _Log(io.TextIOBase):
-    """Collects kfp.local's stdout line by line into run.log, remembering each step's lines."""
+    """Collects kfp.local's stdout line by line into run.log, remembering each step's lines. Steps that run
+    side by side (:mod:`local_scheduler`) write from threads of their own: each thread has its own step
+    and partial line, and whole lines go to run.log one at a time."""
 
     def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
         self.fh = path.open("w", encoding="utf-8")
-        self.buffer_text = ""
         self.echo = echo
-        self.current: str | None = None
         self.by_step: dict[str, list[str]] = {}
+        self._thread = threading.local()
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> str | None:
+        return getattr(self._thread, "step", None)
+
+    @current.setter
+    def current(self, step: str | None) -> None:
+        self._thread.step = step
 
     def write(self, s: str) -> int:
-        self.buffer_text += s
-        while "\n" in self.buffer_text:
-            line, self.buffer_text = self.buffer_text.split("\n", 1)
-            line = _ANSI.sub("", line)
-            self.fh.write(line + "\n")
-            self.fh.flush()  # tail -f run.log follows the run
-            if self.current:
-                self.by_step.setdefault(self.current, []).append(line)
-            if self.echo:
-                self.echo(line)
+        text = getattr(self._thread, "partial", "") + s
+        *lines, self._thread.partial = text.split("\n")
+        with self._lock:
+            for raw in lines:
+                line = _ANSI.sub("", raw)
+                self.fh.write(line + "\n")
+                self.fh.flush()  # tail -f run.log follows the run
+                if self.current:
+                    self.by_step.setdefault(self.current, []).append(line)
+                if self.echo:
+                    self.echo(line)
         return len(s)
 
     def close(self) -> None:
-        if self.buffer_text:
+        if getattr(self._thread, "partial", ""):
             self.write("\n")
         self.fh.close()
         super().close()
@@ -120,12 +132,14 @@ def run(
     echo: Callable[[str], None] | None = None,
     docker: bool = False,
     cache: Path | None = None,
+    jobs: int | None = None,
 ) -> LocalRun:
     """Run with SubprocessRunner in this environment, or with DockerRunner in the steps' images. With
-    ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`)."""
+    ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`). Up to
+    ``jobs`` independent steps run at once (default: one per core; :mod:`local_scheduler`)."""
     from kfp import components, local
 
-    from nb2kfp.backends import local_cache
+    from nb2kfp.backends import local_cache, local_scheduler
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
@@ -170,6 +184,7 @@ def run(
         with (
             _track(names, on_event, states, log),
             local_cache.used(step_cache),
+            local_scheduler.parallel(jobs or local_scheduler.workers()),
             contextlib.redirect_stdout(log),
         ):
             component(**arguments)

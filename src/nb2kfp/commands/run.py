@@ -33,6 +33,7 @@ class Options:
     model_image: str | None = None
     report: bool = True  # step reports and report.html
     cache: bool = True  # reuse step results from .nb2kfp/cache (not with --docker)
+    jobs: int | None = None  # independent steps at once (default: one per core)
 
 
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
@@ -146,7 +147,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             arguments = as_arguments(pipeline, given)
             cache = records.CACHE if options.cache and not options.docker else None
             outcome = local.run(
-                spec_path, pipeline, arguments, target, on_event, echo=echo, docker=options.docker, cache=cache
+                spec_path, pipeline, arguments, target, on_event, echo, options.docker, cache, options.jobs
             )
     except processes.Interrupted as stop:
         record.finish("interrupted")
