@@ -50,8 +50,10 @@ class Kale:
     def compiled_yaml(notebook: Path, name: str) -> Path:
         return notebook.parent / ".kale" / f"{name}.pipeline.yaml"
 
-    def run_argv(self, spec: Path, root: Path) -> list[str]:
-        return [str(self.python), "-I", str(DRIVER), str(spec), str(root)]  # -I: bench/ not on sys.path
+    def run_argv(self, spec: Path, root: Path, cache: Path | None = None) -> list[str]:
+        """``cache``: a folder for kfp.local's task cache (off without it)."""
+        extra = [str(cache)] if cache else []
+        return [str(self.python), "-I", str(DRIVER), str(spec), str(root), *extra]  # -I: bench/ not on sys.path
 
 
 def _base_python() -> str | None:

@@ -28,10 +28,11 @@ import suite_compile  # noqa: E402
 import suite_data  # noqa: E402
 import suite_fast  # noqa: E402
 import suite_run  # noqa: E402
+import suite_speed  # noqa: E402
 from context import ROOT, Ctx, log  # noqa: E402
 from report import Results, render  # noqa: E402
 
-SUITES = {"compile": suite_compile, "fast": suite_fast, "run": suite_run, "data": suite_data}
+SUITES = {"compile": suite_compile, "fast": suite_fast, "run": suite_run, "data": suite_data, "speed": suite_speed}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -77,7 +77,8 @@ def run_suite(ctx: Ctx) -> None:
     def pipeline(kind: str, mib: int, rep: int) -> None:
         nb = nbs[kind]
         run_dir = nb.parent / f"run-{mib}-{rep}"
-        argv = [*ctx.nb2kfp, "run", nb.name, "--local", "--json", "--run-dir", str(run_dir), "-p", f"data_mb={mib}"]
+        argv = [*ctx.nb2kfp, "run", nb.name, "--local", "--no-cache", "--json", "--run-dir", str(run_dir)]
+        argv += ["-p", f"data_mb={mib}"]
         s = ctx.run(argv, TIMEOUT, nb.parent)
         marks = markers(run_dir)
         res.sample("data", f"{kind} {mib} MiB", "nb2kfp", s, rep, markers=marks)

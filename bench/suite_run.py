@@ -58,7 +58,8 @@ def run_suite(ctx: Ctx) -> None:
     def nb2kfp(case: str, rep: int) -> Sample:
         nb = notebooks[case]
         run_dir = nb.parent / f"nb2kfp-run-{rep}"
-        s = ctx.run([*ctx.nb2kfp, "run", nb.name, "--local", "--json", "--run-dir", str(run_dir)], TIMEOUT, nb.parent)
+        argv = [*ctx.nb2kfp, "run", nb.name, "--local", "--no-cache", "--json", "--run-dir", str(run_dir)]
+        s = ctx.run(argv, TIMEOUT, nb.parent)
         res.sample("run", case, "nb2kfp", s, rep, step_seconds=step_seconds(s.stderr))
         if rep >= 0:
             ours[case].append(s)
