@@ -165,6 +165,8 @@ class Step:
     # a report of what the step's cells show: "html" (rendered in the step when its image has nbconvert, else
     # the executed notebook), "notebook" (the executed notebook; run --local renders it on the host), "" none
     report: str = ""
+    # the imports/functions cells as this step runs them, when leaner than the pipeline's (frontend.lean)
+    prelude: tuple[CodeCell, ...] | None = None
 
     @property
     def first_cell(self) -> int:

@@ -216,11 +216,18 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "metrics_key": METRICS_KEY,
         **({"workspace_param": WORKSPACE_PARAM} if pipeline.workspace else {}),
         "shared": list(origin.shared_names if origin else pipeline.shared_names),
-        "prelude": _keyed(origin.prelude if origin else pipeline.prelude),
+        "prelude": _keyed(_prelude(pipeline, step)),
         "cells": _keyed(step.cells),
         **({"report": {"key": REPORT_KEY, "render": step.report == "html"}} if step.report else {}),
         **extras,
     }
+
+
+def _prelude(pipeline: Pipeline, step: Step) -> tuple[CodeCell, ...]:
+    """The imports/functions cells the step runs: its own lean ones, an included notebook's, or the pipeline's."""
+    if step.prelude is not None:
+        return step.prelude
+    return step.origin.prelude if step.origin else pipeline.prelude
 
 
 def _code(cells: tuple[CodeCell, ...]) -> tuple[list[CodeCell], list[int]]:
@@ -244,8 +251,7 @@ def cell_numbers(pipeline: Pipeline) -> dict[str, dict[str, list[int]]]:
     out: dict[str, dict[str, list[int]]] = {}
     for step in pipeline.steps:
         if step.component is None:
-            prelude = step.origin.prelude if step.origin else pipeline.prelude
-            out[step.name] = {"cells": _code(step.cells)[1], "prelude": _code(prelude)[1]}
+            out[step.name] = {"cells": _code(step.cells)[1], "prelude": _code(_prelude(pipeline, step))[1]}
     return out
 
 

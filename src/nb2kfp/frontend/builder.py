@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, files, magics, models, options
+from nb2kfp.frontend import component_call, compose, files, lean, magics, models, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
@@ -145,6 +145,8 @@ def build(
         for s in steps
     ]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
+    prelude_code = tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells)
+    steps = _lean(steps, prelude_code, {c.index for c in groups.imports})
     options.check_images(nb.path, steps, base_image, settings, diags)
     options.check_names(nb.path, steps, parameters, diags)
     workspace = options.workspace(nb.path, meta, settings, diags)
@@ -163,7 +165,7 @@ def build(
         source_hash=compose.combined_hash(nb.sha256, units, [c.component + c.executor for c in calls.values()]),
         steps=tuple(steps),
         parameters=tuple(parameters),
-        prelude=tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells),
+        prelude=prelude_code,
         shared_names=tuple(sorted(shared.binds - set(shared.imported))),
         description=str(meta.get("pipeline_description") or ""),
         modules=tuple(
@@ -173,6 +175,17 @@ def build(
         workspace=workspace,
     )
     return Result(pipeline, diags)
+
+
+def _lean(steps: list[Step], prelude: tuple[CodeCell, ...], imports: set[int]) -> list[Step]:
+    """Each notebook step of this notebook with only the imports it uses (:mod:`nb2kfp.frontend.lean`)."""
+    out = []
+    for step in steps:
+        if step.component is None and step.origin is None:
+            own = lean.prelude_for(prelude, imports, step.cells)
+            step = replace(step, prelude=own) if own != prelude else step
+        out.append(step)
+    return out
 
 
 def _with_artifact_key(opts: StepOptions, settings: Settings) -> list[tuple[str, tuple[str, str]]]:
