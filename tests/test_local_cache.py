@@ -54,7 +54,8 @@ def test_iris_edit_of_one_leaf_reruns_it_and_its_descendants_only(example_copy: 
     assert ran(second) == {"train_logreg", "evaluate"}
     assert second["metrics"]["forest_accuracy"] == first["metrics"]["forest_accuracy"]  # from the cached step
     assert second["metrics"]["logreg_accuracy"] != first["metrics"]["logreg_accuracy"]  # the edit took effect
-    assert (Path(second["run_dir"]) / "reports" / "train_forest.html").is_file()  # cached steps keep their page
+    page = Path(second["run_dir"]) / "reports" / "train_forest.html"  # a cached step keeps its page, not re-rendered
+    assert page.read_bytes() == (Path(first["run_dir"]) / "reports" / "train_forest.html").read_bytes()
 
     data = json.loads(nb.read_text())  # a markdown-only edit: nothing runs
     data["cells"][0]["source"] = "# Iris, retitled\n\nSame pipeline."

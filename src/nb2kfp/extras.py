@@ -46,6 +46,16 @@ def require(purpose: str, *modules: str) -> None:
             raise MissingExtra(missing if missing in EXTRA_OF else module, purpose) from None
 
 
+def require_installed(purpose: str, *modules: str) -> None:
+    """:func:`require` without importing: for a module only some runs import, later (a run whose steps all
+    come from the cache renders no report page, so it never imports nbconvert)."""
+    import importlib.util
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtra(module, purpose)
+
+
 def missing_extra(exc: ImportError, argv: list[str]) -> MissingExtra | None:
     """The one-line error for an optional module that could not be imported, or None if it is not optional."""
     name = (exc.name or "").split(".")[0]

@@ -98,8 +98,9 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         "cloudpickle",
         *(["docker"] if options.docker else []),
         *(["oras", "requests"] if options.model_image else []),
-        *(["nbconvert"] if options.report else []),
     )
+    if options.report:
+        extras.require_installed("nb2kfp run --local", "nbconvert")
     from nb2kfp import reports
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec, kfp_warnings, local, processes
