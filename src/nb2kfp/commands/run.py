@@ -146,7 +146,8 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     try:
         with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
             arguments = as_arguments(pipeline, given)
-            cache = records.CACHE if options.cache and not options.docker else None
+            # a cached step does not write its files into a new run's shared workspace: no cache with one
+            cache = records.CACHE if options.cache and not options.docker and not pipeline.workspace else None
             outcome = local.run(
                 spec_path, pipeline, arguments, target, on_event, echo, options.docker, cache, options.jobs
             )
