@@ -65,6 +65,7 @@ class _Log(io.TextIOBase):
             line, self.buffer_text = self.buffer_text.split("\n", 1)
             line = _ANSI.sub("", line)
             self.fh.write(line + "\n")
+            self.fh.flush()  # tail -f run.log follows the run
             if self.current:
                 self.by_step.setdefault(self.current, []).append(line)
             if self.echo:

@@ -227,7 +227,7 @@ def push(
     masker = Masker.for_credentials(creds)
     plain = insecure or is_loopback(host)  # plain HTTP: loopback as Docker does, others only when asked
     registry = oras.provider.Registry(hostname=host, insecure=plain, auth_backend="basic")
-    _bounded(registry, host)
+    bounded(registry, host)
     if creds:
         registry.auth.set_basic_auth(creds.username, creds.password)
     container = registry.get_container(f"{repository}:{tag}")
@@ -260,7 +260,7 @@ def push(
     return ModelImage(repository, tag, digest, tuple(layers), pushed, time.monotonic() - started)
 
 
-def _bounded(registry: Any, host: str) -> None:
+def bounded(registry: Any, host: str) -> None:
     """Every request of ``registry`` (oras) gets connect and read timeouts and at most TRIES tries, 1 s then 2 s
     apart, instead of oras' own retry (up to 131 s of sleep per request, then a JSON error on a 500 page).
     Failures end as one-line RunErrors; refused credentials are not retried."""

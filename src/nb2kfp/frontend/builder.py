@@ -137,6 +137,7 @@ def build(
                 tolerations=tuple(Toleration(k, *t) for k, t in sorted(opts.tolerations.items())),
                 retries=opts.retries or 0,
                 timeout=opts.timeout,
+                report="html" if opts.report else "",
             )
         )
     steps = [

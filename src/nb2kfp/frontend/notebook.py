@@ -67,7 +67,7 @@ _CACHE_RE = re.compile(r"^cache:(enabled|disabled)$")
 _LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
 _LABEL_RE = re.compile(rf"^(label|annotation):({_K8S_KEY}):(.*)$")
 _SECRET_RE = re.compile(r"^secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?):([-._a-zA-Z0-9]+):([A-Za-z_][A-Za-z0-9_]*)$")
-_REPORT_RE = re.compile(r"^report:.*$")
+_REPORT_RE = re.compile(r"^report:(enabled|disabled)$")
 _REQUEST_RE = re.compile(r"^request:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
 _NODE_RE = re.compile(rf"^node:({_K8S_KEY}):([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _TOLERATION_RE = re.compile(
@@ -92,6 +92,7 @@ class StepOptions:
     tolerations: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # key -> (operator, value, effect)
     retries: int | None = None
     timeout: int | None = None  # seconds
+    report: bool | None = None  # report:enabled|disabled (Kale's tag)
 
     def merged_over(self, base: StepOptions) -> StepOptions:
         return StepOptions(
@@ -106,6 +107,7 @@ class StepOptions:
             tolerations={**base.tolerations, **self.tolerations},
             retries=base.retries if self.retries is None else self.retries,
             timeout=base.timeout if self.timeout is None else self.timeout,
+            report=base.report if self.report is None else self.report,
         )
 
 
@@ -339,8 +341,8 @@ def _option_tag(tag: str, options: StepOptions) -> bool:
         options.retries = int(m.group(1))
     elif m := _TIMEOUT_RE.fullmatch(tag):
         options.timeout = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-    elif _REPORT_RE.fullmatch(tag):
-        pass  # Kale's HTML report switch: accepted, nb2kfp writes no per-step HTML report
+    elif m := _REPORT_RE.fullmatch(tag):
+        options.report = m.group(1) == "enabled"
     else:
         return False
     return True
