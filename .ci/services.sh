@@ -20,6 +20,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v curl >/dev/null || need+=(curl)
 command -v rsync >/dev/null || need+=(rsync)  # gitlab-ci-local needs it
+command -v chromium >/dev/null || need+=(chromium)  # tests/test_reports.py opens the run report headless
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -112,6 +112,17 @@ def run(
         list[str] | None,
         typer.Option("-p", "--param", metavar="NAME=VALUE", help="Override a parameter: -p name=value."),
     ] = None,
+    param_file: Annotated[
+        list[Path] | None,
+        typer.Option("-f", "--parameters-file", metavar="FILE", help="Parameters from a YAML file (papermill's -f)."),
+    ] = None,
+    param_yaml: Annotated[
+        list[str] | None,
+        typer.Option("-y", "--parameters-yaml", metavar="YAML", help="Parameters as YAML text (papermill's -y)."),
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option("--run-name", metavar="NAME", help="Name of the run folder in .nb2kfp/runs.")
+    ] = None,
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", metavar="DIR", help="Folder for outputs and logs.")
     ] = None,
@@ -134,6 +145,9 @@ def run(
     experiment: Annotated[
         str | None, typer.Option("--experiment", metavar="NAME", help="With --host: KFP experiment.")
     ] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Step reports and report.html in the run folder.")
+    ] = True,
     model_image: Annotated[
         str | None,
         typer.Option(
@@ -145,18 +159,44 @@ def run(
 ) -> None:
     """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
     if host is not None:
-        if docker or run_dir is not None or as_json or model_image:
+        if docker or run_dir is not None or run_name is not None or as_json or model_image:
             raise typer.BadParameter(
-                "--host runs on the cluster: it does not go with --docker, --run-dir, --json or --model-image"
+                "--host runs on the cluster: it does not go with --docker, --run-dir, --run-name, --json or "
+                "--model-image"
             )
         from nb2kfp.commands import publish
 
-        raise typer.Exit(publish.remote_run(notebook, host, param or [], wait, _out, _err, experiment=experiment))
+        raise typer.Exit(
+            publish.remote_run(
+                notebook,
+                host,
+                param or [],
+                wait,
+                _out,
+                _err,
+                experiment=experiment,
+                param_files=param_file,
+                param_yaml=param_yaml,
+            )
+        )
+    if run_dir is not None and run_name is not None:
+        raise typer.BadParameter("give --run-dir or --run-name, not both")
     from nb2kfp.commands import run as command
 
-    raise typer.Exit(
-        command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err, docker, registry, model_image)
+    options = command.Options(
+        params=param or [],
+        param_files=param_file or [],
+        param_yaml=param_yaml or [],
+        run_dir=run_dir,
+        run_name=run_name,
+        as_json=as_json,
+        verbose=verbose,
+        docker=docker,
+        registry=registry,
+        model_image=model_image,
+        report=report,
     )
+    raise typer.Exit(command.run(notebook, options, _out, _err))
 
 
 @app.command()
@@ -263,6 +303,16 @@ def model_promote(
     raise typer.Exit(command.promote(name, image, output_dir, insecure, _err))
 
 
+@model_app.command("runtime")
+def model_runtime(
+    registry: Annotated[str, typer.Option("--registry", help="Registry host[:port][/prefix] to push to.")],
+) -> None:
+    """Build (once) and push the MLServer serving image; print it pinned by digest, for [serving] settings."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.push_runtime(registry, _err, _out))
+
+
 @model_app.command("serve")
 def model_serve(
     image: _ModelImage,
@@ -318,11 +368,14 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", metavar="N", min=0, help="Processing threads (0: only queue).")
     ] = 2,
+    allow_weak_secret: Annotated[
+        bool, typer.Option("--allow-weak-secret", help="Accept a webhook secret under 16 characters.")
+    ] = False,
 ) -> None:
     """Receive GitLab push webhooks: queue each event durably, then lint, compile, build and publish."""
     from nb2kfp.commands import serve as command
 
-    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out))
+    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out, allow_weak_secret))
 
 
 @app.command()
@@ -384,6 +437,55 @@ def catalog_show(
     raise typer.Exit(command.run_show(ref, folder, as_json, _out))
 
 
+@catalog_app.command("fetch")
+def catalog_fetch(notebooks: Notebooks) -> None:
+    """Download the URL-catalog components the notebooks call into the local cache (lint and compile never fetch)."""
+    from nb2kfp.commands import catalog as command
+
+    raise typer.Exit(command.run_fetch(notebooks, _err))
+
+
+runs_app = typer.Typer(help="Local runs in .nb2kfp/runs, newest first.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+RunsDir = Annotated[Path, typer.Option("--dir", metavar="DIR", help="Where the run folders are.")]
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    folder: RunsDir = Path(".nb2kfp/runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List the local runs (newest first): status, start, duration, parameters."""
+    if ctx.invoked_subcommand is None:
+        from nb2kfp.commands import runs as command
+
+        raise typer.Exit(command.run_list(folder, as_json, _out))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder name (or its start), or path.")],
+    folder: RunsDir = Path(".nb2kfp/runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="The run's result.json.")] = False,
+) -> None:
+    """Print one run: steps with status and duration, parameters, metrics, error, files."""
+    from nb2kfp.commands import runs as command
+
+    raise typer.Exit(command.run_show(run_ref, folder, as_json, _out))
+
+
+@runs_app.command("clean")
+def runs_clean(
+    keep: Annotated[int, typer.Option("--keep", metavar="N", help="How many of the newest runs to keep.")],
+    folder: RunsDir = Path(".nb2kfp/runs"),
+) -> None:
+    """Remove all but the newest N runs (a run still going is never removed)."""
+    from nb2kfp.commands import runs as command
+
+    raise typer.Exit(command.run_clean(keep, folder, _out))
+
+
 @app.command()
 def init(
     folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="Repository folder.")] = Path("."),
@@ -420,7 +522,7 @@ def _readable_help() -> None:
     click cuts a command's description to fit one line of the command list; an explicit short help is
     shown whole. Newer typer prints an argument's Python type (``<list[Path]>``) after its metavar.
     """
-    for typer_app in (app, model_app, catalog_app):
+    for typer_app in (app, model_app, catalog_app, runs_app):
         for command in typer_app.registered_commands:
             doc = command.help or (command.callback.__doc__ if command.callback else None) or ""
             command.short_help = command.short_help or doc.strip().split("\n")[0]

@@ -15,6 +15,7 @@ EXTRA_OF = {
     "kfp": "run",
     "kfp_server_api": "run",
     "cloudpickle": "run",
+    "nbconvert": "run",
     "docker": "containers",
     "oras": "containers",
     "requests": "containers",

@@ -162,6 +162,9 @@ class Step:
     origin: Origin | None = None  # set for steps of an included notebook (composition)
     component: ComponentCall | None = None  # set for a catalog component call
     exports: tuple[Export, ...] = ()  # variables this step also outputs for catalog components
+    # a report of what the step's cells show: "html" (rendered in the step when its image has nbconvert, else
+    # the executed notebook), "notebook" (the executed notebook; run --local renders it on the host), "" none
+    report: str = ""
 
     @property
     def first_cell(self) -> int:

@@ -265,6 +265,15 @@ def build_image(
     if registry is None:
         return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
     report(f"  pushing {ref}")
+    digest, pushed = push_tag(client, repository, tag, creds, masker, report, quiet)
+    return StepImage(repository, tag, digest, True, pushed, time.monotonic() - started)
+
+
+def push_tag(
+    client: Any, repository: str, tag: str, creds: Credentials | None, masker: Masker, report: Report, quiet: bool
+) -> tuple[str, int]:
+    """Push ``repository:tag`` from the engine; its digest and the bytes sent."""
+    host = repository.split("/", 1)[0]
     try:
         aux = _stream(
             client.api.push(
@@ -275,11 +284,11 @@ def build_image(
             quiet,
         )
     except RunError as exc:
-        raise _errors(exc, masker, registry.host) from None
+        raise _errors(exc, masker, host) from None
     digest = aux.get("Digest")
     if not digest:
-        raise RunError(f"registry {registry.host} accepted the push of {ref} but reported no digest")
-    return StepImage(repository, tag, str(digest), True, int(aux["pushed_bytes"]), time.monotonic() - started)
+        raise RunError(f"registry {host} accepted the push of {repository}:{tag} but reported no digest")
+    return str(digest), int(aux["pushed_bytes"])
 
 
 def pull(image: StepImage, creds: Credentials | None) -> None:

@@ -21,6 +21,7 @@ from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
 
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
+REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
 STAMP_PREFIX = "# nb2kfp-stamp: "
 _PARAM_TYPES = {
     "int": "NUMBER_INTEGER",
@@ -189,6 +190,8 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     outputs = {name: _artifact("system.Model" if name in step.models else "system.Artifact") for name in step.outputs}
     if step.metrics:
         outputs[METRICS_KEY] = _artifact("system.Metrics")
+    if step.report:
+        outputs[REPORT_KEY] = _artifact("system.HTML")
     if outputs:
         comp["outputDefinitions"] = {"artifacts": outputs}
     return comp
@@ -215,6 +218,7 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "shared": list(origin.shared_names if origin else pipeline.shared_names),
         "prelude": _keyed(origin.prelude if origin else pipeline.prelude),
         "cells": _keyed(step.cells),
+        **({"report": {"key": REPORT_KEY, "render": step.report == "html"}} if step.report else {}),
         **extras,
     }
 

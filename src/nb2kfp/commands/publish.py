@@ -131,11 +131,13 @@ def remote_run(
     experiment: str | None = None,
     poll_seconds: float = 2.0,
     timeout: float = 6 * 3600.0,
+    param_files: list[Path] | None = None,
+    param_yaml: list[str] | None = None,
 ) -> int:
     """Compile ``notebook``, run it on the KFP server at ``host``, print the run's link and (unless
     ``wait`` is False) each step's state changes until the run ends. Exit code 0 only on SUCCEEDED."""
     from nb2kfp.backends import kfp_client, kfp_spec
-    from nb2kfp.commands.run import parse_overrides
+    from nb2kfp.run_params import as_arguments, parameters_of
 
     extras.require("nb2kfp run --host", "kfp", "kfp_server_api")
     host = kfp_client.normalize_host(host)
@@ -143,7 +145,8 @@ def remote_run(
     compiled = _compile(notebook, report_error)
     policy.check_endpoint(compiled.settings, host)
     pipeline = compiled.pipeline
-    arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
+    given = parameters_of(pipeline, param_files or [], param_yaml or [], params)[0]
+    arguments: dict[str, Any] = dict(as_arguments(pipeline, given))
     tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
     run_name = f"{pipeline.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
     width = max((len(s) for s in tasks.values()), default=4)

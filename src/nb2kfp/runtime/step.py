@@ -10,7 +10,6 @@ this file plays that role (reads the executor input, writes the executor output)
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import json
 import linecache
 import os
@@ -26,6 +25,12 @@ import types
 from typing import Any
 
 RUNTIME_FILE = "<nb2kfp runtime>"
+# With a key in this variable (a Kubernetes secret through [tool.nb2kfp] artifact_key_secret; `nb2kfp run --local`
+# makes one per run), pickle-based values carry an HMAC of their bytes and their artifact folder, and a step
+# refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
+# earlier run) is never loaded as code.
+ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
+_PICKLED = {"pickle": "data.pickle", "joblib": "data.joblib"}
 _INSTALLERS = re.compile(r"^\s*(?:(?:python3?|\S*/python3?)\s+-m\s+)?(?:pip3?|conda|mamba|uv\s+pip)\b")
 _MOUNTS = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 
@@ -68,6 +73,24 @@ def _type_name(value: object) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+def _array_attributes(obj: object) -> dict[str, Any] | None:
+    """The instance attributes of an ndarray subclass that relies on ndarray's pickling, which drops them
+    (python-control's NamedSignal loses its signal labels): they are saved alongside the array."""
+    cls = type(obj)
+    base = next((b for b in cls.__mro__[1:] if b.__name__ == "ndarray" and b.__module__ == "numpy"), None)
+    if base is None or not getattr(obj, "__dict__", None):
+        return None
+    own = ("__reduce__", "__reduce_ex__", "__setstate__", "__getstate__")
+    if any(getattr(cls, m, None) is not getattr(base, m, None) for m in own):
+        return None  # the subclass pickles itself
+    return dict(obj.__dict__)
+
+
+def _set_array_state(obj: Any, state: tuple[Any, dict[str, Any]]) -> None:
+    obj.__setstate__(state[0])
+    obj.__dict__.update(state[1])
+
+
 def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
     """cloudpickle (by value for code defined in steps), but classes and functions from the
     functions cell go by reference so they stay the same objects in the receiving step."""
@@ -83,6 +106,10 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
             )
             if by_reference and shared.get(getattr(obj, "__qualname__", "")) is obj:
                 return NotImplemented
+            attributes = _array_attributes(obj)
+            if attributes is not None:
+                rebuild, args, state = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[:3]
+                return rebuild, args, (state, attributes), None, None, _set_array_state
             return super().reducer_override(obj)
 
     return Pickler
@@ -153,14 +180,47 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any], wh
             raise StepFailed(_unsaveable(name, value, exc, where)) from None
         fmt = "pickle"
     meta = {"format": fmt, "python_type": _type_name(value), "variable": name, **_framework(module, value)}
+    signature = _signature(folder, meta)
+    if signature:
+        meta["hmac"] = signature
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
     return meta
 
 
+def _signature(folder: str, meta: dict[str, str]) -> str | None:
+    """HMAC-SHA256 (key from ARTIFACT_KEY_ENV) of a pickle-based value's folder, variable, format and file digest;
+    None when no key is set or the format is not pickle-based."""
+    key = os.environ.get(ARTIFACT_KEY_ENV)
+    data = _PICKLED.get(meta.get("format", ""))
+    if not key or not data:
+        return None
+    import hashlib
+    import hmac
+
+    digest = hashlib.sha256()
+    with open(os.path.join(folder, data), "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), meta["format"], digest.hexdigest()])
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
+    import hmac
+
+    expected = _signature(folder, meta)
+    if expected is not None and not hmac.compare_digest(str(meta.get("hmac", "")), expected):
+        raise StepFailed(
+            f"refusing to load {name!r}: its {meta['format']} file was not written by this pipeline run (no valid "
+            "nb2kfp signature), and unpickling runs code"
+        )
+
+
 def _arrow_keeps(df: Any) -> bool:
-    """Whether Arrow gives this DataFrame back as it is: plain columns, a plain index, str or int column
-    labels. Anything else (a PeriodIndex, period or interval columns, mixed labels) goes by pickle."""
+    """Whether Arrow gives this DataFrame back as it is: a plain index, text column labels, columns of numbers,
+    dates, categories or text. Anything else (a PeriodIndex, period or interval columns, int labels, columns of
+    lists or mixed objects) goes by pickle."""
     import pandas as pd
 
     plain = (pd.RangeIndex, pd.DatetimeIndex)
@@ -170,7 +230,13 @@ def _arrow_keeps(df: Any) -> bool:
             return False
     if type(df.columns) is not pd.Index or not all(type(c) is str for c in df.columns):
         return False
-    return all(dtype.kind in "biufcmMO" or str(dtype) in ("category", "string", "bool") for dtype in df.dtypes)
+    for name, dtype in df.dtypes.items():
+        if dtype.kind == "O":  # text stays text; lists, dicts or mixed objects would come back changed
+            if pd.api.types.infer_dtype(df[name], skipna=True) not in ("string", "bytes", "empty"):
+                return False
+        elif dtype.kind not in "biufcmM" and str(dtype) not in ("category", "string", "boolean"):
+            return False
+    return True
 
 
 def _mentions_main(path: str) -> bool:
@@ -211,6 +277,7 @@ def load_value(name: str, folder: str) -> object:
     fmt = meta["format"]
     if fmt == "missing":
         raise StepFailed(f"variable {name!r} has no value: {meta['reason']}")
+    _check_signature(name, folder, meta)
     if fmt == "feather":
         import pyarrow.feather as feather
 
@@ -231,6 +298,8 @@ def load_value(name: str, folder: str) -> object:
     if fmt == "json":
         with open(os.path.join(folder, "data.json"), encoding="utf-8") as fh:
             return json.load(fh)
+    if fmt != "pickle":
+        raise StepFailed(f"cannot load {name!r}: unknown value format {str(fmt)[:40]!r} in its nb2kfp.json")
     with open(os.path.join(folder, "data.pickle"), "rb") as fh:
         return pickle.load(fh)
 
@@ -371,35 +440,50 @@ class DisplayHandle:
 
 def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHandle | None:
     for obj in objs:
-        print(obj)
+        if _REPORT is not None:
+            _REPORT.display(obj)
+        else:
+            print(obj)
     if display_id:
         return DisplayHandle(str(display_id) if display_id is not True else f"nb2kfp-{id(objs)}")
     return None
 
 
-class _AggShow:
-    """Imports ``nb2kfp_mpl_backend``: matplotlib's Agg with a ``show`` that takes what Jupyter's inline
-    backend takes (``plt.show(fig)``) and does nothing; matplotlib is imported only if the step uses it."""
+class _PyplotShow:
+    """Patches ``matplotlib.pyplot`` as it is imported (if a step imports it at all): its ``show`` then takes
+    what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts the figures in the
+    report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a standard backend."""
 
-    name = "nb2kfp_mpl_backend"
+    def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
+        if fullname != "matplotlib.pyplot":
+            return None
+        from importlib.machinery import PathFinder
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
-        return importlib.util.spec_from_loader(fullname, self) if fullname == self.name else None  # type: ignore[arg-type]
+        spec = PathFinder.find_spec(fullname, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
 
-    def create_module(self, spec: object) -> None:
-        return None
+        def exec_module(module: types.ModuleType) -> None:
+            original(module)
 
-    def exec_module(self, module: types.ModuleType) -> None:
-        from matplotlib.backends import backend_agg
+            def show(*args: object, **kwargs: Any) -> None:
+                if _REPORT is not None:
+                    _REPORT.figures()
+                else:
+                    original_show(**kwargs)
 
-        module.__dict__.update({k: v for k, v in vars(backend_agg).items() if not k.startswith("__")})
-        module.__dict__["show"] = lambda *args, **kwargs: None
+            original_show = module.show
+            module.show = show  # type: ignore[attr-defined]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def _matplotlib_backend() -> None:
-    if not os.environ.get("MPLBACKEND"):
-        sys.meta_path.insert(0, _AggShow())
-        os.environ["MPLBACKEND"] = f"module://{_AggShow.name}"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.meta_path.insert(0, _PyplotShow())
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -450,10 +534,15 @@ def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str]]:
     return out
 
 
-def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any]) -> None:
+def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any], shown: bool = False) -> None:
+    """``shown``: the cells go into the step's report (when it has one)."""
     for filename, source in cells:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        if shown and _REPORT is not None:
+            _REPORT.start(filename, source)
         exec(compile(source, filename, "exec"), namespace)
+        if shown and _REPORT is not None:
+            _REPORT.figures()
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -524,15 +613,16 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             namespace[name] = param_value(kind, values[name])
         else:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
-    _run_cells(_labelled(spec, "prelude"), namespace)
-    for name, key in spec["inputs"].items():
-        artifact = inputs["artifacts"][key]["artifacts"][0]
-        namespace[name] = load_value(name, local_path(artifact["uri"]))
-    for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
-        namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
     stopped = ""
+    cells = _labelled(spec, "cells")
     try:
-        _run_cells(cells := _labelled(spec, "cells"), namespace)
+        _run_cells(_labelled(spec, "prelude"), namespace)
+        for name, key in spec["inputs"].items():
+            artifact = inputs["artifacts"][key]["artifacts"][0]
+            namespace[name] = load_value(name, local_path(artifact["uri"]))
+        for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
+            namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
+        _run_cells(cells, namespace, shown=True)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
@@ -555,6 +645,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         }
     if spec["metrics"]:
         out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs, stopped)
+    if _REPORT is not None:
+        out_artifacts[_REPORT.key] = _REPORT.write(outputs)
     out_params = _exports(spec, namespace, outputs, out_artifacts)
     output_file = outputs.get("outputFile")
     if output_file:
@@ -626,13 +718,16 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
 
 
 def main(argv: list[str]) -> int:
+    global _REPORT
     executor_input = json.loads(argv[argv.index("--executor-input") + 1])
     spec = json.loads("".join(argv[argv.index("--spec") + 1 :]))
+    if spec.get("report"):
+        _REPORT = _Report(spec)
     try:
         run(executor_input, spec)
     except StepFailed as exc:
         log(f"step {spec['step']!r} failed: {exc}")
-        return 1
+        return _failed(executor_input, exc)
     except BaseException as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             return 0
@@ -641,8 +736,136 @@ def main(argv: list[str]) -> int:
         where = f" in {cell}, line {line}" if cell else ""
         what = _exit_call(exc) if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
         log(f"step {spec['step']!r} failed{where}: {what}")
-        return 1
+        return _failed(executor_input, exc)
     return 0
+
+
+def _failed(executor_input: dict[str, Any], exc: BaseException) -> int:
+    """A failed step's report still shows its cells up to the error (the run folder keeps it)."""
+    if _REPORT is not None and _REPORT.cells:
+        _REPORT.error(exc)
+        try:
+            _REPORT.write(executor_input.get("outputs", {}))
+        except Exception as problem:  # the step's own error is what matters; say why there is no report
+            log(f"no report: {type(problem).__name__}: {problem}")
+    return 1
+
+
+# -- the step's report: what its cells show, as an executed notebook -------------------------------
+class _Tee:
+    """sys.stdout/sys.stderr that also records what the cells print."""
+
+    def __init__(self, stream: Any, name: str, report: _Report) -> None:
+        self.stream, self.name, self.report = stream, name, report
+
+    def write(self, text: str) -> int:
+        self.report.output({"output_type": "stream", "name": self.name, "text": text})
+        return int(self.stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+_MIME = {"_repr_html_": "text/html", "_repr_markdown_": "text/markdown", "_repr_svg_": "image/svg+xml"}
+_MIME |= {"_repr_png_": "image/png", "_repr_jpeg_": "image/jpeg", "_repr_latex_": "text/latex"}
+
+
+class _Report:
+    """Records each shown cell's outputs: printed text, display() rich outputs, matplotlib figures."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.key, self.render = spec["report"]["key"], spec["report"]["render"]
+        self.title = f"{spec['notebook']}: step {spec['step']}"
+        self.cells: list[dict[str, Any]] = []
+        sys.stdout, sys.stderr = _Tee(sys.stdout, "stdout", self), _Tee(sys.stderr, "stderr", self)
+
+    def start(self, label: str, source: str) -> None:
+        """A cell of the step; ``label`` is how tracebacks name it (``nb.ipynb, cell 7``)."""
+        found = re.search(r"cell (\d+)$", label)
+        number = int(found.group(1)) if found else len(self.cells) + 1
+        meta = {"nb2kfp": {"cell": label}}
+        cell = {"id": f"cell-{len(self.cells) + 1}", "cell_type": "code", "execution_count": number, "metadata": meta}
+        self.cells.append({**cell, "outputs": [], "source": source})
+
+    def output(self, out: dict[str, Any]) -> None:
+        if not self.cells:
+            return
+        outputs = self.cells[-1]["outputs"]
+        if out["output_type"] == "stream" and outputs and outputs[-1].get("name") == out["name"]:
+            outputs[-1]["text"] += out["text"]
+        else:
+            outputs.append(out)
+
+    def display(self, obj: object) -> None:
+        data: dict[str, Any] = {"text/plain": repr(obj)}
+        for method, mime in _MIME.items():
+            try:
+                value = getattr(obj, method)() if callable(getattr(obj, method, None)) else None
+            except Exception:
+                value = None
+            value = value[0] if isinstance(value, tuple) else value
+            if isinstance(value, bytes):
+                import base64
+
+                value = base64.b64encode(value).decode("ascii")
+            if value is not None:
+                data[mime] = value
+        if hasattr(obj, "savefig") and "image/png" not in data:  # a matplotlib figure
+            data.update(self._png(obj))
+        self.output({"output_type": "display_data", "data": data, "metadata": {}})
+        sys.stdout.stream.write(data["text/plain"] + "\n")  # type: ignore[union-attr]
+
+    def _png(self, figure: Any) -> dict[str, str]:
+        import base64
+        import io
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", bbox_inches="tight")
+        return {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": repr(figure)}
+
+    def figures(self) -> None:
+        """Show the open matplotlib figures and close them (as Jupyter's inline backend does)."""
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is None:
+            return
+        for number in pyplot.get_fignums():
+            data = self._png(pyplot.figure(number))
+            self.output({"output_type": "display_data", "data": data, "metadata": {}})
+        pyplot.close("all")
+
+    def error(self, exc: BaseException) -> None:
+        lines = _user_traceback(exc).splitlines()
+        self.output({"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": lines})
+
+    def write(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """The executed notebook (or its HTML, when asked and nbconvert is here) as the report artifact."""
+        artifact = outputs["artifacts"][self.key]["artifacts"][0]
+        path = local_path(artifact["uri"])
+        kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        meta = {"kernelspec": kernel, "language_info": {"name": "python"}, "title": self.title}
+        notebook = {"cells": self.cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
+        text, kind = json.dumps(notebook, indent=1), "ipynb"
+        if self.render:
+            try:
+                import nbconvert
+                import nbformat
+
+                node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
+                text, _ = nbconvert.HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
+                kind = "html"
+            except ImportError:
+                pass  # the image has no nbconvert: the executed notebook is the report
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return {
+            "artifacts": [
+                {"name": artifact.get("name", self.key), "uri": artifact["uri"], "metadata": {"format": kind}}
+            ]
+        }
+
+
+_REPORT: _Report | None = None
 
 
 if __name__ == "__main__":
