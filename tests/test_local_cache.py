@@ -141,3 +141,18 @@ def test_cached_values_load_in_later_runs_only_with_the_caches_key(make_nb: Make
     assert cached(result) == {"make"} and result["metrics"] == {"v": 10.0}
     key = tmp_path / ".nb2kfp" / "cache" / "artifact.key"
     assert key.stat().st_mode & 0o077 == 0
+
+
+def test_pipelines_with_a_workspace_do_not_use_the_cache(make_nb: Make) -> None:
+    """A later step reads the files an earlier one wrote into the run's workspace: a cached step would not
+    write them into the new run's workspace, so such pipelines run every step."""
+    cells = [
+        (["step:a"], "with open('shared.txt', 'w') as fh:\n    fh.write('1,2,3')"),
+        (["step:b", "prev:a"], "rows = len(open('shared.txt').read().split(','))"),
+        (["pipeline-metrics"], "print(rows)"),
+    ]
+    nb = make_nb(cells, name="ws.ipynb", metadata={"kubeflow_notebook": {"workspace": "1Gi"}})
+    run(nb)
+    edit_cell(nb, "rows = len(", "rows = 1 + len(")
+    result = run(nb)
+    assert ran(result) == {"a", "b"} and result["metrics"] == {"rows": 4.0}
