@@ -107,8 +107,8 @@ def test_a_changed_file_next_to_the_notebook_reruns_the_steps(make_nb: Make, tmp
 
 def test_no_cache_runs_everything_and_runs_clean_empties_the_cache(make_nb: Make, tmp_path: Path) -> None:
     nb = make_nb([(["step:one"], "a = 1"), (["step:two", "prev:one"], "b = a + 1")])
-    run(nb)
-    assert cached(run(nb)) == {"one", "two"}
+    run(nb, "--run-dir", "out1")
+    assert cached(run(nb, "--run-dir", "out2")) == {"one", "two"}  # a run folder next to the notebook is no input
     assert ran(run(nb, "--no-cache")) == {"one", "two"}
     assert cached(run(nb)) == {"one", "two"}  # --no-cache neither reads nor drops the cache
     proc = subprocess.run(

@@ -26,6 +26,7 @@ from typing import Any
 from kfp.local import cache as kfp_cache
 
 from nb2kfp import __version__
+from nb2kfp.records import RESULT
 
 KEY_FILE = "artifact.key"
 _SKIPPED = {"__pycache__", "node_modules"}  # and hidden folders (.git, .nb2kfp, .venv, .ipynb_checkpoints)
@@ -43,11 +44,12 @@ def environment() -> str:
 
 def folder_state(seed: Path, notebook: Path) -> str:
     """Names, sizes and modification times of the files next to the notebook (which steps see in their
-    working directory), the notebook itself left out: a data file that changes re-runs the steps."""
+    working directory), the notebook itself and run folders (``--run-dir`` ones, with a ``result.json``)
+    left out: a data file that changes re-runs the steps."""
     lines: list[str] = []
     skip = notebook.resolve()
     for root, dirs, files in os.walk(seed):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED)
+        dirs[:] = sorted(d for d in dirs if not _left_out(Path(root) / d))
         for name in sorted(files):
             path = Path(root) / name
             if path.resolve() == skip:
@@ -60,6 +62,10 @@ def folder_state(seed: Path, notebook: Path) -> str:
             if len(lines) >= _MAX_FILES:
                 return "\n".join([*lines, "..."])
     return "\n".join(lines)
+
+
+def _left_out(folder: Path) -> bool:
+    return folder.name.startswith(".") or folder.name in _SKIPPED or (folder / RESULT).is_file()
 
 
 def artifact_key(root: Path) -> str:
