@@ -22,6 +22,7 @@ import jinja2
 
 from nb2kfp import __version__, imageref
 from nb2kfp.backends.requirements import Requirements
+from nb2kfp.backends.step_runtime import IMAGE_RUNTIME, runtime_source
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.ir import Pipeline
 from nb2kfp.registry import Credentials, Masker, Registry
@@ -76,6 +77,8 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str
         requirements=requirements.lines,
         source=requirements.source.rsplit("/", 1)[-1],
         requirements_sha=_sha(requirements.text())[:16],
+        runtime_path=IMAGE_RUNTIME,
+        runtime_sha=_sha(runtime_source())[:16],  # part of the tag: a new runtime makes a new image
     )
 
 
@@ -201,12 +204,16 @@ def build_offline(
     report: Report,
     quiet: bool,
     what: str,
+    files: dict[str, str] | None = None,
 ) -> None:
-    """Build Dockerfile ``text`` as ``ref`` with no network: the requirements' wheels are fetched here first."""
+    """Build Dockerfile ``text`` as ``ref`` with no network: the requirements' wheels are fetched here first;
+    ``files`` (name: text) go into the build context too."""
     with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
         ctx = Path(folder)
         (ctx / "Dockerfile").write_text(text, encoding="utf-8")
         (ctx / "requirements.txt").write_text(requirements.text(), encoding="utf-8")
+        for name, content in (files or {}).items():
+            (ctx / name).write_text(content, encoding="utf-8")
         _download_wheels(requirements, ctx, _base_python(client, base), report)
         stream = client.api.build(
             path=folder,
@@ -253,7 +260,8 @@ def build_image(
         return StepImage(repository, tag, None, False, 0, time.monotonic() - started)
     report(f"  building {ref}")
     labels, what = {"io.nb2kfp.pipeline": pipeline.name}, f"the step image for {pipeline.name}"
-    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what)
+    files = {"nb2kfp-step.py": runtime_source()}  # the Dockerfile copies it to IMAGE_RUNTIME
+    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what, files)
     if registry is None:
         return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
     report(f"  pushing {ref}")

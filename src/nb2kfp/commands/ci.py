@@ -145,7 +145,7 @@ def _report(state: State, report: Report) -> bool:
             )
         iid = os.environ.get("CI_MERGE_REQUEST_IID")
         if iid:
-            note = project.upsert_mr_note(int(iid), body)
+            note = project.upsert_mr_note(int(iid), body, os.environ.get(mr_report.REPORT_KEY_ENV, ""))
             report(f"report: merge request !{iid} note {note} updated")
     except Nb2KfpError as exc:
         report(f"warning: report: {exc}")

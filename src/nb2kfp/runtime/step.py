@@ -73,6 +73,24 @@ def _type_name(value: object) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+def _array_attributes(obj: object) -> dict[str, Any] | None:
+    """The instance attributes of an ndarray subclass that relies on ndarray's pickling, which drops them
+    (python-control's NamedSignal loses its signal labels): they are saved alongside the array."""
+    cls = type(obj)
+    base = next((b for b in cls.__mro__[1:] if b.__name__ == "ndarray" and b.__module__ == "numpy"), None)
+    if base is None or not getattr(obj, "__dict__", None):
+        return None
+    own = ("__reduce__", "__reduce_ex__", "__setstate__", "__getstate__")
+    if any(getattr(cls, m, None) is not getattr(base, m, None) for m in own):
+        return None  # the subclass pickles itself
+    return dict(obj.__dict__)
+
+
+def _set_array_state(obj: Any, state: tuple[Any, dict[str, Any]]) -> None:
+    obj.__setstate__(state[0])
+    obj.__dict__.update(state[1])
+
+
 def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
     """cloudpickle (by value for code defined in steps), but classes and functions from the
     functions cell go by reference so they stay the same objects in the receiving step."""
@@ -88,6 +106,10 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
             )
             if by_reference and shared.get(getattr(obj, "__qualname__", "")) is obj:
                 return NotImplemented
+            attributes = _array_attributes(obj)
+            if attributes is not None:
+                rebuild, args, state = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[:3]
+                return rebuild, args, (state, attributes), None, None, _set_array_state
             return super().reducer_override(obj)
 
     return Pickler
