@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint typecheck fuzz bench clean
+.PHONY: demo test check lint typecheck fuzz bench corpus clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ typecheck: $(BIN)/.installed
 ## bench: nb2kfp against Kale 2.3.0 (the bench installs it in its own venv) on the same notebooks; BENCH_ARGS=--quick
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## corpus: every notebook of tests/corpus/ tagged 3 ways, run with nb2kfp and papermill, values compared;
+## exit 1 when one the baseline passes regresses. CORPUS_ARGS="--only control --variants chain --work DIR"
+corpus: $(BIN)/.installed
+	$(BIN)/python tests/corpus_harness.py --check $(CORPUS_ARGS)
 
 clean:
 	rm -rf $(VENV) .nb2kfp .pytest_cache .mypy_cache .ruff_cache

@@ -253,6 +253,32 @@ def test_magics_and_shell_lines_compile(make_nb: Make) -> None:
     assert any(d.code == "NB033" for d in r.diagnostics)  # !pip is reported
 
 
+def test_help_with_a_leading_question_mark_compiles(make_nb: Make) -> None:
+    # python-control's cds110-L5_kincar-estimation.ipynb: "?ct.white_noise" on a line of its own
+    nb = make_nb([(["step:a"], "import math\n?math.floor\n??math.ceil\nx = math.floor(2.5)")])
+    r = build(nb)
+    assert not [d for d in r.diagnostics if d.severity is Severity.ERROR]
+    assert "run_line_magic('pinfo', 'math.floor')" in r.pipeline.step("a").cells[0].source
+
+
+def test_names_from_a_star_import_in_an_earlier_step_are_replayed(make_nb: Make) -> None:
+    # python-control's pvtol-lqr-nested.ipynb: "from numpy import *" in one cell, linspace(...) in later ones
+    nb = make_nb(
+        [
+            (["step:a"], "from math import *\nfrom os.path import *"),
+            (["step:b"], "x = floor(2.5)"),
+            (["step:c"], "y = join('a', str(x))"),
+        ]
+    )
+    r = build(nb)
+    assert not [d for d in r.diagnostics if d.severity is Severity.ERROR]
+    replay = [c.source for c in r.pipeline.step("c").cells[:-1]]
+    assert len(replay) == 2 and "from math import *" in replay[0] and "from os.path import *" in replay[1]
+    assert edges(r, "c") == {("x", "b")}
+    assert "x" not in r.pipeline.step("c").cells[0].source
+    assert errors_of(make_nb([(["step:a"], "import math"), (["step:b"], "x = floor(2.5)")], name="none.ipynb"))
+
+
 def test_functions_cell_names_are_shared(make_nb: Make) -> None:
     nb = make_nb(
         [

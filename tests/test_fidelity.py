@@ -268,13 +268,13 @@ def test_lint_says_when_a_relative_file_will_not_be_there(make_nb: Make) -> None
     ]
     nb = make_nb(cells, name="files.ipynb")
     (nb.parent / "input.csv").write_text("x\n1\n")
-    found = {d.code: d.format() for d in build(nb).diagnostics if d.code.startswith("NB07")}
-    assert "step 'b' reads 'features.csv', which step 'a' writes" in found["NB070"]
-    assert "files.ipynb: cell 3, line 1" in found["NB070"]
-    assert "'missing.csv'" in found["NB071"]
-    assert "'input.csv'" in found["NB072"]
+    found = {d.code: d.format() for d in build(nb).diagnostics if d.code.startswith("NB10")}
+    assert "step 'b' reads 'features.csv', which step 'a' writes" in found["NB100"]
+    assert "files.ipynb: cell 3, line 1" in found["NB100"]
+    assert "'missing.csv'" in found["NB101"]
+    assert "'input.csv'" in found["NB102"]
     nb = make_nb(cells, name="files.ipynb", metadata={"kubeflow_notebook": {"workspace": "1Gi"}})
-    assert "NB070" not in {d.code for d in build(nb).diagnostics}
+    assert "NB100" not in {d.code for d in build(nb).diagnostics}
 
 
 def test_dict_parameters_travel_as_json_text_unless_a_component_takes_them(make_nb: Make) -> None:

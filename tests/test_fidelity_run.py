@@ -162,7 +162,8 @@ def test_dataframes_keep_their_index_and_dtypes(make_nb: Make) -> None:
                 "idx = pd.period_range('2020-01', periods=3, freq='M')\n"
                 "df = pd.DataFrame({'v': [1, 2, 3], 'p': pd.period_range('2021', periods=3, freq='Y')}, index=idx)\n"
                 "wide = pd.DataFrame([[1, 2]], columns=[10, 20])\n"
-                "ser = pd.Series([1.5, 2.5], index=pd.Index(['a', 'b'], name='k'))",
+                "ser = pd.Series([1.5, 2.5], index=pd.Index(['a', 'b'], name='k'))\n"
+                "nested = pd.DataFrame({'t': [[1, 2], [3]], 'm': [1, 'a'], 's': ['x', None]})",
             ),
             (
                 ["step:b", "prev:a"],
@@ -171,6 +172,7 @@ def test_dataframes_keep_their_index_and_dtypes(make_nb: Make) -> None:
                 "assert str(df['p'].dtype) == 'period[Y-DEC]', df['p'].dtype\n"
                 "assert list(wide.columns) == [10, 20], list(wide.columns)\n"
                 "assert ser.index.name == 'k'\n"
+                "assert nested['t'][0] == [1, 2] and type(nested['t'][0]) is list and list(nested['m']) == [1, 'a']\n"
                 "n = len(ts)",
             ),
             (["pipeline-metrics"], "print(n)"),
@@ -189,6 +191,8 @@ def test_kernel_only_apis_work_or_say_where(make_nb: Make) -> None:
                 "fig = plt.figure()\n"
                 "plt.plot([1, 2])\n"
                 "plt.show(fig)\n"
+                "import subprocess, sys\n"
+                "subprocess.run([sys.executable, '-c', 'import matplotlib.pyplot as p; p.figure()'], check=True)\n"
                 "h = display('start', display_id=True)\n"
                 "h.update('done')\n"
                 "hist = list(get_ipython().history_manager.get_range())\n"

@@ -74,6 +74,16 @@ def test_values_of_every_format_cross_steps(make_nb: Make) -> None:
         "pair": "pickle",
         "text": "json",
     }
+    import sklearn
+
+    (record,) = [json.loads(p.read_text()) for p in run_dir.glob("artifacts/*/make/model/nb2kfp.json")]
+    # what a server needs to load it, also the system.Model artifact's metadata on a cluster
+    assert (record["framework"], record["framework_version"], record["n_features"]) == (
+        "scikit-learn",
+        sklearn.__version__,
+        "1",
+    )
+    assert not any("framework" in json.loads(p.read_text()) for p in run_dir.glob("artifacts/*/make/df/nb2kfp.json"))
 
 
 def test_in_place_changes_follow_the_notebook(make_nb: Make) -> None:
@@ -140,6 +150,36 @@ def test_value_that_cannot_be_saved_names_variable_and_step(make_nb: Make) -> No
     proc, result = run(nb)
     assert proc.returncode == 1 and result["steps"]["a"] == "failed"
     assert "cannot hand variable 'lock' (_thread.lock) from step 'a'" in proc.stderr
+
+
+def test_star_import_replayed_in_a_later_step_keeps_the_values_it_receives(make_nb: Make) -> None:
+    # "from math import *" binds e; the notebook then sets e = 5: the last step must see 5, and floor from math
+    nb = make_nb(
+        [
+            (["step:a"], "from math import *"),
+            (["step:b"], "e = 5"),
+            (["step:c"], "result = floor(e) + floor(pi)"),
+            (["pipeline-metrics"], "print(result)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"result": 8.0}
+
+
+def test_ndarray_subclass_keeps_its_attributes_across_steps(make_nb: Make) -> None:
+    # python-control's NamedSignal (an ndarray subclass) lost its signal labels on the way to the next step
+    nb = make_nb(
+        [
+            (["imports"], "import numpy as np"),
+            (["step:a"], "class Labeled(np.ndarray):\n    pass\n\na = np.arange(3.0).view(Labeled)\na.labels = [1, 2]"),
+            (["step:b"], "n = len(a.labels) + a.sum()\nkind = type(a).__name__"),
+            (["pipeline-metrics"], "print(n)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"n": 5.0}
 
 
 def test_shell_lines_and_magics_run_without_a_kernel(make_nb: Make, tmp_path: Path) -> None:

@@ -108,3 +108,121 @@ def test_local_and_odd_repository_urls_are_refused_unless_the_server_allows(tmp_
     if not local.startswith(("ext", "-")):
         tree, commit = checkout(event, tmp_path / "repos", None, allow_local=True)
         assert commit == sha and (tree / "a.txt").read_text() == "a\n"
+
+
+# ---------------------------------------------------------------- case 8: receiver faults
+
+
+def test_a_deeply_nested_body_is_400(app: Any, queue: EventQueue) -> None:
+    status, answer = post(app, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert status == 400 and "nested too deeply" in answer["reason"]
+    assert queue.records() == []
+
+
+def test_a_ref_with_a_lone_surrogate_is_400_not_503(app: Any, queue: EventQueue) -> None:
+    body = json.dumps(push()).replace("refs/heads/main", "refs/heads/\\ud800").encode()
+    status, answer = post(app, body)
+    assert status == 400, answer
+    assert queue.records() == []
+    body = json.dumps(push()).replace("group/proj", "group/\\udfff").encode()
+    assert post(app, body)[0] == 400
+
+
+def _wait(condition: Any, timeout: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: Path) -> None:
+    """A second connection holds SQLite's write lock (a real SQLITE_BUSY on every write of the worker)."""
+    import sqlite3
+
+    from nb2kfp.commands.serve import Workers
+    from nb2kfp.gitlab.webhook import Metrics
+
+    queue = EventQueue(tmp_path / "queue.sqlite3", busy_timeout=0.05)
+    config = ServeConfig(secret=SECRET, projects=frozenset({"42"}))
+    metrics = Metrics()
+    app = create_app(config, queue, metrics)
+    body = push()
+    body["project"]["git_http_url"] = "file:///nowhere"  # refused at once: the event fails quickly once claimed
+    queue.put(Event.from_payload(body, "k1"))
+    lock = sqlite3.connect(tmp_path / "queue.sqlite3", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    lines: list[str] = []
+    workers = Workers(queue, config, tmp_path, metrics, lines.append)
+    workers.start(1)
+    try:
+        assert _wait(lambda: metrics.counts.get("store_errors", 0) >= 2)
+        status, answer = call(app, "GET", "/healthz")
+        assert status == 503 and answer["status"] == "degraded" and "locked" in answer["reason"]
+        assert all(t.is_alive() for t in workers._threads)
+        lock.execute("ROLLBACK")
+        lock.close()
+        assert _wait(lambda: [r.status for r in queue.records()] == ["failed"]), queue.records()
+        assert "repository URL" in (queue.records()[0].message or "")
+        assert call(app, "GET", "/healthz")[0] == 200
+        status, text = call(app, "GET", "/metrics")
+        assert "nb2kfp_webhook_events_store_errors_total" in text
+        assert all(len(line.splitlines()) == 1 for line in lines)
+    finally:
+        workers.shutdown()
+
+
+def test_an_event_claimed_too_often_is_marked_failed_without_running(tmp_path: Path) -> None:
+    import sqlite3
+
+    from nb2kfp.commands.serve import MAX_ATTEMPTS, Workers
+    from nb2kfp.gitlab.webhook import Metrics
+
+    queue = EventQueue(tmp_path / "queue.sqlite3")
+    queue.put(Event.from_payload(push(), "k1"))
+    with sqlite3.connect(tmp_path / "queue.sqlite3") as db:
+        db.execute("UPDATE events SET attempts = ?", (MAX_ATTEMPTS,))
+    workers = Workers(queue, ServeConfig(secret=SECRET, projects=frozenset({"42"})), tmp_path, Metrics(), print)
+    workers.start(1)
+    try:
+        assert _wait(lambda: [r.status for r in queue.records()] == ["failed"])
+        assert f"after {MAX_ATTEMPTS} attempts" in (queue.records()[0].message or "")
+        assert not (tmp_path / "repos").exists()  # never fetched
+    finally:
+        workers.shutdown()
+
+
+def _serve(tmp_path: Path, secret: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    (tmp_path / "secret").write_text(secret + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NB2KFP_")}
+    argv = [sys.executable, "-m", "nb2kfp", "serve", "--data", str(tmp_path / "data"), "--port", "0"]
+    argv += ["--secret-file", str(tmp_path / "secret"), "--project", "42", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_a_read_only_queue_file_is_one_line_at_start_up(tmp_path: Path) -> None:
+    from conftest import require
+
+    EventQueue(tmp_path / "data" / "queue.sqlite3").close()
+    immutable = subprocess.run(["chattr", "+i", str(tmp_path / "data" / "queue.sqlite3")], capture_output=True)
+    require(immutable.returncode == 0, "chattr +i (root on ext4/tmpfs) makes a file read-only even for root")
+    try:
+        proc = _serve(tmp_path, SECRET)
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path / "data" / "queue.sqlite3")], check=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "readonly" in proc.stderr and "queue.sqlite3" in proc.stderr
+
+
+def test_a_short_webhook_secret_is_refused_unless_allowed(tmp_path: Path) -> None:
+    proc = _serve(tmp_path, "short")
+    assert proc.returncode == 2 and "16 or more" in proc.stderr and "--allow-weak-secret" in proc.stderr
+    assert "short" not in proc.stderr.replace("--allow-weak-secret", "")
+    assert ServeConfig.load(None, ["42"], {"NB2KFP_WEBHOOK_SECRET": "short"}, allow_weak_secret=True).secret == "short"

@@ -149,6 +149,9 @@ def test_a_step_saved_model_describes_itself(tmp_path: Path) -> None:
     found = (info.framework, info.framework_version, info.file, info.n_features)
     assert found == ("scikit-learn", "1.9.1", "model.joblib", 4)
     assert meta.ModelMeta.from_labels(info.labels()) == info
+    for bad in ("../x", "clf/infer?x=1", ""):
+        with pytest.raises(UsageError, match="not plain names"):
+            meta.ModelMeta.from_labels({**info.labels(), "io.nb2kfp.model.name": bad})
     settings = json.loads(meta.generated_files(info, tmp_path)["model-settings.json"])
     assert settings == {
         "name": "clf",
@@ -180,7 +183,7 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("args", "fragment"),
     [
         (["deploy", "r.example/m@" + DIGEST, "--name", "Bad_Name", "-o", "d"], "--name 'Bad_Name'"),
-        (["deploy", "not an image", "--name", "ok", "-o", "d"], "give a model image as"),
+        (["deploy", "not an image", "--name", "ok", "-o", "d"], "a model image is REGISTRY"),
         (["deploy", "r.example/m", "--name", "ok", "-o", "d", "--runtime", "triton"], "choose mlserver or kserve"),
         (["promote", "ok", "r.example/m@" + DIGEST, "-o", "d"], "not a folder written by nb2kfp model deploy"),
         (["serve", "r.example/m@" + DIGEST], "model serve needs --local"),
@@ -195,3 +198,14 @@ def test_serving_commands_refuse_bad_input_in_one_line(folder: Path, args: list[
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (folder / "d").exists()
+
+
+def test_deploy_against_a_registry_that_is_down_is_one_line(folder: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli(folder, "deploy", f"127.0.0.1:{port}/ml/clf@{DIGEST}", "--name", "iris", "-o", "d")
+    assert proc.returncode == 1 and f"registry 127.0.0.1:{port}" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (folder / "d").exists()

@@ -304,6 +304,16 @@ def model_promote(
     raise typer.Exit(command.promote(name, image, output_dir, insecure, _err))
 
 
+@model_app.command("runtime")
+def model_runtime(
+    registry: Annotated[str, typer.Option("--registry", help="Registry host[:port][/prefix] to push to.")],
+) -> None:
+    """Build (once) and push the MLServer serving image; print it pinned by digest, for [serving] settings."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.push_runtime(registry, _err, _out))
+
+
 @model_app.command("serve")
 def model_serve(
     image: _ModelImage,
@@ -359,11 +369,14 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", metavar="N", min=0, help="Processing threads (0: only queue).")
     ] = 2,
+    allow_weak_secret: Annotated[
+        bool, typer.Option("--allow-weak-secret", help="Accept a webhook secret under 16 characters.")
+    ] = False,
 ) -> None:
     """Receive GitLab push webhooks: queue each event durably, then lint, compile, build and publish."""
     from nb2kfp.commands import serve as command
 
-    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out))
+    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out, allow_weak_secret))
 
 
 @app.command()
@@ -423,6 +436,14 @@ def catalog_show(
     from nb2kfp.commands import catalog as command
 
     raise typer.Exit(command.run_show(ref, folder, as_json, _out))
+
+
+@catalog_app.command("fetch")
+def catalog_fetch(notebooks: Notebooks) -> None:
+    """Download the URL-catalog components the notebooks call into the local cache (lint and compile never fetch)."""
+    from nb2kfp.commands import catalog as command
+
+    raise typer.Exit(command.run_fetch(notebooks, _err))
 
 
 app.add_typer(runs_app, name="runs")

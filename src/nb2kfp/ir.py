@@ -184,6 +184,7 @@ class Pipeline:
     modules: tuple[str, ...] = ()  # top-level modules the code imports (for building step images)
     base_image: str = DEFAULT_IMAGE  # the notebook's default step image (steps without an image: tag use it)
     workspace: str = ""  # size of a volume shared by the run's steps (KFP pipeline workspace), e.g. "10Gi"
+    runtime_image: str = ""  # a step image nb2kfp built, with its step runtime inside (steps using it just run it)
 
     def step(self, name: str) -> Step:
         for s in self.steps:

@@ -157,6 +157,7 @@ def job_image(released: Released, tmp_path_factory: pytest.TempPathFactory) -> t
     registry = os.environ["NB2KFP_TEST_REGISTRY"]
     password = Path(os.environ["NB2KFP_TEST_REGISTRY_PASSWORD_FILE"]).read_text().strip()
     (tmp / "docker").mkdir()
+    saved = os.environ.get("DOCKER_CONFIG")
     os.environ["DOCKER_CONFIG"] = str(tmp / "docker")  # docker login writes here, not in ~/.docker
     try:
         proc = glci(
@@ -172,7 +173,10 @@ def job_image(released: Released, tmp_path_factory: pytest.TempPathFactory) -> t
             NB2KFP_JOB_IMAGE_WHEELS=str(wheels),
         )
     finally:
-        del os.environ["DOCKER_CONFIG"]
+        if saved is None:
+            del os.environ["DOCKER_CONFIG"]
+        else:
+            os.environ["DOCKER_CONFIG"] = saved
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert password not in proc.stdout + proc.stderr
     image = f"{registry}/nb2kfp/nb2kfp/job:{released.version}"

@@ -149,6 +149,21 @@ def test_mr_note_is_created_once_then_updated_in_place(server: GitLabDouble, rep
     assert len(server.notes[5]) == 2  # alice's note is untouched
 
 
+def test_two_includes_keep_two_notes(server: GitLabDouble, repo: dict[str, object]) -> None:
+    """The component included twice (job_prefix "" and "vision-"): each report job updates its own note."""
+    pipeline = build(Path(str(repo["work"])) / "pipeline.ipynb").pipeline
+    gl = project(server)
+    plain = gl.upsert_mr_note(5, render_mr_note([NotebookReport("pipeline.ipynb", pipeline)], None))
+    keyed = render_mr_note([NotebookReport("vision/pipeline.ipynb", pipeline)], None, key="vision-")
+    assert keyed.startswith("<!-- nb2kfp:report:vision- -->\n")
+    vision = gl.upsert_mr_note(5, keyed, key="vision-")
+    assert vision != plain
+    again = render_mr_note([NotebookReport("pipeline.ipynb", pipeline, status="failed")], None)
+    assert gl.upsert_mr_note(5, again) == plain
+    bodies = {n["id"]: n["body"] for n in server.notes[5]}
+    assert bodies == {plain: again, vision: keyed}
+
+
 def test_compare_lists_files_changed_between_real_commits(server: GitLabDouble, repo: dict[str, object]) -> None:
     gl = project(server)
     files = {f.path: f for f in gl.compare(str(repo["c1"]), str(repo["c2"]))}

@@ -6,7 +6,6 @@ image (built once, offline, reused by content hash); ``deploy`` + ``promote`` di
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,9 +24,10 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
 
 def train(project: Path, services: dict[str, str], prefix: str, offset: int) -> str:
-    proc = nb2kfp(project, services, "run", "train.ipynb", "--json", "-p", f"offset={offset}", "--model-image", prefix)
+    proc = nb2kfp(project, services, "run", "train.ipynb", "--local", "-p", f"offset={offset}", "--model-image", prefix)
     assert proc.returncode == 0, proc.stderr
-    return str(json.loads(proc.stdout)["models"]["clf"])
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("model clf: ")]  # as the README shows it
+    return line.removeprefix("model clf: ")
 
 
 def serve_and_predict(project: Path, services: dict[str, str], ref: str) -> tuple[list[int], str, str]:
@@ -132,3 +132,35 @@ def test_notebook_to_prediction_and_a_model_swap(tmp_path: Path, services: dict[
         assert "saved with scikit-learn 1.3.2" in refused.stderr and "loads scikit-learn 1.9.x" in refused.stderr
     assert not (project / "old-deploy").exists()
     assert (project / "v2" / "kustomization.yaml").read_text().count(d2) == 1
+
+
+def test_the_serving_image_pushed_and_pinned_in_settings(tmp_path: Path, services: dict[str, str]) -> None:
+    """`model runtime --registry` puts the MLServer image where a cluster can pull it; deploy then names it."""
+    (tmp_path / "nb2kfp.toml").write_text(f'image = "{services["NB2KFP_TEST_BASE_IMAGE"]}"\n')
+    registry = unique(services)
+    pushed = nb2kfp(tmp_path, services, "model", "runtime", "--registry", registry)
+    assert pushed.returncode == 0, pushed.stderr
+    ref = pushed.stdout.strip()
+    assert ref.startswith(f"{registry}/mlserver@sha256:") and f'mlserver_image = "{ref}"' in pushed.stderr
+    again = nb2kfp(tmp_path, services, "model", "runtime", "--registry", registry)
+    assert again.stdout.strip() == ref and "already in the registry" in again.stderr
+
+    model = tmp_path / "model"
+    model.mkdir()
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    joblib.dump(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), model / "model.joblib")
+    import sklearn
+
+    built = nb2kfp(
+        tmp_path, services, "model", "build", "model", "--image", f"{registry}/lin", "--framework",
+        f"scikit-learn=={sklearn.__version__}",
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    with (tmp_path / "nb2kfp.toml").open("a") as fh:
+        fh.write(f'[serving]\nmlserver_image = "{ref}"\n')
+    deployed = nb2kfp(tmp_path, services, "model", "deploy", built.stdout.strip(), "--name", "lin", "-o", "d")
+    assert deployed.returncode == 0, deployed.stderr
+    assert f"image: {ref}" in (tmp_path / "d" / "deployment.yaml").read_text()
+    assert "exists only where it was built" not in deployed.stderr

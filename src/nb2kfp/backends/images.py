@@ -22,6 +22,7 @@ import jinja2
 
 from nb2kfp import __version__, imageref
 from nb2kfp.backends.requirements import Requirements
+from nb2kfp.backends.step_runtime import IMAGE_RUNTIME, runtime_source
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.ir import Pipeline
 from nb2kfp.registry import Credentials, Masker, Registry
@@ -76,6 +77,8 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str
         requirements=requirements.lines,
         source=requirements.source.rsplit("/", 1)[-1],
         requirements_sha=_sha(requirements.text())[:16],
+        runtime_path=IMAGE_RUNTIME,
+        runtime_sha=_sha(runtime_source())[:16],  # part of the tag: a new runtime makes a new image
     )
 
 
@@ -201,12 +204,16 @@ def build_offline(
     report: Report,
     quiet: bool,
     what: str,
+    files: dict[str, str] | None = None,
 ) -> None:
-    """Build Dockerfile ``text`` as ``ref`` with no network: the requirements' wheels are fetched here first."""
+    """Build Dockerfile ``text`` as ``ref`` with no network: the requirements' wheels are fetched here first;
+    ``files`` (name: text) go into the build context too."""
     with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
         ctx = Path(folder)
         (ctx / "Dockerfile").write_text(text, encoding="utf-8")
         (ctx / "requirements.txt").write_text(requirements.text(), encoding="utf-8")
+        for name, content in (files or {}).items():
+            (ctx / name).write_text(content, encoding="utf-8")
         _download_wheels(requirements, ctx, _base_python(client, base), report)
         stream = client.api.build(
             path=folder,
@@ -253,10 +260,20 @@ def build_image(
         return StepImage(repository, tag, None, False, 0, time.monotonic() - started)
     report(f"  building {ref}")
     labels, what = {"io.nb2kfp.pipeline": pipeline.name}, f"the step image for {pipeline.name}"
-    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what)
+    files = {"nb2kfp-step.py": runtime_source()}  # the Dockerfile copies it to IMAGE_RUNTIME
+    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what, files)
     if registry is None:
         return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
     report(f"  pushing {ref}")
+    digest, pushed = push_tag(client, repository, tag, creds, masker, report, quiet)
+    return StepImage(repository, tag, digest, True, pushed, time.monotonic() - started)
+
+
+def push_tag(
+    client: Any, repository: str, tag: str, creds: Credentials | None, masker: Masker, report: Report, quiet: bool
+) -> tuple[str, int]:
+    """Push ``repository:tag`` from the engine; its digest and the bytes sent."""
+    host = repository.split("/", 1)[0]
     try:
         aux = _stream(
             client.api.push(
@@ -267,11 +284,11 @@ def build_image(
             quiet,
         )
     except RunError as exc:
-        raise _errors(exc, masker, registry.host) from None
+        raise _errors(exc, masker, host) from None
     digest = aux.get("Digest")
     if not digest:
-        raise RunError(f"registry {registry.host} accepted the push of {ref} but reported no digest")
-    return StepImage(repository, tag, str(digest), True, int(aux["pushed_bytes"]), time.monotonic() - started)
+        raise RunError(f"registry {host} accepted the push of {repository}:{tag} but reported no digest")
+    return str(digest), int(aux["pushed_bytes"])
 
 
 def pull(image: StepImage, creds: Credentials | None) -> None:

@@ -3,21 +3,20 @@
 The output follows what KFP 2.17's compiler writes (sorted keys, the same header comments,
 the kfp-kubernetes platform document for pod metadata and secrets) and is byte-identical for
 the same input. Each step is a container component running nb2kfp's step runtime
-(:mod:`nb2kfp.runtime.step`) as ``python3 -c``, with the executor input ``{{$}}`` and a JSON
-step spec as arguments. Tests keep the real KFP SDK as the judge: every spec must load and run.
+(:mod:`nb2kfp.runtime.step`) through a short ``python3 -c`` bootstrap, with the executor input ``{{$}}`` and
+a JSON step spec as arguments; the runtime is in the spec once, or in nb2kfp's step image
+(:mod:`nb2kfp.backends.step_runtime`). Tests keep the real KFP SDK as the judge: every spec must load and run.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from nb2kfp import __version__
 from nb2kfp.backends import components as called
-from nb2kfp.backends import yaml_text
+from nb2kfp.backends import step_runtime, yaml_text
 from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
 
 SCHEMA_VERSION = "2.1.0"
@@ -92,11 +91,6 @@ def input_key(step: Step, variable: str) -> str:
     return f"{variable}-in" if variable in step.outputs else variable
 
 
-@lru_cache(maxsize=1)
-def runtime_source() -> str:
-    return resources.files("nb2kfp.runtime").joinpath("step.py").read_text(encoding="utf-8")
-
-
 def render(pipeline: Pipeline, stamp: str = "") -> str:
     """The pipeline spec as YAML text (header comments, spec, and the platform document if any).
     ``stamp`` identifies the inputs (notebook content, settings, nb2kfp version) for ``--check``."""
@@ -151,6 +145,8 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         "schemaVersion": SCHEMA_VERSION,
         "sdkVersion": f"nb2kfp-{__version__}",
     }
+    notebook_steps = {task_name(s): s for s in pipeline.steps if s.component is None}
+    step_runtime.carry(notebook_steps, pipeline.runtime_image, components, executors, tasks, root)
     kubernetes: dict[str, Any] = {"deploymentSpec": {"executors": platform_execs}}
     if pipeline.workspace:
         _add_workspace(pipeline, components, tasks, kubernetes)
@@ -262,7 +258,7 @@ def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:
 def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     container: dict[str, Any] = {
         "args": ["--executor-input", "{{$}}", "--spec", *_spec_args(pipeline, step)],
-        "command": ["python3", "-c", runtime_source()],
+        "command": ["python3", "-c", step_runtime.BOOTSTRAP],
         "image": step.image,
     }
     res = _resources(step)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import Pipeline
+from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
@@ -140,6 +142,7 @@ def run(
     os.environ["NB2KFP_STEP_DIRS"] = str(run_dir / "files")  # each step's working directory (README: Files)
     os.environ["NB2KFP_SEED"] = str(Path(pipeline.source).resolve().parent)
     os.environ["NB2KFP_LOCAL_WORKSPACE"] = str(run_dir / "workspace")
+    os.environ[ARTIFACT_KEY_ENV] = secrets.token_hex(32)  # this run's: steps sign pickled values, refuse others
     try:
         with _track(names, on_event, states, log), contextlib.redirect_stdout(log):
             component(**arguments)
@@ -150,7 +153,7 @@ def run(
             f"kfp.local could not run the pipeline: {type(exc).__name__}: {_ANSI.sub('', str(exc))}"
         ) from exc
     finally:
-        for name in ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE"):
+        for name in ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV):
             os.environ.pop(name, None)
         log.close()
     failed = next((s for s, st in states.items() if st == "failed"), None)

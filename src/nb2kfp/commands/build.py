@@ -21,9 +21,10 @@ DEFAULT_OUTPUT = Path(".nb2kfp") / "build"
 
 
 def pin(pipeline: Pipeline, image: str) -> Pipeline:
-    """Steps that use the notebook's default image run ``image`` instead; ``image:`` tags are kept."""
+    """Steps that use the notebook's default image run ``image`` (built by nb2kfp: the step runtime is in it)
+    instead; ``image:`` tags are kept."""
     steps = tuple(replace(s, image=image) if s.image == pipeline.base_image else s for s in pipeline.steps)
-    return replace(pipeline, steps=steps, base_image=image)
+    return replace(pipeline, steps=steps, base_image=image, runtime_image=image)
 
 
 def run(

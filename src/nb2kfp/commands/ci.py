@@ -145,7 +145,7 @@ def _report(state: State, report: Report) -> bool:
             )
         iid = os.environ.get("CI_MERGE_REQUEST_IID")
         if iid:
-            note = project.upsert_mr_note(int(iid), body)
+            note = project.upsert_mr_note(int(iid), body, os.environ.get(mr_report.REPORT_KEY_ENV, ""))
             report(f"report: merge request !{iid} note {note} updated")
     except Nb2KfpError as exc:
         report(f"warning: report: {exc}")
@@ -166,6 +166,10 @@ def run(phase: str, pattern: str, out: Path, registry: str | None, host: str | N
 
         host = endpoint_from_env()
     ok = True
+    if set(phases) - {"report"}:  # each CI job starts afresh: URL-catalog components into this job's cache
+        from nb2kfp.commands.catalog import run_fetch
+
+        run_fetch([Path(nb) for nb in notebooks], report)  # the network step; lint reports what is missing
     for name in phases:
         if name == "lint":
             ok = _lint(state, notebooks, out, report) and ok

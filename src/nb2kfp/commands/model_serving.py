@@ -37,6 +37,8 @@ def deploy(image: str, name: str, runtime_name: str, folder: Path, insecure: boo
     model = oci.read(image, insecure)
     runtime.check(model.meta, image)
     _write(folder, manifests.render(name, model, runtime))
+    if runtime.image.startswith("nb2kfp/"):
+        report(f"note: {runtime.image} exists only where it was built: nb2kfp model runtime --registry R pushes it")
     report(f"{name}: {model.ref} on {runtime.image} ({runtime.name}); apply with: kubectl apply -k {folder}")
     return 0
 
@@ -91,4 +93,14 @@ def serve(
     if request is None:
         raise UsageError(f"{image}: the image records no input signature; give one request with --example JSON")
     local.serve(model, runtime, port, request, ready, report, result)
+    return 0
+
+
+def push_runtime(registry: str, report: Report, result: Report) -> int:
+    """The MLServer image where a cluster can pull it, pinned by digest, and the setting that names it."""
+    from nb2kfp.serving import image
+
+    ref = image.push(registry, report)
+    report(f'pin it for model deploy: [serving] mlserver_image = "{ref}" (nb2kfp.toml; or [tool.nb2kfp.serving])')
+    result(ref)
     return 0

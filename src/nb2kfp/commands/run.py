@@ -68,7 +68,7 @@ def _package_models(
     import shutil
     import tempfile
 
-    from nb2kfp.backends import local
+    from nb2kfp.backends import local, models
     from nb2kfp.commands import model
 
     images: dict[str, str] = {}
@@ -76,6 +76,7 @@ def _package_models(
     if not folders:
         report("--model-image: no step declares a model (tag the step with model:VARIABLE)")
     for name, folder in sorted(folders.items()):
+        models.model_files(folder)  # refuses links that lead out of the folder before anything is copied
         with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as tmp:
             for item in folder.iterdir():
                 target = "model" + item.suffix if item.name.startswith("data.") else item.name

@@ -14,8 +14,10 @@ payload's ``commits[]``, which holds only 20). The result (ok or failed, with th
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from nb2kfp.errors import Nb2KfpError, RunError, UsageError
 from nb2kfp.git import check_remote_url, check_sha, is_zero
@@ -31,8 +34,12 @@ from nb2kfp.gitlab.webhook import Metrics, ServeConfig, create_app
 from nb2kfp.registry import Masker
 
 Report = Callable[[str], None]
+T = TypeVar("T")
 GIT_TIMEOUT = 600
 CI_TIMEOUT = 3600
+STORE_TRIES = 5  # tries of one queue write (backoff from STORE_BACKOFF seconds, doubling)
+STORE_BACKOFF = 0.1
+MAX_ATTEMPTS = 3  # an event claimed more often than this (it crashed the server each time) is marked failed
 _SECRET_VARIABLES = ("NB2KFP_WEBHOOK_SECRET", "NB2KFP_WEBHOOK_SIGNING_TOKEN", "NB2KFP_GIT_TOKEN")
 # Runs `nb2kfp ...` and exits when its stdin closes, i.e. when the server died (even by kill -9): no orphan keeps
 # writing into a checkout or output folder that a retry of the same event then uses.
@@ -135,6 +142,7 @@ def _ci_env(event: Event, commit: str) -> dict[str, str]:
         CI_PROJECT_PATH=event.project_path,
         CI_PIPELINE_SOURCE="push",
         NB2KFP_EVENT_ID=str(event.id),
+        NB2KFP_CATALOG_ALLOWED_URLS=os.environ.get("NB2KFP_SERVE_CATALOG_URLS", ""),  # the pushed repo cannot choose
     )
     if event.kind == "tag_push":
         env["CI_COMMIT_TAG"] = name
@@ -172,23 +180,62 @@ class Workers:
             thread.join(timeout)
 
     def _loop(self, name: str) -> None:
+        result: tuple[int, bool, str] | None = None  # processed, not yet recorded (the queue refused the write)
+        pause = STORE_BACKOFF
         while not self.stop.is_set():
-            event = self.queue.claim(name)
+            try:
+                if result is not None:
+                    self._store(self.queue.done, *result)
+                    result = None
+                event = self._store(self.queue.claim, name)
+            except sqlite3.Error as exc:  # the worker lives on: /healthz says degraded until a write succeeds
+                self.report(f"{name}: queue {self.queue.path} cannot be written ({exc}); retrying in {pause:.0f}s")
+                self.stop.wait(pause)
+                pause = min(pause * 2, 60.0)
+                continue
+            pause = STORE_BACKOFF
             if event is None:
                 self.queue.wait(1.0)
                 continue
             started = time.monotonic()
-            try:
-                ok, message = self.process(event)
-            except Nb2KfpError as exc:
-                ok, message = False, self.mask(str(exc))
-            except Exception as exc:  # a bug must not kill the worker; the event records it
-                ok, message = False, self.mask(f"internal error: {type(exc).__name__}: {exc}")
+            if event.attempts > MAX_ATTEMPTS:  # it stopped the server (or its worker) every time: stop trying
+                ok, message = False, f"failed: given up after {MAX_ATTEMPTS} attempts"
+            else:
+                ok, message = self._process(event)
             if self.stop.is_set():
                 return  # interrupted: left in progress, recovered on the next start
-            self.queue.done(event.id, ok, message)
+            result = (event.id, ok, message)
             self.metrics.processed(ok, time.monotonic() - started)
             self.report(f"event {event.id}: {event.ref} {event.after[:12]}: {'ok' if ok else 'failed'}")
+        if result is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.queue.done(*result)
+
+    def _store(self, write: Callable[..., T], *args: Any) -> T:
+        """A queue write, retried with backoff (SQLITE_BUSY, a full disk, an I/O error); each failure is counted
+        and degrades /healthz until a write succeeds again."""
+        delay = STORE_BACKOFF
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                done = write(*args)
+            except sqlite3.Error as exc:
+                self.metrics.inc("store_errors")
+                self.metrics.degraded = f"queue writes fail: {exc}"
+                if attempt == STORE_TRIES or self.stop.wait(delay):
+                    raise
+                delay *= 2
+            else:
+                self.metrics.degraded = None
+                return done
+        raise AssertionError("unreachable")
+
+    def _process(self, event: Event) -> tuple[bool, str]:
+        try:
+            return self.process(event)
+        except Nb2KfpError as exc:
+            return False, self.mask(str(exc))
+        except Exception as exc:  # a bug must not kill the worker; the event records it
+            return False, self.mask(f"internal error: {type(exc).__name__}: {exc}")
 
     def process(self, event: Event) -> tuple[bool, str]:
         if is_zero(event.after):
@@ -247,7 +294,11 @@ class Workers:
 def _exclusive(data: Path) -> Iterator[None]:
     import fcntl
 
-    with open(data / "serve.lock", "w", encoding="utf-8") as handle:
+    try:
+        handle = open(data / "serve.lock", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise RunError(f"--data {data}: cannot write {data / 'serve.lock'}: {exc.strerror}") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -256,14 +307,24 @@ def _exclusive(data: Path) -> Iterator[None]:
 
 
 def run(
-    host: str, port: int, data_dir: Path, secret_file: Path | None, projects: list[str], workers: int, report: Report
+    host: str,
+    port: int,
+    data_dir: Path,
+    secret_file: Path | None,
+    projects: list[str],
+    workers: int,
+    report: Report,
+    allow_weak_secret: bool = False,
 ) -> int:
     import uvicorn
 
     if workers < 0:
         raise UsageError("--workers must be 0 or more")
-    config = ServeConfig.load(secret_file, projects)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    config = ServeConfig.load(secret_file, projects, allow_weak_secret=allow_weak_secret)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"--data {data_dir}: {exc.strerror}") from None
     with _exclusive(data_dir):
         queue = EventQueue(data_dir / "queue.sqlite3")
         recovered = queue.recover()

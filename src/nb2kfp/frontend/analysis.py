@@ -30,6 +30,7 @@ class Facts:
     may_mutate: set[str] = field(default_factory=set)  # maybe changed in place
     deleted: set[str] = field(default_factory=set)  # deleted and not bound again
     star_import: bool = False
+    stars: list[str] = field(default_factory=list)  # the `from M import *` statements, in order
     imported: dict[str, str] = field(default_factory=dict)  # name -> import statement that binds it
     first_line: dict[str, int] = field(default_factory=dict)  # first line each name is read or changed at
 
@@ -50,6 +51,7 @@ class Facts:
         self.may_mutate |= other.may_mutate
         self.deleted = (self.deleted - other.binds) | other.deleted
         self.star_import |= other.star_import
+        self.stars += other.stars
         for name in other.binds:
             self.imported.pop(name, None)
         self.imported.update(other.imported)
@@ -157,6 +159,7 @@ class _Block:
             for alias in s.names:
                 if alias.name == "*":
                     f.star_import = True
+                    f.stars.append(ast.unparse(s))
                     continue
                 name = alias.asname or alias.name.split(".")[0]
                 bound = self.bind(name, bound)

@@ -18,6 +18,7 @@ from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
 from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
+from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
 _PIP = re.compile(
@@ -130,7 +131,7 @@ def build(
                 resources=Resources(tuple(sorted(opts.limits.items())), tuple(sorted(opts.requests.items()))),
                 labels=tuple(sorted(opts.labels.items())),
                 annotations=tuple(sorted(opts.annotations.items())),
-                secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
+                secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(_with_artifact_key(opts, settings))),
                 volumes=volumes,
                 node_selector=tuple(sorted(opts.node_selector.items())),
                 tolerations=tuple(Toleration(k, *t) for k, t in sorted(opts.tolerations.items())),
@@ -145,6 +146,7 @@ def build(
     ]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     options.check_images(nb.path, steps, base_image, settings, diags)
+    options.check_names(nb.path, steps, parameters, diags)
     workspace = options.workspace(nb.path, meta, settings, diags)
     own_steps = [
         (d.name, [(c.index, trees[c.index]) for c in d.cells if c.index in trees]) for d in groups.steps.values()
@@ -171,6 +173,14 @@ def build(
         workspace=workspace,
     )
     return Result(pipeline, diags)
+
+
+def _with_artifact_key(opts: StepOptions, settings: Settings) -> list[tuple[str, tuple[str, str]]]:
+    """The step's secret: tags, plus the artifact HMAC key when the settings name its Kubernetes secret."""
+    found = dict(opts.secrets)
+    if settings.artifact_key_secret:
+        found[ARTIFACT_KEY_ENV] = settings.artifact_key_secret
+    return list(found.items())
 
 
 def _imported_modules(trees: Iterable[ast.Module]) -> tuple[str, ...]:

@@ -160,7 +160,8 @@ def _resolve_one(
     if not nearest:
         known = name in prelude.binds or name in BUILTIN_NAMES or name in params
         if not (known or name in step.facts.binds or star or step.facts.star_import):
-            diagnostics.append(error(path, _undefined_message(step, name, steps), "NB020", cell, line))
+            if not _replay_star_imports(step, [steps[a] for a in mine], flow):
+                diagnostics.append(error(path, _undefined_message(step, name, steps), "NB020", cell, line))
             return
         _warn_notebook_order(path, step, name, steps, mine, nearest, cell, line, diagnostics)
         if name in params and name not in prelude.binds:
@@ -186,6 +187,20 @@ def _resolve_one(
         return
     flow.inputs[step.name].append(VariableEdge(name, provider.name))
     flow.outputs[provider.name].add(name)
+
+
+def _replay_star_imports(step: StepFacts, ancestors: list[StepFacts], flow: Flow) -> bool:
+    """A name no one binds may come from an ancestor's ``from M import *``: replay those in ``step``, in notebook
+    order and before its other imports, without replacing a value the step already holds (its inputs, the
+    prelude's names), as in the notebook, where they were bound after the star import."""
+    starred = sorted((a for a in ancestors if a.facts.stars), key=lambda a: a.order)
+    for a in starred:
+        for i, statement in enumerate(a.facts.stars):
+            flow.imports[step.name][f"*{a.order:06d}.{i:03d}"] = (
+                "import builtins as _nb2kfp_b; _nb2kfp_held = _nb2kfp_b.dict(_nb2kfp_b.globals()); "
+                f"{statement}; _nb2kfp_b.globals().update(_nb2kfp_held); del _nb2kfp_b, _nb2kfp_held"
+            )
+    return bool(starred)
 
 
 def _warn_notebook_order(

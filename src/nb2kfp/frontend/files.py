@@ -130,14 +130,14 @@ def check(
                     "working directory of its own (on KFP, its own pod), so the file is not there. Hand the "
                     "data over as a variable, or give the pipeline a workspace (kubeflow_notebook.workspace)"
                 )
-                diags.append(warning(notebook, msg, "NB070", cell, line))
+                diags.append(warning(notebook, msg, "NB100", cell, line))
             elif path not in writers and not (folder / path).exists():
                 msg = f"step {name!r} reads {path!r}: no such file next to the notebook, and no step writes it"
-                diags.append(warning(notebook, msg, "NB071", cell, line))
+                diags.append(warning(notebook, msg, "NB101", cell, line))
             elif path not in writers and not told_folder:
                 told_folder = True
                 msg = (
                     f"step {name!r} reads {path!r} from the notebook's folder: a local run has it, a KFP step "
                     "only if its image or the workspace holds it (or read it from a volume or URL)"
                 )
-                diags.append(warning(notebook, msg, "NB072", cell, line))
+                diags.append(warning(notebook, msg, "NB102", cell, line))

@@ -65,7 +65,7 @@ RUNTIME_LINE_MAGICS = frozenset(
     }
 )
 
-_NEEDS_IPYTHON = re.compile(r"^\s*[%!]|[?]\s*$|=\s*[%!]", re.MULTILINE)
+_NEEDS_IPYTHON = re.compile(r"^\s*[%!?]|[?]\s*$|=\s*[%!]", re.MULTILINE)
 _CELL_MAGIC = re.compile(r"\A\s*%%(\w+)[^\n]*\n?")
 _LINE_TIME = re.compile(r"^(\s*)%(?:time|timeit|prun)\b(?:\s+-\S+)*\s*", re.MULTILINE)
 # %pylab [inline]: what IPython's pylab import does, on one line (line numbers stay those of the cell)

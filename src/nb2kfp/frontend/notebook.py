@@ -9,6 +9,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +152,7 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
         if isinstance(source, list):
             source = "".join(source)
         _scan_secrets(shown, number, source, raw_cell.get("outputs"), diagnostics)
+        _scan_metadata(shown, number, raw_cell.get("metadata"), diagnostics)
         if raw_cell.get("cell_type") != "code":
             continue
         cell = Cell(index=number, source=source)
@@ -158,6 +160,7 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
         _parse_tags(shown, cell, tags, raw_cell.get("metadata", {}), diagnostics)
         cells.append(cell)
     metadata = raw.get("metadata", {})
+    _scan_metadata(shown, None, metadata, diagnostics)
     return Notebook(shown, digest, cells, metadata, diagnostics, Path(shown).stem)
 
 
@@ -173,6 +176,22 @@ def _scan_secrets(shown: str, number: int, source: str, outputs: object, diagnos
             msg = f"the cell's output shows {kind}: clear the outputs (e.g. with nbstripout) and rotate it"
             diagnostics.append(error(shown, msg, "NB061", cell=number))
             return
+
+
+def _scan_metadata(shown: str, number: int | None, metadata: object, diagnostics: list[Diagnostic]) -> None:
+    """Tags (image:, label:, annotation: values ...) and metadata (a pipeline_description ...) are scanned too."""
+    if not metadata:
+        return
+    for kind, _ in secrets.scan(json.dumps(metadata, ensure_ascii=False)):
+        where = "the cell's tags or metadata hold" if number else "the notebook metadata holds"
+        msg = f"{where} {kind}: never commit credentials; use secret:NAME:KEY:ENV or the environment"
+        diagnostics.append(error(shown, msg, "NB060", cell=number))
+        return
+
+
+def shown_tag(tag: str) -> str:
+    """A tag as messages show it: quoted, or withheld when it looks like a credential."""
+    return "(a value that looks like a credential: not shown)" if secrets.looks_secret(tag) else repr(tag)
 
 
 def content_hash(raw: dict[str, Any]) -> str:
@@ -214,6 +233,8 @@ def _load_json(shown: str, data: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         msg = f"not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise NotebookError([error(shown, msg, "NB002")]) from None
+    except RecursionError:
+        raise NotebookError([error(shown, "not a notebook: JSON nested too deeply", "NB002")]) from None
     if not isinstance(raw, dict) or "cells" not in raw or not isinstance(raw.get("cells"), list):
         raise NotebookError([error(shown, "not a notebook: no list of cells at the top level", "NB002")])
     return raw
@@ -224,10 +245,45 @@ def _validate(shown: str, raw: dict[str, Any]) -> None:
     if raw.get("nbformat") != 4:
         found = raw.get("nbformat")
         raise NotebookError([error(shown, f"unsupported notebook format {found!r}: nbformat 4 is required", "NB002")])
+    if not isinstance(raw.get("metadata", {}), dict):
+        raise NotebookError([error(shown, "invalid notebook: the notebook's metadata must be an object", "NB002")])
     for number, cell in enumerate(raw["cells"], start=1):
-        problem = _cell_problem(cell)
+        problem = _cell_problem(cell) or (_text_problem(cell) if isinstance(cell, dict) else None)
         if problem:
             raise NotebookError([error(shown, f"invalid notebook: {problem}", "NB002", cell=number)])
+    problem = _text_problem(raw.get("metadata", {}))
+    if problem:
+        raise NotebookError([error(shown, f"invalid notebook metadata: {problem}", "NB002")])
+
+
+def _text_problem(value: object) -> str | None:
+    """Every string (and key) in ``value`` must be UTF-8 text: JSON's \\ud800-style escapes can smuggle in lone
+    surrogates, which no spec, file or terminal can hold."""
+    if any(isinstance(item, str) and not _is_utf8(item) for item in json_leaves(value)):
+        return "a string holds a lone surrogate (\\ud800-\\udfff), which is not UTF-8 text"
+    return None
+
+
+def json_leaves(value: object) -> Iterator[object]:
+    """Every key and non-container value in a JSON-like value, walked without recursion (any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            yield item
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _cell_problem(cell: object) -> str | None:
@@ -256,7 +312,7 @@ def parse_step_defaults(shown: str, entries: object, diagnostics: list[Diagnosti
         return options
     for tag in entries:
         if not isinstance(tag, str) or not _option_tag(tag, options):
-            msg = f"kubeflow_notebook.steps_defaults: unsupported entry {tag!r}"
+            msg = f"kubeflow_notebook.steps_defaults: unsupported entry {shown_tag(str(tag))}"
             diagnostics.append(error(shown, msg, "NB010"))
     return options
 
@@ -300,7 +356,7 @@ def _parse_tags(
         cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
         others = [t for t in tags if t not in special and not is_foreign_tag(t)]
         if others or len(special) > 1:
-            ignored = ", ".join(special[1:] + others)
+            ignored = ", ".join(shown_tag(t) for t in special[1:] + others)
             msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
             diagnostics.append(warning(shown, msg, "NB011", cell=cell.index))
         return
@@ -385,7 +441,9 @@ def _unknown_tag_message(tag: str) -> str:
     if m := re.fullmatch(r"(limit|request):([_a-z\-./]+):?", tag):
         return f"{tag}: the amount is missing ({m.group(1)}:{m.group(2)}:AMOUNT, e.g. {m.group(1)}:cpu:2)"
     if tag.startswith("step:") or tag.startswith("prev:"):
-        return f"unknown tag {tag!r}: a step name is letters, digits, '_' and '-', starting with a letter or '_'"
+        return (
+            f"unknown tag {shown_tag(tag)}: a step name is letters, digits, '_' and '-', starting with a letter or '_'"
+        )
     head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
     close = difflib.get_close_matches(head, list(_KNOWN_TAGS), n=3, cutoff=0.0)
-    return f"unknown tag {tag!r} (nearest known tags: {', '.join(_KNOWN_TAGS[c] for c in close)})"
+    return f"unknown tag {shown_tag(tag)} (nearest known tags: {', '.join(_KNOWN_TAGS[c] for c in close)})"

@@ -9,7 +9,7 @@ from nb2kfp import imageref
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.notebook import StepOptions
-from nb2kfp.ir import Step, VolumeMount
+from nb2kfp.ir import Parameter, Step, VolumeMount
 
 _CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?$")
@@ -103,6 +103,21 @@ def base_image(path: str, meta: dict[str, object], settings: Settings, diags: li
                 diags.append(error(path, str(exc), "NB071"))
                 return str(image)
     return settings.image
+
+
+MAX_NAME = 128  # spec keys are built from these names (YAML readers refuse keys over 1,024 characters)
+
+
+def check_names(path: str, steps: list[Step], parameters: list[Parameter], diags: list[Diagnostic]) -> None:
+    """Step, parameter and variable names short enough for the spec's keys and KFP's task names."""
+    seen: set[str] = set()
+    named = [(s.name, "step", s.first_cell) for s in steps] + [(p.name, "parameter", p.cell) for p in parameters]
+    named += [(n, "variable", s.first_cell) for s in steps for n in (*s.outputs, *(e.name for e in s.inputs))]
+    for name, kind, cell in named:
+        if len(name) > MAX_NAME and name not in seen:
+            seen.add(name)
+            msg = f"{kind} name {name[:40]}... has {len(name)} characters: KFP specs take names up to {MAX_NAME}"
+            diags.append(error(path, msg, "NB055", cell))
 
 
 def check_images(path: str, steps: list[Step], base: str, settings: Settings, diags: list[Diagnostic]) -> None:

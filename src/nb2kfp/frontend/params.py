@@ -6,6 +6,7 @@ import ast
 import json
 
 from nb2kfp.errors import Diagnostic, error, warning
+from nb2kfp.frontend.notebook import json_leaves
 from nb2kfp.ir import Parameter, ParamType, ParamValue
 
 _TYPES: tuple[tuple[type, ParamType], ...] = (
@@ -55,8 +56,23 @@ def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[D
             )
             diagnostics.append(error(path, msg, "NB042", cell, stmt.lineno))
             continue
+        problem = _kfp_problem(value)
+        if problem:
+            diagnostics.append(error(path, f"parameter {name!r}: {problem}", "NB042", cell, stmt.lineno))
+            continue
         found.append(Parameter(name, kind_name, value, cell))
     return found
+
+
+def _kfp_problem(value: object) -> str | None:
+    """What KFP cannot carry exactly: numbers travel as doubles (integers beyond 2**53 lose digits or overflow),
+    strings as UTF-8 (a lone surrogate from a ``"\\ud800"`` escape has no encoding)."""
+    for item in json_leaves(value):
+        if type(item) is int and abs(item) > 2**53:
+            return f"a {item.bit_length()}-bit integer does not fit a KFP number (at most 2**53)"
+        elif isinstance(item, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+            return "a string with a lone surrogate (\\ud800-\\udfff) is not UTF-8 text"
+    return None
 
 
 def _json_exact(value: object) -> bool:

@@ -116,18 +116,23 @@ class Record:
 
 
 class EventQueue:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, busy_timeout: float = 30.0) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._wake = threading.Condition(threading.Lock())
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise RunError(f"queue {path}: {exc}") from None
+            self._db.execute("BEGIN IMMEDIATE")  # a read-only file fails here, at start-up, not on the first push
+            try:
+                self._db.execute("UPDATE events SET id = id WHERE 0")
+            finally:
+                self._db.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            raise RunError(f"queue {path}: cannot be written: {exc}") from None
 
     def close(self) -> None:
         with self._lock:

@@ -10,7 +10,6 @@ this file plays that role (reads the executor input, writes the executor output)
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import json
 import linecache
 import os
@@ -26,6 +25,12 @@ import types
 from typing import Any
 
 RUNTIME_FILE = "<nb2kfp runtime>"
+# With a key in this variable (a Kubernetes secret through [tool.nb2kfp] artifact_key_secret; `nb2kfp run --local`
+# makes one per run), pickle-based values carry an HMAC of their bytes and their artifact folder, and a step
+# refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
+# earlier run) is never loaded as code.
+ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
+_PICKLED = {"pickle": "data.pickle", "joblib": "data.joblib"}
 _INSTALLERS = re.compile(r"^\s*(?:(?:python3?|\S*/python3?)\s+-m\s+)?(?:pip3?|conda|mamba|uv\s+pip)\b")
 _MOUNTS = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 
@@ -68,6 +73,24 @@ def _type_name(value: object) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+def _array_attributes(obj: object) -> dict[str, Any] | None:
+    """The instance attributes of an ndarray subclass that relies on ndarray's pickling, which drops them
+    (python-control's NamedSignal loses its signal labels): they are saved alongside the array."""
+    cls = type(obj)
+    base = next((b for b in cls.__mro__[1:] if b.__name__ == "ndarray" and b.__module__ == "numpy"), None)
+    if base is None or not getattr(obj, "__dict__", None):
+        return None
+    own = ("__reduce__", "__reduce_ex__", "__setstate__", "__getstate__")
+    if any(getattr(cls, m, None) is not getattr(base, m, None) for m in own):
+        return None  # the subclass pickles itself
+    return dict(obj.__dict__)
+
+
+def _set_array_state(obj: Any, state: tuple[Any, dict[str, Any]]) -> None:
+    obj.__setstate__(state[0])
+    obj.__dict__.update(state[1])
+
+
 def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
     """cloudpickle (by value for code defined in steps), but classes and functions from the
     functions cell go by reference so they stay the same objects in the receiving step."""
@@ -83,6 +106,10 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
             )
             if by_reference and shared.get(getattr(obj, "__qualname__", "")) is obj:
                 return NotImplemented
+            attributes = _array_attributes(obj)
+            if attributes is not None:
+                rebuild, args, state = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[:3]
+                return rebuild, args, (state, attributes), None, None, _set_array_state
             return super().reducer_override(obj)
 
     return Pickler
@@ -153,14 +180,47 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any], wh
             raise StepFailed(_unsaveable(name, value, exc, where)) from None
         fmt = "pickle"
     meta = {"format": fmt, "python_type": _type_name(value), "variable": name, **_framework(module, value)}
+    signature = _signature(folder, meta)
+    if signature:
+        meta["hmac"] = signature
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
     return meta
 
 
+def _signature(folder: str, meta: dict[str, str]) -> str | None:
+    """HMAC-SHA256 (key from ARTIFACT_KEY_ENV) of a pickle-based value's folder, variable, format and file digest;
+    None when no key is set or the format is not pickle-based."""
+    key = os.environ.get(ARTIFACT_KEY_ENV)
+    data = _PICKLED.get(meta.get("format", ""))
+    if not key or not data:
+        return None
+    import hashlib
+    import hmac
+
+    digest = hashlib.sha256()
+    with open(os.path.join(folder, data), "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), meta["format"], digest.hexdigest()])
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
+    import hmac
+
+    expected = _signature(folder, meta)
+    if expected is not None and not hmac.compare_digest(str(meta.get("hmac", "")), expected):
+        raise StepFailed(
+            f"refusing to load {name!r}: its {meta['format']} file was not written by this pipeline run (no valid "
+            "nb2kfp signature), and unpickling runs code"
+        )
+
+
 def _arrow_keeps(df: Any) -> bool:
-    """Whether Arrow gives this DataFrame back as it is: plain columns, a plain index, str or int column
-    labels. Anything else (a PeriodIndex, period or interval columns, mixed labels) goes by pickle."""
+    """Whether Arrow gives this DataFrame back as it is: a plain index, text column labels, columns of numbers,
+    dates, categories or text. Anything else (a PeriodIndex, period or interval columns, int labels, columns of
+    lists or mixed objects) goes by pickle."""
     import pandas as pd
 
     plain = (pd.RangeIndex, pd.DatetimeIndex)
@@ -170,7 +230,13 @@ def _arrow_keeps(df: Any) -> bool:
             return False
     if type(df.columns) is not pd.Index or not all(type(c) is str for c in df.columns):
         return False
-    return all(dtype.kind in "biufcmMO" or str(dtype) in ("category", "string", "bool") for dtype in df.dtypes)
+    for name, dtype in df.dtypes.items():
+        if dtype.kind == "O":  # text stays text; lists, dicts or mixed objects would come back changed
+            if pd.api.types.infer_dtype(df[name], skipna=True) not in ("string", "bytes", "empty"):
+                return False
+        elif dtype.kind not in "biufcmM" and str(dtype) not in ("category", "string", "boolean"):
+            return False
+    return True
 
 
 def _mentions_main(path: str) -> bool:
@@ -211,6 +277,7 @@ def load_value(name: str, folder: str) -> object:
     fmt = meta["format"]
     if fmt == "missing":
         raise StepFailed(f"variable {name!r} has no value: {meta['reason']}")
+    _check_signature(name, folder, meta)
     if fmt == "feather":
         import pyarrow.feather as feather
 
@@ -231,6 +298,8 @@ def load_value(name: str, folder: str) -> object:
     if fmt == "json":
         with open(os.path.join(folder, "data.json"), encoding="utf-8") as fh:
             return json.load(fh)
+    if fmt != "pickle":
+        raise StepFailed(f"cannot load {name!r}: unknown value format {str(fmt)[:40]!r} in its nb2kfp.json")
     with open(os.path.join(folder, "data.pickle"), "rb") as fh:
         return pickle.load(fh)
 
@@ -380,30 +449,41 @@ def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHa
     return None
 
 
-class _AggShow:
-    """Imports ``nb2kfp_mpl_backend``: matplotlib's Agg with a ``show`` that takes what Jupyter's inline
-    backend takes (``plt.show(fig)``) and does nothing, or, in a reported step, puts the figures in the
-    report; matplotlib is imported only if the step uses it."""
+class _PyplotShow:
+    """Patches ``matplotlib.pyplot`` as it is imported (if a step imports it at all): its ``show`` then takes
+    what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts the figures in the
+    report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a standard backend."""
 
-    name = "nb2kfp_mpl_backend"
+    def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
+        if fullname != "matplotlib.pyplot":
+            return None
+        from importlib.machinery import PathFinder
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
-        return importlib.util.spec_from_loader(fullname, self) if fullname == self.name else None  # type: ignore[arg-type]
+        spec = PathFinder.find_spec(fullname, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
 
-    def create_module(self, spec: object) -> None:
-        return None
+        def exec_module(module: types.ModuleType) -> None:
+            original(module)
 
-    def exec_module(self, module: types.ModuleType) -> None:
-        from matplotlib.backends import backend_agg
+            def show(*args: object, **kwargs: Any) -> None:
+                if _REPORT is not None:
+                    _REPORT.figures()
+                else:
+                    original_show(**kwargs)
 
-        module.__dict__.update({k: v for k, v in vars(backend_agg).items() if not k.startswith("__")})
-        module.__dict__["show"] = lambda *args, **kwargs: _REPORT.figures() if _REPORT is not None else None
+            original_show = module.show
+            module.show = show  # type: ignore[attr-defined]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def _matplotlib_backend() -> None:
-    if not os.environ.get("MPLBACKEND"):
-        sys.meta_path.insert(0, _AggShow())
-        os.environ["MPLBACKEND"] = f"module://{_AggShow.name}"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.meta_path.insert(0, _PyplotShow())
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -533,15 +613,16 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             namespace[name] = param_value(kind, values[name])
         else:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
-    _run_cells(_labelled(spec, "prelude"), namespace)
-    for name, key in spec["inputs"].items():
-        artifact = inputs["artifacts"][key]["artifacts"][0]
-        namespace[name] = load_value(name, local_path(artifact["uri"]))
-    for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
-        namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
     stopped = ""
+    cells = _labelled(spec, "cells")
     try:
-        _run_cells(cells := _labelled(spec, "cells"), namespace, shown=True)
+        _run_cells(_labelled(spec, "prelude"), namespace)
+        for name, key in spec["inputs"].items():
+            artifact = inputs["artifacts"][key]["artifacts"][0]
+            namespace[name] = load_value(name, local_path(artifact["uri"]))
+        for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
+            namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
+        _run_cells(cells, namespace, shown=True)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise

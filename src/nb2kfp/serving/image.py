@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from nb2kfp.backends import images
 from nb2kfp.backends.requirements import Requirements
@@ -59,3 +60,27 @@ def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
     labels, what = {"io.nb2kfp.serving": "mlserver"}, "the MLServer image"
     images.build_offline(client, dockerfile(base), requirements, base, tag, labels, Masker(), report, True, what)
     return ServingImage(tag, str(client.images.get(tag).id), True, time.monotonic() - started)
+
+
+def push(registry_text: str, report: images.Report) -> str:
+    """Build (if needed) and push the MLServer image to REGISTRY/mlserver:<content hash>; its pinned reference."""
+    from nb2kfp.config import find_settings
+    from nb2kfp.registry import Registry, credentials_for
+    from nb2kfp.serving import runtimes
+
+    registry = Registry.parse(registry_text)
+    base = find_settings(Path.cwd()).image
+    tag = runtimes.mlserver_tag(base)
+    repository, version = registry.repository("mlserver"), tag.rsplit(":", 1)[1]
+    creds = credentials_for(registry.host)
+    masker = Masker.for_credentials(creds)
+    client = images.docker_client()
+    digest = images._existing_digest(client, f"{repository}:{version}", creds, masker, registry.host)
+    if digest:
+        report(f"{repository}:{version} is already in the registry")
+    else:
+        built = ensure(tag, base, report)
+        client.images.get(built.id).tag(repository, version)
+        report(f"pushing {repository}:{version}")
+        digest, _ = images.push_tag(client, repository, version, creds, masker, report, True)
+    return f"{repository}@{digest}"

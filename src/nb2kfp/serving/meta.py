@@ -20,6 +20,7 @@ PREFIX = "io.nb2kfp.model."
 KSERVE_FILES = {"scikit-learn": ("model.joblib", "model.pkl", "model.pickle"), "xgboost": ("model.bst", "model.json")}
 _MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle", ".bst", ".ubj")
 _IMPLEMENTATION = {"scikit-learn": "mlserver_sklearn.SKLearnModel", "xgboost": "mlserver_xgboost.XGBoostModel"}
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # names that go into URLs and file paths as they are
 _FRAMEWORK = re.compile(r"^(?P<name>scikit-learn|xgboost)==(?P<version>[0-9]+(?:\.[0-9]+)*[a-z0-9.+-]*)$")
 
 
@@ -45,6 +46,8 @@ class ModelMeta:
             text = labels.get(PREFIX + f.name.replace("_", "-"), "")
             values[f.name] = int(text) if f.name == "n_features" and text.isdigit() else text
         values["n_features"] = values["n_features"] or 0
+        if not _SAFE.match(values["name"]) or not _SAFE.match(values["file"] or "x"):
+            raise UsageError("the image's io.nb2kfp.model.name/file labels are not plain names (not built by nb2kfp?)")
         return cls(**values)
 
     def model_settings(self) -> dict[str, Any] | None:

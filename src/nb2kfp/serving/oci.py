@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 
+from nb2kfp import extras, imageref
+from nb2kfp.backends import models
 from nb2kfp.backends.models import MANIFEST
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.registry import Masker, credentials_for, is_loopback
 from nb2kfp.serving.meta import ModelMeta
-
-_REF = re.compile(
-    r"^(?P<repo>[a-zA-Z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
 
 
 @dataclass(frozen=True)
@@ -31,24 +27,28 @@ class ModelRef:
 
 def parse(image: str) -> tuple[str, str]:
     """REPOSITORY and the tag or digest to look up, from REGISTRY/REPOSITORY[:TAG][@sha256:...]."""
-    m = _REF.match(image.removeprefix("oci://"))
-    if not m:
-        raise UsageError(f"{image!r}: give a model image as REGISTRY/REPOSITORY[:TAG] or REGISTRY/REPOSITORY@sha256:…")
-    return m.group("repo"), m.group("digest") or m.group("tag") or "latest"
+    try:
+        ref = imageref.parse(image.removeprefix("oci://"))
+    except imageref.BadReference as exc:
+        raise UsageError(f"{image!r}: a model image is REGISTRY/REPOSITORY[:TAG][@sha256:...]; {exc}") from None
+    if not ref.domain:
+        raise UsageError(f"{image!r}: name the model image's registry, e.g. registry.example.com/ml/clf@sha256:...")
+    if ref.digest and not ref.digest.startswith("sha256:"):
+        raise UsageError(f"{image!r}: only sha256 digests are supported")
+    return ref.name, ref.digest or ref.tag or "latest"
 
 
 def read(image: str, insecure: bool = False) -> ModelRef:
-    try:
-        import oras.provider
-        import requests
-    except ImportError:
-        raise UsageError("model images need oras: pip install 'nb2kfp[containers]'") from None
-
     repository, reference = parse(image)
+    extras.require("reading a model image", "oras", "requests")
+    import oras.provider
+    import requests
+
     host = repository.split("/", 1)[0]
     creds = credentials_for(host)
     masker = Masker.for_credentials(creds)
     registry = oras.provider.Registry(hostname=host, insecure=insecure or is_loopback(host), auth_backend="basic")
+    models.bounded(registry, host)  # timeouts and bounded retries, as for pushes
     if creds:
         registry.auth.set_basic_auth(creds.username, creds.password)
     container = registry.get_container(f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}")
@@ -63,7 +63,7 @@ def read(image: str, insecure: bool = False) -> ModelRef:
         blob = registry.get_blob(container, config_digest)
         _check(blob, host, image, masker)
         labels = json.loads(blob.content).get("config", {}).get("Labels") or {}
-    except requests.exceptions.ConnectionError as exc:
+    except requests.exceptions.RequestException as exc:
         raise RunError(f"registry {host} is not reachable: {type(exc).__name__}") from None
     except (ValueError, KeyError, TypeError):
         raise RunError(f"{image}: the registry's answer is not an OCI image manifest and config") from None
