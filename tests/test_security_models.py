@@ -76,5 +76,5 @@ def test_run_model_image_refuses_a_link_out_before_pushing(tmp_path: Path, make_
     (saved / "nb2kfp.json").write_text("{}")
     (saved / "data.pkl").symlink_to(outside)
     with pytest.raises(RunError) as info:
-        _package_models(tmp_path / "run", pipeline, "127.0.0.1:1/models", lambda line: None)
+        _package_models(nb, tmp_path / "run", pipeline, "127.0.0.1:1/models", lambda line: None)
     assert "leads out of the model folder" in str(info.value)
