@@ -293,3 +293,23 @@ def test_dict_parameters_travel_as_json_text_unless_a_component_takes_them(make_
     assert root["config"] == {"defaultValue": '{"b": 2, "a": 1}', "isOptional": True, "parameterType": "STRING"}
     assert root["params"] == {"defaultValue": {"x": 1}, "isOptional": True, "parameterType": "STRUCT"}
     assert argument(pipeline, pipeline.parameter("config"), {"z": 1, "a": "{{$}}"}) == '{"z": 1, "a": "{{\\u0024}}"}'
+
+
+def test_a_workspace_on_kfp_keeps_the_images_working_directory_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nb2kfp.runtime import step as runtime
+
+    image_dir, workspace = tmp_path / "app", tmp_path / "ws"
+    image_dir.mkdir()
+    (image_dir / "data.csv").write_text("x\n")
+    monkeypatch.chdir(image_dir)
+    for name in ("NB2KFP_SEED", "NB2KFP_STEP_DIRS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NB2KFP_WORKSPACE", str(workspace))
+    links = runtime._enter_workdir("train")
+    assert Path.cwd() == workspace and Path("data.csv").read_text() == "x\n"
+    assert links == [str(workspace / "data.csv")]
+    monkeypatch.delenv("NB2KFP_WORKSPACE")
+    monkeypatch.chdir(image_dir)
+    assert runtime._enter_workdir("train") == [] and Path.cwd() == image_dir  # no workspace: the pod's own

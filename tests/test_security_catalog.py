@@ -54,6 +54,16 @@ class _Catalog(BaseHTTPRequestHandler):
                 return
         elif self.path.startswith("/stall/"):
             time.sleep(30)
+        elif self.path.startswith("/drip/"):  # a byte a second: never idle long enough for a socket timeout
+            self.send_response(200)
+            self.end_headers()
+            try:
+                for _ in range(60):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                return
 
     def _send(self, status: int, body: bytes, empty_status: int = 200) -> None:
         status = status if body else empty_status
@@ -112,6 +122,7 @@ def test_plain_http_needs_loopback_and_the_flag(tmp_path: Path) -> None:
     [
         ("endless", "over 1 MiB"),
         ("stall", "timed out"),
+        ("drip", "timed out"),
         ("redirect", "redirects"),
         ("error", "HTTP 500"),
         ("broken", "not YAML"),

@@ -226,3 +226,47 @@ def test_a_short_webhook_secret_is_refused_unless_allowed(tmp_path: Path) -> Non
     assert proc.returncode == 2 and "16 or more" in proc.stderr and "--allow-weak-secret" in proc.stderr
     assert "short" not in proc.stderr.replace("--allow-weak-secret", "")
     assert ServeConfig.load(None, ["42"], {"NB2KFP_WEBHOOK_SECRET": "short"}, allow_weak_secret=True).secret == "short"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "main",
+        "feature/x-1",
+        "a..b",
+        "a/.b",
+        "a.lock",
+        "a/b.lock/c",
+        "a b",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[",
+        "a\\\\b",
+        "a//b",
+        "a/",
+        "a.",
+        "@",
+        "a@{1}",
+        "a@b",
+        "ü-ünïcode",
+        "-leading-dash",
+        "x/-y",
+        ".hidden",
+        "tab\tname",
+    ],
+)
+def test_refs_are_judged_as_git_check_ref_format_judges_them(name: str) -> None:
+    """The payload check agrees with the real `git check-ref-format` on branch refs."""
+    from nb2kfp.git import check_ref
+
+    ref = f"refs/heads/{name}"
+    git_says = subprocess.run(["git", "check-ref-format", ref], capture_output=True).returncode == 0
+    try:
+        check_ref(ref)
+        ours = True
+    except ValueError:
+        ours = False
+    assert ours == git_says, (ref, git_says)

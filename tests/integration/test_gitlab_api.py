@@ -297,3 +297,28 @@ def test_plan_command_against_a_git_ref(repo: dict[str, object]) -> None:
 
     with pytest.raises(RunError, match="names no commit"):
         plan_command.run(notebook, "no-such-ref", "text", lines.append)
+
+
+def test_two_includes_report_separately(server: GitLabDouble, repo: dict[str, object], tmp_path: Path) -> None:
+    """`nb2kfp ci report` as two includes of the component run it (NB2KFP_REPORT_KEY = their job_prefix) on
+    the same notebook: two commit statuses and two merge request notes, neither overwriting the other."""
+    import sys
+
+    work, sha = Path(str(repo["work"])), str(repo["c2"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "NB2KFP_", "GITLAB_"))}
+    env |= {
+        "NB2KFP_GITLAB_TOKEN": TOKEN,
+        "CI_SERVER_URL": server.url,
+        "CI_PROJECT_ID": str(server.project_id),
+        "CI_COMMIT_SHA": sha,
+        "CI_MERGE_REQUEST_IID": "5",
+    }
+    for key in ("", "vision-"):
+        out = tmp_path / f"out{key}"
+        command = [sys.executable, "-m", "nb2kfp", "ci", "report", "--notebooks", "*.ipynb", "--output-dir", str(out)]
+        done = subprocess.run(command, cwd=work, env={**env, "NB2KFP_REPORT_KEY": key}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    names = {s["name"] for s in server.statuses[sha]}
+    assert names == {"nb2kfp: pipeline.ipynb", "nb2kfp vision: pipeline.ipynb"}
+    marks = sorted(n["body"].splitlines()[0] for n in server.notes[5])
+    assert marks == ["<!-- nb2kfp:report -->", "<!-- nb2kfp:report:vision- -->"]

@@ -134,18 +134,19 @@ def _report(state: State, report: Report) -> bool:
             report(body)
             return True
         sha = os.environ.get("CI_COMMIT_SHA", "")
+        key = os.environ.get(mr_report.REPORT_KEY_ENV, "")
         for nb, entry in sorted(state.notebooks.items()):
             ok = entry.status != "failed"
             project.set_status(
                 sha,
                 "success" if ok else "failed",
-                f"nb2kfp: {nb}",
+                mr_report.status_name(nb, key),
                 "pipeline compiled" if ok else (entry.failure or "failed"),
                 entry.kfp_url,
             )
         iid = os.environ.get("CI_MERGE_REQUEST_IID")
         if iid:
-            note = project.upsert_mr_note(int(iid), body, os.environ.get(mr_report.REPORT_KEY_ENV, ""))
+            note = project.upsert_mr_note(int(iid), body, key)
             report(f"report: merge request !{iid} note {note} updated")
     except Nb2KfpError as exc:
         report(f"warning: report: {exc}")

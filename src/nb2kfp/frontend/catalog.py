@@ -96,7 +96,7 @@ def _download(url: str, target: Path) -> bool:
     chunks: list[bytes] = []
     try:
         with urllib.request.build_opener(_NoRedirect).open(url, timeout=min(limit, 5.0)) as response:
-            while chunk := response.read(64 * 1024):
+            while chunk := response.read1(64 * 1024):  # what has arrived: the deadline holds for a slow drip
                 chunks.append(chunk)
                 if sum(map(len, chunks)) > MAX_BYTES:
                     raise ValueError(f"it is over {MAX_BYTES >> 20} MiB")

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 
 REPORT_KEY_ENV = "NB2KFP_REPORT_KEY"  # set by the CI component to its job_prefix
 
+
+def status_name(notebook: str, key: str = "") -> str:
+    """The commit status of a notebook: ``nb2kfp: NB``, or ``nb2kfp KEY: NB`` for a keyed include of the
+    component (two includes on the same notebooks, e.g. two KFP endpoints, keep two statuses)."""
+    key = key.strip("-_ ")
+    return f"nb2kfp {key}: {notebook}" if key else f"nb2kfp: {notebook}"
+
+
 _ICONS = {"success": ":white_check_mark:", "failed": ":x:"}
 
 

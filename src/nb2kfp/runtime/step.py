@@ -494,7 +494,9 @@ def _enter_workdir(step: str) -> list[str]:
     """One rule for files, locally and on KFP (README, "Files"): a step runs in the run's workspace when the
     pipeline has one (shared by its steps), else in a folder of its own (on KFP: its pod's). A local run
     (``NB2KFP_STEP_DIRS``: where each step's folder goes, ``NB2KFP_SEED``: the notebook's folder) seeds
-    the folder with links to what is next to the notebook; returns the links made."""
+    the folder with links to what is next to the notebook; on KFP a workspace gets links to what the image's
+    working directory holds (unless that is ``/``), so files baked into the image stay readable. Returns
+    the links made."""
     workspace = os.environ.get("NB2KFP_WORKSPACE")
     step_dirs = os.environ.get("NB2KFP_STEP_DIRS")
     target = workspace or (os.path.join(step_dirs, step) if step_dirs else "")
@@ -502,7 +504,7 @@ def _enter_workdir(step: str) -> list[str]:
         return []  # KFP without a workspace: the pod's own working directory
     os.makedirs(target, exist_ok=True)
     made = []
-    seed = os.environ.get("NB2KFP_SEED")
+    seed = os.environ.get("NB2KFP_SEED") or (os.getcwd() if workspace and os.getcwd() != os.sep else "")
     if seed and os.path.isdir(seed):
         inside = os.path.realpath(target) + os.sep
         for entry in sorted(os.listdir(seed)):
