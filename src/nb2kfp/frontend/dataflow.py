@@ -150,17 +150,16 @@ def _resolve_one(
 
 
 def _replay_star_imports(step: StepFacts, ancestors: list[StepFacts], flow: Flow) -> bool:
-    """A name no one binds may come from an ancestor's ``from M import *``: replay those in ``step``, in notebook
-    order and before its other imports, without replacing a value the step already holds (its inputs, the
-    prelude's names), as in the notebook, where they were bound after the star import."""
-    starred = sorted((a for a in ancestors if a.facts.stars), key=lambda a: a.order)
-    for a in starred:
-        for i, statement in enumerate(a.facts.stars):
-            flow.imports[step.name][f"*{a.order:06d}.{i:03d}"] = (
-                "import builtins as _nb2kfp_b; _nb2kfp_held = _nb2kfp_b.dict(_nb2kfp_b.globals()); "
-                f"{statement}; _nb2kfp_b.globals().update(_nb2kfp_held); del _nb2kfp_b, _nb2kfp_held"
-            )
-    return bool(starred)
+    """A name no one binds may come from an ancestor's ``from M import *``: replay those in ``step``, all in
+    notebook order (a later one wins, as in the notebook) and before its other imports, without replacing a value
+    the step already holds (its inputs, the prelude's names), which in the notebook were bound after them."""
+    stars = [line for a in sorted(ancestors, key=lambda a: a.order) for line in a.facts.stars]
+    if stars:
+        flow.imports[step.name]["*"] = (
+            "import builtins as _nb2kfp_b; _nb2kfp_held = _nb2kfp_b.dict(_nb2kfp_b.globals()); "
+            f"{'; '.join(stars)}; _nb2kfp_b.globals().update(_nb2kfp_held); del _nb2kfp_b, _nb2kfp_held"
+        )
+    return bool(stars)
 
 
 def _warn_notebook_order(
