@@ -173,6 +173,26 @@ def test_ndarray_subclass_keeps_its_attributes_across_steps(make_nb: Make) -> No
     assert result["metrics"] == {"n": 5.0}
 
 
+def test_objects_caching_a_str_hash_work_in_the_next_step(make_nb: Make) -> None:
+    # formulaic's Term caches hash(str): ms.term_indices["b"] raised KeyError one step later (model_specs.ipynb)
+    key = (
+        "class Key:\n    def __init__(self, s):\n        self.s, self.h = s, hash(s)\n"
+        "    def __hash__(self):\n        return self.h\n"
+        "    def __eq__(self, other):\n        return self.s == getattr(other, 's', other)\n"
+    )
+    nb = make_nb(
+        [
+            (["functions"], key),
+            (["step:a"], "d = {Key(c): i for i, c in enumerate('abcdefgh')}"),
+            (["step:b"], "n = d['b'] + d['h']"),
+            (["pipeline-metrics"], "print(n)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"n": 8.0}
+
+
 def test_shell_lines_and_magics_run_without_a_kernel(make_nb: Make, tmp_path: Path) -> None:
     marker = tmp_path / "marker.txt"
     nb = make_nb(
