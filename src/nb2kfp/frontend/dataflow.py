@@ -195,6 +195,14 @@ def _undefined_message(step: StepFacts, name: str, steps: dict[str, StepFacts]) 
     definers = sorted(
         (s for s in steps.values() if name in s.facts.binds and s.name != step.name), key=lambda s: s.order
     )
+    below = [d for d in definers if d.order > step.order]
+    if definers and len(below) == len(definers) and name in step.facts.deferred and name not in step.facts.reads:
+        d = below[0]
+        return (
+            f"a function or class in step {step.name!r} reads the global {name!r}, which only step {d.name!r} "
+            f"(cell {d.first_cell}) below it sets: the notebook works when it is called after that cell, but a step "
+            f"cannot receive a value from a later step; set {name!r} above step {step.name!r} or pass it as an argument"
+        )
     if definers:
         d = definers[-1]
         return (
