@@ -9,6 +9,7 @@ STATE=${NB2KFP_SERVICES_DIR:-/tmp/nb2kfp-services}
 ENV_FILE=${NB2KFP_SERVICES_ENV:-$STATE/env}
 PORT=${NB2KFP_REGISTRY_PORT:-5055}
 BASE=nb2kfp-test-base:bookworm-py311-2
+JOB_BASE=nb2kfp-test-jobbase:bookworm-git-1
 mkdir -p "$STATE"
 
 need=()
@@ -19,6 +20,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v curl >/dev/null || need+=(curl)
 command -v rsync >/dev/null || need+=(rsync)  # gitlab-ci-local needs it
+command -v chromium >/dev/null || need+=(chromium)  # tests/test_reports.py opens the run report headless
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -64,6 +66,13 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
     | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$BASE" >/dev/null
 fi
 
+# Offline base for the nb2kfp job image (job-image/Dockerfile needs git, python3 and pip in it, or apt).
+if ! docker image inspect "$JOB_BASE" >/dev/null 2>&1; then
+  mmdebstrap --quiet --variant=extract --include=python3,python3-pip,git,ca-certificates,dash,coreutils,libc-bin,libstdc++6 \
+      bookworm - http://deb.debian.org/debian \
+    | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$JOB_BASE" >/dev/null
+fi
+
 # gitlab-ci-local (pinned: newer releases crash on Node 20), for the CI component tests.
 NODE_DIR=$STATE/node
 if [ ! -x "$NODE_DIR/node_modules/.bin/gitlab-ci-local" ]; then
@@ -75,6 +84,7 @@ export NB2KFP_TEST_REGISTRY=127.0.0.1:$PORT
 export NB2KFP_TEST_REGISTRY_USER=$USER
 export NB2KFP_TEST_REGISTRY_PASSWORD_FILE=$STATE/password
 export NB2KFP_TEST_BASE_IMAGE=$BASE
+export NB2KFP_TEST_JOB_BASE_IMAGE=$JOB_BASE
 export NB2KFP_GITLAB_CI_LOCAL=$NODE_DIR/node_modules/.bin/gitlab-ci-local
 ENV
 echo "services: docker $(docker version -f '{{.Server.Version}}'), registry 127.0.0.1:$PORT, base $BASE"

@@ -196,7 +196,7 @@ def test_papermill_parameters_tag_and_injected_values(make_nb: Make) -> None:
     [
         ("n = compute()", "must be a literal"),
         ("print('hi')", "only literal assignments"),
-        ("n = None", "cannot be a pipeline parameter"),
+        ("n = {1}", "cannot be a pipeline parameter"),
         ("t = (1, 2)", "cannot be a pipeline parameter"),
     ],
 )

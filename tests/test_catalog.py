@@ -170,11 +170,16 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 def test_catalog_urls_are_fetched_and_cached(served: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    found = catalog.find("remote-drift", "2.0", [], [served])
+    with pytest.raises(catalog.NotCached):  # lint and compile never fetch
+        catalog.find("remote-drift", "2.0", [], [served])
+    found = catalog.find("remote-drift", "2.0", [], [served], fetch=True)
     assert found is not None and found.call.source == f"{served}/remote-drift/2.0.yaml"
     assert list((tmp_path / "cache").rglob("2.0.yaml"))
-    assert catalog.find("remote-drift", "2.0", [], ["http://127.0.0.1:9"]) is None  # other URL, no cache
-    assert catalog.find("remote-drift", "3.0", [], [served]) is None
+    assert catalog.find("remote-drift", "2.0", [], [served]) == found  # from the cache
+    with pytest.raises(ValueError, match=r"URLError"):
+        catalog.find("remote-drift", "2.0", [], ["http://127.0.0.1:9"], fetch=True)
+    assert catalog.find("remote-drift", "3.0", [], [served], fetch=True) is None
+    assert catalog.find("remote-drift", "3.0", [], [served]) is None  # the fetch recorded its absence
 
 
 def test_bundled_components_load_with_the_kfp_sdk() -> None:

@@ -108,6 +108,9 @@ def test_lint_reports_the_included_notebooks_diagnostics_with_its_path(make_nb: 
     nb = make_nb([(["notebook:sub.ipynb"], "")], name="main.ipynb")
     found = [d.format() for d in diagnostics_for(nb)]
     assert any(f.startswith(str(nb.parent / "sub.ipynb") + ": cell 1") and "NB020" in f for f in found), found
+    make_nb([(["step:a"], "print(undefined_name"), (["step:b"], "print(another)")], name="sub.ipynb")
+    found = [d.format() for d in diagnostics_for(nb)]
+    assert any(f.startswith(str(nb.parent / "sub.ipynb") + ": cell 1") and "NB031" in f for f in found), found
     assert any(f.startswith(f"{nb}: cell 1: error:") and "NB083" in f for f in found)
 
 

@@ -188,6 +188,7 @@ def valid_notebooks(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
     n = draw(st.integers(1, 7))
     ancestors: list[set[int]] = []
     defined: list[list[str]] = []
+    numeric: set[str] = set()  # KFP metrics are numbers: only these may be metrics
     for i in range(n):
         prev = sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else []
         anc = set(prev).union(*(ancestors[p] for p in prev)) if prev else set()
@@ -196,7 +197,10 @@ def valid_notebooks(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
         names = [f"v{i}_{j}" for j in range(draw(st.integers(1, 3)))]
         for name in names:
             reads = draw(st.lists(st.sampled_from(visible), max_size=3)) if visible else []
-            expr = " + ".join(f"len(repr({r}))" for r in reads) or repr(draw(LITERALS))
+            literal = draw(LITERALS)
+            expr = " + ".join(f"len(repr({r}))" for r in reads) or repr(literal)
+            if reads or (isinstance(literal, int | float) and not isinstance(literal, bool)):
+                numeric.add(name)
             lines.append(f"{name} = {expr}")
         if draw(st.booleans()):
             lines.append(f"%time {names[0]}_t = math.sqrt(4)")
@@ -211,7 +215,7 @@ def valid_notebooks(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
             cells.append(([], f"print({names[-1]})"))
         ancestors.append(anc)
         defined.append(names)
-    metrics = [names[0] for names in defined if names[0].endswith("_0")][:3]
+    metrics = [names[0] for names in defined if names[0] in numeric][:3]
     if metrics:
         cells.append((["pipeline-metrics"], "\n".join(f"print({m})" for m in metrics)))
     from nbfactory import notebook

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, ROOT, require
-from nb2kfp.backends import kfp_spec
+from nb2kfp.backends import kfp_spec, step_runtime
 from nb2kfp.frontend.builder import build
+from nbfactory import write
 
 Make = Callable[..., Path]
 
@@ -73,7 +74,10 @@ def test_spec_shape(make_nb: Make) -> None:
     assert tasks["train"]["inputs"]["artifacts"]["xs"] == {
         "taskOutputArtifact": {"outputArtifactKey": "xs", "producerTask": "load"}
     }
-    assert tasks["train"]["inputs"]["parameters"] == {"name": {"componentInputParameter": "name"}}
+    assert tasks["train"]["inputs"]["parameters"] == {
+        "name": {"componentInputParameter": "name"},
+        "nb2kfp-runtime": {"componentInputParameter": "nb2kfp-runtime"},
+    }
     res = spec["deploymentSpec"]["executors"]["exec-load"]["container"]["resources"]
     assert res["cpuLimit"] == 0.5 and res["resourceMemoryLimit"] == "2Gi"
     assert res["memoryLimit"] == pytest.approx(2 * 2**30 / 1e9)
@@ -253,3 +257,40 @@ def test_workspace_is_shared_by_every_step_and_runs_under_kfp_local(make_nb: Mak
 
     with pytest.raises(UsageError):
         find_settings(tmp_path)
+
+
+def test_runtime_is_in_the_spec_once(tmp_path: Path) -> None:
+    """The 17 KB step runtime once per spec, not once per step: a 200-step pipeline stays well under
+    Kubernetes' ~1.5 MiB object limit (it was 4.3 MB with the runtime in every step's command)."""
+    cells = [(["step:s0"], "x0 = 1")] + [
+        ([f"step:s{i}", f"prev:s{i - 1}"], f"x{i} = x{i - 1} + 1") for i in range(1, 200)
+    ]
+    text = kfp_spec.render(build(write(tmp_path / "long.ipynb", cells)).pipeline)
+    runtime = step_runtime.runtime_source()
+    assert text.count("def _user_traceback(") == 1
+    spec = yaml.safe_load(text)
+    assert spec["root"]["inputDefinitions"]["parameters"]["nb2kfp-runtime"]["defaultValue"] == runtime
+    assert len(text.encode()) < 512 * 1024
+    commands = {tuple(e["container"]["command"]) for e in spec["deploymentSpec"]["executors"].values()}
+    assert commands == {("python3", "-c", step_runtime.BOOTSTRAP)} and len(step_runtime.BOOTSTRAP) < 512
+
+
+def test_steps_in_a_built_step_image_run_the_runtime_inside_it(make_nb: Make) -> None:
+    """After `nb2kfp build` (pin), steps on the built image run /opt/nb2kfp/step.py from it: no runtime in the
+    spec at all when every step uses it; a step with its own image: tag still gets the shared copy."""
+    from nb2kfp.commands.build import pin
+
+    built = "registry.example.com/ml/p@sha256:" + "0" * 64
+    only = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a"], "print(x)")])
+    spec = yaml.safe_load(kfp_spec.render(pin(build(only).pipeline, built)))
+    containers = [e["container"] for e in spec["deploymentSpec"]["executors"].values()]
+    assert [(c["image"], c["command"]) for c in containers] == [(built, ["python3", "/opt/nb2kfp/step.py"])] * 2
+    assert "inputDefinitions" not in spec["root"] and "def _user_traceback(" not in str(spec)
+
+    mixed = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a", "image:python:3.12"], "print(x)")], name="m.ipynb")
+    spec = yaml.safe_load(kfp_spec.render(pin(build(mixed).pipeline, built)))
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors["exec-a"]["container"]["command"] == ["python3", "/opt/nb2kfp/step.py"]
+    assert executors["exec-b"]["container"]["command"] == ["python3", "-c", step_runtime.BOOTSTRAP]
+    assert set(spec["root"]["dag"]["tasks"]["b"]["inputs"]["parameters"]) == {"nb2kfp-runtime"}
+    assert "inputs" not in spec["root"]["dag"]["tasks"]["a"]

@@ -74,6 +74,16 @@ def test_values_of_every_format_cross_steps(make_nb: Make) -> None:
         "pair": "pickle",
         "text": "json",
     }
+    import sklearn
+
+    (record,) = [json.loads(p.read_text()) for p in run_dir.glob("artifacts/*/make/model/nb2kfp.json")]
+    # what a server needs to load it, also the system.Model artifact's metadata on a cluster
+    assert (record["framework"], record["framework_version"], record["n_features"]) == (
+        "scikit-learn",
+        sklearn.__version__,
+        "1",
+    )
+    assert not any("framework" in json.loads(p.read_text()) for p in run_dir.glob("artifacts/*/make/df/nb2kfp.json"))
 
 
 def test_in_place_changes_follow_the_notebook(make_nb: Make) -> None:
@@ -139,7 +149,7 @@ def test_value_that_cannot_be_saved_names_variable_and_step(make_nb: Make) -> No
     )
     proc, result = run(nb)
     assert proc.returncode == 1 and result["steps"]["a"] == "failed"
-    assert "cannot save variable 'lock'" in proc.stderr
+    assert "cannot hand variable 'lock' (_thread.lock) from step 'a'" in proc.stderr
 
 
 def test_star_import_replayed_in_a_later_step_keeps_the_values_it_receives(make_nb: Make) -> None:

@@ -6,8 +6,9 @@ Imports stay lazy so that ``lint`` and ``compile --check`` never load the KFP SD
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,8 +26,15 @@ app = typer.Typer(
 )
 _state = {"debug": False}
 
-Notebooks = Annotated[list[Path], typer.Argument(help="Notebook files (.ipynb).", show_default=False)]
-Notebook = Annotated[Path, typer.Argument(help="A notebook file (.ipynb).", show_default=False)]
+# Newer typer (its own help renderer) adds "..." to the metavar of an argument that takes many values itself.
+_TYPER_ADDS_DOTS = hasattr(typer.core.TyperArgument, "display_type_rich")
+Notebooks = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="NOTEBOOK" if _TYPER_ADDS_DOTS else "NOTEBOOK...", help="Notebook files (.ipynb).", show_default=False
+    ),
+]
+Notebook = Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="A notebook file (.ipynb).", show_default=False)]
 
 
 def _version(value: bool) -> None:
@@ -48,19 +56,24 @@ def _main(
 @app.command()
 def lint(
     notebooks: Notebooks,
-    output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="text or json")] = "text",
+    warnings_as_errors: Annotated[bool, typer.Option("--warnings-as-errors", help="Exit 1 on warnings too.")] = False,
 ) -> None:
     """Report errors and warnings (path: cell N: ...); exit 1 when there are errors."""
     from nb2kfp.commands import lint as command
 
-    raise typer.Exit(command.run(notebooks, output_format, _out))
+    raise typer.Exit(command.run(notebooks, output_format, _out, warnings_as_errors))
 
 
 @app.command("compile")
 def compile_(
     notebooks: Notebooks,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one notebook).")] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Folder for the outputs.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="Output file (one notebook).")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", metavar="DIR", help="Folder for the outputs.")
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 if an output is missing or stale; write nothing.")
     ] = False,
@@ -81,7 +94,7 @@ def compile_(
 @app.command()
 def graph(
     notebook: Notebook,
-    output_format: Annotated[str, typer.Option("--format", help="text, mermaid or dot")] = "text",
+    output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="text, mermaid or dot")] = "text",
 ) -> None:
     """Print the pipeline's DAG."""
     from nb2kfp.commands import graph as command
@@ -92,66 +105,138 @@ def graph(
 @app.command()
 def run(
     notebook: Notebook,
-    local_run: Annotated[bool, typer.Option("--local", help="Run here with kfp.local (the default).")] = True,
+    local_run: Annotated[
+        bool, typer.Option("--local", help="Run here with kfp.local (the default).", show_default=False)
+    ] = True,
     param: Annotated[
-        list[str] | None, typer.Option("-p", "--param", help="Override a parameter: -p name=value.")
+        list[str] | None,
+        typer.Option("-p", "--param", metavar="NAME=VALUE", help="Override a parameter: -p name=value."),
     ] = None,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Folder for outputs and logs.")] = None,
+    param_file: Annotated[
+        list[Path] | None,
+        typer.Option("-f", "--parameters-file", metavar="FILE", help="Parameters from a YAML file (papermill's -f)."),
+    ] = None,
+    param_yaml: Annotated[
+        list[str] | None,
+        typer.Option("-y", "--parameters-yaml", metavar="YAML", help="Parameters as YAML text (papermill's -y)."),
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option("--run-name", metavar="NAME", help="Name of the run folder in .nb2kfp/runs.")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", metavar="DIR", help="Folder for outputs and logs.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream every step's output.")] = False,
     docker: Annotated[
         bool, typer.Option("--docker", help="Run each step in its image (kfp.local DockerRunner).")
     ] = False,
     registry: Annotated[
-        str | None, typer.Option("--registry", help="With --docker: push the step image here first.")
+        str | None,
+        typer.Option("--registry", metavar="REGISTRY", help="With --docker: push the step image here first."),
     ] = None,
     host: Annotated[
-        str | None, typer.Option("--host", help="Run on this Kubeflow Pipelines API instead (token: NB2KFP_KFP_TOKEN).")
+        str | None,
+        typer.Option(
+            "--host", metavar="URL", help="Run on this Kubeflow Pipelines API instead (token: NB2KFP_KFP_TOKEN)."
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --host: follow the run to its end.")] = True,
-    experiment: Annotated[str | None, typer.Option("--experiment", help="With --host: KFP experiment.")] = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", metavar="NAME", help="With --host: KFP experiment.")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Step reports and report.html in the run folder.")
+    ] = True,
     model_image: Annotated[
         str | None,
-        typer.Option("--model-image", help="After the run, push each model:VARIABLE as REGISTRY/PATH/<variable>."),
+        typer.Option(
+            "--model-image",
+            metavar="REGISTRY/PATH",
+            help="After the run, push each model:VARIABLE as REGISTRY/PATH/<variable>.",
+        ),
     ] = None,
 ) -> None:
     """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
     if host is not None:
-        if docker or run_dir is not None or as_json or model_image:
+        if docker or run_dir is not None or run_name is not None or as_json or model_image:
             raise typer.BadParameter(
-                "--host runs on the cluster: it does not go with --docker, --run-dir, --json or --model-image"
+                "--host runs on the cluster: it does not go with --docker, --run-dir, --run-name, --json or "
+                "--model-image"
             )
         from nb2kfp.commands import publish
 
-        raise typer.Exit(publish.remote_run(notebook, host, param or [], wait, _out, _err, experiment=experiment))
+        raise typer.Exit(
+            publish.remote_run(
+                notebook,
+                host,
+                param or [],
+                wait,
+                _out,
+                _err,
+                experiment=experiment,
+                param_files=param_file,
+                param_yaml=param_yaml,
+            )
+        )
+    if run_dir is not None and run_name is not None:
+        raise typer.BadParameter("give --run-dir or --run-name, not both")
     from nb2kfp.commands import run as command
 
-    raise typer.Exit(
-        command.run(notebook, param or [], run_dir, as_json, verbose, _out, _err, docker, registry, model_image)
+    options = command.Options(
+        params=param or [],
+        param_files=param_file or [],
+        param_yaml=param_yaml or [],
+        run_dir=run_dir,
+        run_name=run_name,
+        as_json=as_json,
+        verbose=verbose,
+        docker=docker,
+        registry=registry,
+        model_image=model_image,
+        report=report,
     )
+    raise typer.Exit(command.run(notebook, options, _out, _err))
 
 
 @app.command()
 def publish(
     notebooks: Notebooks,
-    host: Annotated[str | None, typer.Option("--host", help="KFP API URL (token from NB2KFP_KFP_TOKEN).")] = None,
-    manifests: Annotated[
-        Path | None, typer.Option("--manifests", help="Write Pipeline/PipelineVersion resources here instead.")
+    host: Annotated[
+        str | None, typer.Option("--host", metavar="URL", help="KFP API URL (token from NB2KFP_KFP_TOKEN).")
     ] = None,
-    commit: Annotated[str | None, typer.Option("--commit", help="Commit for the version name (default: HEAD).")] = None,
+    manifests: Annotated[
+        Path | None,
+        typer.Option("--manifests", metavar="DIR", help="Write Pipeline/PipelineVersion resources here instead."),
+    ] = None,
+    commit: Annotated[
+        str | None, typer.Option("--commit", metavar="COMMIT", help="Commit for the version name (default: HEAD).")
+    ] = None,
+    kfp_version: Annotated[
+        str | None,
+        typer.Option(
+            "--kfp-version", metavar="VERSION", help="With --manifests: the cluster's KFP release (default: 2.17+)."
+        ),
+    ] = None,
 ) -> None:
     """Upload each notebook's pipeline as a KFP pipeline version named from the commit and its content."""
     from nb2kfp.commands import publish as command
 
-    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err))
+    raise typer.Exit(command.run(notebooks, host, manifests, commit, _out, _err, kfp_version))
 
 
 @app.command()
 def build(
     notebooks: Notebooks,
-    registry: Annotated[str, typer.Option("--registry", help="Registry host[:port][/prefix] to push to.")],
-    base: Annotated[str | None, typer.Option("--base", help="Base image (default: the notebook's image).")] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Where pinned specs go.")] = None,
+    registry: Annotated[
+        str, typer.Option("--registry", metavar="REGISTRY", help="Registry host[:port][/prefix] to push to.")
+    ],
+    base: Annotated[
+        str | None, typer.Option("--base", metavar="IMAGE", help="Base image (default: the notebook's image).")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", metavar="DIR", help="Where pinned specs go.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No build or push progress.")] = False,
 ) -> None:
     """Build each notebook's step image, push it, and write a spec pinned to it by digest."""
@@ -160,29 +245,105 @@ def build(
     raise typer.Exit(command.run(notebooks, registry, base, output_dir, quiet, _err))
 
 
-model_app = typer.Typer(help="Model images (KServe modelcars), built without a Docker engine.", no_args_is_help=True)
+model_app = typer.Typer(help="Model images: build, deploy, promote, serve.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
 @model_app.command("build")
 def model_build(
-    path: Annotated[Path, typer.Argument(help="Model file or folder.", show_default=False)],
-    image: Annotated[str, typer.Option("--image", help="REGISTRY/REPOSITORY[:TAG] to push to.")],
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Where the manifests go.")] = None,
-    model_format: Annotated[str, typer.Option("--model-format", help="KServe model format.")] = "sklearn",
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or folder.", show_default=False)],
+    image: Annotated[str, typer.Option("--image", metavar="IMAGE", help="REGISTRY/REPOSITORY[:TAG] to push to.")],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", metavar="DIR", help="Where the manifests go.")
+    ] = None,
+    framework: Annotated[
+        str | None,
+        typer.Option(
+            "--framework",
+            metavar="DIST==VERSION",
+            help="What saved the model, e.g. scikit-learn==1.9.1 (else its nb2kfp.json).",
+        ),
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")] = False,
 ) -> None:
-    """Put a model under /models in an image, push it, print its digest, write KServe manifests."""
+    """Put a model under /models in an image, push it, print its digest, write deployment manifests."""
     from nb2kfp.commands import model as command
 
-    raise typer.Exit(command.run(path, image, output_dir, model_format, insecure, _err, _out))
+    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out))
+
+
+_Insecure = Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")]
+_ModelImage = Annotated[str, typer.Argument(help="Model image: REGISTRY/REPO[:TAG] or @sha256:...", show_default=False)]
+
+
+@model_app.command("deploy")
+def model_deploy(
+    image: _ModelImage,
+    name: Annotated[str, typer.Option("--name", help="Kubernetes name of the Deployment and Service.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the manifests go.")],
+    runtime: Annotated[str, typer.Option("--runtime", help="Serving runtime: mlserver or kserve.")] = "mlserver",
+    insecure: _Insecure = False,
+) -> None:
+    """Deployment (model image as init container), Service, kustomization and KServe InferenceService."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.deploy(image, name, runtime, output_dir, insecure, _err))
+
+
+@model_app.command("promote")
+def model_promote(
+    name: Annotated[str, typer.Argument(help="The deployed name.", show_default=False)],
+    image: _ModelImage,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="The folder model deploy wrote.")],
+    insecure: _Insecure = False,
+) -> None:
+    """Roll out another model: only its digest changes; refused if the runtime cannot load it."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.promote(name, image, output_dir, insecure, _err))
+
+
+@model_app.command("runtime")
+def model_runtime(
+    registry: Annotated[str, typer.Option("--registry", help="Registry host[:port][/prefix] to push to.")],
+) -> None:
+    """Build (once) and push the MLServer serving image; print it pinned by digest, for [serving] settings."""
+    from nb2kfp.commands import model_serving as command
+
+    raise typer.Exit(command.push_runtime(registry, _err, _out))
+
+
+@model_app.command("serve")
+def model_serve(
+    image: _ModelImage,
+    local: Annotated[bool, typer.Option("--local", help="Serve with this machine's Docker engine.")] = False,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (default: a free one).")] = 0,
+    example: Annotated[
+        str | None, typer.Option("--example", help="V2 request JSON (or @file) for the smoke request.")
+    ] = None,
+    insecure: _Insecure = False,
+) -> None:
+    """Serve a model image on 127.0.0.1 until Ctrl-C: one prediction to check it, then its URL."""
+    from nb2kfp.commands import model_serving as command
+
+    if not local:
+        _err("model serve needs --local (on a cluster: nb2kfp model deploy, then kubectl apply -k)")
+        raise typer.Exit(2)
+
+    def result(line: str) -> None:
+        _out(line)
+        sys.stdout.flush()
+
+    raise typer.Exit(command.serve(image, port, example, insecure, _err, result))
 
 
 @app.command()
 def plan(
     notebook: Notebook,
-    against: Annotated[str, typer.Option("--against", help="Git ref to compare with (e.g. origin/main).")],
-    output_format: Annotated[str, typer.Option("--format", help="text, markdown or json")] = "text",
+    against: Annotated[
+        str, typer.Option("--against", metavar="REF", help="Git ref to compare with (e.g. origin/main).")
+    ],
+    output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="text, markdown or json")] = "text",
 ) -> None:
     """What changes in the pipeline against another git ref, and which steps KFP's cache will serve."""
     from nb2kfp.commands import plan as command
@@ -192,30 +353,48 @@ def plan(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port.")] = 8080,
-    data: Annotated[Path, typer.Option("--data", help="Queue, clones and outputs.")] = Path(".nb2kfp/serve"),
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port.")] = 8080,
+    data: Annotated[Path, typer.Option("--data", metavar="DIR", help="Queue, clones and outputs.")] = Path(
+        ".nb2kfp/serve"
+    ),
     secret_file: Annotated[
-        Path | None, typer.Option("--secret-file", help="Webhook secret (else NB2KFP_WEBHOOK_SECRET).")
+        Path | None, typer.Option("--secret-file", metavar="FILE", help="Webhook secret (else NB2KFP_WEBHOOK_SECRET).")
     ] = None,
     project: Annotated[
-        list[str] | None, typer.Option("--project", help="GitLab project id or path to accept (repeat).")
+        list[str] | None,
+        typer.Option("--project", metavar="PROJECT", help="GitLab project id or path to accept (repeat)."),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Processing threads (0: only queue).")] = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", metavar="N", min=0, help="Processing threads (0: only queue).")
+    ] = 2,
+    allow_weak_secret: Annotated[
+        bool, typer.Option("--allow-weak-secret", help="Accept a webhook secret under 16 characters.")
+    ] = False,
 ) -> None:
     """Receive GitLab push webhooks: queue each event durably, then lint, compile, build and publish."""
     from nb2kfp.commands import serve as command
 
-    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out))
+    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out, allow_weak_secret))
 
 
 @app.command()
 def ci(
-    phase: Annotated[str, typer.Argument(help="lint, compile, build, publish, report or all.")] = "all",
-    notebooks: Annotated[str, typer.Option("--notebooks", help="Glob of the notebooks.")] = "**/*.ipynb",
-    output_dir: Annotated[Path, typer.Option("--output-dir", help="Artifacts folder.")] = Path("nb2kfp-out"),
-    registry: Annotated[str | None, typer.Option("--registry", help="Registry for step images.")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Kubeflow Pipelines API URL to publish to.")] = None,
+    phase: Annotated[
+        str, typer.Argument(metavar="PHASE", help="lint, compile, build, publish, report or all.")
+    ] = "all",
+    notebooks: Annotated[
+        str, typer.Option("--notebooks", metavar="GLOB", help="Glob of the notebooks.")
+    ] = "**/*.ipynb",
+    output_dir: Annotated[Path, typer.Option("--output-dir", metavar="DIR", help="Artifacts folder.")] = Path(
+        "nb2kfp-out"
+    ),
+    registry: Annotated[
+        str | None, typer.Option("--registry", metavar="REGISTRY", help="Registry for step images.")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", metavar="URL", help="Kubeflow Pipelines API URL to publish to.")
+    ] = None,
 ) -> None:
     """Run the GitLab CI component's jobs: lint, compile, build, publish, report (or all)."""
     from nb2kfp.commands import ci as command
@@ -233,7 +412,9 @@ app.add_typer(catalog_app, name="catalog")
 
 @catalog_app.command("list")
 def catalog_list(
-    folder: Annotated[Path, typer.Option("--dir", "-C", help="Where settings are looked up.")] = Path("."),
+    folder: Annotated[Path, typer.Option("--dir", "-C", metavar="DIR", help="Where settings are looked up.")] = Path(
+        "."
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """List the components in the catalog (settings paths and URLs, then the bundled ones)."""
@@ -244,8 +425,10 @@ def catalog_list(
 
 @catalog_app.command("show")
 def catalog_show(
-    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)],
-    folder: Annotated[Path, typer.Option("--dir", "-C", help="Where settings are looked up.")] = Path("."),
+    ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="A catalog component.")],
+    folder: Annotated[Path, typer.Option("--dir", "-C", metavar="DIR", help="Where settings are looked up.")] = Path(
+        "."
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Describe a component: its inputs, outputs, image and where it comes from."""
@@ -254,17 +437,69 @@ def catalog_show(
     raise typer.Exit(command.run_show(ref, folder, as_json, _out))
 
 
+@catalog_app.command("fetch")
+def catalog_fetch(notebooks: Notebooks) -> None:
+    """Download the URL-catalog components the notebooks call into the local cache (lint and compile never fetch)."""
+    from nb2kfp.commands import catalog as command
+
+    raise typer.Exit(command.run_fetch(notebooks, _err))
+
+
+runs_app = typer.Typer(help="Local runs in .nb2kfp/runs, newest first.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+RunsDir = Annotated[Path, typer.Option("--dir", metavar="DIR", help="Where the run folders are.")]
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    folder: RunsDir = Path(".nb2kfp/runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List the local runs (newest first): status, start, duration, parameters."""
+    if ctx.invoked_subcommand is None:
+        from nb2kfp.commands import runs as command
+
+        raise typer.Exit(command.run_list(folder, as_json, _out))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder name (or its start), or path.")],
+    folder: RunsDir = Path(".nb2kfp/runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="The run's result.json.")] = False,
+) -> None:
+    """Print one run: steps with status and duration, parameters, metrics, error, files."""
+    from nb2kfp.commands import runs as command
+
+    raise typer.Exit(command.run_show(run_ref, folder, as_json, _out))
+
+
+@runs_app.command("clean")
+def runs_clean(
+    keep: Annotated[int, typer.Option("--keep", metavar="N", help="How many of the newest runs to keep.")],
+    folder: RunsDir = Path(".nb2kfp/runs"),
+) -> None:
+    """Remove all but the newest N runs (a run still going is never removed)."""
+    from nb2kfp.commands import runs as command
+
+    raise typer.Exit(command.run_clean(keep, folder, _out))
+
+
 @app.command()
 def init(
-    folder: Annotated[Path, typer.Argument(help="Repository folder.")] = Path("."),
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="Repository folder.")] = Path("."),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff only.")] = False,
     hooks_repo: Annotated[
-        str | None, typer.Option(help="pre-commit repo URL of nb2kfp (default: local hooks).")
+        str | None, typer.Option(metavar="URL", help="pre-commit repo URL of nb2kfp (default: local hooks).")
     ] = None,
-    hooks_rev: Annotated[str | None, typer.Option(help="Tag or commit of --hooks-repo.")] = None,
+    hooks_rev: Annotated[str | None, typer.Option(metavar="REV", help="Tag or commit of --hooks-repo.")] = None,
     ci_component: Annotated[
-        str | None, typer.Option(help="GitLab CI component to include, e.g. gitlab.com/group/nb2kfp/nb2kfp@1.0.")
+        str | None,
+        typer.Option(
+            metavar="COMPONENT", help="GitLab CI component to include, e.g. gitlab.com/group/nb2kfp/nb2kfp@1.0."
+        ),
     ] = None,
 ) -> None:
     """Add nb2kfp settings, pre-commit hooks, the CI include and an example notebook to a repository."""
@@ -281,10 +516,53 @@ def init(
     raise typer.Exit(command.run(folder, changes, yes, dry_run, confirm, _out))
 
 
+def _readable_help() -> None:
+    """Help as people read it: whole command descriptions, metavars rather than Python types.
+
+    click cuts a command's description to fit one line of the command list; an explicit short help is
+    shown whole. Newer typer prints an argument's Python type (``<list[Path]>``) after its metavar.
+    """
+    for typer_app in (app, model_app, catalog_app, runs_app):
+        for command in typer_app.registered_commands:
+            doc = command.help or (command.callback.__doc__ if command.callback else None) or ""
+            command.short_help = command.short_help or doc.strip().split("\n")[0]
+        for group in typer_app.registered_groups:
+            info = group.typer_instance.info if group.typer_instance else None
+            if info is not None and isinstance(info.help, str):
+                group.short_help = group.short_help or info.help
+    if _TYPER_ADDS_DOTS:
+        typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+        return
+    for param in (typer.core.TyperArgument, typer.core.TyperOption):  # older typer escapes "\\[required]"
+        param.get_help_record = _unescaped(param.get_help_record)  # type: ignore[method-assign,assignment]
+
+
+def _unescaped(record: Callable[[Any, Any], tuple[str, str] | None]) -> Callable[[Any, Any], tuple[str, str] | None]:
+    def get_help_record(self: Any, ctx: Any) -> tuple[str, str] | None:
+        found = record(self, ctx)
+        return None if found is None else (found[0], found[1].replace("\\[", "["))
+
+    return get_help_record
+
+
 def run_app() -> int:
     """Run the Typer app; click hands back the code of typer.Exit here."""
+    _readable_help()
     code = app(standalone_mode=False)
     return code if isinstance(code, int) else 0
+
+
+def usage_of(argv: list[str]) -> str:
+    """The usage lines of the (sub)command argv names, for click errors that come without their context."""
+    command = typer.main.get_command(app)
+    context = command.context_class(command, info_name="nb2kfp")
+    for word in argv:
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is None:
+            break
+        command = sub
+        context = command.context_class(command, info_name=word, parent=context)
+    return f"{context.get_usage()}\nTry '{context.command_path} --help' for help.\n"
 
 
 def debug_enabled() -> bool:

@@ -6,12 +6,53 @@ separators, as git prints them. Every failure becomes a one-line :class:`RunErro
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from nb2kfp.errors import RunError
 
 ZERO_SHA = "0" * 40
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}", re.ASCII)
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def check_sha(text: object, what: str) -> str:
+    """``text`` when it is a full commit id (40 or 64 lower-case hex digits); else ValueError (value not echoed)."""
+    if not isinstance(text, str) or not _SHA.fullmatch(text):
+        raise ValueError(f"{what} is not a commit id (40 or 64 hex digits)")
+    return text
+
+
+def check_ref(text: object, what: str = "ref") -> str:
+    """``text`` when it is a branch or tag ref git accepts (``git check-ref-format`` rules, under refs/heads/ or
+    refs/tags/); else ValueError (value not echoed)."""
+    ok = isinstance(text, str) and text.startswith(("refs/heads/", "refs/tags/")) and text.isprintable()
+    if ok:
+        assert isinstance(text, str)
+        ok = not any(0xD800 <= ord(c) <= 0xDFFF for c in text)  # a lone surrogate is no UTF-8 text
+        ok = ok and not _REF_FORBIDDEN.search(text) and not text.endswith(("/", "."))
+        ok = ok and all(p and not p.startswith(".") and not p.endswith(".lock") for p in text.split("/"))
+    if not ok:
+        raise ValueError(f"{what} is not a branch or tag ref git accepts")
+    return str(text)
+
+
+def check_remote_url(url: object, allow_local: bool) -> str:
+    """A repository URL to fetch from: https, http, ssh or git; local paths and ``file://`` only with
+    ``allow_local`` (the server's own setting, never the payload's); never something git would read as an option."""
+    if not isinstance(url, str) or not url or url.startswith("-") or re.search(r"[\x00-\x20\x7f]", url):
+        raise ValueError("the repository URL is missing or malformed")
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme in ("https", "http", "ssh", "git"):
+        return url
+    if allow_local and (scheme == "file" or (not scheme and not re.match(r"^[^/]+:", url))):  # not host:path
+        return url
+    raise ValueError(
+        "the repository URL must be https, http, ssh or git (local paths and file:// only when the server allows "
+        "them: NB2KFP_SERVE_ALLOW_LOCAL_REPOS=1)"
+    )
 
 
 def _git(args: list[str], cwd: Path | str, check: bool = True) -> subprocess.CompletedProcess[bytes]:

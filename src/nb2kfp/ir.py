@@ -28,8 +28,12 @@ class CodeCell:
 class Parameter:
     name: str
     type: ParamType
-    default: ParamValue
+    default: ParamValue | None  # None: optional (papermill's `x = None`), the step sees None unless given
     cell: int
+
+    @property
+    def optional(self) -> bool:
+        return self.default is None
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ class Step:
     origin: Origin | None = None  # set for steps of an included notebook (composition)
     component: ComponentCall | None = None  # set for a catalog component call
     exports: tuple[Export, ...] = ()  # variables this step also outputs for catalog components
+    # a report of what the step's cells show: "html" (rendered in the step when its image has nbconvert, else
+    # the executed notebook), "notebook" (the executed notebook; run --local renders it on the host), "" none
+    report: str = ""
 
     @property
     def first_cell(self) -> int:
@@ -177,6 +184,7 @@ class Pipeline:
     modules: tuple[str, ...] = ()  # top-level modules the code imports (for building step images)
     base_image: str = DEFAULT_IMAGE  # the notebook's default step image (steps without an image: tag use it)
     workspace: str = ""  # size of a volume shared by the run's steps (KFP pipeline workspace), e.g. "10Gi"
+    runtime_image: str = ""  # a step image nb2kfp built, with its step runtime inside (steps using it just run it)
 
     def step(self, name: str) -> Step:
         for s in self.steps:

@@ -7,6 +7,7 @@ Every other invocation goes through the Typer app in :mod:`nb2kfp.cli`. Same com
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -56,10 +57,10 @@ def fast_path(argv: list[str]) -> int | None:
     flags, values, paths = split
     if not paths or (values and argv[0] != "compile"):
         return None
-    if argv[0] == "lint" and not flags:
+    if argv[0] == "lint" and flags <= {"--warnings-as-errors"}:
         from nb2kfp.commands import lint
 
-        return lint.run(paths, "text", out)
+        return lint.run(paths, "text", out, "--warnings-as-errors" in flags)
     if argv[0] == "compile" and flags <= _FAST_COMPILE_FLAGS:
         from nb2kfp.commands import compile as compile_command
 
@@ -92,19 +93,55 @@ def main() -> None:
         for line in exc.lines():
             err(line)
         sys.exit(exc.exit_code)
+    except ImportError as exc:
+        from nb2kfp.extras import missing_extra
+
+        missing = missing_extra(exc, sys.argv[1:])
+        if missing is None or debug:
+            raise
+        err(str(missing))
+        sys.exit(missing.exit_code)
     except KeyboardInterrupt:
         err("interrupted")
         sys.exit(130)
     except SystemExit:
         raise
     except Exception as exc:  # click's usage errors arrive here in standalone_mode=False
-        import click
+        code = _click_exit(exc)
+        if code is None:
+            raise
+        sys.exit(code)
 
-        if isinstance(exc, click.ClickException):
+
+# click's exception classes: older typer uses click itself, newer typer (0.29) a copy of it (typer._click).
+_CLICK_MODULES = ("click.exceptions", "typer._click.exceptions")
+
+
+def _click_exit(exc: Exception) -> int | None:
+    """Show a click usage error as click does (usage, then ``Error: ...``); its exit code, or None if not click's."""
+    for name in _CLICK_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        if isinstance(exc, module.ClickException):
+            if isinstance(exc, module.UsageError) and exc.ctx is None:
+                from nb2kfp.cli import usage_of
+
+                err(usage_of(sys.argv[1:]))
             exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
+            if isinstance(exc, module.UsageError):
+                _hint_papermill_params(sys.argv[1:])
+            return int(exc.exit_code)
+        if isinstance(exc, module.Abort):
+            return 1
+        if isinstance(exc, module.Exit):
+            return int(exc.exit_code)
+    return None
+
+
+def _hint_papermill_params(argv: list[str]) -> None:
+    """papermill writes ``-p name value``; nb2kfp takes ``-p name=value``."""
+    for flag, value in itertools.pairwise(argv):
+        if flag in ("-p", "--param") and "=" not in value:
+            err(f"Hint: parameters are written -p {value}=VALUE (one argument), not -p {value} VALUE.")
+            return

@@ -11,13 +11,11 @@ import base64
 import ipaddress
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2kfp.errors import UsageError
-
-_REF = re.compile(r"^(?P<host>[a-zA-Z0-9.-]+(?::[0-9]+)?)(?P<path>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
+from nb2kfp.imageref import BadReference, parse_registry
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,10 @@ class Registry:
 
     @classmethod
     def parse(cls, text: str) -> Registry:
-        text = text.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
-        m = _REF.match(text)
-        if not m or ("." not in m.group("host") and ":" not in m.group("host") and m.group("host") != "localhost"):
-            raise UsageError(f"--registry {text!r}: give host[:port][/path], e.g. registry.example.com/ml")
-        return cls(m.group("host"), m.group("path").lstrip("/"))
+        try:
+            return cls(*parse_registry(text.strip().removeprefix("https://").removeprefix("http://").rstrip("/")))
+        except BadReference:
+            raise UsageError("--registry: give host[:port][/path], e.g. registry.example.com/ml") from None
 
     def repository(self, name: str) -> str:
         return "/".join(p for p in (self.host, self.prefix, name) if p)

@@ -49,7 +49,7 @@ def pipeline(
 ) -> subprocess.CompletedProcess[str]:
     require(bool(GLCI) and Path(GLCI).exists(), "gitlab-ci-local is not installed (.ci/services.sh installs it)")
     require(shutil.which("rsync") is not None, "gitlab-ci-local needs rsync")
-    command = [GLCI, "--force-shell-executor", "--variable", "NB2KFP_INSTALL=false"]
+    command = [GLCI, "--force-shell-executor"]
     for key, value in (variables or {}).items():
         command += ["--variable", f"{key}={value}"]
     for key in unset:
@@ -82,8 +82,13 @@ def test_component_and_project_pipeline_pass_gitlab_schema(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     inputs = yaml.safe_load(spec)["spec"]["inputs"]
-    assert {"stage", "notebooks", "image", "version", "registry", "kfp_endpoint", "publish"} <= set(inputs)
+    expected = {"job_prefix", "stage", "notebooks", "image", "install", "registry", "kfp_endpoint", "publish"}
+    assert expected <= set(inputs)
     assert all(i.get("description") for i in inputs.values())
+    header = yaml.safe_load(spec)["spec"]
+    assert set(header) == {"inputs", "component"}  # GitLab refuses other header keys (`description` included)
+    release = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())["release"]
+    assert release["release"]["tag_name"] == "$CI_COMMIT_TAG" and release["needs"] == ["job-image"]
 
 
 def test_pipeline_lints_and_compiles_into_artifacts(tmp_path: Path) -> None:
@@ -173,7 +178,7 @@ def test_jobs_report_to_gitlab_and_publish_to_kfp(tmp_path: Path) -> None:
     with KfpServer(token=kfp_token) as kfp:
         repo = make_repo(
             tmp_path / "repo",
-            {"kfp_endpoint": kfp.url, "registry": ""},
+            {"kfp_endpoint": kfp.url, "build": False},
             {"wordcount.ipynb": EXAMPLES / "wordcount.ipynb"},
         )
         bare = tmp_path / "bare.git"

@@ -171,7 +171,8 @@ def test_model_image_same_digest_zero_bytes_and_no_engine_needed(tmp_path: Path,
     assert json.loads((tmp_path / "m2" / "model.json").read_text())["pushed_bytes"] == 0
     isvc = (tmp_path / "m1" / "inferenceservice.yaml").read_text()
     assert f"storageUri: oci://{ref}" in isvc
-    assert "cp -r /models/. /mnt/models/" in (tmp_path / "m1" / "init-container.yaml").read_text()
+    assert "cp -r /models/. /mnt/models/" in (tmp_path / "m1" / "deployment.yaml").read_text()
+    assert f"digest: {ref.split('@')[1]}" in (tmp_path / "m1" / "kustomization.yaml").read_text()
 
     import docker
 
@@ -225,7 +226,14 @@ def test_model_tag_packages_the_trained_model_after_a_run(tmp_path: Path, servic
     )
     client.images.pull(ref)
     out = client.containers.run(ref, ["sh", "-c", "ls /models"], remove=True, network_mode="none")
-    assert out.decode().split() == ["model.joblib", "nb2kfp.json"]
+    assert out.decode().split() == ["model-settings.json", "model.joblib", "nb2kfp.json"]
+    labels = client.images.get(ref).labels
+    import sklearn
+
+    assert labels["io.nb2kfp.model.framework"] == "scikit-learn"
+    assert labels["io.nb2kfp.model.framework-version"] == sklearn.__version__  # the step's own, recorded as it saved
+    assert (labels["io.nb2kfp.model.notebook"], labels["io.nb2kfp.model.n-features"]) == ("train.ipynb", "1")
+    assert labels["io.nb2kfp.model.run"] == Path(result["run_dir"]).name
 
 
 def test_model_tag_must_name_a_variable_the_step_sets(tmp_path: Path, services: dict[str, str]) -> None:

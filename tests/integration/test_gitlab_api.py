@@ -149,6 +149,21 @@ def test_mr_note_is_created_once_then_updated_in_place(server: GitLabDouble, rep
     assert len(server.notes[5]) == 2  # alice's note is untouched
 
 
+def test_two_includes_keep_two_notes(server: GitLabDouble, repo: dict[str, object]) -> None:
+    """The component included twice (job_prefix "" and "vision-"): each report job updates its own note."""
+    pipeline = build(Path(str(repo["work"])) / "pipeline.ipynb").pipeline
+    gl = project(server)
+    plain = gl.upsert_mr_note(5, render_mr_note([NotebookReport("pipeline.ipynb", pipeline)], None))
+    keyed = render_mr_note([NotebookReport("vision/pipeline.ipynb", pipeline)], None, key="vision-")
+    assert keyed.startswith("<!-- nb2kfp:report:vision- -->\n")
+    vision = gl.upsert_mr_note(5, keyed, key="vision-")
+    assert vision != plain
+    again = render_mr_note([NotebookReport("pipeline.ipynb", pipeline, status="failed")], None)
+    assert gl.upsert_mr_note(5, again) == plain
+    bodies = {n["id"]: n["body"] for n in server.notes[5]}
+    assert bodies == {plain: again, vision: keyed}
+
+
 def test_compare_lists_files_changed_between_real_commits(server: GitLabDouble, repo: dict[str, object]) -> None:
     gl = project(server)
     files = {f.path: f for f in gl.compare(str(repo["c1"]), str(repo["c2"]))}
@@ -282,3 +297,28 @@ def test_plan_command_against_a_git_ref(repo: dict[str, object]) -> None:
 
     with pytest.raises(RunError, match="names no commit"):
         plan_command.run(notebook, "no-such-ref", "text", lines.append)
+
+
+def test_two_includes_report_separately(server: GitLabDouble, repo: dict[str, object], tmp_path: Path) -> None:
+    """`nb2kfp ci report` as two includes of the component run it (NB2KFP_REPORT_KEY = their job_prefix) on
+    the same notebook: two commit statuses and two merge request notes, neither overwriting the other."""
+    import sys
+
+    work, sha = Path(str(repo["work"])), str(repo["c2"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "NB2KFP_", "GITLAB_"))}
+    env |= {
+        "NB2KFP_GITLAB_TOKEN": TOKEN,
+        "CI_SERVER_URL": server.url,
+        "CI_PROJECT_ID": str(server.project_id),
+        "CI_COMMIT_SHA": sha,
+        "CI_MERGE_REQUEST_IID": "5",
+    }
+    for key in ("", "vision-"):
+        out = tmp_path / f"out{key}"
+        command = [sys.executable, "-m", "nb2kfp", "ci", "report", "--notebooks", "*.ipynb", "--output-dir", str(out)]
+        done = subprocess.run(command, cwd=work, env={**env, "NB2KFP_REPORT_KEY": key}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    names = {s["name"] for s in server.statuses[sha]}
+    assert names == {"nb2kfp: pipeline.ipynb", "nb2kfp vision: pipeline.ipynb"}
+    marks = sorted(n["body"].splitlines()[0] for n in server.notes[5])
+    assert marks == ["<!-- nb2kfp:report -->", "<!-- nb2kfp:report:vision- -->"]

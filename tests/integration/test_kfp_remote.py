@@ -165,13 +165,29 @@ def test_server_down_is_one_clear_line(notebook: Path, monkeypatch: pytest.Monke
     assert "Traceback" not in lines.all and TOKEN not in lines.all
 
 
-def test_publish_needs_host_or_manifests(notebook: Path, tmp_path: Path) -> None:
+def test_publish_needs_host_or_manifests(notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NB2KFP_KFP_ENDPOINT", "KF_PIPELINES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(UsageError):
         _publish(notebook, None, None)
     with pytest.raises(UsageError):
         _publish(notebook, "http://127.0.0.1:1", tmp_path)
     with pytest.raises(UsageError):
-        _publish(notebook, "127.0.0.1:8888")
+        _publish(notebook, "ftp://127.0.0.1:8888")
+
+
+def test_publish_finds_endpoint_and_token_where_kfp_users_set_them(
+    kfp: KfpServer, notebook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --host and no nb2kfp variables: kfp.Client's KF_PIPELINES_ENDPOINT and KF_PIPELINES_TOKEN serve."""
+    monkeypatch.delenv("NB2KFP_KFP_TOKEN")
+    monkeypatch.delenv("NB2KFP_KFP_ENDPOINT", raising=False)
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", kfp.url)
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", TOKEN)
+    code, lines = _publish(notebook, None)
+    assert code == 0, lines.all
+    assert [p["name"] for p in kfp.pipelines.values()] == ["wordcount"]
+    assert TOKEN not in lines.all
 
 
 def test_remote_run_follows_steps_to_success(kfp: KfpServer, notebook: Path) -> None:

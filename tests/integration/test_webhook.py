@@ -109,6 +109,7 @@ class Server:
             f" {list(self.projects)!r}, {self.workers}, functools.partial(print, flush=True)))\n"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NB2KFP_", "CI_"))}
+        env["NB2KFP_SERVE_ALLOW_LOCAL_REPOS"] = "1"  # the projects are bare repositories on this machine
         log = open(self.data.parent / f"serve-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20

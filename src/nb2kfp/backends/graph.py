@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from nb2kfp.ir import Pipeline
+from nb2kfp.words import count
 
 
 def edges(pipeline: Pipeline) -> list[tuple[str, str, list[str]]]:
@@ -20,7 +21,7 @@ def edges(pipeline: Pipeline) -> list[tuple[str, str, list[str]]]:
 
 
 def text(pipeline: Pipeline) -> str:
-    lines = [f"pipeline {pipeline.name} ({len(pipeline.steps)} steps)"]
+    lines = [f"pipeline {pipeline.name} ({count(len(pipeline.steps), 'step')})"]
     for p in pipeline.parameters:
         lines.append(f"  parameter {p.name}: {p.type} = {json.dumps(p.default)}")
     incoming: dict[str, list[str]] = {}

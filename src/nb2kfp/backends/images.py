@@ -20,8 +20,9 @@ from typing import Any
 
 import jinja2
 
-from nb2kfp import __version__
+from nb2kfp import __version__, imageref
 from nb2kfp.backends.requirements import Requirements
+from nb2kfp.backends.step_runtime import IMAGE_RUNTIME, runtime_source
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.ir import Pipeline
 from nb2kfp.registry import Credentials, Masker, Registry
@@ -58,6 +59,9 @@ def docker_client() -> Any:
 
 
 def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str:
+    """The step image's Dockerfile. Only a valid image reference reaches ``FROM``; the other values are
+    nb2kfp's own (a KFP name, a version, a hash, a file name)."""
+    imageref.check(base, "base image")
     template = resources.files("nb2kfp.templates").joinpath("Dockerfile.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(
         autoescape=False,
@@ -73,6 +77,8 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str
         requirements=requirements.lines,
         source=requirements.source.rsplit("/", 1)[-1],
         requirements_sha=_sha(requirements.text())[:16],
+        runtime_path=IMAGE_RUNTIME,
+        runtime_sha=_sha(runtime_source())[:16],  # part of the tag: a new runtime makes a new image
     )
 
 
@@ -187,6 +193,44 @@ def _stream(lines: Iterator[dict[str, Any]], report: Report, masker: Masker, qui
     return aux
 
 
+def build_offline(
+    client: Any,
+    text: str,
+    requirements: Requirements,
+    base: str,
+    ref: str,
+    labels: dict[str, str],
+    masker: Masker,
+    report: Report,
+    quiet: bool,
+    what: str,
+    files: dict[str, str] | None = None,
+) -> None:
+    """Build Dockerfile ``text`` as ``ref`` with no network: the requirements' wheels are fetched here first;
+    ``files`` (name: text) go into the build context too."""
+    with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
+        ctx = Path(folder)
+        (ctx / "Dockerfile").write_text(text, encoding="utf-8")
+        (ctx / "requirements.txt").write_text(requirements.text(), encoding="utf-8")
+        for name, content in (files or {}).items():
+            (ctx / name).write_text(content, encoding="utf-8")
+        _download_wheels(requirements, ctx, _base_python(client, base), report)
+        stream = client.api.build(
+            path=folder,
+            tag=ref,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            network_mode="none",
+            decode=True,
+            labels=labels,
+        )
+        try:
+            _stream(stream, report, masker, quiet)
+        except RunError as exc:
+            raise RunError(f"building {what} failed: {exc}") from None
+
+
 def build_image(
     pipeline: Pipeline,
     requirements: Requirements,
@@ -214,29 +258,22 @@ def build_image(
             return StepImage(repository, tag, digest, False, 0, time.monotonic() - started)
     elif client.images.list(name=ref):
         return StepImage(repository, tag, None, False, 0, time.monotonic() - started)
-    with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
-        ctx = Path(folder)
-        (ctx / "Dockerfile").write_text(text, encoding="utf-8")
-        (ctx / "requirements.txt").write_text(requirements.text(), encoding="utf-8")
-        _download_wheels(requirements, ctx, _base_python(client, base), report)
-        report(f"  building {ref}")
-        stream = client.api.build(
-            path=folder,
-            tag=ref,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            network_mode="none",
-            decode=True,
-            labels={"io.nb2kfp.pipeline": pipeline.name},
-        )
-        try:
-            _stream(stream, report, masker, quiet)
-        except RunError as exc:
-            raise RunError(f"building the step image for {pipeline.name} failed: {exc}") from None
+    report(f"  building {ref}")
+    labels, what = {"io.nb2kfp.pipeline": pipeline.name}, f"the step image for {pipeline.name}"
+    files = {"nb2kfp-step.py": runtime_source()}  # the Dockerfile copies it to IMAGE_RUNTIME
+    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what, files)
     if registry is None:
         return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
     report(f"  pushing {ref}")
+    digest, pushed = push_tag(client, repository, tag, creds, masker, report, quiet)
+    return StepImage(repository, tag, digest, True, pushed, time.monotonic() - started)
+
+
+def push_tag(
+    client: Any, repository: str, tag: str, creds: Credentials | None, masker: Masker, report: Report, quiet: bool
+) -> tuple[str, int]:
+    """Push ``repository:tag`` from the engine; its digest and the bytes sent."""
+    host = repository.split("/", 1)[0]
     try:
         aux = _stream(
             client.api.push(
@@ -247,11 +284,11 @@ def build_image(
             quiet,
         )
     except RunError as exc:
-        raise _errors(exc, masker, registry.host) from None
+        raise _errors(exc, masker, host) from None
     digest = aux.get("Digest")
     if not digest:
-        raise RunError(f"registry {registry.host} accepted the push of {ref} but reported no digest")
-    return StepImage(repository, tag, str(digest), True, int(aux["pushed_bytes"]), time.monotonic() - started)
+        raise RunError(f"registry {host} accepted the push of {repository}:{tag} but reported no digest")
+    return str(digest), int(aux["pushed_bytes"])
 
 
 def pull(image: StepImage, creds: Credentials | None) -> None:

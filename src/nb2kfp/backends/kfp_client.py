@@ -1,5 +1,5 @@
 """Talk to a KFP API server through the KFP SDK's ``kfp.Client``: publish pipeline versions, create and
-follow runs; or write the Kubernetes custom resources that KFP's Kubernetes-native API mode reads instead.
+follow runs (the Kubernetes custom resources for KFP's Kubernetes-native mode: :mod:`kfp_manifests`).
 
 kfp is imported inside the functions only, so compiling never imports it. Every failure of the server
 (unreachable, 401/403, 5xx) becomes one :class:`RunError` line naming the host and the HTTP status; the
@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nb2kfp.errors import RunError, UsageError
 from nb2kfp.registry import Masker
 
 TOKEN_ENV = "NB2KFP_KFP_TOKEN"
 TOKEN_FILE_ENV = "NB2KFP_KFP_TOKEN_FILE"
+# KFP's own names (kfp.Client reads the endpoint and the service account token path), after nb2kfp's
+ENDPOINT_ENVS = ("NB2KFP_KFP_ENDPOINT", "KF_PIPELINES_ENDPOINT")
+KFP_TOKEN_ENV = "KF_PIPELINES_TOKEN"
+SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"  # projected into pods of in-cluster runs
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
-CRD_API_VERSION = "pipelines.kubeflow.org/v2beta1"
 _CONNECTION = re.compile(r"^<?\w*Connection(?:\(.*?\)| object at 0x[0-9a-f]+)>?: ")
 
 
@@ -49,18 +51,34 @@ class RemoteRun:
     url: str
 
 
-def token_from_env() -> str | None:
-    """The bearer token for the KFP API: ``NB2KFP_KFP_TOKEN``, else the file named by ``NB2KFP_KFP_TOKEN_FILE``."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        return token
-    path = os.environ.get(TOKEN_FILE_ENV, "").strip()
-    if not path:
-        return None
+def endpoint_from_env() -> str | None:
+    """The KFP API address from ``NB2KFP_KFP_ENDPOINT``, else ``KF_PIPELINES_ENDPOINT`` (kfp.Client's variable)."""
+    for name in ENDPOINT_ENVS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _read_token(path: str, variable: str) -> str | None:
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
-        raise UsageError(f"{TOKEN_FILE_ENV}={path}: cannot read it ({exc.strerror})") from None
+        raise UsageError(f"{variable}={path}: cannot read it ({exc.strerror})") from None
+
+
+def token_from_env() -> str | None:
+    """The bearer token for the KFP API, first found of: ``NB2KFP_KFP_TOKEN``, the file ``NB2KFP_KFP_TOKEN_FILE``
+    names, ``KF_PIPELINES_TOKEN``, the file ``KF_PIPELINES_SA_TOKEN_PATH`` names, the service account token KFP
+    projects into in-cluster pods (when that file exists)."""
+    for name, file_name in ((TOKEN_ENV, TOKEN_FILE_ENV), (KFP_TOKEN_ENV, SA_TOKEN_PATH_ENV)):
+        token = os.environ.get(name, "").strip()
+        if token:
+            return token
+        path = os.environ.get(file_name, "").strip()
+        if path:
+            return _read_token(path, file_name)
+    return _read_token(SA_TOKEN_PATH, SA_TOKEN_PATH_ENV) if Path(SA_TOKEN_PATH).is_file() else None
 
 
 def version_name(commit_sha: str, content_hash: str) -> str:
@@ -69,10 +87,16 @@ def version_name(commit_sha: str, content_hash: str) -> str:
 
 
 def normalize_host(host: str) -> str:
-    host = host.strip().rstrip("/")
-    if not host.startswith(("http://", "https://")) or len(host.split("://", 1)[1]) == 0:
-        raise UsageError(f"--host {host!r}: give the KFP API address as http(s)://HOST[:PORT][/PATH]")
-    return host
+    """``http(s)://HOST[:PORT][/PATH]``; ``HOST[:PORT][/PATH]`` without a scheme gets ``https://``, as kfp.Client
+    does (so a value that works there works here)."""
+    text = host.strip()
+    if text and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+        text = "https://" + text
+    scheme, _, rest = text.partition("://")
+    rest = rest.rstrip("/")
+    if scheme not in ("http", "https") or not rest or rest.startswith("/") or any(c.isspace() for c in rest):
+        raise UsageError(f"--host {host!r}: give the KFP API address as http(s)://HOST[:PORT][/PATH] or HOST:PORT")
+    return f"{scheme}://{rest}"
 
 
 def pipeline_url(host: str, pipeline_id: str, version_id: str) -> str:
@@ -212,51 +236,6 @@ def publish(
         return Published(
             pipeline_id, version_id, version_name, True, pipeline_url(host, pipeline_id, version_id), new_pipeline
         )
-
-
-# ---------------------------------------------------------------- manifests (Kubernetes-native API mode)
-
-
-def write_manifests(
-    spec: Path, pipeline_name: str, version_name: str, folder: Path, description: str = ""
-) -> list[Path]:
-    """Write ``<pipeline>.pipeline.yaml`` (a ``Pipeline``) and ``<pipeline>-<version>.pipelineversion.yaml``
-    (a ``PipelineVersion``) into ``folder``, for ``kubectl apply`` or GitOps on a KFP in Kubernetes-native mode.
-
-    Field names follow KFP's CRD types (backend/src/crd/kubernetes/v2beta1): the version's object name is
-    ``<pipeline>-<version>``; the pipeline spec and the kfp-kubernetes platform spec go in separately.
-    """
-    from nb2kfp.atomic import write_text
-
-    docs = [d for d in yaml.safe_load_all(spec.read_text(encoding="utf-8")) if d is not None]
-    if not docs or not isinstance(docs[0], dict) or "root" not in docs[0]:
-        raise RunError(f"{spec}: not a KFP pipeline spec")
-    pipeline: dict[str, Any] = {
-        "apiVersion": CRD_API_VERSION,
-        "kind": "Pipeline",
-        "metadata": {"name": pipeline_name},
-        "spec": {"description": description} if description else {},
-    }
-    version_spec: dict[str, Any] = {
-        "pipelineName": pipeline_name,
-        "versionName": version_name,
-        "displayName": version_name,
-    }
-    if description:
-        version_spec["description"] = description
-    version_spec["pipelineSpec"] = docs[0]
-    if len(docs) > 1:
-        version_spec["platformSpec"] = docs[1]
-    version = {
-        "apiVersion": CRD_API_VERSION,
-        "kind": "PipelineVersion",
-        "metadata": {"name": f"{pipeline_name}-{version_name}"},
-        "spec": version_spec,
-    }
-    paths = [folder / f"{pipeline_name}.pipeline.yaml", folder / f"{pipeline_name}-{version_name}.pipelineversion.yaml"]
-    for path, doc in zip(paths, (pipeline, version), strict=True):
-        write_text(path, yaml.safe_dump(doc, sort_keys=False))
-    return paths
 
 
 # ---------------------------------------------------------------- runs

@@ -3,34 +3,38 @@
 The output follows what KFP 2.17's compiler writes (sorted keys, the same header comments,
 the kfp-kubernetes platform document for pod metadata and secrets) and is byte-identical for
 the same input. Each step is a container component running nb2kfp's step runtime
-(:mod:`nb2kfp.runtime.step`) as ``python3 -c``, with the executor input ``{{$}}`` and a JSON
-step spec as arguments. Tests keep the real KFP SDK as the judge: every spec must load and run.
+(:mod:`nb2kfp.runtime.step`) through a short ``python3 -c`` bootstrap, with the executor input ``{{$}}`` and
+a JSON step spec as arguments; the runtime is in the spec once, or in nb2kfp's step image
+(:mod:`nb2kfp.backends.step_runtime`). Tests keep the real KFP SDK as the judge: every spec must load and run.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from nb2kfp import __version__
 from nb2kfp.backends import components as called
-from nb2kfp.backends import yaml_text
-from nb2kfp.ir import Pipeline, Step
+from nb2kfp.backends import step_runtime, yaml_text
+from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
 
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
+REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
 STAMP_PREFIX = "# nb2kfp-stamp: "
 _PARAM_TYPES = {
     "int": "NUMBER_INTEGER",
     "float": "NUMBER_DOUBLE",
     "str": "STRING",
     "bool": "BOOLEAN",
-    "list": "LIST",
+    "list": "LIST",  # but see _as_json: as JSON text, since KFP's Struct/List turn ints into doubles
     "dict": "STRUCT",
 }
+# A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace) travels as JSON text
+# after this prefix, with '$' and '/' escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
+PARAM_PREFIX = "nb2kfp:json:"
+_SUBSTITUTED = ("{{$", "/kfp-workspace", PARAM_PREFIX)
 _MAX_ARG = 96 * 1024  # Linux caps one argv string at 128 KiB
 _UNITS = {
     "E": 10**18,
@@ -50,6 +54,33 @@ _UNITS = {
 }
 
 
+def _as_json(pipeline: Pipeline, param: Parameter) -> bool:
+    """Lists and dicts travel as JSON text, except those a catalog component takes as they are (KFP types)."""
+    if param.type not in ("list", "dict"):
+        return False
+    direct = (a.value for s in pipeline.steps if s.component for a in s.component.args if a.source == "parameter")
+    return param.name not in set(direct)
+
+
+def parameter_type(pipeline: Pipeline, param: Parameter) -> str:
+    return "STRING" if _as_json(pipeline, param) else _PARAM_TYPES[param.type]
+
+
+def argument(pipeline: Pipeline, param: Parameter, value: ParamValue) -> ParamValue:
+    """A parameter's value as the pipeline receives it: lists and dicts as JSON text (their order and int
+    types kept), text KFP would substitute in encoded form; every other value as it is."""
+    if _as_json(pipeline, param):
+        return _safe_json(value)
+    if isinstance(value, str) and any(s in value for s in _SUBSTITUTED):
+        return PARAM_PREFIX + _safe_json(value)
+    return value
+
+
+def _safe_json(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("$", "\\u0024").replace("/kfp-workspace", "\\/kfp-workspace")
+
+
 def task_name(step: Step) -> str:
     cleaned = re.sub(r"[^a-z0-9-]+", "-", step.name.lower()).strip("-")
     return re.sub(r"-{2,}", "-", cleaned) or "step"
@@ -58,11 +89,6 @@ def task_name(step: Step) -> str:
 def input_key(step: Step, variable: str) -> str:
     """Artifact key of an input; '-in' (never part of a Python name) when the step also outputs it."""
     return f"{variable}-in" if variable in step.outputs else variable
-
-
-@lru_cache(maxsize=1)
-def runtime_source() -> str:
-    return resources.files("nb2kfp.runtime").joinpath("step.py").read_text(encoding="utf-8")
 
 
 def render(pipeline: Pipeline, stamp: str = "") -> str:
@@ -103,7 +129,11 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
     if pipeline.parameters:
         root["inputDefinitions"] = {
             "parameters": {
-                p.name: {"defaultValue": p.default, "isOptional": True, "parameterType": _PARAM_TYPES[p.type]}
+                p.name: {
+                    "defaultValue": "" if p.default is None else argument(pipeline, p, p.default),
+                    "isOptional": True,
+                    "parameterType": parameter_type(pipeline, p),
+                }
                 for p in pipeline.parameters
             }
         }
@@ -115,6 +145,8 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         "schemaVersion": SCHEMA_VERSION,
         "sdkVersion": f"nb2kfp-{__version__}",
     }
+    notebook_steps = {task_name(s): s for s in pipeline.steps if s.component is None}
+    step_runtime.carry(notebook_steps, pipeline.runtime_image, components, executors, tasks, root)
     kubernetes: dict[str, Any] = {"deploymentSpec": {"executors": platform_execs}}
     if pipeline.workspace:
         _add_workspace(pipeline, components, tasks, kubernetes)
@@ -148,8 +180,9 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     comp: dict[str, Any] = {"executorLabel": f"exec-{task}"}
     inputs: dict[str, Any] = {}
     if step.parameters:
-        types = {p.name: p.type for p in pipeline.parameters}
-        inputs["parameters"] = {n: {"parameterType": _PARAM_TYPES[types[n]]} for n in step.parameters}
+        inputs["parameters"] = {
+            n: {"parameterType": parameter_type(pipeline, pipeline.parameter(n))} for n in step.parameters
+        }
     if step.inputs:
         inputs["artifacts"] = {input_key(step, e.name): _artifact("system.Artifact") for e in step.inputs}
     if inputs:
@@ -157,6 +190,8 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     outputs = {name: _artifact("system.Model" if name in step.models else "system.Artifact") for name in step.outputs}
     if step.metrics:
         outputs[METRICS_KEY] = _artifact("system.Metrics")
+    if step.report:
+        outputs[REPORT_KEY] = _artifact("system.HTML")
     if outputs:
         comp["outputDefinitions"] = {"artifacts": outputs}
     return comp
@@ -170,16 +205,48 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "notebook": (origin.notebook if origin else pipeline.source).replace("\\", "/").rsplit("/", 1)[-1],
         "step": step.name,
         "params": {**{n: types[n] for n in step.parameters}, **extras.pop("task_params", {})},
+        **(
+            {"optional": optional}
+            if (optional := [n for n in step.parameters if pipeline.parameter(n).optional])
+            else {}
+        ),
         "inputs": {e.name: input_key(step, e.name) for e in step.inputs if e.kind == "value"},
         "outputs": {n: n for n in step.outputs},
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY,
         **({"workspace_param": WORKSPACE_PARAM} if pipeline.workspace else {}),
         "shared": list(origin.shared_names if origin else pipeline.shared_names),
-        "prelude": [[c.index, c.source] for c in (origin.prelude if origin else pipeline.prelude)],
-        "cells": [[c.index, c.source] for c in step.cells],
+        "prelude": _keyed(origin.prelude if origin else pipeline.prelude),
+        "cells": _keyed(step.cells),
+        **({"report": {"key": REPORT_KEY, "render": step.report == "html"}} if step.report else {}),
         **extras,
     }
+
+
+def _code(cells: tuple[CodeCell, ...]) -> tuple[list[CodeCell], list[int]]:
+    """The cells that hold code, and the notebook cell numbers they come from (each once, in order)."""
+    kept = [c for c in cells if c.source.strip()]
+    return kept, list(dict.fromkeys(c.index for c in kept))
+
+
+def _keyed(cells: tuple[CodeCell, ...]) -> list[list[Any]]:
+    """``[k, source]`` pairs, ``k`` the cell's rank within the step (1, 2, ...), never its notebook number:
+    cells added, moved or removed elsewhere in the notebook leave the step's spec, and so KFP's cache
+    key and ``compile --check``, unchanged. :func:`cell_numbers` maps ranks back for tracebacks."""
+    kept, numbers = _code(cells)
+    return [[numbers.index(c.index) + 1, c.source] for c in kept]
+
+
+def cell_numbers(pipeline: Pipeline) -> dict[str, dict[str, list[int]]]:
+    """Per step, the notebook cell number of each rank in its ``cells`` and ``prelude`` (see :func:`_keyed`).
+    Kept out of the spec: a local run hands it to the steps in ``NB2KFP_CELLS`` so tracebacks name
+    notebook cells; without it they name the step and the rank (``nb.ipynb, step train, cell 2``)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for step in pipeline.steps:
+        if step.component is None:
+            prelude = step.origin.prelude if step.origin else pipeline.prelude
+            out[step.name] = {"cells": _code(step.cells)[1], "prelude": _code(prelude)[1]}
+    return out
 
 
 def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:
@@ -191,7 +258,7 @@ def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:
 def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     container: dict[str, Any] = {
         "args": ["--executor-input", "{{$}}", "--spec", *_spec_args(pipeline, step)],
-        "command": ["python3", "-c", runtime_source()],
+        "command": ["python3", "-c", step_runtime.BOOTSTRAP],
         "image": step.image,
     }
     res = _resources(step)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2kfp.backends.kfp_spec import METRICS_KEY, task_name
+from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import Pipeline
+from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
@@ -62,6 +65,7 @@ class _Log(io.TextIOBase):
             line, self.buffer_text = self.buffer_text.split("\n", 1)
             line = _ANSI.sub("", line)
             self.fh.write(line + "\n")
+            self.fh.flush()  # tail -f run.log follows the run
             if self.current:
                 self.by_step.setdefault(self.current, []).append(line)
             if self.echo:
@@ -122,18 +126,23 @@ def run(
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
     artifacts = run_dir / "artifacts"
-    (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
+    (run_dir / "workspace").mkdir(parents=True, exist_ok=True)  # the steps' shared workspace, kept
     runner = local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
     local.init(
         runner=runner,
         pipeline_root=str(artifacts),
-        workspace_root=str(run_dir / "workspace"),
+        workspace_root=str(run_dir / ".kfp-workspace"),  # kfp.local's own: it deletes it after the run
         raise_on_error=True,
     )
     component = components.load_component_from_file(str(spec_path))
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()
     error: BaseException | None = None
+    os.environ["NB2KFP_CELLS"] = json.dumps(cell_numbers(pipeline))  # tracebacks name notebook cells
+    os.environ["NB2KFP_STEP_DIRS"] = str(run_dir / "files")  # each step's working directory (README: Files)
+    os.environ["NB2KFP_SEED"] = str(Path(pipeline.source).resolve().parent)
+    os.environ["NB2KFP_LOCAL_WORKSPACE"] = str(run_dir / "workspace")
+    os.environ[ARTIFACT_KEY_ENV] = secrets.token_hex(32)  # this run's: steps sign pickled values, refuse others
     try:
         with _track(names, on_event, states, log), contextlib.redirect_stdout(log):
             component(**arguments)
@@ -144,6 +153,8 @@ def run(
             f"kfp.local could not run the pipeline: {type(exc).__name__}: {_ANSI.sub('', str(exc))}"
         ) from exc
     finally:
+        for name in ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV):
+            os.environ.pop(name, None)
         log.close()
     failed = next((s for s, st in states.items() if st == "failed"), None)
     if error is not None and failed is None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import tarfile
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,9 @@ CONFIG = "application/vnd.oci.image.config.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 APPLETS = ("sh", "ln", "sleep", "cp", "ls", "cat", "mkdir", "true", "env")
 CHUNK = 64 * 1024 * 1024
+CONNECT_TIMEOUT = 10.0  # seconds
+READ_TIMEOUT = 120.0  # seconds without a byte from the registry (NB2KFP_REGISTRY_TIMEOUT overrides)
+TRIES = 3
 Report = Callable[[str], None]
 
 
@@ -108,25 +113,57 @@ def _static_busybox() -> Path:
     return path
 
 
-def model_files(source: Path) -> tuple[list[str], list[tuple[str, Path]]]:
+Entries = tuple[list[str], list[tuple[str, Path]], list[tuple[str, str]]]
+
+
+def model_files(source: Path) -> Entries:
+    """(folders, files, links) under /models. A link that stays in the model folder is stored as a link; one that
+    leads out of it (``weights -> /etc/shadow``) is refused, never followed. Names must be UTF-8 text."""
     if not source.exists():
         raise RunError(f"{source}: no such model file or folder")
     if source.is_file():
-        return ["models"], [(f"models/{source.name}", source)]
-    dirs, files = ["models"], []
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source).as_posix()
-        if path.is_dir():
-            dirs.append(f"models/{rel}")
-        elif path.is_file():
-            files.append((f"models/{rel}", path))
+        return ["models"], [(f"models/{_name(source, source.name)}", source)], []
+    root = source.resolve()
+    dirs, files, links = ["models"], [], []
+    for top, subdirs, names in os.walk(root, followlinks=False):
+        for name in sorted([*subdirs, *names]):
+            path = Path(top) / name
+            rel = _name(source, path.relative_to(root).as_posix())
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root) or not target.exists():
+                    raise RunError(
+                        f"{source}: {rel} is a link that leads out of the model folder (or nowhere): refused"
+                    )
+                links.append((f"models/{rel}", os.path.relpath(target, path.parent)))
+            elif path.is_dir():
+                dirs.append(f"models/{rel}")
+            elif path.is_file():
+                files.append((f"models/{rel}", path))
+            else:
+                raise RunError(f"{source}: {rel} is not a regular file, folder or link")
     if not files:
         raise RunError(f"{source}: the model folder holds no files")
-    return dirs, files
+    return dirs, files, links
 
 
-def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, bytes]:
-    """Layers, config blob and manifest bytes for the model at ``source``."""
+def _name(source: Path, name: str) -> str:
+    """``name`` as stored in the image: NFC-normalised UTF-8 text (no undecodable bytes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunError(f"{source}: a file name is not UTF-8 text: rename it") from None
+    return unicodedata.normalize("NFC", name)
+
+
+def assemble(
+    source: Path, work: Path, name: str, labels: dict[str, str] | None = None, extra: dict[str, bytes] | None = None
+) -> tuple[list[Blob], Blob, bytes]:
+    """Layers, config blob and manifest bytes for the model at ``source``.
+
+    ``labels`` go into the image config and the manifest's annotations; ``extra`` files (name -> bytes) are written
+    under /models beside the model's own files (model-settings.json).
+    """
     busybox = _static_busybox()
     base = _layer(
         work / "busybox.tar",
@@ -134,8 +171,13 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
         [("bin/busybox", busybox)],
         [(f"bin/{a}", "busybox") for a in APPLETS],
     )
-    dirs, files = model_files(source)
-    model = _layer(work / "model.tar", dirs, files, [])
+    dirs, files, links = model_files(source)
+    for extra_name, data in sorted((extra or {}).items()):
+        (work / "generated").mkdir(exist_ok=True)
+        (work / "generated" / extra_name).write_bytes(data)
+        files.append((f"models/{extra_name}", work / "generated" / extra_name))
+    labels = {"org.opencontainers.image.title": name, **(labels or {})}
+    model = _layer(work / "model.tar", dirs, files, links)
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     config = {
         "architecture": arch,
@@ -144,7 +186,7 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
             "Env": ["PATH=/bin"],
             "Cmd": ["/bin/sh"],
             "WorkingDir": "/",
-            "Labels": {"org.opencontainers.image.title": name, "io.nb2kfp.model": "true"},
+            "Labels": {**labels, "io.nb2kfp.model": "true"},
         },
         "rootfs": {"type": "layers", "diff_ids": [base.digest, model.digest]},
     }
@@ -158,7 +200,7 @@ def assemble(source: Path, work: Path, name: str) -> tuple[list[Blob], Blob, byt
         "mediaType": MANIFEST,
         "config": config_blob.descriptor(),
         "layers": [base.descriptor(), model.descriptor()],
-        "annotations": {"org.opencontainers.image.title": name},
+        "annotations": labels,
     }
     return [base, model], config_blob, json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
@@ -174,6 +216,7 @@ def push(
     report: Report,
 ) -> ModelImage:
     try:
+        import oras.auth
         import oras.provider
         import requests
     except ImportError:
@@ -184,6 +227,7 @@ def push(
     masker = Masker.for_credentials(creds)
     plain = insecure or is_loopback(host)  # plain HTTP: loopback as Docker does, others only when asked
     registry = oras.provider.Registry(hostname=host, insecure=plain, auth_backend="basic")
+    bounded(registry, host)
     if creds:
         registry.auth.set_basic_auth(creds.username, creds.password)
     container = registry.get_container(f"{repository}:{tag}")
@@ -205,8 +249,10 @@ def push(
         url = f"{registry.prefix}://{container.manifest_url()}"
         response = registry.do_request(url, "PUT", headers={"Content-Type": MANIFEST}, data=manifest)
         _check(response, masker, host, "manifest")
-    except requests.exceptions.ConnectionError as exc:
+    except requests.exceptions.RequestException as exc:
         raise RunError(f"registry {host} is not reachable: {type(exc).__name__}") from None
+    except (ValueError, oras.auth.AuthenticationException) as exc:  # oras' own errors quote the registry's body
+        raise RunError(f"registry {host}: {masker(str(exc).splitlines()[0][:200])}") from None
     digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
     answered = response.headers.get("Docker-Content-Digest")
     if answered and answered != digest:
@@ -214,36 +260,46 @@ def push(
     return ModelImage(repository, tag, digest, tuple(layers), pushed, time.monotonic() - started)
 
 
+def bounded(registry: Any, host: str) -> None:
+    """Every request of ``registry`` (oras) gets connect and read timeouts and at most TRIES tries, 1 s then 2 s
+    apart, instead of oras' own retry (up to 131 s of sleep per request, then a JSON error on a 500 page).
+    Failures end as one-line RunErrors; refused credentials are not retried."""
+    import functools
+
+    import requests
+
+    read_timeout = float(os.environ.get("NB2KFP_REGISTRY_TIMEOUT") or READ_TIMEOUT)
+    registry.session.request = functools.partial(registry.session.request, timeout=(CONNECT_TIMEOUT, read_timeout))
+    request = type(registry).do_request.__wrapped__
+
+    def do_request(url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, TRIES + 1):
+            try:
+                response = request(registry, url, method, *args, **kwargs)
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                problem = f"{type(exc).__name__} (connect {CONNECT_TIMEOUT:.0f} s, read {read_timeout:.0f} s)"
+            else:
+                if response.status_code in (401, 403):
+                    raise _refused(host)
+                if response.status_code < 500:
+                    return response
+                problem = f"HTTP {response.status_code}"
+            if attempt == TRIES:
+                raise RunError(f"registry {host}: {method} failed {TRIES} times, last: {problem}")
+            time.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    registry.do_request = do_request
+
+
 def _check(response: Any, masker: Masker, host: str, what: str) -> None:
     status = getattr(response, "status_code", 0)
     if status in (401, 403):
-        raise RunError(
-            f"registry {host} refused the credentials (check NB2KFP_REGISTRY_USER/_PASSWORD or docker login)"
-        )
+        raise _refused(host)
     if status >= 300:
-        raise RunError(f"registry {host} rejected the {what} ({status}): {masker(response.text[:300])}")
+        text = " ".join(masker(response.text[:300]).split())
+        raise RunError(f"registry {host} rejected the {what} ({status}): {text}")
 
 
-def inference_service(name: str, image: ModelImage, model_format: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": model_format}, "storageUri": f"oci://{image.ref}"}}},
-    }
-
-
-def init_container(name: str, image: ModelImage) -> dict[str, Any]:
-    """For serving without KServe: copy /models into a shared volume before the server starts."""
-    return {
-        "initContainers": [
-            {
-                "name": f"{name}-model",
-                "image": image.ref,
-                "command": ["sh", "-c", "cp -r /models/. /mnt/models/"],
-                "volumeMounts": [{"name": "model", "mountPath": "/mnt/models"}],
-            }
-        ],
-        "volumes": [{"name": "model", "emptyDir": {}}],
-        "containerVolumeMount": {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
-    }
+def _refused(host: str) -> RunError:
+    return RunError(f"registry {host} refused the credentials (check NB2KFP_REGISTRY_USER/_PASSWORD or docker login)")

@@ -150,8 +150,8 @@ def _cache_keys(pipeline: Pipeline) -> dict[str, str]:
 def _changes(old: Pipeline, before: Step, new: Pipeline, after: Step) -> tuple[str, ...]:
     found: list[str] = []
     if (
-        [(c.index, c.source) for c in before.cells] != [(c.index, c.source) for c in after.cells]
-        or [(c.index, c.source) for c in old.prelude] != [(c.index, c.source) for c in new.prelude]
+        [c.source for c in before.cells] != [c.source for c in after.cells]  # not cell numbers (kfp_spec._keyed)
+        or [c.source for c in old.prelude] != [c.source for c in new.prelude]
         or old.shared_names != new.shared_names
     ):
         found.append("code")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from nb2kfp import extras, imageref
 from nb2kfp.config import find_settings
 from nb2kfp.ir import Pipeline
 from nb2kfp.registry import Registry, credentials_for
@@ -20,9 +21,10 @@ DEFAULT_OUTPUT = Path(".nb2kfp") / "build"
 
 
 def pin(pipeline: Pipeline, image: str) -> Pipeline:
-    """Steps that use the notebook's default image run ``image`` instead; ``image:`` tags are kept."""
+    """Steps that use the notebook's default image run ``image`` (built by nb2kfp: the step runtime is in it)
+    instead; ``image:`` tags are kept."""
     steps = tuple(replace(s, image=image) if s.image == pipeline.base_image else s for s in pipeline.steps)
-    return replace(pipeline, steps=steps, base_image=image)
+    return replace(pipeline, steps=steps, base_image=image, runtime_image=image)
 
 
 def run(
@@ -37,7 +39,10 @@ def run(
     from nb2kfp.backends import images, kfp_spec, requirements
     from nb2kfp.frontend.builder import build
 
+    extras.require("nb2kfp build", "docker")
     registry = Registry.parse(registry_text)
+    if base is not None:
+        imageref.check(base, "--base")
     creds = credentials_for(registry.host)
     folder = output_dir or DEFAULT_OUTPUT
     for notebook in notebooks:

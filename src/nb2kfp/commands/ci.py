@@ -105,7 +105,7 @@ def _publish(state: State, notebooks: list[str], host: str, report: Report) -> b
             continue
         settings = find_settings(Path(nb).parent)
         policy.check_endpoint(settings, host)
-        policy.check_pinned(settings, Path(entry.spec).read_text(encoding="utf-8"), nb)
+        policy.check_pinned(settings, policy.spec_images(Path(entry.spec).read_text(encoding="utf-8")), nb)
         pipeline = build(Path(nb), settings).pipeline
         commit = commit_of(Path(nb), None)
         version = kfp_client.version_name(commit, stamp(pipeline.source_hash, settings))
@@ -134,18 +134,19 @@ def _report(state: State, report: Report) -> bool:
             report(body)
             return True
         sha = os.environ.get("CI_COMMIT_SHA", "")
+        key = os.environ.get(mr_report.REPORT_KEY_ENV, "")
         for nb, entry in sorted(state.notebooks.items()):
             ok = entry.status != "failed"
             project.set_status(
                 sha,
                 "success" if ok else "failed",
-                f"nb2kfp: {nb}",
+                mr_report.status_name(nb, key),
                 "pipeline compiled" if ok else (entry.failure or "failed"),
                 entry.kfp_url,
             )
         iid = os.environ.get("CI_MERGE_REQUEST_IID")
         if iid:
-            note = project.upsert_mr_note(int(iid), body)
+            note = project.upsert_mr_note(int(iid), body, key)
             report(f"report: merge request !{iid} note {note} updated")
     except Nb2KfpError as exc:
         report(f"warning: report: {exc}")
@@ -161,7 +162,15 @@ def run(phase: str, pattern: str, out: Path, registry: str | None, host: str | N
     for nb in notebooks:
         state.entry(nb).changed = nb in which
     report(f"nb2kfp ci {phase}: {len(notebooks)} notebook(s), {len(which)} to build/publish ({why})")
+    if not host:
+        from nb2kfp.backends.kfp_client import endpoint_from_env
+
+        host = endpoint_from_env()
     ok = True
+    if set(phases) - {"report"}:  # each CI job starts afresh: URL-catalog components into this job's cache
+        from nb2kfp.commands.catalog import run_fetch
+
+        run_fetch([Path(nb) for nb in notebooks], report)  # the network step; lint reports what is missing
     for name in phases:
         if name == "lint":
             ok = _lint(state, notebooks, out, report) and ok

@@ -46,10 +46,22 @@ def targets(notebooks: list[Path], output: Path | None, output_dir: Path | None)
             pairs.append((nb, default_target(nb)))
     seen: dict[Path, Path] = {}
     for nb, target in pairs:
+        _check_target(nb, target)
         if target.resolve() in seen:
             raise UsageError(f"{nb} and {seen[target.resolve()]} would both write {target}")
         seen[target.resolve()] = nb
     return pairs
+
+
+def _check_target(notebook: Path, target: Path) -> None:
+    """The output must be a file path of its own: not the notebook, not a folder, not below a file."""
+    if target.resolve() == notebook.resolve():
+        raise UsageError(f"{target} is the notebook itself: give another output path")
+    if target.is_dir():
+        raise UsageError(f"{target} is a folder: give a file path (or use --output-dir {target})")
+    above = next((p for p in target.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UsageError(f"{target}: {above} is a file, not a folder")
 
 
 def stamp(content_hash: str, settings: Settings) -> str:

@@ -178,12 +178,31 @@ def _example(root: Path) -> Change | None:
     return Change(root / "notebooks" / "example_pipeline.ipynb", None, text)
 
 
+def _gitignore(root: Path) -> Change | None:
+    """Run folders, built specs and serve data live in .nb2kfp/: keep them out of git."""
+    path = root / ".gitignore"
+    text = _read(path)
+    if text is not None and any(
+        line.strip() in (".nb2kfp", ".nb2kfp/", "/.nb2kfp", "/.nb2kfp/") for line in text.splitlines()
+    ):
+        return None
+    old = text or ""
+    new = old + ("\n" if old and not old.endswith("\n") else "") + "# nb2kfp's local runs and outputs\n.nb2kfp/\n"
+    return Change(path, text, new)
+
+
 def plan(root: Path, hooks_repo: str | None, hooks_rev: str | None, ci_component: str | None) -> list[Change]:
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder")
     if bool(hooks_repo) != bool(hooks_rev):
         raise UsageError("--hooks-repo and --hooks-rev go together")
-    found = [_settings(root), _pre_commit(root, hooks_repo, hooks_rev), _gitlab_ci(root, ci_component), _example(root)]
+    found = [
+        _settings(root),
+        _pre_commit(root, hooks_repo, hooks_rev),
+        _gitlab_ci(root, ci_component),
+        _gitignore(root),
+        _example(root),
+    ]
     return [c for c in found if c is not None]
 
 

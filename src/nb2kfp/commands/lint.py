@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nb2kfp.config import find_settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity
+from nb2kfp.words import count
 
 
 def diagnostics_for(notebook: Path) -> list[Diagnostic]:
@@ -19,17 +20,19 @@ def diagnostics_for(notebook: Path) -> list[Diagnostic]:
         return list(exc.diagnostics)
 
 
-def run(notebooks: list[Path], output_format: str, report: Callable[[str], None]) -> int:
+def run(
+    notebooks: list[Path], output_format: str, report: Callable[[str], None], warnings_as_errors: bool = False
+) -> int:
+    """Exit 1 when there are errors (or, with ``warnings_as_errors``, warnings)."""
     found: list[Diagnostic] = []
     for notebook in notebooks:
         found.extend(diagnostics_for(notebook))
+    errors = sum(d.severity is Severity.ERROR for d in found)
+    warnings = len(found) - errors
     if output_format == "json":
         report(json.dumps([d.as_dict() for d in found], indent=2))
     else:
         for d in found:
             report(d.format())
-        errors = sum(d.severity is Severity.ERROR for d in found)
-        warnings = len(found) - errors
-        if found:
-            report(f"{len(notebooks)} notebook(s): {errors} error(s), {warnings} warning(s)")
-    return 1 if any(d.severity is Severity.ERROR for d in found) else 0
+        report(f"{count(len(notebooks), 'notebook')}, {count(errors, 'error')}, {count(warnings, 'warning')}")
+    return 1 if errors or (warnings_as_errors and warnings) else 0

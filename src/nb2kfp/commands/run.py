@@ -1,48 +1,37 @@
-"""``nb2kfp run NB --local``: compile, then run the pipeline here with kfp.local, step by step."""
+"""``nb2kfp run NB --local``: compile, then run the pipeline here with kfp.local, step by step.
+
+The run folder (``.nb2kfp/runs/<name>``) holds the spec, ``run.log``, the artifacts and ``result.json``
+(:mod:`nb2kfp.records`). SIGINT/SIGTERM stop every step process (:mod:`nb2kfp.backends.processes`).
+"""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from nb2kfp import extras, records
 from nb2kfp.config import find_settings
-from nb2kfp.errors import UsageError
-from nb2kfp.ir import ParamValue, Pipeline
+from nb2kfp.ir import Pipeline
+from nb2kfp.words import count
 
-_MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED"}
-
-
-def parse_overrides(pipeline: Pipeline, items: list[str]) -> dict[str, ParamValue]:
-    from nb2kfp.frontend.params import coerce
-
-    values: dict[str, ParamValue] = {}
-    names = {p.name for p in pipeline.parameters}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep:
-            raise UsageError(f"-p {item!r}: write -p name=value")
-        if name not in names:
-            known = ", ".join(sorted(names)) or "none"
-            raise UsageError(f"-p {name}: the pipeline has no such parameter (parameters: {known})")
-        try:
-            values[name] = coerce(pipeline.parameter(name), text)
-        except ValueError as exc:
-            raise UsageError(f"-p {item}: {exc}") from None
-    return values
+_MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED", "interrupted": "STOP"}
 
 
-def _new_run_dir(base: Path, name: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = base / f"{name}-{stamp}"
-    n = 1
-    while candidate.exists():
-        n += 1
-        candidate = base / f"{name}-{stamp}-{n}"
-    return candidate
+@dataclass(frozen=True)
+class Options:
+    params: list[str] = field(default_factory=list)  # -p name=value
+    param_files: list[Path] = field(default_factory=list)  # -f params.yaml
+    param_yaml: list[str] = field(default_factory=list)  # -y YAML
+    run_dir: Path | None = None
+    run_name: str | None = None
+    as_json: bool = False
+    verbose: bool = False
+    docker: bool = False
+    registry: str | None = None
+    model_image: str | None = None
+    report: bool = True  # step reports and report.html
 
 
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
@@ -60,12 +49,26 @@ def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, rep
     return pin(pipeline, image.ref)
 
 
-def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]) -> dict[str, str]:
+def _origin(notebook: Path, run_dir: Path) -> dict[str, str]:
+    """Where a model came from, recorded on its image: the notebook, its commit (when in git), the run."""
+    from nb2kfp import git
+    from nb2kfp.errors import RunError
+
+    try:
+        commit = git.rev_parse("HEAD", notebook.resolve().parent)
+    except (RunError, OSError):  # not a git work tree, or no git here: the image records no commit
+        commit = ""
+    return {"notebook": notebook.name, "commit": commit, "run": run_dir.name}
+
+
+def _package_models(
+    notebook: Path, run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]
+) -> dict[str, str]:
     """Each model:VARIABLE the run produced becomes the image PREFIX/<variable> (files as model.<ext>)."""
     import shutil
     import tempfile
 
-    from nb2kfp.backends import local
+    from nb2kfp.backends import local, models
     from nb2kfp.commands import model
 
     images: dict[str, str] = {}
@@ -73,65 +76,112 @@ def _package_models(run_dir: Path, pipeline: Pipeline, prefix: str, report: Call
     if not folders:
         report("--model-image: no step declares a model (tag the step with model:VARIABLE)")
     for name, folder in sorted(folders.items()):
+        models.model_files(folder)  # refuses links that lead out of the folder before anything is copied
         with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as tmp:
             for item in folder.iterdir():
                 target = "model" + item.suffix if item.name.startswith("data.") else item.name
                 shutil.copy(item, Path(tmp) / target)
             refs: list[str] = []
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
-            model.run(Path(tmp), image, run_dir / "models" / name, "sklearn", False, report, refs.append)
+            origin = _origin(notebook, run_dir)
+            model.run(Path(tmp), image, run_dir / "models" / name, None, False, report, refs.append, origin)
             images[name] = refs[-1]
     return images
 
 
-def run(
-    notebook: Path,
-    params: list[str],
-    run_dir: Path | None,
-    as_json: bool,
-    verbose: bool,
-    report: Callable[[str], None],
-    report_error: Callable[[str], None],
-    docker: bool = False,
-    registry: str | None = None,
-    model_image: str | None = None,
-) -> int:
+def run(notebook: Path, options: Options, report: Callable[[str], None], report_error: Callable[[str], None]) -> int:
+    extras.require(
+        "nb2kfp run --local",
+        "kfp",
+        "cloudpickle",
+        *(["docker"] if options.docker else []),
+        *(["oras", "requests"] if options.model_image else []),
+        *(["nbconvert"] if options.report else []),
+    )
+    from nb2kfp import reports
     from nb2kfp.atomic import write_text
-    from nb2kfp.backends import kfp_spec, local
+    from nb2kfp.backends import kfp_spec, kfp_warnings, local, processes
     from nb2kfp.frontend.builder import build
+    from nb2kfp.run_params import as_arguments, parameters_of
 
     result = build(notebook, find_settings(notebook.parent))
     for d in result.diagnostics:
         report_error(d.format())
     pipeline = result.pipeline
-    arguments: dict[str, Any] = dict(parse_overrides(pipeline, params))
-    if docker:
-        pipeline = _in_image(notebook, pipeline, registry, report_error)
-    target = (run_dir or _new_run_dir(Path(".nb2kfp") / "runs", pipeline.name)).resolve()
+    given, values = parameters_of(pipeline, options.param_files, options.param_yaml, options.params)
+    if options.docker:
+        pipeline = _in_image(notebook, pipeline, options.registry, report_error)
+    if options.report:
+        pipeline = reports.reported(pipeline)
+    target = (options.run_dir or records.new_run_dir(records.RUNS, pipeline.name, options.run_name)).resolve()
     target.mkdir(parents=True, exist_ok=True)
     spec_path = target / "pipeline.yaml"
     write_text(spec_path, kfp_spec.render(pipeline))
+    record = records.RunRecord(
+        name=target.name,
+        notebook=str(notebook),
+        pipeline=pipeline.name,
+        run_dir=target,
+        spec=spec_path,
+        parameters=values,
+        steps={s.name: records.StepRecord() for s in pipeline.steps},
+    )
+    record.write()
     width = max((len(s.name) for s in pipeline.steps), default=4)
 
     def on_event(step: str, status: str, seconds: float | None) -> None:
+        if supervisor.signum is not None and status == "failed":
+            status = "interrupted"
+        record.on_event(step, status, seconds)
         took = f" {seconds:.2f}s" if seconds is not None else ""
         report_error(f"  {_MARK.get(status, status):>6}  {step:<{width}}{took}")
 
-    how = "kfp.local in Docker" if docker else "kfp.local"
-    report_error(f"running {pipeline.name} ({len(pipeline.steps)} steps) with {how} in {target}")
-    echo = report_error if verbose else None
-    outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=docker)
-    write_text(target / "result.json", json.dumps(outcome.as_dict(), indent=2, sort_keys=True) + "\n")
-    if outcome.failed_step and not verbose:
-        report_error(f"--- output of step {outcome.failed_step} (full log: {target / 'run.log'})")
-        for line in outcome.log_tail:
-            report_error("  " + line)
-    if model_image and outcome.status == "succeeded":
-        outcome.models = _package_models(outcome.run_dir, pipeline, model_image, report_error)
-    if as_json:
-        report(json.dumps(outcome.as_dict(), sort_keys=True))
+    how = "kfp.local in Docker" if options.docker else "kfp.local"
+    report_error(f"running {pipeline.name} ({count(len(pipeline.steps), 'step')}) with {how} in {target}")
+    echo = report_error if options.verbose else None
+    tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
+    try:
+        with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
+            arguments = as_arguments(pipeline, given)
+            outcome = local.run(spec_path, pipeline, arguments, target, on_event, echo=echo, docker=options.docker)
+    except processes.Interrupted as stop:
+        record.finish("interrupted")
+        _write_report(record, pipeline, options.report)
+        where = f" during step {record.running_step}" if record.running_step else ""
+        report_error(f"interrupted ({stop}){where}; record in {target / records.RESULT}")
+        return stop.exit_code
+    record.metrics = outcome.metrics
+    if outcome.failed_step:
+        record.failed(outcome.log_tail, outcome.failed_step)
+        if not options.verbose:
+            report_error(f"--- output of step {outcome.failed_step} (full log: {target / 'run.log'})")
+            for line in outcome.log_tail:
+                report_error("  " + line)
+    if options.model_image and outcome.status == "succeeded":
+        record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
+    record.finish(outcome.status)
+    page = _write_report(record, pipeline, options.report)
+    if options.as_json:
+        report(json.dumps(record.as_dict(), sort_keys=True))
     else:
         for name, value in outcome.metrics.items():
             report(f"metric {name} = {value:g}")
-        report(f"{outcome.status} in {outcome.seconds:.1f}s; outputs in {target}")
+        for name, ref in record.models.items():
+            report(f"model {name}: {ref}")
+        report(f"{outcome.status} in {record.seconds:.1f}s; outputs in {target}")
+        if page is not None:
+            report(f"report: {page}")
     return 0 if outcome.status == "succeeded" else 1
+
+
+def _write_report(record: records.RunRecord, pipeline: Pipeline, enabled: bool) -> Path | None:
+    """Render the step pages and report.html (when asked), then write result.json with the report's path."""
+    from nb2kfp import reports
+
+    page = None
+    if enabled:
+        pages = reports.step_pages(record.run_dir, pipeline)
+        record.report = record.run_dir / "report.html"
+        page = reports.write_run_report(record.run_dir, pipeline, record.as_dict(), pages)
+    record.write()
+    return page

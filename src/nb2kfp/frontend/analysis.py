@@ -61,8 +61,49 @@ class Facts:
 
 def analyse(tree: ast.Module) -> Facts:
     facts = Facts()
-    facts.definite = _Block(facts).run(tree.body, set())
+    facts.definite = _Block(facts).run(tree.body, _Bound()).flat()
     return facts
+
+
+class _Bound:
+    """Names definitely bound so far. A branch gets a layer over its parent (O(1), not a copy of the set), so
+    analysis time stays linear in the code's size however many statements and branches a cell holds."""
+
+    def __init__(self, parent: _Bound | None = None) -> None:
+        self.parent, self.added, self.removed = parent, set[str](), set[str]()
+
+    def __contains__(self, name: str) -> bool:
+        layer: _Bound | None = self
+        while layer is not None:
+            if name in layer.removed:
+                return False
+            if name in layer.added:
+                return True
+            layer = layer.parent
+        return False
+
+    def add(self, name: str) -> None:
+        self.added.add(name)
+        self.removed.discard(name)
+
+    def discard(self, name: str) -> None:
+        self.added.discard(name)
+        self.removed.add(name)
+
+    def branch(self) -> _Bound:
+        return _Bound(self)
+
+    def join(self, *branches: _Bound) -> _Bound:
+        """After branches of which exactly one runs: bound if bound on every branch, unbound if any unbinds."""
+        for name in set.intersection(*(b.added for b in branches)):
+            self.add(name)
+        for name in set.union(*(b.removed for b in branches)):
+            self.discard(name)
+        return self
+
+    def flat(self) -> set[str]:
+        assert self.parent is None
+        return set(self.added)
 
 
 def _root_name(node: ast.expr) -> str | None:
@@ -90,12 +131,12 @@ class _Block:
         self.f = facts
 
     # -- statements -------------------------------------------------------------------------
-    def run(self, body: list[ast.stmt], bound: set[str]) -> set[str]:
+    def run(self, body: list[ast.stmt], bound: _Bound) -> _Bound:
         for stmt in body:
             bound = self.stmt(stmt, bound)
         return bound
 
-    def stmt(self, s: ast.stmt, bound: set[str]) -> set[str]:
+    def stmt(self, s: ast.stmt, bound: _Bound) -> _Bound:
         f = self.f
         if isinstance(s, ast.Assign):
             self.expr(s.value, bound)
@@ -141,20 +182,20 @@ class _Block:
                 if isinstance(t, ast.Name):
                     self.load(t.id, t.lineno, bound)
                     f.deleted.add(t.id)
-                    bound = bound - {t.id}
+                    bound.discard(t.id)
                 else:
                     self.expr(t, bound, store=True)
                     self.mutate(t, s.lineno, definite=True)
         elif isinstance(s, ast.If | ast.While):
             self.expr(s.test, bound)
-            then = self.run(s.body, set(bound))
-            other = self.run(s.orelse, set(bound))
+            then = self.run(s.body, bound.branch())
+            other = self.run(s.orelse, bound.branch())
             if isinstance(s, ast.If):
-                bound = then & other
+                bound = bound.join(then, other)
         elif isinstance(s, ast.For | ast.AsyncFor):
             self.expr(s.iter, bound)
-            self.run(s.body, self.store(s.target, set(bound)))
-            self.run(s.orelse, set(bound))
+            self.run(s.body, self.store(s.target, bound.branch()))
+            self.run(s.orelse, bound.branch())
         elif isinstance(s, ast.With | ast.AsyncWith):
             for item in s.items:
                 self.expr(item.context_expr, bound)
@@ -162,18 +203,18 @@ class _Block:
                     bound = self.store(item.optional_vars, bound)
             bound = self.run(s.body, bound)
         elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
-            body_bound = self.run(s.body, set(bound))  # type: ignore[attr-defined]
+            body_bound = self.run(s.body, bound.branch())  # type: ignore[attr-defined]
             for h in s.handlers:  # type: ignore[attr-defined]
                 if h.type is not None:
                     self.expr(h.type, bound)
-                inner = self.bind(h.name, set(bound)) if h.name else set(bound)
+                inner = self.bind(h.name, bound.branch()) if h.name else bound.branch()
                 self.run(h.body, inner)
             body_bound = self.run(s.orelse, body_bound)  # type: ignore[attr-defined]
-            bound = self.run(s.finalbody, body_bound)  # type: ignore[attr-defined]
+            bound = self.run(s.finalbody, bound.join(body_bound))  # type: ignore[attr-defined]
         elif isinstance(s, ast.Match):
             self.expr(s.subject, bound)
             for case in s.cases:
-                inner = set(bound)
+                inner = bound.branch()
                 for node in ast.walk(case.pattern):
                     captured = getattr(node, "name", None)
                     if isinstance(captured, str):
@@ -192,18 +233,22 @@ class _Block:
         return bound
 
     # -- names -------------------------------------------------------------------------------
-    def bind(self, name: str, bound: set[str], definite: bool = True) -> set[str]:
+    def bind(self, name: str, bound: _Bound, definite: bool = True) -> _Bound:
+        """Record a binding; a definite one joins ``bound`` in place (callers copy ``bound`` where a branch
+        starts, never per statement, so a long cell costs linear time)."""
         self.f.binds.add(name)
         self.f.deleted.discard(name)
         self.f.imported.pop(name, None)
-        return bound | {name} if definite else bound
+        if definite:
+            bound.add(name)
+        return bound
 
-    def load(self, name: str, line: int, bound: set[str]) -> None:
+    def load(self, name: str, line: int, bound: _Bound) -> None:
         if name not in bound:
             self.f.reads.add(name)
         self.f.first_line.setdefault(name, line)
 
-    def store(self, target: ast.expr, bound: set[str], definite: bool = True) -> set[str]:
+    def store(self, target: ast.expr, bound: _Bound, definite: bool = True) -> _Bound:
         if isinstance(target, ast.Name):
             return self.bind(target.id, bound, definite)
         if isinstance(target, ast.Tuple | ast.List):
@@ -225,7 +270,7 @@ class _Block:
         self.f.first_line.setdefault(name, line)
 
     # -- expressions --------------------------------------------------------------------------
-    def expr(self, node: ast.expr, bound: set[str], store: bool = False) -> None:
+    def expr(self, node: ast.expr, bound: _Bound, store: bool = False) -> None:
         for sub in _walk_scope(node):
             if isinstance(sub, ast.Name):
                 if isinstance(sub.ctx, ast.Load) or store:
@@ -264,11 +309,11 @@ class _Block:
                 if _root_name(a) is not None:
                     self.mutate(a, node.lineno, definite=False)
 
-    def arguments(self, args: ast.arguments, bound: set[str]) -> None:
+    def arguments(self, args: ast.arguments, bound: _Bound) -> None:
         for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
             self.expr(default, bound)
 
-    def scope(self, node: ast.AST, bound: set[str] | None = None) -> None:
+    def scope(self, node: ast.AST, bound: _Bound | None = None) -> None:
         """A nested scope. Comprehensions (``bound`` given) run at once: their free names are reads.
         Functions, lambdas and classes run later: their free names are deferred. ``global`` names
         a function binds, and free names it may change, count for the module."""

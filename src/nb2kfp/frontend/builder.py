@@ -12,17 +12,23 @@ from pathlib import Path
 
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, magics, models, options
+from nb2kfp.frontend import component_call, compose, files, magics, models, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
-from nb2kfp.frontend.params import parse_metrics, parse_parameters
+from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
 from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
+from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
 _PIP = re.compile(
     r"get_ipython\(\)\.(?:system|run_line_magic)\('(?:pip|conda|mamba|uv)\b|system\('(?:python3? -m )?pip "
 )
+
+
+# Errors after which the data-flow checks still give true answers (the tag is ignored, the prev: name read
+# as its suggestion, the option left out): lint goes on to report undefined names too.
+_DATAFLOW_STILL_CHECKED = frozenset({"NB010", "NB013", "NB017", "NB050", "NB051"})
 
 
 @dataclass
@@ -47,6 +53,7 @@ def build(
     ``_stack``: the notebooks including this one (composition), to report cycles."""
     settings = settings or Settings()
     nb = read_notebook(path, data, settings.ignore_tags)
+    included = bool(_stack)  # compiled for a notebook: cell: free names may come from the steps above it
     _stack = (*_stack, str(Path(path).resolve()))
     diags = list(nb.diagnostics)
     meta = nb.metadata.get("kubeflow_notebook") if isinstance(nb.metadata.get("kubeflow_notebook"), dict) else {}
@@ -78,7 +85,7 @@ def build(
     _check_dag(nb.path, groups.steps, diags)
     drafts = [(d.name, d.cells[0].index, d.options) for d in groups.steps.values()]
     options.check_options(nb.path, drafts, defaults, meta, diags)
-    if any(d.severity is Severity.ERROR for d in diags):
+    if any(d.severity is Severity.ERROR and d.code not in _DATAFLOW_STILL_CHECKED for d in diags):
         raise NotebookError(diags)
 
     facts = {
@@ -89,12 +96,15 @@ def build(
     param_names = {p.name for p in parameters}
     _check_prelude(nb.path, prelude_cells, trees, param_names, diags)
     immutable = frozenset(p.name for p in parameters if p.type in ("int", "float", "str", "bool"))
-    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable, preludes, scopes)
+    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable, preludes, scopes, included)
+    text_metrics(
+        nb.path, metrics, [trees[c.index] for d in groups.steps.values() for c in d.cells if c.index in trees], diags
+    )
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
 
     volumes = options.volumes(meta)
-    base_image = meta.get("base_image") or meta.get("docker_image") or settings.image
+    base_image = options.base_image(nb.path, meta, settings, diags)
     caching = meta.get("enable_caching", settings.caching)
     steps = []
     for draft in _topological(groups.steps):
@@ -116,17 +126,18 @@ def build(
                 models=produced,
                 parameters=tuple(sorted(flow.params[draft.name])),
                 metrics=tuple(flow.metrics[draft.name]),
-                image=opts.image or str(base_image),
+                image=opts.image or base_image,
                 caching=bool(caching) if opts.caching is None else opts.caching,
                 resources=Resources(tuple(sorted(opts.limits.items())), tuple(sorted(opts.requests.items()))),
                 labels=tuple(sorted(opts.labels.items())),
                 annotations=tuple(sorted(opts.annotations.items())),
-                secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(opts.secrets.items())),
+                secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(_with_artifact_key(opts, settings))),
                 volumes=volumes,
                 node_selector=tuple(sorted(opts.node_selector.items())),
                 tolerations=tuple(Toleration(k, *t) for k, t in sorted(opts.tolerations.items())),
                 retries=opts.retries or 0,
                 timeout=opts.timeout,
+                report="html" if opts.report else "",
             )
         )
     steps = [
@@ -134,8 +145,15 @@ def build(
         for s in steps
     ]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
-    options.check_policy(nb.path, steps, settings, diags)
+    options.check_images(nb.path, steps, base_image, settings, diags)
+    options.check_names(nb.path, steps, parameters, diags)
     workspace = options.workspace(nb.path, meta, settings, diags)
+    own_steps = [
+        (d.name, [(c.index, trees[c.index]) for c in d.cells if c.index in trees]) for d in groups.steps.values()
+    ]
+    files.check(
+        nb.path, [(n, cells) for n, cells in own_steps if n not in units and n not in calls], bool(workspace), diags
+    )
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
     name = str(meta.get("pipeline_name") or nb.stem)
@@ -151,20 +169,34 @@ def build(
         modules=tuple(
             sorted({*_imported_modules(trees.values()), *(m for u in units.values() for m in u.pipeline.modules)})
         ),
-        base_image=str(base_image),
+        base_image=base_image,
         workspace=workspace,
     )
     return Result(pipeline, diags)
 
 
+def _with_artifact_key(opts: StepOptions, settings: Settings) -> list[tuple[str, tuple[str, str]]]:
+    """The step's secret: tags, plus the artifact HMAC key when the settings name its Kubernetes secret."""
+    found = dict(opts.secrets)
+    if settings.artifact_key_secret:
+        found[ARTIFACT_KEY_ENV] = settings.artifact_key_secret
+    return list(found.items())
+
+
 def _imported_modules(trees: Iterable[ast.Module]) -> tuple[str, ...]:
+    """Top-level modules imported anywhere (imports are statements: only statement bodies are visited)."""
     found: set[str] = set()
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
+    stack: list[ast.AST] = list(trees)
+    while stack:
+        node = stack.pop()
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, name, None)
+            if isinstance(children, list):
+                stack.extend(children)
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
     return tuple(sorted(found))
 
 
@@ -280,12 +312,19 @@ def _parameters(path: str, groups: _Groups, trees: dict[int, ast.Module], diags:
 
 
 def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> None:
+    """Report unknown prev: names, cycles and clashing task names. An unknown name is then read as the step
+    it suggests (or dropped), so that the data-flow checks still run and report their errors too."""
     for draft in steps.values():
+        repaired: list[tuple[str, int]] = []
         for parent, cell in draft.prev:
             if parent not in steps:
-                close = difflib.get_close_matches(parent, list(steps), n=1)
+                close = difflib.get_close_matches(parent, [s for s in steps if s != draft.name], n=1)
                 hint = f"did you mean prev:{close[0]}?" if close else "steps are: " + ", ".join(steps)
                 diags.append(error(path, f"prev:{parent} names no step ({hint})", "NB017", cell))
+                parent = close[0] if close else ""
+            if parent and parent not in (p for p, _ in repaired):
+                repaired.append((parent, cell))
+        draft.prev = repaired
     state: dict[str, int] = {}
 
     def visit(name: str, trail: list[str]) -> None:

@@ -2,11 +2,15 @@
 
 A component is a YAML file as the KFP SDK writes it (``Compiler().compile(component_func, path)``: a
 pipeline spec holding one component), named ``NAME.yaml`` or ``NAME/VERSION.yaml``. Catalogs are searched
-in order: ``[tool.nb2kfp.catalog] paths`` (folders, relative to the settings file), ``urls`` (fetched with
-urllib as ``URL/NAME.yaml`` or ``URL/NAME/VERSION.yaml`` and cached under ``$XDG_CACHE_HOME/nb2kfp/catalog``;
-a versioned file is fetched once, an unversioned one again on each compile, with the cache as fallback when
-offline), then the catalog bundled with nb2kfp. Without ``@VERSION`` the highest version wins (a flat
-``NAME.yaml`` counts as the newest).
+in order: ``[tool.nb2kfp.catalog] paths`` (folders, relative to the settings file), ``urls``, then the catalog
+bundled with nb2kfp. Without ``@VERSION`` the highest version wins (a flat ``NAME.yaml`` counts as the newest).
+
+URL catalogs are untrusted input. Only ``nb2kfp catalog fetch`` (and the CI job's fetch step) uses the network:
+it downloads ``URL/NAME.yaml`` or ``URL/NAME/VERSION.yaml`` (https; http only to loopback when the settings say
+so; no redirects; at most MAX_BYTES within FETCH_SECONDS) into ``$XDG_CACHE_HOME/nb2kfp/catalog``. Lint and
+compile read that cache only, and say when a component is missing from it. Messages never quote what a server
+sent. ``[tool.nb2kfp.catalog] sha256`` pins a component's content; under ``nb2kfp serve`` the server's
+``NB2KFP_SERVE_CATALOG_URLS`` lists the only URLs a pushed repository may name (NB2KFP_CATALOG_ALLOWED_URLS).
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from typing import Any
 from nb2kfp.ir import ComponentCall, ComponentPort
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_BYTES = 1 << 20
+FETCH_SECONDS = 15.0  # the whole download; NB2KFP_CATALOG_TIMEOUT overrides
+ALLOWED_ENV = "NB2KFP_CATALOG_ALLOWED_URLS"  # set by `nb2kfp serve` for the CI run it starts
+
+
+class NotCached(ValueError):
+    """A URL catalog component that `nb2kfp catalog fetch` has not downloaded yet."""
 
 
 @dataclass(frozen=True)
@@ -58,39 +69,99 @@ def _in_folder(folder: Path, name: str, version: str | None) -> Path | None:
     return versions[-1] if versions else None
 
 
-def _fetch(url: str, name: str, version: str | None) -> Path | None:
-    rel = f"{name}/{version}.yaml" if version else f"{name}.yaml"
-    cached = cache_dir() / hashlib.sha256(url.encode()).hexdigest()[:16] / rel
-    if version and cached.is_file():
-        return cached
-    import urllib.error  # only when a notebook calls a component from a URL catalog
+def _cached(url: str, rel: str) -> Path:
+    return cache_dir() / hashlib.sha256(url.encode()).hexdigest()[:16] / rel
+
+
+def _allowed(url: str) -> bool:
+    allowed = os.environ.get(ALLOWED_ENV)
+    if allowed is None:
+        return True
+    return any(url == a.rstrip("/") or url.startswith(a.rstrip("/") + "/") for a in allowed.split() if a)
+
+
+def _download(url: str, target: Path) -> bool:
+    """``url`` into ``target`` within the limits; False on 404 (not in this catalog), ValueError on the rest.
+    The message names the URL and what went wrong, never what the server sent."""
+    import time
+    import urllib.error  # only when components are fetched
     import urllib.request
 
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            raise ValueError("it redirects (refused: the settings name the URL to use)")
+
+    limit = float(os.environ.get("NB2KFP_CATALOG_TIMEOUT") or FETCH_SECONDS)
+    deadline = time.monotonic() + limit
+    chunks: list[bytes] = []
     try:
-        with urllib.request.urlopen(f"{url}/{rel}", timeout=15) as response:  # a catalog URL from the settings
-            data = response.read()
-    except (urllib.error.URLError, OSError, ValueError):
-        return cached if cached.is_file() else None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(cached)
-    return cached
+        with urllib.request.build_opener(_NoRedirect).open(url, timeout=min(limit, 5.0)) as response:
+            while chunk := response.read1(64 * 1024):  # what has arrived: the deadline holds for a slow drip
+                chunks.append(chunk)
+                if sum(map(len, chunks)) > MAX_BYTES:
+                    raise ValueError(f"it is over {MAX_BYTES >> 20} MiB")
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise ValueError(f"catalog URL {url}: HTTP {exc.code}") from None
+    except (TimeoutError, OSError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) or "timed out" in str(exc) else type(exc).__name__
+        raise ValueError(f"catalog URL {url}: {reason} (limit {limit:.0f} s)") from None
+    except ValueError as exc:
+        raise ValueError(f"catalog URL {url}: {exc}") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(chunks))
+    tmp.replace(target)
+    return True
 
 
-def find(name: str, version: str | None, paths: list[str], urls: list[str]) -> Component | None:
-    """The component NAME[@VERSION] from the first catalog that has it; ValueError if its file is broken."""
+def find(
+    name: str,
+    version: str | None,
+    paths: list[str],
+    urls: list[str],
+    pins: tuple[tuple[str, str], ...] = (),
+    fetch: bool = False,
+) -> Component | None:
+    """The component NAME[@VERSION] from the first catalog that has it; ValueError if its file is broken, does
+    not match its sha256 pin, or (``fetch`` False) a URL catalog has not been fetched into the cache."""
     if not _NAME.match(name):
         return None
+    found = _find(name, version, paths, urls, fetch)
+    pin = dict(pins).get(f"{name}@{found.call.version}" if found else "") or dict(pins).get(name)
+    if found is not None and pin and found.sha256 != pin:
+        raise ValueError(
+            f"{found.call.source}: its sha256 {found.sha256[:12]}... is not the one [tool.nb2kfp.catalog] sha256 "
+            f"pins ({pin[:12]}...)"
+        )
+    return found
+
+
+def _find(name: str, version: str | None, paths: list[str], urls: list[str], fetch: bool) -> Component | None:
     for folder in paths:
         found = _in_folder(Path(folder), name, version)
         if found:
             return parse(found.read_text(encoding="utf-8"), name, version or _version_of(found, name), str(found))
+    rel = f"{name}/{version}.yaml" if version else f"{name}.yaml"
     for url in urls:
-        fetched = _fetch(url, name, version)
-        if fetched:
-            rel = f"{name}/{version}.yaml" if version else f"{name}.yaml"
-            return parse(fetched.read_text(encoding="utf-8"), name, version or "", f"{url}/{rel}")
+        cached = _cached(url, rel)
+        absent = cached.with_name(cached.name + ".absent")  # the last fetch found no such file there
+        if fetch:
+            if not _allowed(url):
+                raise ValueError(f"catalog URL {url} is not one the server allows (NB2KFP_SERVE_CATALOG_URLS)")
+            if not _download(f"{url}/{rel}", cached):
+                absent.parent.mkdir(parents=True, exist_ok=True)
+                absent.touch()
+                continue
+            absent.unlink(missing_ok=True)
+        elif absent.is_file():
+            continue
+        elif not cached.is_file():
+            raise NotCached(f"{url}/{rel} is not in the local cache: run `nb2kfp catalog fetch NOTEBOOK` first")
+        return parse(cached.read_text(encoding="utf-8"), name, version or "", f"{url}/{rel}")
     found = _in_folder(bundled_dir(), name, version)
     if found:
         shown = f"nb2kfp:catalog/{found.relative_to(bundled_dir()).as_posix()}"
@@ -122,8 +193,9 @@ def parse(text: str, name: str, version: str, source: str) -> Component:
 
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{source}: not YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # its message quotes the text: only the position is shown
+        mark = getattr(exc, "problem_mark", None)
+        raise ValueError(f"{source}: not YAML{f' (line {mark.line + 1})' if mark else ''}") from None
     spec = docs[0] if docs else None
     if not isinstance(spec, dict) or not isinstance(spec.get("components"), dict):
         raise ValueError(f"{source}: not a KFP component file (compile one with kfp.compiler.Compiler)")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 from nb2kfp.errors import Diagnostic, error
 from nb2kfp.frontend.analysis import Facts
-from nb2kfp.frontend.catalog import Component, find
+from nb2kfp.frontend.catalog import Component, NotCached, find
 from nb2kfp.ir import ComponentArg, ComponentCall, Export, Parameter, Step, VariableEdge
 
 if TYPE_CHECKING:
@@ -136,12 +136,14 @@ def call_facts(call: ComponentCall, cell: int = 0) -> Facts:
     return facts
 
 
-def lookup(
-    path: str, cell: int, ref: str, catalog: list[str], urls: list[str], diags: list[Diagnostic]
-) -> Component | None:
+def lookup(path: str, cell: int, ref: str, settings: Settings, diags: list[Diagnostic]) -> Component | None:
     name, _, version = ref.partition("@")
+    paths, urls = list(settings.catalog_paths), list(settings.catalog_urls)
     try:
-        found = find(name, version or None, catalog, urls)
+        found = find(name, version or None, paths, urls, settings.catalog_pins)
+    except NotCached as exc:
+        diags.append(error(path, f"component:{ref}: {exc}", "NB096", cell))
+        return None
     except ValueError as exc:
         diags.append(error(path, f"component:{ref}: {exc}", "NB095", cell))
         return None
@@ -214,11 +216,10 @@ def load_calls(
 ) -> dict[str, ComponentCall]:
     """Each component: cell (by step name) checked against its catalog component."""
     params = {p.name: p for p in parameters}
-    paths, urls = list(settings.catalog_paths), list(settings.catalog_urls)
     out: dict[str, ComponentCall] = {}
     for name, cell in cells.items():
         ref = cell.component_ref or ""
-        found = lookup(path, cell.index, ref, paths, urls, diags)
+        found = lookup(path, cell.index, ref, settings, diags)
         call = load_call(path, cell.index, ref, trees.get(cell.index), params, found, diags)
         if call is not None:
             out[name] = call

@@ -54,6 +54,7 @@ class Unit:
     pipeline: Pipeline
     steps: list[Step] = field(default_factory=list)
     facts: dict[str, Facts] = field(default_factory=dict)
+    cells: dict[str, list[tuple[int, Facts]]] = field(default_factory=dict)  # per step: its cells' facts
     preludes: dict[str, Facts] = field(default_factory=dict)
 
     @property
@@ -78,6 +79,15 @@ def _target(cell: Cell, including: str) -> str:
     return str(base / ref) if not Path(ref).is_absolute() else ref
 
 
+def include_root(top: str) -> Path:
+    """Where ``notebook:`` includes may reach: the git work tree holding the top notebook, else its folder."""
+    folder = Path(top).resolve().parent
+    for candidate in [folder, *folder.parents]:
+        if (candidate / ".git").exists():
+            return candidate
+    return folder
+
+
 def load_units(
     path: str,
     cells: dict[str, Cell],
@@ -94,13 +104,27 @@ def load_units(
             diags.append(error(path, msg, "NB081", cell.index))
             continue
         target = _target(cell, path)
-        resolved = str(Path(target).resolve())
+        try:
+            resolved = str(Path(target).resolve())
+            is_file = Path(resolved).is_file()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a link loop
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable path"
+            diags.append(error(path, f"notebook: include: {reason}", "NB080", cell.index))
+            continue
+        root = include_root(stack[0] if stack else path)
+        if not Path(resolved).is_relative_to(root):
+            msg = (
+                f"notebook:{cell.notebook_ref[:200] if cell.notebook_ref else ''}: an included notebook must be inside "
+                f"{root} (the repository, or the top notebook's folder outside one)"
+            )
+            diags.append(error(path, msg, "NB084", cell.index))
+            continue
         if resolved in stack:
             chain = [*stack[stack.index(resolved) :], resolved]
             msg = "notebooks include each other: " + " -> ".join(Path(p).name for p in chain)
             diags.append(error(path, msg, "NB082", cell.index))
             continue
-        if not Path(target).is_file():
+        if not is_file:
             msg = f"notebook:{cell.notebook_ref}: no such notebook {target}"
             diags.append(error(path, msg, "NB080", cell.index))
             continue
@@ -131,6 +155,8 @@ def _rename(name: str, cell: int, pipeline: Pipeline) -> Unit:
             origin=origin,
         )
         unit.steps.append(renamed)
+        cells = [] if step.component else [(c.index, _facts_of((c,))) for c in step.cells]
+        unit.cells[renamed.name] = cells or [(cell, call_facts(step.component) if step.component else Facts())]
         unit.facts[renamed.name] = call_facts(step.component) if step.component else _facts_of(step.cells)
         unit.preludes[renamed.name] = _facts_of(step.origin.prelude) if step.origin else prelude_facts
     return unit
@@ -190,7 +216,8 @@ def expand_facts(
         for step in unit.steps:
             f = unit.facts[step.name]
             step_parents = step.after or outer
-            out[step.name] = StepFacts(step.name, len(out), step_parents, [(unit.cell, f)], f)
+            source = step.origin.notebook if step.origin and not step.component else ""
+            out[step.name] = StepFacts(step.name, len(out), step_parents, unit.cells[step.name], f, source)
             preludes[step.name] = unit.preludes[step.name]
             prefix = step.origin.unit if step.origin else ""
             scopes[step.name] = {

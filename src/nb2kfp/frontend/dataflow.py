@@ -23,6 +23,7 @@ class StepFacts:
     parents: tuple[str, ...]
     cells: list[tuple[int, Facts]]
     facts: Facts
+    source: str = ""  # the notebook its cells are in, when not the one being compiled (an included one)
 
     def locate(self, name: str) -> tuple[int, int | None]:
         for index, facts in self.cells:
@@ -71,10 +72,14 @@ def resolve(
     immutable: frozenset[str] = frozenset(),
     preludes: dict[str, Facts] | None = None,
     scopes: dict[str, set[str]] | None = None,
+    included: bool = False,
 ) -> Flow:
     """``immutable`` names (int/float/str/bool parameters) can only change by rebinding.
     ``preludes`` gives a step its own imports/functions facts (an included notebook's), and ``scopes``
-    the steps it may receive values from (its own notebook's), instead of the pipeline's."""
+    the steps it may receive values from (its own notebook's), instead of the pipeline's; a name its own
+    notebook does not provide comes from the steps above the inclusion (Kale 2.3 composition).
+    ``included``: this notebook is compiled for inclusion, so names nothing here sets are left to the
+    including notebook instead of being errors."""
     flow = Flow()
     anc = ancestors_of(steps)
     for step in steps.values():
@@ -87,13 +92,47 @@ def resolve(
         pre = (preludes or {}).get(step.name, prelude)
         scope = (scopes or {}).get(step.name)
         view = steps if scope is None else {n: s for n, s in steps.items() if n in scope or n == step.name}
-        needed = sorted(step.facts.free() | (pre.free() & params))
+        needed = sorted(step.facts.free() | (pre.free() & params) | _shadowed_builtins(step, view, anc))
         for name in needed:
             immutable_name = name in immutable
-            _resolve_one(path, step, name, view, anc, pre, params, pre.star_import, flow, diagnostics, immutable_name)
+            seen = view if scope is None or _provided(step, name, view, anc, pre, params, immutable_name) else steps
+            if included and not _provided(step, name, seen, anc, pre, params, immutable_name):
+                continue  # the including notebook provides it (or reports it)
+            _resolve_one(path, step, name, seen, anc, pre, params, pre.star_import, flow, diagnostics, immutable_name)
     for name, cell in metrics:
         _metric_setter(path, name, cell, steps, params, flow, diagnostics)
     return flow
+
+
+def _provided(
+    step: StepFacts,
+    name: str,
+    steps: dict[str, StepFacts],
+    anc: dict[str, set[str]],
+    prelude: Facts,
+    params: set[str],
+    immutable: bool,
+) -> bool:
+    """Whether an ancestor among ``steps``, the prelude, a parameter, a builtin or the step itself provides ``name``."""
+    if name in prelude.binds or name in BUILTIN_NAMES or name in params or name in step.facts.binds:
+        return True
+    if prelude.star_import or step.facts.star_import:
+        return True
+    for a in anc[step.name] & steps.keys():
+        f = steps[a].facts
+        if name in ((f.binds | f.deleted) if immutable else f.changes()):
+            return True
+    return False
+
+
+def _shadowed_builtins(step: StepFacts, steps: dict[str, StepFacts], anc: dict[str, set[str]]) -> set[str]:
+    """Builtin names (``sum``, ``id``, ``input``) this step reads that an ancestor rebinds: they travel too."""
+    f = step.facts
+    read = (f.reads | (f.deferred - f.binds)) & BUILTIN_NAMES
+    if not read:
+        return set()
+    bound = {n for a in anc[step.name] if a in steps for n in steps[a].facts.binds}
+    return read & bound
 
 
 def _resolve_one(
@@ -110,6 +149,7 @@ def _resolve_one(
     immutable: bool,
 ) -> None:
     mine = anc[step.name] & steps.keys()
+    path = step.source or path
 
     def changes(s: StepFacts) -> set[str]:
         return s.facts.binds | s.facts.deleted if immutable else s.facts.changes()

@@ -68,6 +68,12 @@ RUNTIME_LINE_MAGICS = frozenset(
 _NEEDS_IPYTHON = re.compile(r"^\s*[%!?]|[?]\s*$|=\s*[%!]", re.MULTILINE)
 _CELL_MAGIC = re.compile(r"\A\s*%%(\w+)[^\n]*\n?")
 _LINE_TIME = re.compile(r"^(\s*)%(?:time|timeit|prun)\b(?:\s+-\S+)*\s*", re.MULTILINE)
+# %pylab [inline]: what IPython's pylab import does, on one line (line numbers stay those of the cell)
+_PYLAB = re.compile(r"^(\s*)%pylab\b[^\n]*$", re.MULTILINE)
+_PYLAB_IMPORTS = (
+    "import numpy; import matplotlib; from matplotlib import pylab, mlab, pyplot; import numpy as np; "
+    "import matplotlib.pyplot as plt; from pylab import *; from numpy import *"
+)
 
 
 def to_python(source: str) -> str:
@@ -78,6 +84,7 @@ def to_python(source: str) -> str:
     elif match:
         return _transformer().transform_cell(source)  # type: ignore[no-any-return]
     source = _LINE_TIME.sub(r"\1", source)
+    source = _PYLAB.sub(lambda m: m.group(1) + _PYLAB_IMPORTS, source)
     if not _NEEDS_IPYTHON.search(source):
         return source
     return _transformer().transform_cell(source)  # type: ignore[no-any-return]

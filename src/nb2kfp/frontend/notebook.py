@@ -9,6 +9,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,39 +30,44 @@ _SPECIAL = {
     "pipeline-metrics": "metrics",
     "skip": "skip",
 }
-# Tags other notebook tools own (papermill, nbconvert, Jupyter Book, nbsphinx): not ours, not errors.
+# Tags other notebook tools own (papermill, nbconvert, Jupyter Book / MyST-NB, nbval, nbmake, nbsphinx,
+# thebe, voila): not ours, not errors. Families by prefix, plus single tags.
 FOREIGN_TAGS = frozenset(
     {
-        "hide-input",
-        "hide-output",
-        "hide-cell",
-        "remove-input",
-        "remove-output",
-        "remove-cell",
-        "remove_cell",
-        "hide_input",
-        "hide_output",
         "raises-exception",
-        "thebe-init",
+        "skip-execution",
         "full-width",
         "margin",
+        "dropdown",
+        "toggle",
+        "popout",
         "output_scroll",
         "scroll-output",
-        "nbsphinx-hidden",
-        "nbsphinx-thumbnail",
+        "scroll-input",
+        "voila-hide",
     }
 )
-_STEP_RE = re.compile(rf"^(?:step|block):({_NAME})$")
+_FOREIGN_RE = re.compile(
+    r"^(?:(?:hide|remove)[-_](?:cell|input|output|stderr|stdout)|(?:nbval|nbsphinx|thebe|nbmake|myst|jupyter-book)-.*)$"
+)
+
+
+def is_foreign_tag(tag: str) -> bool:
+    """A tag of Jupyter's own tools (nbconvert's remove_output, Jupyter Book's hide-input, nbval-skip ...)."""
+    return tag in FOREIGN_TAGS or _FOREIGN_RE.fullmatch(tag) is not None
+
+
+_STEP_RE = re.compile(rf"^(?:step|block):({_NAME})?$")  # Kale 2.3: an empty name joins the step above
 _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
 _COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
-_IMAGE_RE = re.compile(r"^image:(.+)$")
+_IMAGE_RE = re.compile(r"^image:(.+)$", re.DOTALL)  # validated on the IR (options.check_images)
 _CACHE_RE = re.compile(r"^cache:(enabled|disabled)$")
 _LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
 _LABEL_RE = re.compile(rf"^(label|annotation):({_K8S_KEY}):(.*)$")
 _SECRET_RE = re.compile(r"^secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?):([-._a-zA-Z0-9]+):([A-Za-z_][A-Za-z0-9_]*)$")
-_REPORT_RE = re.compile(r"^report:.*$")
+_REPORT_RE = re.compile(r"^report:(enabled|disabled)$")
 _REQUEST_RE = re.compile(r"^request:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
 _NODE_RE = re.compile(rf"^node:({_K8S_KEY}):([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _TOLERATION_RE = re.compile(
@@ -69,13 +75,6 @@ _TOLERATION_RE = re.compile(
 )
 _RETRY_RE = re.compile(r"^retry:([0-9]{1,2})$")
 _TIMEOUT_RE = re.compile(r"^timeout:([1-9][0-9]{0,6})(s|m|h|)$")
-KNOWN_TAG_HELP = (
-    "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, step:NAME, prev:NAME, "
-    "image:REF, limit:RESOURCE:AMOUNT, request:RESOURCE:AMOUNT, cache:enabled|disabled, annotation:K:V, label:K:V, "
-    "model:VARIABLE, secret:NAME:KEY:ENV, node:KEY:VALUE, toleration:KEY[:VALUE]:EFFECT, retry:N, "
-    "timeout:SECONDS[s|m|h], "
-    "notebook:PATH, component:NAME[@VERSION], report:*"
-)
 
 
 @dataclass
@@ -93,6 +92,7 @@ class StepOptions:
     tolerations: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # key -> (operator, value, effect)
     retries: int | None = None
     timeout: int | None = None  # seconds
+    report: bool | None = None  # report:enabled|disabled (Kale's tag)
 
     def merged_over(self, base: StepOptions) -> StepOptions:
         return StepOptions(
@@ -107,6 +107,7 @@ class StepOptions:
             tolerations={**base.tolerations, **self.tolerations},
             retries=base.retries if self.retries is None else self.retries,
             timeout=base.timeout if self.timeout is None else self.timeout,
+            report=base.report if self.report is None else self.report,
         )
 
 
@@ -151,6 +152,7 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
         if isinstance(source, list):
             source = "".join(source)
         _scan_secrets(shown, number, source, raw_cell.get("outputs"), diagnostics)
+        _scan_metadata(shown, number, raw_cell.get("metadata"), diagnostics)
         if raw_cell.get("cell_type") != "code":
             continue
         cell = Cell(index=number, source=source)
@@ -158,6 +160,7 @@ def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: froz
         _parse_tags(shown, cell, tags, raw_cell.get("metadata", {}), diagnostics)
         cells.append(cell)
     metadata = raw.get("metadata", {})
+    _scan_metadata(shown, None, metadata, diagnostics)
     return Notebook(shown, digest, cells, metadata, diagnostics, Path(shown).stem)
 
 
@@ -175,9 +178,25 @@ def _scan_secrets(shown: str, number: int, source: str, outputs: object, diagnos
             return
 
 
+def _scan_metadata(shown: str, number: int | None, metadata: object, diagnostics: list[Diagnostic]) -> None:
+    """Tags (image:, label:, annotation: values ...) and metadata (a pipeline_description ...) are scanned too."""
+    if not metadata:
+        return
+    for kind, _ in secrets.scan(json.dumps(metadata, ensure_ascii=False)):
+        where = "the cell's tags or metadata hold" if number else "the notebook metadata holds"
+        msg = f"{where} {kind}: never commit credentials; use secret:NAME:KEY:ENV or the environment"
+        diagnostics.append(error(shown, msg, "NB060", cell=number))
+        return
+
+
+def shown_tag(tag: str) -> str:
+    """A tag as messages show it: quoted, or withheld when it looks like a credential."""
+    return "(a value that looks like a credential: not shown)" if secrets.looks_secret(tag) else repr(tag)
+
+
 def content_hash(raw: dict[str, Any]) -> str:
     """sha256 of what the pipeline depends on: cell types, sources, tags and nb2kfp/Kale metadata.
-    Outputs, execution counts, markdown text and other metadata do not count, so re-running a notebook
+    Outputs, execution counts, markdown cells and other metadata do not count, so re-running a notebook
     or editing its prose changes nothing."""
     cells: list[object] = []
     for cell in raw.get("cells", []):
@@ -185,8 +204,7 @@ def content_hash(raw: dict[str, Any]) -> str:
             cells.append(None)
             continue
         if cell.get("cell_type") == "markdown":
-            cells.append("markdown")  # its position counts (cell numbers), its text does not
-            continue
+            continue  # neither its text nor its position reaches the spec (steps number their own cells)
         cell_meta = cell.get("metadata")
         cell_meta = cell_meta if isinstance(cell_meta, dict) else {}
         cells.append([cell.get("cell_type"), cell.get("source"), cell_meta.get("tags"), cell_meta.get("notebook_path")])
@@ -215,6 +233,8 @@ def _load_json(shown: str, data: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         msg = f"not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise NotebookError([error(shown, msg, "NB002")]) from None
+    except RecursionError:
+        raise NotebookError([error(shown, "not a notebook: JSON nested too deeply", "NB002")]) from None
     if not isinstance(raw, dict) or "cells" not in raw or not isinstance(raw.get("cells"), list):
         raise NotebookError([error(shown, "not a notebook: no list of cells at the top level", "NB002")])
     return raw
@@ -225,10 +245,45 @@ def _validate(shown: str, raw: dict[str, Any]) -> None:
     if raw.get("nbformat") != 4:
         found = raw.get("nbformat")
         raise NotebookError([error(shown, f"unsupported notebook format {found!r}: nbformat 4 is required", "NB002")])
+    if not isinstance(raw.get("metadata", {}), dict):
+        raise NotebookError([error(shown, "invalid notebook: the notebook's metadata must be an object", "NB002")])
     for number, cell in enumerate(raw["cells"], start=1):
-        problem = _cell_problem(cell)
+        problem = _cell_problem(cell) or (_text_problem(cell) if isinstance(cell, dict) else None)
         if problem:
             raise NotebookError([error(shown, f"invalid notebook: {problem}", "NB002", cell=number)])
+    problem = _text_problem(raw.get("metadata", {}))
+    if problem:
+        raise NotebookError([error(shown, f"invalid notebook metadata: {problem}", "NB002")])
+
+
+def _text_problem(value: object) -> str | None:
+    """Every string (and key) in ``value`` must be UTF-8 text: JSON's \\ud800-style escapes can smuggle in lone
+    surrogates, which no spec, file or terminal can hold."""
+    if any(isinstance(item, str) and not _is_utf8(item) for item in json_leaves(value)):
+        return "a string holds a lone surrogate (\\ud800-\\udfff), which is not UTF-8 text"
+    return None
+
+
+def json_leaves(value: object) -> Iterator[object]:
+    """Every key and non-container value in a JSON-like value, walked without recursion (any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            yield item
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _cell_problem(cell: object) -> str | None:
@@ -257,7 +312,7 @@ def parse_step_defaults(shown: str, entries: object, diagnostics: list[Diagnosti
         return options
     for tag in entries:
         if not isinstance(tag, str) or not _option_tag(tag, options):
-            msg = f"kubeflow_notebook.steps_defaults: unsupported entry {tag!r}"
+            msg = f"kubeflow_notebook.steps_defaults: unsupported entry {shown_tag(str(tag))}"
             diagnostics.append(error(shown, msg, "NB010"))
     return options
 
@@ -286,8 +341,8 @@ def _option_tag(tag: str, options: StepOptions) -> bool:
         options.retries = int(m.group(1))
     elif m := _TIMEOUT_RE.fullmatch(tag):
         options.timeout = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-    elif _REPORT_RE.fullmatch(tag):
-        pass  # Kale's HTML report switch: accepted, nb2kfp writes no per-step HTML report
+    elif m := _REPORT_RE.fullmatch(tag):
+        options.report = m.group(1) == "enabled"
     else:
         return False
     return True
@@ -299,14 +354,16 @@ def _parse_tags(
     special = [t for t in tags if t in _SPECIAL]
     if special:
         cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
-        others = [t for t in tags if t not in special and t not in FOREIGN_TAGS]
+        others = [t for t in tags if t not in special and not is_foreign_tag(t)]
         if others or len(special) > 1:
-            ignored = ", ".join(special[1:] + others)
+            ignored = ", ".join(shown_tag(t) for t in special[1:] + others)
             msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
             diagnostics.append(warning(shown, msg, "NB011", cell=cell.index))
         return
     for tag in tags:
         if m := _STEP_RE.fullmatch(tag):
+            if m.group(1) is None:
+                continue  # `step:` with no name: an untagged cell (Kale 2.3)
             if cell.step is not None and cell.step != m.group(1):
                 msg = f"cell has two step names ({cell.step}, {m.group(1)}); a cell belongs to one step"
                 diagnostics.append(error(shown, msg, "NB012", cell=cell.index))
@@ -323,7 +380,7 @@ def _parse_tags(
         elif m := _COMPONENT_RE.fullmatch(tag):
             cell.role = "component"
             cell.component_ref = m.group(1)
-        elif _option_tag(tag, cell.options) or tag in FOREIGN_TAGS:
+        elif _option_tag(tag, cell.options) or is_foreign_tag(tag):
             continue
         else:
             diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
@@ -352,27 +409,41 @@ def _has_options(o: StepOptions) -> bool:
     )
 
 
+# each known tag as its help shows it, by what it starts with
+_KNOWN_TAGS = {
+    **{name: name for name in _SPECIAL},
+    **{
+        form.split(":", 1)[0] + ":": form
+        for form in (
+            "step:NAME",
+            "prev:NAME",
+            "model:VARIABLE",
+            "image:REF",
+            "limit:RESOURCE:AMOUNT",
+            "request:RESOURCE:AMOUNT",
+            "cache:enabled|disabled",
+            "label:K:V",
+            "annotation:K:V",
+            "secret:NAME:KEY:ENV",
+            "node:KEY:VALUE",
+            "toleration:KEY[:VALUE]:EFFECT",
+            "retry:N",
+            "timeout:SECONDS[s|m|h]",
+            "notebook:PATH",
+            "component:NAME[@VERSION]",
+            "report:enabled|disabled",
+        )
+    },
+}
+
+
 def _unknown_tag_message(tag: str) -> str:
-    candidates = [
-        *_SPECIAL,
-        "step:",
-        "model:",
-        "prev:",
-        "image:",
-        "limit:",
-        "cache:",
-        "label:",
-        "annotation:",
-        "secret:",
-        "request:",
-        "node:",
-        "toleration:",
-        "retry:",
-        "timeout:",
-    ]
-    head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
-    close = difflib.get_close_matches(head, candidates, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if m := re.fullmatch(r"(limit|request):([_a-z\-./]+):?", tag):
+        return f"{tag}: the amount is missing ({m.group(1)}:{m.group(2)}:AMOUNT, e.g. {m.group(1)}:cpu:2)"
     if tag.startswith("step:") or tag.startswith("prev:"):
-        hint = " (a step name is letters, digits, '_' and '-', starting with a letter or '_')"
-    return f"unknown tag {tag!r}{hint}; nb2kfp knows: {KNOWN_TAG_HELP}"
+        return (
+            f"unknown tag {shown_tag(tag)}: a step name is letters, digits, '_' and '-', starting with a letter or '_'"
+        )
+    head = tag.split(":", 1)[0] + (":" if ":" in tag else "")
+    close = difflib.get_close_matches(head, list(_KNOWN_TAGS), n=3, cutoff=0.0)
+    return f"unknown tag {shown_tag(tag)} (nearest known tags: {', '.join(_KNOWN_TAGS[c] for c in close)})"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
+from nb2kfp import imageref
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.notebook import StepOptions
-from nb2kfp.ir import Step, VolumeMount
+from nb2kfp.ir import Parameter, Step, VolumeMount
 
 _CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?$")
@@ -91,12 +92,46 @@ def volumes(meta: dict[str, object]) -> tuple[VolumeMount, ...]:
     return tuple(found)
 
 
-def check_policy(path: str, steps: list[Step], settings: Settings, diags: list[Diagnostic]) -> None:
-    if settings.allowed_images is None:
-        return
+def base_image(path: str, meta: dict[str, object], settings: Settings, diags: list[Diagnostic]) -> str:
+    """The notebook's default step image: `kubeflow_notebook.base_image` (or Kale's `docker_image`), else settings."""
+    for key in ("base_image", "docker_image"):
+        image = meta.get(key)
+        if image:
+            try:
+                return imageref.check(image if isinstance(image, str) else "", f"kubeflow_notebook.{key}")
+            except imageref.BadReference as exc:
+                diags.append(error(path, str(exc), "NB071"))
+                return str(image)
+    return settings.image
+
+
+MAX_NAME = 128  # spec keys are built from these names (YAML readers refuse keys over 1,024 characters)
+
+
+def check_names(path: str, steps: list[Step], parameters: list[Parameter], diags: list[Diagnostic]) -> None:
+    """Step, parameter and variable names short enough for the spec's keys and KFP's task names."""
+    seen: set[str] = set()
+    named = [(s.name, "step", s.first_cell) for s in steps] + [(p.name, "parameter", p.cell) for p in parameters]
+    named += [(n, "variable", s.first_cell) for s in steps for n in (*s.outputs, *(e.name for e in s.inputs))]
+    for name, kind, cell in named:
+        if len(name) > MAX_NAME and name not in seen:
+            seen.add(name)
+            msg = f"{kind} name {name[:40]}... has {len(name)} characters: KFP specs take names up to {MAX_NAME}"
+            diags.append(error(path, msg, "NB055", cell))
+
+
+def check_images(path: str, steps: list[Step], base: str, settings: Settings, diags: list[Diagnostic]) -> None:
+    """Every step image is an image reference, and one `[tool.nb2kfp.policy] allowed_images` allows."""
     allowed = settings.allowed_images
     for step in steps:
-        if not any(step.image.startswith(prefix) for prefix in allowed):
+        if step.image == base and any(d.code == "NB071" and d.cell is None for d in diags):
+            continue  # the notebook's base image: already reported
+        try:
+            imageref.check(step.image, f"step {step.name!r} image")
+        except imageref.BadReference as exc:
+            diags.append(error(path, str(exc), "NB071", step.first_cell))
+            continue
+        if allowed is not None and not any(imageref.allowed_by(step.image, prefix) for prefix in allowed):
             msg = (
                 f"step {step.name!r} uses image {step.image!r}, which {settings.source} "
                 f"[tool.nb2kfp.policy] allowed_images does not allow ({', '.join(allowed) or 'none'})"

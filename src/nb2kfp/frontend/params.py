@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 import json
 
-from nb2kfp.errors import Diagnostic, error
+from nb2kfp.errors import Diagnostic, error, warning
+from nb2kfp.frontend.notebook import json_leaves
 from nb2kfp.ir import Parameter, ParamType, ParamValue
 
 _TYPES: tuple[tuple[type, ParamType], ...] = (
@@ -26,7 +27,8 @@ def param_type(value: object) -> ParamType | None:
 
 
 def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[Diagnostic]) -> list[Parameter]:
-    """Literal assignments ``name = value`` (or ``name: T = value``) become typed parameters."""
+    """Literal assignments ``name = value`` (or ``name: T = value``) become typed parameters;
+    ``name = None`` an optional str parameter (None unless a value is given)."""
     found: list[Parameter] = []
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
@@ -46,7 +48,7 @@ def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[D
             msg = f"parameter {name!r}: the value must be a literal (number, string, bool, list or dict)"
             diagnostics.append(error(path, msg, "NB041", cell, stmt.lineno))
             continue
-        kind_name = param_type(value)
+        kind_name = "str" if value is None else param_type(value)  # papermill's `x = None`: an optional str
         if kind_name is None or not _json_exact(value):
             msg = (
                 f"parameter {name!r}: a {type(value).__name__} cannot be a pipeline parameter; "
@@ -54,8 +56,23 @@ def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[D
             )
             diagnostics.append(error(path, msg, "NB042", cell, stmt.lineno))
             continue
+        problem = _kfp_problem(value)
+        if problem:
+            diagnostics.append(error(path, f"parameter {name!r}: {problem}", "NB042", cell, stmt.lineno))
+            continue
         found.append(Parameter(name, kind_name, value, cell))
     return found
+
+
+def _kfp_problem(value: object) -> str | None:
+    """What KFP cannot carry exactly: numbers travel as doubles (integers beyond 2**53 lose digits or overflow),
+    strings as UTF-8 (a lone surrogate from a ``"\\ud800"`` escape has no encoding)."""
+    for item in json_leaves(value):
+        if type(item) is int and abs(item) > 2**53:
+            return f"a {item.bit_length()}-bit integer does not fit a KFP number (at most 2**53)"
+        elif isinstance(item, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+            return "a string with a lone surrogate (\\ud800-\\udfff) is not UTF-8 text"
+    return None
 
 
 def _json_exact(value: object) -> bool:
@@ -119,3 +136,25 @@ def parse_metrics(path: str, cell: int, tree: ast.Module, diagnostics: list[Diag
         msg = "a pipeline-metrics cell lists one variable per line, as `name` or `print(name)`"
         diagnostics.append(error(path, msg, "NB045", cell, stmt.lineno))
     return names
+
+
+def text_metrics(path: str, metrics: list[tuple[str, int]], trees: list[ast.Module], diags: list[Diagnostic]) -> None:
+    """Warn about metrics a step sets to text: KFP metrics are numbers; the run logs them and goes on."""
+    texts: set[str] = set()
+    for tree in trees:
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign) and _is_text(stmt.value):
+                texts.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    for name, cell in metrics:
+        if name in texts:
+            msg = (
+                f"metric {name!r} is set to text, but KFP metrics are numbers: the run logs its value "
+                "in the step's output and leaves it out of the metrics"
+            )
+            diags.append(warning(path, msg, "NB047", cell))
+
+
+def _is_text(node: ast.expr) -> bool:
+    if isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return True
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("str", "repr", "format")

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("a private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+    ("a private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
     ("a GitLab token", re.compile(r"\b(?:glpat|gldt|glrt|glcbt|glptt|glft|glsoat|glimt|glagent)-[0-9A-Za-z_\-]{20,}")),
     ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})")),
     ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
@@ -23,10 +23,13 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")),
     ("credentials in a URL", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]+:[^\s@/'\"]{6,}@[^\s'\"]+")),
 )
+_NAME = r"[a-z0-9_]*(?:password|passwd|pwd|secret|token|api_?key|access_?key|private_?key|auth|credential)s?"
+# name = "v", name: T = "v", {"name": "v"}, environ["NAME"] = "v", setdefault("NAME", "v")
 _ASSIGNMENT = re.compile(
-    r"""(?ix)\b([a-z0-9_]*(?:password|passwd|pwd|secret|token|api_?key|access_?key|private_?key|auth|credential)s?)
-        \s*(?::\s*[\w\[\]., |]+?\s*=|[:=])\s*(?:[rbuf]{0,2})(['"])([^'"\s]{8,})\2"""
+    rf"""(?ix)\b({_NAME})['"]?\]?
+        \s*(?::\s*[\w\[\]., |]+?\s*=|[:=,])\s*(?:[rbuf]{{0,2}})(['"])([^'"\s]{{8,}})\2"""
 )
+_ENV_MAGIC = re.compile(rf"(?i)^\s*%(?:set_)?env\s+({_NAME}[a-z0-9_]*)(?:\s*=\s*|\s+)(\S{{8,}})\s*$")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:x+|\*+|\.+|<.*>|\$\{?.*\}?|\{\{.*\}\}|%\(.*\)s|changeme|change_me|password|secret|"
     r"your[_-].*|example.*|dummy.*|test.*|placeholder.*|none|null|todo)$"
@@ -45,11 +48,24 @@ def scan(text: str) -> Iterator[tuple[str, int]]:
         if found:
             yield found, number
             continue
-        for match in _ASSIGNMENT.finditer(line):
-            value = match.group(3)
+        found_pairs = [(m.group(1), m.group(3)) for m in _ASSIGNMENT.finditer(line)]
+        found_pairs += [(m.group(1), m.group(2)) for m in [_ENV_MAGIC.match(line)] if m]
+        for name, value in found_pairs:
             if not _PLACEHOLDER.match(value) and _entropy(value) >= 3.0 and len(set(value)) >= 6:
-                yield f"a hard-coded {match.group(1).lower()}", number
+                yield f"a hard-coded {name.lower()}", number
                 break
+
+
+def looks_secret(text: str) -> bool:
+    """Might ``text`` (a tag, a name) be a credential? Known formats, or a long random-looking word: such text is
+    never echoed in a message."""
+    if any(True for _ in scan(text)):
+        return True
+    words = re.findall(r"[A-Za-z0-9_+/=.-]{16,}", text)
+    return any(
+        _entropy(w) >= 3.5 and re.search(r"[0-9]", w) and re.search(r"[A-Za-z]", w) and not re.search(r"[-.]", w)
+        for w in words
+    )
 
 
 def output_text(output: object) -> str:

@@ -9,6 +9,7 @@ Every failure is a one-line :class:`RunError`; the token is masked out of every 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
     from gitlab.v4.objects import Project
 
 MARKER = "<!-- nb2kfp:report -->"
+
+
+def marker(key: str = "") -> str:
+    """The first line of nb2kfp's note: one note per key (the CI component's ``job_prefix``, so two includes of
+    the component keep two notes); :data:`MARKER` without one."""
+    key = re.sub(r"[^A-Za-z0-9_.-]", "", key)
+    return f"<!-- nb2kfp:report:{key} -->" if key else MARKER
+
+
 STATES = ("pending", "running", "success", "failed", "canceled")
 TOKEN_VARIABLES = ("NB2KFP_GITLAB_TOKEN", "GITLAB_TOKEN")
 TokenKind = Literal["private", "oauth", "job"]
@@ -137,11 +147,12 @@ class GitLabProject:
                 self._user_id = None
         return self._user_id
 
-    def upsert_mr_note(self, mr_iid: int, body: str) -> int:
-        """Write ``body`` as nb2kfp's one note on merge request ``mr_iid``: update the note carrying
-        :data:`MARKER` (written by this token's user) in place, or create it. Returns the note id."""
-        if MARKER not in body:
-            body = f"{MARKER}\n{body}"
+    def upsert_mr_note(self, mr_iid: int, body: str, key: str = "") -> int:
+        """Write ``body`` as nb2kfp's one note (per ``key``) on merge request ``mr_iid``: update the note carrying
+        :func:`marker` (written by this token's user) in place, or create it. Returns the note id."""
+        mark = marker(key)
+        if mark not in body:
+            body = f"{mark}\n{body}"
 
         def upsert() -> int:
             bot = self._bot_id()
@@ -149,7 +160,7 @@ class GitLabProject:
             for note in mr.notes.list(get_all=True, sort="asc", order_by="created_at"):
                 attrs = note.attributes
                 mine = bot is None or (attrs.get("author") or {}).get("id") == bot
-                if mine and not attrs.get("system") and MARKER in str(attrs.get("body", "")):
+                if mine and not attrs.get("system") and mark in str(attrs.get("body", "")):
                     if attrs.get("body") != body:
                         note.body = body
                         note.save()

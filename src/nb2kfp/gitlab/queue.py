@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp.errors import RunError
+from nb2kfp.git import check_ref, check_sha
 
 QUEUED, IN_PROGRESS, DONE, FAILED, SUPERSEDED = "queued", "in_progress", "done", "failed", "superseded"
 
@@ -83,11 +84,18 @@ class Event:
         texts = {name: payload.get(name) for name in ("ref", "before", "after")}
         if not isinstance(project_id, int) or any(not isinstance(v, str) or not v for v in texts.values()):
             raise ValueError("project_id, ref, before and after are required")
+        check_ref(texts["ref"])
+        check_sha(texts["before"], "before")
+        check_sha(texts["after"], "after")
         path = project.get("path_with_namespace")
+        if not isinstance(path, str):
+            path = ""
+        elif any(0xD800 <= ord(c) <= 0xDFFF for c in path):
+            raise ValueError("project.path_with_namespace is not valid UTF-8 text")
         return cls(
             kind=kind,
             project=str(project_id),
-            project_path=path if isinstance(path, str) else "",
+            project_path=path,
             ref=str(texts["ref"]),
             before=str(texts["before"]),
             after=str(texts["after"]),
@@ -108,18 +116,23 @@ class Record:
 
 
 class EventQueue:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, busy_timeout: float = 30.0) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._wake = threading.Condition(threading.Lock())
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise RunError(f"queue {path}: {exc}") from None
+            self._db.execute("BEGIN IMMEDIATE")  # a read-only file fails here, at start-up, not on the first push
+            try:
+                self._db.execute("UPDATE events SET id = id WHERE 0")
+            finally:
+                self._db.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            raise RunError(f"queue {path}: cannot be written: {exc}") from None
 
     def close(self) -> None:
         with self._lock:

@@ -1,8 +1,9 @@
 """The merge request note: per notebook its status, DAG (Mermaid), plan, image, KFP link and lint findings.
 
 Rendered from ``templates/mr_note.md.j2``; the same input always gives the same text, so an
-unchanged report leaves the note untouched. The note starts with :data:`nb2kfp.gitlab.api.MARKER`,
-by which :meth:`GitLabProject.upsert_mr_note` finds it again on later pushes.
+unchanged report leaves the note untouched. The note starts with :func:`nb2kfp.gitlab.api.marker` (keyed by
+``NB2KFP_REPORT_KEY``, the component's ``job_prefix``), by which :meth:`GitLabProject.upsert_mr_note` finds it
+again on later pushes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from nb2kfp.ir import Pipeline
 
 if TYPE_CHECKING:
     from nb2kfp.gitlab.ci import State
+
+REPORT_KEY_ENV = "NB2KFP_REPORT_KEY"  # set by the CI component to its job_prefix
+
+
+def status_name(notebook: str, key: str = "") -> str:
+    """The commit status of a notebook: ``nb2kfp: NB``, or ``nb2kfp KEY: NB`` for a keyed include of the
+    component (two includes on the same notebooks, e.g. two KFP endpoints, keep two statuses)."""
+    key = key.strip("-_ ")
+    return f"nb2kfp {key}: {notebook}" if key else f"nb2kfp: {notebook}"
+
 
 _ICONS = {"success": ":white_check_mark:", "failed": ":x:"}
 
@@ -63,11 +74,11 @@ def _entry(report: NotebookReport) -> dict[str, Any]:
     }
 
 
-def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None) -> str:
-    """The whole note (Markdown), notebooks sorted by path."""
+def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None, key: str = "") -> str:
+    """The whole note (Markdown), notebooks sorted by path; ``key`` tells two includes' notes apart."""
     import jinja2
 
-    from nb2kfp.gitlab.api import MARKER
+    from nb2kfp.gitlab.api import marker
 
     template = resources.files("nb2kfp.templates").joinpath("mr_note.md.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(
@@ -79,7 +90,7 @@ def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None) -> s
     )
     ordered = sorted(entries, key=lambda e: e.notebook)
     text = env.from_string(template).render(
-        marker=MARKER,
+        marker=marker(key),
         entries=[_entry(e) for e in ordered],
         failed=sum(e.status == "failed" for e in ordered),
         pipeline_url=pipeline_url,
@@ -139,4 +150,4 @@ def render_from_state(state: State, env: Mapping[str, str]) -> str:
                 status="failed" if item.status == "failed" else "success",
             )
         )
-    return render_mr_note(entries, env.get("CI_PIPELINE_URL"))
+    return render_mr_note(entries, env.get("CI_PIPELINE_URL"), env.get(REPORT_KEY_ENV, ""))

@@ -22,6 +22,7 @@ import binascii
 import hmac
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ from nb2kfp.gitlab.queue import QUEUED, Event, EventQueue
 EVENTS = ("Push Hook", "Tag Push Hook")
 MAX_BODY = 1 << 20
 SIGNATURE_TOLERANCE = 300.0
+MIN_SECRET = 16
 
 
 def _read_secret(name: str, env: Mapping[str, str], file: Path | None = None) -> str | None:
@@ -92,11 +94,23 @@ class ServeConfig:
     git_token: str | None = field(default=None, repr=False)  # for fetching; never in a URL, argv or log
     ci_registry: str | None = None
     ci_host: str | None = None
+    allow_local_repos: bool = False  # fetch from local paths / file:// (tests, mirrors); never the payload's choice
 
     @classmethod
-    def load(cls, secret_file: Path | None, projects: list[str], env: Mapping[str, str] | None = None) -> ServeConfig:
+    def load(
+        cls,
+        secret_file: Path | None,
+        projects: list[str],
+        env: Mapping[str, str] | None = None,
+        allow_weak_secret: bool = False,
+    ) -> ServeConfig:
         env = os.environ if env is None else env
         secret = _read_secret("NB2KFP_WEBHOOK_SECRET", env, secret_file)
+        if secret is not None and len(secret) < MIN_SECRET and not allow_weak_secret:
+            raise UsageError(
+                f"the webhook secret has {len(secret)} characters: use {MIN_SECRET} or more "
+                "(e.g. openssl rand -hex 32), or --allow-weak-secret"
+            )
         signing = _read_secret("NB2KFP_WEBHOOK_SIGNING_TOKEN", env)
         if secret is None and signing is None:
             raise UsageError(
@@ -112,6 +126,7 @@ class ServeConfig:
             git_token=_read_secret("NB2KFP_GIT_TOKEN", env),
             ci_registry=env.get("NB2KFP_SERVE_REGISTRY") or None,
             ci_host=env.get("NB2KFP_SERVE_KFP_HOST") or None,
+            allow_local_repos=env.get("NB2KFP_SERVE_ALLOW_LOCAL_REPOS") == "1",
         )
 
     def serves(self, event: Event) -> bool:
@@ -124,6 +139,7 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: dict[str, float] = {}
+        self.degraded: str | None = None  # why /healthz answers 503 (the queue cannot be written), or None
 
     def inc(self, name: str, amount: float = 1.0) -> None:
         with self._lock:
@@ -158,6 +174,7 @@ class Metrics:
         metric("queued", "gauge", "Events waiting for a worker.", [("", queued)])
         metric("processed_total", "counter", "Events processed successfully.", [("", c.get("processed", 0))])
         metric("failed_total", "counter", "Events whose processing failed.", [("", c.get("failed", 0))])
+        metric("store_errors_total", "counter", "Queue writes that failed (retried).", [("", c.get("store_errors", 0))])
         metric(
             "processing_seconds",
             "summary",
@@ -213,6 +230,8 @@ def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None =
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return refuse(400, f"malformed JSON: {str(exc)[:80]}")
+        except RecursionError:
+            return refuse(400, "malformed JSON: nested too deeply")
         key = request.headers.get("idempotency-key") or request.headers.get("x-gitlab-event-uuid") or None
         try:
             if not isinstance(payload, dict):
@@ -231,7 +250,12 @@ def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None =
         return JSONResponse({"status": "duplicate" if duplicate else "queued", "id": event_id}, status_code=202)
 
     async def healthz(request: Request) -> Response:
-        counts = await run_in_threadpool(queue.counts)
+        try:
+            counts = await run_in_threadpool(queue.counts)
+        except sqlite3.Error as exc:
+            return JSONResponse({"status": "degraded", "reason": f"queue unreadable: {exc}"}, status_code=503)
+        if stats.degraded:
+            return JSONResponse({"status": "degraded", "reason": stats.degraded}, status_code=503)
         return JSONResponse({"status": "ok", "queued": counts.get(QUEUED, 0)})
 
     async def metrics_page(request: Request) -> Response:

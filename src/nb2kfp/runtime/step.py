@@ -25,6 +25,12 @@ import types
 from typing import Any
 
 RUNTIME_FILE = "<nb2kfp runtime>"
+# With a key in this variable (a Kubernetes secret through [tool.nb2kfp] artifact_key_secret; `nb2kfp run --local`
+# makes one per run), pickle-based values carry an HMAC of their bytes and their artifact folder, and a step
+# refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
+# earlier run) is never loaded as code.
+ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
+_PICKLED = {"pickle": "data.pickle", "joblib": "data.joblib"}
 _INSTALLERS = re.compile(r"^\s*(?:(?:python3?|\S*/python3?)\s+-m\s+)?(?:pip3?|conda|mamba|uv\s+pip)\b")
 _MOUNTS = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 
@@ -109,11 +115,32 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
     return Pickler
 
 
-def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) -> dict[str, str]:
+_FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
+
+
+def _framework(module: str, value: object) -> dict[str, str]:
+    """For a model: the framework and version that saved it (a server must load it with the same), and its inputs."""
+    dist = _FRAMEWORKS.get(module)
+    if dist is None:
+        return {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = {"framework": dist, "framework_version": version(dist)}
+    except PackageNotFoundError:
+        return {}
+    n_features = getattr(value, "n_features_in_", None)
+    if isinstance(n_features, int):
+        found["n_features"] = str(n_features)
+    return found
+
+
+def save_value(name: str, value: object, folder: str, shared: dict[str, Any], where: str = "") -> dict[str, str]:
+    """Save ``value`` in ``folder``; ``where`` (the step and cell that set it) goes into errors."""
     os.makedirs(folder, exist_ok=True)
     module = type(value).__module__.split(".")[0]
     fmt = None
-    if module == "pandas" and type(value).__name__ == "DataFrame":
+    if module == "pandas" and type(value).__name__ == "DataFrame" and _arrow_keeps(value):
         # Arrow IPC (Feather v2), uncompressed: the same Arrow data and pandas metadata (index included) as
         # parquet without parquet's encoding, about 2.6x faster here; read back memory-mapped.
         try:
@@ -134,9 +161,13 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
             import joblib
 
             joblib.dump(value, os.path.join(folder, "data.joblib"))
-            fmt = "joblib"
+            fmt = None if _mentions_main(os.path.join(folder, "data.joblib")) else "joblib"
         except ImportError:
             pass  # no joblib in this image: the pickle below stores the estimator
+        except Exception:  # e.g. a FunctionTransformer(lambda ...): cloudpickle below saves it
+            fmt = None
+        if fmt is None and os.path.exists(os.path.join(folder, "data.joblib")):
+            os.remove(os.path.join(folder, "data.joblib"))
     elif _json_exact(value):
         with open(os.path.join(folder, "data.json"), "w", encoding="utf-8") as fh:
             json.dump(value, fh)
@@ -146,19 +177,107 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any]) ->
             with open(os.path.join(folder, "data.pickle"), "wb") as fh:
                 _pickler(shared)(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
         except Exception as exc:
-            raise StepFailed(
-                f"cannot save variable {name!r} ({_type_name(value)}) for the next steps: {type(exc).__name__}: {exc}"
-            ) from None
+            raise StepFailed(_unsaveable(name, value, exc, where)) from None
         fmt = "pickle"
-    meta = {"format": fmt, "python_type": _type_name(value), "variable": name}
+    meta = {"format": fmt, "python_type": _type_name(value), "variable": name, **_framework(module, value)}
+    signature = _signature(folder, meta)
+    if signature:
+        meta["hmac"] = signature
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
     return meta
 
 
+def _signature(folder: str, meta: dict[str, str]) -> str | None:
+    """HMAC-SHA256 (key from ARTIFACT_KEY_ENV) of a pickle-based value's folder, variable, format and file digest;
+    None when no key is set or the format is not pickle-based."""
+    key = os.environ.get(ARTIFACT_KEY_ENV)
+    data = _PICKLED.get(meta.get("format", ""))
+    if not key or not data:
+        return None
+    import hashlib
+    import hmac
+
+    digest = hashlib.sha256()
+    with open(os.path.join(folder, data), "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), meta["format"], digest.hexdigest()])
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
+    import hmac
+
+    expected = _signature(folder, meta)
+    if expected is not None and not hmac.compare_digest(str(meta.get("hmac", "")), expected):
+        raise StepFailed(
+            f"refusing to load {name!r}: its {meta['format']} file was not written by this pipeline run (no valid "
+            "nb2kfp signature), and unpickling runs code"
+        )
+
+
+def _arrow_keeps(df: Any) -> bool:
+    """Whether Arrow gives this DataFrame back as it is: a plain index, text column labels, columns of numbers,
+    dates, categories or text. Anything else (a PeriodIndex, period or interval columns, int labels, columns of
+    lists or mixed objects) goes by pickle."""
+    import pandas as pd
+
+    plain = (pd.RangeIndex, pd.DatetimeIndex)
+    indexes = df.index.levels if isinstance(df.index, pd.MultiIndex) else [df.index]
+    for index in indexes:
+        if not isinstance(index, plain) and not (type(index) is pd.Index and index.dtype.kind in "biufO"):
+            return False
+    if type(df.columns) is not pd.Index or not all(type(c) is str for c in df.columns):
+        return False
+    for name, dtype in df.dtypes.items():
+        if dtype.kind == "O":  # text stays text; lists, dicts or mixed objects would come back changed
+            if pd.api.types.infer_dtype(df[name], skipna=True) not in ("string", "bytes", "empty"):
+                return False
+        elif dtype.kind not in "biufcmM" and str(dtype) not in ("category", "string", "boolean"):
+            return False
+    return True
+
+
+def _mentions_main(path: str) -> bool:
+    """Whether a pickle refers to code defined in the notebook (``__main__``), which the next step lacks."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return False
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(b"__main__") >= 0
+
+
+_ADVICE = {
+    "generator": "turn it into a list (list(...)) or create it in the step that uses it",
+    "TextIOWrapper": "hand over the file's path and open it in the step that uses it",
+    "BufferedReader": "hand over the file's path and open it in the step that uses it",
+    "BufferedWriter": "hand over the file's path and open it in the step that uses it",
+    "lock": "create it in the step that uses it (steps run in separate processes)",
+    "Connection": "create it again in the step that uses it, and hand over the data it gave you",
+    "socket": "create it again in the step that uses it, and hand over the data it gave you",
+}
+
+
+def _unsaveable(name: str, value: object, exc: BaseException, where: str) -> str:
+    kind = type(value).__name__
+    advice = _ADVICE.get(kind) or next((a for k, a in _ADVICE.items() if k.lower() in kind.lower()), None)
+    advice = advice or "hand over what it holds (numbers, text, lists, arrays, data frames) or create it again there"
+    return (
+        f"cannot hand variable {name!r} ({_type_name(value)}) {where} to the next steps "
+        f"({type(exc).__name__}: {exc}): {advice}"
+    )
+
+
 def load_value(name: str, folder: str) -> object:
     with open(os.path.join(folder, "nb2kfp.json"), encoding="utf-8") as fh:
-        fmt = json.load(fh)["format"]
+        meta = json.load(fh)
+    fmt = meta["format"]
+    if fmt == "missing":
+        raise StepFailed(f"variable {name!r} has no value: {meta['reason']}")
+    _check_signature(name, folder, meta)
     if fmt == "feather":
         import pyarrow.feather as feather
 
@@ -179,8 +298,25 @@ def load_value(name: str, folder: str) -> object:
     if fmt == "json":
         with open(os.path.join(folder, "data.json"), encoding="utf-8") as fh:
             return json.load(fh)
+    if fmt != "pickle":
+        raise StepFailed(f"cannot load {name!r}: unknown value format {str(fmt)[:40]!r} in its nb2kfp.json")
     with open(os.path.join(folder, "data.pickle"), "rb") as fh:
         return pickle.load(fh)
+
+
+# -- parameters -------------------------------------------------------------------------------
+PARAM_PREFIX = "nb2kfp:json:"  # nb2kfp.backends.kfp_spec.argument: text KFP must not substitute
+_CASTS: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+
+
+def param_value(kind: str, value: object) -> object:
+    """A parameter as the notebook wrote it: lists and dicts arrive as JSON text (key order and ints
+    kept), encoded text is decoded; KFP's doubles become ints again for int parameters."""
+    if isinstance(value, str) and (kind in ("list", "dict") or value.startswith(PARAM_PREFIX)):
+        value = json.loads(value[len(PARAM_PREFIX) :] if value.startswith(PARAM_PREFIX) else value)
+        if kind in ("list", "dict"):
+            return value
+    return _CASTS[kind](value)
 
 
 # -- IPython compatibility -------------------------------------------------------------------
@@ -189,6 +325,8 @@ class IPythonShim:
 
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.user_ns = namespace
+        self.kernel = _NoKernel()
+        self.history_manager = _History()
 
     def _expand(self, command: str) -> str:
         def repl(m: re.Match[str]) -> str:
@@ -261,17 +399,152 @@ class IPythonShim:
         return None
 
 
-def _display(*objs: object, **_: object) -> None:
+class _NoKernel:
+    """``get_ipython().kernel``: the calls notebooks make (a restart after installs) do nothing; anything
+    else says there is no kernel, in the cell that asked."""
+
+    def do_shutdown(self, restart: bool = False) -> None:
+        log(f"skipped kernel {'restart' if restart else 'shutdown'}: no kernel in a pipeline step")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"get_ipython().kernel.{name} is not available in a pipeline step (there is no kernel): "
+            "leave it out of the step, or tag the cell skip"
+        )
+
+
+class _History:
+    """``get_ipython().history_manager``: a step has no input history."""
+
+    def get_range(self, *args: object, **kwargs: object) -> Any:
+        return iter(())
+
+    get_tail = search = get_range
+
+
+class DisplayHandle:
+    """What ``display(..., display_id=...)`` returns in Jupyter: updates print again."""
+
+    def __init__(self, display_id: str) -> None:
+        self.display_id = display_id
+
+    def display(self, obj: object, **kwargs: object) -> None:
+        _display(obj)
+
+    def update(self, obj: object, **kwargs: object) -> None:
+        _display(obj)
+
+    def clear(self) -> None:
+        pass
+
+
+def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHandle | None:
     for obj in objs:
-        print(obj)
+        if _REPORT is not None:
+            _REPORT.display(obj)
+        else:
+            print(obj)
+    if display_id:
+        return DisplayHandle(str(display_id) if display_id is not True else f"nb2kfp-{id(objs)}")
+    return None
+
+
+class _PyplotShow:
+    """Patches ``matplotlib.pyplot`` as it is imported (if a step imports it at all): its ``show`` then takes
+    what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts the figures in the
+    report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a standard backend."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
+        if fullname != "matplotlib.pyplot":
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+
+        def exec_module(module: types.ModuleType) -> None:
+            original(module)
+
+            def show(*args: object, **kwargs: Any) -> None:
+                if _REPORT is not None:
+                    _REPORT.figures()
+                else:
+                    original_show(**kwargs)
+
+            original_show = module.show
+            module.show = show  # type: ignore[attr-defined]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _matplotlib_backend() -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.meta_path.insert(0, _PyplotShow())
 
 
 # -- the step --------------------------------------------------------------------------------
-def _run_cells(cells: list[list[Any]], notebook: str, namespace: dict[str, Any]) -> None:
-    for index, source in cells:
-        filename = f"{notebook}, cell {index}"
+_NOT_SEEDED = (".nb2kfp", ".git", ".ipynb_checkpoints", "__pycache__")
+
+
+def _enter_workdir(step: str) -> list[str]:
+    """One rule for files, locally and on KFP (README, "Files"): a step runs in the run's workspace when the
+    pipeline has one (shared by its steps), else in a folder of its own (on KFP: its pod's). A local run
+    (``NB2KFP_STEP_DIRS``: where each step's folder goes, ``NB2KFP_SEED``: the notebook's folder) seeds
+    the folder with links to what is next to the notebook; on KFP a workspace gets links to what the image's
+    working directory holds (unless that is ``/``), so files baked into the image stay readable. Returns
+    the links made."""
+    workspace = os.environ.get("NB2KFP_WORKSPACE")
+    step_dirs = os.environ.get("NB2KFP_STEP_DIRS")
+    target = workspace or (os.path.join(step_dirs, step) if step_dirs else "")
+    if not target:
+        return []  # KFP without a workspace: the pod's own working directory
+    os.makedirs(target, exist_ok=True)
+    made = []
+    seed = os.environ.get("NB2KFP_SEED") or (os.getcwd() if workspace and os.getcwd() != os.sep else "")
+    if seed and os.path.isdir(seed):
+        inside = os.path.realpath(target) + os.sep
+        for entry in sorted(os.listdir(seed)):
+            source, link = os.path.join(seed, entry), os.path.join(target, entry)
+            if entry in _NOT_SEEDED or inside.startswith(os.path.realpath(source) + os.sep) or os.path.lexists(link):
+                continue
+            os.symlink(source, link)
+            made.append(link)
+    os.chdir(target)
+    return made
+
+
+def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str]]:
+    """The ``cells`` or ``prelude`` of the spec as (label, source): the label names the notebook cell
+    (``nb.ipynb, cell 7``) when the run says which cell each rank is (``NB2KFP_CELLS``, a local run),
+    else the step and the rank (``nb.ipynb, step train, cell 2``): the spec itself holds no cell numbers."""
+    notebook = spec["notebook"]
+    try:
+        numbers = json.loads(os.environ.get("NB2KFP_CELLS") or "{}").get(spec["step"], {}).get(part, [])
+    except (ValueError, AttributeError):
+        numbers = []
+    out = []
+    for rank, source in spec[part]:
+        if 0 < rank <= len(numbers):
+            label = f"{notebook}, cell {numbers[rank - 1]}"
+        else:
+            label = f"{notebook}, {'step ' + spec['step'] if part == 'cells' else 'imports/functions'}, cell {rank}"
+        out.append((label, source))
+    return out
+
+
+def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any], shown: bool = False) -> None:
+    """``shown``: the cells go into the step's report (when it has one)."""
+    for filename, source in cells:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        if shown and _REPORT is not None:
+            _REPORT.start(filename, source)
         exec(compile(source, filename, "exec"), namespace)
+        if shown and _REPORT is not None:
+            _REPORT.figures()
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -282,9 +555,40 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(tb.format())
 
 
-def _cell_of(exc: BaseException, notebook: str) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(f"{notebook}, cell ")]
-    return f" in {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
+def _cell_of(exc: BaseException, notebook: str) -> tuple[str, int | None]:
+    """The notebook cell (its traceback file name) and line the exception came from, innermost first."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(f"{notebook}, ")]
+    return (frames[-1].filename, frames[-1].lineno) if frames else ("", None)
+
+
+def _exit_call(exc: SystemExit) -> str:
+    return f"sys.exit({'' if exc.code is None else repr(exc.code)})"
+
+
+def _setter(name: str, cells: list[tuple[str, str]]) -> str:
+    """The last cell of the step that assigns ``name`` (for messages about its value)."""
+    import ast
+
+    for label, source in reversed(cells):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            stored = isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name
+            defined = isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and node.name == name
+            if stored or defined:
+                return label
+    return "an input it changed"
+
+
+def _save_missing(name: str, folder: str, reason: str) -> dict[str, str]:
+    """A value the step never set because it stopped early: a step reading it fails saying why."""
+    os.makedirs(folder, exist_ok=True)
+    meta = {"format": "missing", "python_type": "", "variable": name, "reason": reason}
+    with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+    return meta
 
 
 def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -297,39 +601,63 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     namespace.update({"__builtins__": builtins, "get_ipython": None, "display": _display})
     namespace["get_ipython"] = lambda shim=IPythonShim(namespace): shim
     sys.modules["__main__"] = module
+    _matplotlib_backend()
     values = inputs.get("parameterValues", {})
-    casts = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
     if spec.get("workspace_param") in values:  # the run's shared workspace volume
-        os.environ["NB2KFP_WORKSPACE"] = str(values[spec["workspace_param"]])
+        # a local run keeps it in the run folder (kfp.local deletes its own workspace folder after a run)
+        kept = os.environ.get("NB2KFP_LOCAL_WORKSPACE")
+        os.environ["NB2KFP_WORKSPACE"] = kept or str(values[spec["workspace_param"]])
+    seeded = _enter_workdir(step)
     for name, kind in spec["params"].items():
-        if name not in values:
+        if name in spec.get("optional", ()) and values.get(name) in ("", None):
+            namespace[name] = None  # papermill's `x = None`: no value given (an empty text in the KFP UI)
+        elif name in values:
+            namespace[name] = param_value(kind, values[name])
+        else:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
-        namespace[name] = casts[kind](values[name])
-    _run_cells(spec["prelude"], notebook, namespace)
-    for name, key in spec["inputs"].items():
-        artifact = inputs["artifacts"][key]["artifacts"][0]
-        namespace[name] = load_value(name, local_path(artifact["uri"]))
-    for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
-        namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
-    _run_cells(spec["cells"], notebook, namespace)
+    stopped = ""
+    cells = _labelled(spec, "cells")
+    try:
+        _run_cells(_labelled(spec, "prelude"), namespace)
+        for name, key in spec["inputs"].items():
+            artifact = inputs["artifacts"][key]["artifacts"][0]
+            namespace[name] = load_value(name, local_path(artifact["uri"]))
+        for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
+            namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
+        _run_cells(cells, namespace, shown=True)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+        # like papermill: an exit with 0 or None ends the step cleanly; what it set is handed on
+        stopped = f"step {step!r} stopped by {_exit_call(exc)} in {_cell_of(exc, notebook)[0] or 'its code'}"
+        log(f"{stopped}: the values it set are handed on, the others are missing")
     shared = {n: namespace[n] for n in spec.get("shared", []) if n in namespace}
     out_artifacts: dict[str, Any] = {}
     for name, key in spec["outputs"].items():
-        if name not in namespace:
-            raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
         artifact = outputs["artifacts"][key]["artifacts"][0]
-        meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared)
+        if name not in namespace and stopped:
+            meta = _save_missing(name, local_path(artifact["uri"]), f"{stopped} before setting it")
+        elif name not in namespace:
+            raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
+        else:
+            where = f"from step {step!r} ({_setter(name, cells)})"
+            meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared, where)
         out_artifacts[key] = {
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
         }
     if spec["metrics"]:
-        out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs)
+        out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs, stopped)
+    if _REPORT is not None:
+        out_artifacts[_REPORT.key] = _REPORT.write(outputs)
     out_params = _exports(spec, namespace, outputs, out_artifacts)
     output_file = outputs.get("outputFile")
     if output_file:
         os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
         with open(output_file, "w", encoding="utf-8") as fh:
             json.dump({"artifacts": out_artifacts, **({"parameterValues": out_params} if out_params else {})}, fh)
+    for link in seeded:  # what stays in the working directory is what the step wrote
+        if os.path.islink(link):
+            os.unlink(link)
     log(f"step {step!r} done in {time.monotonic() - started:.2f}s")
 
 
@@ -368,15 +696,21 @@ def _exports(
     return params
 
 
-def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any], stopped: str) -> dict[str, Any]:
+    """KFP metrics are numbers: a value that is not one is logged here and left out, never a failure."""
     values: dict[str, float] = {}
     for name in spec["metrics"]:
+        if name not in namespace and stopped:
+            log(f"metric {name!r} is not set: {stopped} before setting it")
+            continue
         if name not in namespace:
             raise StepFailed(f"metric {name!r} is not set at the end of step {spec['step']!r}")
+        value = namespace[name]
         try:
-            values[name] = float(namespace[name])
-        except (TypeError, ValueError):
-            raise StepFailed(f"metric {name!r} must be a number, got {_type_name(namespace[name])}") from None
+            values[name] = float(value)
+        except (TypeError, ValueError, OverflowError):
+            shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."
+            log(f"metric {name!r} is a {type(value).__name__} ({shown}), not a number: left out of the metrics")
     artifact = outputs["artifacts"][spec["metrics_key"]]["artifacts"][0]
     path = local_path(artifact["uri"])
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -386,21 +720,154 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
 
 
 def main(argv: list[str]) -> int:
+    global _REPORT
     executor_input = json.loads(argv[argv.index("--executor-input") + 1])
     spec = json.loads("".join(argv[argv.index("--spec") + 1 :]))
+    if spec.get("report"):
+        _REPORT = _Report(spec)
     try:
         run(executor_input, spec)
     except StepFailed as exc:
         log(f"step {spec['step']!r} failed: {exc}")
-        return 1
+        return _failed(executor_input, exc)
     except BaseException as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             return 0
         sys.stderr.write(_user_traceback(exc))
-        where = _cell_of(exc, spec["notebook"])
-        log(f"step {spec['step']!r} failed{where}: {type(exc).__name__}: {exc}")
-        return 1
+        cell, line = _cell_of(exc, spec["notebook"])
+        where = f" in {cell}, line {line}" if cell else ""
+        what = _exit_call(exc) if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        log(f"step {spec['step']!r} failed{where}: {what}")
+        return _failed(executor_input, exc)
     return 0
+
+
+def _failed(executor_input: dict[str, Any], exc: BaseException) -> int:
+    """A failed step's report still shows its cells up to the error (the run folder keeps it)."""
+    if _REPORT is not None and _REPORT.cells:
+        _REPORT.error(exc)
+        try:
+            _REPORT.write(executor_input.get("outputs", {}))
+        except Exception as problem:  # the step's own error is what matters; say why there is no report
+            log(f"no report: {type(problem).__name__}: {problem}")
+    return 1
+
+
+# -- the step's report: what its cells show, as an executed notebook -------------------------------
+class _Tee:
+    """sys.stdout/sys.stderr that also records what the cells print."""
+
+    def __init__(self, stream: Any, name: str, report: _Report) -> None:
+        self.stream, self.name, self.report = stream, name, report
+
+    def write(self, text: str) -> int:
+        self.report.output({"output_type": "stream", "name": self.name, "text": text})
+        return int(self.stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+_MIME = {"_repr_html_": "text/html", "_repr_markdown_": "text/markdown", "_repr_svg_": "image/svg+xml"}
+_MIME |= {"_repr_png_": "image/png", "_repr_jpeg_": "image/jpeg", "_repr_latex_": "text/latex"}
+
+
+class _Report:
+    """Records each shown cell's outputs: printed text, display() rich outputs, matplotlib figures."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.key, self.render = spec["report"]["key"], spec["report"]["render"]
+        self.title = f"{spec['notebook']}: step {spec['step']}"
+        self.cells: list[dict[str, Any]] = []
+        sys.stdout, sys.stderr = _Tee(sys.stdout, "stdout", self), _Tee(sys.stderr, "stderr", self)
+
+    def start(self, label: str, source: str) -> None:
+        """A cell of the step; ``label`` is how tracebacks name it (``nb.ipynb, cell 7``)."""
+        found = re.search(r"cell (\d+)$", label)
+        number = int(found.group(1)) if found else len(self.cells) + 1
+        meta = {"nb2kfp": {"cell": label}}
+        cell = {"id": f"cell-{len(self.cells) + 1}", "cell_type": "code", "execution_count": number, "metadata": meta}
+        self.cells.append({**cell, "outputs": [], "source": source})
+
+    def output(self, out: dict[str, Any]) -> None:
+        if not self.cells:
+            return
+        outputs = self.cells[-1]["outputs"]
+        if out["output_type"] == "stream" and outputs and outputs[-1].get("name") == out["name"]:
+            outputs[-1]["text"] += out["text"]
+        else:
+            outputs.append(out)
+
+    def display(self, obj: object) -> None:
+        data: dict[str, Any] = {"text/plain": repr(obj)}
+        for method, mime in _MIME.items():
+            try:
+                value = getattr(obj, method)() if callable(getattr(obj, method, None)) else None
+            except Exception:
+                value = None
+            value = value[0] if isinstance(value, tuple) else value
+            if isinstance(value, bytes):
+                import base64
+
+                value = base64.b64encode(value).decode("ascii")
+            if value is not None:
+                data[mime] = value
+        if hasattr(obj, "savefig") and "image/png" not in data:  # a matplotlib figure
+            data.update(self._png(obj))
+        self.output({"output_type": "display_data", "data": data, "metadata": {}})
+        sys.stdout.stream.write(data["text/plain"] + "\n")  # type: ignore[union-attr]
+
+    def _png(self, figure: Any) -> dict[str, str]:
+        import base64
+        import io
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", bbox_inches="tight")
+        return {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": repr(figure)}
+
+    def figures(self) -> None:
+        """Show the open matplotlib figures and close them (as Jupyter's inline backend does)."""
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is None:
+            return
+        for number in pyplot.get_fignums():
+            data = self._png(pyplot.figure(number))
+            self.output({"output_type": "display_data", "data": data, "metadata": {}})
+        pyplot.close("all")
+
+    def error(self, exc: BaseException) -> None:
+        lines = _user_traceback(exc).splitlines()
+        self.output({"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": lines})
+
+    def write(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """The executed notebook (or its HTML, when asked and nbconvert is here) as the report artifact."""
+        artifact = outputs["artifacts"][self.key]["artifacts"][0]
+        path = local_path(artifact["uri"])
+        kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        meta = {"kernelspec": kernel, "language_info": {"name": "python"}, "title": self.title}
+        notebook = {"cells": self.cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
+        text, kind = json.dumps(notebook, indent=1), "ipynb"
+        if self.render:
+            try:
+                import nbconvert
+                import nbformat
+
+                node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
+                text, _ = nbconvert.HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
+                kind = "html"
+            except ImportError:
+                pass  # the image has no nbconvert: the executed notebook is the report
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return {
+            "artifacts": [
+                {"name": artifact.get("name", self.key), "uri": artifact["uri"], "metadata": {"format": kind}}
+            ]
+        }
+
+
+_REPORT: _Report | None = None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""``nb2kfp runs``: the local runs in ``.nb2kfp/runs``, newest first; ``runs show RUN``; ``runs clean``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nb2kfp import records
+from nb2kfp.errors import UsageError
+from nb2kfp.words import count
+
+
+def _duration(data: dict[str, Any]) -> str:
+    seconds = data.get("seconds")
+    return f"{seconds:.1f}s" if isinstance(seconds, (int, float)) else "-"
+
+
+def _params(data: dict[str, Any]) -> str:
+    params = data.get("parameters") or {}
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items()))
+
+
+def run_list(base: Path, as_json: bool, report: Callable[[str], None]) -> int:
+    found = records.past_runs(base)
+    if as_json:
+        report(json.dumps([data for _, data in found], indent=2, sort_keys=True))
+        return 0
+    if not found:
+        report(f"no runs in {base}")
+        return 0
+    rows = [
+        (
+            folder.name,
+            str(d.get("status", "?")),
+            str(d.get("started", ""))[:19].replace("T", " "),
+            _duration(d),
+            _params(d),
+        )
+        for folder, d in found
+    ]
+    widths = [max(len(row[i]) for row in [*rows, ("RUN", "STATUS", "STARTED", "TOOK", "")]) for i in range(4)]
+    for row in [("RUN", "STATUS", "STARTED", "TOOK", "PARAMETERS"), *rows]:
+        report("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    return 0
+
+
+def run_show(ref: str, base: Path, as_json: bool, report: Callable[[str], None]) -> int:
+    folder, data = records.find(ref, base)
+    if as_json:
+        report(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    report(f"run {folder.name}: {data.get('status')} ({_duration(data)}), started {data.get('started')}")
+    report(f"notebook {data.get('notebook')}, pipeline {data.get('pipeline')}, nb2kfp {data.get('nb2kfp_version')}")
+    if data.get("parameters"):
+        report(f"parameters: {_params(data)}")
+    details = data.get("step_details") or {}
+    steps = data.get("steps") or {}
+    for step, status in sorted(steps.items(), key=lambda s: str((details.get(s[0]) or {}).get("start") or "~")):
+        took = (details.get(step) or {}).get("seconds")
+        report(f"  {status:<12} {step}" + (f"  {took:.2f}s" if isinstance(took, (int, float)) else ""))
+    for name, value in (data.get("metrics") or {}).items():
+        report(f"metric {name} = {value:g}")
+    for name, ref_ in (data.get("models") or {}).items():
+        report(f"model {name}: {ref_}")
+    error = data.get("error")
+    if error:
+        where = f", cell {error['cell']}" if error.get("cell") else ""
+        report(f"error in step {error.get('step')}{where}: {error.get('message')}")
+    if data.get("running_step"):
+        report(f"stopped during step {data['running_step']}")
+    report(f"folder {folder}")
+    for extra in ("report.html", "run.log", "pipeline.yaml"):
+        if (folder / extra).exists():
+            report(f"  {extra}")
+    return 0
+
+
+def run_clean(keep: int, base: Path, report: Callable[[str], None]) -> int:
+    if keep < 0:
+        raise UsageError("--keep takes a number of runs, 0 or more")
+    removed = records.clean(keep, base)
+    report(f"removed {count(len(removed), 'run')} from {base}, kept the newest {keep}")
+    return 0

@@ -1,0 +1,200 @@
+"""Step reports and the run report of a local run.
+
+Each reported step writes an executed notebook of its cells (``runtime/step.py``) as its ``system.HTML``
+artifact; here, on the host, nbconvert renders it to ``reports/<step>.html``. ``report.html`` then shows the
+DAG, each step's status and duration on a timeline, the metrics and links to the step pages: one
+self-contained page (no scripts, nothing fetched).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nb2kfp.atomic import write_text
+from nb2kfp.backends.kfp_spec import REPORT_KEY, task_name
+from nb2kfp.ir import Pipeline
+
+_REMOTE_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>')
+_COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "interrupted": "#ef6c00", "running": "#1565c0"}
+_GREY = "#9e9e9e"
+
+
+def reported(pipeline: Pipeline) -> Pipeline:
+    """Every notebook step writes its executed notebook (run --local renders it here)."""
+    steps = tuple(s if s.component is not None else replace(s, report=s.report or "notebook") for s in pipeline.steps)
+    return replace(pipeline, steps=steps)
+
+
+def render_notebook(notebook: dict[str, Any]) -> str:
+    import nbconvert
+    import nbformat
+
+    node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
+    exporter = nbconvert.HTMLExporter()  # type: ignore[no-untyped-call]
+    exporter.log.setLevel(logging.ERROR)  # not "Alternative text is missing" for every figure
+    text, _ = exporter.from_notebook_node(node)
+    return _REMOTE_SCRIPT.sub("", str(text))  # MathJax and require.js from a CDN: offline pages do without
+
+
+def step_pages(run_dir: Path, pipeline: Pipeline) -> dict[str, Path]:
+    """Render each step's report artifact into ``reports/<step>.html`` (keeping ``<step>.ipynb``)."""
+    pages: dict[str, Path] = {}
+    for step in pipeline.steps:
+        if not step.report:
+            continue
+        found = sorted((run_dir / "artifacts").glob(f"*/{task_name(step)}/{REPORT_KEY}"))
+        if not found:
+            continue
+        source = found[-1].read_text(encoding="utf-8")
+        page = run_dir / "reports" / f"{step.name}.html"
+        if source.lstrip().startswith("{"):  # the executed notebook: render it here
+            page.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found[-1], page.with_suffix(".ipynb"))
+            write_text(page, render_notebook(json.loads(source)))
+        else:  # rendered in the step already
+            write_text(page, source)
+        pages[step.name] = page
+    return pages
+
+
+def _layers(pipeline: Pipeline) -> dict[str, int]:
+    depth: dict[str, int] = {}
+    for step in pipeline.steps:  # steps come in topological order
+        depth[step.name] = 1 + max((depth.get(p, 0) for p in step.after), default=-1)
+    return depth
+
+
+def _dag_svg(pipeline: Pipeline, statuses: dict[str, str], pages: dict[str, Path]) -> str:
+    depth = _layers(pipeline)
+    rows: dict[int, int] = {}
+    where: dict[str, tuple[int, int]] = {}
+    for step in pipeline.steps:
+        row = rows.get(depth[step.name], 0)
+        rows[depth[step.name]] = row + 1
+        where[step.name] = (20 + depth[step.name] * 230, 20 + row * 70)
+    width = 40 + (max(depth.values(), default=0) + 1) * 230
+    height = 40 + max(rows.values(), default=1) * 70
+    parts = [
+        f'<svg id="dag" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img"'
+        f' aria-label="pipeline DAG">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8"'
+        ' orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+    ]
+    for step in pipeline.steps:
+        x2, y2 = where[step.name]
+        for parent in step.after:
+            if parent in where:
+                x1, y1 = where[parent]
+                parts.append(
+                    f'<path d="M{x1 + 180},{y1 + 22} C{x1 + 205},{y1 + 22} {x2 - 25},{y2 + 22} {x2},{y2 + 22}"'
+                    ' fill="none" stroke="#555" marker-end="url(#arrow)"/>'
+                )
+    for step in pipeline.steps:
+        x, y = where[step.name]
+        status = statuses.get(step.name, "not run")
+        box = (
+            f'<g class="step" data-step="{html.escape(step.name)}" data-status="{status}">'
+            f'<rect x="{x}" y="{y}" width="180" height="44" rx="8" fill="{_COLORS.get(status, _GREY)}"/>'
+            f'<text x="{x + 90}" y="{y + 19}" text-anchor="middle" fill="#fff" font-size="13">'
+            f"{html.escape(step.name)}</text>"
+            f'<text x="{x + 90}" y="{y + 35}" text-anchor="middle" fill="#fff" font-size="11">{status}</text></g>'
+        )
+        if step.name in pages:
+            box = f'<a href="reports/{html.escape(pages[step.name].name)}">{box}</a>'
+        parts.append(box)
+    return "".join(parts) + "</svg>"
+
+
+def _timeline(record: dict[str, Any], pipeline: Pipeline, pages: dict[str, Path]) -> str:
+    details = record.get("step_details", {})
+    from datetime import datetime
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    started = [at(d["start"]) for d in details.values() if d.get("start")]
+    origin = min(started, default=0.0)
+    end = max((at(d["start"]) + (d.get("seconds") or 0) for d in details.values() if d.get("start")), default=1.0)
+    span = max(end - origin, 1e-3)
+    rows = []
+    for step in pipeline.steps:
+        d = details.get(step.name, {})
+        status = d.get("status", "not run")
+        name = html.escape(step.name)
+        link = f'<a href="reports/{html.escape(pages[step.name].name)}">{name}</a>' if step.name in pages else name
+        if d.get("start"):
+            left = 100 * (at(d["start"]) - origin) / span
+            width = max(100 * (d.get("seconds") or 0) / span, 0.5)
+            took = f"{d['seconds']:.2f}s" if d.get("seconds") is not None else ""
+            bar = (
+                f'<div class="bar" style="left:{left:.2f}%;width:{width:.2f}%;'
+                f'background:{_COLORS.get(status, _GREY)}"></div>'
+            )
+        else:
+            bar, took = "", ""
+        rows.append(
+            f'<tr class="step-row" data-step="{name}"><td>{link}</td><td>{status}</td><td>{took}</td>'
+            f'<td class="lane">{bar}</td></tr>'
+        )
+    return (
+        '<table id="timeline"><tr><th>step</th><th>status</th><th>took</th><th>timeline</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+table{border-collapse:collapse}td,th{padding:4px 10px;text-align:left;border-bottom:1px solid #eee}
+.lane{position:relative;width:480px;height:18px}.bar{position:absolute;top:3px;height:12px;border-radius:3px}
+.status{font-weight:bold}.error{color:#c62828;white-space:pre-wrap}
+"""
+
+
+def write_run_report(run_dir: Path, pipeline: Pipeline, record: dict[str, Any], pages: dict[str, Path]) -> Path:
+    status = str(record.get("status"))
+    esc = html.escape
+    metrics = "".join(f"<tr><td>{esc(k)}</td><td>{v:g}</td></tr>" for k, v in record.get("metrics", {}).items())
+    params = "".join(
+        f"<tr><td>{esc(k)}</td><td>{esc(json.dumps(v))}</td></tr>" for k, v in record.get("parameters", {}).items()
+    )
+    error = record.get("error")
+    error_html = ""
+    if error:
+        where = f", cell {error['cell']}" if error.get("cell") else ""
+        error_html = f'<p class="error">step {esc(str(error["step"]))}{where}: {esc(str(error["message"]))}</p>'
+    models = "".join(f"<li>{esc(k)}: <code>{esc(v)}</code></li>" for k, v in record.get("models", {}).items())
+    took = record.get("seconds")
+    body = [
+        f'<h1>{esc(pipeline.name)}: <span class=status style="color:{_COLORS.get(status, _GREY)}">'
+        f"{esc(status)}</span></h1>",
+        f"<p>run {esc(str(record.get('name')))}, started {esc(str(record.get('started')))}"
+        + (f", took {took:.1f}s" if isinstance(took, (int, float)) else "")
+        + f"; notebook {esc(str(record.get('notebook')))}; nb2kfp {esc(str(record.get('nb2kfp_version')))}</p>",
+        error_html,
+        "<h2>Pipeline</h2>",
+        _dag_svg(pipeline, record.get("steps", {}), pages),
+        "<h2>Steps</h2>",
+        _timeline(record, pipeline, pages),
+        f"<h2>Metrics</h2><table id=metrics>{metrics}</table>" if metrics else "",
+        f"<h2>Parameters</h2><table id=parameters>{params}</table>" if params else "",
+        f"<h2>Model images</h2><ul>{models}</ul>" if models else "",
+        '<p><a href="run.log">run.log</a> · <a href="result.json">result.json</a> · '
+        '<a href="pipeline.yaml">pipeline.yaml</a></p>',
+    ]
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(pipeline.name)} run {esc(str(record.get('name')))}</title><style>{_STYLE}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )
+    target = run_dir / "report.html"
+    write_text(target, page)
+    return target

@@ -1,0 +1,86 @@
+"""The MLServer serving image, built offline like a step image and reused by content hash.
+
+Wheels for ``mlserver.lock`` are fetched on the host (pip's cache makes repeats cheap) and installed with no network
+in the build; the tag is a hash of the Dockerfile and the lock, so swapping models never rebuilds it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nb2kfp.backends import images
+from nb2kfp.backends.requirements import Requirements
+from nb2kfp.registry import Masker
+
+_DOCKERFILE = """\
+# MLServer for nb2kfp model images, built offline from {base}: the model arrives at /mnt/models at run time.
+FROM {base} AS dependencies
+COPY wheels /tmp/nb2kfp-wheels
+COPY requirements.txt /tmp/nb2kfp-requirements.txt
+RUN python3 -m pip install --no-index --no-cache-dir --disable-pip-version-check --no-warn-script-location \\
+      --find-links /tmp/nb2kfp-wheels --target /opt/nb2kfp/site-packages -r /tmp/nb2kfp-requirements.txt
+
+FROM {base}
+COPY --from=dependencies /opt/nb2kfp/site-packages /opt/nb2kfp/site-packages
+ENV PYTHONPATH=/opt/nb2kfp/site-packages PYTHONUNBUFFERED=1 MLSERVER_HTTP_PORT=8080 MLSERVER_GRPC_PORT=8081 \\
+    MLSERVER_METRICS_PORT=8082 HOME=/tmp
+WORKDIR /tmp
+USER 1000
+EXPOSE 8080
+CMD ["python3", "-m", "mlserver.cli.main", "start", "/mnt/models"]
+"""
+
+
+@dataclass(frozen=True)
+class ServingImage:
+    ref: str
+    id: str
+    built: bool
+    seconds: float
+
+
+def dockerfile(base: str) -> str:
+    return _DOCKERFILE.format(base=base)
+
+
+def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
+    """The image ``tag`` (from runtimes.mlserver_tag): found in the engine, or built now."""
+    from nb2kfp.serving import runtimes
+
+    started = time.monotonic()
+    client = images.docker_client()
+    found = client.images.list(name=tag)
+    if found:
+        return ServingImage(tag, str(found[0].id), False, time.monotonic() - started)
+    lines = tuple(line for line in runtimes.lock_text().splitlines() if line and not line.startswith("#"))
+    requirements = Requirements(lines, runtimes.LOCK)
+    report(f"building the MLServer image {tag} (once; later models reuse it)")
+    labels, what = {"io.nb2kfp.serving": "mlserver"}, "the MLServer image"
+    images.build_offline(client, dockerfile(base), requirements, base, tag, labels, Masker(), report, True, what)
+    return ServingImage(tag, str(client.images.get(tag).id), True, time.monotonic() - started)
+
+
+def push(registry_text: str, report: images.Report) -> str:
+    """Build (if needed) and push the MLServer image to REGISTRY/mlserver:<content hash>; its pinned reference."""
+    from nb2kfp.config import find_settings
+    from nb2kfp.registry import Registry, credentials_for
+    from nb2kfp.serving import runtimes
+
+    registry = Registry.parse(registry_text)
+    base = find_settings(Path.cwd()).image
+    tag = runtimes.mlserver_tag(base)
+    repository, version = registry.repository("mlserver"), tag.rsplit(":", 1)[1]
+    creds = credentials_for(registry.host)
+    masker = Masker.for_credentials(creds)
+    client = images.docker_client()
+    digest = images._existing_digest(client, f"{repository}:{version}", creds, masker, registry.host)
+    if digest:
+        report(f"{repository}:{version} is already in the registry")
+    else:
+        built = ensure(tag, base, report)
+        client.images.get(built.id).tag(repository, version)
+        report(f"pushing {repository}:{version}")
+        digest, _ = images.push_tag(client, repository, version, creds, masker, report, True)
+    return f"{repository}@{digest}"

@@ -1,0 +1,140 @@
+"""``model serve --local``: the Deployment's init-container pattern with this machine's Docker engine.
+
+A fresh volume; the model image copies /models into it (no network); the serving container mounts it read-only at
+/mnt/models and listens on 127.0.0.1:PORT only (host networking: the engine may have no bridge); one V2 request once
+the model is ready; then it serves until Ctrl-C (or SIGTERM) and removes its container and volume.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from nb2kfp.backends import images
+from nb2kfp.errors import RunError
+from nb2kfp.registry import credentials_for
+from nb2kfp.serving import image
+from nb2kfp.serving.oci import ModelRef
+from nb2kfp.serving.runtimes import Runtime
+
+COPY = ["sh", "-c", "cp -r /models/. /mnt/models/"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serving_image(client: Any, runtime: Runtime, report: images.Report) -> str:
+    from nb2kfp.config import find_settings
+    from nb2kfp.serving.runtimes import mlserver_tag
+
+    base = find_settings(Path.cwd()).image
+    if runtime.image == mlserver_tag(base):
+        built = image.ensure(runtime.image, base, report)
+        how = f"built in {built.seconds:.0f}s" if built.built else "reused"
+        report(f"serving image {built.ref} ({how}) ID {built.id}")
+        return built.id
+    if not client.images.list(name=runtime.image):  # a pinned image from settings
+        host = runtime.image.split("/", 1)[0]
+        creds = credentials_for(host) if "." in host or ":" in host else None
+        client.images.pull(runtime.image, auth_config=creds.docker_auth() if creds else None)
+    found = client.images.get(runtime.image)
+    report(f"serving image {runtime.image} ID {found.id}")
+    return str(found.id)
+
+
+def _wait_ready(client: Any, container: Any, url: str, timeout: float) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except requests.exceptions.RequestException:
+            pass  # not listening yet
+        container.reload()
+        if container.status not in ("created", "running"):
+            break
+        time.sleep(0.5)
+    tail = container.logs(tail=12).decode("utf-8", "replace").strip().splitlines()
+    raise RunError(f"the model server did not become ready ({container.status}):\n  " + "\n  ".join(tail))
+
+
+def _stop(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(
+    model: ModelRef,
+    runtime: Runtime,
+    port: int,
+    request: object,
+    ready_timeout: float,
+    report: images.Report,
+    result: images.Report,
+) -> None:
+    import docker
+    import requests
+
+    started = time.monotonic()
+    client = images.docker_client()
+    serving_id = _serving_image(client, runtime, report)
+    creds = credentials_for(model.repository.split("/", 1)[0])
+    try:
+        client.images.pull(model.ref, auth_config=creds.docker_auth() if creds else None)
+    except docker.errors.APIError as exc:
+        raise RunError(f"cannot pull {model.ref}: {exc.explanation or exc}") from None
+    suffix = uuid.uuid4().hex[:10]
+    port = port or free_port()
+    volume = client.volumes.create(f"nb2kfp-model-{suffix}", labels={"io.nb2kfp.model": model.ref})
+    container = None
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        mount = {volume.name: {"bind": "/mnt/models", "mode": "rw"}}
+        client.containers.run(model.ref, COPY, volumes=mount, network_mode="none", remove=True)
+        env = {
+            "MLSERVER_HOST": "127.0.0.1",
+            "MLSERVER_HTTP_PORT": str(port),
+            "MLSERVER_GRPC_PORT": str(free_port()),
+            "MLSERVER_METRICS_PORT": str(free_port()),
+        }
+        container = client.containers.run(
+            serving_id,
+            detach=True,
+            name=f"nb2kfp-serve-{suffix}",
+            network_mode="host",
+            environment=env,
+            volumes={volume.name: {"bind": "/mnt/models", "mode": "ro"}},
+            labels={"io.nb2kfp.model": model.ref},
+        )
+        url = f"http://127.0.0.1:{port}/v2/models/{model.meta.name}"
+        _wait_ready(client, container, url, ready_timeout)
+        answer = requests.post(f"{url}/infer", json=request, timeout=30)
+        if answer.status_code != 200:
+            raise RunError(f"the smoke request failed ({answer.status_code}): {answer.text[:300]}")
+        outputs = [o.get("data") for o in answer.json().get("outputs", [])]
+        report(f"first prediction {outputs} after {time.monotonic() - started:.1f}s; serving until Ctrl-C")
+        result(url)
+        while True:
+            container.reload()
+            if container.status != "running":
+                raise RunError(f"the model server stopped ({container.status})")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        report("stopping")
+    finally:
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        try:
+            if container is not None:
+                container.remove(force=True)
+            volume.remove(force=True)
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGTERM, previous)

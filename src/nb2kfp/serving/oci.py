@@ -1,0 +1,85 @@
+"""Read a model image's manifest and config from its registry (no Docker engine): its digest and what it records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from nb2kfp import extras, imageref
+from nb2kfp.backends import models
+from nb2kfp.backends.models import MANIFEST
+from nb2kfp.errors import RunError, UsageError
+from nb2kfp.registry import Masker, credentials_for, is_loopback
+from nb2kfp.serving.meta import ModelMeta
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    repository: str
+    digest: str
+    meta: ModelMeta
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+def parse(image: str) -> tuple[str, str]:
+    """REPOSITORY and the tag or digest to look up, from REGISTRY/REPOSITORY[:TAG][@sha256:...]."""
+    try:
+        ref = imageref.parse(image.removeprefix("oci://"))
+    except imageref.BadReference as exc:
+        raise UsageError(f"{image!r}: a model image is REGISTRY/REPOSITORY[:TAG][@sha256:...]; {exc}") from None
+    if not ref.domain:
+        raise UsageError(f"{image!r}: name the model image's registry, e.g. registry.example.com/ml/clf@sha256:...")
+    if ref.digest and not ref.digest.startswith("sha256:"):
+        raise UsageError(f"{image!r}: only sha256 digests are supported")
+    return ref.name, ref.digest or ref.tag or "latest"
+
+
+def read(image: str, insecure: bool = False) -> ModelRef:
+    repository, reference = parse(image)
+    extras.require("reading a model image", "oras", "requests")
+    import oras.provider
+    import requests
+
+    host = repository.split("/", 1)[0]
+    creds = credentials_for(host)
+    masker = Masker.for_credentials(creds)
+    registry = oras.provider.Registry(hostname=host, insecure=insecure or is_loopback(host), auth_backend="basic")
+    models.bounded(registry, host)  # timeouts and bounded retries, as for pushes
+    if creds:
+        registry.auth.set_basic_auth(creds.username, creds.password)
+    container = registry.get_container(f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}")
+    try:
+        url = f"{registry.prefix}://{container.manifest_url()}"
+        response = registry.do_request(url, "GET", headers={"Accept": MANIFEST})
+        _check(response, host, image, masker)
+        digest = f"sha256:{hashlib.sha256(response.content).hexdigest()}"
+        if reference.startswith("sha256:") and digest != reference:
+            raise RunError(f"registry {host} answered {image} with a manifest whose digest is {digest}")
+        config_digest = json.loads(response.content)["config"]["digest"]
+        blob = registry.get_blob(container, config_digest)
+        _check(blob, host, image, masker)
+        labels = json.loads(blob.content).get("config", {}).get("Labels") or {}
+    except requests.exceptions.RequestException as exc:
+        raise RunError(f"registry {host} is not reachable: {type(exc).__name__}") from None
+    except (ValueError, KeyError, TypeError):
+        raise RunError(f"{image}: the registry's answer is not an OCI image manifest and config") from None
+    if labels.get("io.nb2kfp.model") != "true":
+        raise UsageError(f"{image}: not a model image built by nb2kfp (no io.nb2kfp.model label)")
+    return ModelRef(repository, digest, ModelMeta.from_labels(labels))
+
+
+def _check(response: object, host: str, image: str, masker: Masker) -> None:
+    status = getattr(response, "status_code", 0)
+    if status in (401, 403):
+        raise RunError(
+            f"registry {host} refused the credentials (check NB2KFP_REGISTRY_USER/_PASSWORD or docker login)"
+        )
+    if status == 404:
+        raise UsageError(f"{image}: no such model image in the registry")
+    if status >= 300:
+        text = masker(str(getattr(response, "text", ""))[:200])
+        raise RunError(f"registry {host} answered {status} for {image}: {text}")

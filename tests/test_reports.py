@@ -1,0 +1,130 @@
+"""Step reports (what each step's cells show) and the run report, checked in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import require, run_local
+
+Make = Callable[..., Path]
+
+CELLS = [
+    (["imports"], "import pandas as pd\nimport matplotlib.pyplot as plt"),
+    (["pipeline-parameters"], "n = 5\nfail = False"),
+    (
+        ["step:load"],
+        "df = pd.DataFrame({'x': range(n), 'y': [i * i for i in range(n)]})\nprint('rows', len(df))\ndisplay(df)",
+    ),
+    (
+        ["step:plot", "prev:load"],
+        "fig, ax = plt.subplots()\nax.plot(df.x, df.y)\nax.set_title('squares')\nplt.show()\n"
+        "plt.plot([1, 2], [2, 1])\ntotal = float(df.y.sum())",
+    ),
+    (["step:stats", "prev:load"], "mean = float(df.y.mean())\nif fail:\n    raise RuntimeError('no stats today')"),
+    (["step:summary", "prev:plot", "prev:stats"], "score = total / (mean + 1)\nprint('score', score)"),
+    (["pipeline-metrics"], "score"),
+]
+STEPS = ("load", "plot", "stats", "summary")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
+
+
+def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(browser is not None, "Chromium is not installed (Debian package chromium)")
+    assert browser is not None
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    command = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def outputs(notebook: Path) -> list[dict[str, object]]:
+    return [o for cell in json.loads(notebook.read_text())["cells"] for o in cell["outputs"]]
+
+
+@pytest.mark.slow
+def test_a_local_run_reports_every_step_and_the_run(make_nb: Make, tmp_path: Path) -> None:
+    proc = run_local(make_nb(CELLS), "--run-name", "ok")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    run_dir = tmp_path / ".nb2kfp" / "runs" / "ok"
+    assert result["report"] == str(run_dir / "report.html")
+    reports = run_dir / "reports"
+    load = outputs(reports / "load.ipynb")
+    assert {"output_type": "stream", "name": "stdout", "text": "rows 5\n"} in load
+    assert any("text/html" in o.get("data", {}) and "<table" in o["data"]["text/html"] for o in load)  # type: ignore[operator,index]
+    figures = [o for o in outputs(reports / "plot.ipynb") if "image/png" in o.get("data", {})]  # type: ignore[operator]
+    assert len(figures) == 2, "plt.show() and the figure left open at the end of the cell"
+    assert "data:image/png;base64," in (reports / "plot.html").read_text()
+    assert "https://" not in (run_dir / "report.html").read_text().replace("http://www.w3.org", "")
+
+    page = run_dir / "report.html"
+    dom = chromium(tmp_path, page, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr
+    assert "CONSOLE" not in dom.stderr, [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert '<svg id="dag"' in dom.stdout
+    for step in STEPS:
+        assert f'<g class="step" data-step="{step}" data-status="succeeded">' in dom.stdout
+        assert f'<tr class="step-row" data-step="{step}">' in dom.stdout
+        assert f'href="reports/{step}.html"' in dom.stdout
+    shot = tmp_path / "report.png"
+    assert chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1000,800").returncode == 0
+    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_failed_step_has_its_report_with_the_error(make_nb: Make, tmp_path: Path) -> None:
+    proc = run_local(make_nb(CELLS), "--run-name", "bad", "-p", "fail=true")
+    assert proc.returncode == 1
+    run_dir = tmp_path / ".nb2kfp" / "runs" / "bad"
+    errors = [o for o in outputs(run_dir / "reports" / "stats.ipynb") if o["output_type"] == "error"]
+    assert [(e["ename"], e["evalue"]) for e in errors] == [("RuntimeError", "no stats today")]
+    dom = chromium(tmp_path, run_dir / "report.html", "--dump-dom")
+    assert "CONSOLE" not in dom.stderr
+    assert 'data-step="stats" data-status="failed"' in dom.stdout
+    assert 'data-step="summary" data-status="not run"' in dom.stdout
+    assert "no stats today" in dom.stdout
+
+
+@pytest.mark.slow
+def test_no_report_when_asked(make_nb: Make, tmp_path: Path) -> None:
+    proc = run_local(make_nb(CELLS[:3]), "--run-name", "quiet", "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / ".nb2kfp" / "runs" / "quiet"
+    assert not (run_dir / "report.html").exists() and not (run_dir / "reports").exists()
+    assert json.loads(proc.stdout)["report"] is None
+
+
+def test_report_tag_asks_for_an_html_artifact_on_the_cluster(make_nb: Make, tmp_path: Path) -> None:
+    nb = make_nb([(["step:a", "report:enabled"], "x = 1"), (["step:b", "prev:a"], "print(x)")])
+    out = tmp_path / "spec.yaml"
+    proc = subprocess.run([sys.executable, "-m", "nb2kfp", "compile", str(nb), "-o", str(out)], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    spec = next(yaml.safe_load_all(out.read_text()))
+    outputs = spec["components"]["comp-a"]["outputDefinitions"]["artifacts"]
+    assert outputs["nb2kfp-report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert "outputDefinitions" not in spec["components"]["comp-b"]
+
+    def runtime_spec(task: str) -> dict[str, object]:
+        args = spec["deploymentSpec"]["executors"][f"exec-{task}"]["container"]["args"]
+        return dict(json.loads("".join(args[args.index("--spec") + 1 :])))
+
+    assert runtime_spec("a")["report"] == {"key": "nb2kfp-report", "render": True}
+    assert "report" not in runtime_spec("b")

@@ -1,0 +1,102 @@
+"""Security case 12 (issue 14): the artifact trust boundary. With a key (a Kubernetes secret on a cluster, a fresh
+one per `nb2kfp run --local`), a step unpickles only values this pipeline run wrote: anything else in the
+pipeline root (a forged or replayed file) is refused before it can run code."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_local
+from nb2kfp.backends import kfp_spec
+from nb2kfp.config import find_settings
+from nb2kfp.frontend.builder import build
+from nb2kfp.runtime import step
+
+Make = Callable[..., Path]
+
+
+class _Payload:
+    """What an attacker puts in the pipeline root: unpickling it runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(step.ARTIFACT_KEY_ENV, "k" * 64)
+
+
+def test_a_signed_value_round_trips(tmp_path: Path, key: None) -> None:
+    meta = step.save_value("s", {1, 2, 3}, str(tmp_path / "a"), {})
+    assert meta["format"] == "pickle" and len(meta["hmac"]) == 64
+    assert step.load_value("s", str(tmp_path / "a")) == {1, 2, 3}
+
+
+def test_a_replaced_pickle_is_refused_before_it_runs(tmp_path: Path, key: None) -> None:
+    folder = tmp_path / "a"
+    step.save_value("s", {1, 2, 3}, str(folder), {})
+    marker = tmp_path / "pwned"
+    (folder / "data.pickle").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(step.StepFailed, match="not written by this pipeline run"):
+        step.load_value("s", str(folder))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "joblib", "something-else"])
+def test_a_forged_unsigned_value_is_refused(tmp_path: Path, key: None, fmt: str) -> None:
+    folder = tmp_path / "a"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    for name in ("data.pickle", "data.joblib"):
+        (folder / name).write_bytes(pickle.dumps(_Payload(marker)))
+    (folder / "nb2kfp.json").write_text(json.dumps({"format": fmt, "variable": "s"}))
+    with pytest.raises(step.StepFailed):
+        step.load_value("s", str(folder))
+    assert not marker.exists()
+
+
+def test_a_value_signed_for_another_artifact_is_refused(tmp_path: Path, key: None) -> None:
+    step.save_value("s", {1, 2, 3}, str(tmp_path / "earlier-run" / "a"), {})
+    shutil.copytree(tmp_path / "earlier-run" / "a", tmp_path / "this-run" / "a")
+    with pytest.raises(step.StepFailed):
+        step.load_value("s", str(tmp_path / "this-run" / "a"))
+
+
+def test_safe_formats_need_no_signature(tmp_path: Path, key: None) -> None:
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "data.json").write_text("[1, 2]")
+    (folder / "nb2kfp.json").write_text(json.dumps({"format": "json", "variable": "s"}))
+    assert step.load_value("s", str(folder)) == [1, 2]
+
+
+def test_a_local_run_signs_and_checks_pickled_values(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "s = {1, 2, 3}"), (["step:b", "prev:a"], "assert s == {1, 2, 3}\nprint(len(s))")])
+    proc = run_local(nb)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = Path(json.loads(proc.stdout)["run_dir"])
+    metas = [json.loads(p.read_text()) for p in run_dir.rglob("nb2kfp.json")]
+    assert any(m.get("format") == "pickle" and len(m.get("hmac", "")) == 64 for m in metas), metas
+    assert step.ARTIFACT_KEY_ENV not in (run_dir / "run.log").read_text()
+
+
+def test_artifact_key_secret_gives_every_step_the_key(make_nb: Make, tmp_path: Path) -> None:
+    (tmp_path / "nb2kfp.toml").write_text('artifact_key_secret = "pipeline-keys:artifact-hmac"\n')
+    nb = make_nb([(["step:a"], "s = {1}"), (["step:b", "prev:a"], "print(s)")])
+    pipeline = build(nb, find_settings(nb.parent)).pipeline
+    assert all(any(e.env == step.ARTIFACT_KEY_ENV for e in s.secrets) for s in pipeline.steps)
+    platform = list(yaml.safe_load_all(kfp_spec.render(pipeline)))[-1]  # the Kubernetes platform spec
+    text = json.dumps(platform)
+    assert text.count(f'"envVar": "{step.ARTIFACT_KEY_ENV}"') == 2 and "pipeline-keys" in text
