@@ -226,8 +226,8 @@ def _failure(run_dir: Path, proc: subprocess.CompletedProcess[str]) -> tuple[str
         if failed:
             step, where, message = failed[-1]
             kind = message.split(":", 1)[0] if re.match(r"^[\w.]+:", message) else message.split(" ", 1)[0]
-            if message.startswith("cannot save variable"):
-                kind = "cannot save variable"
+            if re.match(r"cannot (save|hand) variable", message):
+                kind = "value cannot cross steps"
             elif "did not set" in message:
                 kind = "variable not set"
             return f"run failure: {kind}", f"step {step}{' ' + where if where else ''}: {message}"[:400]

@@ -13,7 +13,7 @@ import pytest
 
 from corpus_harness import VARIANTS, comparable, load_baseline, notebooks, regressions, run_corpus, tag
 
-SUBSET = ["corner/sigmas", "formulaic/quickstart", "hist/Transform"]
+SUBSET = ["corner/sigmas", "corner/custom", "formulaic/quickstart"]
 
 
 def _nb(*cells: tuple[str, str]) -> dict[str, Any]:

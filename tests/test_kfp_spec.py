@@ -155,7 +155,7 @@ def test_kale_pvc_volumes_become_pvc_mounts(make_nb: Make, tmp_path: Path) -> No
             }
         ]
         container = spec["deploymentSpec"]["executors"][f"exec-{task}"]["container"]
-        assert container["env"] == [{"name": "KALE_VOLUME_RAW_DATA", "value": "/data"}]
+        assert {"name": "KALE_VOLUME_RAW_DATA", "value": "/data"} in container["env"]
     assert spec["root"]["dag"]["tasks"]["train"]["dependentTasks"] == ["load"]
     out = tmp_path / "p.yaml"
     out.write_text(text)

@@ -153,18 +153,19 @@ def test_value_that_cannot_be_saved_names_variable_and_step(make_nb: Make) -> No
 
 
 def test_star_import_replayed_in_a_later_step_keeps_the_values_it_receives(make_nb: Make) -> None:
-    # "from math import *" binds e; the notebook then sets e = 5: the last step must see 5, and floor from math
+    # "from math import *" binds e; the notebook then sets e = 5: the last step must see 5, floor from math, and
+    # sqrt from cmath, the later star import (pvtol-lqr-nested.ipynb: control.matlab's step over pyplot's)
     nb = make_nb(
         [
-            (["step:a"], "from math import *"),
+            (["step:a"], "from math import *\nfrom cmath import *"),
             (["step:b"], "e = 5"),
-            (["step:c"], "result = floor(e) + floor(pi)"),
+            (["step:c"], "result = floor(e) + floor(pi) + int(isinstance(sqrt(-1), complex))"),
             (["pipeline-metrics"], "print(result)"),
         ]
     )
     proc, result = run(nb)
     assert proc.returncode == 0, proc.stderr
-    assert result["metrics"] == {"result": 8.0}
+    assert result["metrics"] == {"result": 9.0}
 
 
 def test_ndarray_subclass_keeps_its_attributes_across_steps(make_nb: Make) -> None:
@@ -180,6 +181,26 @@ def test_ndarray_subclass_keeps_its_attributes_across_steps(make_nb: Make) -> No
     proc, result = run(nb)
     assert proc.returncode == 0, proc.stderr
     assert result["metrics"] == {"n": 5.0}
+
+
+def test_objects_caching_a_str_hash_work_in_the_next_step(make_nb: Make) -> None:
+    # formulaic's Term caches hash(str): ms.term_indices["b"] raised KeyError one step later (model_specs.ipynb)
+    key = (
+        "class Key:\n    def __init__(self, s):\n        self.s, self.h = s, hash(s)\n"
+        "    def __hash__(self):\n        return self.h\n"
+        "    def __eq__(self, other):\n        return self.s == getattr(other, 's', other)\n"
+    )
+    nb = make_nb(
+        [
+            (["functions"], key),
+            (["step:a"], "d = {Key(c): i for i, c in enumerate('abcdefgh')}"),
+            (["step:b"], "n = d['b'] + d['h']"),
+            (["pipeline-metrics"], "print(n)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"n": 8.0}
 
 
 def test_shell_lines_and_magics_run_without_a_kernel(make_nb: Make, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from nb2kfp import __version__
+from nb2kfp.cli_runs import runs_app
 from nb2kfp.main import err as _err
 from nb2kfp.main import out as _out
 
@@ -459,48 +460,7 @@ def catalog_fetch(notebooks: Notebooks) -> None:
     raise typer.Exit(command.run_fetch(notebooks, _err))
 
 
-runs_app = typer.Typer(help="Local runs in .nb2kfp/runs, newest first.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
-RunsDir = Annotated[Path, typer.Option("--dir", metavar="DIR", help="Where the run folders are.")]
-
-
-@runs_app.callback()
-def runs_list(
-    ctx: typer.Context,
-    folder: RunsDir = Path(".nb2kfp/runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
-) -> None:
-    """List the local runs (newest first): status, start, duration, parameters."""
-    if ctx.invoked_subcommand is None:
-        from nb2kfp.commands import runs as command
-
-        raise typer.Exit(command.run_list(folder, as_json, _out))
-
-
-@runs_app.command("show")
-def runs_show(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder name (or its start), or path.")],
-    folder: RunsDir = Path(".nb2kfp/runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="The run's result.json.")] = False,
-) -> None:
-    """Print one run: steps with status and duration, parameters, metrics, error, files."""
-    from nb2kfp.commands import runs as command
-
-    raise typer.Exit(command.run_show(run_ref, folder, as_json, _out))
-
-
-@runs_app.command("clean")
-def runs_clean(
-    keep: Annotated[int, typer.Option("--keep", metavar="N", help="How many of the newest runs to keep.")],
-    folder: RunsDir = Path(".nb2kfp/runs"),
-    cache: Annotated[
-        bool, typer.Option("--cache", help="Also empty the step cache (.nb2kfp/cache next to the runs folder).")
-    ] = False,
-) -> None:
-    """Remove all but the newest N runs (a run still going is never removed)."""
-    from nb2kfp.commands import runs as command
-
-    raise typer.Exit(command.run_clean(keep, folder, _out, cache))
 
 
 @app.command()

@@ -270,9 +270,11 @@ def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     res = _resources(step)
     if res:
         container["resources"] = res
-    env = [{"name": v.env, "value": v.path} for v in step.volumes if v.env]
-    if env:
-        container["env"] = env
+    # A fixed string-hash seed: objects that cache hash(str) (formulaic's Term) or iterate sets of str keep
+    # working and agree from one step's process to the next.
+    env = [{"name": "PYTHONHASHSEED", "value": "0"}]
+    env += [{"name": v.env, "value": v.path} for v in step.volumes if v.env]
+    container["env"] = env
     return container
 
 

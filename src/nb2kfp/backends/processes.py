@@ -2,34 +2,46 @@
 and killed by a watchdog process if nb2kfp itself dies (even by SIGKILL), as a pod's processes end with it.
 
 kfp.local starts each step with ``subprocess_task_handler.run_local_subprocess``; :func:`supervised` swaps in
-a version that starts the step in a new session and tells the watchdog its process group. The watchdog
-reads group ids on a pipe; when the pipe closes (nb2kfp ended, however it ended) it kills what is left.
+a version that starts the step in a new session and tells the watchdog its process group. With ``--docker``
+(``docker_task_handler.run_docker_container``) each step's container gets the label ``nb2kfp.run=<run id>``.
+The watchdog reads group ids and the run id on a pipe; when the pipe closes (nb2kfp ended, however it ended)
+it kills what is left: the process groups, and the run's containers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 GRACE_SECONDS = 3.0
 
 _WATCHDOG = """
 import os, signal, sys, time
-groups = set()
+groups, label = set(), None
 for line in sys.stdin:
     word = line.strip()
-    if word.startswith("-"):
+    if word.startswith("docker "):
+        label = word.split(" ", 1)[1]
+    elif word.startswith("-"):
         groups.discard(int(word[1:]))
     elif word:
         groups.add(int(word))
+if label:
+    try:
+        import docker
+        for container in docker.from_env().containers.list(filters={"label": "nb2kfp.run=" + label}):
+            container.kill()
+    except Exception:
+        pass
 for sig in (signal.SIGTERM, signal.SIGKILL):
     for group in groups:
         try:
@@ -54,6 +66,8 @@ class Supervisor:
     def __init__(self) -> None:
         self.steps: dict[int, subprocess.Popen[str]] = {}
         self.signum: int | None = None
+        self.run_id = f"{os.getpid()}-{time.time_ns()}"  # the nb2kfp.run label of the run's containers
+        self.docker: Any = None  # the docker client kfp.local's DockerRunner uses, once it ran a step
         self._watchdog = subprocess.Popen(
             [sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE, text=True, start_new_session=True
         )
@@ -90,8 +104,20 @@ class Supervisor:
                 self.steps.pop(process.pid, None)
                 self._tell(f"-{process.pid}")
 
+    def run_docker_container(self, original: Callable[..., int], client: Any, **kwargs: Any) -> int:
+        """kfp.local's DockerRunner entry, with the run's label on the step's container."""
+        if self.docker is None:
+            self.docker = client
+            self._tell(f"docker {self.run_id}")
+        kwargs["labels"] = {**(kwargs.get("labels") or {}), "nb2kfp.run": self.run_id}
+        return original(client=client, **kwargs)
+
     def stop(self, grace: float = GRACE_SECONDS) -> None:
-        """SIGTERM to every step's process group; SIGKILL to what is still there after ``grace`` seconds."""
+        """SIGTERM to every step's process group (or container); SIGKILL to what is left after ``grace`` s."""
+        if self.docker is not None:
+            with contextlib.suppress(Exception):  # the engine gone too: nothing of ours runs there
+                for container in self.docker.containers.list(filters={"label": f"nb2kfp.run={self.run_id}"}):
+                    container.stop(timeout=int(grace))
         for pid in self.steps:
             _kill_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -133,6 +159,15 @@ def _group_alive(pgid: int, leader: subprocess.Popen[str]) -> bool:
     return True
 
 
+def _docker_handler() -> Any:
+    """kfp.local's Docker task handler, or None without the docker package."""
+    try:
+        from kfp.local import docker_task_handler
+    except ImportError:
+        return None
+    return docker_task_handler
+
+
 @contextlib.contextmanager
 def supervised() -> Iterator[Supervisor]:
     """Run kfp.local's steps under a :class:`Supervisor`; SIGINT/SIGTERM raise :class:`Interrupted`."""
@@ -142,10 +177,16 @@ def supervised() -> Iterator[Supervisor]:
     original = handler.run_local_subprocess
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     handler.run_local_subprocess = supervisor.run_local_subprocess
+    docker_handler = _docker_handler()
+    run_container = getattr(docker_handler, "run_docker_container", None)
+    if run_container is not None:
+        docker_handler.run_docker_container = functools.partial(supervisor.run_docker_container, run_container)
     try:
         yield supervisor
     finally:
         handler.run_local_subprocess = original
+        if run_container is not None:
+            docker_handler.run_docker_container = run_container
         for sig, action in previous.items():
             signal.signal(sig, action)
         supervisor.close()

@@ -190,17 +190,16 @@ def _resolve_one(
 
 
 def _replay_star_imports(step: StepFacts, ancestors: list[StepFacts], flow: Flow) -> bool:
-    """A name no one binds may come from an ancestor's ``from M import *``: replay those in ``step``, in notebook
-    order and before its other imports, without replacing a value the step already holds (its inputs, the
-    prelude's names), as in the notebook, where they were bound after the star import."""
-    starred = sorted((a for a in ancestors if a.facts.stars), key=lambda a: a.order)
-    for a in starred:
-        for i, statement in enumerate(a.facts.stars):
-            flow.imports[step.name][f"*{a.order:06d}.{i:03d}"] = (
-                "import builtins as _nb2kfp_b; _nb2kfp_held = _nb2kfp_b.dict(_nb2kfp_b.globals()); "
-                f"{statement}; _nb2kfp_b.globals().update(_nb2kfp_held); del _nb2kfp_b, _nb2kfp_held"
-            )
-    return bool(starred)
+    """A name no one binds may come from an ancestor's ``from M import *``: replay those in ``step``, all in
+    notebook order (a later one wins, as in the notebook) and before its other imports, without replacing a value
+    the step already holds (its inputs, the prelude's names), which in the notebook were bound after them."""
+    stars = [line for a in sorted(ancestors, key=lambda a: a.order) for line in a.facts.stars]
+    if stars:
+        flow.imports[step.name]["*"] = (
+            "import builtins as _nb2kfp_b; _nb2kfp_held = _nb2kfp_b.dict(_nb2kfp_b.globals()); "
+            f"{'; '.join(stars)}; _nb2kfp_b.globals().update(_nb2kfp_held); del _nb2kfp_b, _nb2kfp_held"
+        )
+    return bool(stars)
 
 
 def _warn_notebook_order(
@@ -236,6 +235,14 @@ def _undefined_message(step: StepFacts, name: str, steps: dict[str, StepFacts]) 
     definers = sorted(
         (s for s in steps.values() if name in s.facts.binds and s.name != step.name), key=lambda s: s.order
     )
+    below = [d for d in definers if d.order > step.order]
+    if definers and len(below) == len(definers) and name in step.facts.deferred and name not in step.facts.reads:
+        d = below[0]
+        return (
+            f"a function or class in step {step.name!r} reads the global {name!r}, which only step {d.name!r} "
+            f"(cell {d.first_cell}) below it sets: the notebook works when it is called after that cell, but a step "
+            f"cannot receive a value from a later step; set {name!r} above step {step.name!r} or pass it as an argument"
+        )
     if definers:
         d = definers[-1]
         return (
