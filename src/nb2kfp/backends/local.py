@@ -136,7 +136,8 @@ def run(
 ) -> LocalRun:
     """Run with SubprocessRunner in this environment, or with DockerRunner in the steps' images. With
     ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`). Up to
-    ``jobs`` independent steps run at once (default: one per core; :mod:`local_scheduler`)."""
+    ``jobs`` independent steps run at once (default: one per core; :mod:`local_scheduler`); Docker steps run one
+    at a time (stopping a run must still record the step it stopped: tests/integration/test_docker_interrupt.py)."""
     from kfp import components, local
 
     from nb2kfp.backends import local_cache, local_scheduler
@@ -184,7 +185,7 @@ def run(
         with (
             _track(names, on_event, states, log),
             local_cache.used(step_cache),
-            local_scheduler.parallel(jobs or local_scheduler.workers()),
+            local_scheduler.parallel(1 if docker else jobs or local_scheduler.workers()),  # see the docstring
             contextlib.redirect_stdout(log),
         ):
             component(**arguments)
