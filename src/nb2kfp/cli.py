@@ -167,7 +167,9 @@ def run(
     ] = True,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", metavar="N", min=1, help="Independent steps at once (default: one per core; --docker: one)."),
+        typer.Option(
+            "--jobs", "-j", metavar="N", min=1, help="Independent steps at once (default: one per core; --docker: one)."
+        ),
     ] = None,
 ) -> None:
     """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
