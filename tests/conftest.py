@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,3 +56,9 @@ def run_local(nb: Path, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=nb.parent,
         timeout=600,
     )
+
+
+def run_local_json(nb: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`run_local`, and the run's `--json` record (empty when the run printed none)."""
+    proc = run_local(nb, *args)
+    return proc, json.loads(proc.stdout) if proc.stdout.strip() else {}

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import run_local
+from conftest import run_local_json as run
 
 Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
-
-
-def run(nb: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    proc = run_local(nb, *args)
-    result = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return proc, result
 
 
 def test_code_defined_in_steps_crosses_step_boundaries(make_nb: Make) -> None:

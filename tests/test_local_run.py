@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 
-from conftest import run_local
+from conftest import run_local_json
 
 Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
 
 
 def run(nb: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    proc = run_local(nb, *args)
+    proc, result = run_local_json(nb, *args)
     assert "Traceback (most recent call last)" not in proc.stdout
-    result = json.loads(proc.stdout) if proc.stdout.strip() else {}
     return proc, result
 
 
