@@ -129,6 +129,9 @@ def test_object_arrays_and_numpy_scalars_go_by_pickle(tmp_path: Path) -> None:
     assert fmt == "pickle" and list(back) == [1, "a", None]  # type: ignore[call-overload]
     fmt, back = round_trip(np.int64(7), tmp_path / "b")
     assert fmt == "pickle" and type(back) is np.int64 and back == 7
+    records = np.array([(1, {"k": [2]})], dtype=[("a", "i4"), ("b", "O")])  # a structured dtype holding objects
+    fmt, back = round_trip(records, tmp_path / "d")
+    assert fmt == "pickle" and back.dtype == records.dtype and back[0]["b"] == {"k": [2]}  # type: ignore[index]
     masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
     fmt, back = round_trip(masked, tmp_path / "c")
     assert fmt == "pickle" and list(np.ma.getmaskarray(back)) == [False, True, False]

@@ -185,7 +185,8 @@ def _load_parquet(path: str) -> object:  # written by nb2kfp before 0.1.0's Arro
 
 
 def _is_array(value: Any) -> bool:
-    return _module(value) == "numpy" and type(value).__name__ == "ndarray" and value.dtype != object
+    # a structured dtype with an object field holds objects too: npy without pickle cannot store it
+    return _module(value) == "numpy" and type(value).__name__ == "ndarray" and not value.dtype.hasobject
 
 
 def _save_npy(value: Any, path: str, shared: dict[str, Any]) -> None:
