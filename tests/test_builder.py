@@ -327,7 +327,7 @@ def test_kale_metadata_is_honoured(make_nb: Make) -> None:
     assert p.step("a").image == "other:2" and p.step("b").image == "registry.local/base:1"
     assert not p.step("a").caching
     assert p.step("b").labels == (("team", "ml"),)
-    assert p.step("b").resources.get("cpu") == "2"
+    assert dict(p.step("b").resources.limits)["cpu"] == "2"
 
 
 def test_notebook_without_step_tags_is_one_step(make_nb: Make) -> None:

@@ -251,7 +251,7 @@ def test_a_missing_value_says_why(tmp_path: Path) -> None:
         step.load_value("v", str(tmp_path / "a"))
 
 
-@pytest.mark.parametrize("fmt", ["hdf5", ["a"], 3])
+@pytest.mark.parametrize("fmt", ["hdf5", "parquet", ["a"], 3])  # parquet: nothing writes it
 def test_an_unknown_format_is_refused_by_name(tmp_path: Path, fmt: object) -> None:
     (tmp_path / "nb2kfp.json").write_text(json.dumps({"format": fmt, "variable": "v"}))
     with pytest.raises(step.StepFailed, match=r"cannot load 'v': unknown value format .* in its nb2kfp.json"):

@@ -74,13 +74,10 @@ class Toleration:
 
 @dataclass(frozen=True)
 class Resources:
-    """Kubernetes resource limits as written in ``limit:`` tags, e.g. ``("cpu", "2")``."""
+    """Kubernetes resource limits and requests as written in ``limit:`` and ``request:`` tags, e.g. ``("cpu", "2")``."""
 
     limits: tuple[tuple[str, str], ...] = ()
     requests: tuple[tuple[str, str], ...] = ()
-
-    def get(self, name: str) -> str | None:
-        return dict(self.limits).get(name)
 
 
 @dataclass(frozen=True)

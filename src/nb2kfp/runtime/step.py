@@ -25,7 +25,7 @@ import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-RUNTIME_FILE = "<nb2kfp runtime>"
+RUNTIME_FILE = "<nb2kfp runtime>"  # the file name of this source when the spec's bootstrap runs it (step_runtime)
 # With a key in this variable (a Kubernetes secret through [tool.nb2kfp] artifact_key_secret; `nb2kfp run --local`
 # makes one per run), pickle-based values carry an HMAC of their bytes and their artifact folder, and a step
 # refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
@@ -178,12 +178,6 @@ def _load_arrow(path: str) -> object:
     return feather.read_table(path, memory_map=True).to_pandas(split_blocks=True, self_destruct=True)
 
 
-def _load_parquet(path: str) -> object:  # written by nb2kfp before 0.1.0's Arrow format
-    import pandas as pd
-
-    return pd.read_parquet(path)
-
-
 def _is_array(value: Any) -> bool:
     # a structured dtype with an object field holds objects too: npy without pickle cannot store it
     return _module(value) == "numpy" and type(value).__name__ == "ndarray" and not value.dtype.hasobject
@@ -239,21 +233,12 @@ def _load_pickle(path: str) -> object:
         return pickle.load(fh)
 
 
-def _never(value: Any) -> bool:
-    return False
-
-
 def _always(value: Any) -> bool:
     return True
 
 
-def _no_save(value: Any, path: str, shared: dict[str, Any]) -> None:
-    raise _Declined()
-
-
 FORMATS = (
     Format("feather", "data.arrow", _is_frame, _save_arrow, _load_arrow),
-    Format("parquet", "data.parquet", _never, _no_save, _load_parquet),
     Format("npy", "data.npy", _is_array, _save_npy, _load_npy),
     Format("joblib", "data.joblib", lambda v: _module(v) == "sklearn", _save_joblib, _load_joblib, True),
     Format("json", "data.json", _json_exact, _save_json, _load_json),
