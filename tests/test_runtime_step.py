@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from nb2kfp.backends import step_runtime
 from nb2kfp.backends.kfp_spec import step_spec
 from nb2kfp.frontend.builder import build
@@ -39,3 +41,44 @@ def test_a_failing_cell_run_by_the_bootstrap_shows_only_the_notebook_frames(make
         "[nb2kfp] step 'a' failed in t.ipynb, step a, cell 1, line 2: ZeroDivisionError: division by zero"
         in proc.stderr
     )
+
+
+class _Rich:
+    """An object with the rich reprs Jupyter shows: HTML, PNG (bytes) and Markdown with metadata (a tuple)."""
+
+    def __repr__(self) -> str:
+        return "<rich>"
+
+    def _repr_html_(self) -> str:
+        return "<b>rich</b>"
+
+    def _repr_png_(self) -> bytes:
+        return b"\x89PNG\r\n\x1a\n"
+
+    def _repr_markdown_(self) -> tuple[str, dict[str, str]]:
+        return "**rich**", {"note": "metadata"}
+
+
+def test_the_step_report_is_a_notebook_nbformat_accepts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+
+    from nb2kfp.runtime import step
+
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # the report wraps both streams: put them back afterwards
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    report = step._Report({"report": {"key": "r", "render": False}, "notebook": "nb.ipynb", "step": "a"})
+    report.start("nb.ipynb, cell 3", "print('hi')\ndisplay(rich)")
+    print("hi")
+    print("warned", file=sys.stderr)
+    report.display(_Rich())
+    report.start("nb.ipynb, cell 4", "1 / 0")
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError as exc:
+        report.error(exc)
+    target = tmp_path / "report.ipynb"
+    report.write({"artifacts": {"r": {"artifacts": [{"name": "r", "uri": str(target)}]}}})
+    notebook = nbformat.read(target, as_version=4)
+    nbformat.validate(notebook)
+    kinds = [o["output_type"] for cell in notebook.cells for o in cell.outputs]
+    assert kinds == ["stream", "stream", "display_data", "error"]
