@@ -5,6 +5,7 @@ Values go through save_value and load_value exactly as a step and the next step 
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import re
@@ -263,3 +264,13 @@ def test_an_npy_file_holding_objects_is_not_unpickled(tmp_path: Path) -> None:
     np.save(tmp_path / "data.npy", np.array([object()], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="allow_pickle"):
         step.load_value("v", str(tmp_path))
+
+
+def test_a_text_file_open_for_reading_arrives_as_what_was_left_to_read(tmp_path: Path) -> None:
+    """As the README says: cloudpickle saves a text file open for reading as its remaining content."""
+    source = tmp_path / "lines.txt"
+    source.write_text("first\nsecond\n")
+    with open(source, encoding="utf-8") as fh:
+        fh.readline()
+        fmt, back = round_trip(fh, tmp_path / "a")
+    assert fmt == "pickle" and isinstance(back, io.StringIO) and back.read() == "second\n"

@@ -1,10 +1,11 @@
 """Runs one pipeline step inside its container (the KFP executor protocol, for notebook code).
 
-Standalone on purpose: the compiler embeds this file's source in every component, so a step
-needs no nb2kfp (and no kfp) in its image. Only the standard library is imported up front;
-pandas, numpy, joblib and cloudpickle are used when the value and the image have them.
-kfp.local's SubprocessRunner only runs components whose command names kfp.dsl.executor_main:
-this file plays that role (reads the executor input, writes the executor output).
+Standalone on purpose: a spec carries this file's source once, as a pipeline input every notebook step
+runs (backends/step_runtime.py), and step images nb2kfp builds hold a copy; so a step needs no nb2kfp
+(and no kfp) in its image. Only the standard library is imported up front; pandas, numpy, pyarrow,
+joblib and cloudpickle are used when the value and the image have them (FORMATS). kfp.local's
+SubprocessRunner only runs components whose command names kfp.dsl.executor_main: this file plays
+that role (reads the executor input, writes the executor output).
 """
 
 from __future__ import annotations
