@@ -274,3 +274,26 @@ def test_a_text_file_open_for_reading_arrives_as_what_was_left_to_read(tmp_path:
         fh.readline()
         fmt, back = round_trip(fh, tmp_path / "a")
     assert fmt == "pickle" and isinstance(back, io.StringIO) and back.read() == "second\n"
+
+
+@pytest.mark.parametrize("fmt", [f.name for f in step.FORMATS])
+def test_with_an_artifact_key_exactly_the_formats_that_run_code_are_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    monkeypatch.setenv(step.ARTIFACT_KEY_ENV, "k" * 64)
+    value = {
+        "feather": pd.DataFrame({"x": [1]}),
+        "npy": np.arange(2),
+        "joblib": LinearRegression(),
+        "json": [1],
+        "pickle": {1},
+    }[fmt]
+    meta = step.save_value("v", value, str(tmp_path / "a"), {})
+    assert meta["format"] == fmt and ("hmac" in meta) == step._FORMATS[fmt].runs_code
+    data = tmp_path / "a" / step._FORMATS[fmt].file
+    if step._FORMATS[fmt].runs_code:  # rewritten by someone else: refused before it is loaded
+        data.write_bytes(data.read_bytes() + b"\0")
+        with pytest.raises(step.StepFailed, match="not written by this pipeline run"):
+            step.load_value("v", str(tmp_path / "a"))
