@@ -59,6 +59,22 @@ class _Rich:
         return "**rich**", {"note": "metadata"}
 
 
+class _Odd:
+    """Rich reprs of the wrong types (Jupyter ignores them): HTML as a number, Markdown as a list, SVG as bytes."""
+
+    def __repr__(self) -> str:
+        return "<odd>"
+
+    def _repr_html_(self) -> int:
+        return 5
+
+    def _repr_markdown_(self) -> list[str]:
+        return ["a", "b"]
+
+    def _repr_svg_(self) -> bytes:
+        return b"<svg/>"
+
+
 def test_the_step_report_is_a_notebook_nbformat_accepts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat
 
@@ -71,6 +87,7 @@ def test_the_step_report_is_a_notebook_nbformat_accepts(tmp_path: Path, monkeypa
     print("hi")
     print("warned", file=sys.stderr)
     report.display(_Rich())
+    report.display(_Odd())
     report.start("nb.ipynb, cell 4", "1 / 0")
     try:
         1 / 0  # noqa: B018
@@ -81,4 +98,9 @@ def test_the_step_report_is_a_notebook_nbformat_accepts(tmp_path: Path, monkeypa
     notebook = nbformat.read(target, as_version=4)
     nbformat.validate(notebook)
     kinds = [o["output_type"] for cell in notebook.cells for o in cell.outputs]
-    assert kinds == ["stream", "stream", "display_data", "error"]
+    assert kinds == ["stream", "stream", "display_data", "display_data", "error"]
+    rich, odd = [o["data"] for o in notebook.cells[0].outputs if o["output_type"] == "display_data"]
+    assert (
+        set(rich) == {"text/plain", "text/html", "image/png", "text/markdown"} and rich["text/markdown"] == "**rich**"
+    )
+    assert odd == {"text/plain": "<odd>"}  # what Jupyter shows too: reprs of the wrong type are dropped

@@ -873,11 +873,11 @@ class _Report:
             except Exception:
                 value = None
             value = value[0] if isinstance(value, tuple) else value
-            if isinstance(value, bytes):
+            if isinstance(value, bytes) and mime in ("image/png", "image/jpeg"):  # binary: base64, as in Jupyter
                 import base64
 
                 value = base64.b64encode(value).decode("ascii")
-            if value is not None:
+            if isinstance(value, str):  # Jupyter drops a repr of another type (with a warning): not valid nbformat
                 data[mime] = value
         if hasattr(obj, "savefig") and "image/png" not in data:  # a matplotlib figure
             data.update(self._png(obj))
