@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
+from conftest import IN_CI, git
 from doubles.gitlab_server import GitLabDouble, User
 from nb2kfp import git as nbgit
 from nb2kfp.backends import plan as planner
@@ -33,31 +33,11 @@ pytestmark = pytest.mark.slow
 TOKEN = "glpat-s3cr3t-t0ken-value"
 BOT = User(7, "nb2kfp-bot", "nb2kfp bot")
 HUMAN = User(8, "alice")
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 if shutil.which("git") is None:  # pragma: no cover - git is part of every dev and CI machine
     if IN_CI:
         pytest.fail("CI must provide this: git is not installed", pytrace=False)
     pytest.skip("git is not installed", allow_module_level=True)
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
-        cwd=cwd,
-        env={**os.environ, **GIT_ENV},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def cells(prep: str = "clean = [x * 2 for x in data]") -> list[Cell]:
