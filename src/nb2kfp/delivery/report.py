@@ -9,7 +9,7 @@ again on later pushes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -112,8 +112,8 @@ def _diagnostic(raw: Mapping[str, Any]) -> Diagnostic:
 def _plan_against(notebook: Path, pipeline: Pipeline, base: str | None) -> Plan | None:
     """The plan against commit ``base`` of this clone; None when there is no base or git cannot tell."""
     from nb2kfp.backends.plan import diff
-    from nb2kfp.commands.plan import compile_at
     from nb2kfp.errors import Nb2KfpError
+    from nb2kfp.service import compile_at
 
     if base is None or git.is_zero(base):
         return None
@@ -124,21 +124,15 @@ def _plan_against(notebook: Path, pipeline: Pipeline, base: str | None) -> Plan 
     return diff(old, pipeline)
 
 
-def render_from_state(state: State, env: Mapping[str, str]) -> str:
-    """The note for a CI job's state (``nb2kfp ci``): compiles each notebook again for its DAG and its plan
-    against the merge request base (``CI_MERGE_REQUEST_DIFF_BASE_SHA``, else ``CI_COMMIT_BEFORE_SHA``)."""
-    from nb2kfp.config import find_settings
-    from nb2kfp.errors import NotebookError
-    from nb2kfp.frontend.builder import build
-
+def render_from_state(state: State, env: Mapping[str, str], pipeline_of: Callable[[str], Pipeline | None]) -> str:
+    """The note for a CI job's state (``nb2kfp ci``): each notebook's DAG (``pipeline_of``: its IR, None when it
+    does not compile) and its plan against the merge request base (``CI_MERGE_REQUEST_DIFF_BASE_SHA``, else
+    ``CI_COMMIT_BEFORE_SHA``)."""
     base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or env.get("CI_COMMIT_BEFORE_SHA")
     entries = []
     for path, item in sorted(state.notebooks.items()):
         notebook = Path(path)
-        try:
-            pipeline: Pipeline | None = build(notebook, find_settings(notebook.parent)).pipeline
-        except NotebookError:
-            pipeline = None
+        pipeline = pipeline_of(path)
         entries.append(
             NotebookReport(
                 notebook=path,
