@@ -82,7 +82,7 @@ def _bare_repo(root: Path) -> tuple[Path, str]:
 
 def test_checkout_never_hands_a_payload_value_to_git_as_an_option(tmp_path: Path) -> None:
     """Even an Event that skipped validation (built directly) cannot make git run a command."""
-    from nb2kfp.commands.serve import checkout
+    from nb2kfp.delivery.worker import checkout
 
     bare, _ = _bare_repo(tmp_path)
     marker = tmp_path / "pwned"
@@ -95,7 +95,7 @@ def test_checkout_never_hands_a_payload_value_to_git_as_an_option(tmp_path: Path
 
 @pytest.mark.parametrize("local", ["{bare}", "file://{bare}", "ext::sh -c touch% {marker}", "--upload-pack=x"])
 def test_local_and_odd_repository_urls_are_refused_unless_the_server_allows(tmp_path: Path, local: str) -> None:
-    from nb2kfp.commands.serve import checkout
+    from nb2kfp.delivery.worker import checkout
 
     bare, sha = _bare_repo(tmp_path)
     marker = tmp_path / "pwned"
@@ -143,8 +143,8 @@ def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: P
     """A second connection holds SQLite's write lock (a real SQLITE_BUSY on every write of the worker)."""
     import sqlite3
 
-    from nb2kfp.commands.serve import Workers
     from nb2kfp.delivery.webhook import Metrics
+    from nb2kfp.delivery.worker import Workers
 
     queue = EventQueue(tmp_path / "queue.sqlite3", busy_timeout=0.05)
     config = ServeConfig(secret=SECRET, projects=frozenset({"42"}))
@@ -178,8 +178,8 @@ def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: P
 def test_an_event_claimed_too_often_is_marked_failed_without_running(tmp_path: Path) -> None:
     import sqlite3
 
-    from nb2kfp.commands.serve import MAX_ATTEMPTS, Workers
     from nb2kfp.delivery.webhook import Metrics
+    from nb2kfp.delivery.worker import MAX_ATTEMPTS, Workers
 
     queue = EventQueue(tmp_path / "queue.sqlite3")
     queue.put(Event.from_payload(push(), "k1"))
