@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from nb2kfp import git
 from nb2kfp.backends.plan import Plan
-from nb2kfp.errors import Diagnostic, Severity
+from nb2kfp.errors import Diagnostic
 from nb2kfp.ir import Pipeline
 
 if TYPE_CHECKING:
@@ -98,17 +98,6 @@ def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None, key:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
-def _diagnostic(raw: Mapping[str, Any]) -> Diagnostic:
-    return Diagnostic(
-        path=str(raw.get("path", "")),
-        message=str(raw.get("message", "")),
-        severity=Severity(raw.get("severity", "error")),
-        code=str(raw.get("code", "NB000")),
-        cell=raw.get("cell"),
-        line=raw.get("line"),
-    )
-
-
 def _plan_against(notebook: Path, pipeline: Pipeline, base: str | None) -> Plan | None:
     """The plan against commit ``base`` of this clone; None when there is no base or git cannot tell."""
     from nb2kfp.backends.plan import diff
@@ -138,7 +127,7 @@ def render_from_state(state: State, env: Mapping[str, str], pipeline_of: Callabl
                 notebook=path,
                 pipeline=pipeline,
                 plan=_plan_against(notebook, pipeline, base) if pipeline else None,
-                diagnostics=[_diagnostic(d) for d in item.diagnostics],
+                diagnostics=item.findings(),
                 image=item.image,
                 kfp_url=item.kfp_url,
                 status="failed" if item.status == "failed" else "success",

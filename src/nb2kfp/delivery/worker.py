@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nb2kfp.delivery.ci import State
 from nb2kfp.delivery.queue import Event, EventQueue
 from nb2kfp.delivery.webhook import Metrics, ServeConfig
 from nb2kfp.errors import Nb2KfpError, RunError
@@ -251,9 +252,10 @@ class Workers:
         if self.config.ci_host:
             command += ["--host", self.config.ci_host]
         code, output = self._run(command, tree, _ci_env(event, commit))
-        lines = [self.mask(line) for line in output.splitlines() if line.strip()]
-        errors = [line for line in lines if ": error:" in line or line.startswith(("error:", "Error:"))]
-        tail = errors or lines[-20:]
+        state = State.written(out)  # each failed notebook with its located errors, as the run recorded them
+        failures = [line for entry in (state.notebooks.values() if state else ()) for line in entry.failure_lines()]
+        lines = failures or [line for line in output.splitlines() if line.strip()][-20:]  # else: how the run ended
+        tail = [self.mask(line) for line in lines]
         head = f"{'ok' if code == 0 else f'failed (exit code {code})'}: {commit[:12]}, {scope}, output {out}"
         return code == 0, "\n".join([head, *tail])
 
