@@ -129,6 +129,20 @@ def test_mr_note_is_created_once_then_updated_in_place(server: GitLabDouble, rep
     assert len(server.notes[5]) == 2  # alice's note is untouched
 
 
+def test_mr_note_is_never_edited_when_the_bot_user_is_unknown(server: GitLabDouble, repo: dict[str, object]) -> None:
+    """GET /user refused (a token that may not ask, e.g. a job token): a note carrying the marker may be someone
+    else's, quoting it, so the report writes a note of its own and edits none."""
+    quoted = f"quoting {MARKER} in a review"
+    alice = project(server, "alice-token").upsert_mr_note(5, quoted)
+    server.fail_next("GET", r"^/user$", 403)
+    gl = project(server)
+    ours = gl.upsert_mr_note(5, "the report")
+    assert ours != alice
+    assert [r["method"] for r in server.requests if "/notes" in r["path"]].count("PUT") == 0
+    bodies = {n["id"]: n["body"] for n in server.notes[5]}
+    assert bodies == {alice: quoted, ours: f"{MARKER}\nthe report"}
+
+
 def test_two_includes_keep_two_notes(server: GitLabDouble, repo: dict[str, object]) -> None:
     """The component included twice (job_prefix "" and "vision-"): each report job updates its own note."""
     pipeline = build(Path(str(repo["work"])) / "pipeline.ipynb").pipeline
