@@ -270,3 +270,24 @@ def test_refs_are_judged_as_git_check_ref_format_judges_them(name: str) -> None:
     except ValueError:
         ours = False
     assert ours == git_says, (ref, git_says)
+
+
+def test_an_expired_lease_is_reclaimed_without_a_restart(queue: EventQueue) -> None:
+    """A worker that died or hangs holds its event (and so its project) only until its lease runs out: the next
+    claim queues it again and takes it; the lost worker's late result is not recorded over the new claim's."""
+    queue.put(Event.from_payload(push(), "k1"))
+    lost = queue.claim("worker-a", lease_seconds=-1)  # a lease that has already run out
+    assert lost is not None and lost.attempts == 1
+    again = queue.claim("worker-b", lease_seconds=3600)
+    assert again is not None and (again.id, again.attempts) == (lost.id, 2)
+    assert not queue.done(lost.id, "worker-a", True, "late result of the lost worker")
+    assert [(r.status, r.message) for r in queue.records()] == [("in_progress", None)]
+    assert queue.done(again.id, "worker-b", False, "failed: the retry's result")
+    assert [(r.status, r.message) for r in queue.records()] == [("failed", "failed: the retry's result")]
+
+
+def test_a_live_lease_keeps_the_project_busy(queue: EventQueue) -> None:
+    queue.put(Event.from_payload(push(), "k1"))
+    queue.put(Event.from_payload(push(ref="refs/heads/other"), "k2"))  # same project, another branch
+    assert queue.claim("worker-a", lease_seconds=3600) is not None
+    assert queue.claim("worker-b", lease_seconds=3600) is None  # one event per project at a time

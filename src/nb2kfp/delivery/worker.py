@@ -38,6 +38,9 @@ Report = Callable[[str], None]
 T = TypeVar("T")
 GIT_TIMEOUT = 600
 CI_TIMEOUT = 3600
+# A claim's lease outlasts any processing (at most 12 git calls, each killed after GIT_TIMEOUT, then the ci run, killed
+# after CI_TIMEOUT): when it runs out the worker is gone or stuck, and the event is queued again for another.
+LEASE_SECONDS = CI_TIMEOUT + 16 * GIT_TIMEOUT
 STORE_TRIES = 5  # tries of one queue write (backoff from STORE_BACKOFF seconds, doubling)
 STORE_BACKOFF = 0.1
 MAX_ATTEMPTS = 3  # an event claimed more often than this (it crashed the server each time) is marked failed
@@ -181,14 +184,14 @@ class Workers:
             thread.join(timeout)
 
     def _loop(self, name: str) -> None:
-        result: tuple[int, bool, str] | None = None  # processed, not yet recorded (the queue refused the write)
+        result: tuple[int, str, bool, str] | None = None  # processed, not yet recorded (the queue refused the write)
         pause = STORE_BACKOFF
         while not self.stop.is_set():
             try:
                 if result is not None:
                     self._store(self.queue.done, *result)
                     result = None
-                event = self._store(self.queue.claim, name)
+                event = self._store(self.queue.claim, name, LEASE_SECONDS)
             except sqlite3.Error as exc:  # the worker lives on: /healthz says degraded until a write succeeds
                 self.report(f"{name}: queue {self.queue.path} cannot be written ({exc}); retrying in {pause:.0f}s")
                 self.stop.wait(pause)
@@ -205,7 +208,7 @@ class Workers:
                 ok, message = self._process(event)
             if self.stop.is_set():
                 return  # interrupted: left in progress, recovered on the next start
-            result = (event.id, ok, message)
+            result = (event.id, name, ok, message)
             self.metrics.processed(ok, time.monotonic() - started)
             self.report(f"event {event.id}: {event.ref} {event.after[:12]}: {'ok' if ok else 'failed'}")
         if result is not None:
