@@ -1,5 +1,6 @@
-"""The flows the commands, the CI jobs and the webhook share: compile a notebook (to IR, to a spec), compile it as of
-a git ref, build its step image and pin the pipeline to it, publish it to KFP, push a model image.
+"""The flows the commands share (and with them the CI jobs and the webhook, which runs ``nb2kfp ci``): compile a
+notebook (to IR, to a spec), compile it as of a git ref, build its step image and pin the pipeline to it, publish it
+to KFP, push a model image, fetch URL-catalog components (docs/architecture.md shows the layers).
 
 Commands (:mod:`nb2kfp.commands`, called only by the CLI) check their options, call these and print; nothing here
 prints except through the ``report`` callback it is given. Heavy modules (the spec writer, Docker, the KFP client)
