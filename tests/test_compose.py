@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from nb2kfp.backends import kfp_spec
-from nb2kfp.commands.lint import diagnostics_for
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
+from nb2kfp.service import diagnostics as diagnostics_for
 
 Make = Callable[..., Path]
 

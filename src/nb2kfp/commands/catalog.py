@@ -74,30 +74,6 @@ def run_show(ref: str, folder: Path, as_json: bool, report: Callable[[str], None
 def run_fetch(notebooks: list[Path], report: Callable[[str], None]) -> int:
     """The network step: each component: cell's component from the URL catalogs, into the local cache (within
     the size and time limits, checked against the sha256 pins). Exit 1 if any could not be fetched."""
-    from nb2kfp.errors import NotebookError
-    from nb2kfp.frontend import catalog
-    from nb2kfp.frontend.notebook import read_notebook
+    from nb2kfp import service
 
-    failed = False
-    for notebook in notebooks:
-        settings = find_settings(notebook.parent)
-        if not settings.catalog_urls:
-            continue
-        try:
-            cells = read_notebook(notebook, ignore_tags=settings.ignore_tags).cells
-        except NotebookError as exc:
-            report(exc.lines()[0])
-            failed = True
-            continue
-        paths, urls = list(settings.catalog_paths), list(settings.catalog_urls)
-        for ref in sorted({c.component_ref for c in cells if c.component_ref}):
-            name, _, version = ref.partition("@")
-            try:
-                found = catalog.find(name, version or None, paths, urls, settings.catalog_pins, fetch=True)
-            except ValueError as exc:
-                report(f"{notebook}: component:{ref}: {exc}")
-                failed = True
-                continue
-            where = found.call.source if found else "no catalog"
-            report(f"{notebook}: component:{ref}: {where}")
-    return 1 if failed else 0
+    return 0 if service.fetch_components(notebooks, report) else 1

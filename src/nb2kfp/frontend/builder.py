@@ -15,6 +15,7 @@ from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
 from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
+from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
 from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
@@ -47,12 +48,17 @@ class Result:
 
 
 def build(
-    path: str | Path, settings: Settings | None = None, data: bytes | None = None, _stack: tuple[str, ...] = ()
+    path: str | Path,
+    settings: Settings | None = None,
+    data: bytes | None = None,
+    _stack: tuple[str, ...] = (),
+    loader: Loader = WORK_TREE,
 ) -> Result:
     """Compile the notebook at ``path`` to IR; raise NotebookError (with every diagnostic) on errors.
+    ``loader`` reads the notebook (unless ``data`` is given) and the notebooks it includes.
     ``_stack``: the notebooks including this one (composition), to report cycles."""
     settings = settings or Settings()
-    nb = read_notebook(path, data, settings.ignore_tags)
+    nb = read_notebook(path, data, settings.ignore_tags, loader)
     included = bool(_stack)  # compiled for a notebook: cell: free names may come from the steps above it
     _stack = (*_stack, str(Path(path).resolve()))
     diags = list(nb.diagnostics)
@@ -63,7 +69,7 @@ def build(
     code = {c.index: _to_python(nb.path, c, diags) for c in nb.cells if c.role not in ("skip", "notebook")}
     trees = {i: t for i, (_, t) in code.items() if t is not None}
 
-    units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags)
+    units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags, loader)
     parameters = compose.merge_parameters(nb.path, _parameters(nb.path, groups, trees, diags), units, diags)
     calls = component_call.load_calls(nb.path, groups.components, trees, parameters, settings, diags)
     metrics = [
@@ -380,8 +386,10 @@ def _special(nb: Notebook, cell: Cell, groups: _Groups, diags: list[Diagnostic])
     return groups.orphans
 
 
-def _build_included(path: Path, settings: Settings, stack: tuple[str, ...]) -> tuple[Pipeline, list[Diagnostic]]:
-    result = build(path, settings, _stack=stack)
+def _build_included(
+    path: Path, settings: Settings, stack: tuple[str, ...], loader: Loader
+) -> tuple[Pipeline, list[Diagnostic]]:
+    result = build(path, settings, _stack=stack, loader=loader)
     return result.pipeline, result.diagnostics
 
 
