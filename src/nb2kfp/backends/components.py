@@ -14,10 +14,8 @@ import copy
 import json
 from typing import Any
 
+from nb2kfp import kfpnames
 from nb2kfp.ir import Pipeline, Step
-
-CASTS = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float", "BOOLEAN": "bool"}
-CASTS.update({"LIST": "list", "STRUCT": "dict"})
 
 
 def export_key(name: str, kind: str) -> str:
@@ -132,7 +130,7 @@ def runtime_extras(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         if e.kind == "parameter":
             call = pipeline.step(e.producer).component
             port = call.output(e.name) if call else None
-            params[e.name] = CASTS.get(port.type if port else "", "str")
+            params[e.name] = kfpnames.IR_TYPES.get(port.type if port else "", "str")
         elif e.kind == "path":
             paths[e.name] = input_key(step, e.name)
     if params:

@@ -24,6 +24,7 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
+from nb2kfp import kfpnames
 from nb2kfp.errors import Diagnostic, error
 from nb2kfp.frontend.analysis import Facts
 from nb2kfp.frontend.catalog import Component, NotCached, find
@@ -32,29 +33,6 @@ from nb2kfp.ir import ComponentArg, ComponentCall, Export, Parameter, Step, Vari
 if TYPE_CHECKING:
     from nb2kfp.config import Settings
     from nb2kfp.frontend.notebook import Cell
-
-PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "STRING": (str,),
-    "NUMBER_INTEGER": (int,),
-    "NUMBER_DOUBLE": (int, float),
-    "BOOLEAN": (bool,),
-    "LIST": (list,),
-    "STRUCT": (dict,),
-}
-PARAM_KINDS = {"str": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
-PARAM_KINDS.update({"list": "LIST", "dict": "STRUCT"})
-
-
-def _fits(value: object, kfp_type: str) -> bool:
-    allowed = PYTHON_TYPES.get(kfp_type, (object,))
-    if isinstance(value, bool) and bool not in allowed:
-        return False
-    return isinstance(value, allowed)
-
-
-def _type_ok(param_type: str, kfp_type: str) -> bool:
-    have = PARAM_KINDS[param_type]
-    return have == kfp_type or (have == "NUMBER_INTEGER" and kfp_type == "NUMBER_DOUBLE")
 
 
 def load_call(
@@ -94,7 +72,7 @@ def load_call(
         given.add(name)
         if isinstance(node, ast.Name):
             p = params.get(node.id)
-            if p is not None and (port.kind == "artifact" or not _type_ok(p.type, port.type)):
+            if p is not None and (port.kind == "artifact" or not kfpnames.accepts(port.type, p.type)):
                 wanted = _describe(port.kind, port.type)
                 msg = f"component {ref}: input {name!r} is {wanted}, parameter {p.name!r} is a {p.type}"
                 diags.append(error(path, msg, "NB093", cell, stmt.lineno))
@@ -107,7 +85,7 @@ def load_call(
             msg = f"component {ref}: input {name!r}: give a literal, a pipeline parameter or a variable name"
             diags.append(error(path, msg, "NB094", cell, stmt.lineno))
             continue
-        if port.kind == "artifact" or not _fits(value, port.type):
+        if port.kind == "artifact" or not kfpnames.fits(value, port.type):
             msg = f"component {ref}: input {name!r} is {_describe(port.kind, port.type)}, got a {type(value).__name__}"
             if port.kind == "artifact":
                 msg += " (an artifact input takes a variable that holds a file path or the content)"
