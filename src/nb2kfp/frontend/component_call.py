@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 from nb2kfp import kfpnames
 from nb2kfp.errors import Diagnostic, error
+from nb2kfp.frontend import literals
 from nb2kfp.frontend.analysis import Facts
 from nb2kfp.frontend.catalog import Component, NotCached, find
 from nb2kfp.ir import ComponentArg, ComponentCall, Export, Parameter, Step, VariableEdge
@@ -50,24 +51,18 @@ def load_call(
     before = len(diags)
     args: list[ComponentArg] = []
     given: set[str] = set()
-    for stmt in tree.body if tree else []:
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
-            if (
-                isinstance(stmt, ast.Expr)
-                and isinstance(stmt.value, ast.Constant)
-                and isinstance(stmt.value.value, str)
-            ):
-                continue
+    for stmt in literals.assignments(tree):
+        if not isinstance(stmt, literals.Assignment):
             msg = f"component:{ref}: write one input per line as `name = value` (a literal, a parameter or a variable)"
             diags.append(error(path, msg, "NB094", cell, stmt.lineno))
             continue
-        name, node = stmt.targets[0].id, stmt.value
+        name, node = stmt.name, stmt.value
         port = component.call.input(name)
         if port is None:
             known = [p.name for p in component.call.inputs]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "inputs: " + (", ".join(known) or "none")
-            diags.append(error(path, f"component {ref} has no input {name!r} ({hint})", "NB091", cell, stmt.lineno))
+            diags.append(error(path, f"component {ref} has no input {name!r} ({hint})", "NB091", cell, stmt.line))
             continue
         given.add(name)
         if isinstance(node, ast.Name):
@@ -75,21 +70,21 @@ def load_call(
             if p is not None and (port.kind == "artifact" or not kfpnames.accepts(port.type, p.type)):
                 wanted = _describe(port.kind, port.type)
                 msg = f"component {ref}: input {name!r} is {wanted}, parameter {p.name!r} is a {p.type}"
-                diags.append(error(path, msg, "NB093", cell, stmt.lineno))
+                diags.append(error(path, msg, "NB093", cell, stmt.line))
                 continue
             args.append(ComponentArg(name, "parameter" if p else "variable", node.id))
             continue
         try:
-            value = ast.literal_eval(node)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = literals.literal(node)
+        except literals.NotLiteral:
             msg = f"component {ref}: input {name!r}: give a literal, a pipeline parameter or a variable name"
-            diags.append(error(path, msg, "NB094", cell, stmt.lineno))
+            diags.append(error(path, msg, "NB094", cell, stmt.line))
             continue
         if port.kind == "artifact" or not kfpnames.fits(value, port.type):
             msg = f"component {ref}: input {name!r} is {_describe(port.kind, port.type)}, got a {type(value).__name__}"
             if port.kind == "artifact":
                 msg += " (an artifact input takes a variable that holds a file path or the content)"
-            diags.append(error(path, msg, "NB093", cell, stmt.lineno))
+            diags.append(error(path, msg, "NB093", cell, stmt.line))
             continue
         args.append(ComponentArg(name, "literal", json.dumps(value, sort_keys=True)))
     missing = [n for n in component.required if n not in given]
