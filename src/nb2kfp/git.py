@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 from nb2kfp.errors import RunError
 
-ZERO_SHA = "0" * 40
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}", re.ASCII)
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
@@ -76,7 +75,7 @@ def _first_line(data: bytes) -> str:
 
 
 def is_zero(ref: str | None) -> bool:
-    """An empty or all-zeros commit id, as GitLab sends for a new or deleted branch."""
+    """An empty or all-zeros commit id, as GitLab sends for a new or deleted branch: the one test for it."""
     return not ref or set(ref) == {"0"}
 
 
