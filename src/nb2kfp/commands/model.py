@@ -8,12 +8,11 @@ container, Service, kustomization, KServe InferenceService) for the default runt
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from nb2kfp import extras
+from nb2kfp import extras, kfpnames
 from nb2kfp.errors import UsageError
 from nb2kfp.images import ref as imageref
 
@@ -42,7 +41,7 @@ def run(
     if parsed is None or not parsed.domain or parsed.digest:
         raise UsageError("--image: give REGISTRY/REPOSITORY[:TAG], e.g. registry.example.com/ml/model:1")
     repository, host = parsed.name, parsed.domain
-    name = re.sub(r"[^a-z0-9-]+", "-", repository.rsplit("/", 1)[-1].lower()).strip("-") or "model"
+    name = kfpnames.clean(parsed.path.rsplit("/", 1)[-1]) or "model"
     with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as work:
         described = meta.describe(source, name, framework, origin) if source.exists() else meta.ModelMeta(name)
         extra = meta.generated_files(described, source)
