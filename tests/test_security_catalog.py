@@ -18,9 +18,9 @@ from typing import ClassVar
 
 import pytest
 
+from nb2kfp.catalog import lookup as catalog
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
-from nb2kfp.frontend import catalog
 
 Make = Callable[..., Path]
 BUNDLED = Path(catalog.bundled_dir())

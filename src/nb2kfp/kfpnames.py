@@ -5,9 +5,11 @@ may clean to the same task name (``load_data`` and ``load-data``; ``_`` and ``st
 letter or digit gets the fallback ``step``): the front end reports that (:func:`clashes`), and the back
 ends rely on task names being distinct.
 
-Types: a pipeline parameter has an IR type (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``); KFP
-calls them parameter types (``NUMBER_INTEGER`` ...). The step runtime (:mod:`nb2kfp.runtime.step`) runs
-without nb2kfp installed and keeps its own copy of these tables; a test checks that the copies agree.
+Types: a pipeline parameter, and a catalog component's parameter port, has an IR type (``int``, ``float``,
+``str``, ``bool``, ``list``, ``dict``); KFP calls them parameter types (``NUMBER_INTEGER`` ...). Only the
+catalog (reading component files) and the back ends (writing specs) translate. The step runtime
+(:mod:`nb2kfp.runtime.step`) runs without nb2kfp installed and keeps its own copy of these tables; a test
+checks that the copies agree.
 """
 
 from __future__ import annotations
@@ -15,12 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from nb2kfp.ir import ParamType
-
 MAX_PIPELINE_NAME = 128
 
 # IR parameter type -> KFP parameterType
-PARAMETER_TYPES: dict[ParamType, str] = {
+PARAMETER_TYPES: dict[str, str] = {
     "int": "NUMBER_INTEGER",
     "float": "NUMBER_DOUBLE",
     "str": "STRING",
@@ -29,7 +29,7 @@ PARAMETER_TYPES: dict[ParamType, str] = {
     "dict": "STRUCT",
 }
 # KFP parameterType -> IR parameter type
-IR_TYPES: dict[str, ParamType] = {kfp: ir for ir, kfp in PARAMETER_TYPES.items()}
+IR_TYPES: dict[str, str] = {kfp: ir for ir, kfp in PARAMETER_TYPES.items()}
 # KFP parameterType -> the Python types a value of it may have (an int is a fine double)
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "STRING": (str,),
@@ -70,15 +70,14 @@ def clashes(steps: Iterable[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def fits(value: object, kfp_type: str) -> bool:
-    """Whether a Python value is one of KFP parameter type ``kfp_type`` (a bool is no number)."""
-    allowed = PYTHON_TYPES.get(kfp_type, (object,))
+def fits(value: object, param_type: str) -> bool:
+    """Whether a Python value is one of parameter type ``param_type`` (a bool is no number; an int is a float)."""
+    allowed = PYTHON_TYPES[PARAMETER_TYPES[param_type]]
     if isinstance(value, bool) and bool not in allowed:
         return False
     return isinstance(value, allowed)
 
 
-def accepts(kfp_type: str, param_type: ParamType) -> bool:
-    """Whether an input of KFP parameter type ``kfp_type`` takes a pipeline parameter of IR type ``param_type``."""
-    have = PARAMETER_TYPES[param_type]
-    return have == kfp_type or (have == "NUMBER_INTEGER" and kfp_type == "NUMBER_DOUBLE")
+def accepts(port_type: str, param_type: str) -> bool:
+    """Whether an input of parameter type ``port_type`` takes a pipeline parameter of type ``param_type``."""
+    return port_type == param_type or (param_type == "int" and port_type == "float")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nb2kfp import kfpnames
+from nb2kfp.catalog import resolve as catalog
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
 from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
@@ -66,7 +67,9 @@ def build(
 
     units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags)
     parameters = compose.merge_parameters(nb.path, _parameters(nb.path, groups, trees, diags), units, diags)
-    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, settings, diags)
+    refs = {name: (c.index, c.component_ref or "") for name, c in groups.components.items()}
+    found = catalog.components(nb.path, refs, settings, diags)
+    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, found, diags)
     metrics = [
         (m, c.index)
         for c in groups.metrics
@@ -141,10 +144,7 @@ def build(
                 report="html" if opts.report else "",
             )
         )
-    steps = [
-        replace(s, component=calls[s.name], image=component_call.image_of(calls[s.name])) if s.name in calls else s
-        for s in steps
-    ]
+    steps = [replace(s, component=calls[s.name], image=calls[s.name].image) if s.name in calls else s for s in steps]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     prelude_code = tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells)
     steps = _lean(steps, prelude_code, {c.index for c in groups.imports})
@@ -163,7 +163,7 @@ def build(
     pipeline = Pipeline(
         name=kfpnames.pipeline_name(settings.pipeline_name_prefix + name),
         source=nb.path,
-        source_hash=compose.combined_hash(nb.sha256, units, [c.component + c.executor for c in calls.values()]),
+        source_hash=compose.combined_hash(nb.sha256, units, [c.sha256 for c in calls.values()]),
         steps=tuple(steps),
         parameters=tuple(parameters),
         prelude=prelude_code,

@@ -28,11 +28,10 @@ from nb2kfp import kfpnames
 from nb2kfp.errors import Diagnostic, error
 from nb2kfp.frontend import literals
 from nb2kfp.frontend.analysis import Facts
-from nb2kfp.frontend.catalog import Component, NotCached, find
 from nb2kfp.ir import ComponentArg, ComponentCall, Export, Parameter, Step, VariableEdge
 
 if TYPE_CHECKING:
-    from nb2kfp.config import Settings
+    from nb2kfp.catalog.resolve import Component
     from nb2kfp.frontend.notebook import Cell
 
 
@@ -96,8 +95,8 @@ def load_call(
     return replace(component.call, args=tuple(args))
 
 
-def _describe(kind: str, kfp_type: str) -> str:
-    return f"an artifact ({kfp_type})" if kind == "artifact" else f"a {kfp_type} parameter"
+def _describe(kind: str, port_type: str) -> str:
+    return f"an artifact ({port_type})" if kind == "artifact" else f"a {port_type} parameter"
 
 
 def call_facts(call: ComponentCall, cell: int = 0) -> Facts:
@@ -107,27 +106,6 @@ def call_facts(call: ComponentCall, cell: int = 0) -> Facts:
     facts.binds = {p.name for p in call.outputs}
     facts.definite = set(facts.binds)
     return facts
-
-
-def lookup(path: str, cell: int, ref: str, settings: Settings, diags: list[Diagnostic]) -> Component | None:
-    name, _, version = ref.partition("@")
-    paths, urls = list(settings.catalog_paths), list(settings.catalog_urls)
-    try:
-        found = find(name, version or None, paths, urls, settings.catalog_pins)
-    except NotCached as exc:
-        diags.append(error(path, f"component:{ref}: {exc}", "NB096", cell))
-        return None
-    except ValueError as exc:
-        diags.append(error(path, f"component:{ref}: {exc}", "NB095", cell))
-        return None
-    if found is None:
-        where = "@" + version if version else ""
-        msg = (
-            f"component:{name}{where} is in no catalog "
-            "(see `nb2kfp catalog list`; [tool.nb2kfp.catalog] adds paths and urls)"
-        )
-        diags.append(error(path, msg, "NB090", cell))
-    return found
 
 
 def finish(path: str, steps: list[Step], diags: list[Diagnostic]) -> list[Step]:
@@ -184,20 +162,16 @@ def load_calls(
     cells: dict[str, Cell],
     trees: dict[int, ast.Module],
     parameters: list[Parameter],
-    settings: Settings,
+    found: dict[str, Component],
     diags: list[Diagnostic],
 ) -> dict[str, ComponentCall]:
-    """Each component: cell (by step name) checked against its catalog component."""
+    """Each component: cell (by step name) checked against its component (:mod:`nb2kfp.catalog.resolve`)."""
     params = {p.name: p for p in parameters}
     out: dict[str, ComponentCall] = {}
     for name, cell in cells.items():
-        ref = cell.component_ref or ""
-        found = lookup(path, cell.index, ref, settings, diags)
-        call = load_call(path, cell.index, ref, trees.get(cell.index), params, found, diags)
+        call = load_call(
+            path, cell.index, cell.component_ref or "", trees.get(cell.index), params, found.get(name), diags
+        )
         if call is not None:
             out[name] = call
     return out
-
-
-def image_of(call: ComponentCall) -> str:
-    return str(json.loads(call.executor).get("container", {}).get("image", ""))
