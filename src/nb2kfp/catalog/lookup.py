@@ -12,13 +12,15 @@ bundled with nb2kfp. Without ``@VERSION`` the highest version wins (a flat ``NAM
 URL catalogs are untrusted input. Only ``nb2kfp catalog fetch`` (and the CI job's fetch step) uses the network:
 it downloads ``URL/NAME.yaml`` or ``URL/NAME/VERSION.yaml`` (https; http only to loopback when the settings say
 so; no redirects; at most MAX_BYTES within FETCH_SECONDS) into ``$XDG_CACHE_HOME/nb2kfp/catalog``. Lint and
-compile read that cache only, and say when a component is missing from it. Messages never quote what a server
+compile read that cache only, and say when a component is missing from it, and when the copy they use is old
+or its last fetch failed (:mod:`nb2kfp.catalog.resolve`). Messages never quote what a server
 sent. ``[tool.nb2kfp.catalog] sha256`` pins a component's content; under ``nb2kfp serve`` the server's
 ``NB2KFP_SERVE_CATALOG_URLS`` lists the only URLs a pushed repository may name (NB2KFP_CATALOG_ALLOWED_URLS).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -51,6 +53,8 @@ class Component:
     defaults: dict[str, object]
     spec: str  # JSON text of its componentSpec, as KFP wrote it
     executor: str  # JSON text of its deploymentSpec executor
+    fetched: float | None = None  # from a URL catalog: when the cached copy was fetched (epoch seconds)
+    fetch_failed: str = ""  # from a URL catalog: why the last fetch failed, when it did (the copy is older)
 
     @property
     def sha256(self) -> str:
@@ -161,10 +165,18 @@ def _find(name: str, version: str | None, paths: list[str], urls: list[str], fet
     for url in urls:
         cached = _cached(url, rel)
         absent = cached.with_name(cached.name + ".absent")  # the last fetch found no such file there
+        failed = cached.with_name(cached.name + ".failed")  # the last fetch failed: why
         if fetch:
             if not _allowed(url):
                 raise ValueError(f"catalog URL {url} is not one the server allows (NB2KFP_SERVE_CATALOG_URLS)")
-            if not _download(f"{url}/{rel}", cached):
+            try:
+                downloaded = _download(f"{url}/{rel}", cached)
+            except ValueError as exc:  # our own message, never the server's text
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                failed.write_text(str(exc).removeprefix(f"catalog URL {url}/{rel}: ")[:200], encoding="utf-8")
+                raise
+            failed.unlink(missing_ok=True)
+            if not downloaded:
                 absent.parent.mkdir(parents=True, exist_ok=True)
                 absent.touch()
                 continue
@@ -173,7 +185,9 @@ def _find(name: str, version: str | None, paths: list[str], urls: list[str], fet
             continue
         elif not cached.is_file():
             raise NotCached(f"{url}/{rel} is not in the local cache: run `nb2kfp catalog fetch NOTEBOOK` first")
-        return _read(cached, name, version or "", f"{url}/{rel}")
+        why = failed.read_text(encoding="utf-8") if failed.is_file() else ""
+        component = _read(cached, name, version or "", f"{url}/{rel}")
+        return dataclasses.replace(component, fetched=cached.stat().st_mtime, fetch_failed=why)
     found = _in_folder(bundled_dir(), name, version)
     if found:
         shown = f"nb2kfp:catalog/{found.relative_to(bundled_dir()).as_posix()}"

@@ -2,20 +2,25 @@
 
 It runs before the calls are checked (:mod:`nb2kfp.frontend.component_call`), reads local files only (URL
 catalogs through the cache ``nb2kfp catalog fetch`` fills), and reports what it cannot find as located
-diagnostics. The components it returns are neutral: the front end never reads KFP JSON.
+diagnostics; a component read from the cache is reported (a warning, with its age) when the copy is over a
+week old or its last fetch failed, so an offline run never uses a stale copy silently. The components it
+returns are neutral: the front end never reads KFP JSON.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from nb2kfp.catalog.lookup import Component, NotCached, find
-from nb2kfp.errors import Diagnostic, error
+from nb2kfp.errors import Diagnostic, error, warning
 
 if TYPE_CHECKING:
     from nb2kfp.config import Settings
 
 __all__ = ["Component", "component", "components"]
+
+OLD_AFTER = 7 * 86400  # a URL catalog component cached longer than this is reported (NB097) on every read
 
 
 def components(
@@ -48,4 +53,21 @@ def component(path: str, cell: int, ref: str, settings: Settings, diags: list[Di
             "(see `nb2kfp catalog list`; [tool.nb2kfp.catalog] adds paths and urls)"
         )
         diags.append(error(path, msg, "NB090", cell))
+    elif found.fetched is not None:
+        age = time.time() - found.fetched
+        if found.fetch_failed or age > OLD_AFTER:
+            failed = f"; the last fetch failed ({found.fetch_failed})" if found.fetch_failed else ""
+            msg = (
+                f"component:{ref}: using the copy of {found.call.source} fetched {_age(age)} ago{failed} "
+                "(run `nb2kfp catalog fetch NOTEBOOK` to refresh it)"
+            )
+            diags.append(warning(path, msg, "NB097", cell))
     return found
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return "less than a minute"
