@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import yaml
@@ -29,6 +24,7 @@ FRONTEND = Path(lookup.__file__).resolve().parent.parent / "frontend"
 
 
 def drift(make_nb: Make, tag: str = "component:data-drift-check") -> Path:
+    """A notebook calling the data-drift-check component (third cell), its inputs from a step and a parameter."""
     return make_nb(
         [
             (["pipeline-parameters"], "limit = 0.2"),
@@ -90,62 +86,3 @@ def test_a_component_parameter_of_a_type_a_notebook_cannot_pass_is_a_located_err
         build(drift(make_nb, "component:drift"), find_settings(tmp_path))
     [found] = info.value.errors
     assert found.code == "NB095" and found.cell == 3 and "TASK_FINAL_STATUS" in found.message, found.format()
-
-
-class _Flaky(BaseHTTPRequestHandler):
-    up: ClassVar[bool] = True
-
-    def do_GET(self) -> None:
-        body = BUNDLED.read_bytes() if type(self).up and self.path == "/c/drift/2.0.yaml" else b"down"
-        self.send_response(200 if type(self).up and body != b"down" else 503 if not type(self).up else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv(lookup.ALLOWED_ENV, raising=False)
-    _Flaky.up = True
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/c"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def test_an_old_cached_component_or_a_failed_fetch_is_said_with_its_age(
-    flaky: str, make_nb: Make, tmp_path: Path
-) -> None:
-    (tmp_path / "nb2kfp.toml").write_text(f'[catalog]\nurls = ["{flaky}"]\nallow_loopback_http = true\n')
-    settings = find_settings(tmp_path)
-    nb = drift(make_nb, "component:drift@2.0")
-    found = lookup.find("drift", "2.0", [], [flaky], fetch=True)
-    assert found is not None
-
-    def stale() -> list[str]:
-        diags = build(nb, settings).diagnostics
-        return [d.format() for d in diags if d.code == "NB097"]
-
-    assert stale() == []  # just fetched
-    cached = Path(found.call.file)
-    ten_days_ago = time.time() - 10 * 86400
-    os.utime(cached, (ten_days_ago, ten_days_ago))
-    [msg] = stale()
-    assert "cell 3" in msg and "10 days ago" in msg and "nb2kfp catalog fetch" in msg and "warning" in msg, msg
-    _Flaky.up = False  # offline: the fetch fails, the old copy stays, and lint says so
-    with pytest.raises(ValueError, match="HTTP 503"):
-        lookup.find("drift", "2.0", [], [flaky], fetch=True)
-    [msg] = stale()
-    assert "10 days ago" in msg and "the last fetch failed (HTTP 503)" in msg, msg
-    os.utime(cached)  # even a recent copy is reported while the last fetch failed
-    [msg] = stale()
-    assert "the last fetch failed" in msg, msg
-    _Flaky.up = True
-    lookup.find("drift", "2.0", [], [flaky], fetch=True)
-    assert stale() == []
