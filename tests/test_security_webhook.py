@@ -110,6 +110,26 @@ def test_local_and_odd_repository_urls_are_refused_unless_the_server_allows(tmp_
         assert commit == sha and (tree / "a.txt").read_text() == "a\n"
 
 
+def test_the_files_a_push_changed_keep_their_names(tmp_path: Path) -> None:
+    """A notebook named with non-ASCII letters: git quotes such paths ("\\303\\244...") unless told not to, and the
+    quoted name matched no notebook, so the push built nothing."""
+    from nb2kfp.delivery.worker import changed_files, checkout
+
+    bare, first = _bare_repo(tmp_path)
+    work = tmp_path / "work"
+    (work / "ä analysis.ipynb").write_text("{}\n")
+    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "b"], cwd=work, check=True)
+    subprocess.run(["git", "push", "-q", str(bare), "main"], cwd=work, check=True)
+    second = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True).stdout.strip()
+    event = Event("push", "42", "g/p", "refs/heads/main", first, second)
+    event.payload["project"] = {"git_http_url": str(bare)}
+    tree, commit = checkout(event, tmp_path / "repos", None, allow_local=True)
+    assert commit == second
+    assert changed_files(tree, first, commit) == ["ä analysis.ipynb"]
+    assert changed_files(tree, "0" * 40, commit) is None  # a new branch: everything
+
+
 # ---------------------------------------------------------------- case 8: receiver faults
 
 

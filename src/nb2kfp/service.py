@@ -193,9 +193,9 @@ def push_model(
     engine needed), write the manifests ``model deploy`` writes and ``model.json`` to ``output_dir`` (default
     ``.nb2kfp/models/<name>``); the pushed image's reference (by digest)."""
     import json
-    import re
     import tempfile
 
+    from nb2kfp import kfpnames
     from nb2kfp.atomic import write_text
     from nb2kfp.clients.registry import credentials_for
     from nb2kfp.images import ref as imageref
@@ -209,7 +209,7 @@ def push_model(
     if parsed is None or not parsed.domain or parsed.digest:
         raise UsageError("--image: give REGISTRY/REPOSITORY[:TAG], e.g. registry.example.com/ml/model:1")
     repository, host = parsed.name, parsed.domain
-    name = re.sub(r"[^a-z0-9-]+", "-", repository.rsplit("/", 1)[-1].lower()).strip("-") or "model"
+    name = kfpnames.clean(parsed.path.rsplit("/", 1)[-1]) or "model"
     with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as work:
         described = meta.describe(source, name, framework, origin) if source.exists() else meta.ModelMeta(name)
         extra = meta.generated_files(described, source)
@@ -237,7 +237,7 @@ def push_model(
 def fetch_components(notebooks: list[Path], report: Report) -> bool:
     """The network step: each component: cell's component from the URL catalogs, into the local cache (within
     the size and time limits, checked against the sha256 pins). False if any could not be fetched."""
-    from nb2kfp.frontend import catalog
+    from nb2kfp.catalog import lookup as catalog
     from nb2kfp.frontend.notebook import read_notebook
 
     failed = False

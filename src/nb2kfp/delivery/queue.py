@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp.errors import RunError
-from nb2kfp.git import check_ref, check_sha
+from nb2kfp.git import check_ref, check_sha, is_zero
 
 QUEUED, IN_PROGRESS, DONE, FAILED, SUPERSEDED = "queued", "in_progress", "done", "failed", "superseded"
 
@@ -162,7 +162,7 @@ class EventQueue:
                 (event.project, event.ref, QUEUED),
             ).fetchall()
             # a new branch builds everything; otherwise diff from where the oldest superseded push started
-            base = older[0][1] if older and set(event.before) != {"0"} else event.before
+            base = older[0][1] if older and not is_zero(event.before) else event.before
             cursor = db.execute(
                 "INSERT INTO events (key, kind, project, project_path, ref, before, after, base, payload, status,"
                 " received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -13,7 +13,6 @@ from the ``ci.json`` the run wrote) is recorded in the queue (:mod:`nb2kfp.deliv
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import shutil
@@ -27,20 +26,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nb2kfp import git
 from nb2kfp.delivery.ci import State
 from nb2kfp.delivery.queue import Event, EventQueue
 from nb2kfp.delivery.webhook import Metrics, ServeConfig
 from nb2kfp.errors import Nb2KfpError, RunError
-from nb2kfp.git import check_remote_url, check_sha, is_zero
 from nb2kfp.security.masking import Masker
 
 Report = Callable[[str], None]
 T = TypeVar("T")
-GIT_TIMEOUT = 600
 CI_TIMEOUT = 3600
 # A claim's lease outlasts any processing (at most 12 git calls, each killed after GIT_TIMEOUT, then the ci run, killed
 # after CI_TIMEOUT): when it runs out the worker is gone or stuck, and the event is queued again for another.
-LEASE_SECONDS = CI_TIMEOUT + 16 * GIT_TIMEOUT
+LEASE_SECONDS = CI_TIMEOUT + 16 * git.GIT_TIMEOUT
 STORE_TRIES = 5  # tries of one queue write (backoff from STORE_BACKOFF seconds, doubling)
 STORE_BACKOFF = 0.1
 MAX_ATTEMPTS = 3  # an event claimed more often than this (it crashed the server each time) is marked failed
@@ -55,82 +53,24 @@ _GUARD = (
 )
 
 
-def git_env(token: str | None, allow_local: bool = False) -> dict[str, str]:
-    """Environment for git: no prompts, only network transports (and local ones when the server allows them),
-    and the token (if any) as an HTTP header that git never logs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_VARIABLES)}
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", GIT_PROTOCOL_FROM_USER="0")
-    env["GIT_ALLOW_PROTOCOL"] = "https:http:ssh:git" + (":file" if allow_local else "")
-    if token:
-        basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
-        env.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="http.extraHeader",
-            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-        )
-    return env
-
-
-class _Git:
-    def __init__(self, cwd: Path, token: str | None, allow_local: bool = False) -> None:
-        self.cwd, self.env, self.mask = cwd, git_env(token, allow_local), Masker(token)
-
-    def __call__(self, *args: str, check: bool = True) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=GIT_TIMEOUT
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RunError(self.mask(f"git {args[0]}: {exc}")) from None
-        if check and done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()] or [f"exit code {done.returncode}"]
-            raise RunError(self.mask(f"git {args[0]}: {lines[-1].strip()}"))
-        return done.stdout
-
-
 def checkout(event: Event, repos: Path, token: str | None, allow_local: bool = False) -> tuple[Path, str]:
     """Fetch the project's repository and check out the pushed commit; (work tree, full commit id).
-    Payload values reach git only validated, and after ``--end-of-options`` where git takes options."""
+    Payload values reach git only validated (:func:`nb2kfp.git.fetch_commit`)."""
     project = event.payload.get("project") or {}
     try:
-        url = check_remote_url(project.get("git_http_url") if isinstance(project, dict) else None, allow_local)
-        after = check_sha(event.after, "after")
+        url = git.check_remote_url(project.get("git_http_url") if isinstance(project, dict) else None, allow_local)
+        after = git.check_sha(event.after, "after")
     except ValueError as exc:
         raise RunError(f"push: {exc}") from None
     tree = repos / event.project
-    tree.mkdir(parents=True, exist_ok=True)
-    git = _Git(tree, token, allow_local)
-    if not (tree / ".git").is_dir():
-        git("init", "-q")
-    git("remote", "remove", "origin", check=False)
-    git("remote", "add", "origin", "--end-of-options", url)
-    git(
-        "fetch", "-q", "--prune", "--force", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"
-    )
-    if not _has(git, after):
-        git("fetch", "-q", "--end-of-options", "origin", after, check=False)  # pushed over since: ask for it
-        if not _has(git, after):
-            raise RunError(f"commit {after[:12]} is no longer in the repository")
-    commit = git("rev-parse", "--verify", "--end-of-options", f"{after}^{{commit}}").strip()
-    git("checkout", "-q", "--force", "--detach", commit)
-    git("clean", "-q", "-ffdx")
-    return tree, commit
+    return tree, git.fetch_commit(tree, url, after, token, allow_local)
 
 
-def _has(git: _Git, sha: str) -> bool:
-    try:
-        git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}")
-    except RunError:
-        return False
-    return True
-
-
-def changed_files(tree: Path, base: str, commit: str, token: str | None = None) -> list[str] | None:
+def changed_files(tree: Path, base: str, commit: str) -> list[str] | None:
     """Files changed from ``base`` to ``commit``; None means everything (new branch, or base not in the clone)."""
-    git = _Git(tree, token)
-    if is_zero(base) or not _has(git, check_sha(base, "before")):
+    if git.is_zero(base) or not git.has_commit(git.check_sha(base, "before"), tree):
         return None
-    return sorted(git("diff", "--name-only", "--no-renames", "--end-of-options", base, commit).splitlines())
+    return git.changed_files(base, commit, tree)
 
 
 def _ci_env(event: Event, commit: str) -> dict[str, str]:
@@ -242,10 +182,10 @@ class Workers:
             return False, self.mask(f"internal error: {type(exc).__name__}: {exc}")
 
     def process(self, event: Event) -> tuple[bool, str]:
-        if is_zero(event.after):
+        if git.is_zero(event.after):
             return True, f"{event.ref} deleted: nothing to build"
         tree, commit = checkout(event, self.data / "repos", self.config.git_token, self.config.allow_local_repos)
-        files = changed_files(tree, event.base or event.before, commit, self.config.git_token)
+        files = changed_files(tree, event.base or event.before, commit)
         scope = "everything" if files is None else f"{len(files)} changed file(s)"
         out = self.data / "out" / str(event.id)
         shutil.rmtree(out, ignore_errors=True)

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from nb2kfp import kfpnames
+from nb2kfp.catalog import resolve as catalog
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
 from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
@@ -71,7 +73,9 @@ def build(
 
     units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags, loader)
     parameters = compose.merge_parameters(nb.path, _parameters(nb.path, groups, trees, diags), units, diags)
-    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, settings, diags)
+    refs = {name: (c.index, c.component_ref or "") for name, c in groups.components.items()}
+    found = catalog.components(nb.path, refs, settings, diags)
+    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, found, diags)
     metrics = [
         (m, c.index)
         for c in groups.metrics
@@ -146,10 +150,7 @@ def build(
                 report="html" if opts.report else "",
             )
         )
-    steps = [
-        replace(s, component=calls[s.name], image=component_call.image_of(calls[s.name])) if s.name in calls else s
-        for s in steps
-    ]
+    steps = [replace(s, component=calls[s.name], image=calls[s.name].image) if s.name in calls else s for s in steps]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     prelude_code = tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells)
     steps = _lean(steps, prelude_code, {c.index for c in groups.imports})
@@ -166,9 +167,9 @@ def build(
         raise NotebookError(diags)
     name = str(meta.get("pipeline_name") or nb.stem)
     pipeline = Pipeline(
-        name=kfp_name(settings.pipeline_name_prefix + name),
+        name=kfpnames.pipeline_name(settings.pipeline_name_prefix + name),
         source=nb.path,
-        source_hash=compose.combined_hash(nb.sha256, units, [c.component + c.executor for c in calls.values()]),
+        source_hash=compose.combined_hash(nb.sha256, units, [c.sha256 for c in calls.values()]),
         steps=tuple(steps),
         parameters=tuple(parameters),
         prelude=prelude_code,
@@ -219,12 +220,6 @@ def _imported_modules(trees: Iterable[ast.Module]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def kfp_name(name: str) -> str:
-    """KFP's naming rule: lowercase letters, digits and '-', starting with a letter or digit."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    return re.sub(r"-{2,}", "-", cleaned)[:128] or "pipeline"
-
-
 @dataclass
 class _Groups:
     imports: list[Cell] = field(default_factory=list)
@@ -255,7 +250,7 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
             current.append(cell)
             continue
         if cell.step is None and not has_steps:
-            cell.step = kfp_name(nb.stem).replace("-", "_") or "main"
+            cell.step = kfpnames.pipeline_name(nb.stem).replace("-", "_")
         if cell.step is not None:
             draft = groups.steps.setdefault(cell.step, _Draft(cell.step, len(groups.steps)))
             draft.cells.append(cell)
@@ -362,13 +357,9 @@ def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> 
     for name in steps:
         if name not in state:
             visit(name, [name])
-    task_names: dict[str, str] = {}
-    for draft in steps.values():
-        task = kfp_name(draft.name)
-        if task in task_names:
-            msg = f"steps {task_names[task]!r} and {draft.name!r} get the same KFP task name {task!r}; rename one"
-            diags.append(error(path, msg, "NB019", draft.cells[0].index))
-        task_names[task] = draft.name
+    for first, later, task in kfpnames.clashes(steps):
+        msg = f"steps {first!r} and {later!r} get the same KFP task name {task!r}; rename one"
+        diags.append(error(path, msg, "NB019", steps[later].cells[0].index))
 
 
 def _special(nb: Notebook, cell: Cell, groups: _Groups, diags: list[Diagnostic]) -> list[Cell]:

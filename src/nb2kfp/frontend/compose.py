@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from nb2kfp import kfpnames
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error
 from nb2kfp.frontend.analysis import Facts, analyse
@@ -256,13 +257,10 @@ def finish(path: str, steps: list[Step], units: dict[str, Unit], diags: list[Dia
     if not units:
         return steps
     out = [replace(s, after=parents(s.after, units)) for s in steps]
-    seen: dict[str, str] = {}
-    for s in out:
-        task = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", s.name.lower()).strip("-"))
-        if task in seen:
-            msg = f"steps {seen[task]!r} and {s.name!r} get the same KFP task name {task!r}; rename one"
-            diags.append(error(path, msg, "NB085", s.first_cell))
-        seen[task] = s.name
+    by_name = {s.name: s for s in out}
+    for first, later, task in kfpnames.clashes(by_name):
+        msg = f"steps {first!r} and {later!r} get the same KFP task name {task!r}; rename one"
+        diags.append(error(path, msg, "NB085", by_name[later].first_cell))
     return out
 
 
