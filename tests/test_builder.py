@@ -358,6 +358,13 @@ def test_step_names_that_clash_in_kfp_are_rejected(make_nb: Make) -> None:
     assert any("same KFP task name" in m for m in msgs)
 
 
+def test_steps_whose_names_clean_to_the_fallback_clash_with_a_step_of_that_name(make_nb: Make) -> None:
+    # `_` has no letter or digit: its KFP task name is the fallback "step", which a step may be named too.
+    # Both used to compile, into a spec where the second task depended on itself and the first was gone.
+    msgs = errors_of(make_nb([(["step:_"], "x = 1"), (["step:step"], "print(x)")]))
+    assert any("NB019" in m and "'_' and 'step'" in m and "cell 2" in m for m in msgs), msgs
+
+
 def test_foreign_tags_are_ignored(make_nb: Make) -> None:
     r = build(make_nb([(["step:a", "hide-input"], "x = 1")]))
     assert not r.diagnostics

@@ -278,7 +278,7 @@ def test_runtime_is_in_the_spec_once(tmp_path: Path) -> None:
 def test_steps_in_a_built_step_image_run_the_runtime_inside_it(make_nb: Make) -> None:
     """After `nb2kfp build` (pin), steps on the built image run /opt/nb2kfp/step.py from it: no runtime in the
     spec at all when every step uses it; a step with its own image: tag still gets the shared copy."""
-    from nb2kfp.commands.build import pin
+    from nb2kfp.service import pin
 
     built = "registry.example.com/ml/p@sha256:" + "0" * 64
     only = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a"], "print(x)")])

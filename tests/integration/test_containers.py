@@ -116,6 +116,56 @@ def test_second_build_of_an_unchanged_notebook_builds_and_pushes_nothing(
     assert spec.count(f"image: {record['image']}") == 4  # every step pinned by digest
 
 
+def test_ci_all_with_every_phase_compiles_each_notebook_once(
+    project: Path, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lint, compile, build (a real image in the registry), publish (KFP double) and report (a plan against the merge
+    request base): the notebook's IR is built once for the run, and once more as of the base for the plan."""
+    from collections import Counter
+    from typing import Any
+
+    from conftest import git
+    from doubles.kfp_server import KfpServer
+    from nb2kfp.commands import ci
+    from nb2kfp.frontend import builder
+
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first")
+    base = git(project, "rev-parse", "HEAD")
+    raw = json.loads((project / "wordcount.ipynb").read_text())
+    step = next(c for c in raw["cells"] if any(t.startswith("step:") for t in c["metadata"].get("tags", [])))
+    step["source"] = "".join(step["source"]) + "\nedited = True\n"
+    (project / "wordcount.ipynb").write_text(json.dumps(raw))
+    git(project, "commit", "-qam", "second")
+    monkeypatch.chdir(project)
+    for name in ("NB2KFP_GITLAB_TOKEN", "GITLAB_TOKEN", "CI_MERGE_REQUEST_IID", "CI_COMMIT_BEFORE_SHA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CI_MERGE_REQUEST_DIFF_BASE_SHA", base)
+    monkeypatch.setenv("CI_COMMIT_SHA", git(project, "rev-parse", "HEAD"))
+    monkeypatch.setenv("NB2KFP_REGISTRY_USER", services["NB2KFP_TEST_REGISTRY_USER"])
+    monkeypatch.setenv("NB2KFP_REGISTRY_PASSWORD_FILE", services["NB2KFP_TEST_REGISTRY_PASSWORD_FILE"])
+    monkeypatch.setenv("NB2KFP_KFP_TOKEN", "kfp-token-ci-all")
+    builds: Counter[str] = Counter()
+    real = builder.build
+
+    def counting(path: str | Path, *args: Any, **kwargs: Any) -> builder.Result:
+        work_tree = kwargs.get("loader", builder.WORK_TREE) is builder.WORK_TREE and "data" not in kwargs
+        builds["work tree" if work_tree else "at the base"] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(builder, "build", counting)
+    lines: list[str] = []
+    with KfpServer(token="kfp-token-ci-all") as kfp:
+        code = ci.run("all", "*.ipynb", project / "out", unique(services), kfp.url, lines.append)
+        assert code == 0, "\n".join(lines)
+        assert kfp.versions_of("wordcount")
+    assert builds == {"work tree": 1, "at the base": 1}
+    entry = json.loads((project / "out" / "ci.json").read_text())["notebooks"]["wordcount.ipynb"]
+    assert entry["status"] == "success" and "@sha256:" in entry["image"] and entry["kfp_url"]
+    assert any("changed" in line and "runs (changed: code)" in line for line in lines)  # the plan in the note
+
+
 def test_bad_credentials_are_refused_cleanly_and_leave_no_tag(project: Path, services: dict[str, str]) -> None:
     registry = unique(services)
     proc = nb2kfp(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from nb2kfp.errors import Diagnostic, NotebookError, error, warning
 from nb2kfp.frontend import nbschema
+from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.security import secrets
 
 Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook", "component"]
@@ -135,12 +136,15 @@ class Notebook:
     stem: str
 
 
-def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: frozenset[str] = frozenset()) -> Notebook:
-    """Read and validate ``path``; raise :class:`NotebookError` when it is not a usable notebook."""
+def read_notebook(
+    path: str | Path, data: bytes | None = None, ignore_tags: frozenset[str] = frozenset(), loader: Loader = WORK_TREE
+) -> Notebook:
+    """Read (through ``loader``, unless ``data`` is given) and validate ``path``; raise :class:`NotebookError` when
+    it is not a usable notebook."""
     shown = str(path)
     if data is None:
         try:
-            data = Path(path).read_bytes()
+            data = loader.read(Path(path))
         except OSError as exc:
             raise NotebookError([error(shown, f"cannot read notebook: {exc.strerror}", "NB001")]) from None
     raw = _load_json(shown, data)

@@ -303,7 +303,7 @@ def push_tag(
     client: Any, repository: str, tag: str, creds: Credentials | None, masker: Masker, report: Report, quiet: bool
 ) -> tuple[str, int]:
     """Push ``repository:tag`` from the engine; its digest and the bytes sent."""
-    host = repository.split("/", 1)[0]
+    host = imageref.host(repository)
     try:
         aux = _stream(
             client.api.push(
