@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from nb2kfp.frontend.calls import ARG_MUTATING_CALLS, ARG_SAFE_METHODS, MUTATING_METHODS, PURE_FUNCTIONS, PURE_METHODS
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
+_SEEDING = frozenset({"seed", "set_state", "setstate"})
 
 
 @dataclass
@@ -33,6 +34,12 @@ class Facts:
     stars: list[str] = field(default_factory=list)  # the `from M import *` statements, in order
     imported: dict[str, str] = field(default_factory=dict)  # name -> import statement that binds it
     first_line: dict[str, int] = field(default_factory=dict)  # first line each name is read or changed at
+    # What using a name's value may read later (a function's globals are read when it is called, in the step that
+    # calls it): ``needs`` are the globals read inside the function/class/lambda bodies of the statements that set
+    # it, ``held`` the names its value was made from (it may hold one of those functions).
+    needs: dict[str, set[str]] = field(default_factory=dict)
+    held: dict[str, set[str]] = field(default_factory=dict)
+    seeds: bool = False  # seeds the global random state (np.random.seed, random.seed, ...)
 
     def free(self) -> set[str]:
         """Names this code needs from outside (builtins excluded)."""
@@ -57,11 +64,27 @@ class Facts:
         self.imported.update(other.imported)
         for name, line in other.first_line.items():
             self.first_line.setdefault(name, line)
+        for mine, theirs in ((self.needs, other.needs), (self.held, other.held)):
+            for name, names in theirs.items():
+                mine.setdefault(name, set()).update(names)
+        self.seeds |= other.seeds
 
 
 def analyse(tree: ast.Module) -> Facts:
     facts = Facts()
-    facts.definite = _Block(facts).run(tree.body, _Bound()).flat()
+    bound = _Bound()
+    for stmt in tree.body:  # statement by statement, to know what each name's value was made from
+        part = Facts()
+        bound = _Block(part).stmt(stmt, bound)
+        needs = part.deferred - BUILTIN_NAMES
+        held = part.first_line.keys() - BUILTIN_NAMES
+        for name in part.binds | part.mutates | part.may_mutate:
+            if needs:
+                part.needs.setdefault(name, set()).update(needs)
+            if held:
+                part.held.setdefault(name, set()).update(held)
+        facts.extend(part)
+    facts.definite = bound.flat()
     return facts
 
 
@@ -286,6 +309,7 @@ class _Block:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
+        self.f.seeds |= _seeds(func)
         args = [*node.args, *(k.value for k in node.keywords)]
         inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
         if isinstance(func, ast.Attribute):
@@ -347,6 +371,7 @@ class _Block:
             elif isinstance(sub, ast.Call):
                 if isinstance(sub.func, ast.Attribute) and sub.func.attr not in PURE_METHODS:
                     changed.add(_root_name(sub.func.value) or "")
+                self.f.seeds |= _seeds(sub.func)
                 callee = sub.func.id if isinstance(sub.func, ast.Name) else None
                 if callee not in PURE_FUNCTIONS:
                     changed.update(_root_name(a) or "" for a in sub.args)
@@ -382,6 +407,16 @@ def _walk_scope(node: ast.AST) -> list[ast.AST]:
             continue  # a nested scope: the caller analyses it with scope()
         stack.extend(ast.iter_child_nodes(n))
     return out
+
+
+def _seeds(func: ast.expr) -> bool:
+    """``np.random.seed(..)``, ``numpy.random.set_state(..)``, ``random.seed(..)``: the global random state."""
+    if not isinstance(func, ast.Attribute) or func.attr not in _SEEDING:
+        return False
+    owner = func.value
+    return (isinstance(owner, ast.Name) and owner.id == "random") or (
+        isinstance(owner, ast.Attribute) and owner.attr == "random"
+    )
 
 
 def _is_true(node: ast.expr) -> bool:

@@ -31,6 +31,10 @@ RUNTIME_FILE = "<nb2kfp runtime>"
 # earlier run) is never loaded as code.
 ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
 _PICKLED = {"pickle": "data.pickle", "joblib": "data.joblib"}
+# The global random state (numpy's and ``random``'s), handed from step to step after a notebook seeds it
+RNG_STATE = "nb2kfp_rng_state"
+# In a pickle, marks the globals of functions defined in a step: loaded, they use the loading step's globals
+_NAMESPACE_MARK = "__nb2kfp_step_globals__"
 _INSTALLERS = re.compile(r"^\s*(?:(?:python3?|\S*/python3?)\s+-m\s+)?(?:pip3?|conda|mamba|uv\s+pip)\b")
 _MOUNTS = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 
@@ -112,7 +116,51 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
                 return rebuild, args, (state, attributes), None, None, _set_array_state
             return super().reducer_override(obj)
 
+        def _function_getnewargs(self, func: types.FunctionType) -> Any:
+            args = super()._function_getnewargs(func)
+            if func.__globals__ is sys.modules["__main__"].__dict__:
+                args[1][_NAMESPACE_MARK] = True
+            return args
+
     return Pickler
+
+
+class _Unpickler(pickle.Unpickler):
+    """Functions defined in notebook steps see the globals of the step they run in, as they would see the
+    kernel's: a function that reads a global some later cell sets finds it when called there."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if module == "cloudpickle.cloudpickle" and name == "_make_function":
+            return _step_function(found)
+        if module == "cloudpickle.cloudpickle" and name == "_function_setstate":
+            return _step_function_state(found)
+        return found
+
+
+def _step_function(make: Any) -> Any:
+    def make_function(code: types.CodeType, globals_: dict[str, Any], *args: Any) -> Any:
+        if globals_.get(_NAMESPACE_MARK):
+            globals_ = sys.modules["__main__"].__dict__
+        return make(code, globals_, *args)
+
+    return make_function
+
+
+def _step_function_state(set_state: Any) -> Any:
+    def function_setstate(func: types.FunctionType, state: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        namespace = sys.modules["__main__"].__dict__
+        if func.__globals__ is not namespace:
+            return set_state(func, state)  # type: ignore[no-any-return]
+        # the globals it had where it was saved fill only what this step does not have (its own values win)
+        for key, value in state[1].get("__globals__", {}).items():
+            namespace.setdefault(key, value)
+        kept = namespace.get("__builtins__")
+        set_state(func, (state[0], {**state[1], "__globals__": {}}))
+        namespace["__builtins__"] = kept
+        return None
+
+    return function_setstate
 
 
 _FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
@@ -301,7 +349,28 @@ def load_value(name: str, folder: str) -> object:
     if fmt != "pickle":
         raise StepFailed(f"cannot load {name!r}: unknown value format {str(fmt)[:40]!r} in its nb2kfp.json")
     with open(os.path.join(folder, "data.pickle"), "rb") as fh:
-        return pickle.load(fh)
+        return _Unpickler(fh).load()
+
+
+def _rng_state(received: dict[str, Any]) -> dict[str, Any]:
+    """The global random state now; numpy's as received when the step did not import numpy."""
+    import random
+
+    state = {**received, "random": random.getstate()}
+    if "numpy" in sys.modules:
+        state["numpy"] = sys.modules["numpy"].random.get_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    if "random" in state:
+        random.setstate(state["random"])
+    if "numpy" in state:
+        import numpy
+
+        numpy.random.set_state(state["numpy"])
 
 
 # -- parameters -------------------------------------------------------------------------------
@@ -617,11 +686,17 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
     stopped = ""
     cells = _labelled(spec, "cells")
+    rng: dict[str, Any] = {}  # the random state received (RNG_STATE)
     try:
         _run_cells(_labelled(spec, "prelude"), namespace)
         for name, key in spec["inputs"].items():
             artifact = inputs["artifacts"][key]["artifacts"][0]
-            namespace[name] = load_value(name, local_path(artifact["uri"]))
+            value = load_value(name, local_path(artifact["uri"]))
+            if name == RNG_STATE:
+                rng = value  # type: ignore[assignment]
+                _set_rng_state(rng)
+            else:
+                namespace[name] = value
         for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
             namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
         _run_cells(cells, namespace, shown=True)
@@ -635,7 +710,9 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     out_artifacts: dict[str, Any] = {}
     for name, key in spec["outputs"].items():
         artifact = outputs["artifacts"][key]["artifacts"][0]
-        if name not in namespace and stopped:
+        if name == RNG_STATE:
+            meta = save_value(name, _rng_state(rng), local_path(artifact["uri"]), shared)
+        elif name not in namespace and stopped:
             meta = _save_missing(name, local_path(artifact["uri"]), f"{stopped} before setting it")
         elif name not in namespace:
             raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")

@@ -1,0 +1,52 @@
+"""End to end with kfp.local: what a kernel keeps between cells besides variables (tests/test_notebook_state.py)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_local_json as run
+from test_notebook_state import CRUISE
+
+Make = Callable[..., Path]
+pytestmark = pytest.mark.slow
+
+
+def test_functions_from_earlier_steps_read_the_calling_steps_globals(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            *CRUISE,
+            (["step:regain"], "gain = 5"),  # the kernel's latest value, not the one torque saw where it was saved
+            (["step:again"], "y2 = system['update'](speed)"),
+            (["pipeline-metrics"], "print(y)\nprint(y2)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"y": 6.0, "y2": 15.0}
+
+
+def test_draws_continue_after_a_seed_as_in_one_kernel(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (
+                ["step:seed"],
+                "import numpy as np\nimport random\nnp.random.seed(42)\nrandom.seed(7)\na = np.random.rand()",
+            ),
+            (["step:plain"], "z = 1"),
+            (["step:draw"], "b = np.random.rand()\nc = random.random()"),
+            (["step:later"], "d = float(np.random.randint(1000))"),
+            (["pipeline-metrics"], "print(a)\nprint(b)\nprint(c)\nprint(d)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    np.random.seed(42)
+    random.seed(7)
+    expected = {"a": np.random.rand(), "b": np.random.rand(), "c": random.random()}
+    expected["d"] = float(np.random.randint(1000))
+    assert result["metrics"] == pytest.approx(expected, rel=0, abs=0)
