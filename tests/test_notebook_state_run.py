@@ -50,3 +50,34 @@ def test_draws_continue_after_a_seed_as_in_one_kernel(make_nb: Make) -> None:
     expected = {"a": np.random.rand(), "b": np.random.rand(), "c": random.random()}
     expected["d"] = float(np.random.randint(1000))
     assert result["metrics"] == pytest.approx(expected, rel=0, abs=0)
+
+
+GUI = (
+    "class Minuit:\n"
+    "    def interactive(self):  # iminuit: an ipywidget in a kernel, else a Qt window\n"
+    "        raise ModuleNotFoundError(\"No module named 'PySide6'\", name='PySide6')\n"
+    "m = Minuit()"
+)
+
+
+def test_a_shown_call_that_opens_a_gui_is_skipped_and_the_step_goes_on(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:fit"], GUI),
+            (["step:look"], "before = 1\nm.interactive()\nafter = 2"),
+            (["pipeline-metrics"], "print(before)\nprint(after)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"before": 1.0, "after": 2.0}
+    log = Path(result["run_dir"], "run.log").read_text()
+    assert "skipped m.interactive() in nb.ipynb, cell 2, line 2: it opens an interactive GUI" in log
+
+
+@pytest.mark.parametrize("line", ["w = m.interactive()", "import no_such_module_here"])
+def test_a_missing_module_otherwise_still_fails_the_step(make_nb: Make, line: str) -> None:
+    nb = make_nb([(["step:fit"], GUI), (["step:look"], f"{line}\nafter = 2"), (["pipeline-metrics"], "print(after)")])
+    proc, _ = run(nb)
+    assert proc.returncode != 0
+    assert "ModuleNotFoundError" in proc.stderr and "cell 2, line 1" in proc.stderr

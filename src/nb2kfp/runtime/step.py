@@ -611,9 +611,46 @@ def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any], shown: b
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         if shown and _REPORT is not None:
             _REPORT.start(filename, source)
-        exec(compile(source, filename, "exec"), namespace)
+        code: types.CodeType | None = compile(source, filename, "exec")
+        while code is not None:
+            try:
+                exec(code, namespace)
+                code = None
+            except ModuleNotFoundError as exc:
+                code = _after_gui_call(exc, source, filename)
+                if code is None:
+                    raise
         if shown and _REPORT is not None:
             _REPORT.figures()
+
+
+_GUI_TOOLKITS = frozenset({"PySide6", "PySide2", "PyQt6", "PyQt5", "PyQt4", "wx", "gi"})
+
+
+def _after_gui_call(exc: ModuleNotFoundError, source: str, filename: str) -> types.CodeType | None:
+    """A call whose value the cell only shows that opens a GUI (iminuit's ``m.interactive()``: a widget in a
+    Jupyter kernel, a Qt window elsewhere) and fails for want of a GUI toolkit: as in the kernel it changes no
+    variable, so it is skipped with a log line and the cell goes on after it. Returns the rest of the cell's
+    code, or None when that is not the case."""
+    import ast
+
+    if (exc.name or "").split(".")[0] not in _GUI_TOOLKITS:
+        return None
+    line = next((f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename), None)
+    if line is None:
+        return None
+    tree = ast.parse(source, filename)
+    for index, stmt in enumerate(tree.body):
+        if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
+            if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+                return None
+            call = ast.unparse(stmt.value)
+            log(
+                f"skipped {call[:80]} in {filename}, line {stmt.lineno}: it opens an interactive GUI (a widget in "
+                f"a Jupyter kernel; here it needs {exc.name!r}, and a pipeline step has no display); the step goes on"
+            )
+            return compile(ast.Module(body=tree.body[index + 1 :], type_ignores=[]), filename, "exec")
+    return None
 
 
 def _user_traceback(exc: BaseException) -> str:
