@@ -119,3 +119,23 @@ def test_a_seed_in_the_imports_cell_makes_every_step_carry_the_random_state(make
         ]
     )
     assert inputs(build(nb), "b") == {(RNG_STATE, "a")}
+
+
+# formulaic's transforms.ipynb / contrasts.ipynb: a formula string names a function or array of an earlier cell
+FORMULA = [
+    (["step:define"], "import pandas\ndef my_transform(col):\n    return col ** 2 + offset\noffset = 1\nlimit = 2"),
+    (
+        ["step:use"],
+        "from formulaic import model_matrix\n"
+        "df = pandas.DataFrame({'a': [1, 2, 3]})\n"
+        "mm = model_matrix('a + my_transform(a)', df)\n"
+        "kept = df.query('a < @limit')\n"
+        "total = float(mm.values.sum()) + len(kept)",
+    ),
+]
+
+
+def test_names_in_a_formula_string_are_passed(make_nb: Make) -> None:
+    result = build(make_nb(FORMULA))
+    # the function and what it reads; `a` is a data column, which no step sets
+    assert inputs(result, "use") == {("my_transform", "define"), ("offset", "define"), ("limit", "define")}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import run_local_json as run
-from test_notebook_state import CRUISE
+from test_notebook_state import CRUISE, FORMULA
 
 Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
@@ -81,3 +81,9 @@ def test_a_missing_module_otherwise_still_fails_the_step(make_nb: Make, line: st
     proc, _ = run(nb)
     assert proc.returncode != 0
     assert "ModuleNotFoundError" in proc.stderr and "cell 2, line 1" in proc.stderr
+
+
+def test_a_formula_string_finds_the_function_it_names(make_nb: Make) -> None:
+    proc, result = run(make_nb([*FORMULA, (["pipeline-metrics"], "print(total)")]))
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"total": 6.0 + 17.0 + 1.0 + 3.0}  # intercept, a, a**2 + 1, rows with a < 2

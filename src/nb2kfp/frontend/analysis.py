@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from dataclasses import dataclass, field
 
-from nb2kfp.frontend.calls import ARG_MUTATING_CALLS, ARG_SAFE_METHODS, MUTATING_METHODS, PURE_FUNCTIONS, PURE_METHODS
+from nb2kfp.frontend.calls import (
+    ARG_MUTATING_CALLS,
+    ARG_SAFE_METHODS,
+    FORMULA_CALLS,
+    MUTATING_METHODS,
+    PURE_FUNCTIONS,
+    PURE_METHODS,
+)
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
 _SEEDING = frozenset({"seed", "set_state", "setstate"})
@@ -40,6 +48,7 @@ class Facts:
     needs: dict[str, set[str]] = field(default_factory=dict)
     held: dict[str, set[str]] = field(default_factory=dict)
     seeds: bool = False  # seeds the global random state (np.random.seed, random.seed, ...)
+    formula_names: set[str] = field(default_factory=set)  # names in formula strings: variables, or data columns
 
     def free(self) -> set[str]:
         """Names this code needs from outside (builtins excluded)."""
@@ -68,6 +77,7 @@ class Facts:
             for name, names in theirs.items():
                 mine.setdefault(name, set()).update(names)
         self.seeds |= other.seeds
+        self.formula_names |= other.formula_names
 
 
 def analyse(tree: ast.Module) -> Facts:
@@ -310,6 +320,9 @@ class _Block:
     def call(self, node: ast.Call) -> None:
         func = node.func
         self.f.seeds |= _seeds(func)
+        called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if called in FORMULA_CALLS:
+            self.f.formula_names |= _formula_names(node)
         args = [*node.args, *(k.value for k in node.keywords)]
         inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
         if isinstance(func, ast.Attribute):
@@ -417,6 +430,18 @@ def _seeds(func: ast.expr) -> bool:
     return (isinstance(owner, ast.Name) and owner.id == "random") or (
         isinstance(owner, ast.Attribute) and owner.attr == "random"
     )
+
+
+def _formula_names(node: ast.Call) -> set[str]:
+    """The names a formula string given to ``node`` uses (``"y ~ C(g, contr.custom(coding))"``: y, C, g, contr,
+    coding); attributes (``custom``) and quoted text are not names."""
+    texts = [*node.args[:1], *(k.value for k in node.keywords if k.arg in ("formula", "expr"))]
+    out: set[str] = set()
+    for text in texts:
+        if isinstance(text, ast.Constant) and isinstance(text.value, str):
+            unquoted = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", " ", text.value)
+            out.update(re.findall(r"(?<![\w.])[A-Za-z_]\w*", unquoted))
+    return out
 
 
 def _is_true(node: ast.expr) -> bool:

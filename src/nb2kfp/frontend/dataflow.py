@@ -235,6 +235,7 @@ class _Carried:
         f = step.facts
         pending = [n for e in self.flow.inputs[step.name] for n in self.carried(self.steps[e.producer], e.name)]
         pending += [n for n in (f.reads | f.deferred) & pre.binds for n in _within(pre, n, set())]
+        pending += f.formula_names  # variables a formula string may name (or data columns: only what a step sets)
         done: set[str] = set()
         while pending:
             name = pending.pop()
