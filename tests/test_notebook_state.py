@@ -10,7 +10,7 @@ import pytest
 
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import Result, build
-from nb2kfp.runtime.step import RNG_STATE
+from nb2kfp.runtime.step import PROCESS_STATE
 
 Make = Callable[..., Path]
 
@@ -98,16 +98,16 @@ def test_the_random_state_flows_from_a_seed_on(make_nb: Make) -> None:
         ]
     )
     result = build(nb)
-    assert (RNG_STATE, "seed") in inputs(result, "plain")
-    assert (RNG_STATE, "plain") in inputs(result, "draw")
-    assert RNG_STATE not in {e.name for e in result.pipeline.step("seed").inputs}
-    assert RNG_STATE not in result.pipeline.step("data").outputs
+    assert (PROCESS_STATE, "seed") in inputs(result, "plain")
+    assert (PROCESS_STATE, "plain") in inputs(result, "draw")
+    assert PROCESS_STATE not in {e.name for e in result.pipeline.step("seed").inputs}
+    assert PROCESS_STATE not in result.pipeline.step("data").outputs
 
 
 def test_no_seed_no_random_state(make_nb: Make) -> None:
     nb = make_nb([(["step:a"], "import random\na = random.random()"), (["step:b"], "b = random.random() + a")])
     result = build(nb)
-    assert all(RNG_STATE not in s.outputs for s in result.pipeline.steps)
+    assert all(PROCESS_STATE not in s.outputs for s in result.pipeline.steps)
 
 
 def test_a_seed_in_the_imports_cell_makes_every_step_carry_the_random_state(make_nb: Make) -> None:
@@ -118,7 +118,7 @@ def test_a_seed_in_the_imports_cell_makes_every_step_carry_the_random_state(make
             (["step:b"], "b = random.random()"),
         ]
     )
-    assert inputs(build(nb), "b") == {(RNG_STATE, "a")}
+    assert inputs(build(nb), "b") == {(PROCESS_STATE, "a")}
 
 
 # formulaic's transforms.ipynb / contrasts.ipynb: a formula string names a function or array of an earlier cell
@@ -139,3 +139,17 @@ def test_names_in_a_formula_string_are_passed(make_nb: Make) -> None:
     result = build(make_nb(FORMULA))
     # the function and what it reads; `a` is a data column, which no step sets
     assert inputs(result, "use") == {("my_transform", "define"), ("offset", "define"), ("limit", "define")}
+
+
+def test_importing_python_control_makes_its_steps_keep_the_process_state(make_nb: Make) -> None:
+    # python-control numbers unnamed systems sys[0], sys[1]... with a class counter (cds112-L7_kalman-pvtol)
+    nb = make_nb(
+        [
+            (["step:plain"], "x = 1"),
+            (["step:a"], "import control as ct\ns1 = ct.tf([1], [1, 1])"),
+            (["step:b"], "s2 = ct.tf([1], [1, 2])"),
+        ]
+    )
+    result = build(nb)
+    assert (PROCESS_STATE, "a") in inputs(result, "b")
+    assert PROCESS_STATE not in {e.name for e in result.pipeline.step("a").inputs}

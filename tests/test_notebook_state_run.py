@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,3 +89,25 @@ def test_a_formula_string_finds_the_function_it_names(make_nb: Make) -> None:
     proc, result = run(make_nb([*FORMULA, (["pipeline-metrics"], "print(total)")]))
     assert proc.returncode == 0, proc.stderr
     assert result["metrics"] == {"total": 6.0 + 17.0 + 1.0 + 3.0}  # intercept, a, a**2 + 1, rows with a < 2
+
+
+CONTROL = [
+    "import control as ct\ns1 = ct.tf([1], [1, 1])",
+    "s2 = ct.tf([1], [1, 2])\n"
+    "loop = ct.interconnect(\n"
+    "    [s1, s2], connections=[[s2.name + '.u[0]', s1.name + '.y[0]']],\n"
+    "    inplist=[s1.name + '.u[0]'], outlist=[s2.name + '.y[0]'])",
+    "number = float(ct.ss([[0]], [[1]], [[1]], [[0]]).name[4:-1])\ngain = float(loop.dcgain())",
+]
+
+
+def test_unnamed_python_control_systems_are_numbered_as_in_one_kernel(make_nb: Make) -> None:
+    # python-control numbers unnamed systems with a class counter; interconnect finds systems by those names
+    kernel = subprocess.run(
+        [sys.executable, "-c", "\n".join([*CONTROL, "print(number, gain)"])], capture_output=True, text=True, check=True
+    )
+    number, gain = map(float, kernel.stdout.split())
+    steps = [([f"step:s{i}"], source) for i, source in enumerate(CONTROL)]
+    proc, result = run(make_nb([*steps, (["pipeline-metrics"], "print(number)\nprint(gain)")]))
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"number": number, "gain": gain}

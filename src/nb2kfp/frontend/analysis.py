@@ -22,6 +22,7 @@ from nb2kfp.frontend.calls import (
     PURE_FUNCTIONS,
     PURE_METHODS,
 )
+from nb2kfp.runtime.step import STATEFUL_IMPORTS
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
 _SEEDING = frozenset({"seed", "set_state", "setstate"})
@@ -47,7 +48,8 @@ class Facts:
     # it, ``held`` the names its value was made from (it may hold one of those functions).
     needs: dict[str, set[str]] = field(default_factory=dict)
     held: dict[str, set[str]] = field(default_factory=dict)
-    seeds: bool = False  # seeds the global random state (np.random.seed, random.seed, ...)
+    # seeds the global random state (np.random.seed, random.seed...) or imports a library with process state
+    process_state: bool = False
     formula_names: set[str] = field(default_factory=set)  # names in formula strings: variables, or data columns
 
     def free(self) -> set[str]:
@@ -76,7 +78,7 @@ class Facts:
         for mine, theirs in ((self.needs, other.needs), (self.held, other.held)):
             for name, names in theirs.items():
                 mine.setdefault(name, set()).update(names)
-        self.seeds |= other.seeds
+        self.process_state |= other.process_state
         self.formula_names |= other.formula_names
 
 
@@ -189,6 +191,8 @@ class _Block:
                 self.expr(s.target, bound, store=True)
                 self.mutate(s.target, s.lineno, definite=True)
         elif isinstance(s, ast.Import | ast.ImportFrom):
+            modules = [s.module or ""] if isinstance(s, ast.ImportFrom) else [a.name for a in s.names]
+            f.process_state |= any(m.split(".")[0] in STATEFUL_IMPORTS for m in modules)
             for alias in s.names:
                 if alias.name == "*":
                     f.star_import = True
@@ -319,7 +323,7 @@ class _Block:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
-        self.f.seeds |= _seeds(func)
+        self.f.process_state |= _seeds(func)
         called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         if called in FORMULA_CALLS:
             self.f.formula_names |= _formula_names(node)
@@ -384,7 +388,7 @@ class _Block:
             elif isinstance(sub, ast.Call):
                 if isinstance(sub.func, ast.Attribute) and sub.func.attr not in PURE_METHODS:
                     changed.add(_root_name(sub.func.value) or "")
-                self.f.seeds |= _seeds(sub.func)
+                self.f.process_state |= _seeds(sub.func)
                 callee = sub.func.id if isinstance(sub.func, ast.Name) else None
                 if callee not in PURE_FUNCTIONS:
                     changed.update(_root_name(a) or "" for a in sub.args)

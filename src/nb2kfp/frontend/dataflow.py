@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.analysis import BUILTIN_NAMES, Facts
 from nb2kfp.ir import VariableEdge
-from nb2kfp.runtime.step import RNG_STATE
+from nb2kfp.runtime.step import PROCESS_STATE
 
 
 @dataclass
@@ -224,10 +224,12 @@ class _Carried:
         self.changes = {n: s.facts.changes() for n, s in steps.items()}
 
     def resolve(self) -> None:
-        seeded = {n for n, s in self.steps.items() if s.facts.seeds or self.preludes.get(n, self.prelude).seeds}
+        pre = self.preludes
+        start = {n for n, s in self.steps.items() if s.facts.process_state or pre.get(n, self.prelude).process_state}
+        keep = {n for n in self.steps if n in start or self.anc[n] & start}  # steps that keep the process state
         for step in sorted(self.steps.values(), key=lambda s: (len(self.anc[s.name]), s.order)):
-            if step.name in seeded or self.anc[step.name] & seeded:
-                self._receive(step, RNG_STATE, {n for n in self.steps if n in seeded or self.anc[n] & seeded})
+            if step.name in keep:
+                self._receive(step, PROCESS_STATE, keep)
             self._functions_globals(step)
 
     def _functions_globals(self, step: StepFacts) -> None:
@@ -239,7 +241,7 @@ class _Carried:
         done: set[str] = set()
         while pending:
             name = pending.pop()
-            if name in done or name in BUILTIN_NAMES or name == RNG_STATE:
+            if name in done or name in BUILTIN_NAMES or name == PROCESS_STATE:
                 continue
             done.add(name)
             if self._held(step, name):

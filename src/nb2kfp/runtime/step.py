@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import Callable
 from typing import Any
 
 RUNTIME_FILE = "<nb2kfp runtime>"
@@ -31,8 +32,19 @@ RUNTIME_FILE = "<nb2kfp runtime>"
 # earlier run) is never loaded as code.
 ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
 _PICKLED = {"pickle": "data.pickle", "joblib": "data.joblib"}
-# The global random state (numpy's and ``random``'s), handed from step to step after a notebook seeds it
-RNG_STATE = "nb2kfp_rng_state"
+# State a kernel keeps from cell to cell that no variable holds (the global random state, python-control's count of
+# unnamed systems): a value handed from step to step when a notebook seeds the random state or imports such a
+# library (STATEFUL_IMPORTS). Module -> how to read and set its part.
+PROCESS_STATE = "nb2kfp_process_state"
+STATEFUL_IMPORTS = frozenset({"control"})
+_STATE_PARTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any], None]]] = {
+    "random": (lambda m: m.getstate(), lambda m, v: m.setstate(v)),
+    "numpy.random": (lambda m: m.get_state(), lambda m, v: m.set_state(v)),
+    "control.iosys": (
+        lambda m: m.InputOutputSystem._idCounter,
+        lambda m, v: setattr(m.InputOutputSystem, "_idCounter", v),
+    ),
+}
 # In a pickle, marks the globals of functions defined in a step: loaded, they use the loading step's globals
 _NAMESPACE_MARK = "__nb2kfp_step_globals__"
 _INSTALLERS = re.compile(r"^\s*(?:(?:python3?|\S*/python3?)\s+-m\s+)?(?:pip3?|conda|mamba|uv\s+pip)\b")
@@ -352,25 +364,25 @@ def load_value(name: str, folder: str) -> object:
         return _Unpickler(fh).load()
 
 
-def _rng_state(received: dict[str, Any]) -> dict[str, Any]:
-    """The global random state now; numpy's as received when the step did not import numpy."""
-    import random
-
-    state = {**received, "random": random.getstate()}
-    if "numpy" in sys.modules:
-        state["numpy"] = sys.modules["numpy"].random.get_state()
-    return state
+def _process_state(received: dict[str, Any]) -> dict[str, Any]:
+    """The process state now (PROCESS_STATE); a part as received when the step did not import its module."""
+    return {**received, **{m: get(sys.modules[m]) for m, (get, _) in _STATE_PARTS.items() if m in sys.modules}}
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import random
+def _set_process_state(state: dict[str, Any]) -> None:
+    """Set each part now when its module is imported, else right after the step imports it."""
+    for module, value in state.items():
+        if module not in _STATE_PARTS:
+            continue
+        setter = _STATE_PARTS[module][1]
+        if module in sys.modules:
+            setter(sys.modules[module], value)
+        else:
+            sys.meta_path.insert(0, _OnImport(module, _setting(setter, value)))
 
-    if "random" in state:
-        random.setstate(state["random"])
-    if "numpy" in state:
-        import numpy
 
-        numpy.random.set_state(state["numpy"])
+def _setting(setter: Callable[[Any, Any], None], value: Any) -> Callable[[types.ModuleType], None]:
+    return lambda module: setter(module, value)
 
 
 # -- parameters -------------------------------------------------------------------------------
@@ -518,13 +530,14 @@ def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHa
     return None
 
 
-class _PyplotShow:
-    """Patches ``matplotlib.pyplot`` as it is imported (if a step imports it at all): its ``show`` then takes
-    what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts the figures in the
-    report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a standard backend."""
+class _OnImport:
+    """Runs ``then(module)`` right after the step first imports module ``name`` (if it does at all)."""
+
+    def __init__(self, name: str, then: Callable[[types.ModuleType], None]) -> None:
+        self.name, self.then = name, then
 
     def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
-        if fullname != "matplotlib.pyplot":
+        if fullname != self.name:
             return None
         from importlib.machinery import PathFinder
 
@@ -536,23 +549,30 @@ class _PyplotShow:
 
         def exec_module(module: types.ModuleType) -> None:
             original(module)
-
-            def show(*args: object, **kwargs: Any) -> None:
-                if _REPORT is not None:
-                    _REPORT.figures()
-                else:
-                    original_show(**kwargs)
-
-            original_show = module.show
-            module.show = show  # type: ignore[attr-defined]
+            self.then(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
+def _patch_show(pyplot: types.ModuleType) -> None:
+    """``pyplot.show`` takes what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts
+    the figures in the report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a
+    standard backend."""
+    original_show = pyplot.show
+
+    def show(*args: object, **kwargs: Any) -> None:
+        if _REPORT is not None:
+            _REPORT.figures()
+        else:
+            original_show(**kwargs)
+
+    pyplot.show = show  # type: ignore[attr-defined]
+
+
 def _matplotlib_backend() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
-    sys.meta_path.insert(0, _PyplotShow())
+    sys.meta_path.insert(0, _OnImport("matplotlib.pyplot", _patch_show))
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -723,15 +743,15 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
     stopped = ""
     cells = _labelled(spec, "cells")
-    rng: dict[str, Any] = {}  # the random state received (RNG_STATE)
+    state: dict[str, Any] = {}  # the process state received (PROCESS_STATE)
     try:
         _run_cells(_labelled(spec, "prelude"), namespace)
         for name, key in spec["inputs"].items():
             artifact = inputs["artifacts"][key]["artifacts"][0]
             value = load_value(name, local_path(artifact["uri"]))
-            if name == RNG_STATE:
-                rng = value  # type: ignore[assignment]
-                _set_rng_state(rng)
+            if name == PROCESS_STATE:
+                state = value  # type: ignore[assignment]
+                _set_process_state(state)
             else:
                 namespace[name] = value
         for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
@@ -747,8 +767,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     out_artifacts: dict[str, Any] = {}
     for name, key in spec["outputs"].items():
         artifact = outputs["artifacts"][key]["artifacts"][0]
-        if name == RNG_STATE:
-            meta = save_value(name, _rng_state(rng), local_path(artifact["uri"]), shared)
+        if name == PROCESS_STATE:
+            meta = save_value(name, _process_state(state), local_path(artifact["uri"]), shared)
         elif name not in namespace and stopped:
             meta = _save_missing(name, local_path(artifact["uri"]), f"{stopped} before setting it")
         elif name not in namespace:
