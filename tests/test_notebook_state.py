@@ -153,3 +153,20 @@ def test_importing_python_control_makes_its_steps_keep_the_process_state(make_nb
     result = build(nb)
     assert (PROCESS_STATE, "a") in inputs(result, "b")
     assert PROCESS_STATE not in {e.name for e in result.pipeline.step("a").inputs}
+
+
+def test_a_catalog_component_after_a_seed_gets_only_its_arguments(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["pipeline-parameters"], "limit = 0.2"),
+            (["step:data"], "import numpy as np\nnp.random.seed(0)\nref_path = 'ref.csv'\ncur_path = 'cur.csv'"),
+            (
+                ["component:data-drift-check"],
+                "reference = ref_path\ncurrent = cur_path\ncolumn = 'x'\nthreshold = limit",
+            ),
+            (["step:decide"], "verdict = 'drift' if drifted else 'stable'\nx = np.random.rand()"),
+        ]
+    )
+    result = build(nb)
+    assert {e.name for e in result.pipeline.step("data_drift_check").inputs} == {"ref_path", "cur_path"}
+    assert (PROCESS_STATE, "data") in inputs(result, "decide")

@@ -51,6 +51,7 @@ class Facts:
     # seeds the global random state (np.random.seed, random.seed...) or imports a library with process state
     process_state: bool = False
     formula_names: set[str] = field(default_factory=set)  # names in formula strings: variables, or data columns
+    call: bool = False  # a catalog component's call: it takes its arguments and nothing else
 
     def free(self) -> set[str]:
         """Names this code needs from outside (builtins excluded)."""

@@ -226,8 +226,11 @@ class _Carried:
     def resolve(self) -> None:
         pre = self.preludes
         start = {n for n, s in self.steps.items() if s.facts.process_state or pre.get(n, self.prelude).process_state}
-        keep = {n for n in self.steps if n in start or self.anc[n] & start}  # steps that keep the process state
+        code = {n for n, s in self.steps.items() if not s.facts.call}  # a component takes only its arguments
+        keep = {n for n in code if n in start or self.anc[n] & start}  # the steps that keep the process state
         for step in sorted(self.steps.values(), key=lambda s: (len(self.anc[s.name]), s.order)):
+            if step.name not in code:
+                continue
             if step.name in keep:
                 self._receive(step, PROCESS_STATE, keep)
             self._functions_globals(step)
