@@ -29,6 +29,29 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+GIT_ENV = {  # commits with a fixed author, untouched by the machine's git configuration
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` (new repositories on branch main); its stdout, stripped. Raises on failure."""
+    done = subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 @pytest.fixture
 def make_nb(tmp_path: Path) -> Callable[..., Path]:
     def make(cells: list[Cell], name: str = "nb.ipynb", metadata: dict[str, Any] | None = None) -> Path:

@@ -329,7 +329,7 @@ def test_kale_metadata_is_honoured(make_nb: Make) -> None:
     assert p.step("a").image == "other:2" and p.step("b").image == "registry.local/base:1"
     assert not p.step("a").caching
     assert p.step("b").labels == (("team", "ml"),)
-    assert p.step("b").resources.get("cpu") == "2"
+    assert dict(p.step("b").resources.limits)["cpu"] == "2"
 
 
 def test_notebook_without_step_tags_is_one_step(make_nb: Make) -> None:
@@ -358,6 +358,13 @@ def test_bad_input_is_located(make_nb: Make, cells: list, fragment: str, cell: i
 def test_step_names_that_clash_in_kfp_are_rejected(make_nb: Make) -> None:
     msgs = errors_of(make_nb([(["step:load_data"], "x = 1"), (["step:load-data"], "y = 2")]))
     assert any("same KFP task name" in m for m in msgs)
+
+
+def test_steps_whose_names_clean_to_the_fallback_clash_with_a_step_of_that_name(make_nb: Make) -> None:
+    # `_` has no letter or digit: its KFP task name is the fallback "step", which a step may be named too.
+    # Both used to compile, into a spec where the second task depended on itself and the first was gone.
+    msgs = errors_of(make_nb([(["step:_"], "x = 1"), (["step:step"], "print(x)")]))
+    assert any("NB019" in m and "'_' and 'step'" in m and "cell 2" in m for m in msgs), msgs
 
 
 def test_foreign_tags_are_ignored(make_nb: Make) -> None:

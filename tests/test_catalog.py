@@ -18,10 +18,10 @@ import yaml
 
 from conftest import run_local
 from nb2kfp.backends import kfp_spec
+from nb2kfp.catalog import lookup as catalog
 from nb2kfp.commands import catalog as catalog_cmd
 from nb2kfp.config import find_settings
 from nb2kfp.errors import NotebookError
-from nb2kfp.frontend import catalog
 from nb2kfp.frontend.builder import build
 
 Make = Callable[..., Path]
@@ -104,7 +104,7 @@ def test_call_compiles_to_the_copied_component_wired_to_the_steps(make_nb: Make,
     [
         ("reference = ref_path\ncurrent = cur_path\ncolum = 'x'", "NB091", "did you mean 'column'?"),
         ("reference = ref_path\ncolumn = 'x'", "NB092", "missing required input(s): current"),
-        ("reference = ref_path\ncurrent = cur_path\ncolumn = 3", "NB093", "a STRING parameter, got a int"),
+        ("reference = ref_path\ncurrent = cur_path\ncolumn = 3", "NB093", "a str parameter, got a int"),
         ("reference = 'ref.csv'\ncurrent = cur_path\ncolumn = 'x'", "NB093", "an artifact (system.Dataset)"),
         ("reference = ref_path\ncurrent = cur_path\ncolumn = 'x'\nthreshold = shift + 1", "NB094", "give a literal"),
         ("reference = ref_path\ncurrent = cur_path\ncolumn = shift", "NB093", "parameter 'shift' is a int"),

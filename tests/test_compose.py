@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from nb2kfp.backends import kfp_spec
-from nb2kfp.commands.lint import diagnostics_for
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
+from nb2kfp.service import diagnostics as diagnostics_for
 
 Make = Callable[..., Path]
 
@@ -65,6 +65,15 @@ def test_included_steps_are_inlined_in_order_with_parameters_and_variables(make_
     assert kfp_spec.step_spec(p, p.step("report"))["prelude"] == []
     doc = next(yaml.safe_load_all(kfp_spec.render(p)))
     assert doc["root"]["dag"]["tasks"]["sub-prep"]["dependentTasks"] == ["start"]
+
+
+def test_an_included_step_whose_task_name_an_own_step_has_is_located(make_nb: Make) -> None:
+    make_nb(SUB, name="sub.ipynb")
+    nb = make_nb([(["step:start"], "x = 1"), (["notebook:sub.ipynb"], ""), (["step:sub_prep"], "print(x)")])
+    with pytest.raises(NotebookError) as info:
+        build(nb)
+    [found] = [d for d in info.value.errors if d.code == "NB085"]
+    assert "'sub__prep' and 'sub_prep'" in found.message and "'sub-prep'" in found.message and found.cell == 3
 
 
 def test_kale_metadata_path_wins_over_the_tag(make_nb: Make, tmp_path: Path) -> None:

@@ -162,12 +162,13 @@ def test_plan_agrees_that_markdown_changes_nothing(make_nb: Make) -> None:
 
 
 def test_compile_check_is_fresh_after_a_markdown_edit(make_nb: Make, tmp_path: Path) -> None:
-    from nb2kfp.commands.compile import compile_notebook, is_fresh
+    from nb2kfp.commands.compile import is_fresh
     from nb2kfp.config import Settings
+    from nb2kfp.service import compile_notebook
 
     nb = make_nb(_CELLS, name="c.ipynb")
     target = tmp_path / "c.pipeline.yaml"
-    target.write_text(compile_notebook(nb, target, Settings()).text, encoding="utf-8")
+    target.write_text(compile_notebook(nb, Settings()).spec(), encoding="utf-8")
     cells = list(_CELLS)
     cells.insert(0, ([], "# Title", "markdown"))
     make_nb(cells, name="c.ipynb")
@@ -237,7 +238,7 @@ def make_kale_composition(make_nb: Make) -> Path:
 
 
 def test_kale_composition_resolves_names_against_the_notebooks_above(make_nb: Make) -> None:
-    from nb2kfp.commands.lint import diagnostics_for
+    from nb2kfp.service import diagnostics as diagnostics_for
 
     main = make_kale_composition(make_nb)
     p = build(main).pipeline
@@ -253,7 +254,7 @@ def test_kale_composition_resolves_names_against_the_notebooks_above(make_nb: Ma
 
 
 def test_kale_composition_name_nothing_above_sets_is_located_in_the_included_notebook(make_nb: Make) -> None:
-    from nb2kfp.commands.lint import diagnostics_for
+    from nb2kfp.service import diagnostics as diagnostics_for
 
     main = make_kale_composition(make_nb)
     make_nb([(["step:evaluate"], "score = modell['mean']")], name="c_eval.ipynb")

@@ -260,7 +260,7 @@ def test_workspace_is_shared_by_every_step_and_runs_under_kfp_local(make_nb: Mak
 
 
 def test_runtime_is_in_the_spec_once(tmp_path: Path) -> None:
-    """The 17 KB step runtime once per spec, not once per step: a 200-step pipeline stays well under
+    """The ~40 KB step runtime once per spec, not once per step: a 200-step pipeline stays well under
     Kubernetes' ~1.5 MiB object limit (it was 4.3 MB with the runtime in every step's command)."""
     cells = [(["step:s0"], "x0 = 1")] + [
         ([f"step:s{i}", f"prev:s{i - 1}"], f"x{i} = x{i - 1} + 1") for i in range(1, 200)
@@ -278,7 +278,7 @@ def test_runtime_is_in_the_spec_once(tmp_path: Path) -> None:
 def test_steps_in_a_built_step_image_run_the_runtime_inside_it(make_nb: Make) -> None:
     """After `nb2kfp build` (pin), steps on the built image run /opt/nb2kfp/step.py from it: no runtime in the
     spec at all when every step uses it; a step with its own image: tag still gets the shared copy."""
-    from nb2kfp.commands.build import pin
+    from nb2kfp.service import pin
 
     built = "registry.example.com/ml/p@sha256:" + "0" * 64
     only = make_nb([(["step:a"], "x = 1"), (["step:b", "prev:a"], "print(x)")])

@@ -56,6 +56,10 @@ def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProc
 
 
 def outputs(notebook: Path) -> list[dict[str, object]]:
+    """The outputs of a step report, which must be a notebook nbformat accepts."""
+    import nbformat
+
+    nbformat.validate(nbformat.read(notebook, as_version=4))
     return [o for cell in json.loads(notebook.read_text())["cells"] for o in cell["outputs"]]
 
 

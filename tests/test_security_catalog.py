@@ -18,9 +18,10 @@ from typing import ClassVar
 
 import pytest
 
+from nb2kfp.catalog import lookup as catalog
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
-from nb2kfp.frontend import catalog
+from nb2kfp.frontend.builder import build
 
 Make = Callable[..., Path]
 BUNDLED = Path(catalog.bundled_dir())
@@ -30,10 +31,13 @@ SECRET_BODY = b"INTERNAL-SECRET-BODY\nline two"
 
 class _Catalog(BaseHTTPRequestHandler):
     requests: ClassVar[list[str]] = []
+    down: ClassVar[bool] = False  # every path answers 503 (the catalog is unreachable)
 
     def do_GET(self) -> None:
         type(self).requests.append(self.path)
-        if self.path.startswith("/ok/"):
+        if type(self).down:
+            self._send(503, b"down")
+        elif self.path.startswith("/ok/"):
             self._send(200, COMPONENT if self.path.endswith("/2.0.yaml") else b"", 404)
         elif self.path.startswith("/broken/"):
             self._send(200, b"components: [" + SECRET_BODY)
@@ -82,6 +86,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("NB2KFP_CATALOG_TIMEOUT", "2")
     monkeypatch.delenv(catalog.ALLOWED_ENV, raising=False)
     _Catalog.requests = []
+    _Catalog.down = False
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Catalog)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -176,8 +181,8 @@ def test_under_serve_only_the_servers_urls_are_fetched(server: str, monkeypatch:
 
 
 def test_serve_passes_its_allow_list_to_the_ci_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nb2kfp.commands.serve import _ci_env
     from nb2kfp.delivery.queue import Event
+    from nb2kfp.delivery.worker import _ci_env
 
     monkeypatch.delenv("NB2KFP_SERVE_CATALOG_URLS", raising=False)
     event = Event("push", "42", "g/p", "refs/heads/main", "0" * 40, "ab" * 20)
@@ -202,3 +207,40 @@ def test_each_ci_job_fetches_what_its_notebooks_call(server: str, make_nb: Make,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _Catalog.requests == ["/ok/comp/2.0.yaml"]
     assert list((tmp_path / "out").rglob("*.pipeline.yaml"))
+
+
+def test_an_old_cached_component_or_a_failed_fetch_is_said_with_its_age(
+    server: str, make_nb: Make, tmp_path: Path
+) -> None:
+    settings_file(tmp_path, [f"{server}/ok"])
+    settings = find_settings(tmp_path)
+    nb = make_nb(
+        [
+            (["step:data"], "ref = 'r.csv'\ncur = 'c.csv'"),
+            (["component:comp@2.0"], "reference = ref\ncurrent = cur\ncolumn = 'x'"),
+        ]
+    )
+    found = catalog.find("comp", "2.0", [], [f"{server}/ok"], fetch=True)
+    assert found is not None
+
+    def stale() -> list[str]:
+        diags = build(nb, settings).diagnostics
+        return [d.format() for d in diags if d.code == "NB097"]
+
+    assert stale() == []  # just fetched
+    cached = Path(found.call.file)
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(cached, (ten_days_ago, ten_days_ago))
+    [msg] = stale()
+    assert "cell 2" in msg and "10 days ago" in msg and "nb2kfp catalog fetch" in msg and "warning" in msg, msg
+    _Catalog.down = True  # offline: the fetch fails, the old copy stays, and lint says so
+    with pytest.raises(ValueError, match="HTTP 503"):
+        catalog.find("comp", "2.0", [], [f"{server}/ok"], fetch=True)
+    [msg] = stale()
+    assert "10 days ago" in msg and "the last fetch failed (HTTP 503)" in msg, msg
+    os.utime(cached)  # even a recent copy is reported while the last fetch failed
+    [msg] = stale()
+    assert "the last fetch failed" in msg, msg
+    _Catalog.down = False
+    catalog.find("comp", "2.0", [], [f"{server}/ok"], fetch=True)
+    assert stale() == []

@@ -46,6 +46,24 @@ def test_the_parser_takes_image_references(text: str) -> None:
     assert str(parse(text)) == text
 
 
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("python:3.11-slim", ""),  # Docker Hub: `split("/")[0]` read the tag as a host
+        ("library/python", ""),
+        ("nb2kfp/mlserver:abc", ""),
+        ("localhost/x", "localhost"),  # no '.' or ':', still a registry
+        ("localhost:5055/a/b:1", "localhost:5055"),
+        ("registry.example.com/ml/x@sha256:" + "ab" * 32, "registry.example.com"),
+        ("[::1]:5000/x", "[::1]:5000"),
+    ],
+)
+def test_the_registry_host_of_a_reference(text: str, host: str) -> None:
+    from nb2kfp.images.ref import host as host_of
+
+    assert host_of(text) == host
+
+
 def test_injected_base_image_in_notebook_metadata_is_a_located_error(make_nb: Make) -> None:
     nb = make_nb([(["step:a"], "x = 1")], metadata={"kubeflow_notebook": {"base_image": INJECTED}})
     with pytest.raises(NotebookError) as info:

@@ -82,7 +82,7 @@ def _bare_repo(root: Path) -> tuple[Path, str]:
 
 def test_checkout_never_hands_a_payload_value_to_git_as_an_option(tmp_path: Path) -> None:
     """Even an Event that skipped validation (built directly) cannot make git run a command."""
-    from nb2kfp.commands.serve import checkout
+    from nb2kfp.delivery.worker import checkout
 
     bare, _ = _bare_repo(tmp_path)
     marker = tmp_path / "pwned"
@@ -95,7 +95,7 @@ def test_checkout_never_hands_a_payload_value_to_git_as_an_option(tmp_path: Path
 
 @pytest.mark.parametrize("local", ["{bare}", "file://{bare}", "ext::sh -c touch% {marker}", "--upload-pack=x"])
 def test_local_and_odd_repository_urls_are_refused_unless_the_server_allows(tmp_path: Path, local: str) -> None:
-    from nb2kfp.commands.serve import checkout
+    from nb2kfp.delivery.worker import checkout
 
     bare, sha = _bare_repo(tmp_path)
     marker = tmp_path / "pwned"
@@ -108,6 +108,26 @@ def test_local_and_odd_repository_urls_are_refused_unless_the_server_allows(tmp_
     if not local.startswith(("ext", "-")):
         tree, commit = checkout(event, tmp_path / "repos", None, allow_local=True)
         assert commit == sha and (tree / "a.txt").read_text() == "a\n"
+
+
+def test_the_files_a_push_changed_keep_their_names(tmp_path: Path) -> None:
+    """A notebook named with non-ASCII letters: git quotes such paths ("\\303\\244...") unless told not to, and the
+    quoted name matched no notebook, so the push built nothing."""
+    from nb2kfp.delivery.worker import changed_files, checkout
+
+    bare, first = _bare_repo(tmp_path)
+    work = tmp_path / "work"
+    (work / "ä analysis.ipynb").write_text("{}\n")
+    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "b"], cwd=work, check=True)
+    subprocess.run(["git", "push", "-q", str(bare), "main"], cwd=work, check=True)
+    second = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True).stdout.strip()
+    event = Event("push", "42", "g/p", "refs/heads/main", first, second)
+    event.payload["project"] = {"git_http_url": str(bare)}
+    tree, commit = checkout(event, tmp_path / "repos", None, allow_local=True)
+    assert commit == second
+    assert changed_files(tree, first, commit) == ["ä analysis.ipynb"]
+    assert changed_files(tree, "0" * 40, commit) is None  # a new branch: everything
 
 
 # ---------------------------------------------------------------- case 8: receiver faults
@@ -143,8 +163,8 @@ def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: P
     """A second connection holds SQLite's write lock (a real SQLITE_BUSY on every write of the worker)."""
     import sqlite3
 
-    from nb2kfp.commands.serve import Workers
     from nb2kfp.delivery.webhook import Metrics
+    from nb2kfp.delivery.worker import Workers
 
     queue = EventQueue(tmp_path / "queue.sqlite3", busy_timeout=0.05)
     config = ServeConfig(secret=SECRET, projects=frozenset({"42"}))
@@ -178,8 +198,8 @@ def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: P
 def test_an_event_claimed_too_often_is_marked_failed_without_running(tmp_path: Path) -> None:
     import sqlite3
 
-    from nb2kfp.commands.serve import MAX_ATTEMPTS, Workers
     from nb2kfp.delivery.webhook import Metrics
+    from nb2kfp.delivery.worker import MAX_ATTEMPTS, Workers
 
     queue = EventQueue(tmp_path / "queue.sqlite3")
     queue.put(Event.from_payload(push(), "k1"))
@@ -270,3 +290,24 @@ def test_refs_are_judged_as_git_check_ref_format_judges_them(name: str) -> None:
     except ValueError:
         ours = False
     assert ours == git_says, (ref, git_says)
+
+
+def test_an_expired_lease_is_reclaimed_without_a_restart(queue: EventQueue) -> None:
+    """A worker that died or hangs holds its event (and so its project) only until its lease runs out: the next
+    claim queues it again and takes it; the lost worker's late result is not recorded over the new claim's."""
+    queue.put(Event.from_payload(push(), "k1"))
+    lost = queue.claim("worker-a", lease_seconds=-1)  # a lease that has already run out
+    assert lost is not None and lost.attempts == 1
+    again = queue.claim("worker-b", lease_seconds=3600)
+    assert again is not None and (again.id, again.attempts) == (lost.id, 2)
+    assert not queue.done(lost.id, "worker-a", True, "late result of the lost worker")
+    assert [(r.status, r.message) for r in queue.records()] == [("in_progress", None)]
+    assert queue.done(again.id, "worker-b", False, "failed: the retry's result")
+    assert [(r.status, r.message) for r in queue.records()] == [("failed", "failed: the retry's result")]
+
+
+def test_a_live_lease_keeps_the_project_busy(queue: EventQueue) -> None:
+    queue.put(Event.from_payload(push(), "k1"))
+    queue.put(Event.from_payload(push(ref="refs/heads/other"), "k2"))  # same project, another branch
+    assert queue.claim("worker-a", lease_seconds=3600) is not None
+    assert queue.claim("worker-b", lease_seconds=3600) is None  # one event per project at a time

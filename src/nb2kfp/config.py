@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from nb2kfp.clients.registry import is_loopback
 from nb2kfp.errors import UsageError
+from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.images import ref as imageref
 from nb2kfp.ir import DEFAULT_IMAGE
 
@@ -57,16 +58,16 @@ class Settings:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def find_settings(start: Path) -> Settings:
-    """Settings for a notebook in folder ``start`` (defaults when no file sets any)."""
+def find_settings(start: Path, loader: Loader = WORK_TREE) -> Settings:
+    """Settings for a notebook in folder ``start`` (defaults when no file sets any), files read through ``loader``."""
     folder = start.resolve()
     for candidate in [folder, *folder.parents]:
         toml_file = candidate / "nb2kfp.toml"
-        if toml_file.is_file():
-            return _parse(toml_file, _read(toml_file))
+        if loader.is_file(toml_file):
+            return _parse(toml_file, _read(toml_file, loader))
         project = candidate / "pyproject.toml"
-        if project.is_file():
-            table = _read(project).get("tool", {}).get("nb2kfp")
+        if loader.is_file(project):
+            table = _read(project, loader).get("tool", {}).get("nb2kfp")
             if isinstance(table, dict):
                 return _parse(project, table)
         if (candidate / ".git").exists():
@@ -74,9 +75,9 @@ def find_settings(start: Path) -> Settings:
     return Settings()
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, loader: Loader = WORK_TREE) -> dict[str, Any]:
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(loader.read(path).decode("utf-8"))
         return data
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read settings: {exc}") from None

@@ -1,19 +1,27 @@
 """The one place nb2kfp runs git: a small wrapper over the git command line (no shell).
 
 Paths given to and returned by these functions are relative to the repository root, with ``/``
-separators, as git prints them. Every failure becomes a one-line :class:`RunError`.
+separators, as git prints them. Every failure becomes a one-line :class:`RunError`; every call is bounded
+by GIT_TIMEOUT. The webhook's clones (:func:`fetch_commit`) run git with :func:`remote_env`: no prompts, only
+the allowed transports, the token as an HTTP header (never in a URL, a command line or a message).
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from nb2kfp.errors import RunError
+from nb2kfp.security.masking import Masker
 
-ZERO_SHA = "0" * 40
+GIT_TIMEOUT = 600
+# never passed on to git (it could hand them to hooks or helpers)
+_SECRET_VARIABLES = ("NB2KFP_WEBHOOK_SECRET", "NB2KFP_WEBHOOK_SIGNING_TOKEN", "NB2KFP_GIT_TOKEN")
+
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}", re.ASCII)
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
@@ -55,28 +63,79 @@ def check_remote_url(url: object, allow_local: bool) -> str:
     )
 
 
-def _git(args: list[str], cwd: Path | str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def _git(
+    args: list[str],
+    cwd: Path | str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    mask: Masker | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     cmd = ["git", "-c", "core.quotepath=off", *args]
+    shown = mask or Masker()
     try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, check=False)
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False, timeout=GIT_TIMEOUT)
     except FileNotFoundError:
-        raise RunError("git is not installed (needed to compare with another commit)") from None
+        raise RunError("git is not installed") from None
     except NotADirectoryError:
         raise RunError(f"git {args[0]}: {cwd} is not a folder") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RunError(shown(f"git {args[0]}: {exc}")) from None
     if check and done.returncode != 0:
-        raise RunError(f"git {args[0]}: {_first_line(done.stderr) or f'exit code {done.returncode}'}")
+        raise RunError(shown(f"git {args[0]}: {_last_line(done.stderr) or f'exit code {done.returncode}'}"))
     return done
 
 
-def _first_line(data: bytes) -> str:
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.strip():
-            return line.strip().removeprefix("fatal: ").removeprefix("error: ")
-    return ""
+def _last_line(data: bytes) -> str:
+    """What git says last on failure ("fatal: ..."), which names the cause (earlier lines are remote chatter)."""
+    lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines else ""
+
+
+def remote_env(token: str | None, allow_local: bool = False) -> dict[str, str]:
+    """Environment for git against a remote: no prompts, only network transports (and local ones when the server
+    allows them), and the token (if any) as an HTTP header that git never logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_VARIABLES)}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", GIT_PROTOCOL_FROM_USER="0")
+    env["GIT_ALLOW_PROTOCOL"] = "https:http:ssh:git" + (":file" if allow_local else "")
+    if token:
+        basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
+    return env
+
+
+def fetch_commit(tree: Path, url: str, sha: str, token: str | None, allow_local: bool = False) -> str:
+    """Fetch the repository at ``url`` into the clone at ``tree`` (made if missing) and check out commit ``sha``,
+    cleanly; its full id. ``url`` and ``sha`` come checked (:func:`check_remote_url`, :func:`check_sha`) and reach
+    git after ``--end-of-options`` where git takes options."""
+    env, mask = remote_env(token, allow_local), Masker(token)
+
+    def git(*args: str, check: bool = True) -> str:
+        return _git(list(args), tree, check, env, mask).stdout.decode("utf-8", "replace")
+
+    tree.mkdir(parents=True, exist_ok=True)
+    if not (tree / ".git").is_dir():
+        git("init", "-q")
+    git("remote", "remove", "origin", check=False)
+    git("remote", "add", "origin", "--end-of-options", url)
+    git(
+        "fetch", "-q", "--prune", "--force", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"
+    )
+    if not has_commit(sha, tree):
+        git("fetch", "-q", "--end-of-options", "origin", sha, check=False)  # pushed over since: ask for it
+        if not has_commit(sha, tree):
+            raise RunError(f"commit {sha[:12]} is no longer in the repository")
+    commit = rev_parse(sha, tree)
+    git("checkout", "-q", "--force", "--detach", commit)
+    git("clean", "-q", "-ffdx")
+    return commit
 
 
 def is_zero(ref: str | None) -> bool:
-    """An empty or all-zeros commit id, as GitLab sends for a new or deleted branch."""
+    """An empty or all-zeros commit id, as GitLab sends for a new or deleted branch: the one test for it."""
     return not ref or set(ref) == {"0"}
 
 
@@ -98,7 +157,8 @@ def rev_parse(ref: str, cwd: Path | str) -> str:
     return done.stdout.decode("ascii").strip()
 
 
-def _resolves(ref: str, cwd: Path | str) -> bool:
+def has_commit(ref: str, cwd: Path | str) -> bool:
+    """Whether ``ref`` names a commit this repository has."""
     args = ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]
     return _git(args, cwd, check=False).returncode == 0
 
@@ -133,7 +193,7 @@ def changed_files(base: str | None, head: str, cwd: Path | str) -> list[str]:
     With no usable base (empty, all zeros as GitLab sends for a new branch, or a commit this clone
     does not have, e.g. in a shallow clone) every file tracked at ``head`` counts as changed.
     """
-    if base is None or is_zero(base) or not _resolves(base, cwd):
+    if base is None or is_zero(base) or not has_commit(base, cwd):
         return tracked_files(head, cwd)
     out = _git(["diff", "--name-only", "--no-renames", "-z", rev_parse(base, cwd), rev_parse(head, cwd)], cwd).stdout
     return sorted({p.decode("utf-8") for p in out.split(b"\0") if p})

@@ -74,13 +74,10 @@ class Toleration:
 
 @dataclass(frozen=True)
 class Resources:
-    """Kubernetes resource limits as written in ``limit:`` tags, e.g. ``("cpu", "2")``."""
+    """Kubernetes resource limits and requests as written in ``limit:`` and ``request:`` tags, e.g. ``("cpu", "2")``."""
 
     limits: tuple[tuple[str, str], ...] = ()
     requests: tuple[tuple[str, str], ...] = ()
-
-    def get(self, name: str) -> str | None:
-        return dict(self.limits).get(name)
 
 
 @dataclass(frozen=True)
@@ -106,21 +103,23 @@ class ComponentArg:
 class ComponentPort:
     name: str
     kind: Literal["parameter", "artifact"]
-    type: str  # KFP parameterType (STRING, NUMBER_DOUBLE, ...) or artifact schemaTitle
+    type: str  # a parameter's ParamType (int, float, str, bool, list, dict); an artifact's type (system.Dataset ...)
 
 
 @dataclass(frozen=True)
 class ComponentCall:
-    """A prebuilt KFP component (``component:NAME[@VERSION]`` cell), copied into the spec as written."""
+    """A prebuilt component from the catalog (``component:NAME[@VERSION]`` cell). The spec writer copies it from
+    its file as written (:func:`nb2kfp.catalog.lookup.documents`); the IR holds what the notebook needs."""
 
     name: str
     version: str
-    component: str  # JSON text of its componentSpec
-    executor: str  # JSON text of its deploymentSpec executor
     args: tuple[ComponentArg, ...] = ()
     inputs: tuple[ComponentPort, ...] = ()
     outputs: tuple[ComponentPort, ...] = ()
-    source: str = ""  # where the component file was found
+    source: str = ""  # where the component file was found, as shown to users (a path, URL or nb2kfp:catalog/...)
+    file: str = ""  # the local file read (a catalog folder's, the URL catalog cache's, or the bundled one)
+    sha256: str = ""  # of its content: the spec writer reads the same file again, and it identifies the component
+    image: str = ""  # the container image it runs
 
     def output(self, name: str) -> ComponentPort | None:
         return next((p for p in self.outputs if p.name == name), None)
@@ -135,7 +134,7 @@ class Export:
 
     name: str
     kind: Literal["parameter", "file"]
-    type: str  # KFP parameterType or artifact schemaTitle the consuming component declares
+    type: str  # the consuming component's port type: a ParamType, or an artifact type (system.Dataset ...)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ NB2KFP_TEST_BASE_IMAGE (written by .ci/services.sh); skipped without them, a fai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,56 @@ def test_second_build_of_an_unchanged_notebook_builds_and_pushes_nothing(
     assert spec.count(f"image: {record['image']}") == 4  # every step pinned by digest
 
 
+def test_ci_all_with_every_phase_compiles_each_notebook_once(
+    project: Path, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lint, compile, build (a real image in the registry), publish (KFP double) and report (a plan against the merge
+    request base): the notebook's IR is built once for the run, and once more as of the base for the plan."""
+    from collections import Counter
+    from typing import Any
+
+    from conftest import git
+    from doubles.kfp_server import KfpServer
+    from nb2kfp.commands import ci
+    from nb2kfp.frontend import builder
+
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first")
+    base = git(project, "rev-parse", "HEAD")
+    raw = json.loads((project / "wordcount.ipynb").read_text())
+    step = next(c for c in raw["cells"] if any(t.startswith("step:") for t in c["metadata"].get("tags", [])))
+    step["source"] = "".join(step["source"]) + "\nedited = True\n"
+    (project / "wordcount.ipynb").write_text(json.dumps(raw))
+    git(project, "commit", "-qam", "second")
+    monkeypatch.chdir(project)
+    for name in ("NB2KFP_GITLAB_TOKEN", "GITLAB_TOKEN", "CI_MERGE_REQUEST_IID", "CI_COMMIT_BEFORE_SHA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CI_MERGE_REQUEST_DIFF_BASE_SHA", base)
+    monkeypatch.setenv("CI_COMMIT_SHA", git(project, "rev-parse", "HEAD"))
+    monkeypatch.setenv("NB2KFP_REGISTRY_USER", services["NB2KFP_TEST_REGISTRY_USER"])
+    monkeypatch.setenv("NB2KFP_REGISTRY_PASSWORD_FILE", services["NB2KFP_TEST_REGISTRY_PASSWORD_FILE"])
+    monkeypatch.setenv("NB2KFP_KFP_TOKEN", "kfp-token-ci-all")
+    builds: Counter[str] = Counter()
+    real = builder.build
+
+    def counting(path: str | Path, *args: Any, **kwargs: Any) -> builder.Result:
+        work_tree = kwargs.get("loader", builder.WORK_TREE) is builder.WORK_TREE and "data" not in kwargs
+        builds["work tree" if work_tree else "at the base"] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(builder, "build", counting)
+    lines: list[str] = []
+    with KfpServer(token="kfp-token-ci-all") as kfp:
+        code = ci.run("all", "*.ipynb", project / "out", unique(services), kfp.url, lines.append)
+        assert code == 0, "\n".join(lines)
+        assert kfp.versions_of("wordcount")
+    assert builds == {"work tree": 1, "at the base": 1}
+    entry = json.loads((project / "out" / "ci.json").read_text())["notebooks"]["wordcount.ipynb"]
+    assert entry["status"] == "success" and "@sha256:" in entry["image"] and entry["kfp_url"]
+    assert any("changed" in line and "runs (changed: code)" in line for line in lines)  # the plan in the note
+
+
 def test_bad_credentials_are_refused_cleanly_and_leave_no_tag(project: Path, services: dict[str, str]) -> None:
     registry = unique(services)
     proc = nb2kfp(
@@ -147,7 +199,72 @@ def test_build_failure_names_what_failed(project: Path, services: dict[str, str]
     proc = nb2kfp(
         project, services, "build", "wordcount.ipynb", "--registry", unique(services), "--base", "nb2kfp-no-such-base:0"
     )
-    assert proc.returncode == 1 and "building the step image for wordcount failed" in proc.stderr
+    assert proc.returncode == 1
+    assert "base image nb2kfp-no-such-base:0: not in the Docker engine, and pulling it failed" in proc.stderr
+
+
+@pytest.fixture
+def engine_images() -> Iterator[list[str]]:
+    """Image references a test makes in the engine: removed after it."""
+    import docker
+
+    made: list[str] = []
+    yield made
+    client = docker.from_env()
+    for ref in made:
+        with contextlib.suppress(docker.errors.APIError):  # never made (the test failed before) or already gone
+            client.images.remove(ref, noprune=False)
+
+
+def test_the_tag_is_the_same_when_the_first_build_pulled_the_base(
+    project: Path, services: dict[str, str], engine_images: list[str]
+) -> None:
+    """The tag hashes the base image's id: a first build that finds no base in the engine pulls it before
+    hashing, so the next build (which finds it) computes the same tag and builds nothing."""
+    import docker
+
+    client = docker.from_env()
+    registry = unique(services)
+    base = f"{registry}/base:1"
+    auth = {"username": services["NB2KFP_TEST_REGISTRY_USER"], "password": password(services)}
+    client.images.get(services["NB2KFP_TEST_BASE_IMAGE"]).tag(base)
+    assert "error" not in client.images.push(base, auth_config=auth)
+    client.images.remove(base)  # the engine no longer has it under this name: the build must pull it
+    engine_images.append(base)
+    records = []
+    for _ in range(2):
+        proc = nb2kfp(
+            project, services, "build", "wordcount.ipynb", "--registry", registry, "--base", base, "--output-dir", "out"
+        )
+        assert proc.returncode == 0, proc.stderr
+        records.append(json.loads((project / "out" / "wordcount.image.json").read_text()))
+        engine_images.append(f"{records[-1]['repository']}:{records[-1]['tag']}")
+    assert records[1]["tag"] == records[0]["tag"] and records[1]["digest"] == records[0]["digest"]
+    assert (records[0]["built"], records[1]["built"]) == (True, False)
+
+
+def test_a_base_whose_python_does_not_run_is_an_error_naming_it_and_what_the_probe_said(
+    project: Path, services: dict[str, str], engine_images: list[str]
+) -> None:
+    """Wheels are fetched for the base image's Python: when probing it fails, the build stops and says why
+    (it used to fetch wheels for this machine's Python and build an image whose steps cannot start)."""
+    import docker
+
+    base = f"nb2kfp-test-broken-python:{uuid.uuid4().hex[:10]}"
+    dockerfile = (
+        f"FROM {services['NB2KFP_TEST_BASE_IMAGE']}\n"
+        "RUN mkdir -p /usr/local/bin "
+        "&& printf '#!/bin/sh\\necho this python is broken >&2\\nexit 3\\n' > /usr/local/bin/python3 "
+        "&& chmod +x /usr/local/bin/python3\n"
+    )
+    context = project / "broken"
+    context.mkdir()
+    (context / "Dockerfile").write_text(dockerfile)
+    docker.from_env().images.build(path=str(context), tag=base, network_mode="none", rm=True)
+    engine_images.append(base)
+    proc = nb2kfp(project, services, "build", "wordcount.ipynb", "--registry", unique(services), "--base", base)
+    assert proc.returncode == 1
+    assert f"base image {base}: probing its Python failed (python3 exited with 3: this python is broken)" in proc.stderr
 
 
 def test_model_image_same_digest_zero_bytes_and_no_engine_needed(tmp_path: Path, services: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
+from conftest import IN_CI, git
 from doubles.gitlab_server import GitLabDouble, User
 from nb2kfp import git as nbgit
 from nb2kfp.backends import plan as planner
@@ -33,31 +33,11 @@ pytestmark = pytest.mark.slow
 TOKEN = "glpat-s3cr3t-t0ken-value"
 BOT = User(7, "nb2kfp-bot", "nb2kfp bot")
 HUMAN = User(8, "alice")
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 if shutil.which("git") is None:  # pragma: no cover - git is part of every dev and CI machine
     if IN_CI:
         pytest.fail("CI must provide this: git is not installed", pytrace=False)
     pytest.skip("git is not installed", allow_module_level=True)
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
-        cwd=cwd,
-        env={**os.environ, **GIT_ENV},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def cells(prep: str = "clean = [x * 2 for x in data]") -> list[Cell]:
@@ -147,6 +127,20 @@ def test_mr_note_is_created_once_then_updated_in_place(server: GitLabDouble, rep
     assert len(ours) == 1 and ours[0]["id"] == note_id and ours[0]["body"] == second
     assert [r["method"] for r in server.requests if "/notes" in r["path"]].count("PUT") == 1
     assert len(server.notes[5]) == 2  # alice's note is untouched
+
+
+def test_mr_note_is_never_edited_when_the_bot_user_is_unknown(server: GitLabDouble, repo: dict[str, object]) -> None:
+    """GET /user refused (a token that may not ask, e.g. a job token): a note carrying the marker may be someone
+    else's, quoting it, so the report writes a note of its own and edits none."""
+    quoted = f"quoting {MARKER} in a review"
+    alice = project(server, "alice-token").upsert_mr_note(5, quoted)
+    server.fail_next("GET", r"^/user$", 403)
+    gl = project(server)
+    ours = gl.upsert_mr_note(5, "the report")
+    assert ours != alice
+    assert [r["method"] for r in server.requests if "/notes" in r["path"]].count("PUT") == 0
+    bodies = {n["id"]: n["body"] for n in server.notes[5]}
+    assert bodies == {alice: quoted, ours: f"{MARKER}\nthe report"}
 
 
 def test_two_includes_keep_two_notes(server: GitLabDouble, repo: dict[str, object]) -> None:

@@ -20,6 +20,7 @@ import yaml
 from conftest import EXAMPLES
 from doubles.kfp_server import KfpServer
 from nb2kfp.commands import publish
+from nb2kfp.commands import run as run_command
 from nb2kfp.errors import UsageError
 
 pytestmark = pytest.mark.slow
@@ -192,7 +193,7 @@ def test_publish_finds_endpoint_and_token_where_kfp_users_set_them(
 
 def test_remote_run_follows_steps_to_success(kfp: KfpServer, notebook: Path) -> None:
     lines = Lines()
-    code = publish.remote_run(
+    code = run_command.remote(
         notebook, kfp.url, ["top_n=3"], True, lines.out.append, lines.err.append, poll_seconds=0.01
     )
     assert code == 0, lines.all
@@ -213,7 +214,7 @@ def test_remote_run_failure_exits_1(notebook: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("NB2KFP_KFP_TOKEN", TOKEN)
     with KfpServer(token=TOKEN, fail_task="count") as server:
         lines = Lines()
-        code = publish.remote_run(notebook, server.url, [], True, lines.out.append, lines.err.append, poll_seconds=0.01)
+        code = run_command.remote(notebook, server.url, [], True, lines.out.append, lines.err.append, poll_seconds=0.01)
     assert code == 1
     assert any(line.split() == ["FAILED", "count"] for line in lines.err), lines.err
     assert lines.out[-1].startswith("failed in ")
@@ -222,7 +223,7 @@ def test_remote_run_failure_exits_1(notebook: Path, monkeypatch: pytest.MonkeyPa
 
 def test_remote_run_no_wait_returns_at_once(kfp: KfpServer, notebook: Path) -> None:
     lines = Lines()
-    code = publish.remote_run(notebook, kfp.url, [], False, lines.out.append, lines.err.append)
+    code = run_command.remote(notebook, kfp.url, [], False, lines.out.append, lines.err.append)
     assert code == 0, lines.all
     [run] = kfp.runs.values()
     assert run.polls == 0  # never asked for its state

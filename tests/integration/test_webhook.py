@@ -269,8 +269,8 @@ def test_refuses_bad_requests_and_queues_nothing(data: Path, server_factory: lis
 def test_signature_and_git_token_stay_out_of_argv() -> None:
     """GitLab's signing token (Standard Webhooks: v1,base64 HMAC-SHA256 of id.timestamp.body) and the git token's
     route to git. Not covered: a real GitLab signing a request, and a real HTTP git server reading the header."""
-    from nb2kfp.commands.serve import git_env
     from nb2kfp.delivery.webhook import sign, signature_ok, signing_key
+    from nb2kfp.git import remote_env as git_env
 
     key = signing_key("whsec_" + "a2V5" * 8)
     headers = {"webhook-id": "k1", "webhook-timestamp": str(int(time.time()))}
@@ -308,7 +308,11 @@ def test_push_is_processed_once_and_errors_are_located(
     project.push("feature")
     broken = wait_until_settled(data)[-1]
     assert broken["status"] == "failed"
-    assert "broken.ipynb: cell 2, line 1: error: syntax error" in broken["message"]
+    lines = broken["message"].splitlines()  # from the ci.json the run wrote: the failed notebook, its errors once
+    assert lines[1:] == [
+        "broken.ipynb: does not compile",
+        "broken.ipynb: cell 2, line 1: error: syntax error: invalid syntax [NB031]",
+    ]
     project.push("--delete", "feature")
     deleted = wait_until_settled(data)[-1]
     assert deleted["status"] == "done" and "nothing to build" in deleted["message"]

@@ -1,6 +1,7 @@
 """Catalog components in the pipeline spec: the copied component and its wiring to notebook steps.
 
-A ``component:`` step's componentSpec and executor are copied from its catalog file as KFP wrote them,
+A ``component:`` step's componentSpec and executor are copied from its catalog file as KFP wrote them (the
+catalog reads them again: :func:`nb2kfp.catalog.lookup.documents`),
 under the step's own keys (``comp-<task>``/``exec-<task>``, so two calls never clash). Its inputs are wired
 from literals (constants), pipeline parameters, or the steps that set the variables: a notebook step hands
 a variable out as an extra output parameter (``<name>-param``) or file artifact (``<name>-file``), see
@@ -14,10 +15,9 @@ import copy
 import json
 from typing import Any
 
+from nb2kfp import kfpnames
+from nb2kfp.catalog import lookup
 from nb2kfp.ir import Pipeline, Step
-
-CASTS = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float", "BOOLEAN": "bool"}
-CASTS.update({"LIST": "list", "STRUCT": "dict"})
 
 
 def export_key(name: str, kind: str) -> str:
@@ -27,9 +27,8 @@ def export_key(name: str, kind: str) -> str:
 def documents(step: Step, task: str, resources: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The component's spec and executor, re-keyed for this task; ``resources`` from limit:/request: tags."""
     assert step.component is not None
-    comp = json.loads(step.component.component)
+    comp, executor = lookup.documents(step.component)
     comp["executorLabel"] = f"exec-{task}"
-    executor = json.loads(step.component.executor)
     if resources and "container" in executor:
         executor["container"]["resources"] = {**executor["container"].get("resources", {}), **resources}
     return comp, executor
@@ -94,7 +93,8 @@ def patch_notebook_step(pipeline: Pipeline, step: Step, comp: dict[str, Any], ta
         if e.kind == "parameter":
             _drop(comp, "inputDefinitions", "artifacts", key)
             _drop(task, "inputs", "artifacts", key)
-            comp.setdefault("inputDefinitions", {}).setdefault("parameters", {})[e.name] = {"parameterType": port.type}
+            wanted = {"parameterType": kfpnames.PARAMETER_TYPES[port.type]}
+            comp.setdefault("inputDefinitions", {}).setdefault("parameters", {})[e.name] = wanted
             wiring = {"taskOutputParameter": {"outputParameterKey": e.name, "producerTask": _task_of(producer)}}
             task.setdefault("inputs", {}).setdefault("parameters", {})[e.name] = wiring
         else:
@@ -104,7 +104,8 @@ def patch_notebook_step(pipeline: Pipeline, step: Step, comp: dict[str, Any], ta
     for x in step.exports:
         outputs = comp.setdefault("outputDefinitions", {})
         if x.kind == "parameter":
-            outputs.setdefault("parameters", {})[export_key(x.name, x.kind)] = {"parameterType": x.type}
+            typed = {"parameterType": kfpnames.PARAMETER_TYPES[x.type]}
+            outputs.setdefault("parameters", {})[export_key(x.name, x.kind)] = typed
         else:
             kind = {"artifactType": {"schemaTitle": x.type or "system.Artifact", "schemaVersion": "0.0.1"}}
             outputs.setdefault("artifacts", {})[export_key(x.name, x.kind)] = kind
@@ -132,7 +133,7 @@ def runtime_extras(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         if e.kind == "parameter":
             call = pipeline.step(e.producer).component
             port = call.output(e.name) if call else None
-            params[e.name] = CASTS.get(port.type if port else "", "str")
+            params[e.name] = port.type if port else "str"
         elif e.kind == "path":
             paths[e.name] = input_key(step, e.name)
     if params:
@@ -140,5 +141,13 @@ def runtime_extras(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     if paths:
         extras["paths"] = paths
     if step.exports:
-        extras["exports"] = [[x.name, x.kind, export_key(x.name, x.kind), x.type] for x in step.exports]
+        extras["exports"] = [
+            [
+                x.name,
+                x.kind,
+                export_key(x.name, x.kind),
+                kfpnames.PARAMETER_TYPES[x.type] if x.kind == "parameter" else x.type,
+            ]
+            for x in step.exports
+        ]
     return extras

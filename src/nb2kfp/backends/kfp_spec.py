@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from nb2kfp import __version__
+from nb2kfp import __version__, kfpnames
 from nb2kfp.backends import components as called
 from nb2kfp.backends import step_runtime, yaml_text
 from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
@@ -23,14 +23,6 @@ SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
 REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
 STAMP_PREFIX = "# nb2kfp-stamp: "
-_PARAM_TYPES = {
-    "int": "NUMBER_INTEGER",
-    "float": "NUMBER_DOUBLE",
-    "str": "STRING",
-    "bool": "BOOLEAN",
-    "list": "LIST",  # but see _as_json: as JSON text, since KFP's Struct/List turn ints into doubles
-    "dict": "STRUCT",
-}
 # A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace) travels as JSON text
 # after this prefix, with '$' and '/' escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
 PARAM_PREFIX = "nb2kfp:json:"
@@ -63,7 +55,8 @@ def _as_json(pipeline: Pipeline, param: Parameter) -> bool:
 
 
 def parameter_type(pipeline: Pipeline, param: Parameter) -> str:
-    return "STRING" if _as_json(pipeline, param) else _PARAM_TYPES[param.type]
+    """Its KFP type; lists and dicts as JSON text (STRING), since KFP's Struct/List turn ints into doubles."""
+    return "STRING" if _as_json(pipeline, param) else kfpnames.PARAMETER_TYPES[param.type]
 
 
 def argument(pipeline: Pipeline, param: Parameter, value: ParamValue) -> ParamValue:
@@ -82,8 +75,7 @@ def _safe_json(value: object) -> str:
 
 
 def task_name(step: Step) -> str:
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", step.name.lower()).strip("-")
-    return re.sub(r"-{2,}", "-", cleaned) or "step"
+    return kfpnames.task_name(step.name)
 
 
 def input_key(step: Step, variable: str) -> str:

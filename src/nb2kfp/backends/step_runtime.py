@@ -1,4 +1,4 @@
-"""How nb2kfp's step runtime (:mod:`nb2kfp.runtime.step`, 17 KB) reaches each step of a pipeline spec.
+"""How nb2kfp's step runtime (:mod:`nb2kfp.runtime.step`, ~40 KB) reaches each step of a pipeline spec.
 
 Once per spec, not once per step (200 steps would outgrow Kubernetes' ~1.5 MiB object limit): the source is the
 default of the pipeline input ``nb2kfp-runtime``, wired into every notebook step, whose command is a short
@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from nb2kfp.ir import Step
+from nb2kfp.runtime.step import RUNTIME_FILE
 
 RUNTIME_PARAM = "nb2kfp-runtime"
 IMAGE_RUNTIME = "/opt/nb2kfp/step.py"  # where `nb2kfp build` puts the runtime in step images
@@ -23,7 +24,7 @@ BOOTSTRAP = (
     "import json, sys\n"
     "executor_input = json.loads(sys.argv[sys.argv.index('--executor-input') + 1])\n"
     f"source = executor_input['inputs']['parameterValues']['{RUNTIME_PARAM}']\n"
-    "exec(compile(source, '<nb2kfp runtime>', 'exec'), {'__name__': '__main__'})\n"
+    f"exec(compile(source, {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n"
 )
 
 

@@ -179,10 +179,10 @@ def run(
                 "--host runs on the cluster: it does not go with --docker, --run-dir, --run-name, --json or "
                 "--model-image"
             )
-        from nb2kfp.commands import publish
+        from nb2kfp.commands import run as command
 
         raise typer.Exit(
-            publish.remote_run(
+            command.remote(
                 notebook,
                 host,
                 param or [],

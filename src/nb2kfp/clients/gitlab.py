@@ -149,7 +149,9 @@ class GitLabProject:
 
     def upsert_mr_note(self, mr_iid: int, body: str, key: str = "") -> int:
         """Write ``body`` as nb2kfp's one note (per ``key``) on merge request ``mr_iid``: update the note carrying
-        :func:`marker` (written by this token's user) in place, or create it. Returns the note id."""
+        :func:`marker` written by this token's user in place, or create it. Returns the note id.
+        When the token may not tell its user (GET /user refused, e.g. a job token), any note carrying the marker
+        may be someone else's (quoting it): none is edited, a new note is written each time."""
         mark = marker(key)
         if mark not in body:
             body = f"{mark}\n{body}"
@@ -157,9 +159,9 @@ class GitLabProject:
         def upsert() -> int:
             bot = self._bot_id()
             mr = self._project.mergerequests.get(mr_iid, lazy=True)
-            for note in mr.notes.list(get_all=True, sort="asc", order_by="created_at"):
+            for note in [] if bot is None else mr.notes.list(get_all=True, sort="asc", order_by="created_at"):
                 attrs = note.attributes
-                mine = bot is None or (attrs.get("author") or {}).get("id") == bot
+                mine = (attrs.get("author") or {}).get("id") == bot
                 if mine and not attrs.get("system") and mark in str(attrs.get("body", "")):
                     if attrs.get("body") != body:
                         note.body = body

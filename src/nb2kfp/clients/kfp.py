@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import re
+import socket
+import ssl
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator
@@ -32,6 +34,7 @@ KFP_TOKEN_ENV = "KF_PIPELINES_TOKEN"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"  # projected into pods of in-cluster runs
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
+_NETWORK = (ConnectionError, TimeoutError, socket.gaierror, ssl.SSLError)  # the OSErrors that mean "no answer"
 _CONNECTION = re.compile(r"^<?\w*Connection(?:\(.*?\)| object at 0x[0-9a-f]+)>?: ")
 
 
@@ -144,11 +147,16 @@ def _error(host: str, exc: BaseException, token: str | None) -> RunError:
     elif isinstance(exc, urllib3.exceptions.MaxRetryError):
         reason = _CONNECTION.sub("", str(exc.reason or exc))  # drop urllib3's "HTTPConnection(host=.., port=..): "
         message = f"cannot reach KFP at {host}: {_detail(reason)}"
-    elif isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+    elif isinstance(exc, (urllib3.exceptions.HTTPError, *_NETWORK)):
         message = f"cannot reach KFP at {host}: {_detail(exc)}"
-    else:  # the SDK's own ValueErrors (several pipelines of one name, a spec it cannot load, ...)
+    else:  # _ambiguous: what the server holds makes a name ambiguous
         message = f"KFP at {host}: {_detail(exc)}"
     return RunError(Masker(token)(message))
+
+
+def _ambiguous(exc: ValueError) -> bool:
+    """The SDK's ValueError for a name that several pipelines or experiments on the server share."""
+    return str(exc).startswith("Multiple ")
 
 
 def _drop(record: logging.LogRecord) -> bool:
@@ -175,7 +183,11 @@ def _session(host: str, token: str | None) -> Iterator[Any]:
         pool_log.addFilter(_drop)
         try:
             yield _Client(host=host, existing_token=token)
-        except (api_exception, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        except (api_exception, urllib3.exceptions.HTTPError, *_NETWORK) as exc:
+            raise _error(host, exc, token) from None
+        except ValueError as exc:  # any other ValueError is not about KFP: it keeps its own message
+            if not _ambiguous(exc):
+                raise
             raise _error(host, exc, token) from None
         finally:
             pool_log.removeFilter(_drop)

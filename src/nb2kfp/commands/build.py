@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
-from nb2kfp import extras
-from nb2kfp.clients.registry import Registry, credentials_for
-from nb2kfp.config import find_settings
+from nb2kfp import extras, service
+from nb2kfp.clients.registry import Registry
 from nb2kfp.images import ref as imageref
-from nb2kfp.ir import Pipeline
 
 DEFAULT_OUTPUT = Path(".nb2kfp") / "build"
-
-
-def pin(pipeline: Pipeline, image: str) -> Pipeline:
-    """Steps that use the notebook's default image run ``image`` (built by nb2kfp: the step runtime is in it)
-    instead; ``image:`` tags are kept."""
-    steps = tuple(replace(s, image=image) if s.image == pipeline.base_image else s for s in pipeline.steps)
-    return replace(pipeline, steps=steps, base_image=image, runtime_image=image)
 
 
 def run(
@@ -38,23 +28,18 @@ def run(
 ) -> int:
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec
-    from nb2kfp.frontend.builder import build
-    from nb2kfp.images import requirements
-    from nb2kfp.images import step_image as images
 
     extras.require("nb2kfp build", "docker")
     registry = Registry.parse(registry_text)
     if base is not None:
         imageref.check(base, "--base")
-    creds = credentials_for(registry.host)
     folder = output_dir or DEFAULT_OUTPUT
     for notebook in notebooks:
-        pipeline = build(notebook, find_settings(notebook.parent)).pipeline
-        reqs = requirements.resolve(notebook, pipeline.modules)
-        report(f"{notebook}: step image for {pipeline.name} ({len(reqs.lines)} requirement(s) from {reqs.source})")
-        image = images.build_image(pipeline, reqs, base or pipeline.base_image, registry, creds, report, quiet)
+        pipeline = service.compile_notebook(notebook).pipeline
+        pinned = service.build_and_pin(notebook, pipeline, registry, report, base, quiet, announce=True)
+        image, reqs = pinned.image, pinned.requirements
         stem = notebook.name.removesuffix(".ipynb")
-        write_text(folder / f"{stem}.pipeline.yaml", kfp_spec.render(pin(pipeline, image.ref)))
+        write_text(folder / f"{stem}.pipeline.yaml", kfp_spec.render(pinned.pipeline))
         record = {
             "notebook": str(notebook),
             "image": image.ref,

@@ -6,13 +6,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from nb2kfp import kfpnames
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
+from nb2kfp.ir import ComponentPort
 
 
 def run_list(folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
     """Every component in the catalogs of the settings found from ``folder`` (URL catalogs: cached ones)."""
-    from nb2kfp.frontend import catalog
+    from nb2kfp.catalog import lookup as catalog
 
     settings = find_settings(folder)
     rows = catalog.entries(list(settings.catalog_paths))
@@ -28,7 +30,7 @@ def run_list(folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
 
 def run_show(ref: str, folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
     """A component's inputs (type, default) and outputs: what a component: cell passes and gets."""
-    from nb2kfp.frontend import catalog
+    from nb2kfp.catalog import lookup as catalog
 
     settings = find_settings(folder)
     name, _, version = ref.partition("@")
@@ -47,11 +49,11 @@ def run_show(ref: str, folder: Path, as_json: bool, report: Callable[[str], None
             "source": call.source,
             "description": found.description,
             "inputs": [
-                {"name": p.name, "kind": p.kind, "type": p.type, "required": p.name in found.required}
+                {"name": p.name, "kind": p.kind, "type": _kfp_type(p), "required": p.name in found.required}
                 | ({"default": found.defaults[p.name]} if p.name in found.defaults else {})
                 for p in call.inputs
             ],
-            "outputs": [{"name": p.name, "kind": p.kind, "type": p.type} for p in call.outputs],
+            "outputs": [{"name": p.name, "kind": p.kind, "type": _kfp_type(p)} for p in call.outputs],
         }
         report(json.dumps(doc, indent=2))
         return 0
@@ -63,41 +65,22 @@ def run_show(ref: str, folder: Path, as_json: bool, report: Callable[[str], None
         extra = " required" if p.name in found.required else ""
         if p.name in found.defaults:
             extra = f" = {json.dumps(found.defaults[p.name])}"
-        report(f"  {p.name}: {p.kind} {p.type}{extra}")
+        report(f"  {p.name}: {p.kind} {_kfp_type(p)}{extra}")
     report("outputs (variables later steps can read):")
     for p in call.outputs:
         how = "value" if p.kind == "parameter" else "local path (str)"
-        report(f"  {p.name}: {p.kind} {p.type} -> {how}")
+        report(f"  {p.name}: {p.kind} {_kfp_type(p)} -> {how}")
     return 0
+
+
+def _kfp_type(port: ComponentPort) -> str:
+    """The type as the component file declares it (KFP's parameter type, or the artifact's schema)."""
+    return kfpnames.PARAMETER_TYPES[port.type] if port.kind == "parameter" else port.type
 
 
 def run_fetch(notebooks: list[Path], report: Callable[[str], None]) -> int:
     """The network step: each component: cell's component from the URL catalogs, into the local cache (within
     the size and time limits, checked against the sha256 pins). Exit 1 if any could not be fetched."""
-    from nb2kfp.errors import NotebookError
-    from nb2kfp.frontend import catalog
-    from nb2kfp.frontend.notebook import read_notebook
+    from nb2kfp import service
 
-    failed = False
-    for notebook in notebooks:
-        settings = find_settings(notebook.parent)
-        if not settings.catalog_urls:
-            continue
-        try:
-            cells = read_notebook(notebook, ignore_tags=settings.ignore_tags).cells
-        except NotebookError as exc:
-            report(exc.lines()[0])
-            failed = True
-            continue
-        paths, urls = list(settings.catalog_paths), list(settings.catalog_urls)
-        for ref in sorted({c.component_ref for c in cells if c.component_ref}):
-            name, _, version = ref.partition("@")
-            try:
-                found = catalog.find(name, version or None, paths, urls, settings.catalog_pins, fetch=True)
-            except ValueError as exc:
-                report(f"{notebook}: component:{ref}: {exc}")
-                failed = True
-                continue
-            where = found.call.source if found else "no catalog"
-            report(f"{notebook}: component:{ref}: {where}")
-    return 1 if failed else 0
+    return 0 if service.fetch_components(notebooks, report) else 1

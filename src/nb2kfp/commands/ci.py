@@ -13,8 +13,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from nb2kfp import service
 from nb2kfp.delivery.ci import State, changed, code_quality, select
 from nb2kfp.errors import Diagnostic, Nb2KfpError, NotebookError, Severity
+from nb2kfp.ir import Pipeline
 
 PHASES = ("lint", "compile", "build", "publish", "report")
 Report = Callable[[str], None]
@@ -24,13 +26,40 @@ def _spec_path(out: Path, notebook: str) -> Path:
     return out / "specs" / (notebook.removesuffix(".ipynb") + ".pipeline.yaml")
 
 
-def _lint(state: State, notebooks: list[str], out: Path, report: Report) -> bool:
+class _Compiled:
+    """Each notebook compiled once per run, when a phase first needs it; the phases share the IR."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, service.Compiled | NotebookError] = {}
+
+    def __call__(self, notebook: str) -> service.Compiled:
+        """The notebook's compilation; raises its NotebookError (again) when it does not compile."""
+        if notebook not in self._done:
+            try:
+                self._done[notebook] = service.compile_notebook(Path(notebook))
+            except NotebookError as exc:
+                self._done[notebook] = exc
+        done = self._done[notebook]
+        if isinstance(done, NotebookError):
+            raise done
+        return done
+
+    def pipeline(self, notebook: str) -> Pipeline | None:
+        try:
+            return self(notebook).pipeline
+        except NotebookError:
+            return None
+
+
+def _lint(state: State, notebooks: list[str], compiled: _Compiled, out: Path, report: Report) -> bool:
     from nb2kfp.atomic import write_text
-    from nb2kfp.commands.lint import diagnostics_for
 
     found: list[Diagnostic] = []
     for nb in notebooks:
-        diags = diagnostics_for(Path(nb))
+        try:
+            diags = compiled(nb).diagnostics
+        except NotebookError as exc:
+            diags = list(exc.diagnostics)
         entry = state.entry(nb)
         entry.diagnostics = [d.as_dict() for d in diags]
         entry.status = "failed" if any(d.severity is Severity.ERROR for d in diags) else "pending"
@@ -44,60 +73,48 @@ def _lint(state: State, notebooks: list[str], out: Path, report: Report) -> bool
     return errors == 0
 
 
-def _compile(state: State, notebooks: list[str], out: Path, report: Report) -> bool:
+def _compile(state: State, notebooks: list[str], compiled: _Compiled, out: Path, report: Report) -> bool:
     from nb2kfp.atomic import write_text
-    from nb2kfp.commands.compile import compile_notebook
 
     ok = True
     for nb in notebooks:
         entry = state.entry(nb)
         target = _spec_path(out, nb)
         try:
-            compiled = compile_notebook(Path(nb), target)
+            text = compiled(nb).spec()
         except NotebookError as exc:
             entry.status, entry.failure, ok = "failed", "does not compile", False
             for line in exc.lines():
                 report(line)
             continue
-        write_text(target, compiled.text)
+        write_text(target, text)
         entry.spec = str(target)
         report(f"compile: {nb} -> {target}")
     return ok
 
 
-def _build(state: State, notebooks: list[str], out: Path, registry_text: str, report: Report) -> bool:
+def _build(
+    state: State, notebooks: list[str], compiled: _Compiled, out: Path, registry_text: str, report: Report
+) -> bool:
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec
-    from nb2kfp.clients.registry import Registry, credentials_for
-    from nb2kfp.commands.build import pin
-    from nb2kfp.config import find_settings
-    from nb2kfp.frontend.builder import build
-    from nb2kfp.images import requirements
-    from nb2kfp.images import step_image as images
+    from nb2kfp.clients.registry import Registry
 
     registry = Registry.parse(registry_text)
-    creds = credentials_for(registry.host)
     for nb in notebooks:
         entry = state.entry(nb)
         if entry.status == "failed" or not entry.changed:
             continue
-        pipeline = build(Path(nb), find_settings(Path(nb).parent)).pipeline
-        reqs = requirements.resolve(Path(nb), pipeline.modules)
-        image = images.build_image(pipeline, reqs, pipeline.base_image, registry, creds, report, quiet=True)
-        write_text(_spec_path(out, nb), kfp_spec.render(pin(pipeline, image.ref)))
-        entry.image = image.ref
-        done = "built and pushed" if image.built else "already in the registry"
-        report(f"build: {nb}: {image.ref} ({done})")
+        pinned = service.build_and_pin(Path(nb), compiled(nb).pipeline, registry, report)
+        write_text(_spec_path(out, nb), kfp_spec.render(pinned.pipeline))
+        entry.image = pinned.image.ref
+        done = "built and pushed" if pinned.image.built else "already in the registry"
+        report(f"build: {nb}: {pinned.image.ref} ({done})")
     return True
 
 
-def _publish(state: State, notebooks: list[str], host: str, report: Report) -> bool:
+def _publish(state: State, notebooks: list[str], compiled: _Compiled, host: str, report: Report) -> bool:
     from nb2kfp.clients import kfp as kfp_client
-    from nb2kfp.commands.compile import stamp
-    from nb2kfp.commands.publish import commit_of
-    from nb2kfp.config import find_settings
-    from nb2kfp.frontend.builder import build
-    from nb2kfp.security import policy
 
     host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env()
@@ -105,29 +122,24 @@ def _publish(state: State, notebooks: list[str], host: str, report: Report) -> b
         entry = state.entry(nb)
         if entry.status == "failed" or not entry.changed or not entry.spec:
             continue
-        settings = find_settings(Path(nb).parent)
-        policy.check_endpoint(settings, host)
-        policy.check_pinned(settings, policy.spec_images(Path(entry.spec).read_text(encoding="utf-8")), nb)
-        pipeline = build(Path(nb), settings).pipeline
-        commit = commit_of(Path(nb), None)
-        version = kfp_client.version_name(commit, stamp(pipeline.source_hash, settings))
-        published = kfp_client.publish(
-            Path(entry.spec), pipeline.name, version, host, token, description=f"{nb} at {commit[:12]}"
-        )
+        this = compiled(nb)
+        commit = service.commit_of(Path(nb), None)
+        version = service.version_of(this, commit)
+        published = service.publish(this, Path(entry.spec), host, token, version, f"{nb} at {commit[:12]}")
         entry.kfp_url = published.url
         report(
-            f"publish: {nb}: {pipeline.name} {version} ({'created' if published.created else 'already there'}) "
+            f"publish: {nb}: {this.pipeline.name} {version} ({'created' if published.created else 'already there'}) "
             f"{published.url}"
         )
     return True
 
 
-def _report(state: State, report: Report) -> bool:
+def _report(state: State, compiled: _Compiled, report: Report) -> bool:
     """Commit statuses and the merge request note; never fails the pipeline on GitLab trouble."""
     try:
         from nb2kfp.delivery import report as mr_report
 
-        body = mr_report.render_from_state(state, os.environ)
+        body = mr_report.render_from_state(state, os.environ, compiled.pipeline)
         from nb2kfp.clients.gitlab import GitLabProject
 
         project = GitLabProject.from_env()
@@ -170,22 +182,21 @@ def run(phase: str, pattern: str, out: Path, registry: str | None, host: str | N
         host = endpoint_from_env()
     ok = True
     if set(phases) - {"report"}:  # each CI job starts afresh: URL-catalog components into this job's cache
-        from nb2kfp.commands.catalog import run_fetch
-
-        run_fetch([Path(nb) for nb in notebooks], report)  # the network step; lint reports what is missing
+        service.fetch_components([Path(nb) for nb in notebooks], report)  # the network step; lint reports misses
+    compiled = _Compiled()  # each notebook compiled at most once, after the fetch, by the first phase needing it
     for name in phases:
         if name == "lint":
-            ok = _lint(state, notebooks, out, report) and ok
+            ok = _lint(state, notebooks, compiled, out, report) and ok
         elif name == "compile":
-            ok = _compile(state, notebooks, out, report) and ok
+            ok = _compile(state, notebooks, compiled, out, report) and ok
         elif name == "build" and registry:
-            ok = _build(state, notebooks, out, registry, report) and ok
+            ok = _build(state, notebooks, compiled, out, registry, report) and ok
         elif name == "publish" and host:
-            ok = _publish(state, notebooks, host, report) and ok
+            ok = _publish(state, notebooks, compiled, host, report) and ok
         elif name == "report":
             for entry in state.notebooks.values():
                 if entry.status == "pending":
                     entry.status = "success"
-            _report(state, report)
+            _report(state, compiled, report)
         state.save(out)
     return 0 if ok else 1

@@ -6,25 +6,16 @@ JSON: no analysis, no YAML, no kfp import.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nb2kfp import __version__
+from nb2kfp import service
 from nb2kfp.backends.kfp_spec import STAMP_PREFIX
-from nb2kfp.config import Settings, find_settings
-from nb2kfp.errors import Diagnostic, NotebookError, UsageError
+from nb2kfp.config import find_settings
+from nb2kfp.errors import NotebookError, UsageError
 
 SUFFIX = ".pipeline.yaml"
-
-
-@dataclass
-class Compiled:
-    notebook: Path
-    target: Path
-    text: str
-    diagnostics: list[Diagnostic]
 
 
 def default_target(notebook: Path) -> Path:
@@ -64,22 +55,6 @@ def _check_target(notebook: Path, target: Path) -> None:
         raise UsageError(f"{target}: {above} is a file, not a folder")
 
 
-def stamp(content_hash: str, settings: Settings) -> str:
-    data = f"{content_hash}:{settings.fingerprint()}:{__version__}".encode()
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
-def compile_notebook(notebook: Path, target: Path, settings: Settings | None = None) -> Compiled:
-    """Compile in memory; raises NotebookError with located diagnostics."""
-    from nb2kfp.backends import kfp_spec
-    from nb2kfp.frontend.builder import build
-
-    settings = settings or find_settings(notebook.parent)
-    result = build(notebook, settings)
-    text = kfp_spec.render(result.pipeline, stamp(result.pipeline.source_hash, settings))
-    return Compiled(notebook, target, text, result.diagnostics)
-
-
 def read_stamp(target: Path) -> str | None:
     try:
         with target.open(encoding="utf-8") as fh:
@@ -106,11 +81,11 @@ def is_fresh(notebook: Path, target: Path) -> bool:
         return False
     settings = find_settings(notebook.parent)
     current = hash_file(notebook)
-    if current is not None and old == stamp(current, settings):
+    if current is not None and old == service.stamp(current, settings):
         return True
-    compiled = compile_notebook(notebook, target, settings)
+    compiled = service.compile_notebook(notebook, settings)
     try:
-        return _without_stamp(target.read_text(encoding="utf-8")) == _without_stamp(compiled.text)
+        return _without_stamp(target.read_text(encoding="utf-8")) == _without_stamp(compiled.spec())
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -143,7 +118,8 @@ def run(
                 continue
             if options.changed_only and target.exists() and is_fresh(notebook, target):
                 continue
-            compiled = compile_notebook(notebook, target)
+            compiled = service.compile_notebook(notebook)
+            text = compiled.spec()
         except NotebookError as exc:
             if options.debug:
                 raise
@@ -153,7 +129,7 @@ def run(
             continue
         for d in compiled.diagnostics:
             report_error(d.format())
-        write_text(target, compiled.text)
+        write_text(target, text)
         wrote = True
         report(f"{notebook} -> {target}" + (" (stage it)" if options.fail_on_write else ""))
     return 1 if failed or (wrote and options.fail_on_write) else 0

@@ -6,18 +6,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from nb2kfp.config import find_settings
-from nb2kfp.errors import Diagnostic, NotebookError, Severity
+from nb2kfp import service
+from nb2kfp.errors import Diagnostic, Severity
 from nb2kfp.words import count
-
-
-def diagnostics_for(notebook: Path) -> list[Diagnostic]:
-    from nb2kfp.frontend.builder import build
-
-    try:
-        return build(notebook, find_settings(notebook.parent)).diagnostics
-    except NotebookError as exc:
-        return list(exc.diagnostics)
 
 
 def run(
@@ -26,7 +17,7 @@ def run(
     """Exit 1 when there are errors (or, with ``warnings_as_errors``, warnings)."""
     found: list[Diagnostic] = []
     for notebook in notebooks:
-        found.extend(diagnostics_for(notebook))
+        found.extend(service.diagnostics(notebook))
     errors = sum(d.severity is Severity.ERROR for d in found)
     warnings = len(found) - errors
     if output_format == "json":

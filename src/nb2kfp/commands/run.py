@@ -1,4 +1,5 @@
-"""``nb2kfp run NB --local``: compile, then run the pipeline here with kfp.local, step by step.
+"""``nb2kfp run NB --local``: compile, then run the pipeline here with kfp.local, step by step; and
+``nb2kfp run NB --host URL``: compile and run it on a KFP server (:func:`remote`).
 
 The run folder (``.nb2kfp/runs/<name>``) holds the spec, ``run.log``, the artifacts and ``result.json``
 (:mod:`nb2kfp.local_run.records`). SIGINT/SIGTERM stop every step process (:mod:`nb2kfp.local_run.processes`).
@@ -12,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2kfp import extras
-from nb2kfp.config import find_settings
 from nb2kfp.ir import Pipeline
 from nb2kfp.local_run import records
 from nb2kfp.words import count
 
 _MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED", "interrupted": "STOP", "cached": "cached"}
+_REMOTE_MARK = {"PENDING": "..", "RUNNING": "..", "SUCCEEDED": "ok", "FAILED": "FAILED", "SKIPPED": "skip"}
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,14 @@ class Options:
 
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
     """Build the step image (pushing it when a registry is given) and pin the pipeline to it."""
-    from nb2kfp.clients.registry import Registry, credentials_for
-    from nb2kfp.commands.build import pin
-    from nb2kfp.images import requirements
+    from nb2kfp import service
+    from nb2kfp.clients.registry import Registry
     from nb2kfp.images import step_image as images
 
-    registry = Registry.parse(registry_text) if registry_text else None
-    creds = credentials_for(registry.host) if registry else None
-    reqs = requirements.resolve(notebook, pipeline.modules)
-    image = images.build_image(pipeline, reqs, pipeline.base_image, registry, creds, report, quiet=True)
-    images.pull(image, creds)
-    report(f"step image {image.ref} ({'built' if image.built else 'up to date'})")
-    return pin(pipeline, image.ref)
+    pinned = service.build_and_pin(notebook, pipeline, Registry.parse(registry_text) if registry_text else None, report)
+    images.pull(pinned.image, pinned.credentials)
+    report(f"step image {pinned.image.ref} ({'built' if pinned.image.built else 'up to date'})")
+    return pinned.pipeline
 
 
 def _origin(notebook: Path, run_dir: Path) -> dict[str, str]:
@@ -72,7 +69,7 @@ def _package_models(
     import shutil
     import tempfile
 
-    from nb2kfp.commands import model
+    from nb2kfp import service
     from nb2kfp.local_run import runner as local
     from nb2kfp.serving import model_image as models
 
@@ -86,11 +83,9 @@ def _package_models(
             for item in folder.iterdir():
                 target = "model" + item.suffix if item.name.startswith("data.") else item.name
                 shutil.copy(item, Path(tmp) / target)
-            refs: list[str] = []
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
             origin = _origin(notebook, run_dir)
-            model.run(Path(tmp), image, run_dir / "models" / name, None, False, report, refs.append, origin)
-            images[name] = refs[-1]
+            images[name] = service.push_model(Path(tmp), image, run_dir / "models" / name, None, False, report, origin)
     return images
 
 
@@ -104,14 +99,14 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     )
     if options.report:
         extras.require_installed("nb2kfp run --local", "nbconvert")
+    from nb2kfp import service
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec
-    from nb2kfp.frontend.builder import build
     from nb2kfp.local_run import kfp_warnings, processes, reports
     from nb2kfp.local_run import runner as local
     from nb2kfp.local_run.params import as_arguments, parameters_of
 
-    result = build(notebook, find_settings(notebook.parent))
+    result = service.compile_notebook(notebook)
     for d in result.diagnostics:
         report_error(d.format())
     pipeline = result.pipeline
@@ -196,3 +191,65 @@ def _write_report(record: records.RunRecord, pipeline: Pipeline, enabled: bool) 
         page = reports.write_run_report(record.run_dir, pipeline, record.as_dict(), pages)
     record.write()
     return page
+
+
+def remote(
+    notebook: Path,
+    host: str,
+    params: list[str],
+    wait: bool,
+    report: Callable[[str], None],
+    report_error: Callable[[str], None],
+    experiment: str | None = None,
+    poll_seconds: float = 2.0,
+    timeout: float = 6 * 3600.0,
+    param_files: list[Path] | None = None,
+    param_yaml: list[str] | None = None,
+) -> int:
+    """Compile ``notebook``, run it on the KFP server at ``host``, print the run's link and (unless
+    ``wait`` is False) each step's state changes until the run ends. Exit code 0 only on SUCCEEDED."""
+    import tempfile
+    import time
+
+    from nb2kfp import service
+    from nb2kfp.backends import kfp_spec
+    from nb2kfp.clients import kfp as kfp_client
+    from nb2kfp.errors import RunError
+    from nb2kfp.local_run.params import as_arguments, parameters_of
+    from nb2kfp.security import policy
+
+    extras.require("nb2kfp run --host", "kfp", "kfp_server_api")
+    host = kfp_client.normalize_host(host)
+    token = kfp_client.token_from_env()
+    compiled = service.compile_for_kfp(notebook, report_error)
+    policy.check_endpoint(compiled.settings, host)
+    pipeline = compiled.pipeline
+    given = parameters_of(pipeline, param_files or [], param_yaml or [], params)[0]
+    arguments = dict(as_arguments(pipeline, given))
+    tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
+    run_name = f"{pipeline.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    width = max((len(s) for s in tasks.values()), default=4)
+
+    def on_event(task: str, state: str) -> None:
+        report_error(f"  {_REMOTE_MARK.get(state, state.lower()):>6}  {tasks.get(task, task):<{width}}")
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="nb2kfp-run-") as tmp:
+        spec = Path(tmp) / "pipeline.yaml"
+        spec.write_text(compiled.spec(), encoding="utf-8")
+        try:
+            remote = kfp_client.create_run(spec, host, token, arguments, experiment or pipeline.name, run_name)
+        except RunError as exc:
+            report_error(f"{notebook}: {exc}")
+            return 1
+    report(f"run {remote.run_id}: {remote.url}")
+    if not wait:
+        return 0
+    report_error(f"following {pipeline.name} ({count(len(pipeline.steps), 'step')}) on {host}")
+    try:
+        state = kfp_client.follow(host, token, remote.run_id, on_event, poll_seconds, timeout, steps=set(tasks))
+    except RunError as exc:
+        report_error(f"{notebook}: {exc}")
+        return 1
+    report(f"{state.lower()} in {time.monotonic() - started:.1f}s: {remote.url}")
+    return 0 if state == "SUCCEEDED" else 1

@@ -30,6 +30,27 @@ class NotebookState:
     kfp_url: str | None = None
     failure: str | None = None
 
+    def findings(self) -> list[Diagnostic]:
+        """The diagnostics lint recorded, as :class:`Diagnostic` again."""
+        return [
+            Diagnostic(
+                path=str(raw.get("path", "")),
+                message=str(raw.get("message", "")),
+                severity=Severity(raw.get("severity", "error")),
+                code=str(raw.get("code", "NB000")),
+                cell=raw.get("cell"),
+                line=raw.get("line"),
+            )
+            for raw in self.diagnostics
+        ]
+
+    def failure_lines(self) -> list[str]:
+        """Why the notebook failed (nothing when it did not): the reason, then each located error."""
+        if self.status != "failed":
+            return []
+        errors = [d.format() for d in self.findings() if d.severity is Severity.ERROR]
+        return [f"{self.path}: {self.failure or 'failed'}", *errors]
+
 
 @dataclass
 class State:
@@ -48,6 +69,11 @@ class State:
 
         data = {"notebooks": {k: asdict(v) for k, v in sorted(self.notebooks.items())}}
         write_text(folder / "ci.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def written(cls, folder: Path) -> State | None:
+        """The state a run wrote to ``folder``; None when it wrote none (it stopped before its first phase ended)."""
+        return cls.load(folder) if (folder / "ci.json").is_file() else None
 
     def entry(self, path: str) -> NotebookState:
         return self.notebooks.setdefault(path, NotebookState(path))

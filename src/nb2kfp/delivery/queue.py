@@ -5,8 +5,9 @@ survives a crash. Events are deduplicated by their delivery key (GitLab's ``Idem
 or ``X-Gitlab-Event-UUID``) through a unique index. A newer push to the same project and ref supersedes the older
 ones still queued (never one already in progress); it inherits the oldest superseded ``before`` as its base, so the
 files those pushes changed are still rebuilt. Workers claim events one project at a time (they share the project's
-checkout). ``recover()``, run when the server starts, puts events left in progress by a crash back in the queue:
-processing is at least once, and re-running an event is idempotent (same commit, same outputs).
+checkout), each claim with a lease: an event whose lease ran out is queued again at the next claim. ``recover()``,
+run when the server starts, puts events left in progress by a crash back in the queue: processing is at least once,
+and re-running an event is idempotent (same commit, same outputs).
 
 One server process owns the file (``serve`` holds a lock beside it); all writes go through one connection.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp.errors import RunError
-from nb2kfp.git import check_ref, check_sha
+from nb2kfp.git import check_ref, check_sha, is_zero
 
 QUEUED, IN_PROGRESS, DONE, FAILED, SUPERSEDED = "queued", "in_progress", "done", "failed", "superseded"
 
@@ -161,7 +162,7 @@ class EventQueue:
                 (event.project, event.ref, QUEUED),
             ).fetchall()
             # a new branch builds everything; otherwise diff from where the oldest superseded push started
-            base = older[0][1] if older and set(event.before) != {"0"} else event.before
+            base = older[0][1] if older and not is_zero(event.before) else event.before
             cursor = db.execute(
                 "INSERT INTO events (key, kind, project, project_path, ref, before, after, base, payload, status,"
                 " received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -190,9 +191,16 @@ class EventQueue:
             self._wake.notify_all()
         return new_id, False
 
-    def claim(self, worker_id: str, lease_seconds: float = 3600.0) -> Event | None:
-        """The oldest queued event whose project has nothing in progress, now in progress; None if none."""
+    def claim(self, worker_id: str, lease_seconds: float) -> Event | None:
+        """The oldest queued event whose project has nothing in progress, now in progress for ``worker_id`` until
+        ``lease_seconds`` from now; None if none. An event whose lease ran out (its worker died or hangs) is queued
+        again first, so one lost worker does not hold its project up until the server restarts."""
         with self._tx() as db:
+            now = time.time()
+            db.execute(
+                "UPDATE events SET status = ?, worker = NULL, lease_until = NULL WHERE status = ? AND lease_until < ?",
+                (QUEUED, IN_PROGRESS, now),
+            )
             row = db.execute(
                 "SELECT id FROM events WHERE status = ? AND project NOT IN"
                 " (SELECT project FROM events WHERE status = ?) ORDER BY id LIMIT 1",
@@ -200,7 +208,6 @@ class EventQueue:
             ).fetchone()
             if row is None:
                 return None
-            now = time.time()
             db.execute(
                 "UPDATE events SET status = ?, worker = ?, lease_until = ?, started = ?, attempts = attempts + 1"
                 " WHERE id = ?",
@@ -229,15 +236,18 @@ class EventQueue:
             attempts=row[10],
         )
 
-    def done(self, event_id: int, ok: bool, message: str) -> None:
+    def done(self, event_id: int, worker_id: str, ok: bool, message: str) -> bool:
+        """Record the result of ``worker_id``'s claim; False (nothing written) when it no longer holds the event
+        (its lease ran out and the event was queued again)."""
         with self._tx() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE events SET status = ?, finished = ?, message = ?, lease_until = NULL"
-                " WHERE id = ? AND status = ?",
-                (DONE if ok else FAILED, time.time(), message, event_id, IN_PROGRESS),
+                " WHERE id = ? AND status = ? AND worker = ?",
+                (DONE if ok else FAILED, time.time(), message, event_id, IN_PROGRESS, worker_id),
             )
         with self._wake:
             self._wake.notify_all()
+        return cursor.rowcount == 1
 
     def recover(self) -> int:
         """Put events a crashed server left in progress back in the queue; how many."""

@@ -9,7 +9,7 @@ again on later pushes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from nb2kfp import git
 from nb2kfp.backends.plan import Plan
-from nb2kfp.errors import Diagnostic, Severity
+from nb2kfp.errors import Diagnostic
 from nb2kfp.ir import Pipeline
 
 if TYPE_CHECKING:
@@ -98,22 +98,11 @@ def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None, key:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
-def _diagnostic(raw: Mapping[str, Any]) -> Diagnostic:
-    return Diagnostic(
-        path=str(raw.get("path", "")),
-        message=str(raw.get("message", "")),
-        severity=Severity(raw.get("severity", "error")),
-        code=str(raw.get("code", "NB000")),
-        cell=raw.get("cell"),
-        line=raw.get("line"),
-    )
-
-
 def _plan_against(notebook: Path, pipeline: Pipeline, base: str | None) -> Plan | None:
     """The plan against commit ``base`` of this clone; None when there is no base or git cannot tell."""
     from nb2kfp.backends.plan import diff
-    from nb2kfp.commands.plan import compile_at
     from nb2kfp.errors import Nb2KfpError
+    from nb2kfp.service import compile_at
 
     if base is None or git.is_zero(base):
         return None
@@ -124,27 +113,21 @@ def _plan_against(notebook: Path, pipeline: Pipeline, base: str | None) -> Plan 
     return diff(old, pipeline)
 
 
-def render_from_state(state: State, env: Mapping[str, str]) -> str:
-    """The note for a CI job's state (``nb2kfp ci``): compiles each notebook again for its DAG and its plan
-    against the merge request base (``CI_MERGE_REQUEST_DIFF_BASE_SHA``, else ``CI_COMMIT_BEFORE_SHA``)."""
-    from nb2kfp.config import find_settings
-    from nb2kfp.errors import NotebookError
-    from nb2kfp.frontend.builder import build
-
+def render_from_state(state: State, env: Mapping[str, str], pipeline_of: Callable[[str], Pipeline | None]) -> str:
+    """The note for a CI job's state (``nb2kfp ci``): each notebook's DAG (``pipeline_of``: its IR, None when it
+    does not compile) and its plan against the merge request base (``CI_MERGE_REQUEST_DIFF_BASE_SHA``, else
+    ``CI_COMMIT_BEFORE_SHA``)."""
     base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or env.get("CI_COMMIT_BEFORE_SHA")
     entries = []
     for path, item in sorted(state.notebooks.items()):
         notebook = Path(path)
-        try:
-            pipeline: Pipeline | None = build(notebook, find_settings(notebook.parent)).pipeline
-        except NotebookError:
-            pipeline = None
+        pipeline = pipeline_of(path)
         entries.append(
             NotebookReport(
                 notebook=path,
                 pipeline=pipeline,
                 plan=_plan_against(notebook, pipeline, base) if pipeline else None,
-                diagnostics=[_diagnostic(d) for d in item.diagnostics],
+                diagnostics=item.findings(),
                 image=item.image,
                 kfp_url=item.kfp_url,
                 status="failed" if item.status == "failed" else "success",

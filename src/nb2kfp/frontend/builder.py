@@ -10,11 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from nb2kfp import kfpnames
+from nb2kfp.catalog import resolve as catalog
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
 from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
+from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
 from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
@@ -47,12 +50,17 @@ class Result:
 
 
 def build(
-    path: str | Path, settings: Settings | None = None, data: bytes | None = None, _stack: tuple[str, ...] = ()
+    path: str | Path,
+    settings: Settings | None = None,
+    data: bytes | None = None,
+    _stack: tuple[str, ...] = (),
+    loader: Loader = WORK_TREE,
 ) -> Result:
     """Compile the notebook at ``path`` to IR; raise NotebookError (with every diagnostic) on errors.
+    ``loader`` reads the notebook (unless ``data`` is given) and the notebooks it includes.
     ``_stack``: the notebooks including this one (composition), to report cycles."""
     settings = settings or Settings()
-    nb = read_notebook(path, data, settings.ignore_tags)
+    nb = read_notebook(path, data, settings.ignore_tags, loader)
     included = bool(_stack)  # compiled for a notebook: cell: free names may come from the steps above it
     _stack = (*_stack, str(Path(path).resolve()))
     diags = list(nb.diagnostics)
@@ -63,9 +71,11 @@ def build(
     code = {c.index: _to_python(nb.path, c, diags) for c in nb.cells if c.role not in ("skip", "notebook")}
     trees = {i: t for i, (_, t) in code.items() if t is not None}
 
-    units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags)
+    units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags, loader)
     parameters = compose.merge_parameters(nb.path, _parameters(nb.path, groups, trees, diags), units, diags)
-    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, settings, diags)
+    refs = {name: (c.index, c.component_ref or "") for name, c in groups.components.items()}
+    found = catalog.components(nb.path, refs, settings, diags)
+    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, found, diags)
     metrics = [
         (m, c.index)
         for c in groups.metrics
@@ -140,10 +150,7 @@ def build(
                 report="html" if opts.report else "",
             )
         )
-    steps = [
-        replace(s, component=calls[s.name], image=component_call.image_of(calls[s.name])) if s.name in calls else s
-        for s in steps
-    ]
+    steps = [replace(s, component=calls[s.name], image=calls[s.name].image) if s.name in calls else s for s in steps]
     steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
     prelude_code = tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells)
     steps = _lean(steps, prelude_code, {c.index for c in groups.imports})
@@ -160,9 +167,9 @@ def build(
         raise NotebookError(diags)
     name = str(meta.get("pipeline_name") or nb.stem)
     pipeline = Pipeline(
-        name=kfp_name(settings.pipeline_name_prefix + name),
+        name=kfpnames.pipeline_name(settings.pipeline_name_prefix + name),
         source=nb.path,
-        source_hash=compose.combined_hash(nb.sha256, units, [c.component + c.executor for c in calls.values()]),
+        source_hash=compose.combined_hash(nb.sha256, units, [c.sha256 for c in calls.values()]),
         steps=tuple(steps),
         parameters=tuple(parameters),
         prelude=prelude_code,
@@ -213,12 +220,6 @@ def _imported_modules(trees: Iterable[ast.Module]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def kfp_name(name: str) -> str:
-    """KFP's naming rule: lowercase letters, digits and '-', starting with a letter or digit."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    return re.sub(r"-{2,}", "-", cleaned)[:128] or "pipeline"
-
-
 @dataclass
 class _Groups:
     imports: list[Cell] = field(default_factory=list)
@@ -249,7 +250,7 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
             current.append(cell)
             continue
         if cell.step is None and not has_steps:
-            cell.step = kfp_name(nb.stem).replace("-", "_") or "main"
+            cell.step = kfpnames.pipeline_name(nb.stem).replace("-", "_")
         if cell.step is not None:
             draft = groups.steps.setdefault(cell.step, _Draft(cell.step, len(groups.steps)))
             draft.cells.append(cell)
@@ -356,13 +357,9 @@ def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> 
     for name in steps:
         if name not in state:
             visit(name, [name])
-    task_names: dict[str, str] = {}
-    for draft in steps.values():
-        task = kfp_name(draft.name)
-        if task in task_names:
-            msg = f"steps {task_names[task]!r} and {draft.name!r} get the same KFP task name {task!r}; rename one"
-            diags.append(error(path, msg, "NB019", draft.cells[0].index))
-        task_names[task] = draft.name
+    for first, later, task in kfpnames.clashes(steps):
+        msg = f"steps {first!r} and {later!r} get the same KFP task name {task!r}; rename one"
+        diags.append(error(path, msg, "NB019", steps[later].cells[0].index))
 
 
 def _special(nb: Notebook, cell: Cell, groups: _Groups, diags: list[Diagnostic]) -> list[Cell]:
@@ -380,8 +377,10 @@ def _special(nb: Notebook, cell: Cell, groups: _Groups, diags: list[Diagnostic])
     return groups.orphans
 
 
-def _build_included(path: Path, settings: Settings, stack: tuple[str, ...]) -> tuple[Pipeline, list[Diagnostic]]:
-    result = build(path, settings, _stack=stack)
+def _build_included(
+    path: Path, settings: Settings, stack: tuple[str, ...], loader: Loader
+) -> tuple[Pipeline, list[Diagnostic]]:
+    result = build(path, settings, _stack=stack, loader=loader)
     return result.pipeline, result.diagnostics
 
 

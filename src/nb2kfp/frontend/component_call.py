@@ -24,37 +24,15 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
+from nb2kfp import kfpnames
 from nb2kfp.errors import Diagnostic, error
+from nb2kfp.frontend import literals
 from nb2kfp.frontend.analysis import Facts
-from nb2kfp.frontend.catalog import Component, NotCached, find
 from nb2kfp.ir import ComponentArg, ComponentCall, Export, Parameter, Step, VariableEdge
 
 if TYPE_CHECKING:
-    from nb2kfp.config import Settings
+    from nb2kfp.catalog.resolve import Component
     from nb2kfp.frontend.notebook import Cell
-
-PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "STRING": (str,),
-    "NUMBER_INTEGER": (int,),
-    "NUMBER_DOUBLE": (int, float),
-    "BOOLEAN": (bool,),
-    "LIST": (list,),
-    "STRUCT": (dict,),
-}
-PARAM_KINDS = {"str": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
-PARAM_KINDS.update({"list": "LIST", "dict": "STRUCT"})
-
-
-def _fits(value: object, kfp_type: str) -> bool:
-    allowed = PYTHON_TYPES.get(kfp_type, (object,))
-    if isinstance(value, bool) and bool not in allowed:
-        return False
-    return isinstance(value, allowed)
-
-
-def _type_ok(param_type: str, kfp_type: str) -> bool:
-    have = PARAM_KINDS[param_type]
-    return have == kfp_type or (have == "NUMBER_INTEGER" and kfp_type == "NUMBER_DOUBLE")
 
 
 def load_call(
@@ -72,46 +50,40 @@ def load_call(
     before = len(diags)
     args: list[ComponentArg] = []
     given: set[str] = set()
-    for stmt in tree.body if tree else []:
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
-            if (
-                isinstance(stmt, ast.Expr)
-                and isinstance(stmt.value, ast.Constant)
-                and isinstance(stmt.value.value, str)
-            ):
-                continue
+    for stmt in literals.assignments(tree):
+        if not isinstance(stmt, literals.Assignment):
             msg = f"component:{ref}: write one input per line as `name = value` (a literal, a parameter or a variable)"
             diags.append(error(path, msg, "NB094", cell, stmt.lineno))
             continue
-        name, node = stmt.targets[0].id, stmt.value
+        name, node = stmt.name, stmt.value
         port = component.call.input(name)
         if port is None:
             known = [p.name for p in component.call.inputs]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "inputs: " + (", ".join(known) or "none")
-            diags.append(error(path, f"component {ref} has no input {name!r} ({hint})", "NB091", cell, stmt.lineno))
+            diags.append(error(path, f"component {ref} has no input {name!r} ({hint})", "NB091", cell, stmt.line))
             continue
         given.add(name)
         if isinstance(node, ast.Name):
             p = params.get(node.id)
-            if p is not None and (port.kind == "artifact" or not _type_ok(p.type, port.type)):
+            if p is not None and (port.kind == "artifact" or not kfpnames.accepts(port.type, p.type)):
                 wanted = _describe(port.kind, port.type)
                 msg = f"component {ref}: input {name!r} is {wanted}, parameter {p.name!r} is a {p.type}"
-                diags.append(error(path, msg, "NB093", cell, stmt.lineno))
+                diags.append(error(path, msg, "NB093", cell, stmt.line))
                 continue
             args.append(ComponentArg(name, "parameter" if p else "variable", node.id))
             continue
         try:
-            value = ast.literal_eval(node)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = literals.literal(node)
+        except literals.NotLiteral:
             msg = f"component {ref}: input {name!r}: give a literal, a pipeline parameter or a variable name"
-            diags.append(error(path, msg, "NB094", cell, stmt.lineno))
+            diags.append(error(path, msg, "NB094", cell, stmt.line))
             continue
-        if port.kind == "artifact" or not _fits(value, port.type):
+        if port.kind == "artifact" or not kfpnames.fits(value, port.type):
             msg = f"component {ref}: input {name!r} is {_describe(port.kind, port.type)}, got a {type(value).__name__}"
             if port.kind == "artifact":
                 msg += " (an artifact input takes a variable that holds a file path or the content)"
-            diags.append(error(path, msg, "NB093", cell, stmt.lineno))
+            diags.append(error(path, msg, "NB093", cell, stmt.line))
             continue
         args.append(ComponentArg(name, "literal", json.dumps(value, sort_keys=True)))
     missing = [n for n in component.required if n not in given]
@@ -123,8 +95,8 @@ def load_call(
     return replace(component.call, args=tuple(args))
 
 
-def _describe(kind: str, kfp_type: str) -> str:
-    return f"an artifact ({kfp_type})" if kind == "artifact" else f"a {kfp_type} parameter"
+def _describe(kind: str, port_type: str) -> str:
+    return f"an artifact ({port_type})" if kind == "artifact" else f"a {port_type} parameter"
 
 
 def call_facts(call: ComponentCall, cell: int = 0) -> Facts:
@@ -135,27 +107,6 @@ def call_facts(call: ComponentCall, cell: int = 0) -> Facts:
     facts.definite = set(facts.binds)
     facts.call = True
     return facts
-
-
-def lookup(path: str, cell: int, ref: str, settings: Settings, diags: list[Diagnostic]) -> Component | None:
-    name, _, version = ref.partition("@")
-    paths, urls = list(settings.catalog_paths), list(settings.catalog_urls)
-    try:
-        found = find(name, version or None, paths, urls, settings.catalog_pins)
-    except NotCached as exc:
-        diags.append(error(path, f"component:{ref}: {exc}", "NB096", cell))
-        return None
-    except ValueError as exc:
-        diags.append(error(path, f"component:{ref}: {exc}", "NB095", cell))
-        return None
-    if found is None:
-        where = "@" + version if version else ""
-        msg = (
-            f"component:{name}{where} is in no catalog "
-            "(see `nb2kfp catalog list`; [tool.nb2kfp.catalog] adds paths and urls)"
-        )
-        diags.append(error(path, msg, "NB090", cell))
-    return found
 
 
 def finish(path: str, steps: list[Step], diags: list[Diagnostic]) -> list[Step]:
@@ -212,20 +163,16 @@ def load_calls(
     cells: dict[str, Cell],
     trees: dict[int, ast.Module],
     parameters: list[Parameter],
-    settings: Settings,
+    found: dict[str, Component],
     diags: list[Diagnostic],
 ) -> dict[str, ComponentCall]:
-    """Each component: cell (by step name) checked against its catalog component."""
+    """Each component: cell (by step name) checked against its component (:mod:`nb2kfp.catalog.resolve`)."""
     params = {p.name: p for p in parameters}
     out: dict[str, ComponentCall] = {}
     for name, cell in cells.items():
-        ref = cell.component_ref or ""
-        found = lookup(path, cell.index, ref, settings, diags)
-        call = load_call(path, cell.index, ref, trees.get(cell.index), params, found, diags)
+        call = load_call(
+            path, cell.index, cell.component_ref or "", trees.get(cell.index), params, found.get(name), diags
+        )
         if call is not None:
             out[name] = call
     return out
-
-
-def image_of(call: ComponentCall) -> str:
-    return str(json.loads(call.executor).get("container", {}).get("image", ""))

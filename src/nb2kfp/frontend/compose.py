@@ -34,15 +34,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from nb2kfp import kfpnames
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.component_call import call_facts
 from nb2kfp.frontend.dataflow import Flow, StepFacts
+from nb2kfp.frontend.loader import Loader
 from nb2kfp.frontend.notebook import Cell
 from nb2kfp.ir import CodeCell, Origin, Parameter, Pipeline, Step
 
-BuildFn = Callable[[Path, Settings, tuple[str, ...]], tuple[Pipeline, list[Diagnostic]]]
+BuildFn = Callable[[Path, Settings, tuple[str, ...], Loader], tuple[Pipeline, list[Diagnostic]]]
 
 
 @dataclass
@@ -95,8 +97,10 @@ def load_units(
     stack: tuple[str, ...],
     build: BuildFn,
     diags: list[Diagnostic],
+    loader: Loader,
 ) -> dict[str, Unit]:
-    """Compile each included notebook (``cells``: unit name -> its notebook: cell) and rename its steps."""
+    """Compile each included notebook (``cells``: unit name -> its notebook: cell), read through ``loader``, and
+    rename its steps."""
     units: dict[str, Unit] = {}
     for name, cell in cells.items():
         if any(ln.strip() and not ln.strip().startswith("#") for ln in cell.source.splitlines()):
@@ -106,7 +110,7 @@ def load_units(
         target = _target(cell, path)
         try:
             resolved = str(Path(target).resolve())
-            is_file = Path(resolved).is_file()
+            is_file = loader.is_file(Path(resolved))
         except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a link loop
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable path"
             diags.append(error(path, f"notebook: include: {reason}", "NB080", cell.index))
@@ -129,7 +133,7 @@ def load_units(
             diags.append(error(path, msg, "NB080", cell.index))
             continue
         try:
-            pipeline, found = build(Path(target), settings, stack)
+            pipeline, found = build(Path(target), settings, stack, loader)
         except NotebookError as exc:
             diags.extend(exc.diagnostics)
             msg = f"included notebook {target} has errors (listed with its path)"
@@ -253,13 +257,10 @@ def finish(path: str, steps: list[Step], units: dict[str, Unit], diags: list[Dia
     if not units:
         return steps
     out = [replace(s, after=parents(s.after, units)) for s in steps]
-    seen: dict[str, str] = {}
-    for s in out:
-        task = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", s.name.lower()).strip("-"))
-        if task in seen:
-            msg = f"steps {seen[task]!r} and {s.name!r} get the same KFP task name {task!r}; rename one"
-            diags.append(error(path, msg, "NB085", s.first_cell))
-        seen[task] = s.name
+    by_name = {s.name: s for s in out}
+    for first, later, task in kfpnames.clashes(by_name):
+        msg = f"steps {first!r} and {later!r} get the same KFP task name {task!r}; rename one"
+        diags.append(error(path, msg, "NB085", by_name[later].first_cell))
     return out
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nb2kfp.errors import Diagnostic, NotebookError, error, warning
+from nb2kfp.frontend import nbschema
+from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.security import secrets
 
 Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook", "component"]
@@ -134,12 +136,15 @@ class Notebook:
     stem: str
 
 
-def read_notebook(path: str | Path, data: bytes | None = None, ignore_tags: frozenset[str] = frozenset()) -> Notebook:
-    """Read and validate ``path``; raise :class:`NotebookError` when it is not a usable notebook."""
+def read_notebook(
+    path: str | Path, data: bytes | None = None, ignore_tags: frozenset[str] = frozenset(), loader: Loader = WORK_TREE
+) -> Notebook:
+    """Read (through ``loader``, unless ``data`` is given) and validate ``path``; raise :class:`NotebookError` when
+    it is not a usable notebook."""
     shown = str(path)
     if data is None:
         try:
-            data = Path(path).read_bytes()
+            data = loader.read(Path(path))
         except OSError as exc:
             raise NotebookError([error(shown, f"cannot read notebook: {exc.strerror}", "NB001")]) from None
     raw = _load_json(shown, data)
@@ -241,19 +246,24 @@ def _load_json(shown: str, data: bytes) -> dict[str, Any]:
 
 
 def _validate(shown: str, raw: dict[str, Any]) -> None:
-    """Check the structure nb2kfp relies on, with nbformat's schema as the judge on failure."""
+    """Check the structure nb2kfp relies on, with nbformat's schema as the judge on failure (frontend/nbschema)."""
     if raw.get("nbformat") != 4:
         found = raw.get("nbformat")
         raise NotebookError([error(shown, f"unsupported notebook format {found!r}: nbformat 4 is required", "NB002")])
     if not isinstance(raw.get("metadata", {}), dict):
-        raise NotebookError([error(shown, "invalid notebook: the notebook's metadata must be an object", "NB002")])
+        raise _invalid(shown, raw, "invalid notebook: the notebook's metadata must be an object")
     for number, cell in enumerate(raw["cells"], start=1):
         problem = _cell_problem(cell) or (_text_problem(cell) if isinstance(cell, dict) else None)
         if problem:
-            raise NotebookError([error(shown, f"invalid notebook: {problem}", "NB002", cell=number)])
+            raise _invalid(shown, raw, f"invalid notebook: {problem}", number)
     problem = _text_problem(raw.get("metadata", {}))
     if problem:
-        raise NotebookError([error(shown, f"invalid notebook metadata: {problem}", "NB002")])
+        raise _invalid(shown, raw, f"invalid notebook metadata: {problem}")
+
+
+def _invalid(shown: str, raw: dict[str, Any], message: str, cell: int | None = None) -> NotebookError:
+    finding = nbschema.explain(raw, cell)
+    return NotebookError([error(shown, message + (f" (nbformat: {finding})" if finding else ""), "NB002", cell=cell)])
 
 
 def _text_problem(value: object) -> str | None:

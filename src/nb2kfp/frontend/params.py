@@ -6,6 +6,7 @@ import ast
 import json
 
 from nb2kfp.errors import Diagnostic, error, warning
+from nb2kfp.frontend import literals
 from nb2kfp.frontend.notebook import json_leaves
 from nb2kfp.ir import Parameter, ParamType, ParamValue
 
@@ -30,23 +31,18 @@ def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[D
     """Literal assignments ``name = value`` (or ``name: T = value``) become typed parameters;
     ``name = None`` an optional str parameter (None unless a value is given)."""
     found: list[Parameter] = []
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            name, node = stmt.targets[0].id, stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
-            name, node = stmt.target.id, stmt.value
-        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
-            continue  # a docstring or a bare string comment
-        else:
+    for stmt in literals.assignments(tree):
+        if not isinstance(stmt, literals.Assignment):
             kind = type(stmt).__name__.lower()
             msg = f"a parameters cell holds only literal assignments (name = value); this line is a {kind} statement"
             diagnostics.append(error(path, msg, "NB040", cell, stmt.lineno))
             continue
+        name = stmt.name
         try:
-            value = ast.literal_eval(node)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = literals.literal(stmt.value)
+        except literals.NotLiteral:
             msg = f"parameter {name!r}: the value must be a literal (number, string, bool, list or dict)"
-            diagnostics.append(error(path, msg, "NB041", cell, stmt.lineno))
+            diagnostics.append(error(path, msg, "NB041", cell, stmt.line))
             continue
         kind_name = "str" if value is None else param_type(value)  # papermill's `x = None`: an optional str
         if kind_name is None or not _json_exact(value):
@@ -54,11 +50,11 @@ def parse_parameters(path: str, cell: int, tree: ast.Module, diagnostics: list[D
                 f"parameter {name!r}: a {type(value).__name__} cannot be a pipeline parameter; "
                 "use int, float, str, bool, or a list/dict of JSON values"
             )
-            diagnostics.append(error(path, msg, "NB042", cell, stmt.lineno))
+            diagnostics.append(error(path, msg, "NB042", cell, stmt.line))
             continue
         problem = _kfp_problem(value)
         if problem:
-            diagnostics.append(error(path, f"parameter {name!r}: {problem}", "NB042", cell, stmt.lineno))
+            diagnostics.append(error(path, f"parameter {name!r}: {problem}", "NB042", cell, stmt.line))
             continue
         found.append(Parameter(name, kind_name, value, cell))
     return found

@@ -76,6 +76,11 @@ def parse(text: str) -> ImageRef:
     return ref
 
 
+def host(text: str) -> str:
+    """The registry (``host[:port]``) an image reference or repository names; "" for Docker Hub."""
+    return parse(text).domain
+
+
 def check(text: str, what: str, prefix: bool = False) -> str:
     """``text`` unchanged when it is an image reference (with ``prefix``: a policy entry, which may also be a
     registry or repository prefix ending in '/'); else BadReference naming ``what``."""

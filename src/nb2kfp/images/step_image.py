@@ -1,13 +1,15 @@
 """Step images: render the Dockerfile, build through the Docker engine (docker-py), push, pin by digest.
 
-The tag is a content hash of everything that goes in (Dockerfile, requirements, base image id), so an
-unchanged notebook finds its tag in the registry and nothing is built or pushed. Build containers get no
+The tag is a content hash of everything that goes in (Dockerfile, requirements, base image id: the base is
+pulled first when the engine lacks it), so an unchanged notebook finds its tag in the registry and nothing is
+built or pushed. Build containers get no
 network: wheels are fetched on the host with pip (its HTTP cache makes repeats cheap) and installed offline.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -115,20 +117,47 @@ def _existing_digest(client: Any, ref: str, creds: Credentials | None, masker: M
     return str(found["Descriptor"]["digest"])
 
 
-def _base_python(client: Any, base: str) -> str | None:
+def base_image_id(client: Any, base: str, masker: Masker, auth: dict[str, str] | None = None) -> str:
+    """The base image's id, pulled first when the engine has no copy (with ``auth``, else docker's own login): the
+    step image's tag hashes it, so a first build and the ones after it hash the same id."""
+    import docker
+
     try:
-        out = client.containers.run(
-            base,
-            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            remove=True,
-            network_mode="none",
-        )
-    except Exception:  # a base without python3, or not pulled yet: pip then targets this interpreter
-        return None
-    return str(out.decode().strip())
+        return str(client.images.get(base).id)
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        return str(client.images.pull(base, auth_config=auth).id)
+    except docker.errors.APIError as exc:
+        reason = masker(str(exc.explanation or exc)).strip()[-300:]
+        raise RunError(f"base image {base}: not in the Docker engine, and pulling it failed: {reason}") from None
 
 
-def _download_wheels(requirements: Requirements, folder: Path, python: str | None, report: Report) -> None:
+def _base_python(client: Any, base: str) -> str:
+    """The base image's Python as ``3.11``: wheels are fetched for it. Steps run python3 in the base image, so a
+    base where it does not run is an error (not wheels for this machine's Python)."""
+    import docker
+
+    probe = ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    needs = "steps run python3 in the base image, so it needs one that works"
+    try:
+        out = client.containers.run(base, probe, remove=True, network_mode="none")
+    except docker.errors.ContainerError as exc:
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        raise RunError(
+            f"base image {base}: probing its Python failed (python3 exited with {exc.exit_status}: "
+            f"{said.strip()[-300:] or 'no output'}); {needs}"
+        ) from None
+    except docker.errors.APIError as exc:  # e.g. no python3 in the image: the container cannot start
+        reason = str(exc.explanation or exc).strip()[-300:]
+        raise RunError(f"base image {base}: probing its Python failed ({reason}); {needs}") from None
+    version = str(out.decode(errors="replace")).strip()
+    if not re.fullmatch(r"3\.\d+", version):
+        raise RunError(f"base image {base}: probing its Python printed {version[-100:]!r}, not a version; {needs}")
+    return version
+
+
+def _download_wheels(requirements: Requirements, folder: Path, python: str, report: Report) -> None:
     (folder / "wheels").mkdir()
     if not requirements.lines:
         return
@@ -146,7 +175,7 @@ def _download_wheels(requirements: Requirements, folder: Path, python: str | Non
         str(folder / "requirements.txt"),
     ]
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if python and python != here:
+    if python != here:
         command += [
             "--python-version",
             python,
@@ -159,7 +188,7 @@ def _download_wheels(requirements: Requirements, folder: Path, python: str | Non
             "--platform",
             "linux_x86_64",
         ]
-    report(f"  fetching wheels for {len(requirements.lines)} requirement(s) (Python {python or here})")
+    report(f"  fetching wheels for {len(requirements.lines)} requirement(s) (Python {python})")
     proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise RunError(
@@ -210,6 +239,7 @@ def build_offline(
 ) -> None:
     """Build Dockerfile ``text`` as ``ref`` with no network: the requirements' wheels are fetched here first;
     ``files`` (name: text) go into the build context too."""
+    base_image_id(client, base, masker)  # the probe and the build need it in the engine
     with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
         ctx = Path(folder)
         (ctx / "Dockerfile").write_text(text, encoding="utf-8")
@@ -246,11 +276,9 @@ def build_image(
     started = time.monotonic()
     client = docker_client()
     masker = Masker.for_credentials(creds)
-    try:
-        base_id = client.images.get(base).id
-    except Exception:  # not here yet: the daemon pulls it during the build
-        base_id = base
-    text = dockerfile(pipeline, base, requirements)
+    text = dockerfile(pipeline, base, requirements)  # checks the base is an image reference
+    same_registry = registry is not None and imageref.parse(base).domain == registry.host
+    base_id = base_image_id(client, base, masker, creds.docker_auth() if creds and same_registry else None)
     tag = _sha(f"{text}\0{requirements.text()}\0{base_id}")[:20]
     repository = registry.repository(pipeline.name) if registry else f"nb2kfp/{pipeline.name}"
     ref = f"{repository}:{tag}"
@@ -275,7 +303,7 @@ def push_tag(
     client: Any, repository: str, tag: str, creds: Credentials | None, masker: Masker, report: Report, quiet: bool
 ) -> tuple[str, int]:
     """Push ``repository:tag`` from the engine; its digest and the bytes sent."""
-    host = repository.split("/", 1)[0]
+    host = imageref.host(repository)
     try:
         aux = _stream(
             client.api.push(

@@ -26,6 +26,7 @@ from typing import Any
 from kfp.local import cache as kfp_cache
 
 from nb2kfp import __version__
+from nb2kfp.local_run import kfp_local
 from nb2kfp.local_run.records import RESULT
 
 KEY_FILE = "artifact.key"
@@ -116,12 +117,8 @@ class StepCache(kfp_cache.LocalCache):  # type: ignore[misc]
 @contextlib.contextmanager
 def used(cache: StepCache | None) -> Iterator[None]:
     """kfp.local's tasks look their results up in ``cache`` (None: no caching) while inside."""
-    original = kfp_cache.get_local_cache
-    kfp_cache.get_local_cache = lambda: cache
-    try:
+    with kfp_local.swapped("cache:get_local_cache", lambda _: lambda: cache):
         yield
-    finally:
-        kfp_cache.get_local_cache = original
 
 
 def output_folders(outputs: dict[str, Any]) -> set[Path]:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import IO, Any
 
+from nb2kfp.local_run import kfp_local
+
 GRACE_SECONDS = 3.0
 
 _WATCHDOG = """
@@ -159,34 +161,27 @@ def _group_alive(pgid: int, leader: subprocess.Popen[str]) -> bool:
     return True
 
 
-def _docker_handler() -> Any:
-    """kfp.local's Docker task handler, or None without the docker package."""
-    try:
-        from kfp.local import docker_task_handler
-    except ImportError:
-        return None
-    return docker_task_handler
-
-
 @contextlib.contextmanager
 def supervised() -> Iterator[Supervisor]:
     """Run kfp.local's steps under a :class:`Supervisor`; SIGINT/SIGTERM raise :class:`Interrupted`."""
-    from kfp.local import subprocess_task_handler as handler
-
     supervisor = Supervisor()
-    original = handler.run_local_subprocess
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    handler.run_local_subprocess = supervisor.run_local_subprocess
-    docker_handler = _docker_handler()
-    run_container = getattr(docker_handler, "run_docker_container", None)
-    if run_container is not None:
-        docker_handler.run_docker_container = functools.partial(supervisor.run_docker_container, run_container)
     try:
-        yield supervisor
+        with contextlib.ExitStack() as swaps:
+            swaps.enter_context(
+                kfp_local.swapped(
+                    "subprocess_task_handler:run_local_subprocess", lambda _: supervisor.run_local_subprocess
+                )
+            )
+            docker = "docker_task_handler:run_docker_container"
+            if kfp_local.available(docker):  # kfp.local's Docker handler imports the docker package
+                swaps.enter_context(
+                    kfp_local.swapped(
+                        docker, lambda original: functools.partial(supervisor.run_docker_container, original)
+                    )
+                )
+            yield supervisor
     finally:
-        handler.run_local_subprocess = original
-        if run_container is not None:
-            docker_handler.run_docker_container = run_container
         for sig, action in previous.items():
             signal.signal(sig, action)
         supervisor.close()

@@ -23,9 +23,11 @@ from typing import Any
 from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import Pipeline
+from nb2kfp.local_run import kfp_local
 from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TASK_ENTRY = "task_dispatcher:run_single_task_implementation"
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
 
 
@@ -93,10 +95,8 @@ class _Log(io.TextIOBase):
 
 @contextlib.contextmanager
 def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: _Log) -> Iterator[None]:
-    """Wrap kfp.local's per-task entry point to learn when each step starts and ends."""
-    from kfp.local import task_dispatcher
-
-    original = task_dispatcher.run_single_task_implementation
+    """Wrap kfp.local's per-task entry point (through :mod:`kfp_local`) to learn when each step starts and ends."""
+    original = kfp_local.check(_TASK_ENTRY)
 
     def wrapped(**kwargs: Any) -> Any:
         step = names.get(kwargs["component_name"].removeprefix("comp-"), kwargs["component_name"])
@@ -116,11 +116,8 @@ def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: 
         on_event(step, states[step], time.monotonic() - started)
         return outputs, status
 
-    task_dispatcher.run_single_task_implementation = wrapped
-    try:
+    with kfp_local.swapped(_TASK_ENTRY, lambda _: wrapped):
         yield
-    finally:
-        task_dispatcher.run_single_task_implementation = original
 
 
 def run(
@@ -142,6 +139,8 @@ def run(
 
     from nb2kfp.local_run import cache as local_cache
     from nb2kfp.local_run import scheduler as local_scheduler
+
+    kfp_local.check_all()  # a kfp that changed what nb2kfp relies on fails here, saying so, not in mid-run
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kfp.local import io, status
 from kfp.local.orchestrator import dag_orchestrator, task_executor
 from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+from nb2kfp.local_run import kfp_local
 
 
 def workers() -> int:
@@ -41,12 +44,14 @@ def run_dag(
     fail_stack: list[str],
     parent_io_store: Any = None,
     max_workers: int = 1,
+    sequential: Callable[..., tuple[dict[str, Any], Any]] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """kfp.local's ``run_dag`` for a DAG of container tasks, ready tasks running side by side. After a
-    failure no new task starts; the running ones finish (as on KFP) and the DAG fails with the first."""
+    failure no new task starts; the running ones finish (as on KFP) and the DAG fails with the first.
+    A DAG with nested DAGs goes to ``sequential`` (kfp.local's own ``run_dag``)."""
     tasks = dag_component_spec.dag.tasks
     if any(components[t.component_ref.name].WhichOneof("implementation") == "dag" for t in tasks.values()):
-        return _SEQUENTIAL(  # type: ignore[no-any-return]
+        return (sequential or dag_orchestrator.run_dag)(
             pipeline_resource_name=pipeline_resource_name,
             dag_component_spec=dag_component_spec,
             executors=executors,
@@ -113,9 +118,6 @@ def run_dag(
     return outputs, status.Status.SUCCESS
 
 
-_SEQUENTIAL = dag_orchestrator.run_dag
-
-
 @contextlib.contextmanager
 def parallel(max_workers: int) -> Iterator[None]:
     """kfp.local runs up to ``max_workers`` independent tasks of a plain DAG at once while inside."""
@@ -123,11 +125,8 @@ def parallel(max_workers: int) -> Iterator[None]:
         yield
         return
 
-    def scheduled(**kwargs: Any) -> tuple[dict[str, Any], Any]:
-        return run_dag(**kwargs, max_workers=max_workers)
+    def scheduled(sequential: Callable[..., Any]) -> Callable[..., tuple[dict[str, Any], Any]]:
+        return functools.partial(run_dag, max_workers=max_workers, sequential=sequential)
 
-    dag_orchestrator.run_dag = scheduled
-    try:
+    with kfp_local.swapped("orchestrator.dag_orchestrator:run_dag", scheduled):
         yield
-    finally:
-        dag_orchestrator.run_dag = _SEQUENTIAL

@@ -1,10 +1,11 @@
 """Runs one pipeline step inside its container (the KFP executor protocol, for notebook code).
 
-Standalone on purpose: the compiler embeds this file's source in every component, so a step
-needs no nb2kfp (and no kfp) in its image. Only the standard library is imported up front;
-pandas, numpy, joblib and cloudpickle are used when the value and the image have them.
-kfp.local's SubprocessRunner only runs components whose command names kfp.dsl.executor_main:
-this file plays that role (reads the executor input, writes the executor output).
+Standalone on purpose: a spec carries this file's source once, as a pipeline input every notebook step
+runs (backends/step_runtime.py), and step images nb2kfp builds hold a copy; so a step needs no nb2kfp
+(and no kfp) in its image. Only the standard library is imported up front; pandas, numpy, pyarrow,
+joblib and cloudpickle are used when the value and the image have them (FORMATS). kfp.local's
+SubprocessRunner only runs components whose command names kfp.dsl.executor_main: this file plays
+that role (reads the executor input, writes the executor output).
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ import time
 import traceback
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-RUNTIME_FILE = "<nb2kfp runtime>"
+RUNTIME_FILE = "<nb2kfp runtime>"  # the file name of this source when the spec's bootstrap runs it (step_runtime)
 # With a key in this variable (a Kubernetes secret through [tool.nb2kfp] artifact_key_secret; `nb2kfp run --local`
 # makes one per run), pickle-based values carry an HMAC of their bytes and their artifact folder, and a step
 # refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
 # earlier run) is never loaded as code.
 ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
-_PICKLED = {"pickle": "data.pickle", "joblib": "data.joblib"}
 # State a kernel keeps from cell to cell that no variable holds (the global random state, python-control's count of
 # unnamed systems): a value handed from step to step when a notebook seeds the random state or imports such a
 # library (STATEFUL_IMPORTS). Module -> how to read and set its part.
@@ -195,51 +195,138 @@ def _framework(module: str, value: object) -> dict[str, str]:
     return found
 
 
+class _Declined(Exception):
+    """A format's save gives the value to the next format (in the end pickle); a message, if any, is logged."""
+
+
+class Format(NamedTuple):
+    """How one kind of value crosses steps. ``detect(value)`` picks the format (the first in FORMATS that
+    detects the value and saves it wins), ``save(value, path, shared)`` writes its file (raises _Declined
+    to leave the value to the formats after it), ``load(path)`` reads it back. ``runs_code``: loading
+    unpickles, so the file is signed when the run has an artifact key."""
+
+    name: str  # the "format" in the artifact's nb2kfp.json
+    file: str  # its data file in the artifact folder
+    detect: Callable[[Any], bool]
+    save: Callable[[Any, str, dict[str, Any]], None]
+    load: Callable[[str], object]
+    runs_code: bool = False
+
+
+def _module(value: object) -> str:
+    return type(value).__module__.split(".")[0]
+
+
+def _is_frame(value: Any) -> bool:
+    return _module(value) == "pandas" and type(value).__name__ == "DataFrame" and _arrow_keeps(value)
+
+
+def _save_arrow(value: Any, path: str, shared: dict[str, Any]) -> None:
+    # Arrow IPC (Feather v2), uncompressed: the same Arrow data and pandas metadata (index included) as
+    # parquet without parquet's encoding, about 2.6x faster here; read back memory-mapped.
+    try:
+        import pyarrow.feather as feather
+
+        feather.write_feather(value, path, compression="uncompressed")
+    except Exception as exc:  # no pyarrow, or columns Arrow cannot hold: fall back to pickle
+        raise _Declined(f"Arrow unavailable ({type(exc).__name__}), using pickle") from None
+
+
+def _load_arrow(path: str) -> object:
+    import pyarrow.feather as feather
+
+    return feather.read_table(path, memory_map=True).to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _is_array(value: Any) -> bool:
+    # a structured dtype with an object field holds objects too: npy without pickle cannot store it
+    return _module(value) == "numpy" and type(value).__name__ == "ndarray" and not value.dtype.hasobject
+
+
+def _save_npy(value: Any, path: str, shared: dict[str, Any]) -> None:
+    import numpy as np
+
+    with open(path, "wb") as fh:
+        np.save(fh, value, allow_pickle=False)
+
+
+def _load_npy(path: str) -> object:
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
+
+
+def _save_joblib(value: Any, path: str, shared: dict[str, Any]) -> None:
+    try:
+        import joblib
+
+        joblib.dump(value, path)
+    except Exception:  # no joblib in this image, or e.g. a FunctionTransformer(lambda ...): cloudpickle saves it
+        raise _Declined() from None
+    if _mentions_main(path):  # code defined in the notebook: cloudpickle saves it by value
+        raise _Declined()
+
+
+def _load_joblib(path: str) -> object:
+    import joblib
+
+    return joblib.load(path)
+
+
+def _save_json(value: Any, path: str, shared: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(value, fh)
+
+
+def _load_json(path: str) -> object:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _save_pickle(value: Any, path: str, shared: dict[str, Any]) -> None:
+    with open(path, "wb") as fh:
+        _pickler(shared)(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+
+
+def _load_pickle(path: str) -> object:
+    with open(path, "rb") as fh:
+        return _Unpickler(fh).load()
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+FORMATS = (
+    Format("feather", "data.arrow", _is_frame, _save_arrow, _load_arrow),
+    Format("npy", "data.npy", _is_array, _save_npy, _load_npy),
+    Format("joblib", "data.joblib", lambda v: _module(v) == "sklearn", _save_joblib, _load_joblib, True),
+    Format("json", "data.json", _json_exact, _save_json, _load_json),
+    Format("pickle", "data.pickle", _always, _save_pickle, _load_pickle, True),  # the fallback: last
+)
+_FORMATS = {f.name: f for f in FORMATS}
+
+
 def save_value(name: str, value: object, folder: str, shared: dict[str, Any], where: str = "") -> dict[str, str]:
     """Save ``value`` in ``folder``; ``where`` (the step and cell that set it) goes into errors."""
     os.makedirs(folder, exist_ok=True)
-    module = type(value).__module__.split(".")[0]
-    fmt = None
-    if module == "pandas" and type(value).__name__ == "DataFrame" and _arrow_keeps(value):
-        # Arrow IPC (Feather v2), uncompressed: the same Arrow data and pandas metadata (index included) as
-        # parquet without parquet's encoding, about 2.6x faster here; read back memory-mapped.
+    for fmt in FORMATS:
+        if not fmt.detect(value):
+            continue
+        path = os.path.join(folder, fmt.file)
         try:
-            import pyarrow.feather as feather
-
-            feather.write_feather(value, os.path.join(folder, "data.arrow"), compression="uncompressed")
-            fmt = "feather"
-        except Exception as exc:  # no pyarrow, or columns Arrow cannot hold: fall back to pickle
-            log(f"{name}: Arrow unavailable ({type(exc).__name__}), using pickle")
-    elif module == "numpy" and type(value).__name__ == "ndarray" and value.dtype != object:  # type: ignore[attr-defined]
-        import numpy as np
-
-        with open(os.path.join(folder, "data.npy"), "wb") as fh:
-            np.save(fh, value, allow_pickle=False)  # type: ignore[arg-type]
-        fmt = "npy"
-    elif module == "sklearn":
-        try:
-            import joblib
-
-            joblib.dump(value, os.path.join(folder, "data.joblib"))
-            fmt = None if _mentions_main(os.path.join(folder, "data.joblib")) else "joblib"
-        except ImportError:
-            pass  # no joblib in this image: the pickle below stores the estimator
-        except Exception:  # e.g. a FunctionTransformer(lambda ...): cloudpickle below saves it
-            fmt = None
-        if fmt is None and os.path.exists(os.path.join(folder, "data.joblib")):
-            os.remove(os.path.join(folder, "data.joblib"))
-    elif _json_exact(value):
-        with open(os.path.join(folder, "data.json"), "w", encoding="utf-8") as fh:
-            json.dump(value, fh)
-        fmt = "json"
-    if fmt is None:
-        try:
-            with open(os.path.join(folder, "data.pickle"), "wb") as fh:
-                _pickler(shared)(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+            fmt.save(value, path, shared)
+            break
+        except _Declined as declined:
+            if str(declined):
+                log(f"{name}: {declined}")
+            if os.path.exists(path):
+                os.remove(path)
         except Exception as exc:
+            if fmt is not FORMATS[-1]:
+                raise
             raise StepFailed(_unsaveable(name, value, exc, where)) from None
-        fmt = "pickle"
-    meta = {"format": fmt, "python_type": _type_name(value), "variable": name, **_framework(module, value)}
+    meta = {"format": fmt.name, "python_type": _type_name(value), "variable": name, **_framework(_module(value), value)}
     signature = _signature(folder, meta)
     if signature:
         meta["hmac"] = signature
@@ -252,17 +339,17 @@ def _signature(folder: str, meta: dict[str, str]) -> str | None:
     """HMAC-SHA256 (key from ARTIFACT_KEY_ENV) of a pickle-based value's folder, variable, format and file digest;
     None when no key is set or the format is not pickle-based."""
     key = os.environ.get(ARTIFACT_KEY_ENV)
-    data = _PICKLED.get(meta.get("format", ""))
-    if not key or not data:
+    fmt = _FORMATS.get(str(meta.get("format", "")))
+    if not key or fmt is None or not fmt.runs_code:
         return None
     import hashlib
     import hmac
 
     digest = hashlib.sha256()
-    with open(os.path.join(folder, data), "rb") as fh:
+    with open(os.path.join(folder, fmt.file), "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), meta["format"], digest.hexdigest()])
+    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), fmt.name, digest.hexdigest()])
     return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -279,7 +366,7 @@ def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
 
 def _arrow_keeps(df: Any) -> bool:
     """Whether Arrow gives this DataFrame back as it is: a plain index, text column labels, columns of numbers,
-    dates, categories or text. Anything else (a PeriodIndex, period or interval columns, int labels, columns of
+    dates or text. Anything else (a PeriodIndex, period, interval or category columns, int labels, columns of
     lists or mixed objects) goes by pickle."""
     import pandas as pd
 
@@ -294,7 +381,7 @@ def _arrow_keeps(df: Any) -> bool:
         if dtype.kind == "O":  # text stays text; lists, dicts or mixed objects would come back changed
             if pd.api.types.infer_dtype(df[name], skipna=True) not in ("string", "bytes", "empty"):
                 return False
-        elif dtype.kind not in "biufcmM" and str(dtype) not in ("category", "string", "boolean"):
+        elif dtype.kind not in "biufcmM" and str(dtype) not in ("string", "boolean"):
             return False
     return True
 
@@ -334,34 +421,13 @@ def _unsaveable(name: str, value: object, exc: BaseException, where: str) -> str
 def load_value(name: str, folder: str) -> object:
     with open(os.path.join(folder, "nb2kfp.json"), encoding="utf-8") as fh:
         meta = json.load(fh)
-    fmt = meta["format"]
-    if fmt == "missing":
+    if meta["format"] == "missing":
         raise StepFailed(f"variable {name!r} has no value: {meta['reason']}")
     _check_signature(name, folder, meta)
-    if fmt == "feather":
-        import pyarrow.feather as feather
-
-        table = feather.read_table(os.path.join(folder, "data.arrow"), memory_map=True)
-        return table.to_pandas(split_blocks=True, self_destruct=True)
-    if fmt == "parquet":  # written by nb2kfp before 0.1.0's Arrow format
-        import pandas as pd
-
-        return pd.read_parquet(os.path.join(folder, "data.parquet"))
-    if fmt == "npy":
-        import numpy as np
-
-        return np.load(os.path.join(folder, "data.npy"), allow_pickle=False)
-    if fmt == "joblib":
-        import joblib
-
-        return joblib.load(os.path.join(folder, "data.joblib"))
-    if fmt == "json":
-        with open(os.path.join(folder, "data.json"), encoding="utf-8") as fh:
-            return json.load(fh)
-    if fmt != "pickle":
-        raise StepFailed(f"cannot load {name!r}: unknown value format {str(fmt)[:40]!r} in its nb2kfp.json")
-    with open(os.path.join(folder, "data.pickle"), "rb") as fh:
-        return _Unpickler(fh).load()
+    fmt = _FORMATS.get(str(meta["format"]))
+    if fmt is None:
+        raise StepFailed(f"cannot load {name!r}: unknown value format {str(meta['format'])[:40]!r} in its nb2kfp.json")
+    return fmt.load(os.path.join(folder, fmt.file))
 
 
 def _process_state(received: dict[str, Any]) -> dict[str, Any]:
@@ -940,11 +1006,11 @@ class _Report:
             except Exception:
                 value = None
             value = value[0] if isinstance(value, tuple) else value
-            if isinstance(value, bytes):
+            if isinstance(value, bytes) and mime in ("image/png", "image/jpeg"):  # binary: base64, as in Jupyter
                 import base64
 
                 value = base64.b64encode(value).decode("ascii")
-            if value is not None:
+            if isinstance(value, str):  # Jupyter drops a repr of another type (with a warning): not valid nbformat
                 data[mime] = value
         if hasattr(obj, "savefig") and "image/png" not in data:  # a matplotlib figure
             data.update(self._png(obj))

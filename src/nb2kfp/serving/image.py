@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nb2kfp.images import ref as imageref
 from nb2kfp.images import step_image as images
 from nb2kfp.images.requirements import Requirements
 from nb2kfp.security.masking import Masker
@@ -71,7 +72,7 @@ def push(registry_text: str, report: images.Report) -> str:
     registry = Registry.parse(registry_text)
     base = find_settings(Path.cwd()).image
     tag = runtimes.mlserver_tag(base)
-    repository, version = registry.repository("mlserver"), tag.rsplit(":", 1)[1]
+    repository, version = registry.repository("mlserver"), imageref.parse(tag).tag
     creds = credentials_for(registry.host)
     masker = Masker.for_credentials(creds)
     client = images.docker_client()

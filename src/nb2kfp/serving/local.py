@@ -16,6 +16,7 @@ from typing import Any
 
 from nb2kfp.clients.registry import credentials_for
 from nb2kfp.errors import RunError
+from nb2kfp.images import ref as imageref
 from nb2kfp.images import step_image as images
 from nb2kfp.serving import image
 from nb2kfp.serving.oci import ModelRef
@@ -41,8 +42,8 @@ def _serving_image(client: Any, runtime: Runtime, report: images.Report) -> str:
         report(f"serving image {built.ref} ({how}) ID {built.id}")
         return built.id
     if not client.images.list(name=runtime.image):  # a pinned image from settings
-        host = runtime.image.split("/", 1)[0]
-        creds = credentials_for(host) if "." in host or ":" in host else None
+        host = imageref.host(runtime.image)
+        creds = credentials_for(host) if host else None
         client.images.pull(runtime.image, auth_config=creds.docker_auth() if creds else None)
     found = client.images.get(runtime.image)
     report(f"serving image {runtime.image} ID {found.id}")
@@ -86,7 +87,7 @@ def serve(
     started = time.monotonic()
     client = images.docker_client()
     serving_id = _serving_image(client, runtime, report)
-    creds = credentials_for(model.repository.split("/", 1)[0])
+    creds = credentials_for(imageref.host(model.repository))
     try:
         client.images.pull(model.ref, auth_config=creds.docker_auth() if creds else None)
     except docker.errors.APIError as exc:

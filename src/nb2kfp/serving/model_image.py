@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 from nb2kfp.clients.registry import Credentials, is_loopback
 from nb2kfp.errors import RunError, UsageError
+from nb2kfp.images import ref as imageref
 from nb2kfp.security.masking import Masker
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -224,7 +225,7 @@ def push(
         raise UsageError("model images need oras: pip install 'nb2kfp[containers]'") from None
 
     started = time.monotonic()
-    host = repository.split("/", 1)[0]
+    host = imageref.host(repository)
     masker = Masker.for_credentials(creds)
     plain = insecure or is_loopback(host)  # plain HTTP: loopback as Docker does, others only when asked
     registry = oras.provider.Registry(hostname=host, insecure=plain, auth_backend="basic")

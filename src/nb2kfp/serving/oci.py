@@ -46,7 +46,7 @@ def read(image: str, insecure: bool = False) -> ModelRef:
     import oras.provider
     import requests
 
-    host = repository.split("/", 1)[0]
+    host = imageref.host(repository)
     creds = credentials_for(host)
     masker = Masker.for_credentials(creds)
     registry = oras.provider.Registry(hostname=host, insecure=insecure or is_loopback(host), auth_backend="basic")

@@ -1,5 +1,9 @@
 """The component catalog: prebuilt KFP components that ``component:NAME[@VERSION]`` cells call.
 
+This module finds, fetches and reads component files; it is the one place that parses KFP component
+schemas. What it hands the front end is neutral (:class:`nb2kfp.ir.ComponentCall`: ports with nb2kfp's own
+types, the image, the file and its sha256); the spec writer gets the KFP JSON back with :func:`documents`.
+
 A component is a YAML file as the KFP SDK writes it (``Compiler().compile(component_func, path)``: a
 pipeline spec holding one component), named ``NAME.yaml`` or ``NAME/VERSION.yaml``. Catalogs are searched
 in order: ``[tool.nb2kfp.catalog] paths`` (folders, relative to the settings file), ``urls``, then the catalog
@@ -8,13 +12,16 @@ bundled with nb2kfp. Without ``@VERSION`` the highest version wins (a flat ``NAM
 URL catalogs are untrusted input. Only ``nb2kfp catalog fetch`` (and the CI job's fetch step) uses the network:
 it downloads ``URL/NAME.yaml`` or ``URL/NAME/VERSION.yaml`` (https; http only to loopback when the settings say
 so; no redirects; at most MAX_BYTES within FETCH_SECONDS) into ``$XDG_CACHE_HOME/nb2kfp/catalog``. Lint and
-compile read that cache only, and say when a component is missing from it. Messages never quote what a server
+compile read that cache only, and say when a component is missing from it, and when the copy they use is old
+or its last fetch failed (:mod:`nb2kfp.catalog.resolve`). Messages never quote what a server
 sent. ``[tool.nb2kfp.catalog] sha256`` pins a component's content; under ``nb2kfp serve`` the server's
 ``NB2KFP_SERVE_CATALOG_URLS`` lists the only URLs a pushed repository may name (NB2KFP_CATALOG_ALLOWED_URLS).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +31,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from nb2kfp import kfpnames
+from nb2kfp.errors import RunError
 from nb2kfp.ir import ComponentCall, ComponentPort
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -41,8 +50,15 @@ class Component:
     call: ComponentCall  # without arguments
     required: tuple[str, ...]
     description: str
-    sha256: str
     defaults: dict[str, object]
+    spec: str  # JSON text of its componentSpec, as KFP wrote it
+    executor: str  # JSON text of its deploymentSpec executor
+    fetched: float | None = None  # from a URL catalog: when the cached copy was fetched (epoch seconds)
+    fetch_failed: str = ""  # from a URL catalog: why the last fetch failed, when it did (the copy is older)
+
+    @property
+    def sha256(self) -> str:
+        return self.call.sha256
 
 
 def bundled_dir() -> Path:
@@ -144,15 +160,23 @@ def _find(name: str, version: str | None, paths: list[str], urls: list[str], fet
     for folder in paths:
         found = _in_folder(Path(folder), name, version)
         if found:
-            return parse(found.read_text(encoding="utf-8"), name, version or _version_of(found, name), str(found))
+            return _read(found, name, version or _version_of(found, name), str(found))
     rel = f"{name}/{version}.yaml" if version else f"{name}.yaml"
     for url in urls:
         cached = _cached(url, rel)
         absent = cached.with_name(cached.name + ".absent")  # the last fetch found no such file there
+        failed = cached.with_name(cached.name + ".failed")  # the last fetch failed: why
         if fetch:
             if not _allowed(url):
                 raise ValueError(f"catalog URL {url} is not one the server allows (NB2KFP_SERVE_CATALOG_URLS)")
-            if not _download(f"{url}/{rel}", cached):
+            try:
+                downloaded = _download(f"{url}/{rel}", cached)
+            except ValueError as exc:  # our own message, never the server's text
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                failed.write_text(str(exc).removeprefix(f"catalog URL {url}/{rel}: ")[:200], encoding="utf-8")
+                raise
+            failed.unlink(missing_ok=True)
+            if not downloaded:
                 absent.parent.mkdir(parents=True, exist_ok=True)
                 absent.touch()
                 continue
@@ -161,12 +185,37 @@ def _find(name: str, version: str | None, paths: list[str], urls: list[str], fet
             continue
         elif not cached.is_file():
             raise NotCached(f"{url}/{rel} is not in the local cache: run `nb2kfp catalog fetch NOTEBOOK` first")
-        return parse(cached.read_text(encoding="utf-8"), name, version or "", f"{url}/{rel}")
+        why = failed.read_text(encoding="utf-8") if failed.is_file() else ""
+        component = _read(cached, name, version or "", f"{url}/{rel}")
+        return dataclasses.replace(component, fetched=cached.stat().st_mtime, fetch_failed=why)
     found = _in_folder(bundled_dir(), name, version)
     if found:
         shown = f"nb2kfp:catalog/{found.relative_to(bundled_dir()).as_posix()}"
-        return parse(found.read_text(encoding="utf-8"), name, version or _version_of(found, name), shown)
+        return _read(found, name, version or _version_of(found, name), shown)
     return None
+
+
+def _read(file: Path, name: str, version: str, source: str) -> Component:
+    return parse(file.read_text(encoding="utf-8"), name, version, source, str(file))
+
+
+def documents(call: ComponentCall) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The componentSpec and executor of a call the catalog resolved, read again from its file (the IR carries
+    no KFP JSON); RunError when the file changed since (its sha256 differs)."""
+    try:
+        text = Path(call.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"component file {call.file}: {type(exc).__name__}; compile the notebook again") from None
+    if hashlib.sha256(text.encode()).hexdigest() != call.sha256:
+        raise RunError(f"component file {call.file} changed since the notebook was read: compile it again")
+    spec, executor = _documents(text, call.file)
+    return json.loads(spec), json.loads(executor)
+
+
+@functools.lru_cache(maxsize=16)
+def _documents(text: str, file: str) -> tuple[str, str]:
+    found = parse(text, "", "", file, file)
+    return found.spec, found.executor
 
 
 def _version_of(path: Path, name: str) -> str:
@@ -187,8 +236,8 @@ def entries(paths: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def parse(text: str, name: str, version: str, source: str) -> Component:
-    """Read a single-component pipeline spec as the KFP SDK compiles it."""
+def parse(text: str, name: str, version: str, source: str, file: str = "") -> Component:
+    """Read a single-component pipeline spec as the KFP SDK compiles it (``file``: where ``text`` was read)."""
     import yaml  # only when a notebook calls a component
 
     try:
@@ -207,29 +256,35 @@ def parse(text: str, name: str, version: str, source: str) -> Component:
     executor = executors.get(comp.get("executorLabel"))
     if "dag" in comp or not isinstance(executor, dict):
         raise ValueError(f"{source}: a catalog component must be a single container component, not a pipeline")
-    inputs, required, defaults = _ports(comp.get("inputDefinitions", {}), with_required=True)
-    outputs, _, _ = _ports(comp.get("outputDefinitions", {}), with_required=False)
+    inputs, required, defaults = _ports(source, comp.get("inputDefinitions", {}), with_required=True)
+    outputs, _, _ = _ports(source, comp.get("outputDefinitions", {}), with_required=False)
     call = ComponentCall(
         name=name,
         version=version,
-        component=json.dumps(comp, sort_keys=True),
-        executor=json.dumps(executor, sort_keys=True),
         inputs=inputs,
         outputs=outputs,
         source=source,
+        file=file,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        image=str(executor.get("container", {}).get("image", "")),
     )
     description = str(spec.get("pipelineInfo", {}).get("description", "") or "")
-    return Component(call, required, description, hashlib.sha256(text.encode()).hexdigest(), defaults)
+    spec_json, executor_json = json.dumps(comp, sort_keys=True), json.dumps(executor, sort_keys=True)
+    return Component(call, required, description, defaults, spec_json, executor_json)
 
 
 def _ports(
-    defs: dict[str, Any], with_required: bool
+    source: str, defs: dict[str, Any], with_required: bool
 ) -> tuple[tuple[ComponentPort, ...], tuple[str, ...], dict[str, object]]:
+    """Its parameters with nb2kfp's types (KFP's NUMBER_DOUBLE is a float ...), its artifacts with their schema."""
     ports: list[ComponentPort] = []
     required: list[str] = []
     defaults: dict[str, object] = {}
     for name, d in sorted((defs.get("parameters") or {}).items()):
-        ports.append(ComponentPort(name, "parameter", str(d.get("parameterType", "STRING"))))
+        kfp_type = str(d.get("parameterType", "STRING"))
+        if kfp_type not in kfpnames.IR_TYPES:
+            raise ValueError(f"{source}: parameter {name!r} has type {kfp_type[:40]}, which a notebook cannot pass")
+        ports.append(ComponentPort(name, "parameter", kfpnames.IR_TYPES[kfp_type]))
         if "defaultValue" in d:
             defaults[name] = d["defaultValue"]
         elif with_required and not d.get("isOptional"):
