@@ -167,13 +167,13 @@ def run(
     def on_hit(component: str, outputs: dict[str, Any]) -> None:
         task = component.removeprefix("comp-")
         step = names.get(task, task)
-        states[step] = "cached"
-        on_event(step, "cached", None)
         for folder in local_cache.output_folders(outputs):  # the run folder shows what the step gave
             link = artifacts / "cached" / folder.name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to(folder.resolve(), target_is_directory=True)
+        states[step] = "cached"
+        on_event(step, "cached", None)  # after the links: its page is made from them
 
     step_cache = None
     if cache is not None:

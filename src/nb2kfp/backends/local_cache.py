@@ -35,11 +35,18 @@ Hit = Callable[[str, dict[str, Any]], None]  # (component name, cached outputs)
 
 
 def environment() -> str:
-    """What a SubprocessRunner step runs on: this interpreter, its installed distributions, nb2kfp."""
-    from importlib import metadata
+    """What a SubprocessRunner step runs on: this interpreter, its installed distributions, nb2kfp.
+    Distributions by their metadata folders' names (``name-version.dist-info``): reading every one's
+    metadata, as ``importlib.metadata`` does, took 0.3-0.7 s of each run."""
+    return "\n".join([f"nb2kfp {__version__}", sys.executable, sys.version, *_distributions()])
 
-    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
-    return "\n".join([f"nb2kfp {__version__}", sys.executable, sys.version, *dists])
+
+def _distributions() -> list[str]:
+    found: set[str] = set()
+    for entry in sys.path:
+        with contextlib.suppress(OSError), os.scandir(entry or ".") as items:
+            found.update(f"{entry}/{i.name}" for i in items if i.name.endswith((".dist-info", ".egg-info")))
+    return sorted(found)
 
 
 def folder_state(seed: Path, notebook: Path) -> str:
