@@ -145,7 +145,7 @@ def test_lint_and_check_never_import_kfp(example_copy: Callable[[str], Path]) ->
     nb = example_copy("iris_diamond.ipynb")
     assert nb2kfp("compile", str(nb)).returncode == 0
     code = (
-        "import sys; from nb2kfp.main import main; sys.argv = ['nb2kfp'] + sys.argv[1:]\n"
+        "import sys; from nb2kfp.cli.main import main; sys.argv = ['nb2kfp'] + sys.argv[1:]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('kfp' in sys.modules, file=sys.stderr)"
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nb2kfp.backends import kfp_client
+from nb2kfp.clients import kfp as kfp_client
 from nb2kfp.errors import UsageError
 
 VARIABLES = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 
-from nb2kfp.backends import kfp_warnings
+from nb2kfp.local_run import kfp_warnings
 
 
 def _run(body: list[tuple[str, type[Warning]]], notes: list[str]) -> None:

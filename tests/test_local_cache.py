@@ -161,7 +161,7 @@ def test_pipelines_with_a_workspace_do_not_use_the_cache(make_nb: Make) -> None:
 def test_the_key_changes_when_an_installed_distribution_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nb2kfp.backends import local_cache
+    from nb2kfp.local_run import cache as local_cache
 
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "somelib-1.0.dist-info").mkdir()

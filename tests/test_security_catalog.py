@@ -177,7 +177,7 @@ def test_under_serve_only_the_servers_urls_are_fetched(server: str, monkeypatch:
 
 def test_serve_passes_its_allow_list_to_the_ci_run(monkeypatch: pytest.MonkeyPatch) -> None:
     from nb2kfp.commands.serve import _ci_env
-    from nb2kfp.gitlab.queue import Event
+    from nb2kfp.delivery.queue import Event
 
     monkeypatch.delenv("NB2KFP_SERVE_CATALOG_URLS", raising=False)
     event = Event("push", "42", "g/p", "refs/heads/main", "0" * 40, "ab" * 20)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from nb2kfp.backends.images import dockerfile
-from nb2kfp.backends.requirements import Requirements
 from nb2kfp.config import find_settings
 from nb2kfp.errors import Nb2KfpError, NotebookError, UsageError
 from nb2kfp.frontend.builder import build
+from nb2kfp.images.requirements import Requirements
+from nb2kfp.images.step_image import dockerfile
 
 Make = Callable[..., Path]
 INJECTED = "python:3.11-slim\nFROM evil/img:1"
@@ -29,7 +29,7 @@ def nb2kfp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     [INJECTED, "python:3.11-slim\n", "a b", "--upload-pack=x", "python:3.11;rm -rf /", "case/UPPER", "x" * 300],
 )
 def test_the_parser_refuses_what_is_not_an_image_reference(text: str) -> None:
-    from nb2kfp.imageref import BadReference, parse
+    from nb2kfp.images.ref import BadReference, parse
 
     with pytest.raises(BadReference) as info:
         parse(text)
@@ -41,7 +41,7 @@ def test_the_parser_refuses_what_is_not_an_image_reference(text: str) -> None:
     ["python:3.11-slim", "localhost:5055/a/b:1", "registry.example.com/ml/x@sha256:" + "ab" * 32, "[::1]:5000/x"],
 )
 def test_the_parser_takes_image_references(text: str) -> None:
-    from nb2kfp.imageref import parse
+    from nb2kfp.images.ref import parse
 
     assert str(parse(text)) == text
 
@@ -115,7 +115,7 @@ def test_build_base_flag_and_model_image_flag_are_usage_errors(tmp_path: Path, m
     ],
 )
 def test_image_prefixes_match_on_boundaries(image: str, prefix: str, allowed: bool) -> None:
-    from nb2kfp.imageref import allowed_by
+    from nb2kfp.images.ref import allowed_by
 
     assert allowed_by(image, prefix) is allowed
 
@@ -143,7 +143,7 @@ def test_policy_prefix_without_boundary_refuses_the_lookalike_image(make_nb: Mak
 )
 def test_endpoints_compare_scheme_host_and_port(host: str, allowed: bool, tmp_path: Path) -> None:
     from nb2kfp.errors import PolicyError
-    from nb2kfp.policy import check_endpoint
+    from nb2kfp.security.policy import check_endpoint
 
     (tmp_path / "nb2kfp.toml").write_text('[policy]\nallowed_endpoints = ["https://kfp.example.com"]\n')
     settings = find_settings(tmp_path)
@@ -165,7 +165,7 @@ def test_endpoints_compare_scheme_host_and_port(host: str, allowed: bool, tmp_pa
 )
 def test_endpoint_paths_match_on_slash_boundaries(host: str, allowed: bool, tmp_path: Path) -> None:
     from nb2kfp.errors import PolicyError
-    from nb2kfp.policy import check_endpoint
+    from nb2kfp.security.policy import check_endpoint
 
     (tmp_path / "nb2kfp.toml").write_text('[policy]\nallowed_endpoints = ["https://h.example.com/kfp/"]\n')
     try:

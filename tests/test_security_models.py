@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nb2kfp.backends import models
 from nb2kfp.errors import RunError
+from nb2kfp.serving import model_image as models
 
 Make = Callable[..., Path]
 

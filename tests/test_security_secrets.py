@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nb2kfp.frontend.secrets import scan
+from nb2kfp.security.secrets import scan
 
 Make = Callable[..., Path]
 # Built at run time so that this file itself holds no credential-shaped literal.

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from asgi import call
+from nb2kfp.delivery.queue import Event, EventQueue
+from nb2kfp.delivery.webhook import ServeConfig, create_app
 from nb2kfp.errors import RunError
-from nb2kfp.gitlab.queue import Event, EventQueue
-from nb2kfp.gitlab.webhook import ServeConfig, create_app
 
 SECRET = "a-webhook-secret-of-some-length"
 GIT = ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev"]
@@ -144,7 +144,7 @@ def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: P
     import sqlite3
 
     from nb2kfp.commands.serve import Workers
-    from nb2kfp.gitlab.webhook import Metrics
+    from nb2kfp.delivery.webhook import Metrics
 
     queue = EventQueue(tmp_path / "queue.sqlite3", busy_timeout=0.05)
     config = ServeConfig(secret=SECRET, projects=frozenset({"42"}))
@@ -179,7 +179,7 @@ def test_an_event_claimed_too_often_is_marked_failed_without_running(tmp_path: P
     import sqlite3
 
     from nb2kfp.commands.serve import MAX_ATTEMPTS, Workers
-    from nb2kfp.gitlab.webhook import Metrics
+    from nb2kfp.delivery.webhook import Metrics
 
     queue = EventQueue(tmp_path / "queue.sqlite3")
     queue.put(Event.from_payload(push(), "k1"))

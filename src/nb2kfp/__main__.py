@@ -1,3 +1,3 @@
-from nb2kfp.main import main
+from nb2kfp.cli.main import main
 
 main()

@@ -1,4 +1,4 @@
-"""nb2kfp.gitlab.api (python-gitlab) against the GitLab double, and ``plan`` against a real git repository.
+"""nb2kfp.clients.gitlab (python-gitlab) against the GitLab double, and ``plan`` against a real git repository.
 
 The double (tests/doubles/gitlab_server.py) is a real HTTP server on 127.0.0.1 backed by a real bare
 git repository. It does not cover pagination, GitLab's permissions model (roles, token scopes, what a
@@ -21,11 +21,11 @@ from conftest import IN_CI
 from doubles.gitlab_server import GitLabDouble, User
 from nb2kfp import git as nbgit
 from nb2kfp.backends import plan as planner
+from nb2kfp.clients.gitlab import MARKER, GitLabProject
 from nb2kfp.commands import plan as plan_command
+from nb2kfp.delivery.report import NotebookReport, render_mr_note
 from nb2kfp.errors import Diagnostic, RunError, Severity
 from nb2kfp.frontend.builder import build
-from nb2kfp.gitlab.api import MARKER, GitLabProject
-from nb2kfp.gitlab.report import NotebookReport, render_mr_note
 from nbfactory import Cell, write
 
 pytestmark = pytest.mark.slow

@@ -270,7 +270,7 @@ def test_signature_and_git_token_stay_out_of_argv() -> None:
     """GitLab's signing token (Standard Webhooks: v1,base64 HMAC-SHA256 of id.timestamp.body) and the git token's
     route to git. Not covered: a real GitLab signing a request, and a real HTTP git server reading the header."""
     from nb2kfp.commands.serve import git_env
-    from nb2kfp.gitlab.webhook import sign, signature_ok, signing_key
+    from nb2kfp.delivery.webhook import sign, signature_ok, signing_key
 
     key = signing_key("whsec_" + "a2V5" * 8)
     headers = {"webhook-id": "k1", "webhook-timestamp": str(int(time.time()))}

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from nb2kfp import extras, imageref
+from nb2kfp import extras
+from nb2kfp.clients.registry import Registry, credentials_for
 from nb2kfp.config import find_settings
+from nb2kfp.images import ref as imageref
 from nb2kfp.ir import Pipeline
-from nb2kfp.registry import Registry, credentials_for
 
 DEFAULT_OUTPUT = Path(".nb2kfp") / "build"
 
@@ -36,8 +37,10 @@ def run(
     report: Callable[[str], None],
 ) -> int:
     from nb2kfp.atomic import write_text
-    from nb2kfp.backends import images, kfp_spec, requirements
+    from nb2kfp.backends import kfp_spec
     from nb2kfp.frontend.builder import build
+    from nb2kfp.images import requirements
+    from nb2kfp.images import step_image as images
 
     extras.require("nb2kfp build", "docker")
     registry = Registry.parse(registry_text)

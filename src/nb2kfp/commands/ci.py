@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from nb2kfp.delivery.ci import State, changed, code_quality, select
 from nb2kfp.errors import Diagnostic, Nb2KfpError, NotebookError, Severity
-from nb2kfp.gitlab.ci import State, changed, code_quality, select
 
 PHASES = ("lint", "compile", "build", "publish", "report")
 Report = Callable[[str], None]
@@ -67,11 +67,13 @@ def _compile(state: State, notebooks: list[str], out: Path, report: Report) -> b
 
 def _build(state: State, notebooks: list[str], out: Path, registry_text: str, report: Report) -> bool:
     from nb2kfp.atomic import write_text
-    from nb2kfp.backends import images, kfp_spec, requirements
+    from nb2kfp.backends import kfp_spec
+    from nb2kfp.clients.registry import Registry, credentials_for
     from nb2kfp.commands.build import pin
     from nb2kfp.config import find_settings
     from nb2kfp.frontend.builder import build
-    from nb2kfp.registry import Registry, credentials_for
+    from nb2kfp.images import requirements
+    from nb2kfp.images import step_image as images
 
     registry = Registry.parse(registry_text)
     creds = credentials_for(registry.host)
@@ -90,12 +92,12 @@ def _build(state: State, notebooks: list[str], out: Path, registry_text: str, re
 
 
 def _publish(state: State, notebooks: list[str], host: str, report: Report) -> bool:
-    from nb2kfp import policy
-    from nb2kfp.backends import kfp_client
+    from nb2kfp.clients import kfp as kfp_client
     from nb2kfp.commands.compile import stamp
     from nb2kfp.commands.publish import commit_of
     from nb2kfp.config import find_settings
     from nb2kfp.frontend.builder import build
+    from nb2kfp.security import policy
 
     host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env()
@@ -123,10 +125,10 @@ def _publish(state: State, notebooks: list[str], host: str, report: Report) -> b
 def _report(state: State, report: Report) -> bool:
     """Commit statuses and the merge request note; never fails the pipeline on GitLab trouble."""
     try:
-        from nb2kfp.gitlab import report as mr_report
+        from nb2kfp.delivery import report as mr_report
 
         body = mr_report.render_from_state(state, os.environ)
-        from nb2kfp.gitlab.api import GitLabProject
+        from nb2kfp.clients.gitlab import GitLabProject
 
         project = GitLabProject.from_env()
         if project is None:
@@ -163,7 +165,7 @@ def run(phase: str, pattern: str, out: Path, registry: str | None, host: str | N
         state.entry(nb).changed = nb in which
     report(f"nb2kfp ci {phase}: {len(notebooks)} notebook(s), {len(which)} to build/publish ({why})")
     if not host:
-        from nb2kfp.backends.kfp_client import endpoint_from_env
+        from nb2kfp.clients.kfp import endpoint_from_env
 
         host = endpoint_from_env()
     ok = True

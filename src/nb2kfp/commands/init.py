@@ -174,7 +174,7 @@ def _example(root: Path) -> Change | None:
     for path in root.rglob("*.ipynb"):
         if not (_SKIP_DIRS & set(path.relative_to(root).parts)) and ".ipynb_checkpoints" not in path.parts:
             return None
-    text = resources.files("nb2kfp.templates").joinpath("example_pipeline.ipynb").read_text(encoding="utf-8")
+    text = resources.files("nb2kfp.commands").joinpath("example_pipeline.ipynb").read_text(encoding="utf-8")
     return Change(root / "notebooks" / "example_pipeline.ipynb", None, text)
 
 

@@ -13,8 +13,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from nb2kfp import extras, imageref
+from nb2kfp import extras
 from nb2kfp.errors import UsageError
+from nb2kfp.images import ref as imageref
 
 
 def run(
@@ -28,9 +29,9 @@ def run(
     origin: dict[str, str] | None = None,
 ) -> int:
     from nb2kfp.atomic import write_text
-    from nb2kfp.backends import models
-    from nb2kfp.registry import credentials_for
+    from nb2kfp.clients.registry import credentials_for
     from nb2kfp.serving import manifests, meta, oci, runtimes
+    from nb2kfp.serving import model_image as models
 
     extras.require("nb2kfp model build", "oras", "requests")
 

@@ -4,7 +4,7 @@ Kubernetes custom resources for it); and ``nb2kfp run NB --host URL``: compile a
 A version is named ``<commit[:12]>-<stamp[:12]>``: the commit (``--commit``, ``CI_COMMIT_SHA`` or git's
 HEAD) and the compile stamp (notebook content, repository settings, nb2kfp version), so publishing the
 same commit twice uploads nothing. The endpoint is ``--host``, else ``NB2KFP_KFP_ENDPOINT`` or KFP's own
-``KF_PIPELINES_ENDPOINT``; the bearer token comes from :func:`nb2kfp.backends.kfp_client.token_from_env`.
+``KF_PIPELINES_ENDPOINT``; the bearer token comes from :func:`nb2kfp.clients.kfp.token_from_env`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nb2kfp import extras, policy
+from nb2kfp import extras
 from nb2kfp.config import Settings, find_settings
 from nb2kfp.errors import NotebookError, RunError, UsageError
 from nb2kfp.ir import Pipeline
+from nb2kfp.security import policy
 from nb2kfp.words import count
 
 _MARK = {"PENDING": "..", "RUNNING": "..", "SUCCEEDED": "ok", "FAILED": "FAILED", "SKIPPED": "skip"}
@@ -71,7 +72,8 @@ def run(
     report_error: Callable[[str], None],
     kfp_version: str | None = None,
 ) -> int:
-    from nb2kfp.backends import kfp_client, kfp_manifests
+    from nb2kfp.backends import kfp_manifests
+    from nb2kfp.clients import kfp as kfp_client
 
     if kfp_version is not None:
         if manifests is None:
@@ -136,8 +138,9 @@ def remote_run(
 ) -> int:
     """Compile ``notebook``, run it on the KFP server at ``host``, print the run's link and (unless
     ``wait`` is False) each step's state changes until the run ends. Exit code 0 only on SUCCEEDED."""
-    from nb2kfp.backends import kfp_client, kfp_spec
-    from nb2kfp.run_params import as_arguments, parameters_of
+    from nb2kfp.backends import kfp_spec
+    from nb2kfp.clients import kfp as kfp_client
+    from nb2kfp.local_run.params import as_arguments, parameters_of
 
     extras.require("nb2kfp run --host", "kfp", "kfp_server_api")
     host = kfp_client.normalize_host(host)

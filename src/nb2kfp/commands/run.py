@@ -1,7 +1,7 @@
 """``nb2kfp run NB --local``: compile, then run the pipeline here with kfp.local, step by step.
 
 The run folder (``.nb2kfp/runs/<name>``) holds the spec, ``run.log``, the artifacts and ``result.json``
-(:mod:`nb2kfp.records`). SIGINT/SIGTERM stop every step process (:mod:`nb2kfp.backends.processes`).
+(:mod:`nb2kfp.local_run.records`). SIGINT/SIGTERM stop every step process (:mod:`nb2kfp.local_run.processes`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nb2kfp import extras, records
+from nb2kfp import extras
 from nb2kfp.config import find_settings
 from nb2kfp.ir import Pipeline
+from nb2kfp.local_run import records
 from nb2kfp.words import count
 
 if TYPE_CHECKING:
-    from nb2kfp import reports
+    from nb2kfp.local_run import reports
 
 _MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED", "interrupted": "STOP", "cached": "cached"}
 
@@ -42,9 +43,10 @@ class Options:
 
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
     """Build the step image (pushing it when a registry is given) and pin the pipeline to it."""
-    from nb2kfp.backends import images, requirements
+    from nb2kfp.clients.registry import Registry, credentials_for
     from nb2kfp.commands.build import pin
-    from nb2kfp.registry import Registry, credentials_for
+    from nb2kfp.images import requirements
+    from nb2kfp.images import step_image as images
 
     registry = Registry.parse(registry_text) if registry_text else None
     creds = credentials_for(registry.host) if registry else None
@@ -74,8 +76,9 @@ def _package_models(
     import shutil
     import tempfile
 
-    from nb2kfp.backends import local, models
     from nb2kfp.commands import model
+    from nb2kfp.local_run import runner as local
+    from nb2kfp.serving import model_image as models
 
     images: dict[str, str] = {}
     folders = local.model_folders(run_dir / "artifacts", pipeline)
@@ -105,11 +108,12 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     )
     if options.report:
         extras.require_installed("nb2kfp run --local", "nbconvert")
-    from nb2kfp import reports
     from nb2kfp.atomic import write_text
-    from nb2kfp.backends import kfp_spec, kfp_warnings, local, processes
+    from nb2kfp.backends import kfp_spec
     from nb2kfp.frontend.builder import build
-    from nb2kfp.run_params import as_arguments, parameters_of
+    from nb2kfp.local_run import kfp_warnings, processes, reports
+    from nb2kfp.local_run import runner as local
+    from nb2kfp.local_run.params import as_arguments, parameters_of
 
     result = build(notebook, find_settings(notebook.parent))
     for d in result.diagnostics:
@@ -192,7 +196,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
 
 def _write_report(record: records.RunRecord, pipeline: Pipeline, pages: reports.StepPages | None) -> Path | None:
     """Finish the step pages and write report.html (when asked), then result.json with the report's path."""
-    from nb2kfp import reports
+    from nb2kfp.local_run import reports
 
     page = None
     if pages is not None:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nb2kfp import records
 from nb2kfp.errors import UsageError
+from nb2kfp.local_run import records
 from nb2kfp.words import count
 
 

@@ -27,11 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nb2kfp.delivery.queue import Event, EventQueue
+from nb2kfp.delivery.webhook import Metrics, ServeConfig, create_app
 from nb2kfp.errors import Nb2KfpError, RunError, UsageError
 from nb2kfp.git import check_remote_url, check_sha, is_zero
-from nb2kfp.gitlab.queue import Event, EventQueue
-from nb2kfp.gitlab.webhook import Metrics, ServeConfig, create_app
-from nb2kfp.registry import Masker
+from nb2kfp.security.masking import Masker
 
 Report = Callable[[str], None]
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, files, lean, magics, models, options
+from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
@@ -114,7 +114,7 @@ def build(
             )
             continue
         opts = draft.options.merged_over(defaults)
-        produced = models.declared(nb.path, draft.cells, facts[draft.name], diags)
+        produced = model_tags.declared(nb.path, draft.cells, facts[draft.name], diags)
         replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(flow.imports[draft.name].items())]
         steps.append(
             Step(

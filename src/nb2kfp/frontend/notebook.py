@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nb2kfp.errors import Diagnostic, NotebookError, error, warning
-from nb2kfp.frontend import secrets
+from nb2kfp.security import secrets
 
 Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook", "component"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from nb2kfp import imageref
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.notebook import StepOptions
+from nb2kfp.images import ref as imageref
 from nb2kfp.ir import Parameter, Step, VolumeMount
 
 _CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")

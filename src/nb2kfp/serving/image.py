@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nb2kfp.backends import images
-from nb2kfp.backends.requirements import Requirements
-from nb2kfp.registry import Masker
+from nb2kfp.images import step_image as images
+from nb2kfp.images.requirements import Requirements
+from nb2kfp.security.masking import Masker
 
 _DOCKERFILE = """\
 # MLServer for nb2kfp model images, built offline from {base}: the model arrives at /mnt/models at run time.
@@ -64,8 +64,8 @@ def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
 
 def push(registry_text: str, report: images.Report) -> str:
     """Build (if needed) and push the MLServer image to REGISTRY/mlserver:<content hash>; its pinned reference."""
+    from nb2kfp.clients.registry import Registry, credentials_for
     from nb2kfp.config import find_settings
-    from nb2kfp.registry import Registry, credentials_for
     from nb2kfp.serving import runtimes
 
     registry = Registry.parse(registry_text)

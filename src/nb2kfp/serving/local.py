@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nb2kfp.backends import images
+from nb2kfp.clients.registry import credentials_for
 from nb2kfp.errors import RunError
-from nb2kfp.registry import credentials_for
+from nb2kfp.images import step_image as images
 from nb2kfp.serving import image
 from nb2kfp.serving.oci import ModelRef
 from nb2kfp.serving.runtimes import Runtime

@@ -140,7 +140,8 @@ def run(
     at a time (stopping a run must still record the step it stopped: tests/integration/test_docker_interrupt.py)."""
     from kfp import components, local
 
-    from nb2kfp.backends import local_cache, local_scheduler
+    from nb2kfp.local_run import cache as local_cache
+    from nb2kfp.local_run import scheduler as local_scheduler
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}

@@ -1,6 +1,6 @@
 """Repository policy checks made when a pipeline leaves for a cluster (``[tool.nb2kfp.policy]``).
 
-Image prefixes are checked by the front end (lint and compile, ``nb2kfp.imageref.allowed_by``); here: which KFP
+Image prefixes are checked by the front end (lint and compile, ``nb2kfp.images.ref.allowed_by``); here: which KFP
 endpoints ``publish`` and ``run --host`` may talk to, and that a published pipeline pins every step image by
 digest, so KFP's cache and the cluster run exactly what was built and reviewed. Both are checked before anything
 is written or sent.
@@ -14,9 +14,9 @@ from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
-from nb2kfp import imageref
 from nb2kfp.config import Settings
 from nb2kfp.errors import PolicyError
+from nb2kfp.images import ref as imageref
 
 _PORTS = {"http": 80, "https": 443}
 

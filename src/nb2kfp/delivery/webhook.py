@@ -36,8 +36,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from nb2kfp.delivery.queue import QUEUED, Event, EventQueue
 from nb2kfp.errors import UsageError
-from nb2kfp.gitlab.queue import QUEUED, Event, EventQueue
 
 EVENTS = ("Push Hook", "Tag Push Hook")
 MAX_BODY = 1 << 20

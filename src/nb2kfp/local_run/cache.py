@@ -26,7 +26,7 @@ from typing import Any
 from kfp.local import cache as kfp_cache
 
 from nb2kfp import __version__
-from nb2kfp.records import RESULT
+from nb2kfp.local_run.records import RESULT
 
 KEY_FILE = "artifact.key"
 _SKIPPED = {"__pycache__", "node_modules"}  # and hidden folders (.git, .nb2kfp, .venv, .ipynb_checkpoints)

@@ -20,12 +20,14 @@ from typing import Any
 
 import jinja2
 
-from nb2kfp import __version__, imageref
-from nb2kfp.backends.requirements import Requirements
+from nb2kfp import __version__
 from nb2kfp.backends.step_runtime import IMAGE_RUNTIME, runtime_source
+from nb2kfp.clients.registry import Credentials, Registry
 from nb2kfp.errors import RunError, UsageError
+from nb2kfp.images import ref as imageref
+from nb2kfp.images.requirements import Requirements
 from nb2kfp.ir import Pipeline
-from nb2kfp.registry import Credentials, Masker, Registry
+from nb2kfp.security.masking import Masker
 
 Report = Callable[[str], None]
 
@@ -62,7 +64,7 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str
     """The step image's Dockerfile. Only a valid image reference reaches ``FROM``; the other values are
     nb2kfp's own (a KFP name, a version, a hash, a file name)."""
     imageref.check(base, "base image")
-    template = resources.files("nb2kfp.templates").joinpath("Dockerfile.j2").read_text(encoding="utf-8")
+    template = resources.files("nb2kfp.images").joinpath("Dockerfile.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(
         autoescape=False,
         keep_trailing_newline=True,

@@ -1,4 +1,4 @@
-"""Registry references, credentials and the masking that keeps them out of every line we print.
+"""Registry references and the credentials for them (masked in output by :mod:`nb2kfp.security.masking`).
 
 Credentials come from ``NB2KFP_REGISTRY_USER`` / ``NB2KFP_REGISTRY_PASSWORD`` (or ``_PASSWORD_FILE``),
 GitLab's ``CI_REGISTRY_USER`` / ``CI_REGISTRY_PASSWORD`` for ``CI_REGISTRY``, or the Docker config
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2kfp.errors import UsageError
-from nb2kfp.imageref import BadReference, parse_registry
+from nb2kfp.images.ref import BadReference, parse_registry
 
 
 @dataclass(frozen=True)
@@ -86,26 +86,3 @@ def _docker_config(host: str) -> Credentials | None:
             user, _, password = base64.b64decode(entry["auth"]).decode("utf-8").partition(":")
             return Credentials(user, password, str(folder / "config.json"))
     return None
-
-
-class Masker:
-    """Replaces every known secret (and its base64 forms) in text before it is shown."""
-
-    def __init__(self, *secrets: str | None) -> None:
-        found: set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= 4:
-                found.add(secret)
-                found.add(base64.b64encode(secret.encode()).decode())
-        self._secrets = sorted(found, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "****")
-        return text
-
-    @classmethod
-    def for_credentials(cls, creds: Credentials | None) -> Masker:
-        if creds is None:
-            return cls()
-        return cls(creds.password, f"{creds.username}:{creds.password}")

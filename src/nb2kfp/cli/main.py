@@ -2,7 +2,7 @@
 
 ``lint`` and ``compile`` as pre-commit runs them (paths and on/off flags) go straight to their command
 modules: Typer's start-up (importing it and pydantic, building every command) is half of their run time.
-Every other invocation goes through the Typer app in :mod:`nb2kfp.cli`. Same command modules, same output.
+Every other invocation goes through the Typer app in :mod:`nb2kfp.cli.app`. Same command modules, same output.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
     try:
         code = fast_path(sys.argv[1:])
         if code is None:
-            from nb2kfp import cli
+            from nb2kfp.cli import app as cli
 
             try:
                 code = cli.run_app()
@@ -125,7 +125,7 @@ def _click_exit(exc: Exception) -> int | None:
             continue
         if isinstance(exc, module.ClickException):
             if isinstance(exc, module.UsageError) and exc.ctx is None:
-                from nb2kfp.cli import usage_of
+                from nb2kfp.cli.app import usage_of
 
                 err(usage_of(sys.argv[1:]))
             exc.show()

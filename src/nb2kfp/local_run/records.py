@@ -21,7 +21,7 @@ from nb2kfp.atomic import write_text
 from nb2kfp.errors import UsageError
 
 RUNS = Path(".nb2kfp") / "runs"
-CACHE = Path(".nb2kfp") / "cache"  # step results local runs reuse (nb2kfp.backends.local_cache)
+CACHE = Path(".nb2kfp") / "cache"  # step results local runs reuse (nb2kfp.local_run.cache)
 RESULT = "result.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FAILURE = re.compile(

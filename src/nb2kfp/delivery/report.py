@@ -1,7 +1,7 @@
 """The merge request note: per notebook its status, DAG (Mermaid), plan, image, KFP link and lint findings.
 
-Rendered from ``templates/mr_note.md.j2``; the same input always gives the same text, so an
-unchanged report leaves the note untouched. The note starts with :func:`nb2kfp.gitlab.api.marker` (keyed by
+Rendered from ``delivery/mr_note.md.j2``; the same input always gives the same text, so an
+unchanged report leaves the note untouched. The note starts with :func:`nb2kfp.clients.gitlab.marker` (keyed by
 ``NB2KFP_REPORT_KEY``, the component's ``job_prefix``), by which :meth:`GitLabProject.upsert_mr_note` finds it
 again on later pushes.
 """
@@ -21,7 +21,7 @@ from nb2kfp.errors import Diagnostic, Severity
 from nb2kfp.ir import Pipeline
 
 if TYPE_CHECKING:
-    from nb2kfp.gitlab.ci import State
+    from nb2kfp.delivery.ci import State
 
 REPORT_KEY_ENV = "NB2KFP_REPORT_KEY"  # set by the CI component to its job_prefix
 
@@ -78,9 +78,9 @@ def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None, key:
     """The whole note (Markdown), notebooks sorted by path; ``key`` tells two includes' notes apart."""
     import jinja2
 
-    from nb2kfp.gitlab.api import marker
+    from nb2kfp.clients.gitlab import marker
 
-    template = resources.files("nb2kfp.templates").joinpath("mr_note.md.j2").read_text(encoding="utf-8")
+    template = resources.files("nb2kfp.delivery").joinpath("mr_note.md.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(
         autoescape=False,  # Markdown, not HTML; user text is fenced or code-quoted above
         keep_trailing_newline=True,

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from nb2kfp.clients.registry import Credentials, is_loopback
 from nb2kfp.errors import RunError, UsageError
-from nb2kfp.registry import Credentials, Masker, is_loopback
+from nb2kfp.security.masking import Masker
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -1,0 +1,1 @@
+"""The command line: the Typer app (:mod:`.app`), the fast entry point (:mod:`.main`)."""

@@ -1,0 +1,1 @@
+"""Container images: the one image-reference parser, step images and their pinned requirements."""

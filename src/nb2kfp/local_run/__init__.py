@@ -1,0 +1,1 @@
+"""Local runs with kfp.local: the runner, its cache and scheduler, step processes, run records and reports."""
