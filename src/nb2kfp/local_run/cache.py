@@ -19,13 +19,12 @@ import os
 import secrets
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kfp.local import cache as kfp_cache
-
 from nb2kfp import __version__
+from nb2kfp.local_run import kfp_local
 from nb2kfp.local_run.records import RESULT
 
 KEY_FILE = "artifact.key"
@@ -91,7 +90,7 @@ def artifact_key(root: Path) -> str:
     return text
 
 
-class StepCache(kfp_cache.LocalCache):  # type: ignore[misc]
+class StepCache(kfp_local.LocalCache):  # type: ignore[misc]
     """kfp.local's LocalCache with ``extra`` (environment, files) in every key; ``on_hit`` hears of hits."""
 
     def __init__(self, cache_root: str, extra: str, on_hit: Hit) -> None:
@@ -120,15 +119,9 @@ class StepCache(kfp_cache.LocalCache):  # type: ignore[misc]
         return found
 
 
-@contextlib.contextmanager
-def used(cache: StepCache | None) -> Iterator[None]:
+def used(cache: StepCache | None) -> contextlib.AbstractContextManager[None]:
     """kfp.local's tasks look their results up in ``cache`` (None: no caching) while inside."""
-    original = kfp_cache.get_local_cache
-    kfp_cache.get_local_cache = lambda: cache
-    try:
-        yield
-    finally:
-        kfp_cache.get_local_cache = original
+    return kfp_local.caching(cache)
 
 
 def output_folders(outputs: dict[str, Any]) -> set[Path]:
@@ -137,6 +130,6 @@ def output_folders(outputs: dict[str, Any]) -> set[Path]:
     for value in outputs.values():
         for artifact in value if isinstance(value, list) else [value]:
             uri = getattr(artifact, "uri", "")
-            if uri and not kfp_cache._is_remote_uri(uri):
+            if uri and not kfp_local.is_remote_uri(uri):
                 folders.add(Path(uri).parent)
     return folders

@@ -2,8 +2,9 @@
 and killed by a watchdog process if nb2kfp itself dies (even by SIGKILL), as a pod's processes end with it.
 
 kfp.local starts each step with ``subprocess_task_handler.run_local_subprocess``; :func:`supervised` swaps in
-a version that starts the step in a new session and tells the watchdog its process group. With ``--docker``
-(``docker_task_handler.run_docker_container``) each step's container gets the label ``nb2kfp.run=<run id>``.
+(:func:`kfp_local.launching`) a version that starts the step in a new session and tells the watchdog its process
+group. With ``--docker`` (``docker_task_handler.run_docker_container``) each step's container gets the label
+``nb2kfp.run=<run id>``.
 The watchdog reads group ids and the run id on a pipe; when the pipe closes (nb2kfp ended, however it ended)
 it kills what is left: the process groups, and the run's containers.
 """
@@ -11,7 +12,6 @@ it kills what is left: the process groups, and the run's containers.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import subprocess
@@ -159,34 +159,17 @@ def _group_alive(pgid: int, leader: subprocess.Popen[str]) -> bool:
     return True
 
 
-def _docker_handler() -> Any:
-    """kfp.local's Docker task handler, or None without the docker package."""
-    try:
-        from kfp.local import docker_task_handler
-    except ImportError:
-        return None
-    return docker_task_handler
-
-
 @contextlib.contextmanager
 def supervised() -> Iterator[Supervisor]:
     """Run kfp.local's steps under a :class:`Supervisor`; SIGINT/SIGTERM raise :class:`Interrupted`."""
-    from kfp.local import subprocess_task_handler as handler
+    from nb2kfp.local_run import kfp_local
 
     supervisor = Supervisor()
-    original = handler.run_local_subprocess
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    handler.run_local_subprocess = supervisor.run_local_subprocess
-    docker_handler = _docker_handler()
-    run_container = getattr(docker_handler, "run_docker_container", None)
-    if run_container is not None:
-        docker_handler.run_docker_container = functools.partial(supervisor.run_docker_container, run_container)
     try:
-        yield supervisor
+        with kfp_local.launching(supervisor.run_local_subprocess, supervisor.run_docker_container):
+            yield supervisor
     finally:
-        handler.run_local_subprocess = original
-        if run_container is not None:
-            docker_handler.run_docker_container = run_container
         for sig, action in previous.items():
             signal.signal(sig, action)
         supervisor.close()

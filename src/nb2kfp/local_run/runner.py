@@ -23,6 +23,7 @@ from typing import Any
 from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import Pipeline
+from nb2kfp.local_run import kfp_local  # checks the installed kfp: before the run folder is made
 from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -94,33 +95,30 @@ class _Log(io.TextIOBase):
 @contextlib.contextmanager
 def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: _Log) -> Iterator[None]:
     """Wrap kfp.local's per-task entry point to learn when each step starts and ends."""
-    from kfp.local import task_dispatcher
 
-    original = task_dispatcher.run_single_task_implementation
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(**kwargs: Any) -> Any:
+            step = names.get(kwargs["component_name"].removeprefix("comp-"), kwargs["component_name"])
+            started = time.monotonic()
+            states[step] = "running"
+            log.current = step
+            on_event(step, "running", None)
+            try:
+                outputs, status = original(**kwargs)
+            except BaseException:
+                states[step] = "failed"
+                on_event(step, "failed", time.monotonic() - started)
+                raise
+            finally:
+                log.current = None
+            states[step] = "succeeded" if status == kfp_local.SUCCESS else "failed"
+            on_event(step, states[step], time.monotonic() - started)
+            return outputs, status
 
-    def wrapped(**kwargs: Any) -> Any:
-        step = names.get(kwargs["component_name"].removeprefix("comp-"), kwargs["component_name"])
-        started = time.monotonic()
-        states[step] = "running"
-        log.current = step
-        on_event(step, "running", None)
-        try:
-            outputs, status = original(**kwargs)
-        except BaseException:
-            states[step] = "failed"
-            on_event(step, "failed", time.monotonic() - started)
-            raise
-        finally:
-            log.current = None
-        states[step] = "succeeded" if status.name == "SUCCESS" else "failed"
-        on_event(step, states[step], time.monotonic() - started)
-        return outputs, status
+        return wrapped
 
-    task_dispatcher.run_single_task_implementation = wrapped
-    try:
+    with kfp_local.tracking_tasks(wrap):
         yield
-    finally:
-        task_dispatcher.run_single_task_implementation = original
 
 
 def run(
@@ -138,8 +136,6 @@ def run(
     ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`). Up to
     ``jobs`` independent steps run at once (default: one per core; :mod:`local_scheduler`); Docker steps run one
     at a time (stopping a run must still record the step it stopped: tests/integration/test_docker_interrupt.py)."""
-    from kfp import components, local
-
     from nb2kfp.local_run import cache as local_cache
     from nb2kfp.local_run import scheduler as local_scheduler
 
@@ -147,14 +143,13 @@ def run(
     states = {s.name: "pending" for s in pipeline.steps}
     artifacts = run_dir / "artifacts"
     (run_dir / "workspace").mkdir(parents=True, exist_ok=True)  # the steps' shared workspace, kept
-    runner = local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
-    local.init(
-        runner=runner,
+    kfp_local.init(
+        runner=kfp_local.runner(docker),
         pipeline_root=str(artifacts),
         workspace_root=str(run_dir / ".kfp-workspace"),  # kfp.local's own: it deletes it after the run
         raise_on_error=True,
     )
-    component = components.load_component_from_file(str(spec_path))
+    component = kfp_local.load_component_from_file(str(spec_path))
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()
     error: BaseException | None = None
