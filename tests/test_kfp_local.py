@@ -67,3 +67,20 @@ def test_a_run_with_a_changed_kfp_stops_with_the_message_and_no_traceback(tmp_pa
     assert "kfp.local.orchestrator.dag_orchestrator.run_dag is missing" in proc.stderr
     assert f"does not work with kfp {kfp_local.TESTED_KFP}" in proc.stderr  # names the installed version
     assert not (tmp_path / ".nb2kfp" / "runs").exists() or not any((tmp_path / ".nb2kfp" / "runs").iterdir())
+
+
+def test_kfp_is_imported_without_its_api_client_and_the_rest_still_works() -> None:
+    """kfp's __init__ imports kfp.client (0.4-0.7 s) that a local run never uses: the adapter skips it."""
+    code = (
+        "import os, sys\n"
+        "from nb2kfp.local_run import kfp_local\n"
+        "assert 'kfp.client' not in sys.modules, 'kfp.client imported'\n"
+        "assert '_KFP_RUNTIME' not in os.environ, 'the flag leaks into the steps'\n"
+        "from kfp import dsl\n"
+        "assert callable(dsl.pipeline) and callable(dsl.component), 'kfp.dsl incomplete'\n"
+        "from kfp.client import Client\n"
+        "print(Client.__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Client"

@@ -14,6 +14,10 @@ context managers below nb2kfp swaps or wraps four of its internals:
 :data:`NEEDS` lists every name and parameter nb2kfp relies on. Importing this module checks them against the
 installed kfp: a kfp whose internals moved stops the run with a clear message (:class:`UnsupportedKfp`)
 before anything starts, not with a traceback halfway through it. tests/test_kfp_local.py checks them too.
+
+Importing ``kfp`` runs its ``__init__``, which imports ``kfp.client`` (and the API server's client library,
+0.4-0.7 s) that a local run never uses; kfp's own executor runtime skips that with ``_KFP_RUNTIME=true``,
+and so does :func:`_import_kfp` (for kfp's ``__init__`` only: ``kfp.dsl`` and the rest load as usual).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -97,10 +103,18 @@ NEEDS: tuple[Need, ...] = (
 
 
 def _import_kfp() -> str:
-    """Import kfp; its version."""
-    import kfp
-
-    return str(getattr(kfp, "__version__", "unknown"))
+    """Import kfp without what its ``__init__`` loads for pipeline authors (kfp.client); its version."""
+    if "kfp" not in sys.modules:
+        before = os.environ.get("_KFP_RUNTIME")
+        os.environ["_KFP_RUNTIME"] = "true"
+        try:
+            import kfp  # noqa: F401
+        finally:
+            if before is None:
+                os.environ.pop("_KFP_RUNTIME", None)
+            else:
+                os.environ["_KFP_RUNTIME"] = before
+    return str(getattr(sys.modules["kfp"], "__version__", "unknown"))
 
 
 def _resolve(need: Need) -> Any:
