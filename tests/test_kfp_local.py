@@ -69,8 +69,22 @@ def test_a_run_with_a_changed_kfp_stops_with_the_message_and_no_traceback(tmp_pa
     assert not (tmp_path / ".nb2kfp" / "runs").exists() or not any((tmp_path / ".nb2kfp" / "runs").iterdir())
 
 
+def test_a_local_run_does_not_import_kfp_client(tmp_path: Path) -> None:
+    """kfp's __init__ imports kfp.client (and kubernetes, 0.4-0.7 s) that a local run never uses."""
+    notebook = Path(__file__).resolve().parent.parent / "examples" / "wordcount.ipynb"
+    (tmp_path / notebook.name).write_bytes(notebook.read_bytes())
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('kfp.client' in sys.modules, file=sys.stderr));"
+        "from nb2kfp.cli.main import main; sys.argv = ['nb2kfp', 'run', sys.argv[1], '--local', '--no-report']; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, notebook.name], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "False", proc.stderr
+
+
 def test_kfp_is_imported_without_its_api_client_and_the_rest_still_works() -> None:
-    """kfp's __init__ imports kfp.client (0.4-0.7 s) that a local run never uses: the adapter skips it."""
     code = (
         "import os, sys\n"
         "from nb2kfp.local_run import kfp_local\n"

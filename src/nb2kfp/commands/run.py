@@ -101,7 +101,7 @@ def _package_models(
 def run(notebook: Path, options: Options, report: Callable[[str], None], report_error: Callable[[str], None]) -> int:
     extras.require(
         "nb2kfp run --local",
-        "kfp",
+        "nb2kfp.local_run.kfp_local",  # kfp, as a local run imports it (without kfp.client), and checked
         "cloudpickle",
         *(["docker"] if options.docker else []),
         *(["oras", "requests"] if options.model_image else []),
