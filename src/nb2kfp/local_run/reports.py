@@ -119,8 +119,8 @@ def _warm_up() -> None:
     """Import nbconvert, compile its templates and its first page's regular expressions (a tiny notebook)."""
     output = {"output_type": "stream", "name": "stdout", "text": "1\n"}
     cells = [
-        {"cell_type": "markdown", "metadata": {}, "source": "*warm-up*"},
-        {"cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [output], "source": "print(1)"},
+        {"id": "warm-1", "cell_type": "markdown", "metadata": {}, "source": "*warm-up*"},
+        {"id": "warm-2", "cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [output], "source": "1"},
     ]
     render_notebook({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
