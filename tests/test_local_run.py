@@ -70,6 +70,7 @@ def test_values_of_every_format_cross_steps(make_nb: Make) -> None:
         "config": "json",
         "point": "pickle",
         "fn": "pickle",
+        "scale": "json",  # what fn reads when called (as in the kernel, the calling step's value)
         "pair": "pickle",
         "text": "json",
     }

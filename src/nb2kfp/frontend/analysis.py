@@ -11,11 +11,21 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from dataclasses import dataclass, field
 
-from nb2kfp.frontend.calls import ARG_MUTATING_CALLS, ARG_SAFE_METHODS, MUTATING_METHODS, PURE_FUNCTIONS, PURE_METHODS
+from nb2kfp.frontend.calls import (
+    ARG_MUTATING_CALLS,
+    ARG_SAFE_METHODS,
+    FORMULA_CALLS,
+    MUTATING_METHODS,
+    PURE_FUNCTIONS,
+    PURE_METHODS,
+)
+from nb2kfp.runtime.step import STATEFUL_IMPORTS
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
+_SEEDING = frozenset({"seed", "set_state", "setstate"})
 
 
 @dataclass
@@ -33,6 +43,15 @@ class Facts:
     stars: list[str] = field(default_factory=list)  # the `from M import *` statements, in order
     imported: dict[str, str] = field(default_factory=dict)  # name -> import statement that binds it
     first_line: dict[str, int] = field(default_factory=dict)  # first line each name is read or changed at
+    # What using a name's value may read later (a function's globals are read when it is called, in the step that
+    # calls it): ``needs`` are the globals read inside the function/class/lambda bodies of the statements that set
+    # it, ``held`` the names its value was made from (it may hold one of those functions).
+    needs: dict[str, set[str]] = field(default_factory=dict)
+    held: dict[str, set[str]] = field(default_factory=dict)
+    # seeds the global random state (np.random.seed, random.seed...) or imports a library with process state
+    process_state: bool = False
+    formula_names: set[str] = field(default_factory=set)  # names in formula strings: variables, or data columns
+    call: bool = False  # a catalog component's call: it takes its arguments and nothing else
 
     def free(self) -> set[str]:
         """Names this code needs from outside (builtins excluded)."""
@@ -57,11 +76,28 @@ class Facts:
         self.imported.update(other.imported)
         for name, line in other.first_line.items():
             self.first_line.setdefault(name, line)
+        for mine, theirs in ((self.needs, other.needs), (self.held, other.held)):
+            for name, names in theirs.items():
+                mine.setdefault(name, set()).update(names)
+        self.process_state |= other.process_state
+        self.formula_names |= other.formula_names
 
 
 def analyse(tree: ast.Module) -> Facts:
     facts = Facts()
-    facts.definite = _Block(facts).run(tree.body, _Bound()).flat()
+    bound = _Bound()
+    for stmt in tree.body:  # statement by statement, to know what each name's value was made from
+        part = Facts()
+        bound = _Block(part).stmt(stmt, bound)
+        needs = part.deferred - BUILTIN_NAMES
+        held = part.first_line.keys() - BUILTIN_NAMES
+        for name in part.binds | part.mutates | part.may_mutate:
+            if needs:
+                part.needs.setdefault(name, set()).update(needs)
+            if held:
+                part.held.setdefault(name, set()).update(held)
+        facts.extend(part)
+    facts.definite = bound.flat()
     return facts
 
 
@@ -156,6 +192,8 @@ class _Block:
                 self.expr(s.target, bound, store=True)
                 self.mutate(s.target, s.lineno, definite=True)
         elif isinstance(s, ast.Import | ast.ImportFrom):
+            modules = [s.module or ""] if isinstance(s, ast.ImportFrom) else [a.name for a in s.names]
+            f.process_state |= any(m.split(".")[0] in STATEFUL_IMPORTS for m in modules)
             for alias in s.names:
                 if alias.name == "*":
                     f.star_import = True
@@ -286,6 +324,10 @@ class _Block:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
+        self.f.process_state |= _seeds(func)
+        called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if called in FORMULA_CALLS:
+            self.f.formula_names |= _formula_names(node)
         args = [*node.args, *(k.value for k in node.keywords)]
         inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
         if isinstance(func, ast.Attribute):
@@ -347,6 +389,7 @@ class _Block:
             elif isinstance(sub, ast.Call):
                 if isinstance(sub.func, ast.Attribute) and sub.func.attr not in PURE_METHODS:
                     changed.add(_root_name(sub.func.value) or "")
+                self.f.process_state |= _seeds(sub.func)
                 callee = sub.func.id if isinstance(sub.func, ast.Name) else None
                 if callee not in PURE_FUNCTIONS:
                     changed.update(_root_name(a) or "" for a in sub.args)
@@ -381,6 +424,28 @@ def _walk_scope(node: ast.AST) -> list[ast.AST]:
         if isinstance(n, ast.Lambda | ast.GeneratorExp | ast.ListComp | ast.SetComp | ast.DictComp):
             continue  # a nested scope: the caller analyses it with scope()
         stack.extend(ast.iter_child_nodes(n))
+    return out
+
+
+def _seeds(func: ast.expr) -> bool:
+    """``np.random.seed(..)``, ``numpy.random.set_state(..)``, ``random.seed(..)``: the global random state."""
+    if not isinstance(func, ast.Attribute) or func.attr not in _SEEDING:
+        return False
+    owner = func.value
+    return (isinstance(owner, ast.Name) and owner.id == "random") or (
+        isinstance(owner, ast.Attribute) and owner.attr == "random"
+    )
+
+
+def _formula_names(node: ast.Call) -> set[str]:
+    """The names a formula string given to ``node`` uses (``"y ~ C(g, contr.custom(coding))"``: y, C, g, contr,
+    coding); attributes (``custom``) and quoted text are not names."""
+    texts = [*node.args[:1], *(k.value for k in node.keywords if k.arg in ("formula", "expr"))]
+    out: set[str] = set()
+    for text in texts:
+        if isinstance(text, ast.Constant) and isinstance(text.value, str):
+            unquoted = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", " ", text.value)
+            out.update(re.findall(r"(?<![\w.])[A-Za-z_]\w*", unquoted))
     return out
 
 

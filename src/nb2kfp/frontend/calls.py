@@ -38,6 +38,14 @@ MUTATING_METHODS = frozenset({
     "symmetric_difference_update", "update", "write",
 })
 
+# Calls that evaluate a formula or expression string in the caller's namespace (formulaic, patsy, statsmodels'
+# formula API, pandas' query/eval): the names it uses are variables of the notebook, or columns of the data.
+FORMULA_CALLS = frozenset({
+    "Formula", "model_matrix", "dmatrix", "dmatrices", "from_formula", "ols", "wls", "gls", "glm", "logit",
+    "probit", "mnlogit", "poisson", "negativebinomial", "quantreg", "mixedlm", "rlm", "gee", "ordinal_gee",
+    "nominal_gee", "phreg", "query", "eval",
+})
+
 # Calls (functions or methods) that change their first argument.
 ARG_MUTATING_CALLS = frozenset({
     "copyto", "fill_diagonal", "heapify", "heappop", "heappush", "place", "shuffle",

@@ -105,6 +105,7 @@ def call_facts(call: ComponentCall, cell: int = 0) -> Facts:
     facts.reads = {a.value for a in call.args if a.source != "literal"}
     facts.binds = {p.name for p in call.outputs}
     facts.definite = set(facts.binds)
+    facts.call = True
     return facts
 
 

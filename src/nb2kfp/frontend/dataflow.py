@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.analysis import BUILTIN_NAMES, Facts
 from nb2kfp.ir import VariableEdge
+from nb2kfp.runtime.step import PROCESS_STATE
 
 
 @dataclass
@@ -96,12 +97,25 @@ def resolve(
         for name in needed:
             immutable_name = name in immutable
             seen = view if scope is None or _provided(step, name, view, anc, pre, params, immutable_name) else steps
-            if included and not _provided(step, name, seen, anc, pre, params, immutable_name):
+            provided = _provided(step, name, seen, anc, pre, params, immutable_name)
+            if included and not provided:
                 continue  # the including notebook provides it (or reports it)
+            if not provided and _called_later(step, name, steps):
+                continue  # read only when a function is called: the steps that call it receive it
             _resolve_one(path, step, name, seen, anc, pre, params, pre.star_import, flow, diagnostics, immutable_name)
+    _Carried(steps, anc, prelude, preludes or {}, params, flow).resolve()
     for name, cell in metrics:
         _metric_setter(path, name, cell, steps, params, flow, diagnostics)
     return flow
+
+
+def _called_later(step: StepFacts, name: str, steps: dict[str, StepFacts]) -> bool:
+    """A global only the bodies of the step's functions read, which a step further down sets (python-control's
+    cruise.ipynb: ``vehicle_update`` reads ``motor_torque``, defined two cells below, and runs after that)."""
+    f = step.facts
+    if name not in f.deferred or name in f.reads:
+        return False
+    return any(name in s.facts.binds for s in steps.values() if s.order > step.order)
 
 
 def _provided(
@@ -161,7 +175,7 @@ def _resolve_one(
         known = name in prelude.binds or name in BUILTIN_NAMES or name in params
         if not (known or name in step.facts.binds or star or step.facts.star_import):
             if not _replay_star_imports(step, [steps[a] for a in mine], flow):
-                diagnostics.append(error(path, _undefined_message(step, name, steps), "NB020", cell, line))
+                diagnostics.append(error(path, _undefined_message(step, name, steps, anc), "NB020", cell, line))
             return
         _warn_notebook_order(path, step, name, steps, mine, nearest, cell, line, diagnostics)
         if name in params and name not in prelude.binds:
@@ -187,6 +201,112 @@ def _resolve_one(
         return
     flow.inputs[step.name].append(VariableEdge(name, provider.name))
     flow.outputs[provider.name].add(name)
+
+
+class _Carried:
+    """What a step needs besides the names its own code reads: the globals read by the functions it receives (or
+    values holding them: an object made from a function), since in the notebook those functions see the notebook's
+    globals when they are called; and the global random state after a seed. Found leniently: a name no ancestor
+    provides, or that is ambiguous, is left out (the function may never be called here)."""
+
+    def __init__(
+        self,
+        steps: dict[str, StepFacts],
+        anc: dict[str, set[str]],
+        prelude: Facts,
+        preludes: dict[str, Facts],
+        params: set[str],
+        flow: Flow,
+    ) -> None:
+        self.steps, self.anc, self.prelude, self.preludes = steps, anc, prelude, preludes
+        self.params, self.flow = params, flow
+        self.memo: dict[tuple[str, str], set[str]] = {}
+        self.changes = {n: s.facts.changes() for n, s in steps.items()}
+
+    def resolve(self) -> None:
+        pre = self.preludes
+        start = {n for n, s in self.steps.items() if s.facts.process_state or pre.get(n, self.prelude).process_state}
+        code = {n for n, s in self.steps.items() if not s.facts.call}  # a component takes only its arguments
+        keep = {n for n in code if n in start or self.anc[n] & start}  # the steps that keep the process state
+        for step in sorted(self.steps.values(), key=lambda s: (len(self.anc[s.name]), s.order)):
+            if step.name not in code:
+                continue
+            if step.name in keep:
+                self._receive(step, PROCESS_STATE, keep)
+            self._functions_globals(step)
+
+    def _functions_globals(self, step: StepFacts) -> None:
+        pre = self.preludes.get(step.name, self.prelude)
+        f = step.facts
+        pending = [n for e in self.flow.inputs[step.name] for n in self.carried(self.steps[e.producer], e.name)]
+        pending += [n for n in (f.reads | f.deferred) & pre.binds for n in _within(pre, n, set())]
+        pending += f.formula_names  # variables a formula string may name (or data columns: only what a step sets)
+        done: set[str] = set()
+        while pending:
+            name = pending.pop()
+            if name in done or name in BUILTIN_NAMES or name == PROCESS_STATE:
+                continue
+            done.add(name)
+            if self._held(step, name):
+                continue
+            if name in self.params and name not in pre.binds:
+                self.flow.params[step.name].add(name)
+                continue
+            provider = self._receive(step, name, {n for n, c in self.changes.items() if name in c})
+            if provider is not None:
+                pending += self.carried(provider, name)
+
+    def _held(self, step: StepFacts, name: str) -> bool:
+        """Whether the step already receives, imports or is given ``name``."""
+        flow = self.flow
+        return (
+            any(e.name == name for e in flow.inputs[step.name])
+            or name in flow.imports[step.name]
+            or name in flow.params[step.name]
+            or name in self.preludes.get(step.name, self.prelude).binds
+        )
+
+    def _receive(self, step: StepFacts, name: str, setters: set[str]) -> StepFacts | None:
+        """Pass ``name`` to ``step`` from its nearest ancestor among ``setters`` (the last in notebook order if
+        several)."""
+        candidates = [self.steps[a] for a in self.anc[step.name] & setters]
+        nearest = [c for c in candidates if not any(c.name in self.anc[o.name] for o in candidates)]
+        if not nearest:
+            return None
+        provider = max(nearest, key=lambda c: c.order)
+        if name in provider.facts.deleted:
+            return None
+        if name in provider.facts.imported:
+            self.flow.imports[step.name].setdefault(name, provider.facts.imported[name])
+            return None
+        self.flow.inputs[step.name].append(VariableEdge(name, provider.name))
+        self.flow.outputs[provider.name].add(name)
+        return provider
+
+    def carried(self, step: StepFacts, name: str) -> set[str]:
+        """The globals that using the value ``step`` leaves in ``name`` may read (its functions', transitively).
+        Only asked of steps whose inputs are final (ancestors of the step being resolved)."""
+        key = (step.name, name)
+        if key not in self.memo:
+            reached: set[str] = set()
+            out = _within(step.facts, name, reached)
+            for e in self.flow.inputs[step.name]:
+                if e.name in reached:
+                    out |= self.carried(self.steps[e.producer], e.name)
+            self.memo[key] = out
+        return self.memo[key]
+
+
+def _within(facts: Facts, name: str, reached: set[str]) -> set[str]:
+    """What using ``name`` may read, within one block of code (a step's cells, the imports/functions cells);
+    ``reached`` collects the names its value may come from there."""
+    reached.add(name)
+    needs = facts.needs.get(name, set())
+    out = set(needs)
+    for other in needs | facts.held.get(name, set()):
+        if other not in reached:
+            out |= _within(facts, other, reached)
+    return out
 
 
 def _replay_star_imports(step: StepFacts, ancestors: list[StepFacts], flow: Flow) -> bool:
@@ -231,17 +351,15 @@ def _warn_notebook_order(
     diagnostics.append(warning(path, msg, "NB024", cell, line))
 
 
-def _undefined_message(step: StepFacts, name: str, steps: dict[str, StepFacts]) -> str:
+def _undefined_message(step: StepFacts, name: str, steps: dict[str, StepFacts], anc: dict[str, set[str]]) -> str:
     definers = sorted(
         (s for s in steps.values() if name in s.facts.binds and s.name != step.name), key=lambda s: s.order
     )
-    below = [d for d in definers if d.order > step.order]
-    if definers and len(below) == len(definers) and name in step.facts.deferred and name not in step.facts.reads:
-        d = below[0]
+    if definers and all(step.name in anc[d.name] for d in definers):
+        d = definers[0]
         return (
-            f"a function or class in step {step.name!r} reads the global {name!r}, which only step {d.name!r} "
-            f"(cell {d.first_cell}) below it sets: the notebook works when it is called after that cell, but a step "
-            f"cannot receive a value from a later step; set {name!r} above step {step.name!r} or pass it as an argument"
+            f"step {step.name!r} reads {name!r}, which only step {d.name!r} (cell {d.first_cell}) sets, and that step "
+            f"runs after it; set {name!r} in step {step.name!r} or in a step before it"
         )
     if definers:
         d = definers[-1]

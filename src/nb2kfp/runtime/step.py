@@ -32,6 +32,21 @@ RUNTIME_FILE = "<nb2kfp runtime>"  # the file name of this source when the spec'
 # refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
 # earlier run) is never loaded as code.
 ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
+# State a kernel keeps from cell to cell that no variable holds (the global random state, python-control's count of
+# unnamed systems): a value handed from step to step when a notebook seeds the random state or imports such a
+# library (STATEFUL_IMPORTS). Module -> how to read and set its part.
+PROCESS_STATE = "nb2kfp_process_state"
+STATEFUL_IMPORTS = frozenset({"control"})
+_STATE_PARTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any], None]]] = {
+    "random": (lambda m: m.getstate(), lambda m, v: m.setstate(v)),
+    "numpy.random": (lambda m: m.get_state(), lambda m, v: m.set_state(v)),
+    "control.iosys": (
+        lambda m: m.InputOutputSystem._idCounter,
+        lambda m, v: setattr(m.InputOutputSystem, "_idCounter", v),
+    ),
+}
+# In a pickle, marks the globals of functions defined in a step: loaded, they use the loading step's globals
+_NAMESPACE_MARK = "__nb2kfp_step_globals__"
 _INSTALLERS = re.compile(r"^\s*(?:(?:python3?|\S*/python3?)\s+-m\s+)?(?:pip3?|conda|mamba|uv\s+pip)\b")
 _MOUNTS = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 
@@ -113,7 +128,51 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
                 return rebuild, args, (state, attributes), None, None, _set_array_state
             return super().reducer_override(obj)
 
+        def _function_getnewargs(self, func: types.FunctionType) -> Any:
+            args = super()._function_getnewargs(func)
+            if func.__globals__ is sys.modules["__main__"].__dict__:
+                args[1][_NAMESPACE_MARK] = True
+            return args
+
     return Pickler
+
+
+class _Unpickler(pickle.Unpickler):
+    """Functions defined in notebook steps see the globals of the step they run in, as they would see the
+    kernel's: a function that reads a global some later cell sets finds it when called there."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if module == "cloudpickle.cloudpickle" and name == "_make_function":
+            return _step_function(found)
+        if module == "cloudpickle.cloudpickle" and name == "_function_setstate":
+            return _step_function_state(found)
+        return found
+
+
+def _step_function(make: Any) -> Any:
+    def make_function(code: types.CodeType, globals_: dict[str, Any], *args: Any) -> Any:
+        if globals_.get(_NAMESPACE_MARK):
+            globals_ = sys.modules["__main__"].__dict__
+        return make(code, globals_, *args)
+
+    return make_function
+
+
+def _step_function_state(set_state: Any) -> Any:
+    def function_setstate(func: types.FunctionType, state: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        namespace = sys.modules["__main__"].__dict__
+        if func.__globals__ is not namespace:
+            return set_state(func, state)  # type: ignore[no-any-return]
+        # the globals it had where it was saved fill only what this step does not have (its own values win)
+        for key, value in state[1].get("__globals__", {}).items():
+            namespace.setdefault(key, value)
+        kept = namespace.get("__builtins__")
+        set_state(func, (state[0], {**state[1], "__globals__": {}}))
+        namespace["__builtins__"] = kept
+        return None
+
+    return function_setstate
 
 
 _FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
@@ -231,7 +290,7 @@ def _save_pickle(value: Any, path: str, shared: dict[str, Any]) -> None:
 
 def _load_pickle(path: str) -> object:
     with open(path, "rb") as fh:
-        return pickle.load(fh)
+        return _Unpickler(fh).load()
 
 
 def _always(value: Any) -> bool:
@@ -374,6 +433,27 @@ def load_value(name: str, folder: str) -> object:
     if fmt is None:
         raise StepFailed(f"cannot load {name!r}: unknown value format {str(meta['format'])[:40]!r} in its nb2kfp.json")
     return fmt.load(os.path.join(folder, fmt.file))
+
+
+def _process_state(received: dict[str, Any]) -> dict[str, Any]:
+    """The process state now (PROCESS_STATE); a part as received when the step did not import its module."""
+    return {**received, **{m: get(sys.modules[m]) for m, (get, _) in _STATE_PARTS.items() if m in sys.modules}}
+
+
+def _set_process_state(state: dict[str, Any]) -> None:
+    """Set each part now when its module is imported, else right after the step imports it."""
+    for module, value in state.items():
+        if module not in _STATE_PARTS:
+            continue
+        setter = _STATE_PARTS[module][1]
+        if module in sys.modules:
+            setter(sys.modules[module], value)
+        else:
+            sys.meta_path.insert(0, _OnImport(module, _setting(setter, value)))
+
+
+def _setting(setter: Callable[[Any, Any], None], value: Any) -> Callable[[types.ModuleType], None]:
+    return lambda module: setter(module, value)
 
 
 # -- parameters -------------------------------------------------------------------------------
@@ -521,13 +601,14 @@ def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHa
     return None
 
 
-class _PyplotShow:
-    """Patches ``matplotlib.pyplot`` as it is imported (if a step imports it at all): its ``show`` then takes
-    what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts the figures in the
-    report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a standard backend."""
+class _OnImport:
+    """Runs ``then(module)`` right after the step first imports module ``name`` (if it does at all)."""
+
+    def __init__(self, name: str, then: Callable[[types.ModuleType], None]) -> None:
+        self.name, self.then = name, then
 
     def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
-        if fullname != "matplotlib.pyplot":
+        if fullname != self.name:
             return None
         from importlib.machinery import PathFinder
 
@@ -539,23 +620,30 @@ class _PyplotShow:
 
         def exec_module(module: types.ModuleType) -> None:
             original(module)
-
-            def show(*args: object, **kwargs: Any) -> None:
-                if _REPORT is not None:
-                    _REPORT.figures()
-                else:
-                    original_show(**kwargs)
-
-            original_show = module.show
-            module.show = show  # type: ignore[attr-defined]
+            self.then(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
+def _patch_show(pyplot: types.ModuleType) -> None:
+    """``pyplot.show`` takes what Jupyter's inline backend takes (``plt.show(fig)``), and in a reported step puts
+    the figures in the report. Steps draw with Agg; ``MPLBACKEND`` (also what child processes see) stays a
+    standard backend."""
+    original_show = pyplot.show
+
+    def show(*args: object, **kwargs: Any) -> None:
+        if _REPORT is not None:
+            _REPORT.figures()
+        else:
+            original_show(**kwargs)
+
+    pyplot.show = show  # type: ignore[attr-defined]
+
+
 def _matplotlib_backend() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
-    sys.meta_path.insert(0, _PyplotShow())
+    sys.meta_path.insert(0, _OnImport("matplotlib.pyplot", _patch_show))
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -614,9 +702,46 @@ def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any], shown: b
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         if shown and _REPORT is not None:
             _REPORT.start(filename, source)
-        exec(compile(source, filename, "exec"), namespace)
+        code: types.CodeType | None = compile(source, filename, "exec")
+        while code is not None:
+            try:
+                exec(code, namespace)
+                code = None
+            except ModuleNotFoundError as exc:
+                code = _after_gui_call(exc, source, filename)
+                if code is None:
+                    raise
         if shown and _REPORT is not None:
             _REPORT.figures()
+
+
+_GUI_TOOLKITS = frozenset({"PySide6", "PySide2", "PyQt6", "PyQt5", "PyQt4", "wx", "gi"})
+
+
+def _after_gui_call(exc: ModuleNotFoundError, source: str, filename: str) -> types.CodeType | None:
+    """A call whose value the cell only shows that opens a GUI (iminuit's ``m.interactive()``: a widget in a
+    Jupyter kernel, a Qt window elsewhere) and fails for want of a GUI toolkit: as in the kernel it changes no
+    variable, so it is skipped with a log line and the cell goes on after it. Returns the rest of the cell's
+    code, or None when that is not the case."""
+    import ast
+
+    if (exc.name or "").split(".")[0] not in _GUI_TOOLKITS:
+        return None
+    line = next((f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename), None)
+    if line is None:
+        return None
+    tree = ast.parse(source, filename)
+    for index, stmt in enumerate(tree.body):
+        if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
+            if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+                return None
+            call = ast.unparse(stmt.value)
+            log(
+                f"skipped {call[:80]} in {filename}, line {stmt.lineno}: it opens an interactive GUI (a widget in "
+                f"a Jupyter kernel; here it needs {exc.name!r}, and a pipeline step has no display); the step goes on"
+            )
+            return compile(ast.Module(body=tree.body[index + 1 :], type_ignores=[]), filename, "exec")
+    return None
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -689,11 +814,17 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
     stopped = ""
     cells = _labelled(spec, "cells")
+    state: dict[str, Any] = {}  # the process state received (PROCESS_STATE)
     try:
         _run_cells(_labelled(spec, "prelude"), namespace)
         for name, key in spec["inputs"].items():
             artifact = inputs["artifacts"][key]["artifacts"][0]
-            namespace[name] = load_value(name, local_path(artifact["uri"]))
+            value = load_value(name, local_path(artifact["uri"]))
+            if name == PROCESS_STATE:
+                state = value  # type: ignore[assignment]
+                _set_process_state(state)
+            else:
+                namespace[name] = value
         for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
             namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
         _run_cells(cells, namespace, shown=True)
@@ -707,7 +838,9 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     out_artifacts: dict[str, Any] = {}
     for name, key in spec["outputs"].items():
         artifact = outputs["artifacts"][key]["artifacts"][0]
-        if name not in namespace and stopped:
+        if name == PROCESS_STATE:
+            meta = save_value(name, _process_state(state), local_path(artifact["uri"]), shared)
+        elif name not in namespace and stopped:
             meta = _save_missing(name, local_path(artifact["uri"]), f"{stopped} before setting it")
         elif name not in namespace:
             raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
