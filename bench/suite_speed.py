@@ -6,6 +6,7 @@
   (``max_iter``, a new value each time) and runs again: nb2kfp with its cache; Kale with kfp.local's task
   cache on (its compile after the edit is not timed); papermill has no cache (its cold figure again).
 - markdown only: a markdown cell edited, then a run: how many steps ran, and the time.
+- corpus: cold runs of five tests/corpus notebooks against papermill, the median ratio (:mod:`corpus_speed`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import shutil
 from functools import partial
 from pathlib import Path
 
+import corpus_speed
 from context import EXAMPLES, Case, Ctx, interleave, log, pick_ok
 from measure import Sample, median
 from report import Row, Target
 
 TIMEOUT = 900.0
-SECTION = "4. notebook speed, iris (whole process, median)"
+SECTION = "4. notebook speed, iris and corpus notebooks (whole process, median)"
 NOTEBOOK = "iris_diamond.ipynb"
 _LOGREG = "LogisticRegression(C=C, max_iter={})"
 
@@ -163,6 +165,8 @@ def run_suite(ctx: Ctx) -> None:
             }
         )
     res.tables["notebook speed on iris: every case (medians; ratios against papermill and nb2kfp's cold run)"] = table
+    corpus = corpus_speed.run(ctx, SECTION)
+    res.tables["notebook speed on corpus notebooks: cold run vs papermill (medians)"] = corpus
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -156,3 +156,17 @@ def test_pipelines_with_a_workspace_do_not_use_the_cache(make_nb: Make) -> None:
     edit_cell(nb, "rows = len(", "rows = 1 + len(")
     result = run(nb)
     assert ran(result) == {"a", "b"} and result["metrics"] == {"rows": 4.0}
+
+
+def test_the_key_changes_when_an_installed_distribution_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nb2kfp.local_run import cache as local_cache
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "somelib-1.0.dist-info").mkdir()
+    before = local_cache.environment()
+    (tmp_path / "somelib-1.0.dist-info").rename(tmp_path / "somelib-1.1.dist-info")
+    upgraded = local_cache.environment()
+    (tmp_path / "other-2.0.egg-info").mkdir()
+    assert len({before, upgraded, local_cache.environment()}) == 3

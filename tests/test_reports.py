@@ -67,6 +67,7 @@ def outputs(notebook: Path) -> list[dict[str, object]]:
 def test_a_local_run_reports_every_step_and_the_run(make_nb: Make, tmp_path: Path) -> None:
     proc = run_local(make_nb(CELLS), "--run-name", "ok")
     assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr  # pages are rendered during the run, warnings recorded there
     result = json.loads(proc.stdout)
     run_dir = tmp_path / ".nb2kfp" / "runs" / "ok"
     assert result["report"] == str(run_dir / "report.html")

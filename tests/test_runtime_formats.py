@@ -79,8 +79,12 @@ def test_a_period_index_goes_by_pickle_and_stays_a_period_index(tmp_path: Path) 
         pd.DataFrame({"x": [1, 2]}, index=pd.Index(["a", "b"]).astype("category")),
         pd.DataFrame({"p": pd.arrays.IntervalArray.from_breaks([0, 1, 2])}),
         pd.DataFrame({"c": pd.Categorical(["a", "b", "a"], categories=["b", "a"], ordered=True)}),
+        pd.DataFrame({"x": [1, 2]}, index=pd.date_range("2024-01-01", periods=2, freq="B")),  # Arrow drops freq
+        pd.DataFrame({"x": [1, 2]}, index=pd.date_range("2024-01-01", periods=2, freq="h", tz="UTC")),
+        pd.DataFrame({"s": pd.array(["a", None], dtype="string[pyarrow]")}),  # Arrow gives string[python] back
+        pd.DataFrame({"s": pd.array(["a", None], dtype=pd.StringDtype("python", na_value=np.nan))}),
     ],
-    ids=["int-label", "lists", "categorical-index", "intervals", "categories"],
+    ids=["int-label", "lists", "categorical-index", "intervals", "categories", "freq", "tz-freq", "pyarrow-str", "str"],
 )
 def test_frames_arrow_would_change_go_by_pickle(tmp_path: Path, df: pd.DataFrame) -> None:
     fmt, back = round_trip(df, tmp_path / "a")
@@ -200,7 +204,9 @@ def test_values_json_would_change_go_by_pickle_unchanged(tmp_path: Path, value: 
     assert repr(back) == repr(value)  # nan == nan is False; their reprs agree
 
 
-def test_functions_from_the_notebook_go_by_value_and_shared_ones_by_reference(tmp_path: Path, notebook: Any) -> None:
+def test_functions_from_the_notebook_see_the_loading_steps_globals_and_bring_what_it_lacks(
+    tmp_path: Path, notebook: Any
+) -> None:
     exec("def helper(x):\n    return x + 1\ndef scale(x):\n    return helper(x) * 10\n", notebook.__dict__)
     module = notebook
     shared = {"helper": module.helper}  # from the functions cell: the next step defines it too

@@ -1,4 +1,5 @@
-"""How nb2kfp's step runtime (:mod:`nb2kfp.runtime.step`, ~40 KB) reaches each step of a pipeline spec.
+"""How nb2kfp's step runtime (:mod:`nb2kfp.runtime.step`; its size: README, "Spec size") reaches each step of a
+pipeline spec.
 
 Once per spec, not once per step (200 steps would outgrow Kubernetes' ~1.5 MiB object limit): the source is the
 default of the pipeline input ``nb2kfp-runtime``, wired into every notebook step, whose command is a short

@@ -166,12 +166,12 @@ def _drop(record: logging.LogRecord) -> bool:
 @contextlib.contextmanager
 def _session(host: str, token: str | None) -> Iterator[Any]:
     """A ``kfp.Client`` for ``host``; the SDK's prints and warnings are swallowed, its errors become RunError."""
-    import kfp
     import urllib3
+    from kfp.client import Client  # not kfp.Client: a local run in this process imports kfp without it
 
     api_exception = _api_exception()
 
-    class _Client(kfp.Client):  # type: ignore[misc]
+    class _Client(Client):  # type: ignore[misc]
         def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
             # the SDK retries five times, 5 s apart, on any error (25 s for a bad token): ask once
             return self._healthz_api.healthz_service_get_healthz()

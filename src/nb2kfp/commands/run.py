@@ -11,11 +11,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nb2kfp import extras
 from nb2kfp.ir import Pipeline
 from nb2kfp.local_run import records
 from nb2kfp.words import count
+
+if TYPE_CHECKING:
+    from nb2kfp.local_run import reports
 
 _MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED", "interrupted": "STOP", "cached": "cached"}
 _REMOTE_MARK = {"PENDING": "..", "RUNNING": "..", "SUCCEEDED": "ok", "FAILED": "FAILED", "SKIPPED": "skip"}
@@ -92,7 +96,7 @@ def _package_models(
 def run(notebook: Path, options: Options, report: Callable[[str], None], report_error: Callable[[str], None]) -> int:
     extras.require(
         "nb2kfp run --local",
-        "kfp",
+        "nb2kfp.local_run.kfp_local",  # kfp, as a local run imports it (without kfp.client), and checked
         "cloudpickle",
         *(["docker"] if options.docker else []),
         *(["oras", "requests"] if options.model_image else []),
@@ -130,11 +134,16 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     )
     record.write()
     width = max((len(s.name) for s in pipeline.steps), default=4)
+    pages = reports.StepPages(target, pipeline) if options.report else None  # rendered as the steps end
 
     def on_event(step: str, status: str, seconds: float | None) -> None:
         if supervisor.signum is not None and status == "failed":
             status = "interrupted"
         record.on_event(step, status, seconds)
+        if pages is not None and status == "running":
+            pages.warm_up()
+        elif pages is not None:
+            pages.step_ended(step)
         took = f" {seconds:.2f}s" if seconds is not None else ""
         report_error(f"  {_MARK.get(status, status):>6}  {step:<{width}}{took}")
 
@@ -152,7 +161,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             )
     except processes.Interrupted as stop:
         record.finish("interrupted")
-        _write_report(record, pipeline, options.report)
+        _write_report(record, pipeline, pages)
         where = f" during step {record.running_step}" if record.running_step else ""
         report_error(f"interrupted ({stop}){where}; record in {target / records.RESULT}")
         return stop.exit_code
@@ -166,7 +175,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     if options.model_image and outcome.status == "succeeded":
         record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
     record.finish(outcome.status)
-    page = _write_report(record, pipeline, options.report)
+    page = _write_report(record, pipeline, pages)
     if options.as_json:
         report(json.dumps(record.as_dict(), sort_keys=True))
     else:
@@ -180,15 +189,14 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     return 0 if outcome.status == "succeeded" else 1
 
 
-def _write_report(record: records.RunRecord, pipeline: Pipeline, enabled: bool) -> Path | None:
-    """Render the step pages and report.html (when asked), then write result.json with the report's path."""
+def _write_report(record: records.RunRecord, pipeline: Pipeline, pages: reports.StepPages | None) -> Path | None:
+    """Finish the step pages and write report.html (when asked), then result.json with the report's path."""
     from nb2kfp.local_run import reports
 
     page = None
-    if enabled:
-        pages = reports.step_pages(record.run_dir, pipeline)
+    if pages is not None:
         record.report = record.run_dir / "report.html"
-        page = reports.write_run_report(record.run_dir, pipeline, record.as_dict(), pages)
+        page = reports.write_run_report(record.run_dir, pipeline, record.as_dict(), pages.collect())
     record.write()
     return page
 

@@ -277,7 +277,7 @@ def build_image(
     client = docker_client()
     masker = Masker.for_credentials(creds)
     text = dockerfile(pipeline, base, requirements)  # checks the base is an image reference
-    same_registry = registry is not None and imageref.parse(base).domain == registry.host
+    same_registry = registry is not None and imageref.host(base) == registry.host
     base_id = base_image_id(client, base, masker, creds.docker_auth() if creds and same_registry else None)
     tag = _sha(f"{text}\0{requirements.text()}\0{base_id}")[:20]
     repository = registry.repository(pipeline.name) if registry else f"nb2kfp/{pipeline.name}"

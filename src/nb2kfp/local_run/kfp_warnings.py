@@ -14,18 +14,22 @@ from collections.abc import Callable, Iterator
 
 _NO_EFFECT = re.compile(r"Task '([^']+)': settings \[([^\]]*)\] have no effect")
 _IMAGE = re.compile(r'non-Python base image "([^"]+)"')
+_FILTERS = (r"Task '[^']+': settings \[", r'.*non-Python base image "')  # warnings.filterwarnings: from the start
 
 
 @contextlib.contextmanager
 def translated(report: Callable[[str], None], task_to_step: dict[str, str]) -> Iterator[None]:
-    """Collect the warnings raised inside; afterwards report kfp.local's as one line each."""
+    """Collect kfp.local's warnings raised inside (every one: they name the step); afterwards report them
+    as one line each. Other warnings keep Python's filters and are shown as Python shows them, after."""
+    others: list[warnings.WarningMessage] = []
+    settings: dict[str, set[str]] = {}
+    images: set[str] = set()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        for pattern in _FILTERS:
+            warnings.filterwarnings("always", message=pattern)
         try:
             yield
         finally:
-            settings: dict[str, set[str]] = {}
-            images: set[str] = set()
             for w in caught:
                 text = str(w.message)
                 if m := _NO_EFFECT.search(text):
@@ -36,7 +40,9 @@ def translated(report: Callable[[str], None], task_to_step: dict[str, str]) -> I
                 elif m := _IMAGE.search(text):
                     images.add(m.group(1))
                 else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                    others.append(w)
+    for w in others:  # not inside: there, showing a warning records it again
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if settings:
         names = ", ".join(sorted({s for found in settings.values() for s in found}))
         steps = ("step " if len(settings) == 1 else "steps ") + ", ".join(sorted(settings))

@@ -2,8 +2,9 @@
 and killed by a watchdog process if nb2kfp itself dies (even by SIGKILL), as a pod's processes end with it.
 
 kfp.local starts each step with ``subprocess_task_handler.run_local_subprocess``; :func:`supervised` swaps in
-a version that starts the step in a new session and tells the watchdog its process group. With ``--docker``
-(``docker_task_handler.run_docker_container``) each step's container gets the label ``nb2kfp.run=<run id>``.
+(:func:`kfp_local.launching`) a version that starts the step in a new session and tells the watchdog its process
+group. With ``--docker`` (``docker_task_handler.run_docker_container``) each step's container gets the label
+``nb2kfp.run=<run id>``.
 The watchdog reads group ids and the run id on a pipe; when the pipe closes (nb2kfp ended, however it ended)
 it kills what is left: the process groups, and the run's containers.
 """
@@ -11,7 +12,6 @@ it kills what is left: the process groups, and the run's containers.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import subprocess
@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import IO, Any
-
-from nb2kfp.local_run import kfp_local
 
 GRACE_SECONDS = 3.0
 
@@ -164,22 +162,12 @@ def _group_alive(pgid: int, leader: subprocess.Popen[str]) -> bool:
 @contextlib.contextmanager
 def supervised() -> Iterator[Supervisor]:
     """Run kfp.local's steps under a :class:`Supervisor`; SIGINT/SIGTERM raise :class:`Interrupted`."""
+    from nb2kfp.local_run import kfp_local
+
     supervisor = Supervisor()
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with contextlib.ExitStack() as swaps:
-            swaps.enter_context(
-                kfp_local.swapped(
-                    "subprocess_task_handler:run_local_subprocess", lambda _: supervisor.run_local_subprocess
-                )
-            )
-            docker = "docker_task_handler:run_docker_container"
-            if kfp_local.available(docker):  # kfp.local's Docker handler imports the docker package
-                swaps.enter_context(
-                    kfp_local.swapped(
-                        docker, lambda original: functools.partial(supervisor.run_docker_container, original)
-                    )
-                )
+        with kfp_local.launching(supervisor.run_local_subprocess, supervisor.run_docker_container):
             yield supervisor
     finally:
         for sig, action in previous.items():

@@ -8,19 +8,21 @@ self-contained page (no scripts, nothing fetched).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import html
 import json
 import logging
 import re
 import shutil
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from nb2kfp.atomic import write_text
 from nb2kfp.backends.kfp_spec import REPORT_KEY, task_name
-from nb2kfp.ir import Pipeline
+from nb2kfp.ir import Pipeline, Step
 
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>')
 _COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "interrupted": "#ef6c00", "running": "#1565c0"}
@@ -51,30 +53,76 @@ def render_notebook(notebook: dict[str, Any]) -> str:
     return _REMOTE_SCRIPT.sub("", str(text))  # MathJax and require.js from a CDN: offline pages do without
 
 
-def step_pages(run_dir: Path, pipeline: Pipeline) -> dict[str, Path]:
-    """Render each step's report artifact into ``reports/<step>.html`` (keeping ``<step>.ipynb``)."""
-    pages: dict[str, Path] = {}
-    for step in pipeline.steps:
-        if not step.report:
-            continue
-        found = sorted((run_dir / "artifacts").glob(f"*/{task_name(step)}/{REPORT_KEY}"))
-        if not found:
-            continue
-        source = found[-1].read_text(encoding="utf-8")
-        page = run_dir / "reports" / f"{step.name}.html"
-        earlier = _rendered_before(found[-1], step.name, source)
-        if earlier is not None:  # a cached step: the run that made its report rendered it already
-            page.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(found[-1], page.with_suffix(".ipynb"))
-            shutil.copyfile(earlier, page)
-        elif source.lstrip().startswith("{"):  # the executed notebook: render it here
-            page.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(found[-1], page.with_suffix(".ipynb"))
-            write_text(page, render_notebook(json.loads(source)))
-        else:  # rendered in the step already
-            write_text(page, source)
-        pages[step.name] = page
-    return pages
+def step_page(run_dir: Path, step: Step) -> Path | None:
+    """Render the step's report artifact into ``reports/<step>.html`` (keeping ``<step>.ipynb``); None when
+    the step has no report (not reported, or it did not get as far as writing one)."""
+    if not step.report:
+        return None
+    found = sorted((run_dir / "artifacts").glob(f"*/{task_name(step)}/{REPORT_KEY}"))
+    if not found:
+        return None
+    source = found[-1].read_text(encoding="utf-8")
+    page = run_dir / "reports" / f"{step.name}.html"
+    earlier = _rendered_before(found[-1], step.name, source)
+    if earlier is not None:  # a cached step: the run that made its report rendered it already
+        page.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found[-1], page.with_suffix(".ipynb"))
+        shutil.copyfile(earlier, page)
+    elif source.lstrip().startswith("{"):  # the executed notebook: render it here
+        page.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found[-1], page.with_suffix(".ipynb"))
+        write_text(page, render_notebook(json.loads(source)))
+    else:  # rendered in the step already
+        write_text(page, source)
+    return page
+
+
+class StepPages:
+    """The step pages of a run, rendered while it goes on rather than after it: nbconvert's import and
+    template compilation (1-2 s) start with the first step (:meth:`warm_up`) in a thread of their own, and
+    each step's page is rendered as soon as the step ends (:meth:`step_ended`). The driver is idle while
+    step processes run, so this costs the run next to nothing; :meth:`collect` waits for what is left."""
+
+    def __init__(self, run_dir: Path, pipeline: Pipeline) -> None:
+        self.run_dir = run_dir
+        self.steps = {s.name: s for s in pipeline.steps if s.report}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nb2kfp-pages")
+        self._warming: concurrent.futures.Future[None] | None = None
+        self._pages: dict[str, concurrent.futures.Future[Path | None]] = {}
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._warming is None:
+                self._warming = self._pool.submit(_warm_up)
+
+    def step_ended(self, name: str) -> None:
+        if name in self.steps:
+            with self._lock:
+                self._pages[name] = self._pool.submit(step_page, self.run_dir, self.steps[name])
+
+    def collect(self) -> dict[str, Path]:
+        """Every reported step's page (steps whose end was not heard of are rendered now), in pipeline order."""
+        try:
+            with self._lock:
+                for name, step in self.steps.items():
+                    if name not in self._pages:
+                        self._pages[name] = self._pool.submit(step_page, self.run_dir, step)
+                futures = dict(self._pages)
+            rendered = {name: futures[name].result() for name in self.steps}
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        return {name: page for name, page in rendered.items() if page is not None}
+
+
+def _warm_up() -> None:
+    """Import nbconvert, compile its templates and its first page's regular expressions (a tiny notebook)."""
+    output = {"output_type": "stream", "name": "stdout", "text": "1\n"}
+    cells = [
+        {"id": "warm-1", "cell_type": "markdown", "metadata": {}, "source": "*warm-up*"},
+        {"id": "warm-2", "cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [output], "source": "1"},
+    ]
+    render_notebook({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
 def _rendered_before(artifact: Path, step: str, source: str) -> Path | None:

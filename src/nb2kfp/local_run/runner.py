@@ -23,11 +23,10 @@ from typing import Any
 from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import Pipeline
-from nb2kfp.local_run import kfp_local
+from nb2kfp.local_run import kfp_local  # checks the installed kfp: before the run folder is made
 from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TASK_ENTRY = "task_dispatcher:run_single_task_implementation"
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
 
 
@@ -95,28 +94,30 @@ class _Log(io.TextIOBase):
 
 @contextlib.contextmanager
 def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: _Log) -> Iterator[None]:
-    """Wrap kfp.local's per-task entry point (through :mod:`kfp_local`) to learn when each step starts and ends."""
-    original = kfp_local.check(_TASK_ENTRY)
+    """Wrap kfp.local's per-task entry point to learn when each step starts and ends."""
 
-    def wrapped(**kwargs: Any) -> Any:
-        step = names.get(kwargs["component_name"].removeprefix("comp-"), kwargs["component_name"])
-        started = time.monotonic()
-        states[step] = "running"
-        log.current = step
-        on_event(step, "running", None)
-        try:
-            outputs, status = original(**kwargs)
-        except BaseException:
-            states[step] = "failed"
-            on_event(step, "failed", time.monotonic() - started)
-            raise
-        finally:
-            log.current = None
-        states[step] = "succeeded" if status.name == "SUCCESS" else "failed"
-        on_event(step, states[step], time.monotonic() - started)
-        return outputs, status
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(**kwargs: Any) -> Any:
+            step = names.get(kwargs["component_name"].removeprefix("comp-"), kwargs["component_name"])
+            started = time.monotonic()
+            states[step] = "running"
+            log.current = step
+            on_event(step, "running", None)
+            try:
+                outputs, status = original(**kwargs)
+            except BaseException:
+                states[step] = "failed"
+                on_event(step, "failed", time.monotonic() - started)
+                raise
+            finally:
+                log.current = None
+            states[step] = "succeeded" if status == kfp_local.SUCCESS else "failed"
+            on_event(step, states[step], time.monotonic() - started)
+            return outputs, status
 
-    with kfp_local.swapped(_TASK_ENTRY, lambda _: wrapped):
+        return wrapped
+
+    with kfp_local.tracking_tasks(wrap):
         yield
 
 
@@ -135,25 +136,20 @@ def run(
     ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`). Up to
     ``jobs`` independent steps run at once (default: one per core; :mod:`local_scheduler`); Docker steps run one
     at a time (stopping a run must still record the step it stopped: tests/integration/test_docker_interrupt.py)."""
-    from kfp import components, local
-
     from nb2kfp.local_run import cache as local_cache
     from nb2kfp.local_run import scheduler as local_scheduler
-
-    kfp_local.check_all()  # a kfp that changed what nb2kfp relies on fails here, saying so, not in mid-run
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
     artifacts = run_dir / "artifacts"
     (run_dir / "workspace").mkdir(parents=True, exist_ok=True)  # the steps' shared workspace, kept
-    runner = local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
-    local.init(
-        runner=runner,
+    kfp_local.init(
+        runner=kfp_local.runner(docker),
         pipeline_root=str(artifacts),
         workspace_root=str(run_dir / ".kfp-workspace"),  # kfp.local's own: it deletes it after the run
         raise_on_error=True,
     )
-    component = components.load_component_from_file(str(spec_path))
+    component = kfp_local.load_component_from_file(str(spec_path))
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()
     error: BaseException | None = None
@@ -167,13 +163,13 @@ def run(
     def on_hit(component: str, outputs: dict[str, Any]) -> None:
         task = component.removeprefix("comp-")
         step = names.get(task, task)
-        states[step] = "cached"
-        on_event(step, "cached", None)
         for folder in local_cache.output_folders(outputs):  # the run folder shows what the step gave
             link = artifacts / "cached" / folder.name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to(folder.resolve(), target_is_directory=True)
+        states[step] = "cached"
+        on_event(step, "cached", None)  # after the links: its page is made from them
 
     step_cache = None
     if cache is not None:

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
-
-from kfp.local import io, status
-from kfp.local.orchestrator import dag_orchestrator, task_executor
-from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
 
 from nb2kfp.local_run import kfp_local
 
@@ -44,14 +39,12 @@ def run_dag(
     fail_stack: list[str],
     parent_io_store: Any = None,
     max_workers: int = 1,
-    sequential: Callable[..., tuple[dict[str, Any], Any]] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """kfp.local's ``run_dag`` for a DAG of container tasks, ready tasks running side by side. After a
-    failure no new task starts; the running ones finish (as on KFP) and the DAG fails with the first.
-    A DAG with nested DAGs goes to ``sequential`` (kfp.local's own ``run_dag``)."""
+    failure no new task starts; the running ones finish (as on KFP) and the DAG fails with the first."""
     tasks = dag_component_spec.dag.tasks
     if any(components[t.component_ref.name].WhichOneof("implementation") == "dag" for t in tasks.values()):
-        return (sequential or dag_orchestrator.run_dag)(
+        return kfp_local.run_dag_in_order(  # type: ignore[no-any-return]
             pipeline_resource_name=pipeline_resource_name,
             dag_component_spec=dag_component_spec,
             executors=executors,
@@ -63,10 +56,10 @@ def run_dag(
             fail_stack=fail_stack,
             parent_io_store=parent_io_store,
         )
-    arguments = OrchestratorUtils.join_user_inputs_and_defaults(
+    arguments = kfp_local.join_user_inputs_and_defaults(
         dag_arguments=dag_arguments, dag_inputs_spec=dag_component_spec.input_definitions
     )
-    io_store = io.IOStore(parent=parent_io_store)
+    io_store = kfp_local.IOStore(parent=parent_io_store)
     for key, value in arguments.items():
         io_store.put_parent_input(key, value)
     waiting = {name: set(spec.dependent_tasks) for name, spec in tasks.items()}
@@ -76,7 +69,7 @@ def run_dag(
 
     def start(pool: concurrent.futures.Executor, name: str) -> concurrent.futures.Future[Any]:
         return pool.submit(
-            task_executor.execute_single_task,
+            kfp_local.execute_single_task,
             task_name=name,
             task_spec=tasks[name],
             pipeline_resource_name=pipeline_resource_name,
@@ -101,21 +94,21 @@ def run_dag(
             for future in finished:
                 name = running.pop(future)
                 outputs, task_status = future.result()
-                if task_status == status.Status.SUCCESS:
+                if task_status == kfp_local.SUCCESS:
                     for key, output in outputs.items():
                         io_store.put_task_output(name, key, output)
                     done.add(name)
-                elif task_status == status.Status.FAILURE:
+                elif task_status == kfp_local.FAILURE:
                     failed.append(name)
                 else:
                     raise ValueError(f"Got unknown task status: {task_status.name}")
     if failed:
         fail_stack.append(failed[0])
-        return {}, status.Status.FAILURE
+        return {}, kfp_local.FAILURE
     if len(done) < len(tasks):
         raise ValueError(f"tasks {sorted(set(tasks) - done)} wait on tasks that never run (a cycle?)")
-    outputs = OrchestratorUtils.get_dag_outputs(dag_outputs_spec=dag_component_spec.dag.outputs, io_store=io_store)
-    return outputs, status.Status.SUCCESS
+    outputs = kfp_local.get_dag_outputs(dag_outputs_spec=dag_component_spec.dag.outputs, io_store=io_store)
+    return outputs, kfp_local.SUCCESS
 
 
 @contextlib.contextmanager
@@ -125,8 +118,8 @@ def parallel(max_workers: int) -> Iterator[None]:
         yield
         return
 
-    def scheduled(sequential: Callable[..., Any]) -> Callable[..., tuple[dict[str, Any], Any]]:
-        return functools.partial(run_dag, max_workers=max_workers, sequential=sequential)
+    def scheduled(**kwargs: Any) -> tuple[dict[str, Any], Any]:
+        return run_dag(**kwargs, max_workers=max_workers)
 
-    with kfp_local.swapped("orchestrator.dag_orchestrator:run_dag", scheduled):
+    with kfp_local.scheduling(scheduled):
         yield

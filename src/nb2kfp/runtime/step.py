@@ -366,8 +366,9 @@ def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
 
 def _arrow_keeps(df: Any) -> bool:
     """Whether Arrow gives this DataFrame back as it is: a plain index, text column labels, columns of numbers,
-    dates or text. Anything else (a PeriodIndex, period, interval or category columns, int labels, columns of
-    lists or mixed objects) goes by pickle."""
+    dates or text. Anything else (a PeriodIndex, a DatetimeIndex with a freq, period, interval or category
+    columns, text of a string dtype other than the default, int labels, columns of lists or mixed objects) goes
+    by pickle."""
     import pandas as pd
 
     plain = (pd.RangeIndex, pd.DatetimeIndex)
@@ -375,9 +376,13 @@ def _arrow_keeps(df: Any) -> bool:
     for index in indexes:
         if not isinstance(index, plain) and not (type(index) is pd.Index and index.dtype.kind in "biufO"):
             return False
+        if getattr(index, "freq", None) is not None:  # pd.date_range sets one; Arrow drops it
+            return False
     if type(df.columns) is not pd.Index or not all(type(c) is str for c in df.columns):
         return False
     for name, dtype in df.dtypes.items():
+        if isinstance(dtype, pd.StringDtype) and dtype != pd.StringDtype():  # comes back as the default one
+            return False
         if dtype.kind == "O":  # text stays text; lists, dicts or mixed objects would come back changed
             if pd.api.types.infer_dtype(df[name], skipna=True) not in ("string", "bytes", "empty"):
                 return False
