@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import ast
 import builtins
-import re
 from dataclasses import dataclass, field
 
 from nb2kfp.frontend.calls import (
     ARG_MUTATING_CALLS,
     ARG_SAFE_METHODS,
-    FORMULA_CALLS,
     MUTATING_METHODS,
     PURE_FUNCTIONS,
     PURE_METHODS,
+    formula_names,
+    seeds_global_random_state,
 )
 from nb2kfp.runtime.step import STATEFUL_IMPORTS
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
-_SEEDING = frozenset({"seed", "set_state", "setstate"})
 
 
 @dataclass
@@ -324,10 +323,8 @@ class _Block:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
-        self.f.process_state |= _seeds(func)
-        called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-        if called in FORMULA_CALLS:
-            self.f.formula_names |= _formula_names(node)
+        self.f.process_state |= seeds_global_random_state(func)
+        self.f.formula_names |= formula_names(node)
         args = [*node.args, *(k.value for k in node.keywords)]
         inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
         if isinstance(func, ast.Attribute):
@@ -389,7 +386,7 @@ class _Block:
             elif isinstance(sub, ast.Call):
                 if isinstance(sub.func, ast.Attribute) and sub.func.attr not in PURE_METHODS:
                     changed.add(_root_name(sub.func.value) or "")
-                self.f.process_state |= _seeds(sub.func)
+                self.f.process_state |= seeds_global_random_state(sub.func)
                 callee = sub.func.id if isinstance(sub.func, ast.Name) else None
                 if callee not in PURE_FUNCTIONS:
                     changed.update(_root_name(a) or "" for a in sub.args)
@@ -424,28 +421,6 @@ def _walk_scope(node: ast.AST) -> list[ast.AST]:
         if isinstance(n, ast.Lambda | ast.GeneratorExp | ast.ListComp | ast.SetComp | ast.DictComp):
             continue  # a nested scope: the caller analyses it with scope()
         stack.extend(ast.iter_child_nodes(n))
-    return out
-
-
-def _seeds(func: ast.expr) -> bool:
-    """``np.random.seed(..)``, ``numpy.random.set_state(..)``, ``random.seed(..)``: the global random state."""
-    if not isinstance(func, ast.Attribute) or func.attr not in _SEEDING:
-        return False
-    owner = func.value
-    return (isinstance(owner, ast.Name) and owner.id == "random") or (
-        isinstance(owner, ast.Attribute) and owner.attr == "random"
-    )
-
-
-def _formula_names(node: ast.Call) -> set[str]:
-    """The names a formula string given to ``node`` uses (``"y ~ C(g, contr.custom(coding))"``: y, C, g, contr,
-    coding); attributes (``custom``) and quoted text are not names."""
-    texts = [*node.args[:1], *(k.value for k in node.keywords if k.arg in ("formula", "expr"))]
-    out: set[str] = set()
-    for text in texts:
-        if isinstance(text, ast.Constant) and isinstance(text.value, str):
-            unquoted = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", " ", text.value)
-            out.update(re.findall(r"(?<![\w.])[A-Za-z_]\w*", unquoted))
     return out
 
 

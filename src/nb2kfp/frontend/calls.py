@@ -1,8 +1,12 @@
-"""What is known about calls: which never change their arguments, which change their object.
+"""What is known about calls: which never change their arguments, which change their object, which seed the
+global random state, which evaluate a formula string in the caller's namespace.
 
 Names here feed :mod:`nb2kfp.frontend.analysis`; a call not listed is assumed to maybe change
 what it is given (conservative), which only costs passing a value on that was unchanged.
 """
+
+import ast
+import re
 
 # fmt: off
 # Functions that never change their arguments.
@@ -38,6 +42,9 @@ MUTATING_METHODS = frozenset({
     "symmetric_difference_update", "update", "write",
 })
 
+# Methods of `random` / `numpy.random` that set the global random state.
+SEEDING_METHODS = frozenset({"seed", "set_state", "setstate"})
+
 # Calls that evaluate a formula or expression string in the caller's namespace (formulaic, patsy, statsmodels'
 # formula API, pandas' query/eval): the names it uses are variables of the notebook, or columns of the data.
 FORMULA_CALLS = frozenset({
@@ -51,3 +58,29 @@ ARG_MUTATING_CALLS = frozenset({
     "copyto", "fill_diagonal", "heapify", "heappop", "heappush", "place", "shuffle",
 })
 # fmt: on
+
+
+def seeds_global_random_state(func: ast.expr) -> bool:
+    """``np.random.seed(..)``, ``numpy.random.set_state(..)``, ``random.seed(..)``: the global random state."""
+    if not isinstance(func, ast.Attribute) or func.attr not in SEEDING_METHODS:
+        return False
+    owner = func.value
+    return (isinstance(owner, ast.Name) and owner.id == "random") or (
+        isinstance(owner, ast.Attribute) and owner.attr == "random"
+    )
+
+
+def formula_names(node: ast.Call) -> set[str]:
+    """The names a formula string given to a formula call uses (``"y ~ C(g, contr.custom(coding))"``: y, C, g,
+    contr, coding); attributes (``custom``) and quoted text are not names."""
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    if called not in FORMULA_CALLS:
+        return set()
+    texts = [*node.args[:1], *(k.value for k in node.keywords if k.arg in ("formula", "expr"))]
+    out: set[str] = set()
+    for text in texts:
+        if isinstance(text, ast.Constant) and isinstance(text.value, str):
+            unquoted = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", " ", text.value)
+            out.update(re.findall(r"(?<![\w.])[A-Za-z_]\w*", unquoted))
+    return out
