@@ -61,18 +61,26 @@ def test_the_front_end_reads_no_kfp_component_schema() -> None:
             assert kfp_word not in text, (module.name, kfp_word)
 
 
-def test_the_spec_writer_refuses_a_component_file_changed_since_the_notebook_was_read(
-    make_nb: Make, tmp_path: Path
+def test_the_spec_writer_copies_the_component_the_notebook_was_checked_against(
+    make_nb: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "nb2kfp.toml").write_text('[catalog]\npaths = ["components"]\n')
     (tmp_path / "components").mkdir()
     local = tmp_path / "components" / "drift.yaml"
     shutil.copy(BUNDLED, local)
     p = build(drift(make_nb, "component:drift"), find_settings(tmp_path)).pipeline
-    assert "comp-drift" in next(yaml.safe_load_all(kfp_spec.render(p)))["components"]
+
+    def image() -> str:
+        spec = next(yaml.safe_load_all(kfp_spec.render(p)))
+        return str(spec["deploymentSpec"]["executors"]["exec-drift"]["container"]["image"])
+
     local.write_text(local.read_text().replace("python:3.11-slim", "python:3.12-slim"))
+    assert image() == "python:3.11-slim"  # what the front end read (by its sha256), not the file as it is now
+    monkeypatch.setattr(lookup, "_SEEN", {})  # another process: the file is read again, and refused
     with pytest.raises(RunError, match="changed since the notebook was read"):
-        kfp_spec.render(p)
+        image()
+    shutil.copy(BUNDLED, local)
+    assert image() == "python:3.11-slim"
 
 
 def test_a_component_parameter_of_a_type_a_notebook_cannot_pass_is_a_located_error(

@@ -25,7 +25,13 @@ TOKEN = "kfp-test-token-ci-flow"
 @pytest.fixture
 def kfp(monkeypatch: pytest.MonkeyPatch) -> Iterator[KfpServer]:
     monkeypatch.setenv("NB2KFP_KFP_TOKEN", TOKEN)
-    for name in ("NB2KFP_KFP_TOKEN_FILE", "NB2KFP_GITLAB_TOKEN", "GITLAB_TOKEN", "CI_MERGE_REQUEST_IID"):
+    for name in (
+        "NB2KFP_KFP_TOKEN_FILE",
+        "NB2KFP_GITLAB_TOKEN",
+        "GITLAB_TOKEN",
+        "CI_MERGE_REQUEST_IID",
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
     monkeypatch.setenv("CI_COMMIT_BEFORE_SHA", "0" * 40)  # a new branch: every notebook is built and published

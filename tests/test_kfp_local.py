@@ -98,3 +98,19 @@ def test_kfp_is_imported_without_its_api_client_and_the_rest_still_works() -> No
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "Client"
+
+
+def test_no_module_but_the_adapter_imports_kfp_local() -> None:
+    """Every use of kfp.local (public or private) goes through local_run/kfp_local.py."""
+    import re
+
+    src = Path(__file__).resolve().parent.parent / "src" / "nb2kfp"
+    uses = re.compile(
+        r"^\s*(from kfp(\.local\S*)? import (local|\w+_handler|cache|io|status)\b|import kfp\.local)", re.M
+    )
+    offenders = [
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if path.name != "kfp_local.py" and uses.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []

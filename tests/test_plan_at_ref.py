@@ -89,3 +89,25 @@ def test_settings_are_read_at_ref(repo: Path) -> None:
     (repo / "nb2kfp.toml").write_text('image = "registry.example.com/ml/base:2"\n', encoding="utf-8")  # not committed
     result = plan(repo / "main.ipynb", "HEAD")
     assert {status for status, _ in statuses(result).values()} == {"changed"}  # every step's image changed
+
+
+def test_a_component_from_a_catalog_folder_is_read_at_ref(repo: Path) -> None:
+    from nb2kfp.catalog import lookup
+
+    (repo / "nb2kfp.toml").write_text('[catalog]\npaths = ["components"]\n', encoding="utf-8")
+    (repo / "components" / "drift").mkdir(parents=True)
+    component = repo / "components" / "drift" / "1.0.yaml"
+    shutil.copy(lookup.bundled_dir() / "data-drift-check" / "0.1.0.yaml", component)
+    calls: list[Cell] = [
+        (["step:data"], "ref = 'r.csv'\ncur = 'c.csv'"),
+        (["component:drift"], "reference = ref\ncurrent = cur\ncolumn = 'x'"),
+    ]
+    write(repo / "drift.ipynb", calls)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a component")
+    assert set(statuses(plan(repo / "drift.ipynb", "HEAD")).values()) == {("unchanged", True)}
+    component.write_text(component.read_text().replace("python:3.11-slim", "python:3.12-slim"))  # not committed
+    assert statuses(plan(repo / "drift.ipynb", "HEAD")) == {"data": ("unchanged", True), "drift": ("changed", False)}
+    (repo / "components" / "drift" / "2.0.yaml").write_text(component.read_text())  # a newer version, not committed
+    component.write_text((lookup.bundled_dir() / "data-drift-check" / "0.1.0.yaml").read_text())
+    assert statuses(plan(repo / "drift.ipynb", "HEAD")) == {"data": ("unchanged", True), "drift": ("changed", False)}

@@ -212,9 +212,10 @@ def test_functions_from_the_notebook_see_the_loading_steps_globals_and_bring_wha
     shared = {"helper": module.helper}  # from the functions cell: the next step defines it too
     step.save_value("f", module.scale, str(tmp_path / "a"), shared)
     assert load_elsewhere(tmp_path / "a", "value(1)", "def helper(x):\n    return x + 100\n") == "1010"
-    step.save_value("f", module.scale, str(tmp_path / "b"), {})  # not shared: helper travels with it ...
+    step.save_value("f", module.scale, str(tmp_path / "b"), {})  # not shared: helper travels with it
     assert load_elsewhere(tmp_path / "b", "value(1)") == "20"
-    # ... but, as in a kernel, the step it runs in decides what its globals are: its own helper wins
+    # as in a kernel, a function reads the globals of the step that calls it: a helper that step has (defined there,
+    # or received as the notebook's latest value) wins over the one saved with the function
     assert load_elsewhere(tmp_path / "b", "value(1)", "def helper(x):\n    return x + 100\n") == "1010"
 
 

@@ -64,6 +64,27 @@ def test_the_registry_host_of_a_reference(text: str, host: str) -> None:
     assert host_of(text) == host
 
 
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("[::1]:5000", True),  # the reference parser takes it; the port was read as part of the address
+        ("[::1]", True),
+        ("::1", True),  # as urlsplit gives it
+        ("localhost:5055", True),
+        ("localhost", True),
+        ("127.0.0.1:5000", True),
+        ("127.0.0.2", True),
+        ("registry.example.com:443", False),
+        ("[2001:db8::1]:5000", False),
+        ("10.0.0.1", False),
+    ],
+)
+def test_loopback_registries(host: str, loopback: bool) -> None:
+    from nb2kfp.clients.registry import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
 def test_injected_base_image_in_notebook_metadata_is_a_located_error(make_nb: Make) -> None:
     nb = make_nb([(["step:a"], "x = 1")], metadata={"kubeflow_notebook": {"base_image": INJECTED}})
     with pytest.raises(NotebookError) as info:
@@ -130,6 +151,9 @@ def test_build_base_flag_and_model_image_flag_are_usage_errors(tmp_path: Path, m
         ("registry.example.com.evil.net/ml/step:1", "registry.example.com", False),
         ("localhost:5055/x:1", "localhost:5055/", True),
         ("localhost:50555/x:1", "localhost:5055/", False),
+        ("localhost:5055/x:1", "localhost:5055", True),
+        ("[::1]:5000/x:1", "[::1]:5000", True),  # a registry entry: it was refused as "not an image reference"
+        ("[::1]:5000/x:1", "[::1]:5001", False),
     ],
 )
 def test_image_prefixes_match_on_boundaries(image: str, prefix: str, allowed: bool) -> None:

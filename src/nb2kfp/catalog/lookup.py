@@ -21,7 +21,6 @@ sent. ``[tool.nb2kfp.catalog] sha256`` pins a component's content; under ``nb2kf
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 from nb2kfp import kfpnames
 from nb2kfp.errors import RunError
+from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.ir import ComponentCall, ComponentPort
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -74,14 +74,16 @@ def _version_key(version: str) -> tuple[tuple[int, object], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+-]", version))
 
 
-def _in_folder(folder: Path, name: str, version: str | None) -> Path | None:
+def _in_folder(folder: Path, name: str, version: str | None, loader: Loader = WORK_TREE) -> Path | None:
     if version:
         candidate = folder / name / f"{version}.yaml"
-        return candidate if candidate.is_file() else None
+        return candidate if loader.is_file(candidate) else None
     flat = folder / f"{name}.yaml"
-    if flat.is_file():
+    if loader.is_file(flat):
         return flat
-    versions = sorted((p for p in (folder / name).glob("*.yaml")), key=lambda p: _version_key(p.stem))
+    versions = sorted(
+        (p for p in loader.files(folder / name) if p.suffix == ".yaml"), key=lambda p: _version_key(p.stem)
+    )
     return versions[-1] if versions else None
 
 
@@ -141,12 +143,14 @@ def find(
     urls: list[str],
     pins: tuple[tuple[str, str], ...] = (),
     fetch: bool = False,
+    loader: Loader = WORK_TREE,
 ) -> Component | None:
     """The component NAME[@VERSION] from the first catalog that has it; ValueError if its file is broken, does
-    not match its sha256 pin, or (``fetch`` False) a URL catalog has not been fetched into the cache."""
+    not match its sha256 pin, or (``fetch`` False) a URL catalog has not been fetched into the cache.
+    ``loader`` reads the catalog folders (the repository's files: ``plan --against REF`` reads them at REF)."""
     if not _NAME.match(name):
         return None
-    found = _find(name, version, paths, urls, fetch)
+    found = _find(name, version, paths, urls, fetch, loader)
     pin = dict(pins).get(f"{name}@{found.call.version}" if found else "") or dict(pins).get(name)
     if found is not None and pin and found.sha256 != pin:
         raise ValueError(
@@ -156,11 +160,13 @@ def find(
     return found
 
 
-def _find(name: str, version: str | None, paths: list[str], urls: list[str], fetch: bool) -> Component | None:
+def _find(
+    name: str, version: str | None, paths: list[str], urls: list[str], fetch: bool, loader: Loader
+) -> Component | None:
     for folder in paths:
-        found = _in_folder(Path(folder), name, version)
+        found = _in_folder(Path(folder), name, version, loader)
         if found:
-            return _read(found, name, version or _version_of(found, name), str(found))
+            return _read(found, name, version or _version_of(found, name), str(found), loader)
     rel = f"{name}/{version}.yaml" if version else f"{name}.yaml"
     for url in urls:
         cached = _cached(url, rel)
@@ -195,27 +201,29 @@ def _find(name: str, version: str | None, paths: list[str], urls: list[str], fet
     return None
 
 
-def _read(file: Path, name: str, version: str, source: str) -> Component:
-    return parse(file.read_text(encoding="utf-8"), name, version, source, str(file))
+def _read(file: Path, name: str, version: str, source: str, loader: Loader = WORK_TREE) -> Component:
+    text = loader.read(file).decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads
+    return parse(text, name, version, source, str(file))
+
+
+# The KFP JSON of every component parsed, by the sha256 of its file: what the spec writer copies for a call
+# (content-addressed, so always the content the front end read, even from another commit's files).
+_SEEN: dict[str, tuple[str, str]] = {}
 
 
 def documents(call: ComponentCall) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The componentSpec and executor of a call the catalog resolved, read again from its file (the IR carries
-    no KFP JSON); RunError when the file changed since (its sha256 differs)."""
-    try:
-        text = Path(call.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunError(f"component file {call.file}: {type(exc).__name__}; compile the notebook again") from None
-    if hashlib.sha256(text.encode()).hexdigest() != call.sha256:
-        raise RunError(f"component file {call.file} changed since the notebook was read: compile it again")
-    spec, executor = _documents(text, call.file)
+    """The componentSpec and executor of a call the catalog resolved (the IR carries no KFP JSON): as parsed when it
+    was resolved, or read again from its file; RunError when that file changed since (its sha256 differs)."""
+    if call.sha256 not in _SEEN:
+        try:
+            text = Path(call.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RunError(f"component file {call.file}: {type(exc).__name__}; compile the notebook again") from None
+        if hashlib.sha256(text.encode()).hexdigest() != call.sha256:
+            raise RunError(f"component file {call.file} changed since the notebook was read: compile it again")
+        parse(text, call.name, call.version, call.source, call.file)
+    spec, executor = _SEEN[call.sha256]
     return json.loads(spec), json.loads(executor)
-
-
-@functools.lru_cache(maxsize=16)
-def _documents(text: str, file: str) -> tuple[str, str]:
-    found = parse(text, "", "", file, file)
-    return found.spec, found.executor
 
 
 def _version_of(path: Path, name: str) -> str:
@@ -270,6 +278,7 @@ def parse(text: str, name: str, version: str, source: str, file: str = "") -> Co
     )
     description = str(spec.get("pipelineInfo", {}).get("description", "") or "")
     spec_json, executor_json = json.dumps(comp, sort_keys=True), json.dumps(executor, sort_keys=True)
+    _SEEN[call.sha256] = (spec_json, executor_json)
     return Component(call, required, description, defaults, spec_json, executor_json)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from nb2kfp.catalog.lookup import Component, NotCached, find
 from nb2kfp.errors import Diagnostic, error, warning
+from nb2kfp.frontend.loader import WORK_TREE, Loader
 
 if TYPE_CHECKING:
     from nb2kfp.config import Settings
@@ -24,22 +25,29 @@ OLD_AFTER = 7 * 86400  # a URL catalog component cached longer than this is repo
 
 
 def components(
-    path: str, refs: dict[str, tuple[int, str]], settings: Settings, diags: list[Diagnostic]
+    path: str,
+    refs: dict[str, tuple[int, str]],
+    settings: Settings,
+    diags: list[Diagnostic],
+    loader: Loader = WORK_TREE,
 ) -> dict[str, Component]:
-    """By step name, the component each ``(cell, NAME[@VERSION])`` names; those not found are reported."""
+    """By step name, the component each ``(cell, NAME[@VERSION])`` names; those not found are reported.
+    ``loader`` reads the repository's catalog folders, as it reads the notebook (:mod:`nb2kfp.frontend.loader`)."""
     out: dict[str, Component] = {}
     for step, (cell, ref) in refs.items():
-        found = component(path, cell, ref, settings, diags)
+        found = component(path, cell, ref, settings, diags, loader)
         if found is not None:
             out[step] = found
     return out
 
 
-def component(path: str, cell: int, ref: str, settings: Settings, diags: list[Diagnostic]) -> Component | None:
+def component(
+    path: str, cell: int, ref: str, settings: Settings, diags: list[Diagnostic], loader: Loader = WORK_TREE
+) -> Component | None:
     name, _, version = ref.partition("@")
     paths, urls = list(settings.catalog_paths), list(settings.catalog_urls)
     try:
-        found = find(name, version or None, paths, urls, settings.catalog_pins)
+        found = find(name, version or None, paths, urls, settings.catalog_pins, loader=loader)
     except NotCached as exc:
         diags.append(error(path, f"component:{ref}: {exc}", "NB096", cell))
         return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2kfp.errors import UsageError
-from nb2kfp.images.ref import BadReference, parse_registry
+from nb2kfp.images.ref import BadReference, parse_registry, split_domain
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,16 @@ class Registry:
 
 
 def is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """Whether ``host`` (a registry's ``host[:port]``, or a bare name or address as urlsplit gives it) is this
+    machine."""
+    try:
+        name = split_domain(host)[0]
+    except BadReference:
+        name = host  # a bare IPv6 address: "::1"
     if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 

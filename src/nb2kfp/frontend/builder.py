@@ -74,7 +74,7 @@ def build(
     units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags, loader)
     parameters = compose.merge_parameters(nb.path, _parameters(nb.path, groups, trees, diags), units, diags)
     refs = {name: (c.index, c.component_ref or "") for name, c in groups.components.items()}
-    found = catalog.components(nb.path, refs, settings, diags)
+    found = catalog.components(nb.path, refs, settings, diags, loader)
     calls = component_call.load_calls(nb.path, groups.components, trees, parameters, found, diags)
     metrics = [
         (m, c.index)

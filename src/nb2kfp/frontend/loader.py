@@ -22,6 +22,9 @@ class Loader(Protocol):
     def is_file(self, path: Path) -> bool:
         """Whether ``path`` is a file (not a folder) there."""
 
+    def files(self, folder: Path) -> list[Path]:
+        """The files directly in ``folder`` there, sorted (none when there is no such folder)."""
+
 
 class WorkTree:
     """The files on disk."""
@@ -31,6 +34,9 @@ class WorkTree:
 
     def is_file(self, path: Path) -> bool:
         return path.is_file()
+
+    def files(self, folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
 WORK_TREE = WorkTree()
@@ -43,6 +49,7 @@ class AtRef:
         self.root = git.repo_root(start).resolve()
         self.commit = git.rev_parse(ref, self.root)  # RunError when ``ref`` names no commit
         self._files: dict[str, bytes | None] = {}
+        self._tree: list[str] | None = None  # every file of the commit, when a folder was listed
 
     def _blob(self, path: Path) -> bytes | None:
         try:
@@ -61,3 +68,14 @@ class AtRef:
 
     def is_file(self, path: Path) -> bool:
         return self._blob(path) is not None
+
+    def files(self, folder: Path) -> list[Path]:
+        try:
+            relative = folder.resolve().relative_to(self.root).as_posix()
+        except (OSError, ValueError):
+            return []
+        if self._tree is None:
+            self._tree = git.tracked_files(self.commit, self.root)
+        prefix = "" if relative == "." else relative + "/"
+        names = [p[len(prefix) :] for p in self._tree if p.startswith(prefix)]
+        return sorted(folder / n for n in names if n and "/" not in n)

@@ -26,6 +26,7 @@ _REFERENCE = re.compile(
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?",
     re.ASCII,
 )
+_HOST_PORT = re.compile(rf"(?P<host>{_HOST})(?::(?P<port>[0-9]+))?", re.ASCII)
 _REGISTRY = re.compile(rf"(?P<domain>{_DOMAIN})(?:/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*))?", re.ASCII)
 NAME_MAX = 255
 
@@ -81,6 +82,14 @@ def host(text: str) -> str:
     return parse(text).domain
 
 
+def split_domain(domain: str) -> tuple[str, str]:
+    """A registry's ``host[:port]`` as (host, port); an IPv6 host without its brackets (``[::1]:5000`` -> ``::1``)."""
+    m = _HOST_PORT.fullmatch(domain)
+    if m is None:
+        raise BadReference("give host[:port]")
+    return m.group("host").removeprefix("[").removesuffix("]"), m.group("port") or ""
+
+
 def check(text: str, what: str, prefix: bool = False) -> str:
     """``text`` unchanged when it is an image reference (with ``prefix``: a policy entry, which may also be a
     registry or repository prefix ending in '/'); else BadReference naming ``what``."""
@@ -102,8 +111,11 @@ def parse_registry(text: str) -> tuple[str, str]:
 def _prefix(prefix: str) -> ImageRef:
     """A policy entry as a reference; ``host:port`` and anything ending in '/' are registries (or namespaces)."""
     head = prefix.rstrip("/")
-    host, _, port = head.partition(":")
-    if prefix.endswith("/") or (port.isdigit() and ("." in host or host == "localhost")):
+    try:
+        host, port = split_domain(head)
+    except BadReference:  # a repository or an image: not host:port
+        host, port = "", ""
+    if prefix.endswith("/") or (port and ("." in host or ":" in host or host == "localhost")):
         return ImageRef(*parse_registry(head))
     return parse(head)
 

@@ -143,9 +143,9 @@ class _Unpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         found = super().find_class(module, name)
-        if module == "cloudpickle.cloudpickle" and name == "_make_function":
+        if module.startswith("cloudpickle.") and name == "_make_function":
             return _step_function(found)
-        if module == "cloudpickle.cloudpickle" and name == "_function_setstate":
+        if module.startswith("cloudpickle.") and name == "_function_setstate":
             return _step_function_state(found)
         return found
 
