@@ -9,14 +9,13 @@ are imported where used, so ``compile --check`` and ``lint`` stay fast.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nb2kfp import __version__
+from nb2kfp import stamp
 from nb2kfp.config import Settings, find_settings
 from nb2kfp.errors import Diagnostic, NotebookError, RunError, UsageError
 from nb2kfp.ir import Pipeline
@@ -30,12 +29,6 @@ if TYPE_CHECKING:
 Report = Callable[[str], None]
 
 
-def stamp(content_hash: str, settings: Settings) -> str:
-    """The compile stamp: what the spec depends on (notebook content, repository settings, nb2kfp version)."""
-    data = f"{content_hash}:{settings.fingerprint()}:{__version__}".encode()
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class Compiled:
     """A notebook compiled to IR with the settings it was compiled with."""
@@ -47,7 +40,7 @@ class Compiled:
 
     @property
     def stamp(self) -> str:
-        return stamp(self.pipeline.source_hash, self.settings)
+        return stamp.stamp(self.pipeline.source_hash, self.settings)
 
     def spec(self) -> str:
         """The KFP pipeline spec (YAML) with its stamp line."""

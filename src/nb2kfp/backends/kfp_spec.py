@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from nb2kfp import __version__, kfpnames
+from nb2kfp import stamp as stamps
 from nb2kfp.backends import components as called
 from nb2kfp.backends import step_runtime, yaml_text
 from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
@@ -22,7 +23,6 @@ from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
 REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
-STAMP_PREFIX = "# nb2kfp-stamp: "
 # A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace) travels as JSON text
 # after this prefix, with '$' and '/' escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
 PARAM_PREFIX = "nb2kfp:json:"
@@ -397,7 +397,7 @@ def _header(pipeline: Pipeline, stamp: str) -> str:
     source = pipeline.source.replace(chr(92), "/").rsplit("/", 1)[-1]
     lines.append(f"# Compiled by nb2kfp {__version__} from {source}: edit the notebook and recompile, not this file.")
     if stamp:
-        lines.append(f"{STAMP_PREFIX}{stamp}")
+        lines.append(f"{stamps.PREFIX}{stamp}")
     return "\n".join(_printable(line) for line in lines) + "\n"
 
 

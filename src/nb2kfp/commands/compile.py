@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nb2kfp import service
-from nb2kfp.backends.kfp_spec import STAMP_PREFIX
+from nb2kfp import stamp as stamps
 from nb2kfp.config import find_settings
 from nb2kfp.errors import NotebookError, UsageError
 
@@ -59,8 +58,8 @@ def read_stamp(target: Path) -> str | None:
     try:
         with target.open(encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith(STAMP_PREFIX):
-                    return line[len(STAMP_PREFIX) :].strip()
+                if line.startswith(stamps.PREFIX):
+                    return line[len(stamps.PREFIX) :].strip()
                 if not line.startswith("#"):
                     return None
     except (OSError, UnicodeDecodeError):
@@ -69,7 +68,7 @@ def read_stamp(target: Path) -> str | None:
 
 
 def _without_stamp(text: str) -> str:
-    return "".join(line for line in text.splitlines(True) if not line.startswith(STAMP_PREFIX))
+    return "".join(line for line in text.splitlines(True) if not line.startswith(stamps.PREFIX))
 
 
 def is_fresh(notebook: Path, target: Path) -> bool:
@@ -81,8 +80,10 @@ def is_fresh(notebook: Path, target: Path) -> bool:
         return False
     settings = find_settings(notebook.parent)
     current = hash_file(notebook)
-    if current is not None and old == service.stamp(current, settings):
+    if current is not None and old == stamps.stamp(current, settings):
         return True
+    from nb2kfp import service
+
     compiled = service.compile_notebook(notebook, settings)
     try:
         return _without_stamp(target.read_text(encoding="utf-8")) == _without_stamp(compiled.spec())
@@ -118,6 +119,8 @@ def run(
                 continue
             if options.changed_only and target.exists() and is_fresh(notebook, target):
                 continue
+            from nb2kfp import service
+
             compiled = service.compile_notebook(notebook)
             text = compiled.spec()
         except NotebookError as exc:

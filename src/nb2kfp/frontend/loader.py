@@ -12,8 +12,6 @@ import errno
 from pathlib import Path
 from typing import Protocol
 
-from nb2kfp import git
-
 
 class Loader(Protocol):
     def read(self, path: Path) -> bytes:
@@ -46,6 +44,8 @@ class AtRef:
     """The files of commit ``ref`` of the git repository holding ``start``; paths outside it do not exist."""
 
     def __init__(self, ref: str, start: Path) -> None:
+        from nb2kfp import git  # git (and subprocess) only when a commit is read: compile --check stays light
+
         self.root = git.repo_root(start).resolve()
         self.commit = git.rev_parse(ref, self.root)  # RunError when ``ref`` names no commit
         self._files: dict[str, bytes | None] = {}
@@ -57,6 +57,8 @@ class AtRef:
         except (OSError, ValueError):
             return None
         if relative not in self._files:
+            from nb2kfp import git
+
             self._files[relative] = git.show(self.commit, relative, self.root)
         return self._files[relative]
 
@@ -75,6 +77,8 @@ class AtRef:
         except (OSError, ValueError):
             return []
         if self._tree is None:
+            from nb2kfp import git
+
             self._tree = git.tracked_files(self.commit, self.root)
         prefix = "" if relative == "." else relative + "/"
         names = [p[len(prefix) :] for p in self._tree if p.startswith(prefix)]
