@@ -165,7 +165,8 @@ def _drop(record: logging.LogRecord) -> bool:
 
 @contextlib.contextmanager
 def _session(host: str, token: str | None) -> Iterator[Any]:
-    """A ``kfp.Client`` for ``host``; the SDK's prints and warnings are swallowed, its errors become RunError."""
+    """A ``kfp.Client`` for ``host``; the SDK's prints and warnings are swallowed. The server's errors (HTTP,
+    no connection, a name it holds several of) become RunError naming the host; any other error keeps its own."""
     import urllib3
     from kfp.client import Client  # not kfp.Client: a local run in this process imports kfp without it
 

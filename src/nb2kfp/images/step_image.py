@@ -1,8 +1,8 @@
 """Step images: render the Dockerfile, build through the Docker engine (docker-py), push, pin by digest.
 
-The tag is a content hash of everything that goes in (Dockerfile, requirements, base image id: the base is
-pulled first when the engine lacks it), so an unchanged notebook finds its tag in the registry and nothing is
-built or pushed. Build containers get no
+The tag is a content hash of everything that goes in (Dockerfile, requirements, the base image's digest or id:
+the same whether or not this engine has pulled it), so an unchanged notebook finds its tag in the registry and
+nothing is built, pushed or pulled. Build containers get no
 network: wheels are fetched on the host with pip (its HTTP cache makes repeats cheap) and installed offline.
 """
 
@@ -117,17 +117,41 @@ def _existing_digest(client: Any, ref: str, creds: Credentials | None, masker: M
     return str(found["Descriptor"]["digest"])
 
 
-def base_image_id(client: Any, base: str, masker: Masker, auth: dict[str, str] | None = None) -> str:
-    """The base image's id, pulled first when the engine has no copy (with ``auth``, else docker's own login): the
-    step image's tag hashes it, so a first build and the ones after it hash the same id."""
+def base_identity(client: Any, base: str, masker: Masker, auth: dict[str, str] | None = None) -> str:
+    """What the step image's tag hashes for the base image, the same on every machine, before and after a pull:
+    its registry digest (from the engine's copy, else asked of the registry: no pull), or the engine's image id
+    for a base built on this machine (no digest anywhere)."""
+    import docker
+
+    name = imageref.parse(base).name
+    try:
+        image = client.images.get(base)
+    except docker.errors.ImageNotFound:
+        image = None
+    if image is not None:
+        digests = [d for d in image.attrs.get("RepoDigests") or [] if d.partition("@")[0] == name]
+        return digests[0].partition("@")[2] if digests else str(image.id)
+    try:
+        return str(client.api.inspect_distribution(base, auth_config=auth)["Descriptor"]["digest"])
+    except docker.errors.APIError as exc:
+        reason = masker(str(exc.explanation or exc)).strip()[-300:]
+        raise RunError(
+            f"base image {base}: not in the Docker engine, and its registry did not answer: {reason}"
+        ) from None
+
+
+def pull_base(client: Any, base: str, masker: Masker, auth: dict[str, str] | None = None) -> None:
+    """Make sure the engine has the base image (with ``auth``, else docker's own login): the build's own pull
+    would have no credentials, and the Python probe needs it."""
     import docker
 
     try:
-        return str(client.images.get(base).id)
+        client.images.get(base)
+        return
     except docker.errors.ImageNotFound:
         pass
     try:
-        return str(client.images.pull(base, auth_config=auth).id)
+        client.images.pull(base, auth_config=auth)
     except docker.errors.APIError as exc:
         reason = masker(str(exc.explanation or exc)).strip()[-300:]
         raise RunError(f"base image {base}: not in the Docker engine, and pulling it failed: {reason}") from None
@@ -236,10 +260,11 @@ def build_offline(
     quiet: bool,
     what: str,
     files: dict[str, str] | None = None,
+    auth: dict[str, str] | None = None,
 ) -> None:
-    """Build Dockerfile ``text`` as ``ref`` with no network: the requirements' wheels are fetched here first;
-    ``files`` (name: text) go into the build context too."""
-    base_image_id(client, base, masker)  # the probe and the build need it in the engine
+    """Build Dockerfile ``text`` as ``ref`` with no network: the base is pulled (with ``auth``) and the
+    requirements' wheels are fetched here first; ``files`` (name: text) go into the build context too."""
+    pull_base(client, base, masker, auth)
     with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
         ctx = Path(folder)
         (ctx / "Dockerfile").write_text(text, encoding="utf-8")
@@ -278,7 +303,8 @@ def build_image(
     masker = Masker.for_credentials(creds)
     text = dockerfile(pipeline, base, requirements)  # checks the base is an image reference
     same_registry = registry is not None and imageref.host(base) == registry.host
-    base_id = base_image_id(client, base, masker, creds.docker_auth() if creds and same_registry else None)
+    auth = creds.docker_auth() if creds and same_registry else None
+    base_id = base_identity(client, base, masker, auth)  # no pull: an image already built needs no base here
     tag = _sha(f"{text}\0{requirements.text()}\0{base_id}")[:20]
     repository = registry.repository(pipeline.name) if registry else f"nb2kfp/{pipeline.name}"
     ref = f"{repository}:{tag}"
@@ -291,7 +317,7 @@ def build_image(
     report(f"  building {ref}")
     labels, what = {"io.nb2kfp.pipeline": pipeline.name}, f"the step image for {pipeline.name}"
     files = {"nb2kfp-step.py": runtime_source()}  # the Dockerfile copies it to IMAGE_RUNTIME
-    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what, files)
+    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what, files, auth)
     if registry is None:
         return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
     report(f"  pushing {ref}")
