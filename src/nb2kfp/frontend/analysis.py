@@ -19,10 +19,10 @@ from nb2kfp.frontend.calls import (
     MUTATING_METHODS,
     PURE_FUNCTIONS,
     PURE_METHODS,
+    STATEFUL_IMPORTS,
     formula_names,
     seeds_global_random_state,
 )
-from nb2kfp.runtime.step import STATEFUL_IMPORTS
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
 

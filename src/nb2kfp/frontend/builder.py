@@ -20,8 +20,7 @@ from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
-from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
-from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
+from nb2kfp.ir import ARTIFACT_KEY_ENV, CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
 _PIP = re.compile(

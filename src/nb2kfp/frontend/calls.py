@@ -44,6 +44,9 @@ MUTATING_METHODS = frozenset({
 
 # Methods of `random` / `numpy.random` that set the global random state.
 SEEDING_METHODS = frozenset({"seed", "set_state", "setstate"})
+# Libraries whose import makes a step keep process state no variable holds (python-control numbers its unnamed
+# systems with a class counter): the step runtime's _STATE_PARTS says how each part is read and set.
+STATEFUL_IMPORTS = frozenset({"control"})
 
 # Calls that evaluate a formula or expression string in the caller's namespace (formulaic, patsy, statsmodels'
 # formula API, pandas' query/eval): the names it uses are variables of the notebook, or columns of the data.

@@ -22,9 +22,8 @@ from typing import Any
 
 from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
-from nb2kfp.ir import Pipeline
+from nb2kfp.ir import ARTIFACT_KEY_ENV, Pipeline
 from nb2kfp.local_run import kfp_local  # checks the installed kfp: before the run folder is made
-from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)

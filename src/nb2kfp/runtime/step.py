@@ -34,9 +34,8 @@ RUNTIME_FILE = "<nb2kfp runtime>"  # the file name of this source when the spec'
 ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
 # State a kernel keeps from cell to cell that no variable holds (the global random state, python-control's count of
 # unnamed systems): a value handed from step to step when a notebook seeds the random state or imports such a
-# library (STATEFUL_IMPORTS). Module -> how to read and set its part.
+# library (frontend/calls.py STATEFUL_IMPORTS). Module -> how to read and set its part.
 PROCESS_STATE = "nb2kfp_process_state"
-STATEFUL_IMPORTS = frozenset({"control"})
 _STATE_PARTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any], None]]] = {
     "random": (lambda m: m.getstate(), lambda m, v: m.setstate(v)),
     "numpy.random": (lambda m: m.get_state(), lambda m, v: m.set_state(v)),
