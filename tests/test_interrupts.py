@@ -94,3 +94,36 @@ def test_a_killed_nb2kfp_leaves_no_step_running(make_nb: Make, tmp_path: Path) -
     assert json.loads((run_dir / "result.json").read_text())["status"] == "running"
     listing = subprocess.run([sys.executable, "-m", "nb2kfp", "runs"], cwd=tmp_path, capture_output=True, text=True)
     assert listing.returncode == 0 and "r1" in listing.stdout and "lost" in listing.stdout, listing
+
+
+class _ServingContainer:
+    """Stands in for the serving container's status poll only (the real one runs in test_model_serving.py).
+
+    Its second ``reload`` does what CI caught: a Ctrl-C arrives while Python runs a finalizer, where a
+    KeyboardInterrupt is printed as "Exception ignored" and dropped.
+    """
+
+    status = "running"
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def reload(self) -> None:
+        import weakref
+
+        self.polls += 1
+        if self.polls == 2:
+            garbage = type("Garbage", (), {})()
+            weakref.finalize(garbage, os.kill, os.getpid(), signal.SIGINT)
+            del garbage  # the finalizer runs here, and the signal's handler inside it
+        assert self.polls < 10, "still serving after Ctrl-C"
+
+
+def test_model_serve_stops_on_a_ctrl_c_that_lands_in_a_finalizer() -> None:
+    from nb2kfp.serving.local import serve_until_stopped, stop_on_signals
+
+    container = _ServingContainer()
+    with stop_on_signals() as stop:
+        serve_until_stopped(container, stop, poll=0.1)
+    assert stop.requested and container.polls == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
