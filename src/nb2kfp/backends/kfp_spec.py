@@ -262,12 +262,15 @@ def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     res = _resources(step)
     if res:
         container["resources"] = res
+    container["env"] = [{"name": k, "value": v} for k, v in container_env(step).items()]
+    return container
+
+
+def container_env(step: Step) -> dict[str, str]:
+    """The environment variables a notebook step's container sets."""
     # A fixed string-hash seed: objects that cache hash(str) (formulaic's Term) or iterate sets of str keep
     # working and agree from one step's process to the next.
-    env = [{"name": "PYTHONHASHSEED", "value": "0"}]
-    env += [{"name": v.env, "value": v.path} for v in step.volumes if v.env]
-    container["env"] = env
-    return container
+    return {"PYTHONHASHSEED": "0", **{v.env: v.path for v in step.volumes if v.env}}
 
 
 def _quantity(text: str) -> float:

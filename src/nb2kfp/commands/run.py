@@ -157,7 +157,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             # a cached step does not write its files into a new run's shared workspace: no cache with one
             cache = records.CACHE if options.cache and not options.docker and not pipeline.workspace else None
             outcome = local.run(
-                spec_path, pipeline, arguments, target, on_event, echo, options.docker, cache, options.jobs
+                spec_path, pipeline, arguments, target, on_event, echo, options.docker, cache, options.jobs, supervisor
             )
     except processes.Interrupted as stop:
         record.finish("interrupted")

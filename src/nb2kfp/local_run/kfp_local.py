@@ -80,6 +80,7 @@ NEEDS: tuple[Need, ...] = (
     Need("kfp.components", "load_component_from_file", ("file_path",)),
     Need("kfp.local.task_dispatcher", "run_single_task_implementation", ("component_name",), exact=False),
     Need("kfp.local.subprocess_task_handler", "run_local_subprocess", ("full_command", "env_vars")),
+    Need("kfp.local.subprocess_task_handler", "replace_python_executable", ("full_command", "new_executable")),
     Need("kfp.local.docker_task_handler", "run_docker_container", ("client", "**"), exact=False, optional_module=True),
     Need(f"{_ORCHESTRATOR}.dag_orchestrator", "run_dag", _RUN_DAG),
     Need(f"{_ORCHESTRATOR}.task_executor", "execute_single_task", _EXECUTE_TASK),
@@ -189,6 +190,12 @@ load_component_from_file = components.load_component_from_file
 def runner(docker: bool) -> Any:
     """kfp.local's DockerRunner, or its SubprocessRunner in this environment."""
     return local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
+
+
+def as_launched(text: str) -> str:
+    """``text`` (a command or argument of a step) as SubprocessRunner launches it in this environment: it
+    replaces ``python3`` with this interpreter in every part of the command, the executor input included."""
+    return str(subprocess_task_handler.replace_python_executable([text], sys.executable)[0])
 
 
 # -- internals, for the scheduler and the cache -----------------------------------------------------------

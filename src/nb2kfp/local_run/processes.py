@@ -20,7 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nb2kfp.local_run.warm import WarmSteps
 
 GRACE_SECONDS = 3.0
 
@@ -68,6 +71,7 @@ class Supervisor:
         self.signum: int | None = None
         self.run_id = f"{os.getpid()}-{time.time_ns()}"  # the nb2kfp.run label of the run's containers
         self.docker: Any = None  # the docker client kfp.local's DockerRunner uses, once it ran a step
+        self.ahead: WarmSteps | None = None  # steps started ahead (a run sets it)
         self._watchdog = subprocess.Popen(
             [sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE, text=True, start_new_session=True
         )
@@ -80,18 +84,22 @@ class Supervisor:
 
     def run_local_subprocess(self, full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
         """kfp.local's function of the same name, with the step in a session of its own."""
-        env = {**os.environ, **env_vars} if env_vars else None
-        with subprocess.Popen(
-            full_command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env=env,
-            start_new_session=True,
-        ) as process:
+        env = {**os.environ, **(env_vars or {})}
+        process = self.ahead.take(full_command, env) if self.ahead is not None else None
+        if process is None:
+            process = subprocess.Popen(
+                full_command,
+                stdin=subprocess.DEVNULL,  # as in a pod: a step reads no terminal
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                env=env,
+                start_new_session=True,
+            )
+            self.started(process.pid)
+        with process:
             self.steps[process.pid] = process
-            self._tell(str(process.pid))
             threading.Thread(target=_end_with, args=(process,), daemon=True).start()
             try:
                 assert process.stdout is not None
@@ -103,6 +111,13 @@ class Supervisor:
                 _kill_group(process.pid, signal.SIGKILL)  # what the step left running ends with it
                 self.steps.pop(process.pid, None)
                 self._tell(f"-{process.pid}")
+
+    def started(self, pid: int) -> None:
+        """A step's process (or one started ahead) runs in process group ``pid``: the watchdog knows it."""
+        self._tell(str(pid))
+
+    def ended(self, pid: int) -> None:
+        self._tell(f"-{pid}")
 
     def run_docker_container(self, original: Callable[..., int], client: Any, **kwargs: Any) -> int:
         """kfp.local's DockerRunner entry, with the run's label on the step's container."""
@@ -118,6 +133,8 @@ class Supervisor:
             with contextlib.suppress(Exception):  # the engine gone too: nothing of ours runs there
                 for container in self.docker.containers.list(filters={"label": f"nb2kfp.run={self.run_id}"}):
                     container.stop(timeout=int(grace))
+        if self.ahead is not None:
+            self.ahead.close()  # their steps never start now
         for pid in self.steps:
             _kill_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace

@@ -24,6 +24,7 @@ from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import ARTIFACT_KEY_ENV, Pipeline
 from nb2kfp.local_run import kfp_local  # checks the installed kfp: before the run folder is made
+from nb2kfp.local_run.processes import Supervisor
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
@@ -130,6 +131,7 @@ def run(
     docker: bool = False,
     cache: Path | None = None,
     jobs: int | None = None,
+    supervisor: Supervisor | None = None,
 ) -> LocalRun:
     """Run with SubprocessRunner in this environment, or with DockerRunner in the steps' images. With
     ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`). Up to
@@ -137,6 +139,7 @@ def run(
     at a time (stopping a run must still record the step it stopped: tests/integration/test_docker_interrupt.py)."""
     from nb2kfp.local_run import cache as local_cache
     from nb2kfp.local_run import scheduler as local_scheduler
+    from nb2kfp.local_run import warm
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
@@ -170,6 +173,19 @@ def run(
         states[step] = "cached"
         on_event(step, "cached", None)  # after the links: its page is made from them
 
+    workers = 1 if docker else jobs or local_scheduler.workers()
+    ahead = None
+    if supervisor is not None and not docker and warm.enabled():
+        ahead = warm.WarmSteps(pipeline, workers, supervisor.started, supervisor.ended)
+        supervisor.ahead = ahead
+        if cache is None:
+            ahead.will_run(names.values())  # nothing is cached: every step runs
+
+    def on_step(step: str, status: str, seconds: float | None) -> None:
+        if ahead is not None and status == "running":
+            ahead.step_running(step)  # it was not cached: the steps below it will run
+        on_event(step, status, seconds)
+
     step_cache = None
     if cache is not None:
         extra = local_cache.folder_state(Path(pipeline.source).resolve().parent, Path(pipeline.source))
@@ -178,9 +194,9 @@ def run(
         step_cache = local_cache.StepCache(str(cache.resolve()), extra, on_hit)
     try:
         with (
-            _track(names, on_event, states, log),
+            _track(names, on_step, states, log),
             local_cache.used(step_cache),
-            local_scheduler.parallel(1 if docker else jobs or local_scheduler.workers()),  # see the docstring
+            local_scheduler.parallel(workers),  # see the docstring
             contextlib.redirect_stdout(log),
         ):
             component(**arguments)
@@ -191,6 +207,8 @@ def run(
             f"kfp.local could not run the pipeline: {type(exc).__name__}: {_ANSI.sub('', str(exc))}"
         ) from exc
     finally:
+        if ahead is not None:
+            ahead.close()
         for name in ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV):
             os.environ.pop(name, None)
         log.close()

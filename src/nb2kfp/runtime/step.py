@@ -642,7 +642,8 @@ def _patch_show(pyplot: types.ModuleType) -> None:
 
 def _matplotlib_backend() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
-    sys.meta_path.insert(0, _OnImport("matplotlib.pyplot", _patch_show))
+    if not any(isinstance(f, _OnImport) and f.name == "matplotlib.pyplot" for f in sys.meta_path):  # not warm
+        sys.meta_path.insert(0, _OnImport("matplotlib.pyplot", _patch_show))
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -1074,5 +1075,33 @@ class _Report:
 _REPORT: _Report | None = None
 
 
+# -- started ahead (a local run) ----------------------------------------------------------------
+def warm(argv: list[str]) -> list[str]:
+    """``--warm STATEMENTS``: this process is a step's, started before its inputs exist (nb2kfp's local runs
+    start a step while the steps before it still run: nb2kfp.local_run.warm). It sets the Agg backend and the
+    import hooks as a step does first, runs the step's leading import statements (of installed modules only,
+    chosen by the driver), then reads the step's command on stdin and returns its argv: the step then runs as it
+    would have, its own import statements finding their modules loaded. An empty line: not needed, exit."""
+    _matplotlib_backend()
+    import contextlib
+
+    for source in json.loads(argv[argv.index("--warm") + 1]):
+        with contextlib.suppress(Exception):  # the step runs the same statement again, and fails in its cell
+            exec(compile(source, "<nb2kfp warm-up>", "exec"), {"__name__": "nb2kfp_warm_up"})
+    line = sys.stdin.readline()
+    if not line.strip():
+        sys.exit(0)
+    order = json.loads(line)
+    os.environ.clear()
+    os.environ.update(order["env"])
+    os.chdir(order["cwd"])
+    null = os.open(os.devnull, os.O_RDONLY)  # a step's stdin, as kfp.local gives it, is not the driver's pipe
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - fd 0, for the process's life
+    sys.argv = ["-c", *order["args"]]
+    return sys.argv
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(warm(sys.argv) if sys.argv[1:2] == ["--warm"] else sys.argv))

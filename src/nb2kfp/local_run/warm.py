@@ -1,0 +1,266 @@
+"""Steps started ahead: a step's process starts while the steps before it still run, and imports its modules.
+
+A step's process spends most of its life importing (pandas and scikit-learn: ~1 s of a 1.2 s step), and a
+chain of steps paid that one after another. Once a local run knows a step will run (a step above it ran, so
+its inputs will be new; or nothing is cached), it starts that step's process right away: the step runtime in
+warm-up mode (``runtime/step.py``, :func:`nb2kfp.runtime.step.warm`) runs the step's leading import statements
+and waits. When kfp.local launches the step, the command goes to the waiting process, which then runs it as a
+fresh process would: it is still one process per step, the step's inputs are read only once it is launched,
+and the step's own import statements run as written (finding their modules loaded).
+
+What a warm-up imports is chosen so that it cannot change what the step does:
+
+- only the import statements that open the step's prelude (its imports cell, as lean as the step runs it), up
+  to the first statement that is anything else (``matplotlib.use``, ``warnings.filterwarnings``, an
+  ``os.environ`` assignment may change what a later import does);
+- only modules installed for this interpreter: nothing next to the notebook (a step imports those from its own
+  folder, where their ``__file__`` differs), and no installed name shadowed by a file next to the notebook;
+- in the environment the step gets (a command whose environment or runtime differs is not handed over: the
+  step starts afresh), with the Agg backend and the runtime's import hooks set first, as in a step.
+
+``NB2KFP_WARM=0`` turns it off. At most ``limit`` processes wait at once (one per job): more would only
+compete for the cores with the steps that run.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.machinery import PathFinder
+from pathlib import Path
+
+from nb2kfp.backends import step_runtime
+from nb2kfp.backends.kfp_spec import container_env
+from nb2kfp.ir import CodeCell, Pipeline
+from nb2kfp.local_run import kfp_local
+from nb2kfp.runtime.step import RUNTIME_FILE
+
+OFF_ENV = "NB2KFP_WARM"
+# Run as ``python -c``: reads the runtime's source and the statements, then runs the runtime in warm-up mode.
+PROGRAM = (
+    "# nb2kfp step, started ahead: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.warm)\n"
+    "import json, sys\n"
+    "order = json.loads(sys.stdin.readline())\n"
+    "sys.argv = ['-c', '--warm', json.dumps(order['imports'])]\n"
+    f"exec(compile(order['runtime'], {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n"
+)
+
+
+def enabled() -> bool:
+    return os.environ.get(OFF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def leading_imports(cells: Iterable[CodeCell], installed: Callable[[str], bool]) -> list[str]:
+    """The import statements that open ``cells``, up to the first other statement or the first import of a
+    module that is not ``installed`` (top-level name); ``from __future__`` ones are left out."""
+    found: list[str] = []
+    for cell in cells:
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            return found
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                continue
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                return found
+            if not all(installed(n.split(".")[0]) for n in names):
+                return found
+            found.append(ast.unparse(node))
+    return found
+
+
+def installed_here(seed: Path) -> Callable[[str], bool]:
+    """Whether a top-level module name is one this interpreter has installed (standard library included),
+    and no file or folder next to the notebook (``seed``) could stand in for it."""
+    try:
+        beside = {entry.split(".")[0] for entry in os.listdir(seed)}
+    except OSError:
+        beside = set()
+    local = {str(seed.resolve()), os.getcwd(), ""}
+    path = [p for p in sys.path if p not in local and os.path.isabs(p)]
+
+    def installed(top: str) -> bool:
+        if top in beside:
+            return False
+        if top in sys.builtin_module_names or top in sys.stdlib_module_names:
+            return True
+        return PathFinder.find_spec(top, path) is not None
+
+    return installed
+
+
+@dataclass
+class _Waiting:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+
+
+class WarmSteps:
+    """The local run's steps started ahead (see the module's docstring). ``started(pid)`` and ``ended(pid)``
+    tell the run's supervisor of each process, so that a stopped or killed run takes them with it."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        limit: int,
+        started: Callable[[int], None],
+        ended: Callable[[int], None],
+    ) -> None:
+        seed = Path(pipeline.source).resolve().parent
+        installed = installed_here(seed)
+        self.seed = seed
+        self.limit = max(1, limit)
+        self.statements: dict[str, list[str]] = {}
+        self.below: dict[str, set[str]] = {s.name: set() for s in pipeline.steps}
+        self.env: dict[str, dict[str, str]] = {}
+        for step in pipeline.steps:
+            for parent in step.after:
+                self.below.setdefault(parent, set()).add(step.name)
+            if step.component is None:
+                cells = step.prelude if step.prelude is not None else pipeline.prelude
+                statements = leading_imports(cells, installed)
+                if statements:
+                    self.statements[step.name] = statements
+                    self.env[step.name] = container_env(step)
+        self.order = [s.name for s in pipeline.steps]
+        # what SubprocessRunner will launch: its command, and the runtime source in its executor input
+        self.command = [sys.executable, "-c", kfp_local.as_launched(step_runtime.BOOTSTRAP)]
+        self.runtime = kfp_local.as_launched(step_runtime.runtime_source())
+        self._on_start, self._on_end = started, ended
+        self._wanted: set[str] = set()
+        self._waiting: dict[str, _Waiting] = {}
+        self._used: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def will_run(self, steps: Iterable[str]) -> None:
+        """These steps will run (and every step below them): start them ahead, up to ``limit`` at once."""
+        with self._lock:
+            todo = list(steps)
+            while todo:
+                name = todo.pop()
+                if name not in self._wanted:
+                    self._wanted.add(name)
+                    todo.extend(self.below.get(name, ()))
+            self._fill()
+
+    def step_running(self, step: str) -> None:
+        """``step`` runs (it was not cached): the steps below it will run too."""
+        with self._lock:
+            self._used.add(step)
+        self.will_run(self.below.get(step, ()))
+
+    def _fill(self) -> None:
+        if self._closed:
+            return
+        for name in self.order:
+            if len(self._waiting) >= self.limit:
+                return
+            wanted = name in self._wanted and name in self.statements
+            if wanted and name not in self._used and name not in self._waiting:
+                self._waiting[name] = self._start(name)
+
+    def _start(self, name: str) -> _Waiting:
+        env = {**os.environ, **self.env[name]}
+        process = subprocess.Popen(
+            [sys.executable, "-c", PROGRAM],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=env,
+            cwd=self.seed,  # where a step's folder links to: its `import x` looks there first
+            start_new_session=True,
+        )
+        self._on_start(process.pid)
+        assert process.stdin is not None
+        order = {"runtime": self.runtime, "imports": self.statements[name]}
+        process.stdin.write(json.dumps(order) + "\n")
+        process.stdin.flush()
+        return _Waiting(process, env)
+
+    def take(self, full_command: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
+        """The waiting process of the step ``full_command`` runs, now running that command; None when there is
+        none, or its environment or runtime would differ from the command's (the step then starts afresh)."""
+        step = _step_of(full_command)
+        with self._lock:
+            self._used.add(step or "")
+            waiting = self._waiting.pop(step, None) if step else None
+            self._fill()
+        if waiting is None:
+            return None
+        process = waiting.process
+        usable = (
+            process.poll() is None
+            and waiting.env == env
+            and full_command[:3] == self.command
+            and _runtime_of(full_command) == self.runtime
+        )
+        if usable:
+            order = {"args": full_command[3:], "env": env, "cwd": os.getcwd()}
+            assert process.stdin is not None
+            try:
+                process.stdin.write(json.dumps(order) + "\n")
+                process.stdin.close()
+            except OSError:  # it died meanwhile
+                usable = False
+        if not usable:
+            self._discard(process)
+            return None
+        return process
+
+    def close(self) -> None:
+        """Stop the processes no step took (their steps were cached, or the run stopped)."""
+        with self._lock:
+            self._closed = True
+            waiting, self._waiting = list(self._waiting.values()), {}
+        for w in waiting:
+            self._discard(w.process)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid for w in self._waiting.values()]
+
+    def _discard(self, process: subprocess.Popen[str]) -> None:
+        with contextlib.suppress(OSError):  # gone already
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # a pipe to a killed process: nothing left to flush
+                    stream.close()
+        self._on_end(process.pid)
+
+
+def _step_of(full_command: list[str]) -> str | None:
+    """The step name in a notebook step's command (its ``--spec``), or None for any other command."""
+    if "--spec" not in full_command:
+        return None
+    try:
+        spec = json.loads("".join(full_command[full_command.index("--spec") + 1 :]))
+    except ValueError:
+        return None
+    step = spec.get("step") if isinstance(spec, dict) else None
+    return step if isinstance(step, str) else None
+
+
+def _runtime_of(full_command: list[str]) -> str | None:
+    try:
+        executor_input = json.loads(full_command[full_command.index("--executor-input") + 1])
+        return str(executor_input["inputs"]["parameterValues"][step_runtime.RUNTIME_PARAM])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None

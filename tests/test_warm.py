@@ -1,0 +1,187 @@
+"""Steps started ahead (local_run/warm.py): a step's process starts and imports while the steps before it run.
+
+What it imports ahead must not change what the step does: these runs use kfp.local, and each step reports
+whether its own process was one started ahead (its command line says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import run_local_json
+from nb2kfp.ir import CodeCell
+from nb2kfp.local_run.warm import PROGRAM, installed_here, leading_imports
+
+Make = Callable[..., Path]
+AGG = "int(__import__('os').environ.get('MPLBACKEND') == 'Agg')"
+# the step's own command line (its code, this text included, is in its arguments): the program it runs
+AHEAD = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, started ahead'))"
+
+
+def _statements(source: str, installed: Callable[[str], bool] = lambda name: True) -> list[str]:
+    return leading_imports([CodeCell(1, source)], installed)
+
+
+def test_only_the_leading_imports_of_installed_modules_are_taken() -> None:
+    assert _statements("from __future__ import annotations\nimport os\nfrom json import dumps as d") == [
+        "import os",
+        "from json import dumps as d",
+    ]
+    # anything else may change what a later import does: the warm-up stops there
+    assert _statements("import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\nimport json") == ["import os"]
+    assert _statements("import matplotlib\nmatplotlib.use('pdf')\nimport matplotlib.pyplot") == ["import matplotlib"]
+    assert _statements("import warnings\nwarnings.filterwarnings('ignore')\nimport json") == ["import warnings"]
+    assert _statements("from . import sibling\nimport json") == []
+    assert _statements("import json\nimport mine\nimport csv", lambda name: name != "mine") == ["import json"]
+    assert _statements("import json\nx = (") == []  # not Python: nothing
+
+
+def test_a_file_next_to_the_notebook_is_never_taken_for_an_installed_module(tmp_path: Path) -> None:
+    (tmp_path / "decimal.py").write_text("WHO = 'local'\n")
+    (tmp_path / "mylib").mkdir()
+    installed = installed_here(tmp_path)
+    assert not installed("decimal") and not installed("mylib")
+    assert installed("json") and installed("pytest") and not installed("no_such_module_here")
+
+
+def _chain(make_nb: Make, imports: str = "import decimal", last: str = "") -> Path:
+    return make_nb(
+        [
+            (["imports"], imports),
+            (["step:a"], f"x = decimal.Decimal(1)\na_ahead = {AHEAD}"),
+            (["step:b", "prev:a"], f"y = x + decimal.Decimal(1)\nb_ahead = {AHEAD}\nb_hash = hash('nb2kfp') % 1000003"),
+            (["step:c", "prev:b"], f"z = y + decimal.Decimal(1)\nc_ahead = {AHEAD}\n{last}"),
+            (["pipeline-metrics"], "print(a_ahead)\nprint(b_ahead)\nprint(c_ahead)\nprint(b_hash)"),
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_steps_start_ahead_and_run_as_they_would_afresh(make_nb: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _chain(make_nb)
+    proc, record = run_local_json(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    metrics = record["metrics"]
+    assert (metrics["a_ahead"], metrics["b_ahead"], metrics["c_ahead"]) == (1, 1, 1)
+    # in the step's own environment (the container's PYTHONHASHSEED=0), not the driver's
+    fixed = subprocess.run(
+        [sys.executable, "-c", "print(hash('nb2kfp') % 1000003)"],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert metrics["b_hash"] == int(fixed.stdout)
+
+    monkeypatch.setenv("NB2KFP_WARM", "0")
+    proc, record = run_local_json(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert (record["metrics"]["a_ahead"], record["metrics"]["b_ahead"]) == (0, 0)
+    assert record["metrics"]["b_hash"] == int(fixed.stdout)
+
+
+@pytest.mark.slow
+def test_with_the_cache_only_steps_below_a_step_that_runs_start_ahead(make_nb: Make) -> None:
+    nb = _chain(make_nb)
+    first, _ = run_local_json(nb)
+    assert first.returncode == 0, first.stderr
+    text = json.loads(nb.read_text())
+    for cell in text["cells"]:
+        if "step:b" in cell["metadata"].get("tags", []):
+            cell["source"] = "".join(cell["source"]).replace("x + decimal", "x + 1 + decimal")
+    nb.write_text(json.dumps(text))
+    proc, record = run_local_json(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert record["steps"] == {"a": "cached", "b": "succeeded", "c": "succeeded"}
+    # b is known to run only when the cache misses it, right before it starts; c is known once b runs
+    assert (record["metrics"]["b_ahead"], record["metrics"]["c_ahead"]) == (0, 1)
+
+
+@pytest.mark.slow
+def test_a_module_next_to_the_notebook_is_imported_by_the_step_itself(make_nb: Make) -> None:
+    """It shadows an installed one, and it is imported in the step's own folder (where its import-time code runs
+    and its ``__file__`` points), never ahead in the notebook's."""
+    here = "int(decimal.WHERE == __import__('os').getcwd() and decimal.__file__.startswith(decimal.WHERE))"
+    nb = _chain(make_nb, last=f"c_local = {here}")
+    module = "import os\nWHERE = os.getcwd()\n\n\ndef Decimal(n):\n    return n\n"
+    (nb.parent / "decimal.py").write_text(module)
+    text = json.loads(nb.read_text())
+    text["cells"][-1]["source"] += "\nprint(c_local)"
+    nb.write_text(json.dumps(text))
+    proc, record = run_local_json(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert record["metrics"]["c_local"] == 1
+
+
+@pytest.mark.slow
+def test_a_figure_shown_in_a_step_started_ahead_is_in_its_report(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["imports"], "import matplotlib.pyplot as plt"),
+            (["step:a"], "xs = [1, 2, 3]"),
+            (["step:b", "prev:a"], f"plt.plot(xs)\nplt.show()\nb_ahead = {AHEAD}\nb_agg = {AGG}"),
+            (["pipeline-metrics"], "print(b_ahead)\nprint(b_agg)"),
+        ]
+    )
+    proc, record = run_local_json(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert record["metrics"]["b_ahead"] == record["metrics"]["b_agg"] == 1  # MPLBACKEND as in a step: child too
+    page = json.loads((Path(record["run_dir"]) / "reports" / "b.ipynb").read_text())
+    shown = [o for c in page["cells"] for o in c["outputs"] if "image/png" in o.get("data", {})]
+    assert len(shown) == 1
+
+
+def _started_ahead_in(folder: Path) -> list[int]:
+    """The processes started ahead for a notebook in ``folder`` (they wait there)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                here = os.readlink(f"/proc/{entry}/cwd") == str(folder)
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    ahead = fh.read().split(b"\0")[2:3] == [PROGRAM.encode()]
+            except OSError:
+                continue
+            if here and ahead:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_stopped_or_killed_run_leaves_no_process_started_ahead(make_nb: Make, tmp_path: Path, sig: int) -> None:
+    marker = tmp_path / "a-started"
+    nb = make_nb(
+        [
+            (["imports"], "import decimal"),
+            (["pipeline-parameters"], f"marker = {str(marker)!r}"),
+            (["step:a"], "import time\nopen(marker, 'w').close()\ntime.sleep(300)\nx = decimal.Decimal(1)"),
+            (["step:b", "prev:a"], "y = x + decimal.Decimal(1)"),
+        ]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--no-cache"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists() or not _started_ahead_in(tmp_path):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while _started_ahead_in(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _started_ahead_in(tmp_path)
