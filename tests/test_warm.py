@@ -19,7 +19,7 @@ import pytest
 
 from conftest import run_local_json
 from nb2kfp.ir import CodeCell
-from nb2kfp.local_run.warm import PROGRAM, installed_here, leading_imports
+from nb2kfp.local_run.warm import PROGRAM, binding_imports, installed_here, leading_imports
 
 Make = Callable[..., Path]
 AGG = "int(__import__('os').environ.get('MPLBACKEND') == 'Agg')"
@@ -28,7 +28,18 @@ AHEAD = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswi
 
 
 def _statements(source: str, installed: Callable[[str], bool] = lambda name: True) -> list[str]:
-    return leading_imports([CodeCell(1, source)], installed)
+    return leading_imports([CodeCell(1, source)], installed)[0]
+
+
+def test_modules_a_step_receives_are_imported_as_unpickling_would() -> None:
+    cell = CodeCell(
+        1, "import numpy as np\nimport matplotlib.pyplot as plt\nimport os.path\nfrom json import dumps as d"
+    )
+    assert binding_imports([cell], "np", lambda name: True) == ["import numpy"]
+    assert binding_imports([cell], "plt", lambda name: True) == ["import matplotlib.pyplot"]
+    assert binding_imports([cell], "os", lambda name: True) == ["import os"]  # `import os.path` binds os
+    assert binding_imports([cell], "d", lambda name: True) == ["from json import dumps"]
+    assert binding_imports([cell], "np", lambda name: name != "numpy") == []
 
 
 def test_only_the_leading_imports_of_installed_modules_are_taken() -> None:
@@ -185,3 +196,21 @@ def test_a_stopped_or_killed_run_leaves_no_process_started_ahead(make_nb: Make, 
     while _started_ahead_in(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _started_ahead_in(tmp_path)
+
+
+@pytest.mark.slow
+def test_modules_handed_on_as_values_and_a_steps_first_imports_load_ahead(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "import decimal as dm\nx = dm.Decimal(1)"),
+            (["step:b", "prev:a"], f"y = x + dm.Decimal(1)\nb_ahead = {AHEAD}"),  # receives dm, hands it on
+            (
+                ["step:c", "prev:b"],
+                f"import fractions\nz = int(dm.Decimal(2) + y) + fractions.Fraction(2).numerator\nc_ahead = {AHEAD}",
+            ),
+            (["pipeline-metrics"], "print(b_ahead)\nprint(c_ahead)\nprint(z)"),
+        ]
+    )
+    proc, record = run_local_json(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert (record["metrics"]["b_ahead"], record["metrics"]["c_ahead"], record["metrics"]["z"]) == (1, 1, 6)

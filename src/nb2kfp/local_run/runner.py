@@ -178,8 +178,8 @@ def run(
     if supervisor is not None and not docker and warm.enabled():
         ahead = warm.WarmSteps(pipeline, workers, supervisor.started, supervisor.ended)
         supervisor.ahead = ahead
-        if cache is None:
-            ahead.will_run(names.values())  # nothing is cached: every step runs
+        if cache is None or not any(cache.glob("*.json")):
+            ahead.will_run(names.values())  # nothing is cached (kfp.local's entries: KEY.json): every step runs
 
     def on_step(step: str, status: str, seconds: float | None) -> None:
         if ahead is not None and status == "running":

@@ -12,7 +12,10 @@ What a warm-up imports is chosen so that it cannot change what the step does:
 
 - only the import statements that open the step's prelude (its imports cell, as lean as the step runs it), up
   to the first statement that is anything else (``matplotlib.use``, ``warnings.filterwarnings``, an
-  ``os.environ`` assignment may change what a later import does);
+  ``os.environ`` assignment may change what a later import does); and, when the prelude is nothing but
+  those, the modules the step receives as values (``np`` from a step that ran ``import numpy as np``) and
+  the leading imports of its own cells: the step imports them anyway, unpickling its inputs right after its
+  prelude and starting its cells right after that (unpickling only imports, and sets the process state);
 - only modules installed for this interpreter: nothing next to the notebook (a step imports those from its own
   folder, where their ``__file__`` differs), and no installed name shadowed by a file next to the notebook;
 - in the environment the step gets (a command whose environment or runtime differs is not handed over: the
@@ -39,7 +42,7 @@ from pathlib import Path
 
 from nb2kfp.backends import step_runtime
 from nb2kfp.backends.kfp_spec import container_env
-from nb2kfp.ir import CodeCell, Pipeline
+from nb2kfp.ir import CodeCell, Pipeline, Step
 from nb2kfp.local_run import kfp_local
 from nb2kfp.runtime.step import RUNTIME_FILE
 
@@ -58,15 +61,16 @@ def enabled() -> bool:
     return os.environ.get(OFF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def leading_imports(cells: Iterable[CodeCell], installed: Callable[[str], bool]) -> list[str]:
+def leading_imports(cells: Iterable[CodeCell], installed: Callable[[str], bool]) -> tuple[list[str], bool]:
     """The import statements that open ``cells``, up to the first other statement or the first import of a
-    module that is not ``installed`` (top-level name); ``from __future__`` ones are left out."""
+    module that is not ``installed`` (top-level name); ``from __future__`` ones are left out. And whether
+    that was all of ``cells``."""
     found: list[str] = []
     for cell in cells:
         try:
             tree = ast.parse(cell.source)
         except SyntaxError:
-            return found
+            return found, False
         for node in tree.body:
             if isinstance(node, ast.ImportFrom) and node.module == "__future__":
                 continue
@@ -75,11 +79,53 @@ def leading_imports(cells: Iterable[CodeCell], installed: Callable[[str], bool])
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
             else:
-                return found
+                return found, False
             if not all(installed(n.split(".")[0]) for n in names):
-                return found
+                return found, False
             found.append(ast.unparse(node))
+    return found, True
+
+
+def binding_imports(cells: Iterable[CodeCell], name: str, installed: Callable[[str], bool]) -> list[str]:
+    """Imports of installed modules that bind ``name`` at the top level of ``cells``, as the statement that loads
+    what a step receiving ``name`` loads when it unpickles it (``import a.b`` binds ``a``: ``import a``)."""
+    found: list[str] = []
+    for cell in cells:
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    module = alias.name if alias.asname else alias.name.split(".")[0]
+                    if (alias.asname or module) == name and installed(module.split(".")[0]):
+                        found.append(f"import {module}")
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    if (alias.asname or alias.name) == name and installed(node.module.split(".")[0]):
+                        found.append(f"from {node.module} import {alias.name}")
     return found
+
+
+def step_imports(pipeline: Pipeline, step: Step, installed: Callable[[str], bool]) -> list[str]:
+    """What a step's process may import ahead: its prelude's leading imports; and when that is all its prelude
+    does (nothing runs between them and the loading of its inputs), the modules its inputs are, where a step
+    above binds them by an import (``np``, ``plt``, ``ct`` handed on from the step that imported them), and the
+    leading imports of its own cells (the first thing it does once its inputs are loaded)."""
+    cells = step.prelude if step.prelude is not None else pipeline.prelude
+    found, whole = leading_imports(cells, installed)
+    if whole:
+        steps = {s.name: s for s in pipeline.steps}
+        for edge in step.inputs:
+            producer = steps.get(edge.producer) if edge.kind == "value" else None
+            while producer is not None:  # up to the step that bound it, through those that handed it on
+                bound = binding_imports(producer.cells, edge.name, installed)
+                found += bound
+                handed = next((e for e in producer.inputs if e.name == edge.name and e.kind == "value"), None)
+                producer = steps.get(handed.producer) if handed is not None and not bound else None
+        found += leading_imports(step.cells, installed)[0]  # what it does right after loading them
+    return list(dict.fromkeys(found))
 
 
 def installed_here(seed: Path) -> Callable[[str], bool]:
@@ -130,8 +176,7 @@ class WarmSteps:
             for parent in step.after:
                 self.below.setdefault(parent, set()).add(step.name)
             if step.component is None:
-                cells = step.prelude if step.prelude is not None else pipeline.prelude
-                statements = leading_imports(cells, installed)
+                statements = step_imports(pipeline, step, installed)
                 if statements:
                     self.statements[step.name] = statements
                     self.env[step.name] = container_env(step)
