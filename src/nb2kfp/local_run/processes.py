@@ -2,9 +2,9 @@
 and killed by a watchdog process if nb2kfp itself dies (even by SIGKILL), as a pod's processes end with it.
 
 kfp.local starts each step with ``subprocess_task_handler.run_local_subprocess``; :func:`supervised` swaps in
-(:func:`kfp_local.launching`) a version that starts the step in a new session and tells the watchdog its process
-group. With ``--docker`` (``docker_task_handler.run_docker_container``) each step's container gets the label
-``nb2kfp.run=<run id>``.
+(:func:`kfp_local.launching`) a version that starts the step in a new session (or hands the command to the step's
+process started ahead, :mod:`warm`) and tells the watchdog its process group. With ``--docker``
+(``docker_task_handler.run_docker_container``) each step's container gets the label ``nb2kfp.run=<run id>``.
 The watchdog reads group ids and the run id on a pipe; when the pipe closes (nb2kfp ended, however it ended)
 it kills what is left: the process groups, and the run's containers.
 """

@@ -188,7 +188,7 @@ class WarmSteps:
         self._wanted: set[str] = set()
         self._waiting: dict[str, _Waiting] = {}
         self._used: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # close() may run in a signal handler while this thread holds it
         self._closed = False
 
     def will_run(self, steps: Iterable[str]) -> None:
