@@ -51,7 +51,9 @@ class Ctx:
         return path
 
     def run(self, argv: list[str], timeout: float, cwd: Path | None = None, **env: str) -> Sample:
-        return measure.run(argv, timeout=timeout, cwd=cwd or self.scratch, env={**self.env, **env})
+        sample = measure.run(argv, timeout=timeout, cwd=cwd or self.scratch, env={**self.env, **env})
+        measure.settle()
+        return sample
 
 
 def log(message: str) -> None:

@@ -110,6 +110,44 @@ def run(
         )
 
 
+KEPT_WARM = b"# nb2kfp step, kept warm"  # how a step process nb2kfp keeps for the next run starts (parked.py)
+
+
+def _kept_cpu() -> dict[int, int]:
+    """CPU ticks so far of each step process nb2kfp keeps warm for a next run."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if not _starts_kept(entry):
+                    continue
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                found[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _starts_kept(pid: str) -> bool:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        parts = fh.read().split(b"\0")
+    return len(parts) > 2 and parts[2].startswith(KEPT_WARM)
+
+
+def settle(limit: float = 30.0) -> None:
+    """Wait until the step processes an nb2kfp run kept warm for the next run are idle (done importing), as they
+    are when a user's edit comes: their start-up must not slow the next command measured."""
+    deadline = time.monotonic() + limit
+    before = _kept_cpu()
+    while before and time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _kept_cpu()
+        if all(now.get(pid) == ticks for pid, ticks in before.items() if pid in now):
+            return
+        before = now
+
+
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -121,5 +159,8 @@ def ok_seconds(samples: Sequence[Sample]) -> list[float]:
 def base_env(**extra: str) -> dict[str, str]:
     """The bench's environment for children: this one, minus variables that would change what they do."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "NB2KFP_", "KFP_"))}
+    # nb2kfp keeps no step process warm for a next run unless a case asks for it (suite_speed's incremental):
+    # a cold run must start from scratch, as papermill does
+    env["NB2KFP_WARM_KEEP"] = "0"
     env.update(extra)
     return env

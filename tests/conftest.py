@@ -18,6 +18,8 @@ from nbfactory import Cell, write
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The runs of the suite keep no step process warm for a next run (local_run/parked.py); its own tests ask for it.
+os.environ["NB2KFP_WARM_KEEP"] = "0"
 
 
 def require(condition: bool, reason: str) -> None:

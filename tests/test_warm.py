@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import run_local_json
 from nb2kfp.ir import CodeCell
+from nb2kfp.local_run import parked
 from nb2kfp.local_run.warm import PROGRAM, binding_imports, installed_here, leading_imports
 
 Make = Callable[..., Path]
@@ -214,3 +217,115 @@ def test_modules_handed_on_as_values_and_a_steps_first_imports_load_ahead(make_n
     proc, record = run_local_json(nb, "--no-cache")
     assert proc.returncode == 0, proc.stderr
     assert (record["metrics"]["b_ahead"], record["metrics"]["c_ahead"], record["metrics"]["z"]) == (1, 1, 6)
+
+
+# -- kept warm between runs (local_run/parked.py) ---------------------------------------------------------------
+KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, kept warm'))"
+
+
+def _kept_run(nb: Path, *args: str, **env: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--json", *args],
+        capture_output=True,
+        text=True,
+        cwd=nb.parent,
+        timeout=600,
+        env={**{k: v for k, v in os.environ.items() if k != "CI"}, "NB2KFP_WARM_KEEP": "120", **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def _edit_last_step(nb: Path, n: int) -> None:
+    text = json.loads(nb.read_text())
+    for cell in text["cells"]:
+        if "step:c" in cell["metadata"].get("tags", []):
+            cell["source"] = re.sub(r"z = (\d+ \+ )?y \+", f"z = {n} + y +", "".join(cell["source"]))
+    nb.write_text(json.dumps(text))
+
+
+@pytest.fixture
+def no_kept() -> Iterator[None]:
+    """Stops this user's kept processes after the test, as `nb2kfp runs clean` does."""
+    yield
+    parked.stop_all()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_kept")
+def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make) -> None:
+    nb = _chain(make_nb, last=f"c_kept = {KEPT}")
+    text = json.loads(nb.read_text())
+    text["cells"][-1]["source"] += "\nprint(c_kept)\nprint(z)"
+    nb.write_text(json.dumps(text))
+    first = _kept_run(nb)
+    assert first["metrics"]["c_kept"] == 0
+    _edit_last_step(nb, 10)
+    second = _kept_run(nb)  # at once: it waits for the kept process's imports
+    assert second["steps"] == {"a": "cached", "b": "cached", "c": "succeeded"}
+    assert second["metrics"]["c_kept"] == 1 and second["metrics"]["z"] == 13
+    # another setting (here one more environment variable) never gets it: the step starts afresh
+    _edit_last_step(nb, 20)
+    other = _kept_run(nb, NB2KFP_TEST_SETTING="1")
+    assert other["metrics"]["c_kept"] == 0 and other["metrics"]["z"] == 23
+    # `runs clean` stops them all
+    before = parked.kept()
+    assert before
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "runs", "clean", "--keep", "1"],
+        capture_output=True,
+        text=True,
+        cwd=nb.parent,
+        check=True,
+    )
+    assert "kept warm for the next run" in cleaned.stdout
+    deadline = time.monotonic() + 30
+    while set(parked.kept()) & set(before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(parked.kept()) & set(before)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_kept")
+def test_nothing_is_kept_under_ci_and_a_kept_process_ends_when_unused(make_nb: Make) -> None:
+    nb = _chain(make_nb)
+    before = set(parked.kept())
+    _kept_run(nb, "--no-cache", CI="true")
+    assert set(parked.kept()) == before
+    _kept_run(nb, "--no-cache", NB2KFP_WARM_KEEP="1")
+    mine = set(parked.kept()) - before
+    assert mine
+    deadline = time.monotonic() + 60
+    while set(parked.kept()) & mine and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not set(parked.kept()) & mine
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root, to listen as another user")
+def test_a_socket_another_user_holds_under_the_name_is_never_used(tmp_path: Path) -> None:
+    """Abstract socket names are open to every user: one could take a kept process's name first. A run checks
+    who listens (SO_PEERCRED) before it sends anything: a command and its environment never reach them."""
+    name = parked.key(["a setting", str(tmp_path)])
+    squatter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, socket\n"
+            "os.setuid(65534)\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind('\\0' + {name!r})\ns.listen(1)\nprint('ready', flush=True)\n"
+            "c, _ = s.accept()\nc.settimeout(10)\n"
+            "print(repr(c.recv(100)), flush=True)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
+        assert name in parked.kept()
+        assert parked.take(name, ["--spec", "{}"], {"SECRET": "never sent"}, str(tmp_path)) is None
+        assert squatter.wait(timeout=30) == 0
+        assert squatter.stdout.read().strip() == "b''"  # it was connected to, and got nothing
+    finally:
+        squatter.kill()
+        squatter.wait()

@@ -86,4 +86,9 @@ def run_clean(keep: int, base: Path, report: Callable[[str], None], cache: bool 
         folder = base.parent / records.CACHE.name
         entries = records.clean_cache(folder)
         report(f"emptied the step cache {folder} ({count(entries, 'entry', 'entries')})")
+    from nb2kfp.local_run import parked
+
+    stopped = parked.stop_all()
+    if stopped:
+        report(f"stopped {count(stopped, 'step process', 'step processes')} kept warm for the next run")
     return 0

@@ -20,12 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
+    from nb2kfp.local_run.parked import Kept
     from nb2kfp.local_run.warm import WarmSteps
 
 GRACE_SECONDS = 3.0
+StepProcess: TypeAlias = "subprocess.Popen[str] | Kept"  # started here, or kept warm by an earlier run
 
 _WATCHDOG = """
 import os, signal, sys, time
@@ -67,7 +69,7 @@ class Interrupted(BaseException):
 
 class Supervisor:
     def __init__(self) -> None:
-        self.steps: dict[int, subprocess.Popen[str]] = {}
+        self.steps: dict[int, StepProcess] = {}
         self.signum: int | None = None
         self.run_id = f"{os.getpid()}-{time.time_ns()}"  # the nb2kfp.run label of the run's containers
         self.docker: Any = None  # the docker client kfp.local's DockerRunner uses, once it ran a step
@@ -85,7 +87,9 @@ class Supervisor:
     def run_local_subprocess(self, full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
         """kfp.local's function of the same name, with the step in a session of its own."""
         env = {**os.environ, **(env_vars or {})}
-        process = self.ahead.take(full_command, env) if self.ahead is not None else None
+        process: StepProcess | None = None
+        if self.ahead is not None:
+            process = self.ahead.take(full_command, env)
         if process is None:
             process = subprocess.Popen(
                 full_command,
@@ -156,7 +160,7 @@ class Supervisor:
         self._watchdog.wait()
 
 
-def _end_with(step: subprocess.Popen[str]) -> None:
+def _end_with(step: StepProcess) -> None:
     """When the step's own process ends, so does what it started (which may hold its output pipe open)."""
     step.wait()
     _kill_group(step.pid, signal.SIGKILL)
@@ -167,7 +171,7 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _group_alive(pgid: int, leader: subprocess.Popen[str]) -> bool:
+def _group_alive(pgid: int, leader: StepProcess) -> bool:
     leader.poll()  # reap the step itself, so that it does not linger as a zombie in its group
     try:
         os.killpg(pgid, 0)

@@ -27,6 +27,8 @@ from nb2kfp.local_run import kfp_local  # checks the installed kfp: before the r
 from nb2kfp.local_run.processes import Supervisor
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# What each run sets anew in the environment its steps inherit (their folders; the artifact key)
+RUN_ENV = ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV)
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
 
 
@@ -209,7 +211,9 @@ def run(
     finally:
         if ahead is not None:
             ahead.close()
-        for name in ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV):
+            if supervisor is not None and supervisor.signum is None:  # for the next run of the steps that ran
+                ahead.keep([step for step, state in states.items() if state in ("succeeded", "failed")])
+        for name in RUN_ENV:
             os.environ.pop(name, None)
         log.close()
     failed = next((s for s, st in states.items() if st == "failed"), None)

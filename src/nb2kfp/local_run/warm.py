@@ -43,7 +43,9 @@ from pathlib import Path
 from nb2kfp.backends import step_runtime
 from nb2kfp.backends.kfp_spec import container_env
 from nb2kfp.ir import CodeCell, Pipeline, Step
-from nb2kfp.local_run import kfp_local
+from nb2kfp.local_run import kfp_local, parked
+from nb2kfp.local_run.cache import environment
+from nb2kfp.local_run.runner import RUN_ENV
 from nb2kfp.runtime.step import RUNTIME_FILE
 
 OFF_ENV = "NB2KFP_WARM"
@@ -131,10 +133,7 @@ def step_imports(pipeline: Pipeline, step: Step, installed: Callable[[str], bool
 def installed_here(seed: Path) -> Callable[[str], bool]:
     """Whether a top-level module name is one this interpreter has installed (standard library included),
     and no file or folder next to the notebook (``seed``) could stand in for it."""
-    try:
-        beside = {entry.split(".")[0] for entry in os.listdir(seed)}
-    except OSError:
-        beside = set()
+    beside = _names_beside(seed)
     local = {str(seed.resolve()), os.getcwd(), ""}
     path = [p for p in sys.path if p not in local and os.path.isabs(p)]
 
@@ -168,6 +167,7 @@ class WarmSteps:
         seed = Path(pipeline.source).resolve().parent
         installed = installed_here(seed)
         self.seed = seed
+        self.beside = sorted(_names_beside(seed))
         self.limit = max(1, limit)
         self.statements: dict[str, list[str]] = {}
         self.below: dict[str, set[str]] = {s.name: set() for s in pipeline.steps}
@@ -184,6 +184,8 @@ class WarmSteps:
         # what SubprocessRunner will launch: its command, and the runtime source in its executor input
         self.command = [sys.executable, "-c", kfp_local.as_launched(step_runtime.BOOTSTRAP)]
         self.runtime = kfp_local.as_launched(step_runtime.runtime_source())
+        self.kept = set(parked.kept())  # step processes earlier runs kept warm (parked.py)
+        self.environment = environment()  # this interpreter and its installed distributions
         self._on_start, self._on_end = started, ended
         self._wanted: set[str] = set()
         self._waiting: dict[str, _Waiting] = {}
@@ -214,7 +216,7 @@ class WarmSteps:
         for name in self.order:
             if len(self._waiting) >= self.limit:
                 return
-            wanted = name in self._wanted and name in self.statements
+            wanted = name in self._wanted and name in self.statements and self._kept_as(name) not in self.kept
             if wanted and name not in self._used and name not in self._waiting:
                 self._waiting[name] = self._start(name)
 
@@ -238,23 +240,27 @@ class WarmSteps:
         process.stdin.flush()
         return _Waiting(process, env)
 
-    def take(self, full_command: list[str], env: dict[str, str]) -> subprocess.Popen[str] | None:
-        """The waiting process of the step ``full_command`` runs, now running that command; None when there is
-        none, or its environment or runtime would differ from the command's (the step then starts afresh)."""
+    def take(self, full_command: list[str], env: dict[str, str]) -> subprocess.Popen[str] | parked.Kept | None:
+        """The process kept warm (by an earlier run) or waiting (started ahead in this run) for the step
+        ``full_command`` runs, now running that command; None when there is none, or its setting would differ
+        from the command's (the step then starts afresh)."""
         step = _step_of(full_command)
         with self._lock:
             self._used.add(step or "")
             waiting = self._waiting.pop(step, None) if step else None
             self._fill()
+        launchable = full_command[:3] == self.command and _runtime_of(full_command) == self.runtime
+        if step in self.statements and launchable and _stable(env) == self._setting_env(step):
+            taken = parked.take(self._kept_as(step), full_command[3:], env, os.getcwd())
+            if taken is not None:
+                self._on_start(taken.pid)
+                if waiting is not None:
+                    self._discard(waiting.process)
+                return taken
         if waiting is None:
             return None
         process = waiting.process
-        usable = (
-            process.poll() is None
-            and waiting.env == env
-            and full_command[:3] == self.command
-            and _runtime_of(full_command) == self.runtime
-        )
+        usable = process.poll() is None and waiting.env == env and launchable
         if usable:
             order = {"args": full_command[3:], "env": env, "cwd": os.getcwd()}
             assert process.stdin is not None
@@ -267,6 +273,31 @@ class WarmSteps:
             self._discard(process)
             return None
         return process
+
+    def _setting_env(self, name: str) -> dict[str, str]:
+        return _stable({**os.environ, **self.env[name]})
+
+    def _kept_as(self, name: str) -> str:
+        """The socket name a process kept for step ``name`` in this run's setting has (parked.py)."""
+        setting = [sys.executable, self.environment, self.runtime, self.statements[name], self._setting_env(name)]
+        return parked.key([*setting, str(self.seed), self.beside])
+
+    def keep(self, ran: list[str]) -> list[str]:
+        """Keep processes warm for the next run: for the steps that ran, latest in the notebook first, up to
+        ``limit`` of them (and 4 x ``limit`` of this user's in all); the steps it kept one for."""
+        if not parked.keep_seconds():
+            return []
+        kept = set(parked.kept())
+        room = min(self.limit, 4 * self.limit - len(kept))
+        chosen = [n for n in reversed(self.order) if n in ran and n in self.statements]
+        chosen = [n for n in chosen if self._kept_as(n) not in kept][: max(0, room)]
+        for name in chosen:
+            runtime_file = RUNTIME_FILE
+            parked.keep(
+                self._kept_as(name), self.runtime, runtime_file, self.statements[name], self._setting_env(name),
+                str(self.seed),
+            )  # fmt: skip
+        return chosen
 
     def close(self) -> None:
         """Stop the processes no step took (their steps were cached, or the run stopped)."""
@@ -289,6 +320,20 @@ class WarmSteps:
                 with contextlib.suppress(OSError):  # a pipe to a killed process: nothing left to flush
                     stream.close()
         self._on_end(process.pid)
+
+
+def _names_beside(seed: Path) -> set[str]:
+    """The module names the files and folders next to the notebook could be imported as (hidden ones cannot:
+    ``.nb2kfp``, which a first run makes, changes nothing)."""
+    try:
+        return {entry.split(".")[0] for entry in os.listdir(seed) if not entry.startswith(".")}
+    except OSError:
+        return set()
+
+
+def _stable(env: dict[str, str]) -> dict[str, str]:
+    """A step's environment less what each run sets anew (its folders, its artifact key)."""
+    return {k: v for k, v in env.items() if k not in RUN_ENV}
 
 
 def _step_of(full_command: list[str]) -> str | None:

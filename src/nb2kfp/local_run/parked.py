@@ -1,0 +1,252 @@
+"""Step processes kept warm between local runs: the next run of an edited step finds its imports done.
+
+After a run, a few of its steps (those that ran, latest in the notebook first: the ones people edit again) get a
+process started ahead (:mod:`warm`) that outlives the run: it imports the step's modules, then waits up to
+``NB2KFP_WARM_KEEP`` seconds (default 600) for a run that launches the same step in the same setting. That run
+hands it the command, its output pipe and its environment over a Unix socket, and it runs the step as a fresh
+process would (one process per step, inputs read once launched). It is kept only for a run whose setting is the
+same, to the byte: this interpreter and its installed distributions, the runtime, the statements it imported, the
+step's environment and the driver's (less the run's own variables), the notebook's folder and the names in it.
+
+Safety: the socket is in Linux's abstract namespace (no file; gone with the process), and each side checks the
+other's user id (``SO_PEERCRED``) before it sends anything: no other user can hand it a command or receive one.
+It is never kept under CI (``CI`` set), with ``NB2KFP_WARM=0`` or ``NB2KFP_WARM_KEEP=0``; ``nb2kfp runs clean``
+stops every kept process of the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import IO, Any
+
+KEEP_ENV = "NB2KFP_WARM_KEEP"
+DEFAULT_KEEP = 600
+_PREFIX = f"nb2kfp-warm-{os.getuid()}-"
+_CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_READY_SECONDS = 60  # how long a run waits for a kept process still importing (a fresh one would import too)
+
+# Run as ``python -c``: the runtime in warm-up mode (runtime/step.py warm()), whose "stdin" waits on the socket.
+PROGRAM = """# nb2kfp step, kept warm for the next run: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.parked)
+import json, os, socket, struct, sys
+order = json.loads(sys.stdin.readline())
+CREDS = struct.Struct("3i")
+
+
+def same_user(conn):
+    return CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, CREDS.size))[1] == os.getuid()
+
+
+def receive(conn, size):
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+class Handoff:
+    conn = None
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def readline(self):
+        server = self.server
+        server.settimeout(order["keep"])
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                return ""
+            try:
+                conn.settimeout(30)
+                if not same_user(conn):
+                    raise PermissionError
+                _, fds, _, _ = socket.recv_fds(conn, 1, 1)
+                size = struct.unpack("!Q", receive(conn, 8))[0]
+                line = receive(conn, size).decode("utf-8")
+            except (OSError, EOFError, ValueError):
+                conn.close()
+                continue
+            server.close()
+            if json.loads(line).get("stop") or len(fds) != 1:
+                return ""
+            os.dup2(fds[0], 1)
+            os.dup2(fds[0], 2)
+            os.close(fds[0])
+            conn.settimeout(None)
+            conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\\n")
+            Handoff.conn = conn
+            return line
+
+
+try:  # named before the imports: a run that comes meanwhile waits for them rather than start the step afresh
+    Handoff.server.bind("\\0" + order["socket"])
+    Handoff.server.listen(1)
+except OSError:  # another process holds the name: it serves
+    sys.exit(0)
+sys.stdin = Handoff()
+sys.argv = ["-c", "--warm", json.dumps(order["imports"])]
+code = 1
+try:
+    exec(compile(order["runtime"], order["runtime_file"], "exec"), {"__name__": "__main__"})
+except SystemExit as exc:
+    code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    raise
+finally:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if Handoff.conn is not None:
+        Handoff.conn.sendall(json.dumps({"code": code}).encode() + b"\\n")
+"""
+
+
+def keep_seconds() -> int:
+    """How long a kept process waits for the next run; 0: none are kept."""
+    if os.environ.get("CI") or os.environ.get("NB2KFP_WARM", "1").strip().lower() in ("0", "false", "no", "off"):
+        return 0
+    try:
+        return max(0, int(os.environ.get(KEEP_ENV, str(DEFAULT_KEEP))))
+    except ValueError:
+        return DEFAULT_KEEP
+
+
+def key(setting: list[Any]) -> str:
+    """The socket name for a step's process kept in ``setting`` (see the module's docstring)."""
+    return _PREFIX + hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def kept() -> list[str]:
+    """The socket names of this user's kept processes (Linux lists abstract sockets in /proc/net/unix)."""
+    try:
+        with open("/proc/net/unix", encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    names = {line.rsplit(" ", 1)[-1][1:] for line in lines if line.rsplit(" ", 1)[-1].startswith("@" + _PREFIX)}
+    return sorted(names)
+
+
+def keep(name: str, runtime: str, runtime_file: str, statements: list[str], env: dict[str, str], cwd: str) -> None:
+    """Start a process that imports ``statements`` and waits as ``name`` (it outlives this one)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", PROGRAM],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,  # not in the run's process group, and not known to its watchdog: it stays
+        text=True,
+    )
+    assert process.stdin is not None
+    order = {"socket": name, "keep": keep_seconds(), "imports": statements, "runtime": runtime}
+    process.stdin.write(json.dumps({**order, "runtime_file": runtime_file}) + "\n")
+    process.stdin.close()
+    process.returncode = 0  # not ours to wait for: no ResourceWarning when this object goes
+
+
+@contextlib.contextmanager
+def _connected(name: str) -> Iterator[socket.socket | None]:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(5)
+    try:
+        conn.connect("\0" + name)
+        creds = _CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
+    except OSError:
+        creds = None
+    try:
+        yield conn if creds is not None and creds[1] == os.getuid() else None  # another user's socket: never
+    finally:
+        conn.close()
+
+
+def _send(conn: socket.socket, order: dict[str, Any], fd: int | None) -> None:
+    body = json.dumps(order).encode("utf-8")
+    socket.send_fds(conn, [b"o"], [fd] if fd is not None else [])
+    conn.sendall(struct.pack("!Q", len(body)) + body)
+
+
+def take(name: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | None:
+    """The kept process ``name`` running the command ``args`` (after ``-c PROGRAM``), or None."""
+    read, write = os.pipe()
+    try:
+        with _connected(name) as conn:
+            if conn is None:
+                return None
+            _send(conn, {"args": args, "env": env, "cwd": cwd}, write)
+            os.close(write)
+            write = -1
+            conn.settimeout(_READY_SECONDS)  # it may still be importing
+            reply = conn.makefile("rb")
+            pid = json.loads(reply.readline() or b"null")["pid"]
+            conn.settimeout(None)
+            kept_process = Kept(conn.dup(), reply, pid, os.fdopen(read, "r", encoding="utf-8", errors="replace"))
+            read = -1
+            return kept_process
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    finally:
+        for fd in (read, write):
+            if fd >= 0:
+                os.close(fd)
+
+
+def stop_all() -> int:
+    """Stop this user's kept processes; how many were asked."""
+    count = 0
+    for name in kept():
+        with _connected(name) as conn:
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    _send(conn, {"stop": True}, None)
+                    count += 1
+    return count
+
+
+class Kept:
+    """A kept process once it runs a step, as the run's supervisor uses a ``subprocess.Popen``: not a child of
+    this process, so its exit status comes over the socket (none: it was killed, -9)."""
+
+    def __init__(self, conn: socket.socket, reply: IO[bytes], pid: int, stdout: IO[str]) -> None:
+        self.conn, self.reply, self.pid, self.stdout = conn, reply, pid, stdout
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float | None = None) -> int:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    line = self.reply.readline()
+                    self.returncode = int(json.loads(line)["code"]) if line else -9
+                except (OSError, ValueError, KeyError, TypeError):
+                    self.returncode = -9
+                finally:
+                    self.reply.close()
+                    self.conn.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except OSError:
+                return self.wait()
+            return None
+        return self.returncode
+
+    def __enter__(self) -> Kept:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stdout.close()
+        self.wait()
