@@ -236,12 +236,12 @@ def _kept_run(nb: Path, *args: str, **env: str) -> dict[str, Any]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-def _edit_last_step(nb: Path, n: int) -> None:
-    text = json.loads(nb.read_text())
-    for cell in text["cells"]:
+def _edit_last_step(nb: Path, n: int, pattern: str = r"z = (\d+ \+ )?y \+", text: str = "z = {n} + y +") -> None:
+    notebook = json.loads(nb.read_text())
+    for cell in notebook["cells"]:
         if "step:c" in cell["metadata"].get("tags", []):
-            cell["source"] = re.sub(r"z = (\d+ \+ )?y \+", f"z = {n} + y +", "".join(cell["source"]))
-    nb.write_text(json.dumps(text))
+            cell["source"] = re.sub(pattern, text.format(n=n), "".join(cell["source"]))
+    nb.write_text(json.dumps(notebook))
 
 
 @pytest.fixture
@@ -329,3 +329,28 @@ def test_a_socket_another_user_holds_under_the_name_is_never_used(tmp_path: Path
     finally:
         squatter.kill()
         squatter.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_kept")
+def test_a_kept_process_never_runs_a_module_older_than_the_disk(make_nb: Make, tmp_path: Path) -> None:
+    """An editable install edited between two runs: the kept process imported the old code, so it steps aside."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "nb2kfp_test_lib.py").write_text("VALUE = 1\n")
+    nb = make_nb(
+        [
+            (["imports"], "import nb2kfp_test_lib as lib"),
+            (["step:a"], "x = 10"),
+            (["step:c", "prev:a"], f"z = lib.VALUE + x\nc_kept = {KEPT}"),
+            (["pipeline-metrics"], "print(z)\nprint(c_kept)"),
+        ]
+    )
+    assert _kept_run(nb, PYTHONPATH=str(lib))["metrics"]["z"] == 11
+    _edit_last_step(nb, 0, r"\+ x( \+ \d+)?", "+ x + 1")  # c runs again: a process kept for it waits
+    unchanged = _kept_run(nb, PYTHONPATH=str(lib))
+    assert (unchanged["metrics"]["z"], unchanged["metrics"]["c_kept"]) == (12, 1)
+    (lib / "nb2kfp_test_lib.py").write_text("VALUE = 2  # edited\n")
+    _edit_last_step(nb, 0, r"\+ x( \+ \d+)?", "+ x + 2")
+    edited = _kept_run(nb, PYTHONPATH=str(lib))
+    assert (edited["metrics"]["z"], edited["metrics"]["c_kept"]) == (14, 0)

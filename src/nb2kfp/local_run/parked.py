@@ -8,6 +8,9 @@ process would (one process per step, inputs read once launched). It is kept only
 same, to the byte: this interpreter and its installed distributions, the runtime, the statements it imported, the
 step's environment and the driver's (less the run's own variables), the notebook's folder and the names in it.
 
+It never runs code older than the disk's: when a file of a module it imported changed since (an editable install
+edited), it refuses the command and ends, and the step starts afresh.
+
 Safety: the socket is in Linux's abstract namespace (no file; gone with the process), and each side checks the
 other's user id (``SO_PEERCRED``) before it sends anything: no other user can hand it a command or receive one.
 It is never kept under CI (``CI`` set), with ``NB2KFP_WARM=0`` or ``NB2KFP_WARM_KEEP=0``; ``nb2kfp runs clean``
@@ -55,6 +58,19 @@ def receive(conn, size):
     return data
 
 
+def files():  # the files of the modules imported so far: a run must not get code older than the disk's
+    found = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found[path] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
 class Handoff:
     conn = None
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -62,6 +78,7 @@ class Handoff:
     def readline(self):
         server = self.server
         server.settimeout(order["keep"])
+        imported = files()
         while True:
             try:
                 conn, _ = server.accept()
@@ -78,7 +95,7 @@ class Handoff:
                 conn.close()
                 continue
             server.close()
-            if json.loads(line).get("stop") or len(fds) != 1:
+            if json.loads(line).get("stop") or len(fds) != 1 or files() != imported:  # stopped, or stale: end
                 return ""
             os.dup2(fds[0], 1)
             os.dup2(fds[0], 2)

@@ -49,6 +49,7 @@ from nb2kfp.local_run.runner import RUN_ENV
 from nb2kfp.runtime.step import RUNTIME_FILE
 
 OFF_ENV = "NB2KFP_WARM"
+KEEP_PER_RUN, KEEP_IN_ALL = 4, 8  # processes kept for the next run (parked.py)
 # Run as ``python -c``: reads the runtime's source and the statements, then runs the runtime in warm-up mode.
 PROGRAM = (
     "# nb2kfp step, started ahead: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.warm)\n"
@@ -284,11 +285,12 @@ class WarmSteps:
 
     def keep(self, ran: list[str]) -> list[str]:
         """Keep processes warm for the next run: for the steps that ran, latest in the notebook first, up to
-        ``limit`` of them (and 4 x ``limit`` of this user's in all); the steps it kept one for."""
+        ``limit`` of them (one per job), :data:`KEEP_PER_RUN` at most, and :data:`KEEP_IN_ALL` of this user's in
+        all (each holds its imports' memory: ~100-200 MB with pandas and scikit-learn); the steps it kept one for."""
         if not parked.keep_seconds():
             return []
         kept = set(parked.kept())
-        room = min(self.limit, 4 * self.limit - len(kept))
+        room = min(self.limit, KEEP_PER_RUN, KEEP_IN_ALL - len(kept))
         chosen = [n for n in reversed(self.order) if n in ran and n in self.statements]
         chosen = [n for n in chosen if self._kept_as(n) not in kept][: max(0, room)]
         for name in chosen:
