@@ -154,20 +154,25 @@ def test_a_figure_shown_in_a_step_started_ahead_is_in_its_report(make_nb: Make) 
     assert len(shown) == 1
 
 
-def _started_ahead_in(folder: Path) -> list[int]:
-    """The processes started ahead for a notebook in ``folder`` (they wait there)."""
+def _waiting_in(folder: Path, first_line: bytes) -> list[int]:
+    """The processes whose program (``python -c PROGRAM``) starts with ``first_line`` and that wait in ``folder``."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 here = os.readlink(f"/proc/{entry}/cwd") == str(folder)
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    ahead = fh.read().split(b"\0")[2:3] == [PROGRAM.encode()]
+                    program = fh.read().split(b"\0")[2:3]
             except OSError:
                 continue
-            if here and ahead:
+            if here and program and program[0].startswith(first_line):
                 found.append(int(entry))
     return found
+
+
+def _started_ahead_in(folder: Path) -> list[int]:
+    """The processes started ahead for a notebook in ``folder`` (they wait there)."""
+    return _waiting_in(folder, PROGRAM.split("\n", 1)[0].encode())
 
 
 @pytest.mark.slow
@@ -269,8 +274,7 @@ def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make
     other = _kept_run(nb, NB2KFP_TEST_SETTING="1")
     assert other["metrics"]["c_kept"] == 0 and other["metrics"]["z"] == 23
     # `runs clean` stops them all
-    before = parked.kept()
-    assert before
+    assert _kept_for(nb.parent)
     cleaned = subprocess.run(
         [sys.executable, "-m", "nb2kfp", "runs", "clean", "--keep", "1"],
         capture_output=True,
@@ -279,33 +283,38 @@ def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make
         check=True,
     )
     assert "kept warm for the next run" in cleaned.stdout
-    deadline = time.monotonic() + 30
-    while set(parked.kept()) & set(before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not set(parked.kept()) & set(before)
+    assert _gone(lambda: _kept_for(nb.parent), 30)
+
+
+def _kept_for(folder: Path) -> list[int]:
+    """The processes kept warm for a notebook in ``folder`` (they wait there); other tests' and runs' are not."""
+    return _waiting_in(folder, parked.PROGRAM.split("\n", 1)[0].encode())
+
+
+def _gone(found: Callable[[], list[int]], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while found() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not found()
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_kept")
 def test_nothing_is_kept_under_ci_and_a_kept_process_ends_when_unused(make_nb: Make) -> None:
     nb = _chain(make_nb)
-    before = set(parked.kept())
     _kept_run(nb, "--no-cache", CI="true")
-    assert set(parked.kept()) == before
-    _kept_run(nb, "--no-cache", NB2KFP_WARM_KEEP="1")
-    mine = set(parked.kept()) - before
-    assert mine
-    deadline = time.monotonic() + 60
-    while set(parked.kept()) & mine and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not set(parked.kept()) & mine
+    assert not _kept_for(nb.parent)
+    _kept_run(nb, "--no-cache", NB2KFP_WARM_KEEP="5")
+    assert _kept_for(nb.parent)
+    assert _gone(lambda: _kept_for(nb.parent), 60)  # unused for 5 s: it ends
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root, to listen as another user")
 def test_a_socket_another_user_holds_under_the_name_is_never_used(tmp_path: Path) -> None:
     """Abstract socket names are open to every user: one could take a kept process's name first. A run checks
     who listens (SO_PEERCRED) before it sends anything: a command and its environment never reach them."""
-    name = parked.key(["a setting", str(tmp_path)])
+    setting = parked.key(["a setting", str(tmp_path)])
+    name = f"{setting}-1"
     squatter = subprocess.Popen(
         [
             sys.executable,
@@ -323,7 +332,7 @@ def test_a_socket_another_user_holds_under_the_name_is_never_used(tmp_path: Path
     try:
         assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
         assert name in parked.kept()
-        assert parked.take(name, ["--spec", "{}"], {"SECRET": "never sent"}, str(tmp_path)) is None
+        assert parked.take(setting, ["--spec", "{}"], {"SECRET": "never sent"}, str(tmp_path)) is None
         assert squatter.wait(timeout=30) == 0
         assert squatter.stdout.read().strip() == "b''"  # it was connected to, and got nothing
     finally:
@@ -354,3 +363,31 @@ def test_a_kept_process_never_runs_a_module_older_than_the_disk(make_nb: Make, t
     _edit_last_step(nb, 0, r"\+ x( \+ \d+)?", "+ x + 2")
     edited = _kept_run(nb, PYTHONPATH=str(lib))
     assert (edited["metrics"]["z"], edited["metrics"]["c_kept"]) == (14, 0)
+
+
+@pytest.mark.usefixtures("no_kept")
+def test_the_oldest_kept_processes_make_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nb2kfp.backends.step_runtime import runtime_source
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("NB2KFP_WARM_KEEP", "60")
+    settings = [parked.key(["room", str(tmp_path), n]) for n in range(3)]
+    env = dict(os.environ)
+    for setting in settings:
+        parked.keep(setting, runtime_source(), "<nb2kfp runtime>", ["import json"], env, str(tmp_path))
+        time.sleep(0.01)
+
+    def mine() -> list[list[str]]:
+        names = parked.kept()
+        return [parked.kept_for(s, names) for s in settings]
+
+    deadline = time.monotonic() + 30
+    while not all(mine()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(mine())
+    monkeypatch.setattr(parked, "KEEP_IN_ALL", len(parked.kept()))  # full: one more must stop the oldest
+    parked.make_room(1)
+    deadline = time.monotonic() + 30
+    while mine()[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [bool(k) for k in mine()] == [False, True, True]

@@ -28,11 +28,14 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
 KEEP_ENV = "NB2KFP_WARM_KEEP"
 DEFAULT_KEEP = 600
+# Each kept process holds its imports' memory (~100-200 MB with pandas and scikit-learn)
+KEEP_PER_RUN, KEEP_IN_ALL = 4, 8  # at most, after one run; of one user's, the oldest stopped first
 _PREFIX = f"nb2kfp-warm-{os.getuid()}-"
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _READY_SECONDS = 60  # how long a run waits for a kept process still importing (a fresh one would import too)
@@ -138,8 +141,27 @@ def keep_seconds() -> int:
 
 
 def key(setting: list[Any]) -> str:
-    """The socket name for a step's process kept in ``setting`` (see the module's docstring)."""
+    """What the socket names of a step's processes kept in ``setting`` start with (see the module's docstring)."""
     return _PREFIX + hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def kept_for(setting_key: str, names: list[str]) -> list[str]:
+    """Of ``names`` (sockets), those of processes kept in the setting ``setting_key``, newest first."""
+    return sorted((n for n in names if n.startswith(setting_key + "-")), key=_started, reverse=True)
+
+
+def _started(name: str) -> int:
+    try:
+        return int(name.rsplit("-", 1)[1], 16)
+    except (IndexError, ValueError):
+        return 0
+
+
+def make_room(count: int) -> None:
+    """Stop this user's oldest kept processes so that ``count`` more stay within :data:`KEEP_IN_ALL`."""
+    names = sorted(kept(), key=_started)
+    for name in names[: max(0, len(names) + count - KEEP_IN_ALL)]:
+        _stop(name)
 
 
 def kept() -> list[str]:
@@ -153,8 +175,12 @@ def kept() -> list[str]:
     return sorted(names)
 
 
-def keep(name: str, runtime: str, runtime_file: str, statements: list[str], env: dict[str, str], cwd: str) -> None:
-    """Start a process that imports ``statements`` and waits as ``name`` (it outlives this one)."""
+def keep(
+    setting_key: str, runtime: str, runtime_file: str, statements: list[str], env: dict[str, str], cwd: str
+) -> None:
+    """Start a process that imports ``statements`` and waits for a run in the setting ``setting_key`` (it outlives
+    this one)."""
+    name = f"{setting_key}-{time.time_ns():x}"  # its start in the name: the oldest go first (make_room)
     process = subprocess.Popen(
         [sys.executable, "-c", PROGRAM],
         stdin=subprocess.PIPE,
@@ -193,8 +219,17 @@ def _send(conn: socket.socket, order: dict[str, Any], fd: int | None) -> None:
     conn.sendall(struct.pack("!Q", len(body)) + body)
 
 
-def take(name: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | None:
-    """The kept process ``name`` running the command ``args`` (after ``-c PROGRAM``), or None."""
+def take(setting_key: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | None:
+    """A process kept in the setting ``setting_key`` (the newest that answers) running the command ``args`` (after
+    ``-c PROGRAM``), or None."""
+    for name in kept_for(setting_key, kept()):
+        taken = _take(name, args, env, cwd)
+        if taken is not None:
+            return taken
+    return None
+
+
+def _take(name: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | None:
     read, write = os.pipe()
     try:
         with _connected(name) as conn:
@@ -220,14 +255,16 @@ def take(name: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | No
 
 def stop_all() -> int:
     """Stop this user's kept processes; how many were asked."""
-    count = 0
-    for name in kept():
-        with _connected(name) as conn:
-            if conn is not None:
-                with contextlib.suppress(OSError):
-                    _send(conn, {"stop": True}, None)
-                    count += 1
-    return count
+    return sum(_stop(name) for name in kept())
+
+
+def _stop(name: str) -> bool:
+    with _connected(name) as conn:
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                _send(conn, {"stop": True}, None)
+                return True
+    return False
 
 
 class Kept:

@@ -49,7 +49,6 @@ from nb2kfp.local_run.runner import RUN_ENV
 from nb2kfp.runtime.step import RUNTIME_FILE
 
 OFF_ENV = "NB2KFP_WARM"
-KEEP_PER_RUN, KEEP_IN_ALL = 4, 8  # processes kept for the next run (parked.py)
 # Run as ``python -c``: reads the runtime's source and the statements, then runs the runtime in warm-up mode.
 PROGRAM = (
     "# nb2kfp step, started ahead: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.warm)\n"
@@ -185,7 +184,7 @@ class WarmSteps:
         # what SubprocessRunner will launch: its command, and the runtime source in its executor input
         self.command = [sys.executable, "-c", kfp_local.as_launched(step_runtime.BOOTSTRAP)]
         self.runtime = kfp_local.as_launched(step_runtime.runtime_source())
-        self.kept = set(parked.kept())  # step processes earlier runs kept warm (parked.py)
+        self.kept = parked.kept()  # step processes earlier runs kept warm (parked.py)
         self.environment = environment()  # this interpreter and its installed distributions
         self._on_start, self._on_end = started, ended
         self._wanted: set[str] = set()
@@ -217,7 +216,7 @@ class WarmSteps:
         for name in self.order:
             if len(self._waiting) >= self.limit:
                 return
-            wanted = name in self._wanted and name in self.statements and self._kept_as(name) not in self.kept
+            wanted = name in self._wanted and name in self.statements and not self._is_kept(name, self.kept)
             if wanted and name not in self._used and name not in self._waiting:
                 self._waiting[name] = self._start(name)
 
@@ -278,21 +277,24 @@ class WarmSteps:
     def _setting_env(self, name: str) -> dict[str, str]:
         return _stable({**os.environ, **self.env[name]})
 
+    def _is_kept(self, name: str, kept: list[str]) -> bool:
+        return bool(parked.kept_for(self._kept_as(name), kept))
+
     def _kept_as(self, name: str) -> str:
-        """The socket name a process kept for step ``name`` in this run's setting has (parked.py)."""
+        """What the socket names of processes kept for step ``name`` in this run's setting start with (parked.py)."""
         setting = [sys.executable, self.environment, self.runtime, self.statements[name], self._setting_env(name)]
         return parked.key([*setting, str(self.seed), self.beside])
 
     def keep(self, ran: list[str]) -> list[str]:
         """Keep processes warm for the next run: for the steps that ran, latest in the notebook first, up to
-        ``limit`` of them (one per job), :data:`KEEP_PER_RUN` at most, and :data:`KEEP_IN_ALL` of this user's in
-        all (each holds its imports' memory: ~100-200 MB with pandas and scikit-learn); the steps it kept one for."""
+        ``limit`` of them (one per job) and ``parked.KEEP_PER_RUN``; this user's oldest kept processes stop when
+        there would be more than ``parked.KEEP_IN_ALL``. The steps it kept one for."""
         if not parked.keep_seconds():
             return []
-        kept = set(parked.kept())
-        room = min(self.limit, KEEP_PER_RUN, KEEP_IN_ALL - len(kept))
-        chosen = [n for n in reversed(self.order) if n in ran and n in self.statements]
-        chosen = [n for n in chosen if self._kept_as(n) not in kept][: max(0, room)]
+        kept = parked.kept()
+        chosen = [n for n in reversed(self.order) if n in ran and n in self.statements and not self._is_kept(n, kept)]
+        chosen = chosen[: min(self.limit, parked.KEEP_PER_RUN)]
+        parked.make_room(len(chosen))
         for name in chosen:
             runtime_file = RUNTIME_FILE
             parked.keep(
