@@ -155,12 +155,14 @@ def test_a_figure_shown_in_a_step_started_ahead_is_in_its_report(make_nb: Make) 
 
 
 def _waiting_in(folder: Path, first_line: bytes) -> list[int]:
-    """The processes whose program (``python -c PROGRAM``) starts with ``first_line`` and that wait in ``folder``."""
+    """The processes whose program (``python -c PROGRAM``) starts with ``first_line`` and that wait in ``folder``
+    (a kept process) or below it (one started ahead waits in its step's folder)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                here = os.readlink(f"/proc/{entry}/cwd") == str(folder)
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+                here = cwd == str(folder) or cwd.startswith(f"{folder}/")
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
                     program = fh.read().split(b"\0")[2:3]
             except OSError:
@@ -374,7 +376,8 @@ def test_the_oldest_kept_processes_make_room(tmp_path: Path, monkeypatch: pytest
     settings = [parked.key(["room", str(tmp_path), n]) for n in range(3)]
     env = dict(os.environ)
     for setting in settings:
-        parked.keep(setting, runtime_source(), "<nb2kfp runtime>", ["import json"], env, str(tmp_path))
+        imports = {"prelude": ["import json"], "cell": []}
+        parked.keep(setting, runtime_source(), "<nb2kfp runtime>", imports, env, str(tmp_path))
         time.sleep(0.01)
 
     def mine() -> list[list[str]]:

@@ -8,8 +8,12 @@ process would (one process per step, inputs read once launched). It is kept only
 same, to the byte: this interpreter and its installed distributions, the runtime, the statements it imported, the
 step's environment and the driver's (less the run's own variables), the notebook's folder and the names in it.
 
-It never runs code older than the disk's: when a file of a module it imported changed since (an editable install
-edited), it refuses the command and ends, and the step starts afresh.
+It never runs on what the disk no longer holds: when a file its imports read changed since (an edited editable
+install, a matplotlibrc), or a folder of ``sys.path`` changed (a module added), or its imports wrote a file, it
+refuses the command and ends, and the step starts afresh. Its umask, limits, niceness, CPU affinity and groups
+are part of the setting (warm.process_setting). What its imports print is the step's first output. It reports its
+exit status from its last exit handler, after the step's threads and handlers, and a run waits for it to be gone.
+It ends ``NB2KFP_WARM_KEEP`` seconds after it started (plus 60 s if still importing), however often it is poked.
 
 Safety: the socket is in Linux's abstract namespace (no file; gone with the process), and each side checks the
 other's user id (``SO_PEERCRED``) before it sends anything: no other user can hand it a command or receive one.
@@ -23,10 +27,12 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -40,11 +46,42 @@ _PREFIX = f"nb2kfp-warm-{os.getuid()}-"
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _READY_SECONDS = 60  # how long a run waits for a kept process still importing (a fresh one would import too)
 
-# Run as ``python -c``: the runtime in warm-up mode (runtime/step.py warm()), whose "stdin" waits on the socket.
+# Run as ``python -c``: the runtime in warm-up mode (runtime/step.py warm()), whose commands come on the socket.
 PROGRAM = """# nb2kfp step, kept warm for the next run: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.parked)
-import json, os, socket, struct, sys
+import atexit, json, os, signal, socket, struct, sys, time
 order = json.loads(sys.stdin.readline())
+deadline = time.monotonic() + order["keep"]
+signal.alarm(order["keep"] + 60)  # stuck in an import: it ends all the same
+null = os.open(os.devnull, os.O_RDONLY)  # a step's stdin: an import that reads it reads nothing
+os.dup2(null, 0)
+os.close(null)
+sys.stdin = open(0, encoding="utf-8", closefd=False)
 CREDS = struct.Struct("3i")
+read, wrote = set(), []
+
+
+def audit(event, args):  # the files the imports read or wrote: a run gets it only while those read are unchanged
+    if event == "open" and Handoff.conn is None and isinstance(args[0], (str, bytes)):
+        path = os.path.abspath(os.fsdecode(args[0]))
+        mode, flags = args[1] or "", args[2] or 0
+        if any(c in mode for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR):
+            wrote.append(path)
+        else:
+            read.add(path)
+
+
+sys.addaudithook(audit)
+
+
+def state():
+    found = {}
+    for path in sorted(read) + [p for p in sys.path if p]:
+        try:
+            st = os.stat(path)
+            found[path] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            found[path] = None
+    return found
 
 
 def same_user(conn):
@@ -61,28 +98,14 @@ def receive(conn, size):
     return data
 
 
-def files():  # the files of the modules imported so far: a run must not get code older than the disk's
-    found = {}
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str):
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            found[path] = (st.st_mtime_ns, st.st_size)
-    return found
-
-
 class Handoff:
     conn = None
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
     def readline(self):
-        server = self.server
-        server.settimeout(order["keep"])
-        imported = files()
+        server, before = self.server, state()
         while True:
+            server.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 conn, _ = server.accept()
             except TimeoutError:
@@ -98,35 +121,47 @@ class Handoff:
                 conn.close()
                 continue
             server.close()
-            if json.loads(line).get("stop") or len(fds) != 1 or files() != imported:  # stopped, or stale: end
-                return ""
+            if json.loads(line).get("stop") or len(fds) != 1 or wrote or state() != before:
+                return ""  # stopped; or stale (a file read changed), or it wrote a file: the step starts afresh
+            signal.alarm(0)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.lseek(1, 0, os.SEEK_SET)  # what the imports printed, into the step's output
+            with os.fdopen(os.dup(1), "rb") as printed:
+                early = printed.read()
             os.dup2(fds[0], 1)
             os.dup2(fds[0], 2)
             os.close(fds[0])
+            os.write(1, early)
             conn.settimeout(None)
             conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\\n")
             Handoff.conn = conn
             return line
 
 
+code = 1
+
+
+def report():  # registered first, so it runs last: after the step's threads and its own atexit handlers
+    if Handoff.conn is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        Handoff.conn.sendall(json.dumps({"code": code}).encode() + b"\\n")
+
+
+atexit.register(report)
 try:  # named before the imports: a run that comes meanwhile waits for them rather than start the step afresh
     Handoff.server.bind("\\0" + order["socket"])
     Handoff.server.listen(1)
 except OSError:  # another process holds the name: it serves
     sys.exit(0)
-sys.stdin = Handoff()
-sys.argv = ["-c", "--warm", json.dumps(order["imports"])]
-code = 1
+sys.argv = ["-c", "--warm", json.dumps(order["imports"]), ""]
 try:
-    exec(compile(order["runtime"], order["runtime_file"], "exec"), {"__name__": "__main__"})
+    runtime = compile(order["runtime"], order["runtime_file"], "exec")
+    exec(runtime, {"__name__": "__main__", "NB2KFP_WARM_COMMANDS": Handoff()})
 except SystemExit as exc:
     code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     raise
-finally:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if Handoff.conn is not None:
-        Handoff.conn.sendall(json.dumps({"code": code}).encode() + b"\\n")
 """
 
 
@@ -160,8 +195,7 @@ def _started(name: str) -> int:
 def make_room(count: int) -> None:
     """Stop this user's oldest kept processes so that ``count`` more stay within :data:`KEEP_IN_ALL`."""
     names = sorted(kept(), key=_started)
-    for name in names[: max(0, len(names) + count - KEEP_IN_ALL)]:
-        _stop(name)
+    _stop(names[: max(0, len(names) + count - KEEP_IN_ALL)])
 
 
 def kept() -> list[str]:
@@ -171,26 +205,31 @@ def kept() -> list[str]:
             lines = fh.read().splitlines()
     except OSError:
         return []
-    names = {line.rsplit(" ", 1)[-1][1:] for line in lines if line.rsplit(" ", 1)[-1].startswith("@" + _PREFIX)}
+    names = set()
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[3] == "00010000" and fields[7].startswith("@" + _PREFIX):  # listening
+            names.add(fields[7][1:])
     return sorted(names)
 
 
 def keep(
-    setting_key: str, runtime: str, runtime_file: str, statements: list[str], env: dict[str, str], cwd: str
+    setting_key: str, runtime: str, runtime_file: str, statements: dict[str, list[str]], env: dict[str, str], cwd: str
 ) -> None:
     """Start a process that imports ``statements`` and waits for a run in the setting ``setting_key`` (it outlives
     this one)."""
     name = f"{setting_key}-{time.time_ns():x}"  # its start in the name: the oldest go first (make_room)
-    process = subprocess.Popen(
-        [sys.executable, "-c", PROGRAM],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,  # not in the run's process group, and not known to its watchdog: it stays
-        text=True,
-    )
+    with tempfile.TemporaryFile() as printed:  # what its imports print: the step's output once it runs one
+        process = subprocess.Popen(
+            [sys.executable, "-c", PROGRAM],
+            stdin=subprocess.PIPE,
+            stdout=printed,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # not in the run's process group, and not known to its watchdog: it stays
+            text=True,
+        )
     assert process.stdin is not None
     order = {"socket": name, "keep": keep_seconds(), "imports": statements, "runtime": runtime}
     process.stdin.write(json.dumps({**order, "runtime_file": runtime_file}) + "\n")
@@ -254,17 +293,27 @@ def _take(name: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | N
 
 
 def stop_all() -> int:
-    """Stop this user's kept processes; how many were asked."""
-    return sum(_stop(name) for name in kept())
+    """Stop this user's kept processes; how many there were."""
+    return _stop(kept())
 
 
-def _stop(name: str) -> bool:
-    with _connected(name) as conn:
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                _send(conn, {"stop": True}, None)
-                return True
-    return False
+def _stop(names: list[str]) -> int:
+    """Ask each to stop; one still waiting a second later (stuck in an import, it reads no request) is killed.
+    One that took a run's command since no longer waits under its name: it is never killed here."""
+    peers = {}
+    for name in names:
+        with _connected(name) as conn:
+            if conn is not None:
+                peers[name] = _CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))[0]
+                with contextlib.suppress(OSError):
+                    _send(conn, {"stop": True}, None)
+    deadline = time.monotonic() + 1
+    while set(peers) & set(kept()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for name in set(peers) & set(kept()):
+        with contextlib.suppress(OSError):
+            os.kill(peers[name], signal.SIGKILL)
+    return len(peers)
 
 
 class Kept:
@@ -277,11 +326,15 @@ class Kept:
         self._lock = threading.Lock()
 
     def wait(self, timeout: float | None = None) -> int:
+        """Its exit status, once it has ended (the socket closes with the process, after its status)."""
         with self._lock:
             if self.returncode is None:
                 try:
                     line = self.reply.readline()
-                    self.returncode = int(json.loads(line)["code"]) if line else -9
+                    code = int(json.loads(line)["code"]) if line else -9
+                    while self.reply.read(4096):  # until the process is gone, as Popen.wait returns
+                        pass
+                    self.returncode = code
                 except (OSError, ValueError, KeyError, TypeError):
                     self.returncode = -9
                 finally:

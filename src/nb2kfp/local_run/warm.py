@@ -31,6 +31,7 @@ import ast
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.machinery import PathFinder
 from pathlib import Path
+from typing import IO, Any
 
 from nb2kfp.backends import step_runtime
 from nb2kfp.backends.kfp_spec import container_env
@@ -49,13 +51,16 @@ from nb2kfp.local_run.runner import RUN_ENV
 from nb2kfp.runtime.step import RUNTIME_FILE
 
 OFF_ENV = "NB2KFP_WARM"
-# Run as ``python -c``: reads the runtime's source and the statements, then runs the runtime in warm-up mode.
+# Run as ``python -c PROGRAM FD``: reads the runtime's source, the statements and the step (then, in the runtime, its
+# command) on a pipe of its own (FD: its stdin is /dev/null, as a step's, so an import that reads it reads nothing).
 PROGRAM = (
     "# nb2kfp step, started ahead: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.warm)\n"
-    "import json, sys\n"
-    "order = json.loads(sys.stdin.readline())\n"
-    "sys.argv = ['-c', '--warm', json.dumps(order['imports'])]\n"
-    f"exec(compile(order['runtime'], {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n"
+    "import json, os, sys\n"
+    "commands = os.fdopen(int(sys.argv[1]), encoding='utf-8')\n"
+    "order = json.loads(commands.readline())\n"
+    "sys.argv = ['-c', '--warm', json.dumps(order['imports']), order['step']]\n"
+    f"exec(compile(order['runtime'], {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__', "
+    "'NB2KFP_WARM_COMMANDS': commands})\n"
 )
 
 
@@ -110,11 +115,12 @@ def binding_imports(cells: Iterable[CodeCell], name: str, installed: Callable[[s
     return found
 
 
-def step_imports(pipeline: Pipeline, step: Step, installed: Callable[[str], bool]) -> list[str]:
+def step_imports(pipeline: Pipeline, step: Step, installed: Callable[[str], bool]) -> dict[str, list[str]]:
     """What a step's process may import ahead: its prelude's leading imports; and when that is all its prelude
     does (nothing runs between them and the loading of its inputs), the modules its inputs are, where a step
     above binds them by an import (``np``, ``plt``, ``ct`` handed on from the step that imported them), and the
-    leading imports of its own cells (the first thing it does once its inputs are loaded)."""
+    leading imports of its own first cell (the first thing it does once its inputs are loaded; what they print is
+    kept for that cell's output). As ``{"prelude": [...], "cell": [...]}``."""
     cells = step.prelude if step.prelude is not None else pipeline.prelude
     found, whole = leading_imports(cells, installed)
     if whole:
@@ -126,8 +132,9 @@ def step_imports(pipeline: Pipeline, step: Step, installed: Callable[[str], bool
                 found += bound
                 handed = next((e for e in producer.inputs if e.name == edge.name and e.kind == "value"), None)
                 producer = steps.get(handed.producer) if handed is not None and not bound else None
-        found += leading_imports(step.cells, installed)[0]  # what it does right after loading them
-    return list(dict.fromkeys(found))
+        first = leading_imports(step.cells[:1], installed)[0]  # what it does right after loading them
+        return {"prelude": list(dict.fromkeys(found)), "cell": [s for s in dict.fromkeys(first) if s not in found]}
+    return {"prelude": list(dict.fromkeys(found)), "cell": []}
 
 
 def installed_here(seed: Path) -> Callable[[str], bool]:
@@ -151,6 +158,7 @@ def installed_here(seed: Path) -> Callable[[str], bool]:
 class _Waiting:
     process: subprocess.Popen[str]
     env: dict[str, str]
+    commands: IO[str]  # the pipe its command goes down
 
 
 class WarmSteps:
@@ -169,15 +177,15 @@ class WarmSteps:
         self.seed = seed
         self.beside = sorted(_names_beside(seed))
         self.limit = max(1, limit)
-        self.statements: dict[str, list[str]] = {}
+        self.statements: dict[str, dict[str, list[str]]] = {}
         self.below: dict[str, set[str]] = {s.name: set() for s in pipeline.steps}
         self.env: dict[str, dict[str, str]] = {}
         for step in pipeline.steps:
             for parent in step.after:
                 self.below.setdefault(parent, set()).add(step.name)
-            if step.component is None:
+            if step.component is None and not pipeline.workspace:  # a workspace is the step's folder: ahead, none
                 statements = step_imports(pipeline, step, installed)
-                if statements:
+                if any(statements.values()):
                     self.statements[step.name] = statements
                     self.env[step.name] = container_env(step)
         self.order = [s.name for s in pipeline.steps]
@@ -186,6 +194,7 @@ class WarmSteps:
         self.runtime = kfp_local.as_launched(step_runtime.runtime_source())
         self.kept = parked.kept()  # step processes earlier runs kept warm (parked.py)
         self.environment = environment()  # this interpreter and its installed distributions
+        self.process = process_setting()
         self._on_start, self._on_end = started, ended
         self._wanted: set[str] = set()
         self._waiting: dict[str, _Waiting] = {}
@@ -222,23 +231,27 @@ class WarmSteps:
 
     def _start(self, name: str) -> _Waiting:
         env = {**os.environ, **self.env[name]}
-        process = subprocess.Popen(
-            [sys.executable, "-c", PROGRAM],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env=env,
-            cwd=self.seed,  # where a step's folder links to: its `import x` looks there first
-            start_new_session=True,
-        )
+        read, write = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", PROGRAM, str(read)],
+                stdin=subprocess.DEVNULL,  # as a step's
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                env=env,
+                cwd=self.seed,  # until it enters the step's folder, as the step does first
+                start_new_session=True,
+                pass_fds=(read,),
+            )
+        finally:
+            os.close(read)
         self._on_start(process.pid)
-        assert process.stdin is not None
-        order = {"runtime": self.runtime, "imports": self.statements[name]}
-        process.stdin.write(json.dumps(order) + "\n")
-        process.stdin.flush()
-        return _Waiting(process, env)
+        commands = os.fdopen(write, "w", encoding="utf-8")
+        commands.write(json.dumps({"runtime": self.runtime, "imports": self.statements[name], "step": name}) + "\n")
+        commands.flush()
+        return _Waiting(process, env, commands)
 
     def take(self, full_command: list[str], env: dict[str, str]) -> subprocess.Popen[str] | parked.Kept | None:
         """The process kept warm (by an earlier run) or waiting (started ahead in this run) for the step
@@ -255,7 +268,7 @@ class WarmSteps:
             if taken is not None:
                 self._on_start(taken.pid)
                 if waiting is not None:
-                    self._discard(waiting.process)
+                    self._discard(waiting)
                 return taken
         if waiting is None:
             return None
@@ -263,14 +276,13 @@ class WarmSteps:
         usable = process.poll() is None and waiting.env == env and launchable
         if usable:
             order = {"args": full_command[3:], "env": env, "cwd": os.getcwd()}
-            assert process.stdin is not None
             try:
-                process.stdin.write(json.dumps(order) + "\n")
-                process.stdin.close()
+                waiting.commands.write(json.dumps(order) + "\n")
+                waiting.commands.close()
             except OSError:  # it died meanwhile
                 usable = False
         if not usable:
-            self._discard(process)
+            self._discard(waiting)
             return None
         return process
 
@@ -283,7 +295,7 @@ class WarmSteps:
     def _kept_as(self, name: str) -> str:
         """What the socket names of processes kept for step ``name`` in this run's setting start with (parked.py)."""
         setting = [sys.executable, self.environment, self.runtime, self.statements[name], self._setting_env(name)]
-        return parked.key([*setting, str(self.seed), self.beside])
+        return parked.key([*setting, str(self.seed), self.beside, self.process])
 
     def keep(self, ran: list[str]) -> list[str]:
         """Keep processes warm for the next run: for the steps that ran, latest in the notebook first, up to
@@ -309,21 +321,33 @@ class WarmSteps:
             self._closed = True
             waiting, self._waiting = list(self._waiting.values()), {}
         for w in waiting:
-            self._discard(w.process)
+            self._discard(w)
 
     def pids(self) -> list[int]:
         with self._lock:
             return [w.process.pid for w in self._waiting.values()]
 
-    def _discard(self, process: subprocess.Popen[str]) -> None:
+    def _discard(self, waiting: _Waiting) -> None:
+        process = waiting.process
         with contextlib.suppress(OSError):  # gone already
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        for stream in (process.stdin, process.stdout):
+        for stream in (waiting.commands, process.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):  # a pipe to a killed process: nothing left to flush
                     stream.close()
         self._on_end(process.pid)
+
+
+def process_setting() -> list[Any]:
+    """What a process inherits besides its environment, which a kept process must share with the run it serves:
+    umask, resource limits, niceness, CPU affinity, groups."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    limits = sorted(
+        (name, resource.getrlimit(getattr(resource, name))) for name in dir(resource) if name.startswith("RLIMIT_")
+    )
+    return [umask, limits, os.nice(0), sorted(os.sched_getaffinity(0)), sorted(os.getgroups())]
 
 
 def _names_beside(seed: Path) -> set[str]:

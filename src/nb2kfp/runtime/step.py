@@ -702,6 +702,10 @@ def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any], shown: b
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         if shown and _REPORT is not None:
             _REPORT.start(filename, source)
+        if shown and _WARM_SHOWN:  # its leading imports ran ahead (warm): what they printed, as the cell's own
+            for name, text in _WARM_SHOWN:
+                (sys.stdout if name == "stdout" else sys.stderr).write(text)
+            _WARM_SHOWN.clear()
         code: types.CodeType | None = compile(source, filename, "exec")
         while code is not None:
             try:
@@ -1077,30 +1081,47 @@ _REPORT: _Report | None = None
 
 # -- started ahead (a local run) ----------------------------------------------------------------
 def warm(argv: list[str]) -> list[str]:
-    """``--warm STATEMENTS``: this process is a step's, started before its inputs exist (nb2kfp's local runs
-    start a step while the steps before it still run: nb2kfp.local_run.warm). It sets the Agg backend and the
-    import hooks as a step does first, runs the step's leading import statements (of installed modules only,
-    chosen by the driver), then reads the step's command on stdin and returns its argv: the step then runs as it
-    would have, its own import statements finding their modules loaded. An empty line: not needed, exit."""
-    _matplotlib_backend()
+    """``--warm IMPORTS STEP``: this process is a step's, started before its inputs exist (nb2kfp's local runs
+    start a step while the steps before it still run, or keep one for the next run: nb2kfp.local_run.warm and
+    .parked). As a step does first, it sets the Agg backend and the import hooks, and enters the step's folder
+    (``STEP``; none: it stays where it is); then it runs the step's leading import statements (``IMPORTS``: of
+    installed modules only, chosen by the driver; what the ones of the step's first cell print is kept for that
+    cell's output), then reads the step's command (``NB2KFP_WARM_COMMANDS``, a file the program that started it
+    put in this module's globals) and returns its argv: the step then runs as it would have, its own import
+    statements finding their modules loaded. No command: exit 1 (it never passes for a step that ran)."""
     import contextlib
+    import io
 
-    for source in json.loads(argv[argv.index("--warm") + 1]):
+    imports = json.loads(argv[argv.index("--warm") + 1])
+    step = argv[argv.index("--warm") + 2]
+    _matplotlib_backend()
+    if step:
+        _enter_workdir(step)
+    for source in imports["prelude"]:
         with contextlib.suppress(Exception):  # the step runs the same statement again, and fails in its cell
             exec(compile(source, "<nb2kfp warm-up>", "exec"), {"__name__": "nb2kfp_warm_up"})
-    line = sys.stdin.readline()
+    streams = sys.stdout, sys.stderr
+    out, err = io.StringIO(), io.StringIO()
+    sys.stdout, sys.stderr = out, err
+    try:
+        for source in imports["cell"]:
+            with contextlib.suppress(Exception):
+                exec(compile(source, "<nb2kfp warm-up>", "exec"), {"__name__": "nb2kfp_warm_up"})
+    finally:
+        sys.stdout, sys.stderr = streams
+    _WARM_SHOWN.extend(s for s in (("stdout", out.getvalue()), ("stderr", err.getvalue())) if s[1])
+    line = globals()["NB2KFP_WARM_COMMANDS"].readline()
     if not line.strip():
-        sys.exit(0)
+        sys.exit(1)
     order = json.loads(line)
     os.environ.clear()
     os.environ.update(order["env"])
     os.chdir(order["cwd"])
-    null = os.open(os.devnull, os.O_RDONLY)  # a step's stdin, as kfp.local gives it, is not the driver's pipe
-    os.dup2(null, 0)
-    os.close(null)
-    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - fd 0, for the process's life
     sys.argv = ["-c", *order["args"]]
     return sys.argv
+
+
+_WARM_SHOWN: list[tuple[str, str]] = []  # what the first cell's imports printed when they ran ahead (warm)
 
 
 if __name__ == "__main__":
