@@ -240,7 +240,7 @@ def _kept_run(nb: Path, *args: str, **env: str) -> dict[str, Any]:
         env={**{k: v for k, v in os.environ.items() if k != "CI"}, "NB2KFP_WARM_KEEP": "120", **env},
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+    return {**json.loads(proc.stdout), "stderr": proc.stderr}
 
 
 def _edit_last_step(nb: Path, n: int, pattern: str = r"z = (\d+ \+ )?y \+", text: str = "z = {n} + y +") -> None:
@@ -267,6 +267,9 @@ def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make
     nb.write_text(json.dumps(text))
     first = _kept_run(nb)
     assert first["metrics"]["c_kept"] == 0
+    # it says so: the latest steps first, one per core
+    said = r"kept [1-3] step process(es)? warm for the next run \(c[,;].* 120 s; `nb2kfp runs clean`"
+    assert re.search(said, first["stderr"])
     _edit_last_step(nb, 10)
     second = _kept_run(nb)  # at once: it waits for the kept process's imports
     assert second["steps"] == {"a": "cached", "b": "cached", "c": "succeeded"}
@@ -304,7 +307,7 @@ def _gone(found: Callable[[], list[int]], seconds: float) -> bool:
 @pytest.mark.usefixtures("no_kept")
 def test_nothing_is_kept_under_ci_and_a_kept_process_ends_when_unused(make_nb: Make) -> None:
     nb = _chain(make_nb)
-    _kept_run(nb, "--no-cache", CI="true")
+    assert "warm for the next run" not in _kept_run(nb, "--no-cache", CI="true")["stderr"]
     assert not _kept_for(nb.parent)
     _kept_run(nb, "--no-cache", NB2KFP_WARM_KEEP="5")
     assert _kept_for(nb.parent)

@@ -166,6 +166,13 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         report_error(f"interrupted ({stop}){where}; record in {target / records.RESULT}")
         return stop.exit_code
     record.metrics = outcome.metrics
+    if outcome.kept:  # processes that outlive this command: say so, and how to stop them
+        from nb2kfp.local_run.parked import keep_seconds
+
+        report_error(
+            f"kept {count(len(outcome.kept), 'step process', 'step processes')} warm for the next run "
+            f"({', '.join(outcome.kept)}; {keep_seconds()} s; `nb2kfp runs clean` stops them, NB2KFP_WARM=0 keeps none)"
+        )
     if outcome.failed_step:
         record.failed(outcome.log_tail, outcome.failed_step)
         if not options.verbose:

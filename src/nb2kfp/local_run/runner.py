@@ -42,6 +42,7 @@ class LocalRun:
     failed_step: str | None = None
     log_tail: list[str] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)  # variable -> image ref (run --model-image)
+    kept: list[str] = field(default_factory=list)  # steps with a process kept warm for the next run (parked.py)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -209,10 +210,11 @@ def run(
             f"kfp.local could not run the pipeline: {type(exc).__name__}: {_ANSI.sub('', str(exc))}"
         ) from exc
     finally:
+        kept: list[str] = []
         if ahead is not None:
             ahead.close()
             if supervisor is not None and supervisor.signum is None:  # for the next run of the steps that ran
-                ahead.keep([step for step, state in states.items() if state in ("succeeded", "failed")])
+                kept = ahead.keep([step for step, state in states.items() if state in ("succeeded", "failed")])
         for name in RUN_ENV:
             os.environ.pop(name, None)
         log.close()
@@ -228,6 +230,7 @@ def run(
         seconds=time.monotonic() - started,
         failed_step=failed,
         log_tail=log.by_step.get(failed, [])[-40:] if failed else [],
+        kept=kept,
     )
 
 
