@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nb2kfp.local_run import parked
+
 OUTPUT_KEEP = 4000  # characters of stdout/stderr kept in the JSON for failed runs
 
 
@@ -110,7 +112,7 @@ def run(
         )
 
 
-KEPT_WARM = b"# nb2kfp step, kept warm"  # how a step process nb2kfp keeps for the next run starts (parked.py)
+KEPT_WARM = parked.PROGRAM.split("\n", 1)[0].encode()  # the first line of a kept step process's program
 
 
 def _kept_cpu() -> dict[int, int]:

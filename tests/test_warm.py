@@ -230,15 +230,23 @@ def test_modules_handed_on_as_values_and_a_steps_first_imports_load_ahead(make_n
 KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, kept warm'))"
 
 
-def _kept_run(nb: Path, *args: str, **env: str) -> dict[str, Any]:
-    proc = subprocess.run(
+def kept_run_process(
+    nb: Path, *args: str, preexec: Callable[[], None] | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`nb2kfp run NB --local --json ARGS` as a user's run (no CI, processes kept 120 s), with ``env`` on top."""
+    return subprocess.run(
         [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--json", *args],
         capture_output=True,
         text=True,
         cwd=nb.parent,
         timeout=600,
         env={**{k: v for k, v in os.environ.items() if k != "CI"}, "NB2KFP_WARM_KEEP": "120", **env},
+        preexec_fn=preexec,
     )
+
+
+def _kept_run(nb: Path, *args: str, **env: str) -> dict[str, Any]:
+    proc = kept_run_process(nb, *args, **env)
     assert proc.returncode == 0, proc.stderr
     return {**json.loads(proc.stdout), "stderr": proc.stderr}
 

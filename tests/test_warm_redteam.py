@@ -12,8 +12,6 @@ import json
 import os
 import re
 import resource
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 
 from nb2kfp.local_run import parked
+from test_warm import kept_run_process
 
 Make = Callable[..., Path]
 KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, kept warm'))"
@@ -42,15 +41,7 @@ def _run(
         if core is not None:
             resource.setrlimit(resource.RLIMIT_CORE, (core, resource.getrlimit(resource.RLIMIT_CORE)[1]))
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "nb2kfp", "run", str(nb), "--local", "--json", *args],
-        capture_output=True,
-        text=True,
-        cwd=nb.parent,
-        timeout=300,
-        env={**{k: v for k, v in os.environ.items() if k != "CI"}, "NB2KFP_WARM_KEEP": "120", **env},
-        preexec_fn=setting,
-    )
+    proc = kept_run_process(nb, *args, preexec=setting, **env)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else {})

@@ -74,6 +74,11 @@ def _left_out(folder: Path) -> bool:
     return folder.name.startswith(".") or folder.name in _SKIPPED or (folder / RESULT).is_file()
 
 
+def has_entries(root: Path) -> bool:
+    """Whether the cache holds any task's result (kfp.local's entries: ``KEY.json``)."""
+    return any(root.glob("*.json"))
+
+
 def artifact_key(root: Path) -> str:
     """The key cached artifacts are signed with (nb2kfp.runtime.step.ARTIFACT_KEY_ENV): one per cache, made
     on first use, readable by its owner only; a run that does not cache uses a fresh key of its own."""

@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-KEEP_ENV = "NB2KFP_WARM_KEEP"
+OFF_ENV, KEEP_ENV = "NB2KFP_WARM", "NB2KFP_WARM_KEEP"
 DEFAULT_KEEP = 600
 # Each kept process holds its imports' memory (~100-200 MB with pandas and scikit-learn)
 KEEP_PER_RUN, KEEP_IN_ALL = 4, 8  # at most, after one run; of one user's, the oldest stopped first
@@ -165,9 +165,14 @@ except SystemExit as exc:
 """
 
 
+def enabled() -> bool:
+    """Steps started ahead and kept warm at all (``NB2KFP_WARM=0``: neither)."""
+    return os.environ.get(OFF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def keep_seconds() -> int:
     """How long a kept process waits for the next run; 0: none are kept."""
-    if os.environ.get("CI") or os.environ.get("NB2KFP_WARM", "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get("CI") or not enabled():
         return 0
     try:
         return max(0, int(os.environ.get(KEEP_ENV, str(DEFAULT_KEEP))))

@@ -141,8 +141,8 @@ def run(
     ``jobs`` independent steps run at once (default: one per core; :mod:`local_scheduler`); Docker steps run one
     at a time (stopping a run must still record the step it stopped: tests/integration/test_docker_interrupt.py)."""
     from nb2kfp.local_run import cache as local_cache
+    from nb2kfp.local_run import parked, warm
     from nb2kfp.local_run import scheduler as local_scheduler
-    from nb2kfp.local_run import warm
 
     names = {task_name(s): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
@@ -178,11 +178,11 @@ def run(
 
     workers = 1 if docker else jobs or local_scheduler.workers()
     ahead = None
-    if supervisor is not None and not docker and warm.enabled():
+    if supervisor is not None and not docker and parked.enabled():
         ahead = warm.WarmSteps(pipeline, workers, supervisor.started, supervisor.ended)
         supervisor.ahead = ahead
-        if cache is None or not any(cache.glob("*.json")):
-            ahead.will_run(names.values())  # nothing is cached (kfp.local's entries: KEY.json): every step runs
+        if cache is None or not local_cache.has_entries(cache):
+            ahead.will_run(names.values())  # nothing is cached: every step runs
 
     def on_step(step: str, status: str, seconds: float | None) -> None:
         if ahead is not None and status == "running":

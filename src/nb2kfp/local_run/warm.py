@@ -50,7 +50,6 @@ from nb2kfp.local_run.cache import environment
 from nb2kfp.local_run.runner import RUN_ENV
 from nb2kfp.runtime.step import RUNTIME_FILE
 
-OFF_ENV = "NB2KFP_WARM"
 # Run as ``python -c PROGRAM FD``: reads the runtime's source, the statements and the step (then, in the runtime, its
 # command) on a pipe of its own (FD: its stdin is /dev/null, as a step's, so an import that reads it reads nothing).
 PROGRAM = (
@@ -62,10 +61,6 @@ PROGRAM = (
     f"exec(compile(order['runtime'], {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__', "
     "'NB2KFP_WARM_COMMANDS': commands})\n"
 )
-
-
-def enabled() -> bool:
-    return os.environ.get(OFF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def leading_imports(cells: Iterable[CodeCell], installed: Callable[[str], bool]) -> tuple[list[str], bool]:
@@ -137,10 +132,10 @@ def step_imports(pipeline: Pipeline, step: Step, installed: Callable[[str], bool
     return {"prelude": list(dict.fromkeys(found)), "cell": []}
 
 
-def installed_here(seed: Path) -> Callable[[str], bool]:
+def installed_here(seed: Path, beside: set[str] | None = None) -> Callable[[str], bool]:
     """Whether a top-level module name is one this interpreter has installed (standard library included),
-    and no file or folder next to the notebook (``seed``) could stand in for it."""
-    beside = _names_beside(seed)
+    and no file or folder next to the notebook (``seed``; the names in it: ``beside``) could stand in for it."""
+    beside = _names_beside(seed) if beside is None else beside
     local = {str(seed.resolve()), os.getcwd(), ""}
     path = [p for p in sys.path if p not in local and os.path.isabs(p)]
 
@@ -173,9 +168,10 @@ class WarmSteps:
         ended: Callable[[int], None],
     ) -> None:
         seed = Path(pipeline.source).resolve().parent
-        installed = installed_here(seed)
+        beside = _names_beside(seed)
+        installed = installed_here(seed, beside)
         self.seed = seed
-        self.beside = sorted(_names_beside(seed))
+        self.beside = sorted(beside)
         self.limit = max(1, limit)
         self.statements: dict[str, dict[str, list[str]]] = {}
         self.below: dict[str, set[str]] = {s.name: set() for s in pipeline.steps}
@@ -200,6 +196,7 @@ class WarmSteps:
         self._waiting: dict[str, _Waiting] = {}
         self._used: set[str] = set()
         self._lock = threading.RLock()  # close() may run in a signal handler while this thread holds it
+        self._keys: dict[str, str] = {}
         self._closed = False
 
     def will_run(self, steps: Iterable[str]) -> None:
@@ -293,9 +290,12 @@ class WarmSteps:
         return bool(parked.kept_for(self._kept_as(name), kept))
 
     def _kept_as(self, name: str) -> str:
-        """What the socket names of processes kept for step ``name`` in this run's setting start with (parked.py)."""
-        setting = [sys.executable, self.environment, self.runtime, self.statements[name], self._setting_env(name)]
-        return parked.key([*setting, str(self.seed), self.beside, self.process])
+        """What the socket names of processes kept for step ``name`` in this run's setting start with (parked.py);
+        computed once per step (it hashes the runtime's source)."""
+        if name not in self._keys:
+            setting = [sys.executable, self.environment, self.runtime, self.statements[name], self._setting_env(name)]
+            self._keys[name] = parked.key([*setting, str(self.seed), self.beside, self.process])
+        return self._keys[name]
 
     def keep(self, ran: list[str]) -> list[str]:
         """Keep processes warm for the next run: for the steps that ran, latest in the notebook first, up to
@@ -308,11 +308,8 @@ class WarmSteps:
         chosen = chosen[: min(self.limit, parked.KEEP_PER_RUN)]
         parked.make_room(len(chosen))
         for name in chosen:
-            runtime_file = RUNTIME_FILE
-            parked.keep(
-                self._kept_as(name), self.runtime, runtime_file, self.statements[name], self._setting_env(name),
-                str(self.seed),
-            )  # fmt: skip
+            env = self._setting_env(name)
+            parked.keep(self._kept_as(name), self.runtime, RUNTIME_FILE, self.statements[name], env, str(self.seed))
         return chosen
 
     def close(self) -> None:
@@ -322,10 +319,6 @@ class WarmSteps:
             waiting, self._waiting = list(self._waiting.values()), {}
         for w in waiting:
             self._discard(w)
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid for w in self._waiting.values()]
 
     def _discard(self, waiting: _Waiting) -> None:
         process = waiting.process
@@ -342,11 +335,10 @@ class WarmSteps:
 def process_setting() -> list[Any]:
     """What a process inherits besides its environment, which a kept process must share with the run it serves:
     umask, resource limits, niceness, CPU affinity, groups."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    limits = sorted(
-        (name, resource.getrlimit(getattr(resource, name))) for name in dir(resource) if name.startswith("RLIMIT_")
-    )
+    with open("/proc/self/status", encoding="ascii") as fh:  # os.umask can read it only by setting it (threads)
+        umask = next((line.split()[1] for line in fh if line.startswith("Umask:")), "")
+    names = sorted(name for name in dir(resource) if name.startswith("RLIMIT_"))
+    limits = [(name, resource.getrlimit(getattr(resource, name))) for name in names]
     return [umask, limits, os.nice(0), sorted(os.sched_getaffinity(0)), sorted(os.getgroups())]
 
 
