@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_local_json
+from conftest import require, run_local_json
 from nb2kfp.ir import CodeCell
 from nb2kfp.local_run import parked
 from nb2kfp.local_run.warm import PROGRAM, binding_imports, installed_here, leading_imports
@@ -322,10 +322,10 @@ def test_nothing_is_kept_under_ci_and_a_kept_process_ends_when_unused(make_nb: M
     assert _gone(lambda: _kept_for(nb.parent), 60)  # unused for 5 s: it ends
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root, to listen as another user")
 def test_a_socket_another_user_holds_under_the_name_is_never_used(tmp_path: Path) -> None:
     """Abstract socket names are open to every user: one could take a kept process's name first. A run checks
     who listens (SO_PEERCRED) before it sends anything: a command and its environment never reach them."""
+    require(os.getuid() == 0, "needs root, to listen as another user")  # CI runs as root: never skipped there
     setting = parked.key(["a setting", str(tmp_path)])
     name = f"{setting}-1"
     squatter = subprocess.Popen(
