@@ -71,3 +71,42 @@ def test_help_shows_whole_descriptions_and_readable_metavars(python: str) -> Non
     assert "NOTEBOOK" in compile_ and "-o, --output FILE" in compile_
     for text in (run, compile_):
         assert "list[" not in text and "<path>" not in text and "<str>" not in text and "\\[" not in text, text
+
+
+# The CLI's own fallback handler, on each typer: a command that raises what nobody handles. It used to read
+# typer._click.exceptions.Abort, which typer 0.29 does not have: every unexpected error ended in two tracebacks.
+_RAISE = """
+import sys
+import nb2kfp.commands.graph as graph
+def boom(*args, **kwargs):
+    raise {exc}
+graph.run = boom
+sys.argv = ["nb2kfp", *sys.argv[1:]]
+from nb2kfp.cli.main import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("exc", "says"),
+    [
+        ("AttributeError(\"'BasicAuth' object has no attribute 'x'\")", "unexpected AttributeError in"),
+        ("MemoryError()", "out of memory"),
+        ("RecursionError('maximum recursion depth exceeded')", "nested too deeply"),
+        ("ValueError('text \\x1b[2K\\rok')", "unexpected ValueError"),
+        ("__import__('typer').Abort()", "Aborted!"),  # Ctrl-C or end of input at a prompt (click's Abort)
+    ],
+)
+def test_an_unexpected_exception_is_one_message_not_two_tracebacks(python: str, exc: str, says: str) -> None:
+    proc = subprocess.run(
+        [python, "-c", _RAISE.format(exc=exc), "graph", NB], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc
+    assert "Traceback" not in proc.stderr and says in proc.stderr, proc.stderr
+    assert "\x1b" not in proc.stderr and len(proc.stderr.splitlines()) <= 2, proc.stderr
+    if says == "Aborted!":
+        return
+    debug = subprocess.run(
+        [python, "-c", _RAISE.format(exc=exc), "--debug", "graph", NB], capture_output=True, text=True, timeout=120
+    )
+    assert debug.stderr.count("Traceback (most recent call last)") == 1, debug.stderr

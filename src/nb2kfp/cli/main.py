@@ -114,34 +114,70 @@ def main() -> None:
     except Exception as exc:  # click's usage errors arrive here in standalone_mode=False
         code = _click_exit(exc)
         if code is None:
-            raise
+            if debug:
+                raise
+            code = _unexpected(exc)
         sys.exit(code)
+    except (MemoryError, RecursionError) as exc:  # not Exception subclasses we can map above; a user's input
+        if debug:
+            raise
+        sys.exit(_unexpected(exc))
 
 
-# click's exception classes: older typer uses click itself, newer typer (0.29) a copy of it (typer._click).
-_CLICK_MODULES = ("click.exceptions", "typer._click.exceptions")
+# Where click's exception classes live: older typer uses click itself; typer >= 0.25 a copy of it
+# (typer._click.exceptions: ClickException, UsageError) with Abort and Exit in typer.exceptions.
+_CLICK_MODULES = ("click.exceptions", "typer._click.exceptions", "typer.exceptions")
+
+
+def _classes(name: str) -> tuple[type[BaseException], ...]:
+    """Every loaded class called ``name`` in those modules (none when no such module or class is loaded)."""
+    found = (getattr(sys.modules.get(module), name, None) for module in _CLICK_MODULES)
+    return tuple(c for c in found if isinstance(c, type) and issubclass(c, BaseException))
 
 
 def _click_exit(exc: Exception) -> int | None:
     """Show a click usage error as click does (usage, then ``Error: ...``); its exit code, or None if not click's."""
-    for name in _CLICK_MODULES:
-        module = sys.modules.get(name)
-        if module is None:
-            continue
-        if isinstance(exc, module.ClickException):
-            if isinstance(exc, module.UsageError) and exc.ctx is None:
-                from nb2kfp.cli.app import usage_of
+    if isinstance(exc, _classes("ClickException")):
+        if isinstance(exc, _classes("UsageError")) and getattr(exc, "ctx", None) is None:
+            from nb2kfp.cli.app import usage_of
 
-                err(usage_of(sys.argv[1:]))
-            exc.show()
-            if isinstance(exc, module.UsageError):
-                _hint_papermill_params(sys.argv[1:])
-            return int(exc.exit_code)
-        if isinstance(exc, module.Abort):
-            return 1
-        if isinstance(exc, module.Exit):
-            return int(exc.exit_code)
+            err(usage_of(sys.argv[1:]))
+        exc.show()  # type: ignore[attr-defined]
+        if isinstance(exc, _classes("UsageError")):
+            _hint_papermill_params(sys.argv[1:])
+        return int(getattr(exc, "exit_code", 1))
+    if isinstance(exc, _classes("Abort")):  # Ctrl-C or end of input at a prompt
+        err("Aborted!")
+        return 1
+    if isinstance(exc, _classes("Exit")):
+        return int(getattr(exc, "exit_code", 0))
     return None
+
+
+def _unexpected(exc: BaseException) -> int:
+    """One line for an exception nobody handled (never a traceback: ``--debug`` shows it); exit 1."""
+    if isinstance(exc, MemoryError):
+        err("error: out of memory (the input is too large for this machine)")
+    elif isinstance(exc, RecursionError):
+        err("error: the input is nested too deeply to process")
+    else:
+        text = "".join(c if c.isprintable() else " " for c in " ".join(str(exc).split()))[:300]
+        where = _origin(exc)
+        err(f"error: unexpected {type(exc).__name__}{where}: {text or '(no message)'}")
+        err("This is a bug in nb2kfp or a dependency: run again with --debug for the traceback, and report it.")
+    return 1
+
+
+def _origin(exc: BaseException) -> str:
+    """`` in module.function`` of the innermost frame, so a report without --debug still says where."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    code = tb.tb_frame.f_code
+    module = tb.tb_frame.f_globals.get("__name__", "?")
+    return f" in {module}.{code.co_name}"
 
 
 def _hint_papermill_params(argv: list[str]) -> None:
