@@ -366,3 +366,29 @@ def test_model_tag_must_name_a_variable_the_step_sets(tmp_path: Path, services: 
     write_nb(tmp_path / "bad.ipynb", [(["step:train", "model:modle"], "model = 1")])
     proc = nb2kfp(tmp_path, services, "lint", "bad.ipynb")
     assert proc.returncode == 1 and "cell 1: error: model:modle: step 'train' does not set 'modle'" in proc.stdout
+
+
+def test_no_credentials_is_one_line_naming_where_they_come_from(tmp_path: Path, services: dict[str, str]) -> None:
+    """The real registry asks for credentials that nobody set: oras' BasicAuth used to raise AttributeError (and
+    the CLI's fallback handler a second traceback) in run --model-image, model serve/deploy and model build."""
+    from nbfactory import write as write_nb
+
+    write_nb(
+        tmp_path / "train.ipynb",
+        [
+            (["imports"], "from sklearn.linear_model import LinearRegression"),
+            (["step:train", "model:model"], "model = LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0])"),
+        ],
+    )
+    empty = tmp_path / "no-docker-config"
+    empty.mkdir()
+    nobody = {"NB2KFP_REGISTRY_USER": "", "NB2KFP_REGISTRY_PASSWORD_FILE": "", "DOCKER_CONFIG": str(empty)}
+    registry = services["NB2KFP_TEST_REGISTRY"]
+    for args in (
+        ("run", "train.ipynb", "--model-image", unique(services)),
+        ("model", "serve", f"{registry}/ml/none:latest", "--local"),
+        ("model", "deploy", f"{registry}/ml/none:latest", "--name", "m", "-o", str(tmp_path / "out")),
+    ):
+        proc = nb2kfp(tmp_path, services, *args, **nobody)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert f"registry {registry} asks for credentials and none are set" in proc.stderr, (args, proc.stderr)

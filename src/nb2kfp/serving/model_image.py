@@ -228,10 +228,7 @@ def push(
     host = imageref.host(repository)
     masker = Masker.for_credentials(creds)
     plain = insecure or is_loopback(host)  # plain HTTP: loopback as Docker does, others only when asked
-    registry = oras.provider.Registry(hostname=host, insecure=plain, auth_backend="basic")
-    bounded(registry, host)
-    if creds:
-        registry.auth.set_basic_auth(creds.username, creds.password)
+    registry = client(host, plain=plain, creds=creds)
     container = registry.get_container(f"{repository}:{tag}")
     pushed = 0
     try:
@@ -244,13 +241,13 @@ def push(
             response = registry.upload_blob(
                 str(blob.path), container, layer, do_chunked=blob.size > CHUNK, chunk_size=CHUNK
             )
-            _check(response, masker, host, "upload")
+            _check(response, masker, host, "upload", given=creds is not None)
             pushed += blob.size
             rate = blob.size / 1e6 / max(time.monotonic() - t0, 1e-6)
             report(f"  {blob.digest[:19]} {blob.size / 1e6:,.1f} MB: pushed ({rate:,.0f} MB/s)")
         url = f"{registry.prefix}://{container.manifest_url()}"
         response = registry.do_request(url, "PUT", headers={"Content-Type": MANIFEST}, data=manifest)
-        _check(response, masker, host, "manifest")
+        _check(response, masker, host, "manifest", given=creds is not None)
     except requests.exceptions.RequestException as exc:
         raise RunError(f"registry {host} is not reachable: {type(exc).__name__}") from None
     except (ValueError, oras.auth.AuthenticationException) as exc:  # oras' own errors quote the registry's body
@@ -260,6 +257,26 @@ def push(
     if answered and answered != digest:
         raise RunError(f"registry {host} stored the manifest as {answered}, expected {digest}")
     return ModelImage(repository, tag, digest, tuple(layers), pushed, time.monotonic() - started)
+
+
+def client(host: str, *, plain: bool, creds: Credentials | None) -> Any:
+    """An oras registry client for ``host`` with bounded requests (:func:`bounded`), basic auth with ``creds``,
+    or none at all when there are none: oras' BasicAuth then fails with an AttributeError on the registry's 401,
+    and its ORAS_USER/ORAS_PASS environment is never read (one place says where credentials come from)."""
+    import oras.auth.basic
+    import oras.provider
+
+    class Anonymous(oras.auth.basic.BasicAuth):  # type: ignore[misc]
+        def get_auth_header(self) -> dict[str, str]:
+            return {}
+
+    registry = oras.provider.Registry(hostname=host, insecure=plain, auth_backend="basic")
+    registry.auth = Anonymous()
+    if creds:
+        registry.auth.set_basic_auth(creds.username, creds.password)
+    registry._creds_given = creds is not None  # what the 401 message says
+    bounded(registry, host)
+    return registry
 
 
 def bounded(registry: Any, host: str) -> None:
@@ -282,7 +299,7 @@ def bounded(registry: Any, host: str) -> None:
                 problem = f"{type(exc).__name__} (connect {CONNECT_TIMEOUT:.0f} s, read {read_timeout:.0f} s)"
             else:
                 if response.status_code in (401, 403):
-                    raise _refused(host)
+                    raise refused(host, given=getattr(registry, "_creds_given", True))
                 if response.status_code < 500:
                     return response
                 problem = f"HTTP {response.status_code}"
@@ -294,14 +311,20 @@ def bounded(registry: Any, host: str) -> None:
     registry.do_request = do_request
 
 
-def _check(response: Any, masker: Masker, host: str, what: str) -> None:
+def _check(response: Any, masker: Masker, host: str, what: str, *, given: bool) -> None:
     status = getattr(response, "status_code", 0)
     if status in (401, 403):
-        raise _refused(host)
+        raise refused(host, given=given)
     if status >= 300:
         text = " ".join(masker(response.text[:300]).split())
         raise RunError(f"registry {host} rejected the {what} ({status}): {text}")
 
 
-def _refused(host: str) -> RunError:
+def refused(host: str, *, given: bool) -> RunError:
+    """The registry said 401/403: with credentials, they are wrong; without, say where they come from."""
+    if not given:
+        return RunError(
+            f"registry {host} asks for credentials and none are set: set NB2KFP_REGISTRY_USER and "
+            f"NB2KFP_REGISTRY_PASSWORD (or CI_REGISTRY_USER/_PASSWORD), or run docker login {host}"
+        )
     return RunError(f"registry {host} refused the credentials (check NB2KFP_REGISTRY_USER/_PASSWORD or docker login)")

@@ -43,27 +43,23 @@ def parse(image: str) -> tuple[str, str]:
 def read(image: str, insecure: bool = False) -> ModelRef:
     repository, reference = parse(image)
     extras.require("reading a model image", "oras", "requests")
-    import oras.provider
     import requests
 
     host = imageref.host(repository)
     creds = credentials_for(host)
     masker = Masker.for_credentials(creds)
-    registry = oras.provider.Registry(hostname=host, insecure=insecure or is_loopback(host), auth_backend="basic")
-    models.bounded(registry, host)  # timeouts and bounded retries, as for pushes
-    if creds:
-        registry.auth.set_basic_auth(creds.username, creds.password)
+    registry = models.client(host, plain=insecure or is_loopback(host), creds=creds)  # bounded, as for pushes
     container = registry.get_container(f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}")
     try:
         url = f"{registry.prefix}://{container.manifest_url()}"
         response = registry.do_request(url, "GET", headers={"Accept": MANIFEST})
-        _check(response, host, image, masker)
+        _check(response, host, image, masker, given=creds is not None)
         digest = f"sha256:{hashlib.sha256(response.content).hexdigest()}"
         if reference.startswith("sha256:") and digest != reference:
             raise RunError(f"registry {host} answered {image} with a manifest whose digest is {digest}")
         config_digest = json.loads(response.content)["config"]["digest"]
         blob = registry.get_blob(container, config_digest)
-        _check(blob, host, image, masker)
+        _check(blob, host, image, masker, given=creds is not None)
         labels = json.loads(blob.content).get("config", {}).get("Labels") or {}
     except requests.exceptions.RequestException as exc:
         raise RunError(f"registry {host} is not reachable: {type(exc).__name__}") from None
@@ -74,12 +70,10 @@ def read(image: str, insecure: bool = False) -> ModelRef:
     return ModelRef(repository, digest, ModelMeta.from_labels(labels))
 
 
-def _check(response: object, host: str, image: str, masker: Masker) -> None:
+def _check(response: object, host: str, image: str, masker: Masker, *, given: bool) -> None:
     status = getattr(response, "status_code", 0)
     if status in (401, 403):
-        raise RunError(
-            f"registry {host} refused the credentials (check NB2KFP_REGISTRY_USER/_PASSWORD or docker login)"
-        )
+        raise models.refused(host, given=given)
     if status == 404:
         raise UsageError(f"{image}: no such model image in the registry")
     if status >= 300:
