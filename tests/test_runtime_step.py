@@ -1,5 +1,5 @@
-"""The step runtime run as a spec runs it: `python3 -c BOOTSTRAP --executor-input ... --spec ...`, the runtime's
-source handed in as the nb2kfp-runtime input (backends/step_runtime.py)."""
+"""The step runtime run as a spec runs it: `python3 -c BOOTSTRAP --executor-input ... --runtime FILE --spec ...`,
+the runtime's source handed in as the nb2kfp-runtime input artifact (backends/step_runtime.py)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ Make = Callable[..., Path]
 def test_a_failing_cell_run_by_the_bootstrap_shows_only_the_notebook_frames(make_nb: Make, tmp_path: Path) -> None:
     pipeline = build(make_nb([(["step:a"], "def f():\n    return 1 / 0\n\nprint(f())")], name="t.ipynb")).pipeline
     spec = step_spec(pipeline, pipeline.step("a"))
-    executor_input = {"inputs": {"parameterValues": {step_runtime.RUNTIME_PARAM: step_runtime.runtime_source()}}}
-    args = ["--executor-input", json.dumps(executor_input), "--spec", json.dumps(spec)]
+    runtime = tmp_path / "runtime.py"
+    runtime.write_text(step_runtime.runtime_source(), encoding="utf-8")
+    args = ["--executor-input", json.dumps({"inputs": {}}), "--runtime", str(runtime), "--spec", json.dumps(spec)]
     proc = subprocess.run(
-        [sys.executable, "-c", step_runtime.BOOTSTRAP, *args],
+        [sys.executable, "-c", step_runtime.bootstrap(), *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -17,7 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-MAX_PIPELINE_NAME = 128
+MAX_PIPELINE_NAME = 128  # kubeflow/pipelines 2.14.0-2.17.0 backend/src/apiserver/common/utils.go:114
+# Argo names each task's driver TASK-driver (kubeflow/pipelines 2.17.0 backend/src/v2/compiler/argocompiler/dag.go:250)
+# and refuses DAG task names over 128 characters (argo-workflows v4.0.5 workflow/validate/validate.go:1626).
+DRIVER_SUFFIX = "-driver"
+MAX_TASK_NAME = 128 - len(DRIVER_SUFFIX)
+RUNTIME_TASK = "nb2kfp-runtime"  # the task that hands the step runtime to the steps (backends/step_runtime.py)
+RESERVED_TASKS = (RUNTIME_TASK,)
 
 # IR parameter type -> KFP parameterType
 PARAMETER_TYPES: dict[str, str] = {
@@ -52,14 +58,25 @@ def task_name(step: str) -> str:
     return clean(step) or "step"
 
 
+def component_key(task: str) -> str:
+    """The key of a task's component in the spec's ``components`` (``comp-TASK``, as the KFP SDK writes it)."""
+    return f"comp-{task}"
+
+
+def executor_key(task: str) -> str:
+    """The key of a task's executor in ``deploymentSpec.executors`` (``exec-TASK``)."""
+    return f"exec-{task}"
+
+
 def pipeline_name(name: str) -> str:
     """The KFP pipeline name for ``name`` (``pipeline`` when it has no letter or digit)."""
     return clean(name)[:MAX_PIPELINE_NAME] or "pipeline"
 
 
 def clashes(steps: Iterable[str]) -> list[tuple[str, str, str]]:
-    """``(first, later, task)`` for each step whose task name an earlier step already has."""
-    seen: dict[str, str] = {}
+    """``(first, later, task)`` for each step whose task name an earlier step already has, or nb2kfp's own
+    tasks have (``first`` is then ``"nb2kfp"``)."""
+    seen: dict[str, str] = dict.fromkeys(RESERVED_TASKS, "nb2kfp")
     out: list[tuple[str, str, str]] = []
     for step in steps:
         task = task_name(step)
@@ -68,6 +85,40 @@ def clashes(steps: Iterable[str]) -> list[tuple[str, str, str]]:
         else:
             seen[task] = step
     return out
+
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def metadata_key_problem(key: str) -> str | None:
+    """Why Kubernetes refuses ``key`` as a label or annotation key (a qualified name: an optional DNS subdomain
+    prefix of at most 253 characters and '/', then a name of at most 63), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > 253 or not re.fullmatch(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*", prefix)):
+        return f"its prefix {prefix!r} is not a lowercase DNS subdomain of at most 253 characters"
+    if len(name) > 63 or not _LABEL_NAME.fullmatch(name):
+        return (
+            f"its name {name[:70]!r} is not 1-63 letters, digits, '-', '_' or '.' starting and ending with a "
+            "letter or digit"
+        )
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    """Why Kubernetes refuses ``value`` as a label value (empty, or at most 63 characters of the name rule)."""
+    if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
+        return (
+            f"its value {value[:70]!r} is not empty or 1-63 letters, digits, '-', '_' or '.' starting and ending "
+            "with a letter or digit"
+        )
+    return None
+
+
+def clash_message(first: str, later: str, task: str) -> str:
+    if first == "nb2kfp":
+        return f"step {later!r} gets the KFP task name {task!r}, which nb2kfp's own task has; rename it"
+    return f"steps {first!r} and {later!r} get the same KFP task name {task!r}; rename one"
 
 
 def fits(value: object, param_type: str) -> bool:

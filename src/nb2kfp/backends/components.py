@@ -78,6 +78,19 @@ def component_task(pipeline: Pipeline, step: Step, base: dict[str, Any]) -> dict
     return spec
 
 
+def pass_defaults(comp: dict[str, Any], task: dict[str, Any]) -> None:
+    """Every parameter input with a default that the call leaves out is passed as that default (in place). KFP
+    2.17's container driver resolves the container's ``{{$.inputs.parameters[...]}}`` placeholders before the
+    launcher applies defaults, and fails with "parameter not found in executor input" (backend/src/v2/driver/
+    util.go:176@2.17.0, called from driver.go:309-315; defaults only in launcher_v2.go:1311-1330)."""
+    declared = comp.get("inputDefinitions", {}).get("parameters", {})
+    passed = task.get("inputs", {}).get("parameters", {})
+    for name, port in sorted(declared.items()):
+        if name not in passed and "defaultValue" in port:
+            wired = task.setdefault("inputs", {}).setdefault("parameters", {})
+            wired[name] = {"runtimeValue": {"constant": port["defaultValue"]}}
+
+
 def patch_notebook_step(pipeline: Pipeline, step: Step, comp: dict[str, Any], task: dict[str, Any]) -> None:
     """A notebook step that reads component outputs or hands variables to components (in place)."""
     from nb2kfp.backends.kfp_spec import input_key

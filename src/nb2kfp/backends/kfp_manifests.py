@@ -24,17 +24,33 @@ CRD_API_VERSION = "pipelines.kubeflow.org/v2beta1"
 NEWEST = (2, 17)
 
 
-def crd_shape(kfp_version: str | None) -> tuple[int, int]:
-    """The KFP release whose CRD shape to write: (2, 17), (2, 14) or (2, 5); ``None`` means the newest."""
+def release(kfp_version: str | None) -> tuple[int, int]:
+    """The (major, minor) of a KFP release as given with ``--kfp-version``; ``None`` means the newest."""
     if kfp_version is None:
         return NEWEST
     m = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+.].*)?", kfp_version.strip())
     if not m:
         raise UsageError(f"--kfp-version {kfp_version!r}: give the cluster's KFP release, e.g. 2.16.0")
-    release = (int(m.group(1)), int(m.group(2)))
-    if release < (2, 5):
+    return int(m.group(1)), int(m.group(2))
+
+
+def crd_shape(kfp_version: str | None) -> tuple[int, int]:
+    """The KFP release whose CRD shape to write: (2, 17), (2, 14) or (2, 5); ``None`` means the newest."""
+    release_ = release(kfp_version)
+    if release_ < (2, 5):
         raise UsageError(f"--kfp-version {kfp_version}: KFP has no Kubernetes-native API mode before 2.5: use --host")
-    return next(shape for shape in (NEWEST, (2, 14), (2, 5)) if release >= shape)
+    return next(shape for shape in (NEWEST, (2, 14), (2, 5)) if release_ >= shape)
+
+
+def refuse_unsupported(pipeline_name: str, workspace: bool, kfp_version: str | None) -> None:
+    """One line for what the cluster's KFP release cannot run. A workspace needs 2.15: 2.14's driver never
+    substitutes ``{{$.workspace_path}}`` (kubeflow/pipelines 2.14.0 backend/src/v2/driver has no such code; 2.15.0
+    driver/resolve.go:414 does), so the steps would not share files."""
+    if workspace and release(kfp_version) < (2, 15):
+        raise UsageError(
+            f"{pipeline_name}: KFP {kfp_version} has no pipeline workspaces (they came in 2.15): remove the workspace "
+            "setting or use KFP 2.15 or later"
+        )
 
 
 def write_manifests(
@@ -53,6 +69,10 @@ def write_manifests(
     docs = [d for d in yaml.safe_load_all(spec.read_text(encoding="utf-8")) if d is not None]
     if not docs or not isinstance(docs[0], dict) or "root" not in docs[0]:
         raise RunError(f"{spec}: not a KFP pipeline spec")
+    platform = docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else {}
+    refuse_unsupported(
+        pipeline_name, bool(platform.get("platforms", {}).get("kubernetes", {}).get("pipelineConfig")), kfp_version
+    )
     if len(docs) > 1 and shape < (2, 14):
         raise RunError(
             f"{pipeline_name}: KFP {kfp_version}'s PipelineVersion has no platformSpec for the pod settings, "

@@ -4,8 +4,9 @@ The output follows what KFP 2.17's compiler writes (sorted keys, the same header
 the kfp-kubernetes platform document for pod metadata and secrets) and is byte-identical for
 the same input. Each step is a container component running nb2kfp's step runtime
 (:mod:`nb2kfp.runtime.step`) through a short ``python3 -c`` bootstrap, with the executor input ``{{$}}`` and
-a JSON step spec as arguments; the runtime is in the spec once, or in nb2kfp's step image
-(:mod:`nb2kfp.backends.step_runtime`). Tests keep the real KFP SDK as the judge: every spec must load and run.
+a JSON step spec as arguments; the runtime is in the spec once (a first task hands it to the steps as an
+artifact), or in nb2kfp's step image (:mod:`nb2kfp.backends.step_runtime`). Tests keep the real KFP SDK as the
+judge: every spec must load and run.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
 REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
-# A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace) travels as JSON text
-# after this prefix, with '$' and '/' escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
+# A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace, the run macros the API
+# server of KFP 2.16+ expands in string parameters) travels as JSON text after this prefix, with those spellings
+# escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
 PARAM_PREFIX = "nb2kfp:json:"
-_SUBSTITUTED = ("{{$", "/kfp-workspace", PARAM_PREFIX)
+# kubeflow/pipelines 2.16.0+ backend/src/apiserver/template/v2_template.go:343 formats every string parameter of a
+# run with backend/src/common/util/parameter_formatter.go:28-33 (2.17.0): these macro spellings are replaced.
+RUN_MACROS = ("[[RunUUID]]", "[[ScheduledTime", "[[CurrentTime", "[[Index]]")
+_SUBSTITUTED = ("{{$", "/kfp-workspace", PARAM_PREFIX, *RUN_MACROS)
 _MAX_ARG = 96 * 1024  # Linux caps one argv string at 128 KiB
 _UNITS = {
     "E": 10**18,
@@ -71,6 +76,8 @@ def argument(pipeline: Pipeline, param: Parameter, value: ParamValue) -> ParamVa
 
 def _safe_json(value: object) -> str:
     text = json.dumps(value, ensure_ascii=False)
+    for macro in RUN_MACROS:  # only inside JSON strings (they hold letters): "\u005b[RunUUID]]" reads back the same
+        text = text.replace(macro, "\\u005b" + macro[1:])
     return text.replace("$", "\\u0024").replace("/kfp-workspace", "\\/kfp-workspace")
 
 
@@ -103,6 +110,7 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         if step.component is not None:  # a catalog component: copied, then wired
             components[f"comp-{task}"], executors[f"exec-{task}"] = called.documents(step, task, _resources(step))
             tasks[task] = called.component_task(pipeline, step, _task(pipeline, step, task))
+            called.pass_defaults(components[f"comp-{task}"], tasks[task])
         else:
             components[f"comp-{task}"] = _component(pipeline, step, task)
             executors[f"exec-{task}"] = {"container": _container(pipeline, step)}
@@ -113,7 +121,7 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
             platform_execs[f"exec-{task}"] = extra
     name = pipeline.name
     if f"exec-{name}" in executors:  # KFP would load the file as that one component
-        name += "-pipeline"
+        name = name[: kfpnames.MAX_PIPELINE_NAME - len("-pipeline")].rstrip("-") + "-pipeline"
     pipeline_info: dict[str, Any] = {"name": name}
     if pipeline.description:
         pipeline_info["description"] = pipeline.description
@@ -138,7 +146,7 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         "sdkVersion": f"nb2kfp-{__version__}",
     }
     notebook_steps = {task_name(s): s for s in pipeline.steps if s.component is None}
-    step_runtime.carry(notebook_steps, pipeline.runtime_image, components, executors, tasks, root)
+    step_runtime.carry(notebook_steps, pipeline.runtime_image, components, executors, tasks)
     kubernetes: dict[str, Any] = {"deploymentSpec": {"executors": platform_execs}}
     if pipeline.workspace:
         _add_workspace(pipeline, components, tasks, kubernetes)
@@ -153,7 +161,11 @@ def _add_workspace(
     pipeline: Pipeline, components: dict[str, Any], tasks: dict[str, Any], kubernetes: dict[str, Any]
 ) -> None:
     """A volume shared by every step of a run (KFP pipeline workspace); steps see its path as NB2KFP_WORKSPACE."""
-    kubernetes["pipelineConfig"] = {"workspace": {"kubernetes": {"pvcSpecPatch": {}}, "size": pipeline.workspace}}
+    # KFP 2.15+ refuses a workspace PVC without accessModes unless its admin set a default (kubeflow/pipelines
+    # 2.15.0 backend/src/v2/compiler/argocompiler/argo.go:549, 2.17.0 argo.go:664); ReadWriteOnce: every storage
+    # class offers it.
+    patch = {"accessModes": ["ReadWriteOnce"]}
+    kubernetes["pipelineConfig"] = {"workspace": {"kubernetes": {"pvcSpecPatch": patch}, "size": pipeline.workspace}}
     for step in pipeline.steps:
         if step.component is not None:
             continue
@@ -207,6 +219,7 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY,
         **({"workspace_param": WORKSPACE_PARAM} if pipeline.workspace else {}),
+        **({"retries": step.retries} if step.retries else {}),
         "shared": list(origin.shared_names if origin else pipeline.shared_names),
         "prelude": _keyed(_prelude(pipeline, step)),
         "cells": _keyed(step.cells),
@@ -256,7 +269,7 @@ def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:
 def _container(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     container: dict[str, Any] = {
         "args": ["--executor-input", "{{$}}", "--spec", *_spec_args(pipeline, step)],
-        "command": ["python3", "-c", step_runtime.BOOTSTRAP],
+        "command": ["python3", "-c", step_runtime.bootstrap()],
         "image": step.image,
     }
     res = _resources(step)
@@ -359,7 +372,7 @@ def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     }
     if depends:
         spec["dependentTasks"] = depends
-    if step.retries:
+    if step.retries and step.component is not None:  # a notebook step retries in its pod (runtime: _with_retries)
         spec["retryPolicy"] = {
             "backoffDuration": "0s",
             "backoffFactor": 2.0,

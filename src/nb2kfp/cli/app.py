@@ -232,7 +232,9 @@ def publish(
     kfp_version: Annotated[
         str | None,
         typer.Option(
-            "--kfp-version", metavar="VERSION", help="With --manifests: the cluster's KFP release (default: 2.17+)."
+            "--kfp-version",
+            metavar="VERSION",
+            help="The cluster's KFP release: what it cannot run is refused; the --manifests shape (default: 2.17+).",
         ),
     ] = None,
 ) -> None:

@@ -30,8 +30,6 @@ def run(
     from nb2kfp.clients import kfp as kfp_client
 
     if kfp_version is not None:
-        if manifests is None:
-            raise UsageError("--kfp-version picks the shape of the --manifests resources: give --manifests DIR")
         kfp_manifests.crd_shape(kfp_version)  # a bad version is a usage error before anything is compiled
     if host is not None and manifests is not None:
         raise UsageError("give --host URL (upload to KFP) or --manifests DIR (write Kubernetes resources), not both")
@@ -56,6 +54,7 @@ def run(
             failed = True
             continue
         name = compiled.pipeline.name
+        kfp_manifests.refuse_unsupported(name, bool(compiled.pipeline.workspace), kfp_version)
         version = service.version_of(compiled, commit)
         description = compiled.pipeline.description
         with tempfile.TemporaryDirectory(prefix="nb2kfp-publish-") as tmp:

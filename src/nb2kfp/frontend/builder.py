@@ -155,6 +155,7 @@ def build(
     steps = _lean(steps, prelude_code, {c.index for c in groups.imports})
     options.check_images(nb.path, steps, base_image, settings, diags)
     options.check_names(nb.path, steps, parameters, diags)
+    options.check_cluster(nb.path, steps, parameters, diags)
     workspace = options.workspace(nb.path, meta, settings, diags)
     own_steps = [
         (d.name, [(c.index, trees[c.index]) for c in d.cells if c.index in trees]) for d in groups.steps.values()
@@ -357,7 +358,7 @@ def _check_dag(path: str, steps: dict[str, _Draft], diags: list[Diagnostic]) -> 
         if name not in state:
             visit(name, [name])
     for first, later, task in kfpnames.clashes(steps):
-        msg = f"steps {first!r} and {later!r} get the same KFP task name {task!r}; rename one"
+        msg = kfpnames.clash_message(first, later, task)
         diags.append(error(path, msg, "NB019", steps[later].cells[0].index))
 
 

@@ -259,7 +259,7 @@ def finish(path: str, steps: list[Step], units: dict[str, Unit], diags: list[Dia
     out = [replace(s, after=parents(s.after, units)) for s in steps]
     by_name = {s.name: s for s in out}
     for first, later, task in kfpnames.clashes(by_name):
-        msg = f"steps {first!r} and {later!r} get the same KFP task name {task!r}; rename one"
+        msg = kfpnames.clash_message(first, later, task)
         diags.append(error(path, msg, "NB085", by_name[later].first_cell))
     return out
 

@@ -3,8 +3,10 @@ image policy. Each check reports located diagnostics; nothing is silently droppe
 
 from __future__ import annotations
 
+import json
 import re
 
+from nb2kfp import kfpnames
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.notebook import StepOptions
@@ -106,6 +108,7 @@ def base_image(path: str, meta: dict[str, object], settings: Settings, diags: li
 
 
 MAX_NAME = 128  # spec keys are built from these names (YAML readers refuse keys over 1,024 characters)
+MAX_STEP_PARAMETERS = 96 * 1024  # KFP hands a step its parameter values in one argv string: Linux caps it at 128 KiB
 
 
 def check_names(path: str, steps: list[Step], parameters: list[Parameter], diags: list[Diagnostic]) -> None:
@@ -118,6 +121,40 @@ def check_names(path: str, steps: list[Step], parameters: list[Parameter], diags
             seen.add(name)
             msg = f"{kind} name {name[:40]}... has {len(name)} characters: KFP specs take names up to {MAX_NAME}"
             diags.append(error(path, msg, "NB055", cell))
+    for step in steps:
+        task = kfpnames.task_name(step.name)
+        if kfpnames.MAX_TASK_NAME < len(task) <= MAX_NAME:
+            msg = (
+                f"step {step.name[:40]}... gets the KFP task name of {len(task)} characters: Argo names its driver "
+                f"'<task>{kfpnames.DRIVER_SUFFIX}' and takes names up to 128, so step names up to "
+                f"{kfpnames.MAX_TASK_NAME}"
+            )
+            diags.append(error(path, msg, "NB055", step.first_cell))
+
+
+def check_cluster(path: str, steps: list[Step], parameters: list[Parameter], diags: list[Diagnostic]) -> None:
+    """What a KFP cluster refuses at pod start although the spec compiles: pod label and annotation keys and label
+    values Kubernetes rejects; parameter values too large for the one argv string KFP hands them in."""
+    for step in steps:
+        for kind, entries in (("label", step.labels), ("annotation", step.annotations)):
+            for key, value in entries:
+                problem = kfpnames.metadata_key_problem(key) or (
+                    kfpnames.label_value_problem(value) if kind == "label" else None
+                )
+                if problem:
+                    msg = f"{kind}:{key}:{value[:70]}: Kubernetes refuses this pod {kind}: {problem}"
+                    diags.append(error(path, msg, "NB056", step.first_cell))
+    sizes = {p.name: len(json.dumps(p.default, ensure_ascii=False).encode()) for p in parameters}
+    for step in steps:
+        total = sum(sizes.get(n, 0) for n in step.parameters)
+        if total > MAX_STEP_PARAMETERS:
+            biggest = max(step.parameters, key=lambda n: sizes.get(n, 0))
+            msg = (
+                f"step {step.name!r} receives {total / 1024:.0f} KiB of parameter values ({biggest!r} the largest): "
+                "KFP hands them to the step in one command-line argument, which Linux caps at 128 KiB, so its pod "
+                "would not start; read large data from a file or an artifact instead"
+            )
+            diags.append(error(path, msg, "NB057", step.first_cell))
 
 
 def check_images(path: str, steps: list[Step], base: str, settings: Settings, diags: list[Diagnostic]) -> None:

@@ -3,7 +3,7 @@ with the key completed and cache hits reported.
 
 kfp.local keys a task on its component name, image, command, arguments (parameter values, and input
 artifacts by URI and metadata) and the container's env. That covers a step's code (the step spec is in
-its args), its parameters, the nb2kfp runtime (a pipeline input wired into every step) and its inputs: an
+its args), its parameters, the nb2kfp runtime (its SHA-256 is in every step's command) and its inputs: an
 upstream step that ran again wrote new artifact URIs, so everything below it misses. It does not cover
 what SubprocessRunner steps really run on (this interpreter and its installed packages: the spec's image
 string is not them) nor the files next to the notebook that a step may read: :class:`StepCache` mixes

@@ -101,7 +101,9 @@ def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: 
 
     def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(**kwargs: Any) -> Any:
-            step = names.get(kwargs["component_name"].removeprefix("comp-"), kwargs["component_name"])
+            step = names.get(kwargs["component_name"].removeprefix("comp-"))
+            if step is None:  # nb2kfp's own task (it hands the runtime to the steps): no step of the notebook
+                return original(**kwargs)
             started = time.monotonic()
             states[step] = "running"
             log.current = step
@@ -166,13 +168,14 @@ def run(
     os.environ[ARTIFACT_KEY_ENV] = local_cache.artifact_key(cache) if cache else secrets.token_hex(32)
 
     def on_hit(component: str, outputs: dict[str, Any]) -> None:
-        task = component.removeprefix("comp-")
-        step = names.get(task, task)
+        step = names.get(component.removeprefix("comp-"))
         for folder in local_cache.output_folders(outputs):  # the run folder shows what the step gave
             link = artifacts / "cached" / folder.name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to(folder.resolve(), target_is_directory=True)
+        if step is None:  # nb2kfp's own task
+            return
         states[step] = "cached"
         on_event(step, "cached", None)  # after the links: its page is made from them
 

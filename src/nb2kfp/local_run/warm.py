@@ -185,9 +185,9 @@ class WarmSteps:
                     self.statements[step.name] = statements
                     self.env[step.name] = container_env(step)
         self.order = [s.name for s in pipeline.steps]
-        # what SubprocessRunner will launch: its command, and the runtime source in its executor input
-        self.command = [sys.executable, "-c", kfp_local.as_launched(step_runtime.BOOTSTRAP)]
-        self.runtime = kfp_local.as_launched(step_runtime.runtime_source())
+        # what SubprocessRunner will launch: its command, and the runtime source its input artifact holds
+        self.command = [sys.executable, "-c", kfp_local.as_launched(step_runtime.bootstrap())]
+        self.runtime = step_runtime.runtime_source()
         self.kept = parked.kept()  # step processes earlier runs kept warm (parked.py)
         self.environment = environment()  # this interpreter and its installed distributions
         self.process = process_setting()
@@ -369,8 +369,10 @@ def _step_of(full_command: list[str]) -> str | None:
 
 
 def _runtime_of(full_command: list[str]) -> str | None:
+    """The runtime a notebook step's command would run: the file its ``--runtime`` argument names."""
     try:
-        executor_input = json.loads(full_command[full_command.index("--executor-input") + 1])
-        return str(executor_input["inputs"]["parameterValues"][step_runtime.RUNTIME_PARAM])
-    except (ValueError, KeyError, IndexError, TypeError):
+        path = full_command[full_command.index("--runtime") + 1]
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (ValueError, IndexError, OSError, UnicodeDecodeError):
         return None

@@ -1,7 +1,7 @@
 """Runs one pipeline step inside its container (the KFP executor protocol, for notebook code).
 
-Standalone on purpose: a spec carries this file's source once, as a pipeline input every notebook step
-runs (backends/step_runtime.py), and step images nb2kfp builds hold a copy; so a step needs no nb2kfp
+Standalone on purpose: a spec carries this file's source once, in a task that hands it to every notebook step
+as an artifact (backends/step_runtime.py), and step images nb2kfp builds hold a copy; so a step needs no nb2kfp
 (and no kfp) in its image. Only the standard library is imported up front; pandas, numpy, pyarrow,
 joblib and cloudpickle are used when the value and the image have them (FORMATS). kfp.local's
 SubprocessRunner only runs components whose command names kfp.dsl.executor_main: this file plays
@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import json
 import linecache
+import math
 import os
 import pickle
 import re
@@ -862,8 +863,16 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     output_file = outputs.get("outputFile")
     if output_file:
         os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
+        executor_output = {"artifacts": out_artifacts, **({"parameterValues": out_params} if out_params else {})}
+        try:  # strict JSON: KFP's launcher (protojson) and kfp.local refuse NaN and Infinity
+            text = json.dumps(executor_output, allow_nan=False)
+        except ValueError:
+            raise StepFailed(
+                "an output of the step is NaN or infinite, which KFP cannot record: "
+                + ", ".join(sorted(k for k, v in out_params.items() if not _finite(v)) or ["artifact metadata"])
+            ) from None
         with open(output_file, "w", encoding="utf-8") as fh:
-            json.dump({"artifacts": out_artifacts, **({"parameterValues": out_params} if out_params else {})}, fh)
+            fh.write(text)
     for link in seeded:  # what stays in the working directory is what the step wrote
         if os.path.islink(link):
             os.unlink(link)
@@ -905,6 +914,15 @@ def _exports(
     return params
 
 
+def _finite(value: object) -> bool:
+    """Whether JSON without NaN/Infinity can hold ``value``."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any], stopped: str) -> dict[str, Any]:
     """KFP metrics are numbers: a value that is not one is logged here and left out, never a failure."""
     values: dict[str, float] = {}
@@ -916,10 +934,15 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
             raise StepFailed(f"metric {name!r} is not set at the end of step {spec['step']!r}")
         value = namespace[name]
         try:
-            values[name] = float(value)
+            number = float(value)
         except (TypeError, ValueError, OverflowError):
             shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."
             log(f"metric {name!r} is a {type(value).__name__} ({shown}), not a number: left out of the metrics")
+            continue
+        if math.isfinite(number):
+            values[name] = number
+        else:  # KFP's launcher parses the output metadata with protojson, which has no NaN or Infinity
+            log(f"metric {name!r} is {number}: KFP metrics are finite numbers, left out of the metrics")
     artifact = outputs["artifacts"][spec["metrics_key"]]["artifacts"][0]
     path = local_path(artifact["uri"])
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -928,10 +951,50 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
     return {"artifacts": [{"name": artifact.get("name", "metrics"), "uri": artifact["uri"], "metadata": values}]}
 
 
+ATTEMPT_ENV = "NB2KFP_ATTEMPT"  # set in each attempt of a step with retries (retry:N)
+
+
+def _self_command(argv: list[str]) -> list[str]:
+    """A command that runs this runtime again with ``argv``'s arguments: from the ``--runtime`` artifact the
+    bootstrap read it from, else from this file (a step image's copy)."""
+    if "--runtime" in argv:
+        loader = (
+            "import sys\n"
+            "with open(sys.argv[sys.argv.index('--runtime') + 1], 'rb') as fh:\n"
+            "    source = fh.read()\n"
+            f"exec(compile(source, {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n"
+        )
+        return [sys.executable, "-c", loader, *argv[1:]]
+    return [sys.executable, os.path.abspath(globals()["__file__"]), *argv[1:]]
+
+
+def _with_retries(argv: list[str], spec: dict[str, Any]) -> int:
+    """``retry:N``: the step's code runs up to N+1 times, each attempt a fresh process (nothing a failed attempt set
+    is kept), 1 s, 2 s, 4 s ... (at most 60 s) apart; the last attempt's outputs are the step's. Done here, in the
+    pod, because KFP cannot ask Argo to retry a failed exit code: the task's retryPolicy has no retry-policy field,
+    and KFP 2.17's default install gives every template ``retryPolicy: OnError`` (kubeflow/pipelines 2.17.0
+    manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml:57-59), which retries pod
+    errors, never a Python exception."""
+    retries = int(spec["retries"])
+    code = 1
+    for attempt in range(1, retries + 2):
+        code = subprocess.call(_self_command(argv), env={**os.environ, ATTEMPT_ENV: str(attempt)})
+        if code == 0 or code in (-2, -15, 130, 143):  # done, or stopped by a signal: no retry
+            return code
+        if attempt <= retries:
+            delay = min(2 ** (attempt - 1), 60)
+            log(f"step {spec['step']!r} failed (attempt {attempt} of {retries + 1}): trying again in {delay} s")
+            time.sleep(delay)
+    log(f"step {spec['step']!r} failed {retries + 1} times (retry:{retries})")
+    return code
+
+
 def main(argv: list[str]) -> int:
     global _REPORT
     executor_input = json.loads(argv[argv.index("--executor-input") + 1])
     spec = json.loads("".join(argv[argv.index("--spec") + 1 :]))
+    if spec.get("retries") and ATTEMPT_ENV not in os.environ:
+        return _with_retries(argv, spec)
     if spec.get("report"):
         _REPORT = _Report(spec)
     try:
@@ -1064,8 +1127,8 @@ class _Report:
                 node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
                 text, _ = nbconvert.HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
                 kind = "html"
-            except ImportError:
-                pass  # the image has no nbconvert: the executed notebook is the report
+            except ImportError:  # the image has no nbconvert: a page of our own (the UI shows raw JSON otherwise)
+                text, kind = _plain_html(self.title, self.cells), "html"
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -1077,6 +1140,47 @@ class _Report:
 
 
 _REPORT: _Report | None = None
+
+
+def _plain_html(title: str, cells: list[dict[str, Any]]) -> str:
+    """A step's report as a self-contained page without nbconvert: each cell's source and outputs; images inline,
+    HTML outputs in a sandboxed frame (no script runs), everything else as escaped text. KFP's UI shows a
+    system.HTML artifact as a page (its Static HTML view)."""
+    import base64
+    import html
+
+    def output(out: dict[str, Any]) -> str:
+        data = out.get("data", {})
+        if out.get("output_type") == "stream":
+            return f"<pre class=out>{html.escape(''.join(out.get('text', '')))}</pre>"
+        if out.get("output_type") == "error":
+            return f"<pre class=err>{html.escape(chr(10).join(out.get('traceback', [])))}</pre>"
+        for mime in ("image/png", "image/jpeg"):
+            if mime in data:
+                raw = "".join(data[mime]) if isinstance(data[mime], list) else str(data[mime])
+                safe = base64.b64encode(base64.b64decode(raw)).decode("ascii")
+                return f'<img alt="output" src="data:{mime};base64,{safe}">'
+        if "text/html" in data or "image/svg+xml" in data:
+            body = data.get("text/html", data.get("image/svg+xml"))
+            body = "".join(body) if isinstance(body, list) else str(body)
+            return f'<iframe sandbox="" srcdoc="{html.escape(body, quote=True)}"></iframe>'
+        plain = data.get("text/plain", "")
+        return f"<pre class=out>{html.escape(''.join(plain) if isinstance(plain, list) else str(plain))}</pre>"
+
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset=utf-8>",
+        "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
+        "style-src 'unsafe-inline'\">",
+        f"<title>{html.escape(title)}</title><style>pre{{white-space:pre-wrap}}.src{{background:#f5f5f5}}"
+        ".err{color:#a00}iframe{width:100%;border:1px solid #ddd;min-height:8em}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for cell in cells:
+        label = html.escape(str(cell.get("metadata", {}).get("nb2kfp", {}).get("cell", "")))
+        parts.append(f"<h2>{label}</h2><pre class=src>{html.escape(str(cell.get('source', '')))}</pre>")
+        parts.extend(output(out) for out in cell.get("outputs", []))
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 # -- started ahead (a local run) ----------------------------------------------------------------
