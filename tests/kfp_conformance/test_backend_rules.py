@@ -357,3 +357,23 @@ def test_a_step_report_is_a_page_the_ui_can_show_without_nbconvert(make_nb: Make
         timeout=120,
     ).stdout
     assert "<title>r.ipynb: step a</title>" in dom and "PWNED" not in dom.split("</title>")[0]
+
+
+@pytest.mark.parametrize(
+    ("source", "warned"),
+    [
+        ("!sudo apt-get install -y graphviz", True),
+        ("!apt-get update", True),
+        ("%%bash\necho start\napt-get install -y jq\n", True),
+        ("!echo apt is a word here\n!ls", False),
+        ("!pip install pandas", False),  # skipped in a step anyway (NB2KFP_ALLOW_INSTALL)
+    ],
+)
+def test_shell_commands_that_need_privileges_are_a_lint_warning(make_nb: Make, source: str, warned: bool) -> None:
+    """KFP 2.16+ drops every capability and privilege escalation in the user container (kubeflow/pipelines 2.16.0
+    backend/src/v2/compiler/argocompiler/security_context.go:163-172, 2.17.0 the same): `!apt-get`, `!sudo` fail."""
+    result = build(make_nb([(["step:a"], source)]))
+    codes = [d.code for d in result.diagnostics if d.code != "NB033"]  # NB033: installs are skipped in a step
+    assert codes == (["NB058"] if warned else []), [d.format() for d in result.diagnostics]
+    if warned:
+        assert "cell 1" in result.diagnostics[0].format() and "step image" in result.diagnostics[0].message

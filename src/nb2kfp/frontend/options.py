@@ -132,9 +132,18 @@ def check_names(path: str, steps: list[Step], parameters: list[Parameter], diags
             diags.append(error(path, msg, "NB055", step.first_cell))
 
 
+# a shell command (`!cmd`, `%%bash`) that needs root's capabilities or a privilege change
+_PRIVILEGED = re.compile(
+    r"""(?:\.system|\.getoutput)\(\s*['"]\s*(sudo|su|apt-get|apt|aptitude|yum|dnf|microdnf|apk)\b"""
+    r"""|run_cell_magic\(\s*['"](?:bash|sh|script)['"][^\n]*?(?:^|\\n|[;&|(]\s*|\s)(sudo|apt-get|apt|yum|dnf|apk)\s"""
+)
+
+
 def check_cluster(path: str, steps: list[Step], parameters: list[Parameter], diags: list[Diagnostic]) -> None:
     """What a KFP cluster refuses at pod start although the spec compiles: pod label and annotation keys and label
-    values Kubernetes rejects; parameter values too large for the one argv string KFP hands them in."""
+    values Kubernetes rejects; shell commands that need privileges KFP 2.16+ steps lack (kubeflow/pipelines 2.16.0
+    backend/src/v2/compiler/argocompiler/security_context.go:163-172); parameter values too large for the one argv
+    string KFP hands them in."""
     for step in steps:
         for kind, entries in (("label", step.labels), ("annotation", step.annotations)):
             for key, value in entries:
@@ -144,6 +153,15 @@ def check_cluster(path: str, steps: list[Step], parameters: list[Parameter], dia
                 if problem:
                     msg = f"{kind}:{key}:{value[:70]}: Kubernetes refuses this pod {kind}: {problem}"
                     diags.append(error(path, msg, "NB056", step.first_cell))
+        for cell in step.cells:
+            found = _PRIVILEGED.search(cell.source)
+            if found:
+                msg = (
+                    f"step {step.name!r} runs {found.group(1) or found.group(2)!r}: KFP 2.16+ runs steps without "
+                    "Linux capabilities or privilege escalation, so it fails there; put system packages in the step "
+                    "image"
+                )
+                diags.append(warning(path, msg, "NB058", cell.index))
     sizes = {p.name: len(json.dumps(p.default, ensure_ascii=False).encode()) for p in parameters}
     for step in steps:
         total = sum(sizes.get(n, 0) for n in step.parameters)
