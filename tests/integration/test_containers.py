@@ -392,3 +392,6 @@ def test_no_credentials_is_one_line_naming_where_they_come_from(tmp_path: Path, 
         proc = nb2kfp(tmp_path, services, *args, **nobody)
         assert proc.returncode == 1, (args, proc.stderr)
         assert f"registry {registry} asks for credentials and none are set" in proc.stderr, (args, proc.stderr)
+    # every step of the run succeeded: its record says so (it read "lost" when the push failed)
+    [result] = (tmp_path / ".nb2kfp" / "runs").glob("*/result.json")
+    assert json.loads(result.read_text())["status"] == "succeeded"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nb2kfp import extras
+from nb2kfp.errors import Nb2KfpError
 from nb2kfp.ir import Pipeline
 from nb2kfp.local_run import records
 from nb2kfp.words import count
@@ -180,7 +181,12 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             for line in outcome.log_tail:
                 report_error("  " + line)
     if options.model_image and outcome.status == "succeeded":
-        record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
+        try:
+            record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
+        except Nb2KfpError:  # every step ran: the run succeeded (not "lost"); the push's error is the command's
+            record.finish(outcome.status)
+            _write_report(record, pipeline, pages)
+            raise
     record.finish(outcome.status)
     page = _write_report(record, pipeline, pages)
     if options.as_json:
