@@ -48,6 +48,8 @@ def run(
     if workers < 0:
         raise UsageError("--workers must be 0 or more")
     config = ServeConfig.load(secret_file, projects, allow_weak_secret=allow_weak_secret)
+    if workers and config.gitlab_url is None:
+        raise UsageError("set NB2KFP_SERVE_GITLAB_URL (https://gitlab.example.com): the workers fetch projects from it")
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

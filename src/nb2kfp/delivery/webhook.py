@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from nb2kfp import git
 from nb2kfp.delivery.queue import QUEUED, Event, EventQueue
 from nb2kfp.errors import UsageError
 
@@ -94,7 +95,8 @@ class ServeConfig:
     git_token: str | None = field(default=None, repr=False)  # for fetching; never in a URL, argv or log
     ci_registry: str | None = None
     ci_host: str | None = None
-    allow_local_repos: bool = False  # fetch from local paths / file:// (tests, mirrors); never the payload's choice
+    allow_local_repos: bool = False  # a local folder / file:// as gitlab_url (tests, mirrors)
+    gitlab_url: str | None = None  # where projects are fetched from (checked: git.check_server_url); never a payload's
 
     @classmethod
     def load(
@@ -118,19 +120,51 @@ class ServeConfig:
             )
         if not projects:
             raise UsageError("name the projects to serve: --project ID_OR_PATH (one or more)")
+        served = frozenset(p.strip().strip("/") for p in projects)
+        for project in served:
+            try:
+                if not project.isdigit():
+                    git.check_project_path(project)
+            except ValueError as exc:
+                raise UsageError(f"--project {project[:80]!r}: {exc}") from None
+        allow_local = env.get("NB2KFP_SERVE_ALLOW_LOCAL_REPOS") == "1"
+        gitlab_url = env.get("NB2KFP_SERVE_GITLAB_URL") or None
+        try:
+            gitlab_url = None if gitlab_url is None else git.check_server_url(gitlab_url, allow_local)
+        except ValueError as exc:
+            raise UsageError(f"NB2KFP_SERVE_GITLAB_URL: {exc}") from None
         return cls(
             secret=secret,
-            projects=frozenset(p.strip().strip("/") for p in projects),
+            projects=served,
             signing_key=signing_key(signing) if signing else None,
             max_body=int(env.get("NB2KFP_WEBHOOK_MAX_BODY") or MAX_BODY),
             git_token=_read_secret("NB2KFP_GIT_TOKEN", env),
             ci_registry=env.get("NB2KFP_SERVE_REGISTRY") or None,
             ci_host=env.get("NB2KFP_SERVE_KFP_HOST") or None,
-            allow_local_repos=env.get("NB2KFP_SERVE_ALLOW_LOCAL_REPOS") == "1",
+            allow_local_repos=allow_local,
+            gitlab_url=gitlab_url,
         )
 
     def serves(self, event: Event) -> bool:
         return event.project in self.projects or (bool(event.project_path) and event.project_path in self.projects)
+
+    def repository_url(self, event: Event) -> str:
+        """Where the server fetches ``event``'s project: its own GitLab URL and the project path it serves, never a
+        URL of the payload (whoever holds the shared secret could name any host: it would receive the git token).
+        ValueError (short reason) when the server cannot tell."""
+        if self.gitlab_url is None:
+            raise ValueError("the server has no GitLab URL to fetch projects from: set NB2KFP_SERVE_GITLAB_URL")
+        if not event.project_path or event.project_path not in self.projects:
+            raise ValueError(
+                f"project {event.project} is served by its id: the server fetches only projects it serves by path "
+                "(--project group/name)"
+            )
+        base = git.check_server_url(self.gitlab_url, self.allow_local_repos)
+        return f"{base}/{git.check_project_path(event.project_path)}.git"
+
+    def server_url(self) -> str | None:
+        """The GitLab web URL the ci runs report to (``CI_SERVER_URL``): the server's own, when it is one."""
+        return self.gitlab_url if self.gitlab_url and self.gitlab_url.startswith(("https:", "http:")) else None
 
 
 class Metrics:
