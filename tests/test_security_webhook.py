@@ -431,3 +431,40 @@ def test_a_live_lease_keeps_the_project_busy(queue: EventQueue) -> None:
     queue.put(Event.from_payload(push(ref="refs/heads/other"), "k2"))  # same project, another branch
     assert queue.claim("worker-a", lease_seconds=3600) is not None
     assert queue.claim("worker-b", lease_seconds=3600) is None  # one event per project at a time
+
+
+# ---------------------------------------------------------------- issue 24, case 11: replays under a new key
+
+
+def test_a_signed_delivery_replayed_under_a_new_key_is_a_duplicate(queue: EventQueue) -> None:
+    """The signature covers webhook-id, timestamp and body, not Idempotency-Key or X-Gitlab-Event-UUID: a captured
+    delivery replayed within the 5 minutes under a new key was queued (and built) again."""
+    import time
+
+    from nb2kfp.delivery.webhook import sign, signing_key
+
+    key = signing_key("whsec_" + "a2V5" * 8)
+    app = create_app(ServeConfig(secret=SECRET, projects=frozenset({"42"}), signing_key=key), queue)
+    body = json.dumps(push()).encode()
+    stamp = str(int(time.time()))
+    signed = {"webhook-id": "msg_1", "webhook-timestamp": stamp, "webhook-signature": sign(key, "msg_1", stamp, body)}
+    answers = []
+    for delivery in ("k1", "k2"):
+        headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET, "Idempotency-Key": delivery, **signed}
+        answers.append(call(app, "POST", "/webhooks/gitlab", body, {**headers, "X-Gitlab-Event-UUID": delivery}))
+    assert [(status, a["status"]) for status, a in answers] == [(202, "queued"), (202, "duplicate")]
+    assert answers[0][1]["id"] == answers[1][1]["id"]
+    assert len(queue.records()) == 1
+    other_push = push(after="cd" * 20)  # another push of the same ref is no replay
+    assert post(app, other_push)[0] == 401  # unsigned: refused
+    body = json.dumps(other_push).encode()
+    signed["webhook-signature"] = sign(key, "msg_1", stamp, body)
+    headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET, "Idempotency-Key": "k3", **signed}
+    assert call(app, "POST", "/webhooks/gitlab", body, headers)[1]["status"] == "queued"
+
+
+def test_the_same_push_for_the_project_named_by_path_is_a_duplicate(queue: EventQueue) -> None:
+    queue.put(Event.from_payload(push(), "k1"))
+    other_id = push(project_id=43)  # same path, another id
+    assert queue.put(Event.from_payload(other_id, "k2"))[1]
+    assert not queue.put(Event.from_payload(push(ref="refs/heads/other"), "k3"))[1]
