@@ -61,3 +61,28 @@ def test_ci_refuses_a_notebook_path_with_control_characters(tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "a\\n/approve\\n/merge\\n/x.ipynb: a notebook path with control characters" in proc.stderr
     assert "/approve\n" not in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- case 13: links out of the repository
+
+
+def test_ci_refuses_a_tracked_link_to_another_projects_notebook(tmp_path: Path) -> None:
+    """``leak.ipynb -> ../other-project/private.ipynb``, tracked: ``serve`` compiled (and published) another
+    project's notebook as this one's."""
+    (tmp_path / "other-project").mkdir()
+    write(tmp_path / "other-project" / "private.ipynb", [(["step:secret"], "key = 'private'")])
+    repo = _repo(tmp_path / "repo", {"good.ipynb": GOOD, "parts/inner.ipynb": GOOD})
+    (repo / "leak.ipynb").symlink_to("../other-project/private.ipynb")
+    (repo / "inside.ipynb").symlink_to("parts/inner.ipynb")  # a link that stays inside is fine
+    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "links"], cwd=repo, check=True)
+    out = tmp_path / "out"
+    proc = _nb2kfp(repo, "ci", "compile", "--output-dir", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "leak.ipynb: a link to a notebook outside" in proc.stderr
+    assert not (out / "specs" / "leak.pipeline.yaml").exists()
+    (repo / "leak.ipynb").unlink()
+    proc = _nb2kfp(repo, "ci", "compile", "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "specs" / "inside.pipeline.yaml").is_file()

@@ -164,6 +164,14 @@ def is_zero(ref: str | None) -> bool:
     return not ref or set(ref) == {"0"}
 
 
+def confinement_root(folder: Path) -> Path:
+    """Where notebooks compiled from ``folder`` may live (links followed): the git work tree holding it (the
+    nearest folder with a ``.git``), else ``folder`` itself. Asks no git: a checkout of another project is no
+    further away than a ``..``."""
+    folder = folder.resolve()
+    return next((c for c in [folder, *folder.parents] if (c / ".git").exists()), folder)
+
+
 def repo_root(path: Path | str) -> Path:
     """The top folder of the git work tree holding ``path`` (a file or a folder)."""
     start = Path(path)

@@ -81,18 +81,24 @@ class State:
 
 
 def select(pattern: str) -> list[str]:
-    """Notebooks matching ``pattern`` (git-tracked ones when in a repository), sorted. A path with a control
-    character (a line break, an escape) is refused: it would reach logs, commit statuses and the merge request note
-    (where a line starting with ``/`` is a GitLab quick action)."""
+    """Notebooks matching ``pattern`` (git-tracked ones when in a repository), sorted. Refused (RunError): a path
+    with a control character (a line break, an escape: it would reach logs, commit statuses and the merge request
+    note, where a line starting with ``/`` is a GitLab quick action), and a link that leads out of the repository
+    (another project's checkout under ``serve``), as ``notebook:`` includes are confined."""
     found = {p for p in glob.glob(pattern, recursive=True) if p.endswith(".ipynb")}
     found = {p for p in found if not any(part in _SKIP for part in Path(p).parts)}
     tracked = git.index_files(".")
     if tracked is not None:
         found &= set(tracked)
+    root = git.confinement_root(Path.cwd())
     for path in sorted(found):
         if not path.isprintable():
             raise RunError(
                 f"{printable(path)}: a notebook path with control characters (line breaks, escapes): rename it"
+            )
+        if not Path(path).resolve().is_relative_to(root):
+            raise RunError(
+                f"{printable(path)}: a link to a notebook outside {root}: only this repository's are compiled"
             )
     return sorted(found)
 
