@@ -4,9 +4,13 @@ repository or the payload. Real git repositories in tmp_path; the CLI in a subpr
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import yaml
 
 from nb2kfp.errors import Diagnostic
 from nbfactory import write
@@ -86,3 +90,79 @@ def test_ci_refuses_a_tracked_link_to_another_projects_notebook(tmp_path: Path) 
     proc = _nb2kfp(repo, "ci", "compile", "--output-dir", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "specs" / "inside.pipeline.yaml").is_file()
+
+
+# ---------------------------------------------------------------- case 14: YAML alias bombs and deep documents
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """About 1 KB: the value of parameter ``p`` stands for width**levels values (9**9: 387 million), which the old
+    reader expanded (into its error message: 49 s of CPU and 3 GB)."""
+    lines = ["p:", "  - &a0 [x, x, x, x, x, x, x, x, x]"]
+    for n in range(1, levels + 1):
+        lines.append(f"  - &a{n} [{', '.join([f'*a{n - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_small_alias_bomb_params_file_fails_fast_with_one_located_line(tmp_path: Path) -> None:
+    import time
+
+    write(tmp_path / "nb.ipynb", [(["parameters"], "p = 1"), (["step:a"], "print(p)")])
+    (tmp_path / "bomb.yaml").write_text(_alias_bomb())
+    assert len(_alias_bomb()) < 1200
+    started = time.monotonic()
+    proc = _nb2kfp(tmp_path, "run", "nb.ipynb", "--local", "-f", "bomb.yaml")
+    assert time.monotonic() - started < 30  # was 49 s of CPU and 3 GB before the error
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "-f bomb.yaml: line " in proc.stderr and "aliases expand to more than" in proc.stderr
+
+
+def test_a_deep_yaml_document_is_one_located_line_not_a_traceback(tmp_path: Path) -> None:
+    write(tmp_path / "nb.ipynb", [(["parameters"], "p = 1"), (["step:a"], "print(p)")])
+    (tmp_path / "deep.yaml").write_text("p: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    proc = _nb2kfp(tmp_path, "run", "nb.ipynb", "--local", "-f", "deep.yaml")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "-f deep.yaml: line 1, column " in proc.stderr and "levels deep" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (_alias_bomb(), "aliases expand to more than"),
+        ("a: &a [*a]\n", "a recursive alias"),
+        ("- " * 200 + "x\n", "levels deep"),
+        ("[" * 50_000 + "]" * 50_000, "levels deep"),
+        (
+            "".join(f"k{n}: &k{n} 1\n" for n in range(1100))
+            + "l: ["
+            + ", ".join(f"*k{n}" for n in range(1100))
+            + "]\n",
+            "more than 1000 aliases",
+        ),
+        ("a: [\n", "line 2, column 1"),
+    ],
+)
+def test_every_yaml_read_is_bounded(text: str, problem: str) -> None:
+    from nb2kfp import yamlsafe
+
+    with pytest.raises(yamlsafe.YamlError, match=problem):
+        yamlsafe.load(text)
+
+
+def test_yaml_within_the_bounds_loads_as_before() -> None:
+    from nb2kfp import yamlsafe
+
+    text = "base: &base {image: python, tags: [a, b]}\njobs:\n  - *base\n  - <<: *base\n    image: other\n"
+    assert yamlsafe.load(text) == yaml.safe_load(text)
+    assert yamlsafe.load_all("a: 1\n---\nb: 2\n") == [{"a": 1}, {"b": 2}]
+    assert yamlsafe.load("") is None
+
+
+def test_no_yaml_of_users_is_read_past_the_bounded_loader() -> None:
+    """The one loader: no other module calls PyYAML's loaders."""
+    src = Path(__file__).resolve().parents[1] / "src" / "nb2kfp"
+    calls = re.compile(r"(?<!`)yaml\.(safe_load|load|safe_load_all|load_all|full_load|unsafe_load)\(")
+    found = [str(p.relative_to(src)) for p in src.rglob("*.py") if calls.search(p.read_text(encoding="utf-8"))]
+    assert found == ["yamlsafe.py"]
