@@ -166,3 +166,88 @@ def test_no_yaml_of_users_is_read_past_the_bounded_loader() -> None:
     calls = re.compile(r"(?<!`)yaml\.(safe_load|load|safe_load_all|load_all|full_load|unsafe_load)\(")
     found = [str(p.relative_to(src)) for p in src.rglob("*.py") if calls.search(p.read_text(encoding="utf-8"))]
     assert found == ["yamlsafe.py"]
+
+
+# ---------------------------------------------------------------- case 12: terminal escapes from outside text
+
+FAKE_OK = "1.0\x1b[2K\r\x1b[32mok\x1b[0m: deployed"
+
+
+class LabelRegistry:
+    """An OCI registry on 127.0.0.1 serving one model image whose config labels hold ``labels``."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        import hashlib
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        config = json.dumps({"config": {"Labels": labels}}).encode()
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": config_digest,
+                    "size": len(config),
+                },
+                "layers": [],
+            }
+        ).encode()
+        self.digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        files = {f"/v2/ml/clf/manifests/{self.digest}": manifest, f"/v2/ml/clf/blobs/{config_digest}": config}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = files.get(self.path, b"{}" if self.path == "/v2/" else None)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_registry_labels_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    """A model image's framework version label ``1.0 ESC[2K CR ESC[32m ok ...`` was printed raw in deploy's error: the
+    terminal cleared the line and showed a green "ok: deployed"."""
+    registry = LabelRegistry(
+        {
+            "io.nb2kfp.model": "true",
+            "io.nb2kfp.model.name": "clf",
+            "io.nb2kfp.model.file": "model.joblib",
+            "io.nb2kfp.model.framework": "scikit-learn",
+            "io.nb2kfp.model.framework-version": FAKE_OK,
+        }
+    )
+    try:
+        image = f"{registry.host}/ml/clf@{registry.digest}"
+        proc = _nb2kfp(tmp_path, "model", "deploy", image, "--name", "clf", "-o", str(tmp_path / "k8s"))
+    finally:
+        registry.close()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr, repr(proc.stderr)
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "saved with scikit-learn 1.0\\x1b[2K\\r\\x1b[32mok\\x1b[0m: deployed" in proc.stderr
+
+
+def test_the_cli_error_boundary_escapes_outside_text(tmp_path: Path) -> None:
+    """Any message quoting outside text (here a parameter name read from a -f file) reaches the terminal escaped."""
+    write(tmp_path / "nb.ipynb", [(["parameters"], "p = 1"), (["step:a"], "print(p)")])
+    (tmp_path / "params.yaml").write_text('"x\\e[2K\\rok": 1\n')
+    proc = _nb2kfp(tmp_path, "run", "nb.ipynb", "--local", "-f", "params.yaml")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr, repr(proc.stderr)
+    assert "x\\x1b[2K\\rok: the pipeline has no such parameter" in proc.stderr
