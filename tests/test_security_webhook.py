@@ -468,3 +468,80 @@ def test_the_same_push_for_the_project_named_by_path_is_a_duplicate(queue: Event
     other_id = push(project_id=43)  # same path, another id
     assert queue.put(Event.from_payload(other_id, "k2"))[1]
     assert not queue.put(Event.from_payload(push(ref="refs/heads/other"), "k3"))[1]
+
+
+# ---------------------------------------------------------------- issue 24, case 10: idle connections
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthz(port: int, timeout: float) -> int | None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def test_idle_connections_cannot_starve_the_receiver(tmp_path: Path) -> None:
+    """Connections that never finish their headers held a descriptor each until the server could accept no more:
+    /healthz went unanswered. The real server on 127.0.0.1, its descriptor limit lowered to 200 (as 1,024 is by
+    default) so that 300 idle connections are enough; it caps connections at 100 and gives headers 1 s."""
+    import contextlib
+    import os
+    import resource
+    import socket
+    import sys
+    import time
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NB2KFP_")}
+    env.update(
+        NB2KFP_WEBHOOK_SECRET=SECRET,
+        NB2KFP_SERVE_MAX_CONNECTIONS="100",
+        NB2KFP_SERVE_HEADER_TIMEOUT="1",
+        NB2KFP_SERVE_BODY_TIMEOUT="1",
+    )
+    argv = [sys.executable, "-m", "nb2kfp", "serve", "--data", str(tmp_path / "data"), "--port", str(port)]
+    argv += ["--workers", "0", "--project", "42"]
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=few_descriptors)
+    idle: list[socket.socket] = []
+    try:
+        assert _wait(lambda: _healthz(port, 1) == 200), (tmp_path / "serve.log").read_text()
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            idle.append(sock)
+        started = time.monotonic()
+        assert _wait(lambda: _healthz(port, 1) == 200, timeout=10), (tmp_path / "serve.log").read_text()
+        assert time.monotonic() - started < 8
+        for sock in idle:  # each was closed by the server: over the cap at once, the others after 1 s
+            with contextlib.suppress(ConnectionResetError):  # aborted: a reset
+                assert sock.recv(1) == b""
+        slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+        idle.append(slow)
+        head = f"POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token: {SECRET}\r\nContent-Length: 100\r\n\r\n"
+        slow.sendall(head.encode() + b"{")  # then nothing: the body's deadline answers
+        assert slow.recv(100).startswith(b"HTTP/1.1 408"), (tmp_path / "serve.log").read_text()
+        assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    finally:
+        for sock in idle:
+            sock.close()
+        server.terminate()
+        server.wait(20)
+        log.close()

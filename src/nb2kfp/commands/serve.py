@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nb2kfp.delivery.guard import guarded
 from nb2kfp.delivery.queue import EventQueue
 from nb2kfp.delivery.webhook import Metrics, ServeConfig, create_app
 from nb2kfp.delivery.worker import Workers
@@ -64,9 +65,17 @@ def run(
             f"nb2kfp serve: http://{host}:{port}/webhooks/gitlab, {workers} worker(s), queue {queue.path}"
             + (f", {recovered} interrupted event(s) queued again" if recovered else "")
         )
+        limits = guarded(
+            config.max_connections, config.header_timeout, config.header_timeout + config.body_timeout + 60
+        )
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(config, queue, metrics), host=host, port=port, log_level="warning", access_log=False
+                create_app(config, queue, metrics),
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                http=limits,
             )
         )
         try:

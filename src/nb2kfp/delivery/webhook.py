@@ -9,14 +9,16 @@ Security:
   form), the ``webhook-signature`` header must hold ``v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`` for the
   ``webhook-id`` and ``webhook-timestamp`` headers (GitLab follows the Standard Webhooks specification), with the
   timestamp within 5 minutes; 401 if not.
-- The body is read up to a limit (default 1 MiB), 413 beyond it; malformed JSON or a body that is no push is 400,
-  with a short reason; nothing is queued for any of these.
+- The body is read up to a limit (default 1 MiB), 413 beyond it, and within ``NB2KFP_SERVE_BODY_TIMEOUT`` seconds
+  (30), 408 after; malformed JSON or a body that is no push is 400, with a short reason; nothing is queued for any of
+  these. Header deadline and connection cap: :mod:`nb2kfp.delivery.guard`.
 - Events of projects not configured, and other event kinds, are answered 202 and ignored (GitLab disables hooks
   that keep failing), and counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -42,6 +44,8 @@ from nb2kfp.errors import UsageError
 
 EVENTS = ("Push Hook", "Tag Push Hook")
 MAX_BODY = 1 << 20
+HEADER_TIMEOUT = 10.0  # seconds from a connection's start to its request's complete headers
+BODY_TIMEOUT = 30.0  # seconds to read a body
 SIGNATURE_TOLERANCE = 300.0
 MIN_SECRET = 16
 
@@ -86,6 +90,28 @@ def signature_ok(key: bytes, headers: Mapping[str, str], body: bytes, now: float
     return any(hmac.compare_digest(given.encode(), expected) for given in headers.get("webhook-signature", "").split())
 
 
+def default_max_connections() -> int:
+    """Open connections ``serve`` accepts at once: up to 512, leaving 128 of the process's file descriptors for the
+    queue, git and the workers."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(16, min(512, (4096 if soft == resource.RLIM_INFINITY else soft) - 128))
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise UsageError(f"{name}={text[:40]!r}: give a positive number")
+    return value
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     secret: str | None
@@ -97,6 +123,9 @@ class ServeConfig:
     ci_host: str | None = None
     allow_local_repos: bool = False  # a local folder / file:// as gitlab_url (tests, mirrors)
     gitlab_url: str | None = None  # where projects are fetched from (checked: git.check_server_url); never a payload's
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    max_connections: int = 0  # open at once; 0: from the process's file descriptor limit (default_max_connections)
 
     @classmethod
     def load(
@@ -143,6 +172,9 @@ class ServeConfig:
             ci_host=env.get("NB2KFP_SERVE_KFP_HOST") or None,
             allow_local_repos=allow_local,
             gitlab_url=gitlab_url,
+            header_timeout=_number(env, "NB2KFP_SERVE_HEADER_TIMEOUT", HEADER_TIMEOUT),
+            body_timeout=_number(env, "NB2KFP_SERVE_BODY_TIMEOUT", BODY_TIMEOUT),
+            max_connections=int(_number(env, "NB2KFP_SERVE_MAX_CONNECTIONS", default_max_connections())),
         )
 
     def serves(self, event: Event) -> bool:
@@ -252,7 +284,10 @@ def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None =
             given = request.headers.get("x-gitlab-token", "").encode()
             if not hmac.compare_digest(given, config.secret.encode()):
                 return refuse(401, "missing or wrong X-Gitlab-Token")
-        body = await _read_limited(request, config.max_body)
+        try:
+            body = await asyncio.wait_for(_read_limited(request, config.max_body), config.body_timeout)
+        except asyncio.TimeoutError:
+            return refuse(408, f"body not received within {config.body_timeout:g} s")
         if body is None:
             return refuse(413, f"body over {config.max_body} bytes")
         if config.signing_key is not None and not signature_ok(config.signing_key, request.headers, body):
