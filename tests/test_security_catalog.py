@@ -186,9 +186,9 @@ def test_serve_passes_its_allow_list_to_the_ci_run(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.delenv("NB2KFP_SERVE_CATALOG_URLS", raising=False)
     event = Event("push", "42", "g/p", "refs/heads/main", "0" * 40, "ab" * 20)
-    assert _ci_env(event, "ab" * 20)[catalog.ALLOWED_ENV] == ""
+    assert _ci_env(event, "ab" * 20, None)[catalog.ALLOWED_ENV] == ""
     monkeypatch.setenv("NB2KFP_SERVE_CATALOG_URLS", "https://components.example.com/c")
-    assert _ci_env(event, "ab" * 20)[catalog.ALLOWED_ENV] == "https://components.example.com/c"
+    assert _ci_env(event, "ab" * 20, None)[catalog.ALLOWED_ENV] == "https://components.example.com/c"
 
 
 def test_each_ci_job_fetches_what_its_notebooks_call(server: str, make_nb: Make, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from asgi import call
 from nb2kfp.delivery.queue import Event, EventQueue
 from nb2kfp.delivery.webhook import ServeConfig, create_app
-from nb2kfp.errors import RunError
+from nb2kfp.errors import RunError, UsageError
 
 SECRET = "a-webhook-secret-of-some-length"
 GIT = ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev"]
@@ -80,33 +80,41 @@ def _bare_repo(root: Path) -> tuple[Path, str]:
     return bare, sha
 
 
+def _local(root: Path) -> ServeConfig:
+    """A server whose "GitLab" is the folder ``root`` (bare repositories as ``root/PATH.git``)."""
+    return ServeConfig(secret=SECRET, projects=frozenset({"proj"}), gitlab_url=str(root), allow_local_repos=True)
+
+
 def test_checkout_never_hands_a_payload_value_to_git_as_an_option(tmp_path: Path) -> None:
     """Even an Event that skipped validation (built directly) cannot make git run a command."""
     from nb2kfp.delivery.worker import checkout
 
-    bare, _ = _bare_repo(tmp_path)
+    _bare_repo(tmp_path)
     marker = tmp_path / "pwned"
-    event = Event("push", "42", "g/p", "refs/heads/main", "0" * 40, f"--upload-pack=touch {marker};false")
-    event.payload["project"] = {"git_http_url": str(bare)}
+    event = Event("push", "42", "proj", "refs/heads/main", "0" * 40, f"--upload-pack=touch {marker};false")
     with pytest.raises(RunError):
-        checkout(event, tmp_path / "repos", None, allow_local=True)
+        checkout(event, tmp_path / "repos", _local(tmp_path))
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("local", ["{bare}", "file://{bare}", "ext::sh -c touch% {marker}", "--upload-pack=x"])
-def test_local_and_odd_repository_urls_are_refused_unless_the_server_allows(tmp_path: Path, local: str) -> None:
+@pytest.mark.parametrize("local", ["{root}", "file://{root}", "ext::sh -c touch% {marker}", "--upload-pack=x"])
+def test_local_and_odd_gitlab_urls_are_refused_unless_the_server_allows(tmp_path: Path, local: str) -> None:
     from nb2kfp.delivery.worker import checkout
 
-    bare, sha = _bare_repo(tmp_path)
+    _, sha = _bare_repo(tmp_path)
     marker = tmp_path / "pwned"
-    event = Event("push", "42", "g/p", "refs/heads/main", "0" * 40, sha)
-    event.payload["project"] = {"git_http_url": local.format(bare=bare, marker=marker)}
-    with pytest.raises(RunError) as info:
-        checkout(event, tmp_path / "repos", None)
-    assert "repository URL" in str(info.value)
+    url = local.format(root=tmp_path, marker=marker)
+    with pytest.raises(UsageError) as info:
+        ServeConfig.load(None, ["proj"], {"NB2KFP_WEBHOOK_SECRET": SECRET, "NB2KFP_SERVE_GITLAB_URL": url})
+    assert "GitLab URL" in str(info.value)
+    event = Event("push", "42", "proj", "refs/heads/main", "0" * 40, sha)
+    with pytest.raises(RunError) as run_info:  # a config made without load() is checked again
+        checkout(event, tmp_path / "repos", ServeConfig(secret=SECRET, projects=frozenset({"proj"}), gitlab_url=url))
+    assert "GitLab URL" in str(run_info.value)
     assert not marker.exists()
     if not local.startswith(("ext", "-")):
-        tree, commit = checkout(event, tmp_path / "repos", None, allow_local=True)
+        env = {"NB2KFP_WEBHOOK_SECRET": SECRET, "NB2KFP_SERVE_GITLAB_URL": url, "NB2KFP_SERVE_ALLOW_LOCAL_REPOS": "1"}
+        tree, commit = checkout(event, tmp_path / "repos", ServeConfig.load(None, ["proj"], env))
         assert commit == sha and (tree / "a.txt").read_text() == "a\n"
 
 
@@ -122,12 +130,125 @@ def test_the_files_a_push_changed_keep_their_names(tmp_path: Path) -> None:
     subprocess.run([*GIT, "commit", "-qm", "b"], cwd=work, check=True)
     subprocess.run(["git", "push", "-q", str(bare), "main"], cwd=work, check=True)
     second = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True).stdout.strip()
-    event = Event("push", "42", "g/p", "refs/heads/main", first, second)
-    event.payload["project"] = {"git_http_url": str(bare)}
-    tree, commit = checkout(event, tmp_path / "repos", None, allow_local=True)
+    event = Event("push", "42", "proj", "refs/heads/main", first, second)
+    tree, commit = checkout(event, tmp_path / "repos", _local(tmp_path))
     assert commit == second
     assert changed_files(tree, first, commit) == ["ä analysis.ipynb"]
     assert changed_files(tree, "0" * 40, commit) is None  # a new branch: everything
+
+
+# ---------------------------------------------------------------- issue 24, case 1: where the git token goes
+
+
+class GitHost:
+    """A git host on 127.0.0.1 (dumb HTTP: the files of the bare repositories under ``root``) that records each
+    request's path and Authorization header."""
+
+    def __init__(self, root: Path) -> None:
+        import functools
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, str]] = []
+        seen = self.requests
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append((self.path, self.headers.get("Authorization", "")))
+                super().do_GET()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _hosted(bare: Path, root: Path, path: str) -> None:
+    import shutil
+
+    shutil.copytree(bare, root / f"{path}.git")
+    subprocess.run(["git", "update-server-info"], cwd=root / f"{path}.git", check=True)
+
+
+def test_the_git_token_goes_only_to_the_servers_own_gitlab(tmp_path: Path) -> None:
+    """A payload naming another host (another listener on 127.0.0.1) as the repository: the worker fetched from it,
+    sending the server's git token; now it fetches the served path from its own GitLab URL only."""
+    import base64
+
+    from nb2kfp.delivery.webhook import Metrics
+    from nb2kfp.delivery.worker import Workers
+
+    bare, sha = _bare_repo(tmp_path)
+    _hosted(bare, tmp_path / "own", "group/proj")
+    _hosted(bare, tmp_path / "other", "group/proj")
+    token = "glpat-server-git-token-1234"
+    own, other = GitHost(tmp_path / "own"), GitHost(tmp_path / "other")
+    try:
+        config = ServeConfig(secret=SECRET, projects=frozenset({"group/proj"}), git_token=token, gitlab_url=own.url)
+        body = push(after=sha)
+        body["project"]["git_http_url"] = f"{other.url}/group/proj.git"
+        event = Event.from_payload(body, "k1")
+        ok, message = Workers(EventQueue(tmp_path / "q.sqlite3"), config, tmp_path, Metrics(), print).process(event)
+    finally:
+        own.close()
+        other.close()
+    assert other.requests == []
+    basic = "Basic " + base64.b64encode(f"oauth2:{token}".encode()).decode()
+    assert own.requests and all(auth == basic for _, auth in own.requests), own.requests
+    assert ok and sha[:12] in message, message
+    assert token not in message
+
+
+def test_a_project_served_by_id_names_no_url_to_fetch(tmp_path: Path) -> None:
+    """The payload's path of a project allowed by its id is the payload's word: nothing is fetched for it."""
+    from nb2kfp.delivery.worker import checkout
+
+    config = ServeConfig(secret=SECRET, projects=frozenset({"42"}), gitlab_url="https://gitlab.example.com")
+    with pytest.raises(RunError, match="served by its id"):
+        checkout(Event.from_payload(push(), "k1"), tmp_path / "repos", config)
+    assert not (tmp_path / "repos").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://gitlab.example.com",
+        "http://127.0.0.1.example.com",
+        "https://user:pw@gitlab.example.com",
+        "https://gitlab.example.com?x=1",
+        "ssh://git@gitlab.example.com",
+        "gitlab.example.com:group",
+    ],
+)
+def test_the_gitlab_url_is_https_or_loopback_http(url: str) -> None:
+    with pytest.raises(UsageError, match="NB2KFP_SERVE_GITLAB_URL"):
+        ServeConfig.load(None, ["g/p"], {"NB2KFP_WEBHOOK_SECRET": SECRET, "NB2KFP_SERVE_GITLAB_URL": url})
+
+
+def test_the_token_is_scoped_to_the_repository_and_ci_reports_to_the_servers_gitlab() -> None:
+    from nb2kfp.delivery.worker import _ci_env
+    from nb2kfp.git import remote_env
+
+    env = ServeConfig.load(
+        None, ["group/proj"], {"NB2KFP_WEBHOOK_SECRET": SECRET, "NB2KFP_SERVE_GITLAB_URL": "https://gl.example.com/"}
+    )
+    url = env.repository_url(Event.from_payload(push(), None))
+    assert url == "https://gl.example.com/group/proj.git"
+    git_env = remote_env("glpat-secret-token", url)
+    count = int(git_env["GIT_CONFIG_COUNT"])
+    keys = {git_env[f"GIT_CONFIG_KEY_{n}"]: git_env[f"GIT_CONFIG_VALUE_{n}"] for n in range(count)}
+    assert keys["http.https://gl.example.com/group/proj.git.extraHeader"].startswith("Authorization: Basic ")
+    assert "http.extraHeader" not in keys and keys["http.followRedirects"] == "false"
+    assert git_env["GIT_ALLOW_PROTOCOL"] == "https"
+    body = push()
+    body["project"]["web_url"] = "https://evil.example.net/group/proj"
+    assert _ci_env(Event.from_payload(body, None), SHA, env.server_url())["CI_SERVER_URL"] == "https://gl.example.com"
 
 
 # ---------------------------------------------------------------- case 8: receiver faults
@@ -170,9 +291,7 @@ def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: P
     config = ServeConfig(secret=SECRET, projects=frozenset({"42"}))
     metrics = Metrics()
     app = create_app(config, queue, metrics)
-    body = push()
-    body["project"]["git_http_url"] = "file:///nowhere"  # refused at once: the event fails quickly once claimed
-    queue.put(Event.from_payload(body, "k1"))
+    queue.put(Event.from_payload(push(), "k1"))  # no GitLab URL configured: the event fails at once once claimed
     lock = sqlite3.connect(tmp_path / "queue.sqlite3", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
     lines: list[str] = []
@@ -186,7 +305,7 @@ def test_queue_write_errors_are_retried_counted_and_shown_in_healthz(tmp_path: P
         lock.execute("ROLLBACK")
         lock.close()
         assert _wait(lambda: [r.status for r in queue.records()] == ["failed"]), queue.records()
-        assert "repository URL" in (queue.records()[0].message or "")
+        assert "NB2KFP_SERVE_GITLAB_URL" in (queue.records()[0].message or "")
         assert call(app, "GET", "/healthz")[0] == 200
         status, text = call(app, "GET", "/metrics")
         assert "nb2kfp_webhook_events_store_errors_total" in text
@@ -221,6 +340,7 @@ def _serve(tmp_path: Path, secret: str, *extra: str) -> subprocess.CompletedProc
 
     (tmp_path / "secret").write_text(secret + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NB2KFP_")}
+    env["NB2KFP_SERVE_GITLAB_URL"] = "https://gitlab.example.com"
     argv = [sys.executable, "-m", "nb2kfp", "serve", "--data", str(tmp_path / "data"), "--port", "0"]
     argv += ["--secret-file", str(tmp_path / "secret"), "--project", "42", *extra]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
@@ -311,3 +431,117 @@ def test_a_live_lease_keeps_the_project_busy(queue: EventQueue) -> None:
     queue.put(Event.from_payload(push(ref="refs/heads/other"), "k2"))  # same project, another branch
     assert queue.claim("worker-a", lease_seconds=3600) is not None
     assert queue.claim("worker-b", lease_seconds=3600) is None  # one event per project at a time
+
+
+# ---------------------------------------------------------------- issue 24, case 11: replays under a new key
+
+
+def test_a_signed_delivery_replayed_under_a_new_key_is_a_duplicate(queue: EventQueue) -> None:
+    """The signature covers webhook-id, timestamp and body, not Idempotency-Key or X-Gitlab-Event-UUID: a captured
+    delivery replayed within the 5 minutes under a new key was queued (and built) again."""
+    import time
+
+    from nb2kfp.delivery.webhook import sign, signing_key
+
+    key = signing_key("whsec_" + "a2V5" * 8)
+    app = create_app(ServeConfig(secret=SECRET, projects=frozenset({"42"}), signing_key=key), queue)
+    body = json.dumps(push()).encode()
+    stamp = str(int(time.time()))
+    signed = {"webhook-id": "msg_1", "webhook-timestamp": stamp, "webhook-signature": sign(key, "msg_1", stamp, body)}
+    answers = []
+    for delivery in ("k1", "k2"):
+        headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET, "Idempotency-Key": delivery, **signed}
+        answers.append(call(app, "POST", "/webhooks/gitlab", body, {**headers, "X-Gitlab-Event-UUID": delivery}))
+    assert [(status, a["status"]) for status, a in answers] == [(202, "queued"), (202, "duplicate")]
+    assert answers[0][1]["id"] == answers[1][1]["id"]
+    assert len(queue.records()) == 1
+    other_push = push(after="cd" * 20)  # another push of the same ref is no replay
+    assert post(app, other_push)[0] == 401  # unsigned: refused
+    body = json.dumps(other_push).encode()
+    signed["webhook-signature"] = sign(key, "msg_1", stamp, body)
+    headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET, "Idempotency-Key": "k3", **signed}
+    assert call(app, "POST", "/webhooks/gitlab", body, headers)[1]["status"] == "queued"
+
+
+def test_the_same_push_for_the_project_named_by_path_is_a_duplicate(queue: EventQueue) -> None:
+    queue.put(Event.from_payload(push(), "k1"))
+    other_id = push(project_id=43)  # same path, another id
+    assert queue.put(Event.from_payload(other_id, "k2"))[1]
+    assert not queue.put(Event.from_payload(push(ref="refs/heads/other"), "k3"))[1]
+
+
+# ---------------------------------------------------------------- issue 24, case 10: idle connections
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthz(port: int, timeout: float) -> int | None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def test_idle_connections_cannot_starve_the_receiver(tmp_path: Path) -> None:
+    """Connections that never finish their headers held a descriptor each until the server could accept no more:
+    /healthz went unanswered. The real server on 127.0.0.1, its descriptor limit lowered to 200 (as 1,024 is by
+    default) so that 300 idle connections are enough; it caps connections at 100 and gives headers 1 s."""
+    import contextlib
+    import os
+    import resource
+    import socket
+    import sys
+    import time
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NB2KFP_")}
+    env.update(
+        NB2KFP_WEBHOOK_SECRET=SECRET,
+        NB2KFP_SERVE_MAX_CONNECTIONS="100",
+        NB2KFP_SERVE_HEADER_TIMEOUT="1",
+        NB2KFP_SERVE_BODY_TIMEOUT="1",
+    )
+    argv = [sys.executable, "-m", "nb2kfp", "serve", "--data", str(tmp_path / "data"), "--port", str(port)]
+    argv += ["--workers", "0", "--project", "42"]
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=few_descriptors)
+    idle: list[socket.socket] = []
+    try:
+        assert _wait(lambda: _healthz(port, 1) == 200), (tmp_path / "serve.log").read_text()
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            idle.append(sock)
+        started = time.monotonic()
+        assert _wait(lambda: _healthz(port, 1) == 200, timeout=10), (tmp_path / "serve.log").read_text()
+        assert time.monotonic() - started < 8
+        for sock in idle:  # each was closed by the server: over the cap at once, the others after 1 s
+            with contextlib.suppress(ConnectionResetError):  # aborted: a reset
+                assert sock.recv(1) == b""
+        slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+        idle.append(slow)
+        head = f"POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token: {SECRET}\r\nContent-Length: 100\r\n\r\n"
+        slow.sendall(head.encode() + b"{")  # then nothing: the body's deadline answers
+        assert slow.recv(100).startswith(b"HTTP/1.1 408"), (tmp_path / "serve.log").read_text()
+        assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    finally:
+        for sock in idle:
+            sock.close()
+        server.terminate()
+        server.wait(20)
+        log.close()

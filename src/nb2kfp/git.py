@@ -3,7 +3,8 @@
 Paths given to and returned by these functions are relative to the repository root, with ``/``
 separators, as git prints them. Every failure becomes a one-line :class:`RunError`; every call is bounded
 by GIT_TIMEOUT. The webhook's clones (:func:`fetch_commit`) run git with :func:`remote_env`: no prompts, only
-the allowed transports, the token as an HTTP header (never in a URL, a command line or a message).
+the transport of the server's own GitLab URL, the token as an HTTP header for that URL only (never in a URL, a
+command line or a message).
 """
 
 from __future__ import annotations
@@ -47,20 +48,41 @@ def check_ref(text: object, what: str = "ref") -> str:
     return str(text)
 
 
-def check_remote_url(url: object, allow_local: bool) -> str:
-    """A repository URL to fetch from: https, http, ssh or git; local paths and ``file://`` only with
-    ``allow_local`` (the server's own setting, never the payload's); never something git would read as an option."""
+_PROJECT_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*", re.ASCII)
+
+
+def check_server_url(url: object, allow_local: bool) -> str:
+    """The GitLab a server fetches its projects from (its own setting, never a payload's), without a trailing ``/``:
+    https; plain http only to a loopback host; a local folder or ``file://`` only with ``allow_local``; no user
+    info, query or fragment; never something git would read as an option. ValueError (short reason) otherwise."""
+    from nb2kfp.clients.registry import is_loopback
+
     if not isinstance(url, str) or not url or url.startswith("-") or re.search(r"[\x00-\x20\x7f]", url):
-        raise ValueError("the repository URL is missing or malformed")
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    if scheme in ("https", "http", "ssh", "git"):
-        return url
-    if allow_local and (scheme == "file" or (not scheme and not re.match(r"^[^/]+:", url))):  # not host:path
-        return url
+        raise ValueError("the GitLab URL is missing or malformed")
+    base = url.rstrip("/")
+    parts = urlsplit(base) if "://" in base else None
+    if parts is None:
+        if allow_local and base.startswith("/"):
+            return base
+    elif parts.scheme == "file":
+        if allow_local and not parts.netloc:
+            return base
+    elif parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ValueError("the GitLab URL must hold no user name, password, query or fragment")
+    elif parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or "")):
+        return base
     raise ValueError(
-        "the repository URL must be https, http, ssh or git (local paths and file:// only when the server allows "
-        "them: NB2KFP_SERVE_ALLOW_LOCAL_REPOS=1)"
+        "the GitLab URL must be https (plain http only to 127.0.0.1/localhost; a local folder or file:// only "
+        "with NB2KFP_SERVE_ALLOW_LOCAL_REPOS=1)"
     )
+
+
+def check_project_path(path: object) -> str:
+    """``path`` when it is a GitLab project path (``group/sub/name``: letters, digits, ``_.+-``, no part starting with
+    a dot or a dash); else ValueError (value not echoed)."""
+    if not isinstance(path, str) or not _PROJECT_PATH.fullmatch(path) or path.endswith((".git", ".atom")):
+        raise ValueError("not a GitLab project path (group/name)")
+    return path
 
 
 def _git(
@@ -91,27 +113,30 @@ def _last_line(data: bytes) -> str:
     return lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines else ""
 
 
-def remote_env(token: str | None, allow_local: bool = False) -> dict[str, str]:
-    """Environment for git against a remote: no prompts, only network transports (and local ones when the server
-    allows them), and the token (if any) as an HTTP header that git never logs."""
+def remote_env(token: str | None, url: str) -> dict[str, str]:
+    """Environment for git against the repository at ``url``: no prompts, only the transport ``url`` uses, no
+    redirects, and the token (if any) as an HTTP header that git sends to ``url`` only (``http.<url>.extraHeader``)
+    and never logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_VARIABLES)}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", GIT_PROTOCOL_FROM_USER="0")
-    env["GIT_ALLOW_PROTOCOL"] = "https:http:ssh:git" + (":file" if allow_local else "")
+    scheme = urlsplit(url).scheme if "://" in url else "file"
+    env["GIT_ALLOW_PROTOCOL"] = scheme
+    config = {"http.followRedirects": "false"}  # a redirect would take the header elsewhere
     if token:
         basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
-        env.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="http.extraHeader",
-            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-        )
+        config[f"http.{url}.extraHeader"] = f"Authorization: Basic {basic}"
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for n, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
     return env
 
 
-def fetch_commit(tree: Path, url: str, sha: str, token: str | None, allow_local: bool = False) -> str:
+def fetch_commit(tree: Path, url: str, sha: str, token: str | None) -> str:
     """Fetch the repository at ``url`` into the clone at ``tree`` (made if missing) and check out commit ``sha``,
-    cleanly; its full id. ``url`` and ``sha`` come checked (:func:`check_remote_url`, :func:`check_sha`) and reach
-    git after ``--end-of-options`` where git takes options."""
-    env, mask = remote_env(token, allow_local), Masker(token)
+    cleanly; its full id. ``url`` is built from the server's settings (:func:`check_server_url`,
+    :func:`check_project_path`), ``sha`` comes checked (:func:`check_sha`); both reach git after ``--end-of-options``
+    where git takes options."""
+    env, mask = remote_env(token, url), Masker(token)
 
     def git(*args: str, check: bool = True) -> str:
         return _git(list(args), tree, check, env, mask).stdout.decode("utf-8", "replace")
@@ -137,6 +162,14 @@ def fetch_commit(tree: Path, url: str, sha: str, token: str | None, allow_local:
 def is_zero(ref: str | None) -> bool:
     """An empty or all-zeros commit id, as GitLab sends for a new or deleted branch: the one test for it."""
     return not ref or set(ref) == {"0"}
+
+
+def confinement_root(folder: Path) -> Path:
+    """Where notebooks compiled from ``folder`` may live (links followed): the git work tree holding it (the
+    nearest folder with a ``.git``), else ``folder`` itself. Asks no git: a checkout of another project is no
+    further away than a ``..``."""
+    folder = folder.resolve()
+    return next((c for c in [folder, *folder.parents] if (c / ".git").exists()), folder)
 
 
 def repo_root(path: Path | str) -> Path:

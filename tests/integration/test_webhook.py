@@ -94,7 +94,7 @@ def _free_port() -> int:
 class Server:
     """`nb2kfp serve` (commands.serve.run) in a subprocess, so that it can be killed with SIGKILL."""
 
-    def __init__(self, data: Path, workers: int, projects: tuple[str, ...] = (str(PROJECT_ID),)) -> None:
+    def __init__(self, data: Path, workers: int, projects: tuple[str, ...] = ("group/proj",)) -> None:
         self.data, self.workers, self.projects = data, workers, projects
         self.port = _free_port()
         self.secret_file = data.parent / "secret"
@@ -110,6 +110,7 @@ class Server:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NB2KFP_", "CI_"))}
         env["NB2KFP_SERVE_ALLOW_LOCAL_REPOS"] = "1"  # the projects are bare repositories on this machine
+        env["NB2KFP_SERVE_GITLAB_URL"] = str(self.data.parent / "gitlab")  # where Project puts them
         log = open(self.data.parent / f"serve-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -278,9 +279,10 @@ def test_signature_and_git_token_stay_out_of_argv() -> None:
     assert signature_ok(key, headers, b"{}")
     assert not signature_ok(key, headers, b"{ }")
     assert not signature_ok(key, {**headers, "webhook-timestamp": "1"}, b"{}")
-    env = git_env("glpat-secret-token")
-    assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader" and "glpat-secret-token" not in env["GIT_CONFIG_VALUE_0"]
-    assert env["GIT_CONFIG_VALUE_0"].startswith("Authorization: Basic ")
+    env = git_env("glpat-secret-token", "https://gitlab.example.com/group/proj.git")
+    assert env["GIT_CONFIG_KEY_1"] == "http.https://gitlab.example.com/group/proj.git.extraHeader"
+    assert "glpat-secret-token" not in env["GIT_CONFIG_VALUE_1"]
+    assert env["GIT_CONFIG_VALUE_1"].startswith("Authorization: Basic ")
 
 
 def test_push_is_processed_once_and_errors_are_located(

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from nb2kfp import yamlsafe
 from nb2kfp.errors import RunError, UsageError
 
 CRD_API_VERSION = "pipelines.kubeflow.org/v2beta1"
@@ -66,7 +67,10 @@ def write_manifests(
     from nb2kfp.atomic import write_text
 
     shape = crd_shape(kfp_version)
-    docs = [d for d in yaml.safe_load_all(spec.read_text(encoding="utf-8")) if d is not None]
+    try:
+        docs = [d for d in yamlsafe.load_all(spec.read_text(encoding="utf-8")) if d is not None]
+    except yamlsafe.YamlError as exc:
+        raise RunError(f"{spec}: {exc}") from None
     if not docs or not isinstance(docs[0], dict) or "root" not in docs[0]:
         raise RunError(f"{spec}: not a KFP pipeline spec")
     platform = docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else {}

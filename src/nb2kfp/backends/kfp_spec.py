@@ -20,6 +20,7 @@ from nb2kfp import stamp as stamps
 from nb2kfp.backends import components as called
 from nb2kfp.backends import step_runtime, yaml_text
 from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
+from nb2kfp.words import printable
 
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
@@ -414,12 +415,7 @@ def _header(pipeline: Pipeline, stamp: str) -> str:
     lines.append(f"# Compiled by nb2kfp {__version__} from {source}: edit the notebook and recompile, not this file.")
     if stamp:
         lines.append(f"{stamps.PREFIX}{stamp}")
-    return "\n".join(_printable(line) for line in lines) + "\n"
-
-
-def _printable(line: str) -> str:
-    """YAML forbids control characters even in comments: escape them (and any stray line breaks)."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+    return "\n".join(printable(line) for line in lines) + "\n"  # YAML forbids control characters even in comments
 
 
 def _dump(doc: dict[str, Any]) -> str:

@@ -246,13 +246,12 @@ def entries(paths: list[str]) -> list[tuple[str, str, str]]:
 
 def parse(text: str, name: str, version: str, source: str, file: str = "") -> Component:
     """Read a single-component pipeline spec as the KFP SDK compiles it (``file``: where ``text`` was read)."""
-    import yaml  # only when a notebook calls a component
+    from nb2kfp import yamlsafe  # only when a notebook calls a component
 
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:  # its message quotes the text: only the position is shown
-        mark = getattr(exc, "problem_mark", None)
-        raise ValueError(f"{source}: not YAML{f' (line {mark.line + 1})' if mark else ''}") from None
+        docs = [d for d in yamlsafe.load_all(text) if d is not None]
+    except yamlsafe.YamlError as exc:  # located, never quoting the text
+        raise ValueError(f"{source}: not YAML ({exc})") from None
     spec = docs[0] if docs else None
     if not isinstance(spec, dict) or not isinstance(spec.get("components"), dict):
         raise ValueError(f"{source}: not a KFP component file (compile one with kfp.compiler.Compiler)")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from nb2kfp.errors import Nb2KfpError
+from nb2kfp.words import printable
 
 _FAST_COMPILE_FLAGS = {"--check", "--changed-only", "--fail-on-write"}
 
@@ -95,8 +96,9 @@ def main() -> None:
     except Nb2KfpError as exc:
         if debug:
             raise
-        for line in exc.lines():
-            err(line)
+        for line in exc.lines():  # messages quote outside text (labels, registries, files): never terminal controls
+            for part in line.split("\n"):
+                err(printable(part))
         sys.exit(exc.exit_code)
     except ImportError as exc:
         from nb2kfp.extras import missing_extra

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from nb2kfp import yamlsafe
 from nb2kfp.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -108,8 +107,8 @@ def _pre_commit(root: Path, repo: str | None, rev: str | None) -> Change | None:
     if text is None:
         return Change(path, None, "repos:\n" + _indent_block(block, 2))
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
+        data = yamlsafe.load(text) or {}
+    except yamlsafe.YamlError as exc:
         raise UsageError(f"{path}: not valid YAML ({exc}); fix it and re-run") from None
     hooks = [h.get("id") for r in data.get("repos", []) or [] if isinstance(r, dict) for h in r.get("hooks", [])]
     if any(h in HOOK_IDS for h in hooks):
@@ -145,9 +144,9 @@ def _insert_into_list(text: str, key: str, block: str) -> str:
 
 def _check_yaml(path: Path, text: str, ok: Callable[[dict], bool]) -> None:  # type: ignore[type-arg]
     try:
-        data = yaml.safe_load(text)
+        data = yamlsafe.load(text)
         good = isinstance(data, dict) and ok(data)
-    except (yaml.YAMLError, KeyError, TypeError):
+    except (yamlsafe.YamlError, KeyError, TypeError):
         good = False
     if not good:
         raise UsageError(f"{path}: cannot add nb2kfp safely to this file's layout; add it by hand (see README)")

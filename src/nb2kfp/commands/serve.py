@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nb2kfp.delivery.guard import guarded
 from nb2kfp.delivery.queue import EventQueue
 from nb2kfp.delivery.webhook import Metrics, ServeConfig, create_app
 from nb2kfp.delivery.worker import Workers
@@ -48,6 +49,8 @@ def run(
     if workers < 0:
         raise UsageError("--workers must be 0 or more")
     config = ServeConfig.load(secret_file, projects, allow_weak_secret=allow_weak_secret)
+    if workers and config.gitlab_url is None:
+        raise UsageError("set NB2KFP_SERVE_GITLAB_URL (https://gitlab.example.com): the workers fetch projects from it")
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -62,9 +65,17 @@ def run(
             f"nb2kfp serve: http://{host}:{port}/webhooks/gitlab, {workers} worker(s), queue {queue.path}"
             + (f", {recovered} interrupted event(s) queued again" if recovered else "")
         )
+        limits = guarded(
+            config.max_connections, config.header_timeout, config.header_timeout + config.body_timeout + 60
+        )
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(config, queue, metrics), host=host, port=port, log_level="warning", access_log=False
+                create_app(config, queue, metrics),
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                http=limits,
             )
         )
         try:

@@ -13,6 +13,7 @@ from typing import Any
 
 from nb2kfp import git
 from nb2kfp.errors import Diagnostic, RunError, Severity
+from nb2kfp.words import printable
 
 _SETTINGS_FILES = ("pyproject.toml", "nb2kfp.toml", "requirements.txt")
 _SKIP = (".ipynb_checkpoints", ".git", ".venv", "node_modules", "nb2kfp-out", ".nb2kfp")
@@ -80,12 +81,25 @@ class State:
 
 
 def select(pattern: str) -> list[str]:
-    """Notebooks matching ``pattern`` (git-tracked ones when in a repository), sorted."""
+    """Notebooks matching ``pattern`` (git-tracked ones when in a repository), sorted. Refused (RunError): a path
+    with a control character (a line break, an escape: it would reach logs, commit statuses and the merge request
+    note, where a line starting with ``/`` is a GitLab quick action), and a link that leads out of the repository
+    (another project's checkout under ``serve``), as ``notebook:`` includes are confined."""
     found = {p for p in glob.glob(pattern, recursive=True) if p.endswith(".ipynb")}
     found = {p for p in found if not any(part in _SKIP for part in Path(p).parts)}
     tracked = git.index_files(".")
     if tracked is not None:
         found &= set(tracked)
+    root = git.confinement_root(Path.cwd())
+    for path in sorted(found):
+        if not path.isprintable():
+            raise RunError(
+                f"{printable(path)}: a notebook path with control characters (line breaks, escapes): rename it"
+            )
+        if not Path(path).resolve().is_relative_to(root):
+            raise RunError(
+                f"{printable(path)}: a link to a notebook outside {root}: only this repository's are compiled"
+            )
     return sorted(found)
 
 

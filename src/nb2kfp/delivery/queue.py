@@ -1,13 +1,14 @@
 """The webhook receiver's durable queue: one embedded SQLite file (WAL, ``synchronous=FULL``).
 
-Every accepted push is committed (and so fsync'd) before the receiver answers 2xx, so an acknowledged event
-survives a crash. Events are deduplicated by their delivery key (GitLab's ``Idempotency-Key``, the same on retries,
-or ``X-Gitlab-Event-UUID``) through a unique index. A newer push to the same project and ref supersedes the older
-ones still queued (never one already in progress); it inherits the oldest superseded ``before`` as its base, so the
-files those pushes changed are still rebuilt. Workers claim events one project at a time (they share the project's
-checkout), each claim with a lease: an event whose lease ran out is queued again at the next claim. ``recover()``,
-run when the server starts, puts events left in progress by a crash back in the queue: processing is at least once,
-and re-running an event is idempotent (same commit, same outputs).
+Every accepted push is committed (and so fsync'd) before the receiver answers 2xx, so an acknowledged event survives
+a crash. Events are deduplicated by their delivery key (GitLab's ``Idempotency-Key``, the same on retries, or
+``X-Gitlab-Event-UUID``) through a unique index, and by what they say (project, ref, before, after): the same push
+delivered again under another key (a replay) is a duplicate too. A newer push to the same project and ref supersedes
+the older ones still queued (never one already in progress); it inherits the oldest superseded ``before`` as its
+base, so the files those pushes changed are still rebuilt. Workers claim events one project at a time (they share
+the project's checkout), each claim with a lease: an event whose lease ran out is queued again at the next claim.
+``recover()``, run when the server starts, puts events left in progress by a crash back in the queue: processing is
+at least once, and re-running an event is idempotent (same commit, same outputs).
 
 One server process owns the file (``serve`` holds a lock beside it); all writes go through one connection.
 """
@@ -151,12 +152,21 @@ class EventQueue:
             self._db.execute("COMMIT")
 
     def put(self, event: Event) -> tuple[int, bool]:
-        """Commit ``event``; returns (id, duplicate). A duplicate returns the id first stored for its key."""
+        """Commit ``event``; returns (id, duplicate). A duplicate (same key, or same push) returns the first id."""
         with self._tx() as db:
             if event.key is not None:
                 row = db.execute("SELECT id FROM events WHERE key = ?", (event.key,)).fetchone()
                 if row is not None:
                     return int(row[0]), True
+            # The delivery key is an unsigned header: a captured delivery replayed under a new key says the same
+            # push again (same project, ref, before and after), which is built once.
+            row = db.execute(
+                "SELECT id FROM events WHERE ref = ? AND before = ? AND after = ? AND kind = ?"
+                " AND (project = ? OR (project_path != '' AND project_path = ?)) ORDER BY id LIMIT 1",
+                (event.ref, event.before, event.after, event.kind, event.project, event.project_path),
+            ).fetchone()
+            if row is not None:
+                return int(row[0]), True
             older = db.execute(
                 "SELECT id, base FROM events WHERE project = ? AND ref = ? AND status = ? ORDER BY id",
                 (event.project, event.ref, QUEUED),

@@ -19,6 +19,7 @@ from nb2kfp import git
 from nb2kfp.backends.plan import Plan
 from nb2kfp.errors import Diagnostic
 from nb2kfp.ir import Pipeline
+from nb2kfp.words import printable
 
 if TYPE_CHECKING:
     from nb2kfp.delivery.ci import State
@@ -49,9 +50,11 @@ class NotebookReport:
     status: Literal["success", "failed"] = "success"
 
 
-def _fence_safe(text: str) -> str:
-    """Keep user text (messages) from closing the code fence it is shown in."""
-    return text.replace("```", "'''")
+def _inline(text: str) -> str:
+    """Text from the repository or the payload, for the note: one line (line breaks and other control characters
+    escaped, so it can never start a line: GitLab runs a line starting with ``/`` as a quick action with the bot's
+    rights) and no backquote (it can neither close the inline code nor the fence it is shown in)."""
+    return printable(text).replace("`", "'")
 
 
 def _entry(report: NotebookReport) -> dict[str, Any]:
@@ -61,16 +64,16 @@ def _entry(report: NotebookReport) -> dict[str, Any]:
     pipeline = report.pipeline
     ordered = sorted(report.diagnostics, key=lambda d: (d.path, d.cell or 0, d.line or 0, d.code, d.message))
     return {
-        "path": report.notebook.replace("`", "'"),
+        "path": _inline(report.notebook),
         "status": report.status,
         "icon": _ICONS.get(report.status, ":grey_question:"),
-        "pipeline_name": pipeline.name if pipeline else None,
+        "pipeline_name": _inline(pipeline.name) if pipeline else None,
         "step_count": len(pipeline.steps) if pipeline else 0,
-        "image": report.image.replace("`", "'") if report.image else None,
-        "kfp_url": report.kfp_url,
+        "image": _inline(report.image) if report.image else None,
+        "kfp_url": _inline(report.kfp_url) if report.kfp_url else None,
         "mermaid": graph.mermaid(pipeline) if pipeline else None,
         "plan": planner.markdown(report.plan) if report.plan else None,
-        "findings": [_fence_safe(d.format()) for d in ordered],
+        "findings": [_inline(d.format()) for d in ordered],
     }
 
 
@@ -82,7 +85,7 @@ def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None, key:
 
     template = resources.files("nb2kfp.delivery").joinpath("mr_note.md.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(
-        autoescape=False,  # Markdown, not HTML; user text is fenced or code-quoted above
+        autoescape=False,  # Markdown, not HTML; outside text is made one line (_inline) and never starts one
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -93,7 +96,7 @@ def render_mr_note(entries: list[NotebookReport], pipeline_url: str | None, key:
         marker=marker(key),
         entries=[_entry(e) for e in ordered],
         failed=sum(e.status == "failed" for e in ordered),
-        pipeline_url=pipeline_url,
+        pipeline_url=_inline(pipeline_url) if pipeline_url else None,
     )
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 

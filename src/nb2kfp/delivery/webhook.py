@@ -9,14 +9,16 @@ Security:
   form), the ``webhook-signature`` header must hold ``v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`` for the
   ``webhook-id`` and ``webhook-timestamp`` headers (GitLab follows the Standard Webhooks specification), with the
   timestamp within 5 minutes; 401 if not.
-- The body is read up to a limit (default 1 MiB), 413 beyond it; malformed JSON or a body that is no push is 400,
-  with a short reason; nothing is queued for any of these.
+- The body is read up to a limit (default 1 MiB), 413 beyond it, and within ``NB2KFP_SERVE_BODY_TIMEOUT`` seconds
+  (30), 408 after; malformed JSON or a body that is no push is 400, with a short reason; nothing is queued for any of
+  these. Header deadline and connection cap: :mod:`nb2kfp.delivery.guard`.
 - Events of projects not configured, and other event kinds, are answered 202 and ignored (GitLab disables hooks
   that keep failing), and counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -36,11 +38,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from nb2kfp import git
 from nb2kfp.delivery.queue import QUEUED, Event, EventQueue
 from nb2kfp.errors import UsageError
 
 EVENTS = ("Push Hook", "Tag Push Hook")
 MAX_BODY = 1 << 20
+HEADER_TIMEOUT = 10.0  # seconds from a connection's start to its request's complete headers
+BODY_TIMEOUT = 30.0  # seconds to read a body
 SIGNATURE_TOLERANCE = 300.0
 MIN_SECRET = 16
 
@@ -85,6 +90,28 @@ def signature_ok(key: bytes, headers: Mapping[str, str], body: bytes, now: float
     return any(hmac.compare_digest(given.encode(), expected) for given in headers.get("webhook-signature", "").split())
 
 
+def default_max_connections() -> int:
+    """Open connections ``serve`` accepts at once: up to 512, leaving 128 of the process's file descriptors for the
+    queue, git and the workers."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(16, min(512, (4096 if soft == resource.RLIM_INFINITY else soft) - 128))
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise UsageError(f"{name}={text[:40]!r}: give a positive number")
+    return value
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     secret: str | None
@@ -94,7 +121,11 @@ class ServeConfig:
     git_token: str | None = field(default=None, repr=False)  # for fetching; never in a URL, argv or log
     ci_registry: str | None = None
     ci_host: str | None = None
-    allow_local_repos: bool = False  # fetch from local paths / file:// (tests, mirrors); never the payload's choice
+    allow_local_repos: bool = False  # a local folder / file:// as gitlab_url (tests, mirrors)
+    gitlab_url: str | None = None  # where projects are fetched from (checked: git.check_server_url); never a payload's
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    max_connections: int = 0  # open at once; 0: from the process's file descriptor limit (default_max_connections)
 
     @classmethod
     def load(
@@ -118,19 +149,54 @@ class ServeConfig:
             )
         if not projects:
             raise UsageError("name the projects to serve: --project ID_OR_PATH (one or more)")
+        served = frozenset(p.strip().strip("/") for p in projects)
+        for project in served:
+            try:
+                if not project.isdigit():
+                    git.check_project_path(project)
+            except ValueError as exc:
+                raise UsageError(f"--project {project[:80]!r}: {exc}") from None
+        allow_local = env.get("NB2KFP_SERVE_ALLOW_LOCAL_REPOS") == "1"
+        gitlab_url = env.get("NB2KFP_SERVE_GITLAB_URL") or None
+        try:
+            gitlab_url = None if gitlab_url is None else git.check_server_url(gitlab_url, allow_local)
+        except ValueError as exc:
+            raise UsageError(f"NB2KFP_SERVE_GITLAB_URL: {exc}") from None
         return cls(
             secret=secret,
-            projects=frozenset(p.strip().strip("/") for p in projects),
+            projects=served,
             signing_key=signing_key(signing) if signing else None,
             max_body=int(env.get("NB2KFP_WEBHOOK_MAX_BODY") or MAX_BODY),
             git_token=_read_secret("NB2KFP_GIT_TOKEN", env),
             ci_registry=env.get("NB2KFP_SERVE_REGISTRY") or None,
             ci_host=env.get("NB2KFP_SERVE_KFP_HOST") or None,
-            allow_local_repos=env.get("NB2KFP_SERVE_ALLOW_LOCAL_REPOS") == "1",
+            allow_local_repos=allow_local,
+            gitlab_url=gitlab_url,
+            header_timeout=_number(env, "NB2KFP_SERVE_HEADER_TIMEOUT", HEADER_TIMEOUT),
+            body_timeout=_number(env, "NB2KFP_SERVE_BODY_TIMEOUT", BODY_TIMEOUT),
+            max_connections=int(_number(env, "NB2KFP_SERVE_MAX_CONNECTIONS", default_max_connections())),
         )
 
     def serves(self, event: Event) -> bool:
         return event.project in self.projects or (bool(event.project_path) and event.project_path in self.projects)
+
+    def repository_url(self, event: Event) -> str:
+        """Where the server fetches ``event``'s project: its own GitLab URL and the project path it serves, never a
+        URL of the payload (whoever holds the shared secret could name any host: it would receive the git token).
+        ValueError (short reason) when the server cannot tell."""
+        if self.gitlab_url is None:
+            raise ValueError("the server has no GitLab URL to fetch projects from: set NB2KFP_SERVE_GITLAB_URL")
+        if not event.project_path or event.project_path not in self.projects:
+            raise ValueError(
+                f"project {event.project} is served by its id: the server fetches only projects it serves by path "
+                "(--project group/name)"
+            )
+        base = git.check_server_url(self.gitlab_url, self.allow_local_repos)
+        return f"{base}/{git.check_project_path(event.project_path)}.git"
+
+    def server_url(self) -> str | None:
+        """The GitLab web URL the ci runs report to (``CI_SERVER_URL``): the server's own, when it is one."""
+        return self.gitlab_url if self.gitlab_url and self.gitlab_url.startswith(("https:", "http:")) else None
 
 
 class Metrics:
@@ -218,7 +284,10 @@ def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None =
             given = request.headers.get("x-gitlab-token", "").encode()
             if not hmac.compare_digest(given, config.secret.encode()):
                 return refuse(401, "missing or wrong X-Gitlab-Token")
-        body = await _read_limited(request, config.max_body)
+        try:
+            body = await asyncio.wait_for(_read_limited(request, config.max_body), config.body_timeout)
+        except asyncio.TimeoutError:
+            return refuse(408, f"body not received within {config.body_timeout:g} s")
         if body is None:
             return refuse(413, f"body over {config.max_body} bytes")
         if config.signing_key is not None and not signature_ok(config.signing_key, request.headers, body):

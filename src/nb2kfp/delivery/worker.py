@@ -1,9 +1,10 @@
 """The webhook's workers: threads that claim queued pushes, fetch the project and run ``nb2kfp ci all`` on the commit.
 
-For each push a worker fetches the project's repository into ``DATA/repos/<project id>`` (from the payload's
-``project.git_http_url``: https, http, ssh or git only, local paths and ``file://`` only with
-``NB2KFP_SERVE_ALLOW_LOCAL_REPOS=1``; a token from ``NB2KFP_GIT_TOKEN`` goes to git as an ``http.extraHeader`` through
-``GIT_CONFIG_*`` environment variables: never in the URL, the command line or a log), checks out ``after`` and runs
+For each push a worker fetches the project's repository into ``DATA/repos/<project id>`` from the server's own
+GitLab (``NB2KFP_SERVE_GITLAB_URL`` + the project path it serves + ``.git``; never a URL of the payload: https, plain
+http only to loopback, a local folder or ``file://`` only with ``NB2KFP_SERVE_ALLOW_LOCAL_REPOS=1``); a token from
+``NB2KFP_GIT_TOKEN`` goes to git as an ``http.<that URL>.extraHeader`` through ``GIT_CONFIG_*`` environment variables:
+never in the URL, the command line or a log, never to another host), checks out ``after`` and runs
 ``nb2kfp ci all`` there in a subprocess (its own environment: ``CI_COMMIT_SHA``, ``CI_COMMIT_BEFORE_SHA``, ...),
 writing to ``DATA/out/<event id>``. A branch or tag deletion builds nothing; a new branch builds everything;
 otherwise the files changed between the push's base and ``after`` (git diff in the fetched repository, never the
@@ -53,17 +54,16 @@ _GUARD = (
 )
 
 
-def checkout(event: Event, repos: Path, token: str | None, allow_local: bool = False) -> tuple[Path, str]:
-    """Fetch the project's repository and check out the pushed commit; (work tree, full commit id).
-    Payload values reach git only validated (:func:`nb2kfp.git.fetch_commit`)."""
-    project = event.payload.get("project") or {}
+def checkout(event: Event, repos: Path, config: ServeConfig) -> tuple[Path, str]:
+    """Fetch the project's repository from the server's GitLab (:meth:`ServeConfig.repository_url`) and check out the
+    pushed commit; (work tree, full commit id). Payload values reach git only validated (:func:`git.fetch_commit`)."""
     try:
-        url = git.check_remote_url(project.get("git_http_url") if isinstance(project, dict) else None, allow_local)
+        url = config.repository_url(event)
         after = git.check_sha(event.after, "after")
     except ValueError as exc:
         raise RunError(f"push: {exc}") from None
     tree = repos / event.project
-    return tree, git.fetch_commit(tree, url, after, token, allow_local)
+    return tree, git.fetch_commit(tree, url, after, config.git_token)
 
 
 def changed_files(tree: Path, base: str, commit: str) -> list[str] | None:
@@ -73,11 +73,11 @@ def changed_files(tree: Path, base: str, commit: str) -> list[str] | None:
     return git.changed_files(base, commit, tree)
 
 
-def _ci_env(event: Event, commit: str) -> dict[str, str]:
+def _ci_env(event: Event, commit: str, server_url: str | None) -> dict[str, str]:
+    """The ci run's environment; ``CI_SERVER_URL`` (where its report phase sends the GitLab token) is the server's
+    own GitLab, never a URL of the payload."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", *_SECRET_VARIABLES))}
     name = event.ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
-    project = event.payload.get("project") or {}
-    web = str(project.get("web_url") or "") if isinstance(project, dict) else ""
     env.update(
         CI_COMMIT_SHA=commit,
         CI_COMMIT_BEFORE_SHA=event.base or event.before,
@@ -92,8 +92,8 @@ def _ci_env(event: Event, commit: str) -> dict[str, str]:
         env["CI_COMMIT_TAG"] = name
     else:
         env["CI_COMMIT_BRANCH"] = name
-    if event.project_path and web.endswith("/" + event.project_path):
-        env["CI_SERVER_URL"] = web.removesuffix("/" + event.project_path)
+    if server_url:
+        env["CI_SERVER_URL"] = server_url
     return env
 
 
@@ -184,7 +184,7 @@ class Workers:
     def process(self, event: Event) -> tuple[bool, str]:
         if git.is_zero(event.after):
             return True, f"{event.ref} deleted: nothing to build"
-        tree, commit = checkout(event, self.data / "repos", self.config.git_token, self.config.allow_local_repos)
+        tree, commit = checkout(event, self.data / "repos", self.config)
         files = changed_files(tree, event.base or event.before, commit)
         scope = "everything" if files is None else f"{len(files)} changed file(s)"
         out = self.data / "out" / str(event.id)
@@ -194,7 +194,7 @@ class Workers:
             command += ["--registry", self.config.ci_registry]
         if self.config.ci_host:
             command += ["--host", self.config.ci_host]
-        code, output = self._run(command, tree, _ci_env(event, commit))
+        code, output = self._run(command, tree, _ci_env(event, commit, self.config.server_url()))
         state = State.written(out)  # each failed notebook with its located errors, as the run recorded them
         failures = [line for entry in (state.notebooks.values() if state else ()) for line in entry.failure_lines()]
         lines = failures or [line for line in output.splitlines() if line.strip()][-20:]  # else: how the run ended

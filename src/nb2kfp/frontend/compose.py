@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nb2kfp import kfpnames
+from nb2kfp import git, kfpnames
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error
 from nb2kfp.frontend.analysis import Facts, analyse
@@ -83,11 +83,7 @@ def _target(cell: Cell, including: str) -> str:
 
 def include_root(top: str) -> Path:
     """Where ``notebook:`` includes may reach: the git work tree holding the top notebook, else its folder."""
-    folder = Path(top).resolve().parent
-    for candidate in [folder, *folder.parents]:
-        if (candidate / ".git").exists():
-            return candidate
-    return folder
+    return git.confinement_root(Path(top).resolve().parent)
 
 
 def load_units(

@@ -30,6 +30,7 @@ from nb2kfp.images import ref as imageref
 from nb2kfp.images.requirements import Requirements
 from nb2kfp.ir import Pipeline
 from nb2kfp.security.masking import Masker
+from nb2kfp.words import printable
 
 Report = Callable[[str], None]
 
@@ -232,7 +233,7 @@ def _stream(lines: Iterator[dict[str, Any]], report: Report, masker: Masker, qui
         if "aux" in item:
             aux = item["aux"]
         if "stream" in item and not quiet:
-            text = masker(str(item["stream"])).rstrip()
+            text = printable(masker(str(item["stream"])).rstrip())  # the engine's text: never terminal controls
             if text.startswith("Step ") or text.startswith("Successfully"):
                 report(f"  {text}")
         detail = item.get("progressDetail") or {}
@@ -243,7 +244,7 @@ def _stream(lines: Iterator[dict[str, Any]], report: Report, masker: Masker, qui
                 report(f"  pushing {len(layers)} layer(s): {done / 1e6:.1f} / {total / 1e6:.1f} MB")
                 last_shown = time.monotonic()
         if item.get("status") in ("Pushed", "Layer already exists") and not quiet:
-            report(f"  layer {item.get('id')}: {item['status'].lower()}")
+            report(f"  layer {printable(str(item.get('id')))}: {item['status'].lower()}")
     aux["pushed_bytes"] = sum(t for _, t in layers.values())
     return aux
 

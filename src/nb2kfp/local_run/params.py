@@ -35,14 +35,13 @@ def _parameter(pipeline: Pipeline, name: str, where: str) -> Parameter:
 
 def parse_yaml(pipeline: Pipeline, text: str, where: str) -> dict[str, ParamValue]:
     """A YAML mapping of parameter names to values of their types (a string is read as ``-p`` reads it)."""
-    import yaml
-
+    from nb2kfp import yamlsafe
     from nb2kfp.frontend.params import coerce, param_type
 
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{where}: not YAML: {str(exc).splitlines()[0]}") from None
+        data = yamlsafe.load(text)
+    except yamlsafe.YamlError as exc:
+        raise UsageError(f"{where}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-import yaml
-
+from nb2kfp import yamlsafe
 from nb2kfp.config import Settings
 from nb2kfp.errors import PolicyError
 from nb2kfp.images import ref as imageref
@@ -53,9 +52,13 @@ def check_endpoint(settings: Settings, host: str) -> None:
 
 
 def spec_images(spec_text: str) -> list[str]:
-    """The step images a compiled spec runs."""
+    """The step images a compiled spec runs; PolicyError when it is no YAML (or over a bound: yamlsafe)."""
     images: set[str] = set()
-    for doc in yaml.safe_load_all(spec_text):
+    try:
+        docs = yamlsafe.load_all(spec_text)
+    except yamlsafe.YamlError as exc:
+        raise PolicyError(f"the spec is not YAML ({exc})") from None
+    for doc in docs:
         executors: dict[str, Any] = (doc or {}).get("deploymentSpec", {}).get("executors", {})
         images.update(e["container"]["image"] for e in executors.values() if "container" in e)
     return sorted(images)

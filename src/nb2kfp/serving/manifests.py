@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from nb2kfp import yamlsafe
 from nb2kfp.serving.oci import ModelRef
 from nb2kfp.serving.runtimes import Runtime
 
@@ -130,10 +131,10 @@ def deployed(folder: Path) -> tuple[str, str, str, str]:
     from nb2kfp.errors import UsageError
 
     try:
-        dep = yaml.safe_load((folder / "deployment.yaml").read_text(encoding="utf-8"))
-        kus = yaml.safe_load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
+        dep = yamlsafe.load((folder / "deployment.yaml").read_text(encoding="utf-8"))
+        kus = yamlsafe.load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
         entry = next(i for i in kus["images"] if i["name"] == MODEL_IMAGE)
         runtime = str(dep["metadata"]["annotations"]["io.nb2kfp.runtime"])
         return str(dep["metadata"]["name"]), runtime, str(entry["newName"]), str(entry["digest"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration):
+    except (OSError, yamlsafe.YamlError, KeyError, TypeError, StopIteration):
         raise UsageError(f"{folder}: not a folder written by nb2kfp model deploy (run deploy first)") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp.errors import UsageError
+from nb2kfp.words import printable
 
 PREFIX = "io.nb2kfp.model."
 # Names KServe's servers look for in the model folder; MLServer follows model-settings.json's uri instead.
@@ -41,9 +42,11 @@ class ModelMeta:
 
     @classmethod
     def from_labels(cls, labels: dict[str, str]) -> ModelMeta:
+        """What an image's labels say (anyone who can push to the registry wrote them: every value is made printable,
+        so messages and manifests that quote it cannot carry terminal controls or line breaks)."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            text = labels.get(PREFIX + f.name.replace("_", "-"), "")
+            text = printable(str(labels.get(PREFIX + f.name.replace("_", "-"), "")))
             values[f.name] = int(text) if f.name == "n_features" and text.isdigit() else text
         values["n_features"] = values["n_features"] or 0
         if not _SAFE.match(values["name"]) or not _SAFE.match(values["file"] or "x"):
@@ -93,8 +96,8 @@ def describe(source: Path, name: str, framework: str | None = None, origin: dict
             saved = json.loads(record.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             saved = {}
-    kind, version = parse_framework(framework) if framework else (saved.get("framework", ""), "")
-    version = version or (str(saved.get("framework_version", "")) if kind == saved.get("framework") else "")
+    kind, version = parse_framework(framework) if framework else (printable(str(saved.get("framework", ""))), "")
+    version = version or (printable(str(saved.get("framework_version", ""))) if kind == saved.get("framework") else "")
     preferred = KSERVE_FILES.get(kind, ())
     candidates = [p.name for p in files if p.suffix in _MODEL_SUFFIXES]
     file = next((n for n in preferred if n in candidates), candidates[0] if len(candidates) == 1 else "")
