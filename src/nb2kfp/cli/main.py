@@ -163,7 +163,7 @@ def _unexpected(exc: BaseException) -> int:
     elif isinstance(exc, RecursionError):
         err("error: the input is nested too deeply to process")
     else:
-        text = "".join(c if c.isprintable() else " " for c in " ".join(str(exc).split()))[:300]
+        text = printable(" ".join(str(exc).split()))[:300]
         where = _origin(exc)
         err(f"error: unexpected {type(exc).__name__}{where}: {text or '(no message)'}")
         err("This is a bug in nb2kfp or a dependency: run again with --debug for the traceback, and report it.")
