@@ -297,7 +297,10 @@ class _Model:
         """argo.go:437-469@2.17.0 hashComponentContainer: sha256 of the container (64 hex), component name else."""
         if t.container is None:
             return t.component_name
-        return hashlib.sha256(self._stable(t.container).encode()).hexdigest()
+        key = (id(t.container), "hash")
+        if key not in self._json:
+            self._json[key] = hashlib.sha256(self._stable(t.container).encode()).hexdigest()
+        return self._json[key]
 
     def arguments(self) -> tuple[str, dict[str, str]]:
         """spec.arguments.parameters: {name: JSON} once per distinct key (argo.go:400-419@2.17.0
@@ -438,6 +441,8 @@ class _Model:
 
     def _executor_template_name(self, t: _Task) -> str:
         """container.go:362-390@2.17.0: retry- when the task has a retryPolicy, metadata-<a>-<l>- with pod metadata."""
+        if not t.task.get("retryPolicy") and not t.kubernetes:
+            return "system-container-executor"
         name = "system-container-executor"
         if t.task.get("retryPolicy"):
             name = "retry-" + name
@@ -449,6 +454,8 @@ class _Model:
     def _metadata_params(self, t: _Task, values: bool) -> list[dict[str, str]]:
         """container.go:689-738@2.17.0: pod-metadata-{annotation,label}-{key,val}[-n] parameters."""
         meta = (t.kubernetes or {}).get("podMetadata") or {}
+        if not meta:
+            return []
         out: list[dict[str, str]] = []
         for kind, prefix in (("annotations", "pod-metadata-annotation"), ("labels", "pod-metadata-label")):
             items = sorted((meta.get(kind) or {}).items())
