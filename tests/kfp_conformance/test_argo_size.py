@@ -242,6 +242,9 @@ def test_a_50_kb_parameter_every_step_receives_is_over_the_limit_and_an_artifact
     by_artifact = argo_size.estimate(synthetic(steps, runtime, "artifact"), None, version)
     assert not argo_size.fits(today) and today.compressed
     assert argo_size.fits(by_artifact) and by_artifact.nodes_compressed < argo_size.LIMIT / 8
+    assert not argo_size.retryable(today) and argo_size.retryable(
+        argo_size.estimate(synthetic(10, runtime, "artifact"), None, version)
+    )
     per_task = 6 if version == "2.17" else 3
     spec_copies = 2  # components-root's default and the root driver's runtime-config
     root_driver = 2 * (2 if version == "2.17" else 1)

@@ -38,6 +38,9 @@ from typing import Any
 # argo-workflows workflow/packer/packer.go:17-23@v4.0.5 (:16-22@v3.6.7/v3.7.x): `s = 1024 * 1024` unless the
 # controller has MAX_WORKFLOW_SIZE; KFP's manifests do not set it.
 LIMIT = 1024 * 1024
+# etcd's default --max-request-bytes (1.5 MiB): KFP's run retry decompresses status.nodes and writes the Workflow
+# back whole (backend/src/apiserver/resource/resource_manager.go:1088@2.17.0 `execSpec.Decompress()`, :913@2.14.0).
+ETCD_REQUEST_LIMIT = 1536 * 1024
 KFP_VERSIONS = ("2.14", "2.15", "2.16", "2.17")
 
 # A parameter value this long is tracked as one shared piece (a marker in the texts, its size added per copy).
@@ -89,6 +92,11 @@ def fits(estimate: Estimate, limit: int = LIMIT) -> bool:
     """Whether Argo can persist the finished Workflow (packer.go:89-96: "workflow is longer than maximum allowed
     size. compressed size N > maxSize M" otherwise, then hydrator.go tries offloading, which KFP leaves off)."""
     return estimate.total <= limit
+
+
+def retryable(estimate: Estimate) -> bool:
+    """Whether KFP's "retry run" can write the Workflow back: it does so with status.nodes uncompressed."""
+    return estimate.raw_total <= ETCD_REQUEST_LIMIT
 
 
 # --- JSON text as Go writes it --------------------------------------------------------------------------------
