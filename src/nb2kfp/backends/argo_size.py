@@ -310,26 +310,20 @@ class _Model:
             self._json[key] = hashlib.sha256(self._stable(t.container).encode()).hexdigest()
         return self._json[key]
 
-    def arguments(self) -> tuple[str, dict[str, str]]:
+    def arguments(self) -> str:
         """spec.arguments.parameters: {name: JSON} once per distinct key (argo.go:400-419@2.17.0
         saveProtoToArguments skips a name already there: `if c.wf.Spec.Arguments.GetParameterByName(componentName)
         != nil { return nil }`, :407); components-<hash> and implementations-<hash> (:359-383), kubernetes-<component>
         per component (:385-387), components-root for the root DAG (dag.go:45)."""
-        params: dict[str, str] = {}
-        params["components-root"] = self._root_json()
-        seen: set[str] = set()
+        params: dict[str, str] = {"components-root": self._root_json()}
         for t in self.tasks:
             key = self._hash(t)
-            if key in seen:
-                continue
-            seen.add(key)
-            params[f"components-{key}"] = self._component_json(t)
+            params.setdefault(f"components-{key}", self._component_json(t))
             if t.container is not None:
-                params[f"implementations-{key}"] = self._stable(t.container)
+                params.setdefault(f"implementations-{key}", self._stable(t.container))
             if t.kubernetes:
-                params[f"kubernetes-{t.component_name}"] = self._stable(t.kubernetes)
-        text = _go({"parameters": [{"name": n, "value": v} for n, v in params.items()]})
-        return text, params
+                params.setdefault(f"kubernetes-{t.component_name}", self._stable(t.kubernetes))
+        return _go({"parameters": [{"name": n, "value": v} for n, v in params.items()]})
 
     def _component_json(self, t: _Task) -> str:
         key = (id(t.component), "component")
@@ -365,7 +359,7 @@ class _Model:
             self._json[key] = _stable({"gcsOutputDirectory": _PIPELINE_ROOT, "parameterValues": self.values})
         return self._json[key]
 
-    def templates(self, arguments: dict[str, str]) -> str:
+    def templates(self) -> str:
         tasks: list[dict[str, Any]] = []
         for t in self.tasks:
             if t.parent != f"{self.wf}.root":
@@ -1089,8 +1083,8 @@ def _executor_template_pair(
 def estimate(spec: dict[str, Any], platform: dict[str, Any] | None, kfp_version: str) -> Estimate:
     """The Workflow KFP ``kfp_version`` makes of ``spec`` (and its kubernetes ``platform`` document), all nodes run."""
     model = _Model(spec, platform, kfp_version)
-    arguments, _ = model.arguments()
-    templates = model.templates({})
+    arguments = model.arguments()
+    templates = model.templates()
     nodes_raw, nodes_packed, count = model.status_nodes()
     other_spec = {
         "entrypoint": "entrypoint",
