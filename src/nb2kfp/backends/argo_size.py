@@ -289,6 +289,7 @@ class _Model:
         self._scanned: dict[int, tuple[str, tuple[int, int, list[tuple[int, int]]]]] = {}
         self._json: dict[tuple[int, str], str] = {}
         self._keep: list[Any] = []  # the objects _json's keys name
+        self._launcher: tuple[str, str] | None = None  # the launcher command's JSON around the two long strings
         self.counts = [0] * 0  # copies of each piece, filled by status_nodes
 
     # spec.arguments ------------------------------------------------------------------------------------------
@@ -559,46 +560,34 @@ class _Model:
         the component spec as two argv strings (driver.go:326-327), the user's command and args follow."""
         assert t.container is not None
         ei = self.executor_input(t)
-        launcher = [
-            "/kfp-launcher/launch",
-            "--pipeline_name",
-            self.name,
-            "--run_id",
-            _UUID,
-            "--execution_id",
-            _EXEC_ID,
-            "--executor_input",
-            _proto(ei),
-            "--component_spec",
-            self._component_json(t),  # protojson there; the same size as the stable JSON
-            "--pod_name",
-            "$(KFP_POD_NAME)",
-            "--pod_uid",
-            "$(KFP_POD_UID)",
-            "--mlmd_server_address",
-            "metadata-grpc-service.kubeflow",
-            "--mlmd_server_port",
-            "8080",
-            "--publish_logs",
-            "true",
-        ]
-        if self.version != "2.14":
-            launcher += ["--ml_pipeline_server_address", "ml-pipeline.kubeflow", "--ml_pipeline_server_port", "8887"]
-        launcher.append("--")
+        if self._launcher is None:
+            head = ["/kfp-launcher/launch", "--pipeline_name", self.name, "--run_id", _UUID, "--execution_id", _EXEC_ID]
+            tail = [
+                "--pod_name", "$(KFP_POD_NAME)", "--pod_uid", "$(KFP_POD_UID)", "--mlmd_server_address",
+                "metadata-grpc-service.kubeflow", "--mlmd_server_port", "8080", "--publish_logs", "true",
+            ]  # fmt: skip
+            if self.version != "2.14":
+                tail += ["--ml_pipeline_server_address", "ml-pipeline.kubeflow", "--ml_pipeline_server_port", "8887"]
+            self._launcher = (_go(head)[1:-1], _go([*tail, "--"])[1:-1])
+        head_json, tail_json = self._launcher
         args = list(t.container.get("command", [])) + list(t.container.get("args", []))
         if self.driver_resolves_args:
             args = [_resolve(a, ei["inputs"]["parameterValues"]) for a in args]
-        main: dict[str, Any] = {
-            "name": "main",
-            "image": t.container.get("image", ""),
-            "command": launcher,
+        command = (
+            f'[{head_json},"--executor_input",{_go(_proto(ei))},"--component_spec",'
+            f"{_go(self._component_json(t))},{tail_json}]"
+        )
+        rest: dict[str, Any] = {
             "args": args,
             "env": [{"name": e["name"], "value": e.get("value", "")} for e in t.container.get("env", [])],
             "resources": _resources(t.container.get("resources", {})),
         }
-        pod: dict[str, Any] = {"containers": [main]}
+        pod: dict[str, Any] = {"containers": [rest]}
         _platform_patch(pod, t.kubernetes or {})
-        return _go(pod)
+        main = f'{{"name":"main","image":{_go(t.container.get("image", ""))},"command":{command},' + _go(rest)[1:]
+        if len(pod) == 1:
+            return '{"containers":[' + main + "]}"
+        return '{"containers":[' + main + "]," + _go({k: v for k, v in pod.items() if k != "containers"})[1:]
 
     def nodes(self) -> None:
         """Every node of a finished run, with the inputs and outputs Argo records (operator.go:2780-2786@v4.0.5:
