@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from nb2kfp import stamp
 from nb2kfp.config import Settings, find_settings
-from nb2kfp.errors import Diagnostic, NotebookError, RunError, UsageError
+from nb2kfp.errors import Diagnostic, NotebookError, RunError, UsageError, error
 from nb2kfp.ir import Pipeline
 
 if TYPE_CHECKING:
@@ -48,6 +48,23 @@ class Compiled:
 
         return kfp_spec.render(self.pipeline, self.stamp)
 
+    def check_size(self, kfp_version: str | None = None) -> None:
+        """NotebookError when the Argo Workflow a KFP cluster makes of this pipeline would outgrow Argo's limit
+        (:mod:`nb2kfp.backends.argo_size`), on ``kfp_version`` (default: the newest, whose Workflows are largest)."""
+        check_size(self.notebook, self.pipeline, kfp_version)
+
+
+def check_size(notebook: Path, pipeline: Pipeline, kfp_version: str | None = None) -> None:
+    """See :meth:`Compiled.check_size` (also for a pipeline pinned to a built step image)."""
+    from nb2kfp.backends import argo_size, kfp_manifests, kfp_spec
+
+    major, minor = kfp_manifests.release(kfp_version)
+    version = f"{major}.{minor}" if f"{major}.{minor}" in argo_size.KFP_VERSIONS else argo_size.KFP_VERSIONS[-1]
+    spec, platform = kfp_spec.build_documents(pipeline)
+    found = argo_size.problem(spec, platform, version)
+    if found:
+        raise NotebookError([error(str(notebook), found, "NB059")])
+
 
 def compile_notebook(notebook: Path, settings: Settings | None = None) -> Compiled:
     """The notebook's IR (settings: given, else found beside it); NotebookError with located diagnostics."""
@@ -66,12 +83,14 @@ def diagnostics(notebook: Path) -> list[Diagnostic]:
         return list(exc.diagnostics)
 
 
-def compile_for_kfp(notebook: Path, report_error: Report) -> Compiled:
-    """Compile for a KFP server (publish, ``run --host``): warnings reported, and the policy's pinned-image rule
-    checked before anything is written or sent."""
+def compile_for_kfp(notebook: Path, report_error: Report, kfp_version: str | None = None) -> Compiled:
+    """Compile for a KFP server (publish, ``run --host``): warnings reported, the policy's pinned-image rule and
+    the size of the Workflow the server makes of it (on ``kfp_version``, default the newest) checked before anything
+    is written or sent."""
     from nb2kfp.security import policy
 
     compiled = compile_notebook(notebook)
+    compiled.check_size(kfp_version)
     for d in compiled.diagnostics:
         report_error(d.format())
     policy.check_pinned(compiled.settings, (s.image for s in compiled.pipeline.steps), str(notebook))

@@ -112,7 +112,7 @@ def test_a_run_parameter_cannot_change_a_steps_code(specs: dict, tmp_path: Path)
         text=True,
         timeout=60,
     )
-    assert proc.returncode != 0 and "not the one this pipeline was compiled with" in proc.stderr
+    assert proc.returncode != 0 and "not the step runtime this pipeline was compiled with" in proc.stderr
     assert not (tmp_path / "pwned").exists()
 
 
@@ -377,3 +377,43 @@ def test_shell_commands_that_need_privileges_are_a_lint_warning(make_nb: Make, s
     assert codes == (["NB058"] if warned else []), [d.format() for d in result.diagnostics]
     if warned:
         assert "cell 1" in result.diagnostics[0].format() and "step image" in result.diagnostics[0].message
+
+
+def test_a_200_step_chain_fits_argos_limit_on_every_release(specs: dict) -> None:
+    """The Workflow KFP makes of a 200-step chain, after every node ran (2.17's retry wrappers counted), stays under
+    Argo's 1 MiB (argo-workflows v4.0.5 workflow/packer/packer.go:17-23,89-96), for the default image and for a
+    built step image (nb2kfp.backends.argo_size models the copies; docs/kfp-backend.md cites them)."""
+    from nb2kfp.backends import argo_size
+    from nb2kfp.service import pin
+
+    pipeline = specs["chain-200"][0]
+    built = pin(pipeline, "registry.example.com/ml/p@sha256:" + "0" * 64)
+    for which in (pipeline, built):
+        spec, platform = kfp_spec.build_documents(which)
+        for version in argo_size.KFP_VERSIONS:
+            found = argo_size.estimate(spec, platform, version)
+            assert argo_size.fits(found), (version, found.total)
+
+
+def test_compile_and_publish_refuse_a_pipeline_argo_would_fail(tmp_path: Path) -> None:
+    """A run whose Workflow outgrows Argo's limit ends in Error mid-run (kubeflow/pipelines#13738): compile and
+    publish say so first, with the figure, the limit and what to do, and write nothing."""
+    nb = write(tmp_path / "long.ipynb", _chain(330))
+    out = tmp_path / "long.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "compile", str(nb), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and not out.exists(), proc.stderr
+    assert "long.ipynb: error: on KFP 2.17 this pipeline becomes an Argo Workflow of about" in proc.stderr
+    assert "1 MiB limit" in proc.stderr and "[NB059]" in proc.stderr and "Traceback" not in proc.stderr
+    manifests = tmp_path / "k8s"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2kfp", "publish", str(nb), "--manifests", str(manifests), "--commit", "a" * 40],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "[NB059]" in proc.stderr and not list(manifests.glob("*")), proc.stderr

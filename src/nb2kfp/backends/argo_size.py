@@ -94,6 +94,21 @@ def fits(estimate: Estimate, limit: int = LIMIT) -> bool:
     return estimate.total <= limit
 
 
+def problem(spec: dict[str, Any], platform: dict[str, Any] | None, kfp_version: str) -> str | None:
+    """Why a cluster of ``kfp_version`` would fail this pipeline's runs for their size, with the figure, the limit
+    and what to do; None when it fits."""
+    found = estimate(spec, platform, kfp_version)
+    if fits(found):
+        return None
+    return (
+        f"on KFP {kfp_version} this pipeline becomes an Argo Workflow of about {found.total / 1e6:.2f} MB once its "
+        f"{found.nodes} nodes ran ({found.parts['spec.arguments'] / 1e6:.2f} MB of step specs), over Argo's "
+        f"{LIMIT / 2**20:.0f} MiB limit: its runs would end in Error mid-run. Fewer or larger steps, less code in "
+        "each step (move helpers into a module in a step image: nb2kfp build), or a cluster whose Argo offloads "
+        "node status make it fit"
+    )
+
+
 def retryable(estimate: Estimate) -> bool:
     """Whether KFP's "retry run" can write the Workflow back: it does so with status.nodes uncompressed."""
     return estimate.raw_total <= ETCD_REQUEST_LIMIT

@@ -203,30 +203,30 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
 
 
 def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
+    """What the step runtime needs to run the step. Empty parts are left out: the spec travels in every copy of
+    the step's command that KFP and Argo keep (docs/kfp-backend.md, "Workflow size")."""
     types = {p.name: p.type for p in pipeline.parameters}
     origin = step.origin  # a step of an included notebook runs that notebook's imports/functions
     extras = called.runtime_extras(pipeline, step)
-    return {
+    optional = [n for n in step.parameters if pipeline.parameter(n).optional]
+    spec: dict[str, Any] = {
         "notebook": (origin.notebook if origin else pipeline.source).replace("\\", "/").rsplit("/", 1)[-1],
         "step": step.name,
         "params": {**{n: types[n] for n in step.parameters}, **extras.pop("task_params", {})},
-        **(
-            {"optional": optional}
-            if (optional := [n for n in step.parameters if pipeline.parameter(n).optional])
-            else {}
-        ),
+        "optional": optional,
         "inputs": {e.name: input_key(step, e.name) for e in step.inputs if e.kind == "value"},
         "outputs": {n: n for n in step.outputs},
         "metrics": list(step.metrics),
-        "metrics_key": METRICS_KEY,
-        **({"workspace_param": WORKSPACE_PARAM} if pipeline.workspace else {}),
-        **({"retries": step.retries} if step.retries else {}),
+        "metrics_key": METRICS_KEY if step.metrics else "",
+        "workspace_param": WORKSPACE_PARAM if pipeline.workspace else "",
+        "retries": step.retries,
         "shared": list(origin.shared_names if origin else pipeline.shared_names),
         "prelude": _keyed(_prelude(pipeline, step)),
         "cells": _keyed(step.cells),
-        **({"report": {"key": REPORT_KEY, "render": step.report == "html"}} if step.report else {}),
+        "report": {"key": REPORT_KEY, "render": step.report == "html"} if step.report else {},
         **extras,
     }
+    return {k: v for k, v in spec.items() if v or k in ("notebook", "step")}
 
 
 def _prelude(pipeline: Pipeline, step: Step) -> tuple[CodeCell, ...]:
@@ -262,7 +262,7 @@ def cell_numbers(pipeline: Pipeline) -> dict[str, dict[str, list[int]]]:
 
 
 def _spec_args(pipeline: Pipeline, step: Step) -> list[str]:
-    text = json.dumps(step_spec(pipeline, step), ensure_ascii=False, indent=1)
+    text = json.dumps(step_spec(pipeline, step), ensure_ascii=False, separators=(",", ":"))
     text = text.replace("{{$", "{{\\u0024")  # KFP substitutes {{$...}} placeholders anywhere in args
     return [text[i : i + _MAX_ARG] for i in range(0, len(text), _MAX_ARG)] or [""]
 

@@ -40,16 +40,16 @@ def runtime_source() -> str:
 @lru_cache(maxsize=1)
 def bootstrap() -> str:
     """The command of a step that receives the runtime: reads it from its input artifact, checks its hash and runs
-    it. It plays kfp.dsl.executor_main's role (kfp.local's SubprocessRunner looks for that name in the command)."""
+    it. It plays kfp.dsl.executor_main's role (kfp.local's SubprocessRunner looks for that name in the command).
+    Short: every copy of a step's command that KFP and Argo keep holds it."""
     digest = hashlib.sha256(runtime_source().encode("utf-8")).hexdigest()
     return (
-        "# nb2kfp step: runs the nb2kfp runtime from its input artifact (as kfp.dsl.executor_main would)\n"
-        "import hashlib, sys\n"
-        "with open(sys.argv[sys.argv.index('--runtime') + 1], 'rb') as fh:\n"
-        "    source = fh.read()\n"
-        f"if hashlib.sha256(source).hexdigest() != '{digest}':\n"
-        "    sys.exit('nb2kfp: the step runtime artifact is not the one this pipeline was compiled with')\n"
-        f"exec(compile(source, {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n"
+        "# nb2kfp step (kfp.dsl.executor_main's role): runs the runtime from its artifact\n"
+        "import sys\nfrom hashlib import sha256\n"
+        "s = open(sys.argv[sys.argv.index('--runtime') + 1], 'rb').read()\n"
+        f"if sha256(s).hexdigest() != '{digest}':\n"
+        "    sys.exit('nb2kfp: not the step runtime this pipeline was compiled with')\n"
+        f"exec(compile(s, {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n"
     )
 
 

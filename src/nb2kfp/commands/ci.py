@@ -118,11 +118,19 @@ def _publish(state: State, notebooks: list[str], compiled: _Compiled, host: str,
 
     host = kfp_client.normalize_host(host)
     token = kfp_client.token_from_env()
+    ok = True
     for nb in notebooks:
         entry = state.entry(nb)
         if entry.status == "failed" or not entry.changed or not entry.spec:
             continue
         this = compiled(nb)
+        try:  # the spec as published: pinned to its built step image when the build phase made one
+            service.check_size(Path(nb), service.pin(this.pipeline, entry.image) if entry.image else this.pipeline)
+        except NotebookError as exc:
+            entry.status, entry.failure, ok = "failed", "too large for KFP", False
+            for line in exc.lines():
+                report(line)
+            continue
         commit = service.commit_of(Path(nb), None)
         version = service.version_of(this, commit)
         published = service.publish(this, Path(entry.spec), host, token, version, f"{nb} at {commit[:12]}")
@@ -131,7 +139,7 @@ def _publish(state: State, notebooks: list[str], compiled: _Compiled, host: str,
             f"publish: {nb}: {this.pipeline.name} {version} ({'created' if published.created else 'already there'}) "
             f"{published.url}"
         )
-    return True
+    return ok
 
 
 def _report(state: State, compiled: _Compiled, report: Report) -> bool:

@@ -122,6 +122,7 @@ def run(
             from nb2kfp import service
 
             compiled = service.compile_notebook(notebook)
+            compiled.check_size()
             text = compiled.spec()
         except NotebookError as exc:
             if options.debug:

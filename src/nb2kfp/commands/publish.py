@@ -47,7 +47,7 @@ def run(
     failed = False
     for notebook in notebooks:
         try:
-            compiled = service.compile_for_kfp(notebook, report_error)
+            compiled = service.compile_for_kfp(notebook, report_error, kfp_version)
         except NotebookError as exc:
             for line in exc.lines():
                 report_error(line)

@@ -688,7 +688,7 @@ def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str]]:
     except (ValueError, AttributeError):
         numbers = []
     out = []
-    for rank, source in spec[part]:
+    for rank, source in spec.get(part, []):
         if 0 < rank <= len(numbers):
             label = f"{notebook}, cell {numbers[rank - 1]}"
         else:
@@ -810,7 +810,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         kept = os.environ.get("NB2KFP_LOCAL_WORKSPACE")
         os.environ["NB2KFP_WORKSPACE"] = kept or str(values[spec["workspace_param"]])
     seeded = _enter_workdir(step)
-    for name, kind in spec["params"].items():
+    for name, kind in spec.get("params", {}).items():
         if name in spec.get("optional", ()) and values.get(name) in ("", None):
             namespace[name] = None  # papermill's `x = None`: no value given (an empty text in the KFP UI)
         elif name in values:
@@ -822,7 +822,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     state: dict[str, Any] = {}  # the process state received (PROCESS_STATE)
     try:
         _run_cells(_labelled(spec, "prelude"), namespace)
-        for name, key in spec["inputs"].items():
+        for name, key in spec.get("inputs", {}).items():
             artifact = inputs["artifacts"][key]["artifacts"][0]
             value = load_value(name, local_path(artifact["uri"]))
             if name == PROCESS_STATE:
@@ -841,7 +841,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         log(f"{stopped}: the values it set are handed on, the others are missing")
     shared = {n: namespace[n] for n in spec.get("shared", []) if n in namespace}
     out_artifacts: dict[str, Any] = {}
-    for name, key in spec["outputs"].items():
+    for name, key in spec.get("outputs", {}).items():
         artifact = outputs["artifacts"][key]["artifacts"][0]
         if name == PROCESS_STATE:
             meta = save_value(name, _process_state(state), local_path(artifact["uri"]), shared)
@@ -855,7 +855,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         out_artifacts[key] = {
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
         }
-    if spec["metrics"]:
+    if spec.get("metrics"):
         out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs, stopped)
     if _REPORT is not None:
         out_artifacts[_REPORT.key] = _REPORT.write(outputs)
