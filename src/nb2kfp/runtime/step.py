@@ -116,6 +116,8 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, type):
+                _import_home(obj)
             by_reference = (
                 isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__"
             )
@@ -134,6 +136,21 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
             return args
 
     return Pickler
+
+
+def _import_home(cls: type) -> None:
+    """Import the module a class names when its package is imported but that module is not: cloudpickle saves a
+    class whose module is not imported by value, a copy whose ``super()`` calls fail in the next step (numpy's
+    ``np.recarray`` names ``numpy.rec``, which ``import numpy`` does not import). Imported, it goes by reference."""
+    module = getattr(cls, "__module__", None)
+    if not isinstance(module, str) or module in sys.modules or module.split(".")[0] not in sys.modules:
+        return
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # not importable by that name: cloudpickle saves the class by value, as before
+        log(f"class {module}.{cls.__qualname__} goes by value ({type(exc).__name__} importing {module})")
 
 
 class _Unpickler(pickle.Unpickler):
@@ -234,7 +251,38 @@ def _save_arrow(value: Any, path: str, shared: dict[str, Any]) -> None:
 def _load_arrow(path: str) -> object:
     import pyarrow.feather as feather
 
-    return feather.read_table(path, memory_map=True).to_pandas(split_blocks=True, self_destruct=True)
+    frame = feather.read_table(path, memory_map=True).to_pandas(split_blocks=True, self_destruct=True)
+    return _writable(frame)
+
+
+def _writable(frame: Any) -> Any:
+    """The frame, as writable as the one the step saved. Arrow hands a column it holds in one piece to pandas
+    without copying it, as a read-only view of the memory-mapped file (all columns of a frame under 64Ki rows,
+    Feather's chunk; longer frames are pandas' own copies already). With copy on write (pandas 3, or pandas 2 with
+    ``mode.copy_on_write``) the file stays mapped and the frame shares it: pandas copies a column when something
+    first writes to it, as it does for any column two frames share. Without it, such a frame is copied now. The
+    arrays' flags decide whether a column is read-only, whatever the pandas version."""
+    arrays = getattr(getattr(frame, "_mgr", None), "arrays", None)
+    parts = ("_ndarray", "_data", "_mask")  # the arrays behind pandas' datetime and nullable columns
+    if arrays is not None and all(
+        getattr(getattr(p, "flags", None), "writeable", True)
+        for array in arrays
+        for p in (array, *(getattr(array, name, None) for name in parts))
+    ):
+        return frame
+    if _copy_on_write():
+        _SHARED_FRAMES.append(frame)  # while it lives, pandas sees its columns shared and copies before writing
+        return frame.copy(deep=False)
+    return frame.copy(deep=True)
+
+
+_SHARED_FRAMES: list[Any] = []  # the frames loaded as they were mapped (_writable)
+
+
+def _copy_on_write() -> bool:
+    import pandas as pd
+
+    return int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
 
 
 def _is_array(value: Any) -> bool:
