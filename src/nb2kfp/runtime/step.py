@@ -249,40 +249,45 @@ def _save_arrow(value: Any, path: str, shared: dict[str, Any]) -> None:
 
 
 def _load_arrow(path: str) -> object:
+    """A frame as writable as the one the step saved (issue 29). Arrow hands a column it holds in one piece (all
+    columns of a frame under 64Ki rows, Feather's chunk) to pandas without copying it, as a read-only view of the
+    memory-mapped file. With copy on write (pandas 3, or pandas 2 with ``mode.copy_on_write``) the frame keeps
+    sharing the file: pandas copies a column when something first writes to it, as for any column two frames share.
+    Without it, the columns are pandas' own (one block per dtype, as pandas makes them): copied once, by Arrow. The
+    arrays' flags decide whether a column is read-only, whatever the pandas version."""
     import pyarrow.feather as feather
 
-    frame = feather.read_table(path, memory_map=True).to_pandas(split_blocks=True, self_destruct=True)
-    return _writable(frame)
-
-
-def _writable(frame: Any) -> Any:
-    """The frame, as writable as the one the step saved. Arrow hands a column it holds in one piece to pandas
-    without copying it, as a read-only view of the memory-mapped file (all columns of a frame under 64Ki rows,
-    Feather's chunk; longer frames are pandas' own copies already). With copy on write (pandas 3, or pandas 2 with
-    ``mode.copy_on_write``) the file stays mapped and the frame shares it: pandas copies a column when something
-    first writes to it, as it does for any column two frames share. Without it, such a frame is copied now. The
-    arrays' flags decide whether a column is read-only, whatever the pandas version."""
-    arrays = getattr(getattr(frame, "_mgr", None), "arrays", None)
-    parts = ("_ndarray", "_data", "_mask")  # the arrays behind pandas' datetime and nullable columns
-    if arrays is not None and all(
-        getattr(getattr(p, "flags", None), "writeable", True)
-        for array in arrays
-        for p in (array, *(getattr(array, name, None) for name in parts))
-    ):
+    table = feather.read_table(path, memory_map=True)
+    if not _copy_on_write():
+        frame = table.to_pandas(self_destruct=True)
+        return frame.copy(deep=True) if _read_only(frame) else frame
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    if not _read_only(frame):
         return frame
-    if _copy_on_write():
-        _SHARED_FRAMES.append(frame)  # while it lives, pandas sees its columns shared and copies before writing
-        return frame.copy(deep=False)
-    return frame.copy(deep=True)
+    _SHARED_FRAMES.append(frame)  # while it lives, pandas sees its columns shared and copies one before writing
+    return frame.copy(deep=False)
 
 
-_SHARED_FRAMES: list[Any] = []  # the frames loaded as they were mapped (_writable)
+_SHARED_FRAMES: list[Any] = []  # the frames loaded as they were mapped (_load_arrow)
 
 
 def _copy_on_write() -> bool:
     import pandas as pd
 
     return int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+
+
+def _read_only(frame: Any) -> bool:
+    """Whether a column of the frame is backed by a read-only array (unknown: yes)."""
+    arrays = getattr(getattr(frame, "_mgr", None), "arrays", None)
+    if arrays is None:
+        return True
+    parts = ("_ndarray", "_data", "_mask")  # the arrays behind pandas' datetime and nullable columns
+    return not all(
+        getattr(getattr(p, "flags", None), "writeable", True)
+        for array in arrays
+        for p in (array, *(getattr(array, name, None) for name in parts))
+    )
 
 
 def _is_array(value: Any) -> bool:
