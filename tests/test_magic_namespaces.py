@@ -139,3 +139,27 @@ def test_run_puts_a_script_inside_the_repository_in_the_step_and_the_names_it_se
     )
     assert "run_line_magic('run', '../outside.py')" in result.pipeline.step("o").cells[0].source  # read when it runs
     assert {(e.name, e.producer) for e in result.pipeline.step("b").inputs} == {("a_s", "a"), ("c", "o")}
+
+
+def test_run_of_a_file_the_notebook_writes_runs_what_the_notebook_writes(tmp_path: Path) -> None:
+    from nb2kfp.frontend.builder import build
+    from nbfactory import write
+
+    (tmp_path / "helper.py").write_text("stale = 0\n")  # left by an earlier Jupyter session
+    (tmp_path / "log.py").write_text("old = 0\n")
+    nb = write(
+        tmp_path / "nb.ipynb",
+        [
+            (["step:a"], "%%writefile helper.py\nw_s = 5\n"),
+            ([], "%%writefile -a log.py\nl_s = 1\n"),
+            ([], "%run ./helper.py\n%run log.py"),
+            (["step:b", "prev:a"], "y = w_s"),
+        ],
+    )
+    result = build(nb)
+    source = result.pipeline.step("a").cells[2].source
+    assert source.splitlines() == [
+        "get_ipython().run_cell_magic('nb2kfp_run', './helper.py', 'w_s = 5\\n')",
+        "get_ipython().run_line_magic('run', 'log.py')",  # appended to: read when the step runs
+    ]
+    assert {(e.name, e.producer) for e in result.pipeline.step("b").inputs} == {("w_s", "a")}

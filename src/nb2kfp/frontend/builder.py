@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 import itertools
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -67,7 +68,8 @@ def build(
     assert isinstance(meta, dict)
     defaults = parse_step_defaults(nb.path, meta.get("steps_defaults"), diags)
     groups = _group(nb, diags)
-    read = _script_reader(nb.path, _stack[0], loader)
+    pipeline_cells = [c.source for c in nb.cells if c.role not in ("skip", "notebook")]
+    read = _script_reader(nb.path, _stack[0], loader, magics.written_files(pipeline_cells))
     code = {c.index: _to_python(nb.path, c, diags, read) for c in nb.cells if c.role not in ("skip", "notebook")}
     trees = {i: t for i, (_, t) in code.items() if t is not None}
 
@@ -282,12 +284,15 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
     return groups
 
 
-def _script_reader(path: str, top: str, loader: Loader) -> Callable[[str], str | None]:
-    """What ``%run NAME`` reads when the pipeline compiles: a file next to the notebook, inside the repository (or
-    the top notebook's folder) as for ``notebook:`` includes. None: the step reads it when it runs."""
+def _script_reader(path: str, top: str, loader: Loader, written: dict[str, str | None]) -> Callable[[str], str | None]:
+    """What ``%run NAME`` reads when the pipeline compiles: what the notebook's ``%%writefile NAME`` cell writes
+    (``written``), else a file next to the notebook, inside the repository (or the top notebook's folder) as for
+    ``notebook:`` includes. None: the step reads it when it runs."""
     folder, root = Path(path).parent, compose.include_root(top)
 
     def read(name: str) -> str | None:
+        if os.path.normpath(name) in written:
+            return written[os.path.normpath(name)]
         try:
             target = (folder / name).resolve()
             if not target.is_relative_to(root) or not loader.is_file(target):

@@ -14,6 +14,7 @@ calls with their code as text (a ``%%`` body turned into Python here, ``%run``'s
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -194,6 +195,27 @@ def embedded(node: ast.Call) -> Embedded | None:
     if name == RUN_MAGIC and body is not None:
         return Embedded("notebook" if "i" in magic_options("run", line)[0] else "own", body, ())
     return None
+
+
+def written_files(cells: list[str]) -> dict[str, str | None]:
+    """The files ``%%writefile`` cells write (normalized path -> the text), what a later ``%run`` of them runs; None
+    for a file appended to or written by more than one cell (the step reads it when it runs)."""
+    written: dict[str, str | None] = {}
+    for source in cells:
+        match = _CELL_MAGIC.match(source)
+        if not match or match.group(1) != "writefile":
+            continue
+        try:
+            args = shlex.split(match.group(0).strip()[len("%%writefile") :])
+        except ValueError:  # unbalanced quotes: the cell fails when it runs
+            continue
+        names = [a for a in args if not a.startswith("-")]
+        if not names:
+            continue
+        name = os.path.normpath(names[0])
+        append = "-a" in args or "--append" in args
+        written[name] = None if append or name in written else source[match.end() :]
+    return written
 
 
 def cell_magic_name(source: str) -> str | None:
