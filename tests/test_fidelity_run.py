@@ -241,3 +241,78 @@ def test_files_a_workspace_shares_the_working_directory(make_nb: Make) -> None:
     assert proc.returncode == 0, proc.stderr
     assert result["metrics"] == {"rows": 2.0}
     assert Path(result["run_dir"], "workspace", "features.csv").is_file()
+
+
+# -- issue 29: what real notebooks do that papermill runs --------------------------------------------------------------
+TIMEIT_CELLS = [
+    "import numpy as np\nx = np.array([0.5, 1.5, 2.5])\nbins = 3\ncounts = np.zeros(10, dtype=int)",
+    "%timeit -n1 -r1 counts, edges = np.histogram(x, bins)",  # rebinds nothing, as in IPython
+    "np.add.at(counts, [9], 1)\ntotal = int(counts.sum())\nassert 'edges' not in globals()",
+]
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        (["step:a"], [], ["step:b", "prev:a"]),  # the %timeit cell joins step a
+        (["step:a"], ["step:t", "prev:a"], ["step:b", "prev:t"]),  # a step of its own
+        ([], [], []),  # untagged: one step
+    ],
+    ids=["joined", "own-step", "untagged"],
+)
+def test_timeit_binds_nothing_in_the_notebook(make_nb: Make, tags: tuple[list[str], ...]) -> None:
+    cells = list(zip(tags, TIMEIT_CELLS, strict=True))
+    proc, result = run(make_nb(cells, name="timeit.ipynb"))
+    assert proc.returncode == 0, proc.stderr
+    assert set(result["steps"].values()) == {"succeeded"}
+
+
+def test_a_frame_from_an_earlier_step_can_be_written_to(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["imports"], "import pandas as pd"),
+            (["step:a"], "data = pd.DataFrame({'a': [1, 2], 'b': [3.0, 4.0], 'c': [5, 6]})\ns = data['b'] * 2"),
+            (
+                ["step:b", "prev:a"],
+                "data.iloc[0, 2] = 90\ns.iloc[0] = 1.0\ndata['a'] += 1\nv = int(data.iloc[0, 2] + data.a[0])",
+            ),
+            (["pipeline-metrics"], "print(v)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"v": 92.0}
+
+
+def test_a_record_array_crosses_steps(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["imports"], "import numpy as np"),
+            (
+                ["step:a"],
+                "data = np.array([(1, 2.0), (3, 4.0)], dtype=[('a', 'i4'), ('b', 'f8')])\n"
+                "data_rec = data.view(np.recarray)",
+            ),
+            (["step:b", "prev:a"], "first = data_rec[0]\ndata_rec.a[1] = 7\nv = int(first.a + data_rec.a[1])"),
+            (["pipeline-metrics"], "print(v)"),
+        ]
+    )
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"v": 8.0}
+
+
+def test_run_and_capture_set_their_names_for_later_steps(make_nb: Make) -> None:
+    nb = make_nb(
+        [
+            (["step:a"], "%%capture out\nprint('hi')\nshown = 1"),
+            ([], "%run helpers.py --n 3\nr = %timeit -n1 -r1 -q -o sum(range(10))"),
+            (["step:b", "prev:a"], "v = f_s() + shown + len(out.stdout) + int(r.loops) + n_s"),
+            (["pipeline-metrics"], "print(v)"),
+        ],
+        name="run.ipynb",
+    )
+    (nb.parent / "helpers.py").write_text("import sys\na_s = 10\ndef f_s():\n    return a_s\nn_s = int(sys.argv[2])\n")
+    proc, result = run(nb)
+    assert proc.returncode == 0, proc.stderr
+    assert result["metrics"] == {"v": 10 + 1 + 3 + 1 + 3}

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,128 @@ def test_with_an_artifact_key_exactly_the_formats_that_run_code_are_signed(
         data.write_bytes(data.read_bytes() + b"\0")
         with pytest.raises(step.StepFailed, match="not written by this pipeline run"):
             step.load_value("v", str(tmp_path / "a"))
+
+
+# -- every format: the value arrives with its type and attributes, and as writable as it left -----------------------
+def _fitted_model() -> Any:
+    from sklearn.linear_model import LinearRegression
+
+    return LinearRegression().fit([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]], [1.0, 2.0, 3.0])
+
+
+def _write_frame(df: Any) -> None:
+    df.iloc[0, 2] = 90  # issue 29: "assignment destination is read-only" on a frame from an earlier step
+    df.loc[0, "when"] = pd.Timestamp("2030-01-01", tz="UTC")
+    df.loc[1, "flag"] = False
+    df["a"] += 1
+    assert df.iloc[0, 2] == 90 and df.loc[0, "a"] == 2
+
+
+def _write_record_array(rec: Any) -> None:
+    rec.a[0] = 9  # a field as an attribute, and a record as a numpy.record
+    rec[1].b = 8.5
+    assert rec[0].a == 9 and rec.b[1] == 8.5 and isinstance(rec[0], np.record)
+
+
+def _write_masked(m: Any) -> None:
+    m[1] = 5  # unmasks it, as in the kernel
+    m.mask[2] = True
+    assert list(np.ma.getmaskarray(m)) == [False, False, True]
+
+
+def _matrix_checks(m: Any) -> None:
+    m[0, 0] = 9
+    assert (m * m).shape == (2, 2) and isinstance(m[0], np.matrix)  # matrix product, 2-d rows
+
+
+def _fill(value: Any, key: Any, item: Any) -> None:
+    value[key] = item
+
+
+# (format, value, a write a notebook does to it, the attributes that must come back equal)
+ROUND_TRIPS: list[tuple[str, Callable[[], Any], Callable[[Any], None], tuple[str, ...]]] = [
+    (
+        "feather",
+        lambda: pd.DataFrame(
+            {
+                "a": [1, 2, 3],
+                "b": [1.5, 2.5, 3.5],
+                "c": np.array([4, 5, 6], dtype="int32"),
+                "when": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]).tz_localize("UTC"),
+                "flag": pd.array([True, None, False], dtype="boolean"),
+            }
+        ),
+        _write_frame,
+        ("dtypes",),
+    ),
+    ("feather", lambda: pd.DataFrame({"x": np.arange(200_000.0)}), lambda df: _fill(df, "x", 0.0), ()),  # chunks
+    ("npy", lambda: np.arange(12.0).reshape(3, 4), lambda a: _fill(a, (0, 0), 7.0), ("dtype", "shape")),
+    (
+        "npy",
+        lambda: np.array([(1, 2.0), (3, 4.0)], dtype=[("a", "i4"), ("b", "f8")]),
+        lambda a: _fill(a, "a", 5),
+        ("dtype", "shape"),
+    ),
+    ("joblib", _fitted_model, lambda m: _fill(m.coef_, 0, 5.0), ("n_features_in_",)),
+    ("json", lambda: {"k": [1, 2]}, lambda d: d["k"].append(3), ()),
+    ("pickle", lambda: pd.Series([1.0, 2.0], name="s"), lambda s: _fill(s.iloc, 0, 9.0), ("name", "dtype")),
+    (
+        "pickle",
+        lambda: np.array([(1, 2.0), (3, 4.0)], dtype=[("a", "i4"), ("b", "f8")]).view(np.recarray),
+        _write_record_array,
+        ("dtype", "shape"),
+    ),
+    (
+        "pickle",
+        lambda: np.ma.masked_array([1, 2, 3], mask=[0, 1, 0], fill_value=7),
+        _write_masked,
+        ("dtype", "fill_value"),
+    ),
+    ("pickle", lambda: np.matrix([[1, 2], [3, 4]]), _matrix_checks, ("dtype", "shape")),
+    ("pickle", lambda: {"frame": pd.DataFrame({"x": [1, 2]})}, lambda d: _fill(d["frame"].iloc, (0, 0), 5), ()),
+]
+
+
+def test_the_round_trips_cover_every_format() -> None:
+    assert {fmt for fmt, *_ in ROUND_TRIPS} == {f.name for f in step.FORMATS}
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("copy_on_write", [False, True], ids=["pandas-2", "copy-on-write"])
+@pytest.mark.parametrize(
+    ("fmt", "make", "write", "attributes"),
+    ROUND_TRIPS,
+    ids=[f"{fmt}-{i}" for i, (fmt, *_) in enumerate(ROUND_TRIPS)],
+)
+def test_a_value_arrives_with_its_type_and_as_writable_as_it_left(
+    tmp_path: Path,
+    copy_on_write: bool,
+    fmt: str,
+    make: Callable[[], Any],
+    write: Callable[[Any], None],
+    attributes: tuple[str, ...],
+) -> None:
+    """pandas 3 copies on write by default; pandas 2 can be asked to (the venv has one of them)."""
+    with pd.option_context("mode.copy_on_write", copy_on_write):
+        value = make()
+        got, back = round_trip(value, tmp_path / "a")
+        assert got == fmt and type(back) is type(value)
+        for name in attributes:
+            assert repr(getattr(back, name)) == repr(getattr(value, name)), name
+        write(back)
+        write(make())  # the same write works on a value the step made itself
+
+
+def test_a_record_array_made_where_numpy_rec_was_never_imported_loads_elsewhere(tmp_path: Path) -> None:
+    """Issue 29: ``data.view(np.recarray)`` in a step that imports only numpy, used in the next step."""
+    save = (
+        "import sys\nimport numpy as np\nfrom nb2kfp.runtime import step\n"
+        "assert 'numpy.rec' not in sys.modules\n"
+        "data = np.array([(1, 2.0), (3, 4.0)], dtype=[('a', 'i4'), ('b', 'f8')])\n"
+        f"step.save_value('v', data.view(np.recarray), {str(tmp_path / 'a')!r}, {{}})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", save], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert load_elsewhere(tmp_path / "a", "(type(value).__name__, value[1].a, value.b[0], value[0])") == (
+        "('recarray', np.int32(3), np.float64(2.0), np.record((1, 2.0), dtype=[('a', '<i4'), ('b', '<f8')]))"
+    )

@@ -13,6 +13,7 @@ import ast
 import builtins
 from dataclasses import dataclass, field
 
+from nb2kfp.frontend import magics
 from nb2kfp.frontend.calls import (
     ARG_MUTATING_CALLS,
     ARG_SAFE_METHODS,
@@ -316,6 +317,7 @@ class _Block:
                 self.bind(sub.target.id, bound, definite=False)
             elif isinstance(sub, ast.Call):
                 self.call(sub)
+                self.magic(sub, bound)
             elif isinstance(sub, ast.Lambda):
                 self.scope(sub)
             elif isinstance(sub, ast.GeneratorExp | ast.ListComp | ast.SetComp | ast.DictComp):
@@ -347,6 +349,31 @@ class _Block:
             for a in args:
                 if _root_name(a) is not None:
                     self.mutate(a, node.lineno, definite=False)
+
+    def magic(self, node: ast.Call, bound: _Bound) -> None:
+        """A magic that runs code (``%timeit``, ``%%capture``, ``%run`` ...: magics.embedded) reads and sets what
+        that code does where IPython runs it."""
+        found = magics.embedded(node)
+        if found is None:
+            return
+        try:
+            tree = ast.parse(found.code)
+        except SyntaxError:
+            return  # the step fails on it, in that cell
+        for sub in ast.walk(tree):  # its lines are the magic's line
+            if hasattr(sub, "lineno"):
+                sub.lineno = sub.end_lineno = node.lineno  # type: ignore[attr-defined]
+        if found.scope == "notebook":
+            self.run(tree.body, bound)
+        elif found.scope == "function":
+            inner = ast.FunctionDef("inner", ast.arguments([], [], None, [], [], None, []), tree.body, [], None)
+            self.scope(inner, bound)
+        else:  # a script's own namespace: it reads nothing of the notebook's; its names join it
+            for name in analyse(tree).binds:
+                if not name.startswith("__"):
+                    self.bind(name, bound, definite=False)
+        for name in found.binds:
+            self.bind(name, bound)
 
     def arguments(self, args: ast.arguments, bound: _Bound) -> None:
         for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 import difflib
 import itertools
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def build(
     assert isinstance(meta, dict)
     defaults = parse_step_defaults(nb.path, meta.get("steps_defaults"), diags)
     groups = _group(nb, diags)
-    code = {c.index: _to_python(nb.path, c, diags) for c in nb.cells if c.role not in ("skip", "notebook")}
+    pipeline_cells = [c.source for c in nb.cells if c.role not in ("skip", "notebook")]
+    read = _script_reader(nb.path, _stack[0], loader, magics.written_files(pipeline_cells))
+    code = {c.index: _to_python(nb.path, c, diags, read) for c in nb.cells if c.role not in ("skip", "notebook")}
     trees = {i: t for i, (_, t) in code.items() if t is not None}
 
     units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags, loader)
@@ -282,9 +285,31 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
     return groups
 
 
-def _to_python(path: str, cell: Cell, diags: list[Diagnostic]) -> tuple[str, ast.Module | None]:
+def _script_reader(path: str, top: str, loader: Loader, written: dict[str, str | None]) -> Callable[[str], str | None]:
+    """What ``%run NAME`` reads when the pipeline compiles: what the notebook's ``%%writefile NAME`` cell writes
+    (``written``), else a file next to the notebook, inside the repository (or the top notebook's folder) as for
+    ``notebook:`` includes. None: the step reads it when it runs."""
+    folder, root = Path(path).parent, compose.include_root(top)
+
+    def read(name: str) -> str | None:
+        if os.path.normpath(name) in written:
+            return written[os.path.normpath(name)]
+        try:
+            target = (folder / name).resolve()
+            if not target.is_relative_to(root) or not loader.is_file(target):
+                return None
+            return loader.read(target).decode("utf-8")
+        except (OSError, ValueError):  # a NUL byte, a link loop, not text: the step reads it, as IPython would
+            return None
+
+    return read
+
+
+def _to_python(
+    path: str, cell: Cell, diags: list[Diagnostic], read: Callable[[str], str | None] | None = None
+) -> tuple[str, ast.Module | None]:
     try:
-        source = magics.to_python(cell.source)
+        source = magics.to_python(cell.source, read)
     except Exception as exc:  # IPython's transformer raises assorted errors on broken input
         diags.append(error(path, f"cannot read IPython syntax: {exc}", "NB030", cell.index))
         return cell.source, None

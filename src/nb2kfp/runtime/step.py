@@ -117,6 +117,8 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, type):
+                _import_home(obj)
             by_reference = (
                 isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__"
             )
@@ -135,6 +137,21 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
             return args
 
     return Pickler
+
+
+def _import_home(cls: type) -> None:
+    """Import the module a class names when its package is imported but that module is not: cloudpickle saves a
+    class whose module is not imported by value, a copy whose ``super()`` calls fail in the next step (numpy's
+    ``np.recarray`` names ``numpy.rec``, which ``import numpy`` does not import). Imported, it goes by reference."""
+    module = getattr(cls, "__module__", None)
+    if not isinstance(module, str) or module in sys.modules or module.split(".")[0] not in sys.modules:
+        return
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # not importable by that name: cloudpickle saves the class by value, as before
+        log(f"class {module}.{cls.__qualname__} goes by value ({type(exc).__name__} importing {module})")
 
 
 class _Unpickler(pickle.Unpickler):
@@ -233,9 +250,45 @@ def _save_arrow(value: Any, path: str, shared: dict[str, Any]) -> None:
 
 
 def _load_arrow(path: str) -> object:
+    """A frame as writable as the one the step saved (issue 29). Arrow hands a column it holds in one piece (all
+    columns of a frame under 64Ki rows, Feather's chunk) to pandas without copying it, as a read-only view of the
+    memory-mapped file. With copy on write (pandas 3, or pandas 2 with ``mode.copy_on_write``) the frame keeps
+    sharing the file: pandas copies a column when something first writes to it, as for any column two frames share.
+    Without it, the columns are pandas' own (one block per dtype, as pandas makes them): copied once, by Arrow. The
+    arrays' flags decide whether a column is read-only, whatever the pandas version."""
     import pyarrow.feather as feather
 
-    return feather.read_table(path, memory_map=True).to_pandas(split_blocks=True, self_destruct=True)
+    table = feather.read_table(path, memory_map=True)
+    if not _copy_on_write():
+        frame = table.to_pandas(self_destruct=True)
+        return frame.copy(deep=True) if _read_only(frame) else frame
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    if not _read_only(frame):
+        return frame
+    _SHARED_FRAMES.append(frame)  # while it lives, pandas sees its columns shared and copies one before writing
+    return frame.copy(deep=False)
+
+
+_SHARED_FRAMES: list[Any] = []  # the frames loaded as they were mapped (_load_arrow)
+
+
+def _copy_on_write() -> bool:
+    import pandas as pd
+
+    return int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+
+
+def _read_only(frame: Any) -> bool:
+    """Whether a column of the frame is backed by a read-only array (unknown: yes)."""
+    arrays = getattr(getattr(frame, "_mgr", None), "arrays", None)
+    if arrays is None:
+        return True
+    parts = ("_ndarray", "_data", "_mask")  # the arrays behind pandas' datetime and nullable columns
+    return not all(
+        getattr(getattr(p, "flags", None), "writeable", True)
+        for array in arrays
+        for p in (array, *(getattr(array, name, None) for name in parts))
+    )
 
 
 def _is_array(value: Any) -> bool:
@@ -518,6 +571,20 @@ class IPythonShim:
         if name == "matplotlib":
             os.environ.setdefault("MPLBACKEND", "Agg")
             return None
+        if name == "timeit":
+            return self._timeit(line, None)
+        if name in ("time", "prun"):  # in the notebook's namespace; %time gives an expression's value
+            code = magic_options(name, line)[1]
+            try:
+                expression = compile(code, f"<magic-{name}>", "eval") if name == "time" else None
+            except SyntaxError:
+                expression = None
+            if expression is not None:
+                return eval(expression, self.user_ns)
+            exec(compile(code, f"<magic-{name}>", "exec"), self.user_ns)
+            return None
+        if name == "run":
+            return self.run_cell_magic(RUN_MAGIC, line, "")
         if name not in (
             "load_ext",
             "reload_ext",
@@ -543,12 +610,184 @@ class IPythonShim:
             with open(os.path.expanduser(path), "a" if append else "w", encoding="utf-8") as fh:
                 fh.write(cell)
             return None
-        if name in ("capture", "time", "timeit", "prun"):
-            exec(compile(cell, f"%%{name}", "exec"), self.user_ns)
+        if name == "timeit":
+            return self._timeit(line, cell)
+        if name == "capture":
+            return self._capture(line, cell)
+        if name == RUN_MAGIC:
+            return self._run(line, cell)
+        if name in ("time", "prun"):
+            exec(compile(cell, f"<magic-{name}>", "exec"), self.user_ns)
             return None
         if name not in ("html", "markdown", "latex", "svg", "javascript", "js"):
             log(f"skipped %%{name} cell: no kernel in a pipeline step")
         return None
+
+    def _timeit(self, line: str, cell: str | None) -> Any:
+        """IPython's %timeit: the code runs in a function (``inner``, its globals the notebook's), so what it
+        assigns stays there; ``-o`` returns the timings, ``-v NAME`` sets them, ``-q`` prints nothing."""
+        import ast
+        import timeit
+
+        opts, code = magic_options("timeit", line)
+        setup, stmt = ("pass", code) if cell is None else (code or "pass", cell)
+        template = ast.parse(
+            "def inner(_it, _timer):\n    setup\n    _t0 = _timer()\n    for _i in _it:\n        stmt\n"
+            "    _t1 = _timer()\n    return _t1 - _t0\n"
+        )
+        inner = template.body[0]
+        assert isinstance(inner, ast.FunctionDef) and isinstance(inner.body[2], ast.For)
+        inner.body[0:1] = ast.parse(setup).body
+        inner.body[-3].body = ast.parse(stmt).body  # type: ignore[attr-defined]
+        local: dict[str, Any] = {}
+        exec(compile(ast.fix_missing_locations(template), "<magic-timeit>", "exec"), self.user_ns, local)
+        timer = timeit.Timer()
+        timer.inner = local["inner"]  # type: ignore[attr-defined]
+        number, repeat = int(opts.get("n", 0)), int(opts.get("r", 7))
+        if number == 0:  # as IPython: loops enough for 0.2 s
+            number = next((10**i for i in range(10) if timer.timeit(10**i) >= 0.2), 10**9)
+        result = TimeitResult(number, timer.repeat(repeat, number))
+        if "q" not in opts:
+            print(result)
+        if "v" in opts:
+            self.user_ns[opts["v"]] = result
+        return result if "o" in opts else None
+
+    def _capture(self, line: str, cell: str) -> None:
+        """IPython's %%capture: the body runs in the notebook's namespace, what it prints (and displays) goes into
+        a CapturedIO, set as the name on the line (unless the body ends with ';'). An error in the body ends the
+        body, not the cell: its traceback is captured, as IPython does; the log says so."""
+        import contextlib
+        import io
+
+        args = line.split()
+        output = next((a for a in args if not a.startswith("-")), "")
+        captured = CapturedIO(
+            None if "--no-stdout" in args else io.StringIO(), None if "--no-stderr" in args else io.StringIO()
+        )
+        with contextlib.ExitStack() as stack:
+            if captured.out is not None:
+                stack.enter_context(contextlib.redirect_stdout(captured.out))
+            if captured.err is not None:
+                stack.enter_context(contextlib.redirect_stderr(captured.err))
+            if "--no-display" not in args:
+                _CAPTURES.append(captured.outputs)
+                stack.callback(_CAPTURES.pop)
+            try:
+                exec(compile(cell, "<magic-capture>", "exec"), self.user_ns)
+            except Exception as exc:
+                traceback.print_exc(file=sys.stdout)
+                log(f"%%capture: the cell's code raised {type(exc).__name__}: {exc}; as in IPython, the step goes on")
+        if cell.rstrip().endswith(";"):
+            self.user_ns.pop(output, None)
+        elif output:
+            self.user_ns[output] = captured
+
+    def _run(self, line: str, source: str) -> None:
+        """IPython's %run: a script (``source``, read when the pipeline was compiled; empty: read now) runs in a
+        namespace of its own as ``__main__`` (``-n``: its own name), then its names join the notebook's; ``-i``: it
+        runs in the notebook's namespace. ``sys.argv`` is the script and its arguments. An error in the script is
+        shown and the cell goes on, as in IPython."""
+        opts, rest = magic_options("run", line)
+        args = shlex.split(rest)
+        if "m" in opts:  # a module on sys.path, run as a script
+            import importlib.util
+
+            found = importlib.util.find_spec(opts["m"])
+            if found is None or not found.origin:
+                raise StepFailed(f"%run -m: {opts['m']!r} is not a valid module name on sys.path")
+            args = [found.origin, *args]
+        if not args:
+            raise StepFailed("%run: you must provide at least a filename")
+        filename = args[0]
+        if not source:
+            with open(filename, encoding="utf-8") as fh:
+                source = fh.read()
+        name = os.path.splitext(os.path.basename(filename))[0] if "n" in opts else "__main__"
+        namespace: dict[str, Any] = self.user_ns if "i" in opts else {"__builtins__": builtins}
+        kept_name = self.user_ns.get("__name__")
+        namespace.update({"__name__": name, "__file__": filename})
+        argv, sys.argv = sys.argv, [filename, *args[1:]]
+        try:
+            exec(compile(source, filename, "exec"), namespace)
+        except SystemExit as exc:
+            if exc.code not in (0, None) and "e" not in opts:
+                log(f"%run {filename}: the script exited ({_exit_call(exc)})")
+        except Exception as exc:
+            traceback.print_exc()
+            log(f"%run {filename}: the script raised {type(exc).__name__}: {exc}; as in IPython, the step goes on")
+        finally:
+            sys.argv = argv
+        if "i" in opts:  # the notebook keeps the script's __file__, as in IPython
+            self.user_ns["__name__"] = kept_name
+            return
+        namespace.pop("__name__", None)
+        namespace.pop("__file__", None)
+        namespace.pop("__builtins__", None)
+        self.user_ns.update(namespace)
+
+
+RUN_MAGIC = "nb2kfp_run"  # %run with the script's source (frontend/magics.py): run_cell_magic(RUN_MAGIC, line, source)
+_MAGIC_OPTIONS = {"timeit": "n:r:tcp:qov:", "time": "", "prun": "D:l:rs:T:q", "run": "nidtN:b:pD:l:rs:T:em:G"}
+
+
+def magic_options(name: str, line: str) -> tuple[dict[str, str], str]:
+    """The options at the start of a magic's line (IPython's, as getopt reads them) and the rest of the line as it
+    is (the code to run, or the script and its arguments). Raises ValueError on an option the magic lacks."""
+    import getopt
+
+    if not _MAGIC_OPTIONS[name]:
+        return {}, line
+    tokens = list(re.finditer(r"\S+", line))
+    try:
+        opts, rest = getopt.getopt([t.group() for t in tokens], _MAGIC_OPTIONS[name])
+    except getopt.GetoptError as exc:
+        raise ValueError(f"%{name}: {exc}") from None
+    used = len(tokens) - len(rest)
+    start = tokens[used].start() if used < len(tokens) else len(line)
+    return {k.lstrip("-"): v for k, v in opts}, line[start:]
+
+
+class TimeitResult:
+    """What ``%timeit -o`` returns: the loops, the runs' times, the best and worst per loop, the average."""
+
+    def __init__(self, loops: int, all_runs: list[float]) -> None:
+        self.loops, self.repeat, self.all_runs = loops, len(all_runs), all_runs
+        self.timings = [t / loops for t in all_runs]
+        self.best, self.worst = min(self.timings), max(self.timings)
+        self.average = sum(self.timings) / len(self.timings)
+        self.stdev = (sum((t - self.average) ** 2 for t in self.timings) / len(self.timings)) ** 0.5
+
+    def __repr__(self) -> str:
+        runs = f"{self.repeat} run{'s' if self.repeat != 1 else ''}"
+        loops = f"{self.loops} loop{'s' if self.loops != 1 else ''}"
+        return f"{self.average:.3g} s ± {self.stdev:.3g} s per loop (mean ± std. dev. of {runs}, {loops} each)"
+
+
+class CapturedIO:
+    """What ``%%capture out`` sets: ``out.stdout``, ``out.stderr``, ``out.outputs`` (what display() showed),
+    ``out.show()`` (or ``out()``) shows them."""
+
+    def __init__(self, out: Any, err: Any) -> None:
+        self.out, self.err, self.outputs = out, err, list[object]()
+
+    @property
+    def stdout(self) -> str:
+        return self.out.getvalue() if self.out is not None else ""
+
+    @property
+    def stderr(self) -> str:
+        return self.err.getvalue() if self.err is not None else ""
+
+    def show(self) -> None:
+        sys.stdout.write(self.stdout)
+        sys.stderr.write(self.stderr)
+        _display(*self.outputs)
+
+    __call__ = show
+
+
+_CAPTURES: list[list[object]] = []  # the outputs of the %%capture cells running (innermost last)
 
 
 class _NoKernel:
@@ -592,7 +831,9 @@ class DisplayHandle:
 
 def _display(*objs: object, display_id: object = None, **_: object) -> DisplayHandle | None:
     for obj in objs:
-        if _REPORT is not None:
+        if _CAPTURES:
+            _CAPTURES[-1].append(obj)
+        elif _REPORT is not None:
             _REPORT.display(obj)
         else:
             print(obj)
