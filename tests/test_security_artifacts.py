@@ -8,6 +8,8 @@ import json
 import os
 import pickle
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,3 +102,67 @@ def test_artifact_key_secret_gives_every_step_the_key(make_nb: Make, tmp_path: P
     platform = list(yaml.safe_load_all(kfp_spec.render(pipeline)))[-1]  # the Kubernetes platform spec
     text = json.dumps(platform)
     assert text.count(f'"envVar": "{step.ARTIFACT_KEY_ENV}"') == 2 and "pipeline-keys" in text
+
+
+def _serve_fifo(fifo: Path, contents: list[bytes], deadline: float) -> None:
+    """Hands each reader that opens ``fifo`` the next of ``contents``: what the checker reads, then what the loader
+    reads (the attack of issue 24, case 4)."""
+    for data in contents:
+        while True:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader has it open
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
+        try:
+            os.set_blocking(fd, True)
+            os.write(fd, data)
+        except OSError:  # the reader closed it without reading (refused, as it should)
+            pass
+        finally:
+            os.close(fd)
+        time.sleep(0.3)  # the reader sees the end of this content and closes before the next one
+
+
+def test_a_fifo_cannot_hand_the_loader_other_bytes_than_the_signed_ones(tmp_path: Path, key: None) -> None:
+    folder = tmp_path / "a"
+    step.save_value("s", {1, 2, 3}, str(folder), {})
+    signed = (folder / "data.pickle").read_bytes()
+    marker = tmp_path / "pwned"
+    (folder / "data.pickle").unlink()
+    os.mkfifo(folder / "data.pickle")
+    writer = threading.Thread(
+        target=_serve_fifo,
+        args=(folder / "data.pickle", [signed, pickle.dumps(_Payload(marker))], time.monotonic() + 3),
+        daemon=True,
+    )
+    writer.start()
+    with pytest.raises(step.StepFailed, match=r"data\.pickle is not a regular file"):
+        step.load_value("s", str(folder))
+    writer.join(5)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_value_file_that_is_not_a_regular_file_is_refused(tmp_path: Path, key: None, kind: str) -> None:
+    np = pytest.importorskip("numpy")
+    folder = tmp_path / "a"
+    assert step.save_value("v", np.arange(3), str(folder), {})["format"] == "npy"
+    data = folder / "data.npy"
+    elsewhere = tmp_path / "elsewhere.npy"
+    data.rename(elsewhere)
+    if kind == "symlink":
+        data.symlink_to(elsewhere)
+        with pytest.raises(step.StepFailed, match=r"data\.npy is a symbolic link"):
+            step.load_value("v", str(folder))
+        return
+    os.mkfifo(data)
+    fd = os.open(data, os.O_RDWR | os.O_NONBLOCK)  # a writer is there and the content waits in the pipe
+    try:
+        os.write(fd, elsewhere.read_bytes())
+        with pytest.raises(step.StepFailed, match=r"data\.npy is not a regular file"):
+            step.load_value("v", str(folder))
+    finally:
+        os.close(fd)
