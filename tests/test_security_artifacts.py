@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -16,10 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_local
+from conftest import require, run_local
 from nb2kfp.backends import kfp_spec
 from nb2kfp.config import find_settings
+from nb2kfp.errors import UsageError
 from nb2kfp.frontend.builder import build
+from nb2kfp.local_run import cache as local_cache
 from nb2kfp.runtime import step
 
 Make = Callable[..., Path]
@@ -166,3 +170,64 @@ def test_a_value_file_that_is_not_a_regular_file_is_refused(tmp_path: Path, key:
             step.load_value("v", str(folder))
     finally:
         os.close(fd)
+
+
+def test_the_cache_key_and_its_folder_are_made_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o002)  # a setgid team folder's usual umask
+    try:
+        key = local_cache.artifact_key(tmp_path / ".nb2kfp" / "cache")
+    finally:
+        os.umask(old)
+    assert len(key) == 64
+    assert stat.S_IMODE((tmp_path / ".nb2kfp" / "cache").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / ".nb2kfp" / "cache" / "artifact.key").stat().st_mode) == 0o600
+    assert local_cache.artifact_key(tmp_path / ".nb2kfp" / "cache") == key
+
+
+def _other_owner(path: Path) -> None:
+    require(os.geteuid() == 0, "giving a file to another user needs root")
+    os.chown(path, 65534, -1, follow_symlinks=False)
+
+
+@pytest.mark.parametrize(
+    ("attack", "refused"),
+    [
+        (lambda root: root.chmod(0o775), "cache: writable by group or others (mode 0775)"),
+        (lambda root: (root / "artifact.key").chmod(0o640), "artifact.key: readable or writable by group or others"),
+        (lambda root: _other_owner(root), "cache: owned by uid 65534, not by you"),
+        (lambda root: _other_owner(root / "artifact.key"), "artifact.key: owned by uid 65534, not by you"),
+        (lambda root: _replace_by_link(root / "artifact.key"), "artifact.key: the cache's key must be a file of yours"),
+        (lambda root: _replace_by_link(root), "cache: the step cache must be a folder of yours, not a link"),
+    ],
+)
+def test_a_cache_key_others_could_have_replaced_is_refused(
+    tmp_path: Path, attack: Callable[[Path], None], refused: str
+) -> None:
+    root = tmp_path / ".nb2kfp" / "cache"
+    local_cache.artifact_key(root)
+    attack(root)
+    with pytest.raises(UsageError, match=re.escape(refused)) as raised:
+        local_cache.artifact_key(root)
+    assert "\n" not in str(raised.value) and "nb2kfp runs clean --cache" in str(raised.value)
+
+
+def _replace_by_link(path: Path) -> None:
+    """A group member's own key (or cache) in place of the user's, by a link."""
+    theirs = path.with_name(path.name + ".theirs")
+    path.rename(theirs)
+    path.symlink_to(theirs)
+
+
+def test_a_local_run_refuses_a_group_writable_cache_in_one_line(make_nb: Make) -> None:
+    nb = make_nb([(["step:a"], "s = {1}"), (["step:b", "prev:a"], "print(s)")])
+    cache = nb.parent / ".nb2kfp" / "cache"
+    cache.mkdir(parents=True)
+    cache.chmod(0o775)
+    proc = run_local(nb)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if "cache" in line]
+    assert lines == [
+        ".nb2kfp/cache: writable by group or others (mode 0775): others could sign artifacts; remove it "
+        "(`nb2kfp runs clean --cache`) and run again: a new private cache is made"
+    ]
+    assert "Traceback" not in proc.stderr
