@@ -1019,6 +1019,22 @@ class _Tee:
 _MIME = {"_repr_html_": "text/html", "_repr_markdown_": "text/markdown", "_repr_svg_": "image/svg+xml"}
 _MIME |= {"_repr_png_": "image/png", "_repr_jpeg_": "image/jpeg", "_repr_latex_": "text/latex"}
 
+# Step pages show outputs made from data (display(df.style) over a CSV someone else wrote): whatever HTML they hold,
+# no script runs and nothing is fetched when a page is opened. Styles inline, images as data: URIs (nbconvert's own).
+REPORT_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; base-uri 'none'; form-action 'none'"
+)
+_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
+
+
+def with_policy(page: str) -> str:
+    """An HTML page with REPORT_POLICY first, right after its doctype (a browser puts it in the head it makes
+    there), ahead of anything else the page holds, even from a page written by someone else. Added even when the
+    text already holds one: an output could hold the text of one, in the body, where browsers ignore it."""
+    start = _DOCTYPE.match(page)
+    cut = start.end() if start else 0
+    return f'{page[:cut]}<meta http-equiv="Content-Security-Policy" content="{REPORT_POLICY}">{page[cut:]}'
+
 
 class _Report:
     """Records each shown cell's outputs: printed text, display() rich outputs, matplotlib figures."""
@@ -1102,7 +1118,7 @@ class _Report:
 
                 node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
                 text, _ = nbconvert.HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
-                kind = "html"
+                text, kind = with_policy(text), "html"
             except ImportError:
                 pass  # the image has no nbconvert: the executed notebook is the report
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
