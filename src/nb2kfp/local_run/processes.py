@@ -3,7 +3,10 @@ and killed by a watchdog process if nb2kfp itself dies (even by SIGKILL), as a p
 
 kfp.local starts each step with ``subprocess_task_handler.run_local_subprocess``; :func:`supervised` swaps in
 (:func:`kfp_local.launching`) a version that starts the step in a new session (or hands the command to the step's
-process started ahead, :mod:`warm`) and tells the watchdog its process group. With ``--docker``
+process started ahead, :mod:`warm`) and tells the watchdog its process group. A step's arguments (its executor
+input: every parameter value, secrets included) never go on a command line, which every user of the machine can
+read (``ps``): a ``python -c CODE ARGS...`` step starts as ``python -c LAUNCHER FD`` and gets ``CODE`` and ``ARGS``
+on a pipe of its own (:data:`LAUNCHER`), as steps started ahead and kept warm get their command. With ``--docker``
 (``docker_task_handler.run_docker_container``) each step's container gets the label ``nb2kfp.run=<run id>``.
 The watchdog reads group ids and the run id on a pipe; when the pipe closes (nb2kfp ended, however it ended)
 it kills what is left: the process groups, and the run's containers.
@@ -12,6 +15,7 @@ it kills what is left: the process groups, and the run's containers.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +62,49 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 """
 
 
+# Run as ``python -c LAUNCHER FD``: runs the step's ``python -c`` code with its arguments, both read from pipe FD.
+LAUNCHER = (
+    "# nb2kfp step: its code and arguments came on a pipe, not on the command line (nb2kfp.local_run.processes)\n"
+    "import json, os, sys\n"
+    "with os.fdopen(int(sys.argv[1]), encoding='utf-8') as pipe:\n"
+    "    order = json.load(pipe)\n"
+    "sys.argv = ['-c', *order['args']]\n"
+    "exec(compile(order['code'], '<string>', 'exec'), {'__name__': '__main__'})\n"
+)
+
+
+def _start(full_command: list[str], env: dict[str, str], started: Callable[[int], None]) -> subprocess.Popen[str]:
+    """A step's process, in a session of its own (``started(pid)`` hears of it first). A ``python -c CODE ARGS...``
+    command starts as ``python -c LAUNCHER FD``, and gets CODE and ARGS on that pipe."""
+    python_c = len(full_command) > 3 and full_command[1] == "-c"
+    read, write = os.pipe() if python_c else (None, None)
+    try:
+        process = subprocess.Popen(
+            [full_command[0], "-c", LAUNCHER, str(read)] if python_c else full_command,
+            stdin=subprocess.DEVNULL,  # as in a pod: a step reads no terminal
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=env,
+            start_new_session=True,
+            pass_fds=() if read is None else (read,),
+        )
+    except BaseException:
+        if write is not None:
+            os.close(write)
+        raise
+    finally:
+        if read is not None:
+            os.close(read)
+    started(process.pid)
+    if write is not None:
+        order = json.dumps({"code": full_command[2], "args": full_command[3:]})
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write, "w", encoding="utf-8") as pipe:
+            pipe.write(order)  # a process that died before reading it: its exit status says so
+    return process
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived during the run; the step processes are stopped."""
 
@@ -91,17 +138,7 @@ class Supervisor:
         if self.ahead is not None:
             process = self.ahead.take(full_command, env)
         if process is None:
-            process = subprocess.Popen(
-                full_command,
-                stdin=subprocess.DEVNULL,  # as in a pod: a step reads no terminal
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                env=env,
-                start_new_session=True,
-            )
-            self.started(process.pid)
+            process = _start(full_command, env, self.started)
         with process:
             self.steps[process.pid] = process
             threading.Thread(target=_end_with, args=(process,), daemon=True).start()
