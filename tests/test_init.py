@@ -66,3 +66,45 @@ def test_init_refuses_what_it_cannot_edit_safely(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project\nbroken")
     proc = init(tmp_path, "--yes")
     assert proc.returncode == 2 and "not valid TOML" in proc.stderr
+
+
+def test_init_refuses_a_file_linked_out_of_the_repository(tmp_path: Path) -> None:
+    """Issue 24, case 8: a cloned repository's `.gitignore` linked to a private key was read, shown, and rewritten
+    as a 0644 file of the repository holding the key."""
+    repo, secret = tmp_path / "repo", tmp_path / "home" / "id_ed25519"
+    repo.mkdir()
+    secret.parent.mkdir()
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+    secret.chmod(0o600)
+    (repo / ".gitignore").symlink_to(secret)
+    proc = init(repo, "--yes")
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        f"{repo / '.gitignore'}: a link out of the repository; nb2kfp init reads and writes only inside it: make it a "
+        "file (or folder) of the repository, or add nb2kfp by hand (see README)"
+    ]
+    assert "secret" not in proc.stdout + proc.stderr
+    assert (repo / ".gitignore").is_symlink() and secret.read_text().endswith("secret\n")
+    assert sorted(p.name for p in repo.iterdir()) == [".gitignore"]  # nothing else written either
+
+
+def test_init_writes_no_example_through_a_folder_linked_out_of_the_repository(tmp_path: Path) -> None:
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    repo.mkdir()
+    elsewhere.mkdir()
+    (repo / "notebooks").symlink_to(elsewhere, target_is_directory=True)
+    proc = init(repo, "--yes")
+    assert proc.returncode != 0 and "notebooks: a link out of the repository" in proc.stderr
+    assert "Traceback" not in proc.stderr and list(elsewhere.iterdir()) == []
+
+
+def test_init_keeps_modes_and_links_inside_the_repository(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "mine"\n')
+    (tmp_path / "pyproject.toml").chmod(0o600)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "ignore").write_text("*.pyc\n")
+    (tmp_path / ".gitignore").symlink_to(Path("config") / "ignore")
+    proc = init(tmp_path, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "pyproject.toml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / ".gitignore").is_symlink() and ".nb2kfp/" in (tmp_path / "config" / "ignore").read_text()

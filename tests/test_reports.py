@@ -133,3 +133,47 @@ def test_report_tag_asks_for_an_html_artifact_on_the_cluster(make_nb: Make, tmp_
 
     assert runtime_spec("a")["report"] == {"key": "nb2kfp-report", "render": True}
     assert "report" not in runtime_spec("b")
+
+
+@pytest.mark.slow
+def test_step_pages_run_no_script_from_the_data_they_show(make_nb: Make, tmp_path: Path) -> None:
+    """Issue 24, case 7: `display(df.style)` over a CSV someone else supplied put its cells' HTML into the step page
+    unescaped; opened, the page ran their script. Every page nb2kfp writes forbids script (Content-Security-Policy);
+    the tables still render."""
+    hostile = (
+        "<img src=x onerror=document.title='PWNED-img';console.log('PWNED-img')>"
+        "<script>document.title='PWNED-script';console.log('PWNED-script')</script>"
+    )
+    (tmp_path / "data.csv").write_text(f'name,score\n"{hostile}",1\nplain,2\n')
+    cells = [
+        (["imports"], "import pandas as pd"),
+        (["step:show"], "df = pd.read_csv('data.csv')\ndisplay(df.style.highlight_max(subset=['score']))\ndisplay(df)"),
+    ]
+    proc = run_local(make_nb(cells), "--run-name", "hostile")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / ".nb2kfp" / "runs" / "hostile"
+    page = run_dir / "reports" / "show.html"
+    assert "<script>document.title='PWNED-script'" in page.read_text()  # the styled frame holds it, unescaped
+    for shown in (page, run_dir / "report.html"):
+        dom = chromium(tmp_path, shown, "--dump-dom", "--virtual-time-budget=2000")
+        assert dom.returncode == 0, dom.stderr
+        assert not [line for line in dom.stderr.splitlines() if '"PWNED' in line], dom.stderr  # console.log markers
+        title = dom.stdout.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert "PWNED" not in title, title
+    assert dom.stdout.count("<table") >= 1  # report.html's timeline
+    dom = chromium(tmp_path, page, "--dump-dom", "--virtual-time-budget=2000")
+    assert dom.stdout.count("<table") == 2 and "<th" in dom.stdout and ">plain</td>" in dom.stdout  # both frames
+
+
+def test_the_policy_comes_before_anything_a_page_holds() -> None:
+    """A page rendered in a step (its HTML artifact) may come from someone else: the policy goes first, before a
+    script they put ahead of the head."""
+    from nb2kfp.runtime.step import REPORT_POLICY, with_policy
+
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_POLICY}">'
+    assert (
+        with_policy("<!DOCTYPE html>\n<script>x()</script><head>")
+        == f"<!DOCTYPE html>{meta}\n<script>x()</script><head>"
+    )
+    assert with_policy("<script>x()</script>") == f"{meta}<script>x()</script>"
+    assert "script-src" not in REPORT_POLICY and "default-src 'none'" in REPORT_POLICY  # no script at all

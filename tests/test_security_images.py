@@ -143,7 +143,10 @@ def test_build_base_flag_and_model_image_flag_are_usage_errors(tmp_path: Path, m
     ("image", "prefix", "allowed"),
     [
         ("python:3.11-slim", "python:3.11-slim", True),
-        ("python:3.11-slim@sha256:" + "ab" * 32, "python:3.11-slim", True),
+        ("python:3.11-slim@sha256:" + "ab" * 32, "python:3.11-slim", False),  # issue 24 case 6: the digest is pulled
+        ("python@sha256:" + "ab" * 32, "python@sha256:" + "ab" * 32, True),
+        ("python:3.11-slim@sha256:" + "ab" * 32, "python@sha256:" + "ab" * 32, True),
+        ("python:3.11-slim@sha256:" + "cd" * 32, "python@sha256:" + "ab" * 32, False),
         ("python:3.11-slim-evil", "python:3.11-slim", False),
         ("registry.example.com/ml/step:1", "registry.example.com/ml", True),
         ("registry.example.com/ml/step:1", "registry.example.com/ml/", True),
@@ -160,6 +163,18 @@ def test_image_prefixes_match_on_boundaries(image: str, prefix: str, allowed: bo
     from nb2kfp.images.ref import allowed_by
 
     assert allowed_by(image, prefix) is allowed
+
+
+def test_a_tag_entry_does_not_allow_another_image_by_digest(make_nb: Make, tmp_path: Path) -> None:
+    """Issue 24, case 6: `REG/repo:approved@sha256:<another image>` ran the other image under the approved tag."""
+    (tmp_path / "nb2kfp.toml").write_text('[policy]\nallowed_images = ["127.0.0.1:5055/ml/base:approved"]\n')
+    other = "127.0.0.1:5055/ml/base:approved@sha256:" + "66" * 32
+    nb = make_nb([(["step:a", f"image:{other}"], "x = 1")])
+    with pytest.raises(NotebookError) as info:
+        build(nb, find_settings(nb.parent))
+    assert [d.code for d in info.value.errors] == ["NB070"] and other in info.value.errors[0].format()
+    nb = make_nb([(["step:a", "image:127.0.0.1:5055/ml/base:approved"], "x = 1")], name="tag.ipynb")
+    assert build(nb, find_settings(nb.parent)).pipeline.steps[0].image == "127.0.0.1:5055/ml/base:approved"
 
 
 def test_policy_prefix_without_boundary_refuses_the_lookalike_image(make_nb: Make, tmp_path: Path) -> None:

@@ -203,7 +203,7 @@ def test_redteam_a_kept_process_ends_after_its_idle_timeout_even_when_poked(
     end = time.monotonic() + 6  # 3 times its idle timeout: a connection that sends nothing (any local user can)
     while time.monotonic() < end:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as poke, contextlib.suppress(OSError):
-            poke.connect("\0" + name)  # refused once it is gone
+            poke.connect(parked.address(name))  # refused once it is gone
         time.sleep(1)
     assert name not in parked.kept()
 

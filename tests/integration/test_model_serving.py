@@ -60,6 +60,16 @@ def serve_and_predict(project: Path, services: dict[str, str], ref: str) -> tupl
         client = docker.from_env()
         (server,) = client.containers.list(filters={"label": f"io.nb2kfp.model={ref}"})
         image_id = server.image.id
+        # issue 24, case 2: loading a model runs its code, so the server has a network of its own, not the host's:
+        # what listens on the host's loopback (here the registry) is out of its reach
+        assert server.attrs["HostConfig"]["NetworkMode"].startswith("nb2kfp-serve-")
+        registry_port = int(services["NB2KFP_TEST_REGISTRY"].rsplit(":", 1)[1])
+        probe = (
+            "import socket\ntry:\n"
+            f"    socket.create_connection(('127.0.0.1', {registry_port}), 3)\n    print('reached')\n"
+            "except OSError:\n    print('unreachable')"
+        )
+        assert server.exec_run(["python3", "-c", probe]).output.decode().strip() == "unreachable"
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
@@ -67,7 +77,8 @@ def serve_and_predict(project: Path, services: dict[str, str], ref: str) -> tupl
     assert password(services) not in stderr and "Traceback" not in stderr
     leftovers = client.containers.list(all=True, filters={"label": f"io.nb2kfp.model={ref}"})
     volumes = client.volumes.list(filters={"label": f"io.nb2kfp.model={ref}"})
-    assert not leftovers and not volumes, "serve must remove its container and volume on Ctrl-C"
+    networks = client.networks.list(filters={"label": f"io.nb2kfp.model={ref}"})
+    assert not leftovers and not volumes and not networks, "serve must remove its container, volume, network on Ctrl-C"
     return predictions, str(image_id), stderr
 
 

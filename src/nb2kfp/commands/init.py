@@ -3,7 +3,9 @@
 Adds (each only when missing): ``[tool.nb2kfp]`` settings (pyproject.toml, else nb2kfp.toml), the
 pre-commit hooks, the GitLab CI component include (when ``--ci-component`` names one), and an example
 notebook when the repository has none. Shows a unified diff, then asks (or ``--yes``). Every result is
-parsed back before anything is written, and files are replaced atomically.
+parsed back before anything is written, and files are replaced atomically, keeping their mode. A link out of the
+repository (a cloned repository can hold ``.gitignore -> ~/.ssh/id_rsa`` or a ``notebooks`` link to elsewhere) is
+refused before anything is read; a link inside it is written through, and stays a link.
 """
 
 from __future__ import annotations
@@ -70,6 +72,17 @@ class Change:
         return "".join(lines)
 
 
+def _inside(root: Path, name: str | Path) -> Path:
+    """``root / name`` when it, its links followed, stays inside ``root``; else UsageError (one line)."""
+    path = root / name
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UsageError(
+            f"{path}: a link out of the repository; nb2kfp init reads and writes only inside it: make it a file "
+            "(or folder) of the repository, or add nb2kfp by hand (see README)"
+        )
+    return path
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -80,7 +93,7 @@ def _read(path: Path) -> str | None:
 
 
 def _settings(root: Path) -> Change | None:
-    project, own = root / "pyproject.toml", root / "nb2kfp.toml"
+    project, own = _inside(root, "pyproject.toml"), _inside(root, "nb2kfp.toml")
     if own.exists():
         return None
     text = _read(project)
@@ -101,7 +114,7 @@ def _indent_block(block: str, indent: int) -> str:
 
 
 def _pre_commit(root: Path, repo: str | None, rev: str | None) -> Change | None:
-    path = root / ".pre-commit-config.yaml"
+    path = _inside(root, ".pre-commit-config.yaml")
     block = _REMOTE_HOOKS.format(repo=repo, rev=rev) if repo else _LOCAL_HOOKS
     text = _read(path)
     if text is None:
@@ -155,7 +168,7 @@ def _check_yaml(path: Path, text: str, ok: Callable[[dict], bool]) -> None:  # t
 def _gitlab_ci(root: Path, component: str | None) -> Change | None:
     if not component:
         return None
-    path = root / ".gitlab-ci.yml"
+    path = _inside(root, ".gitlab-ci.yml")
     item = f"- component: {component}\n"
     text = _read(path)
     if text is None:
@@ -174,12 +187,13 @@ def _example(root: Path) -> Change | None:
         if not (_SKIP_DIRS & set(path.relative_to(root).parts)) and ".ipynb_checkpoints" not in path.parts:
             return None
     text = resources.files("nb2kfp.commands").joinpath("example_pipeline.ipynb").read_text(encoding="utf-8")
-    return Change(root / "notebooks" / "example_pipeline.ipynb", None, text)
+    _inside(root, "notebooks")
+    return Change(_inside(root, "notebooks/example_pipeline.ipynb"), None, text)
 
 
 def _gitignore(root: Path) -> Change | None:
     """Run folders, built specs and serve data live in .nb2kfp/: keep them out of git."""
-    path = root / ".gitignore"
+    path = _inside(root, ".gitignore")
     text = _read(path)
     if text is not None and any(
         line.strip() in (".nb2kfp", ".nb2kfp/", "/.nb2kfp", "/.nb2kfp/") for line in text.splitlines()
@@ -226,6 +240,7 @@ def run(
         report("nothing changed")
         return 1
     for change in changes:
-        write_text(change.path, change.new)
+        # checked again just before writing; a link inside the repository stays a link (its target is written)
+        write_text(_inside(root, change.path.relative_to(root)).resolve(), change.new)
         report(f"{'updated' if change.old is not None else 'created'} {change.path.relative_to(root)}")
     return 0

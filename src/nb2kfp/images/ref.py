@@ -124,7 +124,8 @@ def allowed_by(image: str, prefix: str) -> bool:
     """Does policy entry ``prefix`` allow ``image``? Entries match on name boundaries, never mid-component:
 
     ``registry.example.com/ml`` (or ``.../ml/``) allows ``registry.example.com/ml`` and ``.../ml/anything``,
-    not ``registry.example.com/ml-evil``; ``python:3.11-slim`` allows that tag (also pinned by digest),
+    not ``registry.example.com/ml-evil``; ``python:3.11-slim`` allows that tag without a digest only (an engine
+    pulls ``python:3.11-slim@sha256:D`` by D and ignores the tag, so D could be any image of the repository),
     not ``python:3.11-slim-evil``; ``python@sha256:...`` allows that digest only.
     """
     try:
@@ -138,5 +139,5 @@ def allowed_by(image: str, prefix: str) -> bool:
     if want.digest:
         return ref.name == want.name and ref.digest == want.digest
     if want.tag:
-        return ref.name == want.name and ref.tag == want.tag
+        return ref.name == want.name and ref.tag == want.tag and not ref.digest
     return ref.name == want.name or ref.name.startswith(want.name + "/")

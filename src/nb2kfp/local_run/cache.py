@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp import __version__
+from nb2kfp.errors import UsageError
 from nb2kfp.local_run import kfp_local
 from nb2kfp.local_run.records import RESULT
 
@@ -81,18 +83,55 @@ def has_entries(root: Path) -> bool:
 
 def artifact_key(root: Path) -> str:
     """The key cached artifacts are signed with (nb2kfp.runtime.step.ARTIFACT_KEY_ENV): one per cache, made
-    on first use, readable by its owner only; a run that does not cache uses a fresh key of its own."""
-    path = root / KEY_FILE
-    root.mkdir(parents=True, exist_ok=True)
+    on first use; a run that does not cache uses a fresh key of its own. Whoever can replace or read the key
+    can sign values that steps unpickle, so, as ssh does with its keys, the cache folder must be the user's own
+    and writable by nobody else (made 0700), the key the user's own regular file, private (made 0600); anything
+    else is refused (UsageError), read through descriptors so that nothing is swapped after the check."""
+    root.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(secrets.token_hex(32))
-    text = path.read_text(encoding="ascii").strip()
-    if len(text) < 32:  # an empty file (a run killed between create and write): start a new key
-        path.unlink()
-        return artifact_key(root)
-    return text
+        root.mkdir(mode=0o700)
+    try:
+        folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # a link (ELOOP) or no folder (ENOTDIR)
+        raise UsageError(f"{root}: the step cache must be a folder of yours, not a link; {_FIX}") from exc
+    try:
+        _check_private(root, os.fstat(folder), folder=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32))
+        path = root / KEY_FILE
+        try:
+            fd = os.open(KEY_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+        except OSError as exc:
+            raise UsageError(f"{path}: the cache's key must be a file of yours, not a link; {_FIX}") from exc
+        with os.fdopen(fd, encoding="ascii") as fh:
+            _check_private(path, os.fstat(fd), folder=False)
+            text = fh.read(256).strip()
+        if len(text) < 32:  # an empty file (a run killed between create and write): start a new key
+            os.unlink(KEY_FILE, dir_fd=folder)
+            return artifact_key(root)
+        return text
+    finally:
+        os.close(folder)
+
+
+_FIX = "remove it (`nb2kfp runs clean --cache`) and run again: a new private cache is made"
+
+
+def _check_private(path: Path, st: os.stat_result, folder: bool) -> None:
+    """Refuses (one line naming ``path`` and the fix) what is not the user's own folder (writable by nobody else)
+    or regular file (no access for group or others)."""
+    kind, forbidden, who = ("folder", 0o022, "writable") if folder else ("file", 0o077, "readable or writable")
+    if not (stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)):
+        raise UsageError(f"{path}: not a {kind}; {_FIX}")
+    if st.st_uid != os.geteuid():
+        raise UsageError(f"{path}: owned by uid {st.st_uid}, not by you: others could sign artifacts; {_FIX}")
+    if st.st_mode & forbidden:
+        raise UsageError(
+            f"{path}: {who} by group or others (mode {stat.S_IMODE(st.st_mode):04o}): others could sign artifacts; "
+            f"{_FIX}"
+        )
 
 
 class StepCache(kfp_local.LocalCache):  # type: ignore[misc]

@@ -15,8 +15,12 @@ are part of the setting (warm.process_setting). What its imports print is the st
 exit status from its last exit handler, after the step's threads and handlers, and a run waits for it to be gone.
 It ends ``NB2KFP_WARM_KEEP`` seconds after it started (plus 60 s if still importing), however often it is poked.
 
-Safety: the socket is in Linux's abstract namespace (no file; gone with the process), and each side checks the
-other's user id (``SO_PEERCRED``) before it sends anything: no other user can hand it a command or receive one.
+Safety: the socket is a file in a folder only the user can enter (:func:`folder`: 0700, the user's own, checked
+as ssh checks its keys' folders; otherwise no process is kept): a process that cannot enter that folder cannot
+connect to a kept process or listen in its place, even one that shares this machine's network (a model server run
+by ``model serve --local`` with the host's network, whatever user id its image runs as). Abstract sockets, used
+before, belong to the network namespace, so such a container could reach them. Each side also checks the other's
+user id (``SO_PEERCRED``) before it sends anything.
 It is never kept under CI (``CI`` set), with ``NB2KFP_WARM=0`` or ``NB2KFP_WARM_KEEP=0``; ``nb2kfp runs clean``
 stops every kept process of the user.
 """
@@ -29,6 +33,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -36,13 +41,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 OFF_ENV, KEEP_ENV = "NB2KFP_WARM", "NB2KFP_WARM_KEEP"
 DEFAULT_KEEP = 600
 # Each kept process holds its imports' memory (~100-200 MB with pandas and scikit-learn)
 KEEP_PER_RUN, KEEP_IN_ALL = 4, 8  # at most, after one run; of one user's, the oldest stopped first
-_PREFIX = f"nb2kfp-warm-{os.getuid()}-"
+_PREFIX = "warm-"  # the socket names, in folder()
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _READY_SECONDS = 60  # how long a run waits for a kept process still importing (a fresh one would import too)
 
@@ -98,6 +104,14 @@ def receive(conn, size):
     return data
 
 
+def forget():  # stops listening, and its socket's file goes (one a killed process left: kept() removes it)
+    Handoff.server.close()
+    try:
+        os.unlink(order["socket"])
+    except OSError:
+        pass
+
+
 class Handoff:
     conn = None
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -109,6 +123,7 @@ class Handoff:
             try:
                 conn, _ = server.accept()
             except TimeoutError:
+                forget()
                 return ""
             try:
                 conn.settimeout(30)
@@ -120,7 +135,7 @@ class Handoff:
             except (OSError, EOFError, ValueError):
                 conn.close()
                 continue
-            server.close()
+            forget()
             if json.loads(line).get("stop") or len(fds) != 1 or wrote or state() != before:
                 return ""  # stopped; or stale (a file read changed), or it wrote a file: the step starts afresh
             signal.alarm(0)
@@ -151,7 +166,7 @@ def report():  # registered first, so it runs last: after the step's threads and
 
 atexit.register(report)
 try:  # named before the imports: a run that comes meanwhile waits for them rather than start the step afresh
-    Handoff.server.bind("\\0" + order["socket"])
+    Handoff.server.bind(order["socket"])
     Handoff.server.listen(1)
 except OSError:  # another process holds the name: it serves
     sys.exit(0)
@@ -203,18 +218,57 @@ def make_room(count: int) -> None:
     _stop(names[: max(0, len(names) + count - KEEP_IN_ALL)])
 
 
+def folder() -> Path | None:
+    """The folder of this user's kept processes' sockets (``$XDG_RUNTIME_DIR`` or the temporary folder, then
+    ``nb2kfp-warm-UID``), made 0700; None when it is not a folder of the user's own that nobody else can enter
+    (someone else made it first): then no process is kept."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    path = Path(base) / f"nb2kfp-warm-{os.getuid()}"
+    try:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+        st = path.lstat()
+    except OSError:
+        return None
+    private = stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+    return path if private else None
+
+
+def address(name: str) -> str:
+    """The socket of the kept process ``name`` (a name :func:`kept` lists)."""
+    where = folder()
+    if where is None:
+        raise FileNotFoundError("no private folder for kept processes")
+    return str(where / name)
+
+
 def kept() -> list[str]:
-    """The socket names of this user's kept processes (Linux lists abstract sockets in /proc/net/unix)."""
+    """The socket names of this user's kept processes that listen (Linux lists bound sockets in /proc/net/unix);
+    the files of processes gone without removing theirs (killed) are removed."""
+    where = folder()
+    if where is None:
+        return []
     try:
         with open("/proc/net/unix", encoding="utf-8") as fh:
             lines = fh.read().splitlines()
+        files = os.listdir(where)
     except OSError:
         return []
-    names = set()
+    bound, listening = set(), set()
     for line in lines[1:]:
-        fields = line.split()
-        if len(fields) == 8 and fields[3] == "00010000" and fields[7].startswith("@" + _PREFIX):  # listening
-            names.add(fields[7][1:])
+        fields = line.split(None, 7)  # the path last, as it is (spaces too)
+        if len(fields) == 8 and fields[7].startswith(str(where) + "/"):
+            bound.add(fields[7])
+            if fields[3] == "00010000":
+                listening.add(fields[7])
+    names = []
+    for name in files:
+        path = str(where / name)
+        if path in listening and name.startswith(_PREFIX):
+            names.append(name)
+        elif path not in bound:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
     return sorted(names)
 
 
@@ -223,6 +277,9 @@ def keep(
 ) -> None:
     """Start a process that imports ``statements`` and waits for a run in the setting ``setting_key`` (it outlives
     this one)."""
+    where = folder()
+    if where is None:
+        return
     name = f"{setting_key}-{time.time_ns():x}"  # its start in the name: the oldest go first (make_room)
     with tempfile.TemporaryFile() as printed:  # what its imports print: the step's output once it runs one
         process = subprocess.Popen(
@@ -236,7 +293,7 @@ def keep(
             text=True,
         )
     assert process.stdin is not None
-    order = {"socket": name, "keep": keep_seconds(), "imports": statements, "runtime": runtime}
+    order = {"socket": str(where / name), "keep": keep_seconds(), "imports": statements, "runtime": runtime}
     process.stdin.write(json.dumps({**order, "runtime_file": runtime_file}) + "\n")
     process.stdin.close()
     process.returncode = 0  # not ours to wait for: no ResourceWarning when this object goes
@@ -247,7 +304,7 @@ def _connected(name: str) -> Iterator[socket.socket | None]:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(5)
     try:
-        conn.connect("\0" + name)
+        conn.connect(address(name))
         creds = _CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
     except OSError:
         creds = None

@@ -3,15 +3,22 @@ and killed by a watchdog process if nb2kfp itself dies (even by SIGKILL), as a p
 
 kfp.local starts each step with ``subprocess_task_handler.run_local_subprocess``; :func:`supervised` swaps in
 (:func:`kfp_local.launching`) a version that starts the step in a new session (or hands the command to the step's
-process started ahead, :mod:`warm`) and tells the watchdog its process group. With ``--docker``
-(``docker_task_handler.run_docker_container``) each step's container gets the label ``nb2kfp.run=<run id>``.
-The watchdog reads group ids and the run id on a pipe; when the pipe closes (nb2kfp ended, however it ended)
-it kills what is left: the process groups, and the run's containers.
+process started ahead, :mod:`warm`) and tells the watchdog its process group. A step's arguments (its executor
+input: every parameter value, secrets included) never go on a command line, which every user of the machine can
+read (``ps``): a ``python -c CODE ARGS...`` (or ``python SCRIPT.py ARGS...``) step starts as ``python -c LAUNCHER
+FD`` and gets its code and ARGS on a pipe of its own (:data:`LAUNCHER`), as steps started ahead and kept warm get
+their command. With ``--docker`` (``docker_task_handler.run_docker_container``) each step's container gets the
+label ``nb2kfp.run=<run id>``, and a Python one runs ``python -c ENV_LAUNCHER -c CODE`` (or ``... SCRIPT.py``) with
+ARGS in its environment (a process's environment is readable by its own user only; a container's processes are
+processes of this machine, listed by ``ps`` with their command lines). The watchdog reads group ids and the run id
+on a pipe; when the pipe closes (nb2kfp ended, however it ended) it kills what is left: the process groups, and the
+run's containers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +65,77 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 """
 
 
+# Runs a step's Python command, ``python -c CODE ARGS...`` or ``python SCRIPT.py ARGS...``, as Python would: HEAD is
+# ``["-c", CODE]`` or ``[SCRIPT.py]``. The launchers below read HEAD and ARGS, then run this.
+_RUN = (
+    "if head[0] == '-c':\n"
+    "    sys.argv = ['-c', *args]\n"
+    "    exec(compile(head[1], '<string>', 'exec'), {'__name__': '__main__'})\n"
+    "else:\n"
+    "    import runpy\n"
+    "    sys.argv = [head[0], *args]\n"
+    "    sys.path[0] = os.path.dirname(os.path.realpath(head[0]))\n"
+    "    runpy.run_path(head[0], run_name='__main__')\n"
+)
+# Run as ``python -c LAUNCHER FD``: HEAD and ARGS come on pipe FD.
+LAUNCHER = (
+    "# nb2kfp step: its code and arguments came on a pipe, not on the command line (nb2kfp.local_run.processes)\n"
+    "import json, os, sys\n"
+    "with os.fdopen(int(sys.argv[1]), encoding='utf-8') as pipe:\n"
+    "    head, args = json.load(pipe)\n" + _RUN
+)
+# Run as ``python -c ENV_LAUNCHER HEAD...`` in a step's container: ARGS come in its environment.
+ENV_LAUNCHER = (
+    "# nb2kfp step: its arguments came in its environment, not on the command line (nb2kfp.local_run.processes)\n"
+    "import os, sys\n"
+    "head = sys.argv[1:]\n"
+    "args = [os.environ.pop(f'NB2KFP_ARG_{i}') for i in range(int(os.environ.pop('NB2KFP_ARGC')))]\n" + _RUN
+)
+
+
+def _python_step(command: list[str]) -> tuple[list[str], list[str]] | None:
+    """(HEAD, ARGS) of a step's Python command with arguments (``python -c CODE ARGS...``, a notebook step run from
+    its spec; ``python SCRIPT.py ARGS...``, one run by the runtime in its image); None for any other command."""
+    if not command or not os.path.basename(command[0]).startswith("python"):
+        return None
+    if len(command) > 3 and command[1] == "-c":
+        return command[1:3], command[3:]
+    if len(command) > 2 and command[1].endswith(".py") and not command[1].startswith("-"):
+        return command[1:2], command[2:]
+    return None
+
+
+def _start(full_command: list[str], env: dict[str, str], started: Callable[[int], None]) -> subprocess.Popen[str]:
+    """A step's process, in a session of its own (``started(pid)`` hears of it first). A Python step command
+    (:func:`_python_step`) starts as ``python -c LAUNCHER FD``, and gets its code and arguments on that pipe."""
+    python = _python_step(full_command)
+    read, write = os.pipe() if python else (None, None)
+    try:
+        process = subprocess.Popen(
+            [full_command[0], "-c", LAUNCHER, str(read)] if python else full_command,
+            stdin=subprocess.DEVNULL,  # as in a pod: a step reads no terminal
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=env,
+            start_new_session=True,
+            pass_fds=() if read is None else (read,),
+        )
+    except BaseException:
+        if write is not None:
+            os.close(write)
+        raise
+    finally:
+        if read is not None:
+            os.close(read)
+    started(process.pid)
+    if write is not None:
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write, "w", encoding="utf-8") as pipe:
+            pipe.write(json.dumps(python))  # a process that died before reading it: its exit status says so
+    return process
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived during the run; the step processes are stopped."""
 
@@ -91,17 +169,7 @@ class Supervisor:
         if self.ahead is not None:
             process = self.ahead.take(full_command, env)
         if process is None:
-            process = subprocess.Popen(
-                full_command,
-                stdin=subprocess.DEVNULL,  # as in a pod: a step reads no terminal
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                env=env,
-                start_new_session=True,
-            )
-            self.started(process.pid)
+            process = _start(full_command, env, self.started)
         with process:
             self.steps[process.pid] = process
             threading.Thread(target=_end_with, args=(process,), daemon=True).start()
@@ -129,6 +197,13 @@ class Supervisor:
             self.docker = client
             self._tell(f"docker {self.run_id}")
         kwargs["labels"] = {**(kwargs.get("labels") or {}), "nb2kfp.run": self.run_id}
+        command = kwargs.get("command") or []
+        python = _python_step(command)
+        if python is not None:  # its arguments in its environment, not on its command line (ENV_LAUNCHER)
+            head, args = python
+            named = {f"NB2KFP_ARG_{i}": arg for i, arg in enumerate(args)}
+            kwargs["environment"] = {**(kwargs.get("environment") or {}), **named, "NB2KFP_ARGC": str(len(args))}
+            kwargs["command"] = [command[0], "-c", ENV_LAUNCHER, *head]
         return original(client=client, **kwargs)
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:

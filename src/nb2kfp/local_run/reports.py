@@ -3,7 +3,9 @@
 Each reported step writes an executed notebook of its cells (``runtime/step.py``) as its ``system.HTML``
 artifact; here, on the host, nbconvert renders it to ``reports/<step>.html``. ``report.html`` then shows the
 DAG, each step's status and duration on a timeline, the metrics and links to the step pages: one
-self-contained page (no scripts, nothing fetched).
+self-contained page (no scripts, nothing fetched). Every page written here carries a Content-Security-Policy that
+forbids script and fetches (``runtime.step.REPORT_POLICY``): outputs made from someone else's data cannot run code
+when a page is opened.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from nb2kfp.atomic import write_text
 from nb2kfp.backends.kfp_spec import REPORT_KEY, task_name
 from nb2kfp.ir import Pipeline, Step
+from nb2kfp.runtime.step import with_policy
 
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>')
 _COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "interrupted": "#ef6c00", "running": "#1565c0"}
@@ -50,7 +53,7 @@ def render_notebook(notebook: dict[str, Any]) -> str:
 
     node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
     text, _ = _exporter().from_notebook_node(node)
-    return _REMOTE_SCRIPT.sub("", str(text))  # MathJax and require.js from a CDN: offline pages do without
+    return with_policy(_REMOTE_SCRIPT.sub("", str(text)))  # MathJax and require.js from a CDN: offline pages do without
 
 
 def step_page(run_dir: Path, step: Step) -> Path | None:
@@ -67,13 +70,13 @@ def step_page(run_dir: Path, step: Step) -> Path | None:
     if earlier is not None:  # a cached step: the run that made its report rendered it already
         page.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(found[-1], page.with_suffix(".ipynb"))
-        shutil.copyfile(earlier, page)
+        write_text(page, with_policy(earlier.read_text(encoding="utf-8")))  # a page an older nb2kfp wrote had none
     elif source.lstrip().startswith("{"):  # the executed notebook: render it here
         page.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(found[-1], page.with_suffix(".ipynb"))
         write_text(page, render_notebook(json.loads(source)))
-    else:  # rendered in the step already
-        write_text(page, source)
+    else:  # rendered in the step already (the step's image may hold an older runtime)
+        write_text(page, with_policy(source))
     return page
 
 
@@ -272,5 +275,5 @@ def write_run_report(run_dir: Path, pipeline: Pipeline, record: dict[str, Any], 
         f"<body>{''.join(body)}</body></html>\n"
     )
     target = run_dir / "report.html"
-    write_text(target, page)
+    write_text(target, with_policy(page))
     return target

@@ -25,7 +25,7 @@ import time
 import traceback
 import types
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 RUNTIME_FILE = "<nb2kfp runtime>"  # the file name of this source when the spec's bootstrap runs it (step_runtime)
 # With a key in this variable (a Kubernetes secret through [tool.nb2kfp] artifact_key_secret; `nb2kfp run --local`
@@ -219,14 +219,15 @@ class _Declined(Exception):
 class Format(NamedTuple):
     """How one kind of value crosses steps. ``detect(value)`` picks the format (the first in FORMATS that
     detects the value and saves it wins), ``save(value, path, shared)`` writes its file (raises _Declined
-    to leave the value to the formats after it), ``load(path)`` reads it back. ``runs_code``: loading
-    unpickles, so the file is signed when the run has an artifact key."""
+    to leave the value to the formats after it), ``load(file)`` reads it back from the file opened once by
+    load_value (the verified bytes in memory for a signed value). ``runs_code``: loading unpickles, so the file is
+    signed when the run has an artifact key."""
 
     name: str  # the "format" in the artifact's nb2kfp.json
     file: str  # its data file in the artifact folder
     detect: Callable[[Any], bool]
     save: Callable[[Any, str, dict[str, Any]], None]
-    load: Callable[[str], object]
+    load: Callable[[IO[bytes]], object]
     runs_code: bool = False
 
 
@@ -249,16 +250,21 @@ def _save_arrow(value: Any, path: str, shared: dict[str, Any]) -> None:
         raise _Declined(f"Arrow unavailable ({type(exc).__name__}), using pickle") from None
 
 
-def _load_arrow(path: str) -> object:
-    """A frame as writable as the one the step saved (issue 29). Arrow hands a column it holds in one piece (all
+def _load_arrow(file: IO[bytes]) -> object:
+    """A frame as writable as the one the step saved (issue 29), memory-mapped from the regular file load_value
+    opened (zero-copy). Arrow hands a column it holds in one piece (all
     columns of a frame under 64Ki rows, Feather's chunk) to pandas without copying it, as a read-only view of the
     memory-mapped file. With copy on write (pandas 3, or pandas 2 with ``mode.copy_on_write``) the frame keeps
     sharing the file: pandas copies a column when something first writes to it, as for any column two frames share.
     Without it, the columns are pandas' own (one block per dtype, as pandas makes them): copied once, by Arrow. The
     arrays' flags decide whether a column is read-only, whatever the pandas version."""
+    import mmap
+
+    import pyarrow as pa
     import pyarrow.feather as feather
 
-    table = feather.read_table(path, memory_map=True)
+    data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    table = feather.read_table(pa.BufferReader(pa.py_buffer(data)))
     if not _copy_on_write():
         frame = table.to_pandas(self_destruct=True)
         return frame.copy(deep=True) if _read_only(frame) else frame
@@ -303,10 +309,10 @@ def _save_npy(value: Any, path: str, shared: dict[str, Any]) -> None:
         np.save(fh, value, allow_pickle=False)
 
 
-def _load_npy(path: str) -> object:
+def _load_npy(file: IO[bytes]) -> object:
     import numpy as np
 
-    return np.load(path, allow_pickle=False)
+    return np.load(file, allow_pickle=False)
 
 
 def _save_joblib(value: Any, path: str, shared: dict[str, Any]) -> None:
@@ -320,10 +326,10 @@ def _save_joblib(value: Any, path: str, shared: dict[str, Any]) -> None:
         raise _Declined()
 
 
-def _load_joblib(path: str) -> object:
+def _load_joblib(file: IO[bytes]) -> object:
     import joblib
 
-    return joblib.load(path)
+    return joblib.load(file)
 
 
 def _save_json(value: Any, path: str, shared: dict[str, Any]) -> None:
@@ -331,9 +337,8 @@ def _save_json(value: Any, path: str, shared: dict[str, Any]) -> None:
         json.dump(value, fh)
 
 
-def _load_json(path: str) -> object:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def _load_json(file: IO[bytes]) -> object:
+    return json.loads(file.read().decode("utf-8"))
 
 
 def _save_pickle(value: Any, path: str, shared: dict[str, Any]) -> None:
@@ -341,9 +346,8 @@ def _save_pickle(value: Any, path: str, shared: dict[str, Any]) -> None:
         _pickler(shared)(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
 
 
-def _load_pickle(path: str) -> object:
-    with open(path, "rb") as fh:
-        return _Unpickler(fh).load()
+def _load_pickle(file: IO[bytes]) -> object:
+    return _Unpickler(file).load()
 
 
 def _always(value: Any) -> bool:
@@ -380,37 +384,66 @@ def save_value(name: str, value: object, folder: str, shared: dict[str, Any], wh
                 raise
             raise StepFailed(_unsaveable(name, value, exc, where)) from None
     meta = {"format": fmt.name, "python_type": _type_name(value), "variable": name, **_framework(_module(value), value)}
-    signature = _signature(folder, meta)
-    if signature:
-        meta["hmac"] = signature
+    if _signed(fmt):
+        with _open_value(name, os.path.join(folder, fmt.file)) as fh:
+            meta["hmac"] = _signature(folder, meta, _sha256(fh))
     with open(os.path.join(folder, "nb2kfp.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
     return meta
 
 
-def _signature(folder: str, meta: dict[str, str]) -> str | None:
-    """HMAC-SHA256 (key from ARTIFACT_KEY_ENV) of a pickle-based value's folder, variable, format and file digest;
-    None when no key is set or the format is not pickle-based."""
-    key = os.environ.get(ARTIFACT_KEY_ENV)
-    fmt = _FORMATS.get(str(meta.get("format", "")))
-    if not key or fmt is None or not fmt.runs_code:
-        return None
+def _signed(fmt: Format) -> bool:
+    """Whether values of this format are signed and checked: pickle-based, and the run has a key."""
+    return fmt.runs_code and bool(os.environ.get(ARTIFACT_KEY_ENV))
+
+
+def _open_value(name: str, path: str) -> IO[bytes]:
+    """An artifact's file, opened once for reading: a regular file, never a link (O_NOFOLLOW), a FIFO or a device
+    (opened without waiting for a writer, then fstat'd), so the bytes checked are the bytes loaded."""
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise StepFailed(f"refusing to load {name!r}: {path} is a symbolic link, not a regular file") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StepFailed(f"refusing to load {name!r}: {path} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _sha256(file: IO[bytes]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    while chunk := file.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _signature(folder: str, meta: dict[str, str], digest: str) -> str:
+    """HMAC-SHA256 (key from ARTIFACT_KEY_ENV) of a pickle-based value's folder, variable, format and the SHA-256
+    of its file's bytes."""
     import hashlib
     import hmac
 
-    digest = hashlib.sha256()
-    with open(os.path.join(folder, fmt.file), "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), fmt.name, digest.hexdigest()])
-    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+    message = "\0".join([os.path.abspath(folder), meta.get("variable", ""), str(meta["format"]), digest])
+    return hmac.new(os.environ[ARTIFACT_KEY_ENV].encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def _check_signature(name: str, folder: str, meta: dict[str, str]) -> None:
+def _check_signature(name: str, folder: str, meta: dict[str, str], data: bytes) -> None:
+    import hashlib
     import hmac
 
-    expected = _signature(folder, meta)
-    if expected is not None and not hmac.compare_digest(str(meta.get("hmac", "")), expected):
+    expected = _signature(folder, meta, hashlib.sha256(data).hexdigest())
+    if not hmac.compare_digest(str(meta.get("hmac", "")), expected):
         raise StepFailed(
             f"refusing to load {name!r}: its {meta['format']} file was not written by this pipeline run (no valid "
             "nb2kfp signature), and unpickling runs code"
@@ -477,15 +510,21 @@ def _unsaveable(name: str, value: object, exc: BaseException, where: str) -> str
 
 
 def load_value(name: str, folder: str) -> object:
-    with open(os.path.join(folder, "nb2kfp.json"), encoding="utf-8") as fh:
-        meta = json.load(fh)
+    with _open_value(name, os.path.join(folder, "nb2kfp.json")) as fh:
+        meta = json.loads(fh.read().decode("utf-8"))
     if meta["format"] == "missing":
         raise StepFailed(f"variable {name!r} has no value: {meta['reason']}")
-    _check_signature(name, folder, meta)
     fmt = _FORMATS.get(str(meta["format"]))
     if fmt is None:
         raise StepFailed(f"cannot load {name!r}: unknown value format {str(meta['format'])[:40]!r} in its nb2kfp.json")
-    return fmt.load(os.path.join(folder, fmt.file))
+    with _open_value(name, os.path.join(folder, fmt.file)) as fh:
+        if not _signed(fmt):
+            return fmt.load(fh)
+        data = fh.read()  # read once: these bytes are checked, then these bytes are unpickled
+    _check_signature(name, folder, meta, data)
+    import io
+
+    return fmt.load(io.BytesIO(data))
 
 
 def _process_state(received: dict[str, Any]) -> dict[str, Any]:
@@ -1284,6 +1323,22 @@ class _Tee:
 _MIME = {"_repr_html_": "text/html", "_repr_markdown_": "text/markdown", "_repr_svg_": "image/svg+xml"}
 _MIME |= {"_repr_png_": "image/png", "_repr_jpeg_": "image/jpeg", "_repr_latex_": "text/latex"}
 
+# Step pages show outputs made from data (display(df.style) over a CSV someone else wrote): whatever HTML they hold,
+# no script runs and nothing is fetched when a page is opened. Styles inline, images as data: URIs (nbconvert's own).
+REPORT_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; base-uri 'none'; form-action 'none'"
+)
+_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
+
+
+def with_policy(page: str) -> str:
+    """An HTML page with REPORT_POLICY first, right after its doctype (a browser puts it in the head it makes
+    there), ahead of anything else the page holds, even from a page written by someone else. Added even when the
+    text already holds one: an output could hold the text of one, in the body, where browsers ignore it."""
+    start = _DOCTYPE.match(page)
+    cut = start.end() if start else 0
+    return f'{page[:cut]}<meta http-equiv="Content-Security-Policy" content="{REPORT_POLICY}">{page[cut:]}'
+
 
 class _Report:
     """Records each shown cell's outputs: printed text, display() rich outputs, matplotlib figures."""
@@ -1367,9 +1422,9 @@ class _Report:
 
                 node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
                 text, _ = nbconvert.HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
-                kind = "html"
+                text, kind = with_policy(text), "html"
             except ImportError:  # the image has no nbconvert: a page of our own (the UI shows raw JSON otherwise)
-                text, kind = _plain_html(self.title, self.cells), "html"
+                text, kind = with_policy(_plain_html(self.title, self.cells)), "html"
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -1410,8 +1465,6 @@ def _plain_html(title: str, cells: list[dict[str, Any]]) -> str:
 
     parts = [
         "<!DOCTYPE html><html><head><meta charset=utf-8>",
-        "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
-        "style-src 'unsafe-inline'\">",
         f"<title>{html.escape(title)}</title><style>pre{{white-space:pre-wrap}}.src{{background:#f5f5f5}}"
         ".err{color:#a00}iframe{width:100%;border:1px solid #ddd;min-height:8em}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",

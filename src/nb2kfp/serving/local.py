@@ -1,8 +1,10 @@
 """``model serve --local``: the Deployment's init-container pattern with this machine's Docker engine.
 
 A fresh volume; the model image copies /models into it (no network); the serving container mounts it read-only at
-/mnt/models and listens on 127.0.0.1:PORT only (host networking: the engine may have no bridge); one V2 request once
-the model is ready; then it serves until Ctrl-C (or SIGTERM) and removes its container and volume.
+/mnt/models and runs on a network of its own (a bridge network made for it: even an engine without the default
+bridge, ``--bridge=none``, makes one), its port published on 127.0.0.1:PORT only. Loading a model runs code (pickle),
+so the server never shares the host's network: it cannot reach what listens on the host's loopback. One V2 request
+once the model is ready; then it serves until Ctrl-C (or SIGTERM) and removes its container, network and volume.
 """
 
 from __future__ import annotations
@@ -137,13 +139,22 @@ def serve(
     suffix = uuid.uuid4().hex[:10]
     port = port or free_port()
     volume = client.volumes.create(f"nb2kfp-model-{suffix}", labels={"io.nb2kfp.model": model.ref})
-    container = None
+    container = network = None
     with stop_on_signals() as stop:
         try:
             mount = {volume.name: {"bind": "/mnt/models", "mode": "rw"}}
             client.containers.run(model.ref, COPY, volumes=mount, network_mode="none", remove=True)
+            try:
+                network = client.networks.create(
+                    f"nb2kfp-serve-{suffix}", driver="bridge", labels={"io.nb2kfp.model": model.ref}
+                )
+            except docker.errors.APIError as exc:
+                raise RunError(
+                    f"the Docker engine cannot make a network for the model server ({exc.explanation or exc}); "
+                    "it never runs on the host's network (loading a model runs its code)"
+                ) from None
             env = {
-                "MLSERVER_HOST": "127.0.0.1",
+                "MLSERVER_HOST": "0.0.0.0",  # of its own network, whose port PORT alone is published (on 127.0.0.1)
                 "MLSERVER_HTTP_PORT": str(port),
                 "MLSERVER_GRPC_PORT": str(free_port()),
                 "MLSERVER_METRICS_PORT": str(free_port()),
@@ -152,7 +163,8 @@ def serve(
                 serving_id,
                 detach=True,
                 name=f"nb2kfp-serve-{suffix}",
-                network_mode="host",
+                network=network.name,
+                ports={f"{port}/tcp": ("127.0.0.1", port)},
                 environment=env,
                 volumes={volume.name: {"bind": "/mnt/models", "mode": "ro"}},
                 labels={"io.nb2kfp.model": model.ref},
@@ -173,4 +185,6 @@ def serve(
             stop.raising = False  # a second Ctrl-C must not cut the clean-up short
             if container is not None:
                 container.remove(force=True)
+            if network is not None:
+                network.remove()
             volume.remove(force=True)
