@@ -46,15 +46,18 @@ def _command_lines(pids: set[int]) -> dict[int, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("warm", ["0", "1"])
-def test_no_step_process_has_a_parameter_on_its_command_line(make_nb: Make, tmp_path: Path, warm: str) -> None:
+@pytest.mark.parametrize(("warm", "tags"), [("0", []), ("1", []), ("0", ["retry:1"])])
+def test_no_step_process_has_a_parameter_on_its_command_line(
+    make_nb: Make, tmp_path: Path, warm: str, tags: list[str]
+) -> None:
     """Issue 24, case 9: `ps` showed every parameter (secrets from `-f` files too) in the executor input kfp.local
-    put on a step's command line. Scans the processes this run started, while its step runs."""
+    put on a step's command line. Scans the processes this run started, while its step runs (with retry:N, the
+    step's attempts are processes the runtime starts: their arguments travel in their environment)."""
     (tmp_path / "secret.yaml").write_text(f"token: {MARKER}\n")  # papermill-style -f file
     cells = [
         (["imports"], "import time"),
         (["pipeline-parameters"], "token = 'none'"),
-        (["step:use"], "time.sleep(2)\nn = len(token)"),
+        (["step:use", *tags], "time.sleep(2)\nn = len(token)"),
         (["pipeline-metrics"], "print(n)"),
     ]
     nb = make_nb(cells)

@@ -1234,18 +1234,35 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
 ATTEMPT_ENV = "NB2KFP_ATTEMPT"  # set in each attempt of a step with retries (retry:N)
 
 
-def _self_command(argv: list[str]) -> list[str]:
-    """A command that runs this runtime again with ``argv``'s arguments: from the ``--runtime`` artifact the
-    bootstrap read it from, else from this file (a step image's copy)."""
+def _self_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """A command and environment that run this runtime again with ``argv``'s arguments: from the ``--runtime``
+    artifact the bootstrap read it from, else from this file (a step image's copy). The arguments (the executor
+    input: every parameter value) travel in the environment, which only the user can read, never on a command
+    line ``ps`` shows."""
     if "--runtime" in argv:
-        loader = (
+        head = [
+            "-c",
             "import sys\n"
             "with open(sys.argv[sys.argv.index('--runtime') + 1], 'rb') as fh:\n"
             "    source = fh.read()\n"
-            f"exec(compile(source, {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n"
-        )
-        return [sys.executable, "-c", loader, *argv[1:]]
-    return [sys.executable, os.path.abspath(globals()["__file__"]), *argv[1:]]
+            f"exec(compile(source, {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__'}})\n",
+        ]
+    else:
+        head = [os.path.abspath(globals()["__file__"])]
+    loader = (
+        "import os, sys\n"
+        "head = sys.argv[1:]\n"
+        "args = [os.environ.pop(f'NB2KFP_ARG_{i}') for i in range(int(os.environ.pop('NB2KFP_ARGC')))]\n"
+        "sys.argv = [head[0], *args]\n"
+        "if head[0] == '-c':\n"
+        "    exec(compile(head[1], '<string>', 'exec'), {'__name__': '__main__'})\n"
+        "else:\n"
+        "    sys.path.insert(0, os.path.dirname(head[0]))\n"
+        "    code = compile(open(head[0], 'rb').read(), head[0], 'exec')\n"
+        "    exec(code, {'__name__': '__main__', '__file__': head[0]})\n"
+    )
+    env = {"NB2KFP_ARGC": str(len(argv) - 1), **{f"NB2KFP_ARG_{i}": a for i, a in enumerate(argv[1:])}}
+    return [sys.executable, "-c", loader, *head], env
 
 
 def _with_retries(argv: list[str], spec: dict[str, Any]) -> int:
@@ -1258,7 +1275,8 @@ def _with_retries(argv: list[str], spec: dict[str, Any]) -> int:
     retries = int(spec["retries"])
     code = 1
     for attempt in range(1, retries + 2):
-        code = subprocess.call(_self_command(argv), env={**os.environ, ATTEMPT_ENV: str(attempt)})
+        command, args_env = _self_command(argv)
+        code = subprocess.call(command, env={**os.environ, **args_env, ATTEMPT_ENV: str(attempt)})
         if code == 0 or code in (-2, -15, 130, 143):  # done, or stopped by a signal: no retry
             return code
         if attempt <= retries:
