@@ -76,6 +76,7 @@ def test_call_compiles_to_the_copied_component_wired_to_the_steps(make_nb: Make,
     task = spec["root"]["dag"]["tasks"]["data-drift-check"]
     assert task["inputs"]["parameters"] == {
         "column": {"runtimeValue": {"constant": "x"}},
+        "method": {"runtimeValue": {"constant": "psi"}},  # its default, passed (tests/kfp_conformance)
         "threshold": {"componentInputParameter": "limit"},
     }
     assert task["inputs"]["artifacts"]["reference"] == {

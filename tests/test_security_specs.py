@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nb2kfp import kfpnames
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
 from nbfactory import notebook
@@ -99,7 +100,7 @@ def test_unusable_include_paths_are_located_errors(tmp_path: Path, ref: str) -> 
 def test_a_spec_at_the_limits_loads_in_kfp(make_nb: Make, tmp_path: Path) -> None:
     from kfp import components
 
-    name = "s" * 128
+    name = "s" * kfpnames.MAX_TASK_NAME  # Argo's 128 less the "-driver" KFP adds
     nb = make_nb([(["pipeline-parameters"], f"n = {2**53}\nt = 'é'"), ([f"step:{name}"], "print(n, t)")])
     proc = nb2kfp("compile", str(nb), "-o", "out.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

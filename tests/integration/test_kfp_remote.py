@@ -81,7 +81,7 @@ def test_publish_creates_pipeline_and_version(kfp: KfpServer, notebook: Path) ->
     version = next(v for v in kfp.versions.values() if v["name"] == ours[0])
     uploaded = list(yaml.safe_load_all(kfp.specs[version["pipeline_version_id"]]))
     assert uploaded[0]["pipelineInfo"]["name"] == "wordcount"
-    assert set(uploaded[0]["root"]["dag"]["tasks"]) == {"load-text", "tokenize", "count", "summarize"}
+    assert set(uploaded[0]["root"]["dag"]["tasks"]) == {"nb2kfp-runtime", "load-text", "tokenize", "count", "summarize"}
     url = f"{kfp.url}/#/pipelines/details/{version['pipeline_id']}/version/{version['pipeline_version_id']}"
     assert lines.out == [f"{notebook}: wordcount version {ours[0]} published: {url}"]
     assert TOKEN not in lines.all

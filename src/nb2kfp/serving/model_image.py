@@ -261,8 +261,9 @@ def push(
 
 def client(host: str, *, plain: bool, creds: Credentials | None) -> Any:
     """An oras registry client for ``host`` with bounded requests (:func:`bounded`), basic auth with ``creds``,
-    or none at all when there are none: oras' BasicAuth then fails with an AttributeError on the registry's 401,
-    and its ORAS_USER/ORAS_PASS environment is never read (one place says where credentials come from)."""
+    or no Authorization header at all when there are none (oras' BasicAuth without credentials raised an
+    AttributeError on the registry's 401; its ORAS_USER/ORAS_PASS are not used: credentials_for says where
+    credentials come from)."""
     import oras.auth.basic
     import oras.provider
 
@@ -271,9 +272,10 @@ def client(host: str, *, plain: bool, creds: Credentials | None) -> Any:
             return {}
 
     registry = oras.provider.Registry(hostname=host, insecure=plain, auth_backend="basic")
-    registry.auth = Anonymous()
     if creds:
         registry.auth.set_basic_auth(creds.username, creds.password)
+    else:
+        registry.auth = Anonymous()
     registry._creds_given = creds is not None  # what the 401 message says
     bounded(registry, host)
     return registry
