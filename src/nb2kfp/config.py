@@ -26,7 +26,15 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 _POLICY_KEYS = {"allowed_images", "allowed_endpoints", "require_digest"}
-_KNOWN_KEYS = {"image", "ignore_tags", "caching", "pipeline_name_prefix", "workspace", "artifact_key_secret"}
+_KNOWN_KEYS = {
+    "image",
+    "ignore_tags",
+    "caching",
+    "pipeline_name_prefix",
+    "workspace",
+    "workspace_storage_class",
+    "artifact_key_secret",
+}
 _SIZE = re.compile(r"[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?")
 
 
@@ -37,6 +45,7 @@ class Settings:
     caching: bool = True
     pipeline_name_prefix: str = ""
     workspace: str = ""  # size of a volume the run's steps share, e.g. "10Gi" (empty: none)
+    workspace_storage_class: str = ""  # its storage class (empty: the cluster's default; KFP 2.15-2.16 need one)
     artifact_key_secret: tuple[str, str] | None = None  # (secret, key): HMAC key for pickled values (SECURITY.md)
     allowed_images: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: image prefixes steps may use
     allowed_endpoints: tuple[str, ...] | None = None  # [tool.nb2kfp.policy]: KFP URLs publish/run may use
@@ -53,6 +62,7 @@ class Settings:
             "caching": self.caching,
             "prefix": self.pipeline_name_prefix,
             "workspace": self.workspace,
+            **({"workspace_storage_class": self.workspace_storage_class} if self.workspace_storage_class else {}),
             **({"artifact_key_secret": list(self.artifact_key_secret)} if self.artifact_key_secret else {}),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -178,6 +188,11 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
     workspace = table.get("workspace", "")
     if not isinstance(workspace, str) or (workspace and not _SIZE.fullmatch(workspace)):
         raise UsageError(f'{path}: [tool.nb2kfp]: workspace must be a size such as "10Gi"')
+    storage_class = table.get("workspace_storage_class", "")
+    if not isinstance(storage_class, str) or (
+        storage_class and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", storage_class)
+    ):
+        raise UsageError(f"{path}: [tool.nb2kfp]: workspace_storage_class must be a Kubernetes storage class name")
     return Settings(
         image,
         frozenset(ignore),
@@ -187,6 +202,7 @@ def _parse(path: Path, table: dict[str, Any]) -> Settings:
         allowed_endpoints=None if endpoints is None else tuple(endpoints),
         require_digest=require_digest,
         workspace=workspace,
+        workspace_storage_class=storage_class,
         artifact_key_secret=tuple(key_secret.split(":", 1)) if key_secret else None,  # type: ignore[arg-type]
         catalog_paths=catalog_paths,
         catalog_urls=catalog_urls,

@@ -188,6 +188,7 @@ class Pipeline:
     modules: tuple[str, ...] = ()  # top-level modules the code imports (for building step images)
     base_image: str = DEFAULT_IMAGE  # the notebook's default step image (steps without an image: tag use it)
     workspace: str = ""  # size of a volume shared by the run's steps (KFP pipeline workspace), e.g. "10Gi"
+    workspace_storage_class: str = ""  # its storage class ("": the cluster's default)
     runtime_image: str = ""  # a step image nb2kfp built, with its step runtime inside (steps using it just run it)
 
     def step(self, name: str) -> Step:

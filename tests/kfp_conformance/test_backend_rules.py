@@ -23,6 +23,7 @@ import yaml
 from conftest import EXAMPLES, require, run_local_json
 from nb2kfp import kfpnames
 from nb2kfp.backends import kfp_manifests, kfp_spec, step_runtime
+from nb2kfp.config import find_settings
 from nb2kfp.errors import NotebookError, UsageError
 from nb2kfp.frontend.builder import build
 from nbfactory import Cell, write
@@ -144,21 +145,27 @@ def test_the_runtime_task_hands_the_runtime_over_under_kfp_local(make_nb: Make) 
 
 def test_workspaces_name_an_access_mode_and_2_14_is_refused(make_nb: Make, tmp_path: Path) -> None:
     """kubeflow/pipelines 2.15.0 backend/src/v2/compiler/argocompiler/argo.go:549 (2.17.0 argo.go:664): "workspace
-    PVC spec must specify accessModes" unless the admin configured a default; 2.14.0 has workspaces in the compiler
+    PVC spec must specify accessModes" unless the admin configured a default; 2.15.0 argo.go:552 (2.16.0 :578) also
+    "must specify storageClassName", 2.17 takes the cluster's default class. 2.14.0 has workspaces in the compiler
     but its driver never substitutes {{$.workspace_path}} (2.15.0 backend/src/v2/driver/resolve.go:414 does)."""
-    nb = make_nb(
-        [(["step:a"], "open('f', 'w').write('1')"), (["step:b", "prev:a"], "print(open('f').read())")],
-        metadata={"kubeflow_notebook": {"workspace": "1Gi"}},
-    )
+    cells = [(["step:a"], "open('f', 'w').write('1')"), (["step:b", "prev:a"], "print(open('f').read())")]
+    nb = make_nb(cells, metadata={"kubeflow_notebook": {"workspace": "1Gi"}})
     docs = list(yaml.safe_load_all(kfp_spec.render(build(nb).pipeline)))
     workspace = docs[1]["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]
-    assert workspace["kubernetes"]["pvcSpecPatch"]["accessModes"] == ["ReadWriteOnce"]
-    assert set(workspace["kubernetes"]["pvcSpecPatch"]) <= {"accessModes", "storageClassName"}  # argo.go:609-611
+    assert workspace["kubernetes"]["pvcSpecPatch"] == {"accessModes": ["ReadWriteOnce"]}  # argo.go:609-611: no more
     spec = tmp_path / "p.yaml"
     spec.write_text(kfp_spec.render(build(nb).pipeline))
     with pytest.raises(UsageError, match="has no pipeline workspaces"):
         kfp_manifests.write_manifests(spec, "nb", "v1", tmp_path / "out", kfp_version="2.14.0")
-    assert kfp_manifests.write_manifests(spec, "nb", "v1", tmp_path / "out", kfp_version="2.15.0")
+    with pytest.raises(UsageError, match="needs the workspace's storage class: set workspace_storage_class"):
+        kfp_manifests.write_manifests(spec, "nb", "v1", tmp_path / "out", kfp_version="2.16.1")
+    assert kfp_manifests.write_manifests(spec, "nb", "v1", tmp_path / "out", kfp_version="2.17.0")
+
+    (tmp_path / "nb2kfp.toml").write_text('workspace_storage_class = "standard-rwo"\n')
+    spec.write_text(kfp_spec.render(build(nb, find_settings(tmp_path)).pipeline))
+    patch = list(yaml.safe_load_all(spec.read_text()))[1]["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]
+    assert patch["kubernetes"]["pvcSpecPatch"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard-rwo"}
+    assert kfp_manifests.write_manifests(spec, "nb", "v1", tmp_path / "out15", kfp_version="2.15.0")
 
 
 def test_catalog_calls_pass_every_input_that_has_a_default(make_nb: Make) -> None:

@@ -43,14 +43,26 @@ def crd_shape(kfp_version: str | None) -> tuple[int, int]:
     return next(shape for shape in (NEWEST, (2, 14), (2, 5)) if release_ >= shape)
 
 
-def refuse_unsupported(pipeline_name: str, workspace: bool, kfp_version: str | None) -> None:
-    """One line for what the cluster's KFP release cannot run. A workspace needs 2.15: 2.14's driver never
-    substitutes ``{{$.workspace_path}}`` (kubeflow/pipelines 2.14.0 backend/src/v2/driver has no such code; 2.15.0
-    driver/resolve.go:414 does), so the steps would not share files."""
-    if workspace and release(kfp_version) < (2, 15):
+def refuse_unsupported(pipeline_name: str, platform: dict[str, Any] | None, kfp_version: str | None) -> None:
+    """One line for what the cluster's KFP release cannot run (``platform``: the spec's platform document). A
+    workspace needs 2.15: 2.14's driver never substitutes ``{{$.workspace_path}}`` (kubeflow/pipelines 2.14.0
+    backend/src/v2/driver has no such code; 2.15.0 driver/resolve.go:414 does). 2.15 and 2.16 also refuse a
+    workspace without a storage class (2.15.0 compiler/argocompiler/argo.go:552, 2.16.0 :578) unless the admin
+    configured a default workspace, which KFP's manifests do not."""
+    kubernetes = (platform or {}).get("platforms", {}).get("kubernetes", {})
+    workspace = kubernetes.get("pipelineConfig", {}).get("workspace")
+    if not workspace:
+        return
+    release_ = release(kfp_version)
+    if release_ < (2, 15):
         raise UsageError(
             f"{pipeline_name}: KFP {kfp_version} has no pipeline workspaces (they came in 2.15): remove the workspace "
             "setting or use KFP 2.15 or later"
+        )
+    if release_ < (2, 17) and not workspace.get("kubernetes", {}).get("pvcSpecPatch", {}).get("storageClassName"):
+        raise UsageError(
+            f"{pipeline_name}: KFP {kfp_version} needs the workspace's storage class: set workspace_storage_class in "
+            "[tool.nb2kfp] (the class the cluster's admin configured as the default workspace's, if any)"
         )
 
 
@@ -73,10 +85,7 @@ def write_manifests(
         raise RunError(f"{spec}: {exc}") from None
     if not docs or not isinstance(docs[0], dict) or "root" not in docs[0]:
         raise RunError(f"{spec}: not a KFP pipeline spec")
-    platform = docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else {}
-    refuse_unsupported(
-        pipeline_name, bool(platform.get("platforms", {}).get("kubernetes", {}).get("pipelineConfig")), kfp_version
-    )
+    refuse_unsupported(pipeline_name, docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else None, kfp_version)
     if len(docs) > 1 and shape < (2, 14):
         raise RunError(
             f"{pipeline_name}: KFP {kfp_version}'s PipelineVersion has no platformSpec for the pod settings, "

@@ -165,7 +165,9 @@ def _add_workspace(
     # KFP 2.15+ refuses a workspace PVC without accessModes unless its admin set a default (kubeflow/pipelines
     # 2.15.0 backend/src/v2/compiler/argocompiler/argo.go:549, 2.17.0 argo.go:664); ReadWriteOnce: every storage
     # class offers it.
-    patch = {"accessModes": ["ReadWriteOnce"]}
+    patch: dict[str, Any] = {"accessModes": ["ReadWriteOnce"]}
+    if pipeline.workspace_storage_class:  # 2.15-2.16 require one (argo.go:552@2.15.0); 2.17 takes the default
+        patch["storageClassName"] = pipeline.workspace_storage_class
     kubernetes["pipelineConfig"] = {"workspace": {"kubernetes": {"pvcSpecPatch": patch}, "size": pipeline.workspace}}
     for step in pipeline.steps:
         if step.component is not None:

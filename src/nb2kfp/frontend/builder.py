@@ -183,6 +183,7 @@ def build(
         ),
         base_image=base_image,
         workspace=workspace,
+        workspace_storage_class=settings.workspace_storage_class if workspace else "",
     )
     return Result(pipeline, diags)
 
