@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from nb2kfp.errors import UsageError
+
 MAX_PIPELINE_NAME = 128  # kubeflow/pipelines 2.14.0-2.17.0 backend/src/apiserver/common/utils.go:114
 # Argo names each task's driver TASK-driver (kubeflow/pipelines 2.17.0 backend/src/v2/compiler/argocompiler/dag.go:250)
 # and refuses DAG task names over 128 characters (argo-workflows v4.0.5 workflow/validate/validate.go:1626).
@@ -56,6 +58,19 @@ def clean(name: str) -> str:
 def task_name(step: str) -> str:
     """The KFP task name of step ``step`` (``step`` when its name has no letter or digit)."""
     return clean(step) or "step"
+
+
+NEWEST_KFP = (2, 17)  # the newest KFP release nb2kfp knows
+
+
+def release(kfp_version: str | None) -> tuple[int, int]:
+    """The (major, minor) of a KFP release as given with ``--kfp-version`` (2.16.0, v2.16, 2.16); None: the newest."""
+    if kfp_version is None:
+        return NEWEST_KFP
+    m = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+.].*)?", kfp_version.strip())
+    if not m:
+        raise UsageError(f"--kfp-version {kfp_version!r}: give the cluster's KFP release, e.g. 2.16.0")
+    return int(m.group(1)), int(m.group(2))
 
 
 def component_key(task: str) -> str:

@@ -56,9 +56,10 @@ class Compiled:
 
 def check_size(notebook: Path, pipeline: Pipeline, kfp_version: str | None = None) -> None:
     """See :meth:`Compiled.check_size` (also for a pipeline pinned to a built step image)."""
-    from nb2kfp.backends import argo_size, kfp_manifests, kfp_spec
+    from nb2kfp import kfpnames
+    from nb2kfp.backends import argo_size, kfp_spec
 
-    major, minor = kfp_manifests.release(kfp_version)
+    major, minor = kfpnames.release(kfp_version)
     version = f"{major}.{minor}" if f"{major}.{minor}" in argo_size.KFP_VERSIONS else argo_size.KFP_VERSIONS[-1]
     spec, platform = kfp_spec.build_documents(pipeline)
     found = argo_size.problem(spec, platform, version)

@@ -12,32 +12,21 @@ tests/data/kfp_crds):
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nb2kfp import yamlsafe
+from nb2kfp import kfpnames, yamlsafe
 from nb2kfp.errors import RunError, UsageError
 
 CRD_API_VERSION = "pipelines.kubeflow.org/v2beta1"
-NEWEST = (2, 17)
-
-
-def release(kfp_version: str | None) -> tuple[int, int]:
-    """The (major, minor) of a KFP release as given with ``--kfp-version``; ``None`` means the newest."""
-    if kfp_version is None:
-        return NEWEST
-    m = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+.].*)?", kfp_version.strip())
-    if not m:
-        raise UsageError(f"--kfp-version {kfp_version!r}: give the cluster's KFP release, e.g. 2.16.0")
-    return int(m.group(1)), int(m.group(2))
+NEWEST = kfpnames.NEWEST_KFP
 
 
 def crd_shape(kfp_version: str | None) -> tuple[int, int]:
     """The KFP release whose CRD shape to write: (2, 17), (2, 14) or (2, 5); ``None`` means the newest."""
-    release_ = release(kfp_version)
+    release_ = kfpnames.release(kfp_version)
     if release_ < (2, 5):
         raise UsageError(f"--kfp-version {kfp_version}: KFP has no Kubernetes-native API mode before 2.5: use --host")
     return next(shape for shape in (NEWEST, (2, 14), (2, 5)) if release_ >= shape)
@@ -53,7 +42,7 @@ def refuse_unsupported(pipeline_name: str, platform: dict[str, Any] | None, kfp_
     workspace = kubernetes.get("pipelineConfig", {}).get("workspace")
     if not workspace:
         return
-    release_ = release(kfp_version)
+    release_ = kfpnames.release(kfp_version)
     if release_ < (2, 15):
         raise UsageError(
             f"{pipeline_name}: KFP {kfp_version} has no pipeline workspaces (they came in 2.15): remove the workspace "

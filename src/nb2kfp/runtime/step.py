@@ -1352,10 +1352,14 @@ _DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
 def with_policy(page: str) -> str:
     """An HTML page with REPORT_POLICY first, right after its doctype (a browser puts it in the head it makes
     there), ahead of anything else the page holds, even from a page written by someone else. Added even when the
-    text already holds one: an output could hold the text of one, in the body, where browsers ignore it."""
+    text already holds one elsewhere (an output could hold the text of one, in the body, where browsers ignore
+    it); not again when it is already first."""
     start = _DOCTYPE.match(page)
     cut = start.end() if start else 0
-    return f'{page[:cut]}<meta http-equiv="Content-Security-Policy" content="{REPORT_POLICY}">{page[cut:]}'
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_POLICY}">'
+    if page[cut:].startswith(meta):  # already first (a cached step's page, copied): the same bytes again
+        return page
+    return page[:cut] + meta + page[cut:]
 
 
 class _Report:
