@@ -56,7 +56,14 @@ def _main(
 
 @app.command()
 def lint(
-    notebooks: Notebooks,
+    notebooks: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH" if _TYPER_ADDS_DOTS else "PATH...",
+            help="Notebook files (.ipynb), or folders: every notebook under them.",
+            show_default=False,
+        ),
+    ],
     output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="text or json")] = "text",
     warnings_as_errors: Annotated[bool, typer.Option("--warnings-as-errors", help="Exit 1 on warnings too.")] = False,
 ) -> None:

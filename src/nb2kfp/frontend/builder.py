@@ -256,6 +256,14 @@ def _group(nb: Notebook, diags: list[Diagnostic]) -> _Groups:
         if cell.step is None and not has_steps:
             cell.step = kfpnames.pipeline_name(nb.stem).replace("-", "_")
         if cell.step is not None:
+            between = next((d.name for d in groups.steps.values() if d.cells is current), cell.step)
+            if cell.step in groups.steps and between != cell.step:  # another step's cells came in between
+                first = groups.steps[cell.step].cells[0].index
+                msg = (
+                    f"step {cell.step!r} continues here after step {between!r}: its cells run together, as one step "
+                    f"placed where it started (cell {first}), not in notebook order; give this cell a step of its own"
+                )
+                diags.append(warning(nb.path, msg, "NB025", cell.index))
             draft = groups.steps.setdefault(cell.step, _Draft(cell.step, len(groups.steps)))
             draft.cells.append(cell)
             draft.prev.extend((p, cell.index) for p in cell.prev if p not in [q for q, _ in draft.prev])
@@ -335,7 +343,35 @@ def _to_python(
             "put the packages in the step image or requirements.txt"
         )
         diags.append(warning(path, msg, "NB033", cell.index))
+    line = _reads_terminal(tree)
+    if line:
+        msg = (
+            "input() reads a terminal, which a step has not (its standard input is empty, locally as in a pod): it "
+            "raises EOFError; make the value a pipeline parameter"
+        )
+        diags.append(warning(path, msg, "NB034", cell.index, line))
     return source, tree
+
+
+def _reads_terminal(tree: ast.Module) -> int | None:
+    """The line of the first call of the builtin ``input()`` (none when the cell defines its own ``input``)."""
+    nodes = list(ast.walk(tree))
+    if any(_binds_input(n) for n in nodes):
+        return None
+    calls = [
+        n.lineno for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "input"
+    ]
+    return min(calls, default=None)
+
+
+def _binds_input(node: ast.AST) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name == "input"
+    if isinstance(node, ast.Name):
+        return node.id == "input" and isinstance(node.ctx, ast.Store)
+    if isinstance(node, ast.alias):
+        return (node.asname or node.name) == "input"
+    return False
 
 
 def _parameters(path: str, groups: _Groups, trees: dict[int, ast.Module], diags: list[Diagnostic]) -> list[Parameter]:
