@@ -238,7 +238,8 @@ def _stream(lines: Iterator[dict[str, Any]], report: Report, masker: Masker, qui
                 report(f"  {text}")
         detail = item.get("progressDetail") or {}
         if "id" in item and detail.get("total"):
-            layers[item["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
+            total = int(detail["total"])  # the engine's current can pass its total (533.0 / 523.8 MB): cap it
+            layers[item["id"]] = (min(int(detail.get("current", 0)), total), total)
             if not quiet and time.monotonic() - last_shown > 2:
                 done, total = sum(c for c, _ in layers.values()), sum(t for _, t in layers.values())
                 report(f"  pushing {len(layers)} layer(s): {done / 1e6:.1f} / {total / 1e6:.1f} MB")
