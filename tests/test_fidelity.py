@@ -187,14 +187,14 @@ def test_tracebacks_name_notebook_cells_from_the_runs_table_or_the_step_and_rank
     spec = step_spec(pipeline, pipeline.step("load"))
     assert [rank for rank, _ in spec["cells"]] == [1, 2] and "prelude" not in spec  # load imports nothing it uses
     monkeypatch.delenv("NB2KFP_CELLS", raising=False)
-    labels = [label for label, _ in runtime._labelled(spec, "cells")]
+    labels = [label for label, _, _ in runtime._labelled(spec, "cells")]
     assert labels == ["t.ipynb, step load, cell 1", "t.ipynb, step load, cell 2"]
     import json
 
     monkeypatch.setenv("NB2KFP_CELLS", json.dumps(cell_numbers(pipeline)))
-    assert [label for label, _ in runtime._labelled(spec, "cells")] == ["t.ipynb, cell 5", "t.ipynb, cell 6"]
+    assert [label for label, _, _ in runtime._labelled(spec, "cells")] == ["t.ipynb, cell 5", "t.ipynb, cell 6"]
     report = step_spec(pipeline, pipeline.step("report"))  # uses the imports cell's math
-    assert [label for label, _ in runtime._labelled(report, "prelude")] == ["t.ipynb, cell 2"]
+    assert [label for label, _, _ in runtime._labelled(report, "prelude")] == ["t.ipynb, cell 2"]
 
 
 # -- Kale 2.3 composition: a main notebook of notebook:NAME cells, included notebooks read what the ones above set --

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_local_json as run
 
@@ -316,3 +318,28 @@ def test_run_and_capture_set_their_names_for_later_steps(make_nb: Make) -> None:
     proc, result = run(nb)
     assert proc.returncode == 0, proc.stderr
     assert result["metrics"] == {"v": 10 + 1 + 3 + 1 + 3}
+
+
+def test_a_raises_exception_cell_shows_its_error_and_the_step_goes_on(make_nb: Make) -> None:
+    """Issue 25: nbclient and papermill run a cell tagged raises-exception, record its error as its output and go
+    on; a step failed there. Only that cell may raise: an error in an untagged cell still fails the step."""
+    nb = make_nb(
+        [
+            (["step:a"], "x = 1"),
+            (["raises-exception"], "y = 2\nraise ValueError('expected here')\ny = 3"),
+            ([], "z = x + y"),
+            (["pipeline-metrics"], "print(z)"),
+        ]
+    )
+    proc, record = run(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert record["metrics"] == {"z": 3}  # what ran before the error stays; the rest of the cell does not run
+    log = (Path(record["run_dir"]) / "run.log").read_text()
+    assert "ValueError: expected here" in log and "raised ValueError as its raises-exception tag expects" in log
+    spec = next(yaml.safe_load_all((Path(record["run_dir"]) / "pipeline.yaml").read_text()))
+    step = json.loads(spec["deploymentSpec"]["executors"]["exec-a"]["container"]["args"][-1])
+    assert [cell[2:] for cell in step["cells"]] == [[], [1], []]  # only the tagged cell is marked
+
+    untagged = make_nb([(["step:a"], "x = 1"), ([], "raise ValueError('not expected')")], name="u.ipynb")
+    proc, record = run(untagged, "--no-cache")
+    assert proc.returncode == 1 and record["steps"] == {"a": "failed"}

@@ -89,9 +89,9 @@ def in_step(cell: str) -> tuple[set[str], dict[str, Any], Facts]:
     namespace = types.ModuleType("__main__").__dict__
     namespace.update({"__builtins__": builtins, "display": step._display})
     namespace["get_ipython"] = lambda shim=step.IPythonShim(namespace): shim
-    step._run_cells([("nb.ipynb, cell 1", SETUP)], namespace)
+    step._run_cells([("nb.ipynb, cell 1", SETUP, False)], namespace)
     before = _user_names(namespace)
-    step._run_cells([("nb.ipynb, cell 2", python)], namespace)
+    step._run_cells([("nb.ipynb, cell 2", python, False)], namespace)
     after = _user_names(namespace)
     return _changed(before, after), after, facts
 

@@ -25,6 +25,7 @@ class CodeCell:
 
     index: int  # 1-based position of the cell in the notebook
     source: str
+    raises: bool = False  # tagged raises-exception: an error it raises is shown and the step goes on (papermill)
 
 
 @dataclass(frozen=True)

@@ -247,9 +247,10 @@ def _code(cells: tuple[CodeCell, ...]) -> tuple[list[CodeCell], list[int]]:
 def _keyed(cells: tuple[CodeCell, ...]) -> list[list[Any]]:
     """``[k, source]`` pairs, ``k`` the cell's rank within the step (1, 2, ...), never its notebook number:
     cells added, moved or removed elsewhere in the notebook leave the step's spec, and so KFP's cache
-    key and ``compile --check``, unchanged. :func:`cell_numbers` maps ranks back for tracebacks."""
+    key and ``compile --check``, unchanged. :func:`cell_numbers` maps ranks back for tracebacks. A cell tagged
+    raises-exception is ``[k, source, 1]``."""
     kept, numbers = _code(cells)
-    return [[numbers.index(c.index) + 1, c.source] for c in kept]
+    return [[numbers.index(c.index) + 1, c.source, *([1] if c.raises else [])] for c in kept]
 
 
 def cell_numbers(pipeline: Pipeline) -> dict[str, dict[str, list[int]]]:

@@ -131,7 +131,7 @@ def build(
         steps.append(
             Step(
                 name=draft.name,
-                cells=(*replay, *(CodeCell(c.index, code[c.index][0]) for c in draft.cells)),
+                cells=(*replay, *(CodeCell(c.index, code[c.index][0], c.raises) for c in draft.cells)),
                 after=tuple(p for p, _ in draft.prev),
                 inputs=tuple(sorted(flow.inputs[draft.name], key=lambda e: e.name)),
                 outputs=tuple(sorted(set(flow.outputs[draft.name]) | set(produced))),

@@ -89,5 +89,5 @@ def prelude_for(
             for i in range(stmt.lineno - 1, stmt.end_lineno):
                 lines[i] = "\n"
             dropped = True
-        cells.append(CodeCell(cell.index, "".join(lines)) if dropped else cell)
+        cells.append(CodeCell(cell.index, "".join(lines), cell.raises) if dropped else cell)
     return tuple(cells)

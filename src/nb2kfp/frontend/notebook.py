@@ -124,6 +124,7 @@ class Cell:
     options: StepOptions = field(default_factory=StepOptions)
     notebook_ref: str | None = None
     component_ref: str | None = None  # NAME or NAME@VERSION of a catalog component
+    raises: bool = False  # tagged raises-exception (nbclient/papermill): its error is its output, the step goes on
 
 
 @dataclass
@@ -162,6 +163,7 @@ def read_notebook(
             continue
         cell = Cell(index=number, source=source)
         tags = [t for t in raw_cell.get("metadata", {}).get("tags", []) if t not in ignore_tags]
+        cell.raises = "raises-exception" in tags
         _parse_tags(shown, cell, tags, raw_cell.get("metadata", {}), diagnostics)
         cells.append(cell)
     metadata = raw.get("metadata", {})

@@ -958,8 +958,8 @@ def _enter_workdir(step: str) -> list[str]:
     return made
 
 
-def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str]]:
-    """The ``cells`` or ``prelude`` of the spec as (label, source): the label names the notebook cell
+def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str, bool]]:
+    """The ``cells`` or ``prelude`` of the spec as (label, source, may raise): the label names the notebook cell
     (``nb.ipynb, cell 7``) when the run says which cell each rank is (``NB2KFP_CELLS``, a local run),
     else the step and the rank (``nb.ipynb, step train, cell 2``): the spec itself holds no cell numbers."""
     notebook = spec["notebook"]
@@ -968,18 +968,19 @@ def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str]]:
     except (ValueError, AttributeError):
         numbers = []
     out = []
-    for rank, source in spec.get(part, []):
+    for rank, source, *flags in spec.get(part, []):
         if 0 < rank <= len(numbers):
             label = f"{notebook}, cell {numbers[rank - 1]}"
         else:
             label = f"{notebook}, {'step ' + spec['step'] if part == 'cells' else 'imports/functions'}, cell {rank}"
-        out.append((label, source))
+        out.append((label, source, bool(flags and flags[0])))
     return out
 
 
-def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any], shown: bool = False) -> None:
-    """``shown``: the cells go into the step's report (when it has one)."""
-    for filename, source in cells:
+def _run_cells(cells: list[tuple[str, str, bool]], namespace: dict[str, Any], shown: bool = False) -> None:
+    """``shown``: the cells go into the step's report (when it has one). A cell tagged raises-exception may raise:
+    as nbclient and papermill do, its error is shown as its output and the next cell runs."""
+    for filename, source, may_raise in cells:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         if shown and _REPORT is not None:
             _REPORT.start(filename, source)
@@ -994,10 +995,23 @@ def _run_cells(cells: list[tuple[str, str]], namespace: dict[str, Any], shown: b
                 code = None
             except ModuleNotFoundError as exc:
                 code = _after_gui_call(exc, source, filename)
-                if code is None:
+                if code is None and not may_raise:
                     raise
+                if code is None:
+                    _expected(exc, filename)
+            except Exception as exc:
+                if not may_raise:
+                    raise
+                _expected(exc, filename)
+                code = None
         if shown and _REPORT is not None:
             _REPORT.figures()
+
+
+def _expected(exc: BaseException, filename: str) -> None:
+    """A raises-exception cell's error: its traceback as the cell's output (stderr, the report), and a log line."""
+    sys.stderr.write(_user_traceback(exc))
+    log(f"{filename} raised {type(exc).__name__} as its raises-exception tag expects: the step goes on")
 
 
 _GUI_TOOLKITS = frozenset({"PySide6", "PySide2", "PyQt6", "PyQt5", "PyQt4", "wx", "gi"})
@@ -1047,11 +1061,11 @@ def _exit_call(exc: SystemExit) -> str:
     return f"sys.exit({'' if exc.code is None else repr(exc.code)})"
 
 
-def _setter(name: str, cells: list[tuple[str, str]]) -> str:
+def _setter(name: str, cells: list[tuple[str, str, bool]]) -> str:
     """The last cell of the step that assigns ``name`` (for messages about its value)."""
     import ast
 
-    for label, source in reversed(cells):
+    for label, source, _ in reversed(cells):
         try:
             tree = ast.parse(source)
         except SyntaxError:
