@@ -54,7 +54,7 @@ def strict(data: Any, type_name: str, where: str = "$") -> Any:
 
 
 def model(digest: str = DIGEST, version: str = "1.9.1", framework: str = "scikit-learn") -> ModelRef:
-    info = meta.ModelMeta("clf", framework, version, "model.joblib", 4, "train.ipynb", "abc123", "train-1")
+    info = meta.ModelMeta("clf", framework, version, "model.joblib", 4, "train.ipynb", "abc123")
     return ModelRef("registry.example.com/ml/clf", digest, info)
 
 
@@ -145,7 +145,7 @@ def test_a_step_saved_model_describes_itself(tmp_path: Path) -> None:
     (tmp_path / "nb2kfp.json").write_text(
         json.dumps({"format": "joblib", "framework": "scikit-learn", "framework_version": "1.9.1", "n_features": "4"})
     )
-    info = meta.describe(tmp_path, "clf", None, {"notebook": "train.ipynb", "commit": "abc", "run": "r1"})
+    info = meta.describe(tmp_path, "clf", None, {"notebook": "train.ipynb", "commit": "abc"})
     found = (info.framework, info.framework_version, info.file, info.n_features)
     assert found == ("scikit-learn", "1.9.1", "model.joblib", 4)
     assert meta.ModelMeta.from_labels(info.labels()) == info

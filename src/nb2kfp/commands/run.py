@@ -55,8 +55,9 @@ def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, rep
     return pinned.pipeline
 
 
-def _origin(notebook: Path, run_dir: Path) -> dict[str, str]:
-    """Where a model came from, recorded on its image: the notebook, its commit (when in git), the run."""
+def _origin(notebook: Path) -> dict[str, str]:
+    """Where a model came from, recorded on its image: the notebook and its commit (when in git). Not the run:
+    the same weights give the same digest (the run's result.json says which image each run made)."""
     from nb2kfp import git
     from nb2kfp.errors import RunError
 
@@ -64,7 +65,7 @@ def _origin(notebook: Path, run_dir: Path) -> dict[str, str]:
         commit = git.rev_parse("HEAD", notebook.resolve().parent)
     except (RunError, OSError):  # not a git work tree, or no git here: the image records no commit
         commit = ""
-    return {"notebook": notebook.name, "commit": commit, "run": run_dir.name}
+    return {"notebook": notebook.name, "commit": commit}
 
 
 def _package_models(
@@ -89,7 +90,7 @@ def _package_models(
                 target = "model" + item.suffix if item.name.startswith("data.") else item.name
                 shutil.copy(item, Path(tmp) / target)
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
-            origin = _origin(notebook, run_dir)
+            origin = _origin(notebook)
             images[name] = service.push_model(Path(tmp), image, run_dir / "models" / name, None, False, report, origin)
     return images
 

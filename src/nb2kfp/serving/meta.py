@@ -33,8 +33,7 @@ class ModelMeta:
     file: str = ""  # the model file under /models
     n_features: int = 0  # 0: not known
     notebook: str = ""
-    commit: str = ""
-    run: str = ""
+    commit: str = ""  # what made it; never the run (a label that varies per run would change the digest)
 
     def labels(self) -> dict[str, str]:
         found = {PREFIX + f.name.replace("_", "-"): str(getattr(self, f.name)) for f in fields(self)}
