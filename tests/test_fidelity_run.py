@@ -343,3 +343,28 @@ def test_a_raises_exception_cell_shows_its_error_and_the_step_goes_on(make_nb: M
     untagged = make_nb([(["step:a"], "x = 1"), ([], "raise ValueError('not expected')")], name="u.ipynb")
     proc, record = run(untagged, "--no-cache")
     assert proc.returncode == 1 and record["steps"] == {"a": "failed"}
+
+
+def test_a_frame_the_step_rebinds_gives_no_warning_a_kernel_does_not_give(make_nb: Make) -> None:
+    """Issue 25: `df = df.dropna(...); df["c"] = ...` on a frame from an earlier step warned SettingWithCopyWarning
+    (pandas 2, without copy on write): the runtime kept a reference to the frame it loaded, so pandas saw the old
+    frame alive. In a kernel (and with papermill) it is garbage and nothing warns."""
+    pytest.importorskip("pandas")
+    nb = make_nb(
+        [
+            (["imports"], "import warnings\nimport pandas as pd"),
+            (["step:a"], "df = pd.DataFrame({'a': [1.0, None, 3.0], 'b': [1, 2, 3]})"),
+            (
+                ["step:b", "prev:a"],
+                "df = df.dropna(subset=['a'])\n"
+                "with warnings.catch_warnings(record=True) as caught:\n"
+                "    warnings.simplefilter('always')\n"
+                "    df['c'] = df['a'] * 2\n"
+                "n_warnings = len(caught)",
+            ),
+            (["pipeline-metrics"], "print(n_warnings)"),
+        ]
+    )
+    proc, record = run(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert record["metrics"] == {"n_warnings": 0}

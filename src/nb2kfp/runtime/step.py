@@ -1116,14 +1116,14 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     state: dict[str, Any] = {}  # the process state received (PROCESS_STATE)
     try:
         _run_cells(_labelled(spec, "prelude"), namespace)
-        for name, key in spec.get("inputs", {}).items():
-            artifact = inputs["artifacts"][key]["artifacts"][0]
-            value = load_value(name, local_path(artifact["uri"]))
+        for name, key in spec.get("inputs", {}).items():  # into the namespace only: no other reference may stay
+            # (a frame the notebook rebinds, `df = df.dropna()`, must be garbage as in a kernel, or pandas warns)
+            uri = inputs["artifacts"][key]["artifacts"][0]["uri"]
             if name == PROCESS_STATE:
-                state = value  # type: ignore[assignment]
+                state = load_value(name, local_path(uri))  # type: ignore[assignment]
                 _set_process_state(state)
             else:
-                namespace[name] = value
+                namespace[name] = load_value(name, local_path(uri))
         for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
             namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
         _run_cells(cells, namespace, shown=True)
