@@ -368,3 +368,30 @@ def test_a_frame_the_step_rebinds_gives_no_warning_a_kernel_does_not_give(make_n
     proc, record = run(nb, "--no-cache")
     assert proc.returncode == 0, proc.stderr
     assert record["metrics"] == {"n_warnings": 0}
+
+
+def test_every_way_of_reaching_the_shell_reaches_the_steps_stand_in(make_nb: Make) -> None:
+    """Issue 25: the module function `IPython.get_ipython()` returned None in a step (only the builtin had the
+    stand-in). ipywidgets' `with Output(): raise ...` shows the error in the widget in Jupyter and goes on (it
+    calls `get_ipython().showtraceback()` and suppresses the error when there is a shell); in a step it escaped."""
+    pytest.importorskip("ipywidgets")
+    nb = make_nb(
+        [
+            (["imports"], "import IPython\nfrom IPython import get_ipython as module_get_ipython"),
+            (
+                ["step:a"],
+                "from ipywidgets import Output\n"
+                "out = Output()\n"
+                "with out:\n"
+                "    raise ValueError('shown in the widget')\n"
+                "same = int(module_get_ipython() is get_ipython() is IPython.core.getipython.get_ipython())\n"
+                "get_ipython().events.register('post_run_cell', print)\n"
+                "after = 1",
+            ),
+            (["pipeline-metrics"], "print(same)\nprint(after)"),
+        ]
+    )
+    proc, record = run(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert record["metrics"] == {"same": 1, "after": 1}
+    assert "ValueError: shown in the widget" in (Path(record["run_dir"]) / "run.log").read_text()

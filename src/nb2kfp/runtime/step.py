@@ -564,13 +564,72 @@ def param_value(kind: str, value: object) -> object:
 
 
 # -- IPython compatibility -------------------------------------------------------------------
+class _DisplayPub:
+    """``get_ipython().display_pub``: what is published is shown as ``display()`` shows it."""
+
+    def publish(self, data: dict[str, Any], metadata: Any = None, *args: Any, **kwargs: Any) -> None:
+        if _REPORT is not None:
+            _REPORT.output({"output_type": "display_data", "data": data, "metadata": metadata or {}})
+        else:
+            print(data.get("text/plain", ""))
+
+    def clear_output(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _Events:
+    """``get_ipython().events``: callbacks may register; a step runs no cells through a shell, so none fires."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, list[Callable[..., Any]]] = {}
+
+    def register(self, event: str, function: Callable[..., Any]) -> None:
+        self.callbacks.setdefault(event, []).append(function)
+
+    def unregister(self, event: str, function: Callable[..., Any]) -> None:
+        if function in self.callbacks.get(event, []):
+            self.callbacks[event].remove(function)
+
+    def trigger(self, event: str, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_SHELL: list[IPythonShim] = []  # the step's shell stand-in, once the step runs (what every get_ipython() returns)
+
+
+def _shell() -> IPythonShim | None:
+    return _SHELL[0] if _SHELL else None
+
+
+def _patch_get_ipython(module: types.ModuleType) -> None:
+    """IPython's ``get_ipython()`` returns the step's stand-in (it returns None without a running shell): the
+    module function is what libraries call (ipywidgets' ``Output``, history users)."""
+    module.get_ipython = _shell  # type: ignore[attr-defined]
+    package = sys.modules.get("IPython")
+    if package is not None and hasattr(package, "get_ipython"):
+        package.get_ipython = _shell  # type: ignore[attr-defined]
+
+
 class IPythonShim:
-    """What ``get_ipython()`` offers a step: shell lines and the common magics, minus the kernel."""
+    """What ``get_ipython()`` offers a step, however it is reached (the builtin, ``IPython.get_ipython()``,
+    ``IPython.core.getipython.get_ipython()``): shell lines and the common magics, what libraries call on the shell
+    (``showtraceback``, ``display_pub``, ``events``), minus the kernel."""
 
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.user_ns = namespace
         self.kernel = _NoKernel()
         self.history_manager = _History()
+        self.display_pub = _DisplayPub()
+        self.events = _Events()
+
+    def showtraceback(self, exc_tuple: Any = None, *args: Any, **kwargs: Any) -> None:
+        """What a kernel shows for an error a library caught (ipywidgets' ``with Output():``): its traceback."""
+        exc = (exc_tuple or sys.exc_info())[1]
+        if exc is not None:
+            sys.stderr.write(_user_traceback(exc))
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"get_ipython().{name} is not available in a pipeline step (no IPython kernel runs there)")
 
     def _expand(self, command: str) -> str:
         def repl(m: re.Match[str]) -> str:
@@ -922,9 +981,15 @@ def _patch_show(pyplot: types.ModuleType) -> None:
 
 
 def _matplotlib_backend() -> None:
+    """The step's import hooks: matplotlib draws with Agg and ``plt.show`` as inline; IPython's ``get_ipython``
+    returns the step's stand-in. Set once, before the step (or a process started ahead) imports anything."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     if not any(isinstance(f, _OnImport) and f.name == "matplotlib.pyplot" for f in sys.meta_path):  # not warm
         sys.meta_path.insert(0, _OnImport("matplotlib.pyplot", _patch_show))
+    if "IPython.core.getipython" in sys.modules:
+        _patch_get_ipython(sys.modules["IPython.core.getipython"])
+    elif not any(isinstance(f, _OnImport) and f.name == "IPython.core.getipython" for f in sys.meta_path):
+        sys.meta_path.insert(0, _OnImport("IPython.core.getipython", _patch_get_ipython))
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -1095,7 +1160,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     module = types.ModuleType("__main__")
     namespace = module.__dict__
     namespace.update({"__builtins__": builtins, "get_ipython": None, "display": _display})
-    namespace["get_ipython"] = lambda shim=IPythonShim(namespace): shim
+    _SHELL[:] = [IPythonShim(namespace)]
+    namespace["get_ipython"] = _shell
     sys.modules["__main__"] = module
     _matplotlib_backend()
     values = inputs.get("parameterValues", {})
