@@ -395,3 +395,23 @@ def test_every_way_of_reaching_the_shell_reaches_the_steps_stand_in(make_nb: Mak
     assert proc.returncode == 0, proc.stderr
     assert record["metrics"] == {"same": 1, "after": 1}
     assert "ValueError: shown in the widget" in (Path(record["run_dir"]) / "run.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        [(["imports"], "from math import *"), (["step:a"], "x = 1"), (["pipeline-metrics"], "print(pi)")],
+        [
+            (["step:a"], "%pylab inline\nx = 1"),
+            (["step:b", "prev:a"], "y = 2"),
+            (["pipeline-metrics"], "print(pi)\nprint(y)"),
+        ],
+    ],
+    ids=["star-import", "pylab"],
+)
+def test_a_metric_a_star_import_sets_is_logged(make_nb: Make, cells: list) -> None:
+    """Issue 25: a metric named by a star import (`from math import *`, `%pylab`: numpy's names) was "never set by
+    any step" (NB046): the analysis cannot list such names; the last step with the import logs it."""
+    proc, record = run(make_nb(cells), "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert record["metrics"]["pi"] == pytest.approx(3.141592653589793)

@@ -103,8 +103,11 @@ def resolve(
                 continue  # read only when a function is called: the steps that call it receive it
             _resolve_one(path, step, name, seen, anc, pre, params, pre.star_import, flow, diagnostics, immutable_name)
     _Carried(steps, anc, prelude, preludes or {}, params, flow).resolve()
+    starred = {
+        n for n, s in steps.items() if s.facts.star_import or (preludes or {}).get(n, prelude).star_import
+    }  # steps where `from M import *` (or %pylab) may set names the analysis cannot list
     for name, cell in metrics:
-        _metric_setter(path, name, cell, steps, params, flow, diagnostics)
+        _metric_setter(path, name, cell, steps, params, starred, flow, diagnostics)
     return flow
 
 
@@ -378,10 +381,13 @@ def _metric_setter(
     cell: int,
     steps: dict[str, StepFacts],
     params: set[str],
+    starred: set[str],
     flow: Flow,
     diagnostics: list[Diagnostic],
 ) -> None:
     setters = [s for s in steps.values() if name in (s.facts.binds | s.facts.mutates)]
+    if not setters and name not in params:  # a name a star import (`%pylab`: numpy's) may set: the last such step
+        setters = [s for s in steps.values() if s.name in starred]
     if setters:
         flow.metrics[max(setters, key=lambda s: s.order).name].append(name)
         return
