@@ -178,13 +178,19 @@ def run(
             "--jobs", "-j", metavar="N", min=1, help="Independent steps at once (default: one per core; --docker: one)."
         ),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", metavar="OUT.ipynb", help="Write the executed notebook here too (as papermill's output)."
+        ),
+    ] = None,
 ) -> None:
     """Compile the notebook and run its pipeline: here (kfp.local), in Docker, or on a KFP cluster (--host)."""
     if host is not None:
-        if docker or run_dir is not None or run_name is not None or as_json or model_image:
+        if docker or run_dir is not None or run_name is not None or as_json or model_image or output is not None:
             raise typer.BadParameter(
-                "--host runs on the cluster: it does not go with --docker, --run-dir, --run-name, --json or "
-                "--model-image"
+                "--host runs on the cluster: it does not go with --docker, --run-dir, --run-name, --json, "
+                "--model-image or -o"
             )
         from nb2kfp.commands import run as command
 
@@ -203,6 +209,8 @@ def run(
         )
     if run_dir is not None and run_name is not None:
         raise typer.BadParameter("give --run-dir or --run-name, not both")
+    if output is not None and not report:
+        raise typer.BadParameter("-o writes the executed notebook, which --no-report does not make")
     from nb2kfp.commands import run as command
 
     options = command.Options(
@@ -219,6 +227,7 @@ def run(
         report=report,
         cache=cache,
         jobs=jobs,
+        output=output,
     )
     raise typer.Exit(command.run(notebook, options, _out, _err))
 

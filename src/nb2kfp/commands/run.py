@@ -41,6 +41,7 @@ class Options:
     report: bool = True  # step reports and report.html
     cache: bool = True  # reuse step results from .nb2kfp/cache (not with --docker)
     jobs: int | None = None  # independent steps at once (default: one per core)
+    output: Path | None = None  # the executed notebook here too (papermill's output notebook)
 
 
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
@@ -163,7 +164,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             )
     except processes.Interrupted as stop:
         record.finish("interrupted")
-        _write_report(record, pipeline, pages)
+        _write_report(record, pipeline, pages, notebook, options.output)
         where = f" during step {record.running_step}" if record.running_step else ""
         report_error(f"interrupted ({stop}){where}; record in {target / records.RESULT}")
         return stop.exit_code
@@ -186,10 +187,10 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
         except Nb2KfpError:  # every step ran: the run succeeded (not "lost"); the push's error is the command's
             record.finish(outcome.status)
-            _write_report(record, pipeline, pages)
+            _write_report(record, pipeline, pages, notebook, options.output)
             raise
     record.finish(outcome.status)
-    page = _write_report(record, pipeline, pages)
+    page = _write_report(record, pipeline, pages, notebook, options.output)
     if options.as_json:
         report(json.dumps(record.as_dict(), sort_keys=True))
     else:
@@ -203,14 +204,26 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     return 0 if outcome.status == "succeeded" else 1
 
 
-def _write_report(record: records.RunRecord, pipeline: Pipeline, pages: reports.StepPages | None) -> Path | None:
-    """Finish the step pages and write report.html (when asked), then result.json with the report's path."""
+def _write_report(
+    record: records.RunRecord,
+    pipeline: Pipeline,
+    pages: reports.StepPages | None,
+    notebook: Path,
+    output: Path | None,
+) -> Path | None:
+    """Finish the step pages, write the executed notebook (also to ``output``) and report.html (when asked), then
+    result.json with their paths."""
+    from nb2kfp.atomic import write_text
     from nb2kfp.local_run import reports
 
     page = None
     if pages is not None:
+        collected = pages.collect()
+        record.executed = reports.executed_notebook(record.run_dir, notebook, collected)
+        if record.executed is not None and output is not None:
+            write_text(output, record.executed.read_text(encoding="utf-8"))
         record.report = record.run_dir / "report.html"
-        page = reports.write_run_report(record.run_dir, pipeline, record.as_dict(), pages.collect())
+        page = reports.write_run_report(record.run_dir, pipeline, record.as_dict(), collected)
     record.write()
     return page
 

@@ -74,6 +74,7 @@ class RunRecord:
     models: dict[str, str] = field(default_factory=dict)
     running_step: str | None = None
     report: Path | None = None  # report.html, when the run makes one
+    executed: Path | None = None  # the executed notebook (papermill's output notebook), when the run makes one
     _clock: float = field(default_factory=time.monotonic)
 
     def on_event(self, step: str, status: str, seconds: float | None) -> None:
@@ -125,6 +126,7 @@ class RunRecord:
             "spec": str(self.spec),
             "run_dir": str(self.run_dir),
             "report": str(self.report) if self.report else None,
+            "executed_notebook": str(self.executed) if self.executed else None,
         }
         if self.status == "running":
             data["pid"] = os.getpid()

@@ -56,6 +56,36 @@ def render_notebook(notebook: dict[str, Any]) -> str:
     return with_policy(_REMOTE_SCRIPT.sub("", str(text)))  # MathJax and require.js from a CDN: offline pages do without
 
 
+def executed_notebook(run_dir: Path, notebook: Path, pages: dict[str, Path]) -> Path | None:
+    """The notebook as papermill would give it back: every code cell with the outputs and execution count of the
+    step that ran it (from the steps' executed notebooks, ``reports/<step>.ipynb``; a cell no step ran keeps none),
+    in notebook order, written as ``<run_dir>/<notebook name>``. None when the notebook cannot be read."""
+    try:
+        original = json.loads(notebook.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ran: dict[int, dict[str, Any]] = {}
+    for page in pages.values():
+        try:
+            executed = json.loads(page.with_suffix(".ipynb").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for cell in executed.get("cells", []):
+            label = str(cell.get("metadata", {}).get("nb2kfp", {}).get("cell", ""))
+            found = re.search(r", cell (\d+)$", label)
+            if found and ", step " not in label:  # "nb.ipynb, cell 7": this notebook's cell 7
+                ran[int(found.group(1))] = cell
+    for number, cell in enumerate(original.get("cells", []), start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        done = ran.get(number)
+        cell["outputs"] = done.get("outputs", []) if done else []
+        cell["execution_count"] = done.get("execution_count") if done else None
+    target = run_dir / notebook.name
+    write_text(target, json.dumps(original, indent=1, ensure_ascii=False) + "\n")
+    return target
+
+
 def step_page(run_dir: Path, step: Step) -> Path | None:
     """Render the step's report artifact into ``reports/<step>.html`` (keeping ``<step>.ipynb``); None when
     the step has no report (not reported, or it did not get as far as writing one)."""

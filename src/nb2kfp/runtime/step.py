@@ -610,6 +610,15 @@ def _patch_get_ipython(module: types.ModuleType) -> None:
         package.get_ipython = _shell  # type: ignore[attr-defined]
 
 
+def _patch_display(module: types.ModuleType) -> None:
+    """``from IPython.display import display`` shows as the step's own ``display`` does (in its report, as Jupyter
+    does); IPython's prints a repr when no shell runs."""
+    module.display = _display  # type: ignore[attr-defined]
+    package = sys.modules.get("IPython.display")
+    if package is not None and hasattr(package, "display"):
+        package.display = _display  # type: ignore[attr-defined]
+
+
 class IPythonShim:
     """What ``get_ipython()`` offers a step, however it is reached (the builtin, ``IPython.get_ipython()``,
     ``IPython.core.getipython.get_ipython()``): shell lines and the common magics, what libraries call on the shell
@@ -982,14 +991,19 @@ def _patch_show(pyplot: types.ModuleType) -> None:
 
 def _matplotlib_backend() -> None:
     """The step's import hooks: matplotlib draws with Agg and ``plt.show`` as inline; IPython's ``get_ipython``
-    returns the step's stand-in. Set once, before the step (or a process started ahead) imports anything."""
+    returns the step's stand-in and its ``display`` is the step's. Set once, before the step (or a process started
+    ahead) imports anything."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     if not any(isinstance(f, _OnImport) and f.name == "matplotlib.pyplot" for f in sys.meta_path):  # not warm
         sys.meta_path.insert(0, _OnImport("matplotlib.pyplot", _patch_show))
-    if "IPython.core.getipython" in sys.modules:
-        _patch_get_ipython(sys.modules["IPython.core.getipython"])
-    elif not any(isinstance(f, _OnImport) and f.name == "IPython.core.getipython" for f in sys.meta_path):
-        sys.meta_path.insert(0, _OnImport("IPython.core.getipython", _patch_get_ipython))
+    for name, patch in (
+        ("IPython.core.getipython", _patch_get_ipython),
+        ("IPython.core.display_functions", _patch_display),
+    ):
+        if name in sys.modules:
+            patch(sys.modules[name])
+        elif not any(isinstance(f, _OnImport) and f.name == name for f in sys.meta_path):
+            sys.meta_path.insert(0, _OnImport(name, patch))
 
 
 # -- the step --------------------------------------------------------------------------------
@@ -1053,13 +1067,19 @@ def _run_cells(cells: list[tuple[str, str, bool]], namespace: dict[str, Any], sh
             for name, text in _WARM_SHOWN:
                 (sys.stdout if name == "stdout" else sys.stderr).write(text)
             _WARM_SHOWN.clear()
-        code: types.CodeType | None = compile(source, filename, "exec")
+        code: types.CodeType | None
+        code, shown_value = _split_last(source, filename) if shown and _REPORT is not None else (None, None)
+        code = code or compile(source, filename, "exec")
         while code is not None:
             try:
                 exec(code, namespace)
                 code = None
+                if shown_value is not None:  # the cell's last expression: shown as Jupyter shows it (Out[N])
+                    value, shown_value = eval(shown_value, namespace), None
+                    if value is not None and _REPORT is not None:
+                        _REPORT.display(value, result=True)
             except ModuleNotFoundError as exc:
-                code = _after_gui_call(exc, source, filename)
+                code, shown_value = _after_gui_call(exc, source, filename), None
                 if code is None and not may_raise:
                     raise
                 if code is None:
@@ -1071,6 +1091,22 @@ def _run_cells(cells: list[tuple[str, str, bool]], namespace: dict[str, Any], sh
                 code = None
         if shown and _REPORT is not None:
             _REPORT.figures()
+
+
+def _split_last(source: str, filename: str) -> tuple[types.CodeType | None, types.CodeType | None]:
+    """A cell whose last statement is an expression (``df.head()``, ``42``, not ending in ``;``): its code up to that
+    statement, and the expression, compiled with the cell's line numbers; (None, None) otherwise."""
+    import ast
+
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError:
+        return None, None
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr) or source.rstrip().endswith(";"):
+        return None, None
+    last = tree.body[-1]
+    body = compile(ast.Module(body=tree.body[:-1], type_ignores=[]), filename, "exec")
+    return body, compile(ast.Expression(body=last.value), filename, "eval")
 
 
 def _expected(exc: BaseException, filename: str) -> None:
@@ -1468,7 +1504,8 @@ class _Report:
         else:
             outputs.append(out)
 
-    def display(self, obj: object) -> None:
+    def display(self, obj: object, result: bool = False) -> None:
+        """``obj`` as display() shows it; ``result``: as the value of the cell's last expression (execute_result)."""
         data: dict[str, Any] = {"text/plain": repr(obj)}
         for method, mime in _MIME.items():
             try:
@@ -1484,7 +1521,11 @@ class _Report:
                 data[mime] = value
         if hasattr(obj, "savefig") and "image/png" not in data:  # a matplotlib figure
             data.update(self._png(obj))
-        self.output({"output_type": "display_data", "data": data, "metadata": {}})
+        if result:
+            count = self.cells[-1]["execution_count"] if self.cells else None
+            self.output({"output_type": "execute_result", "data": data, "metadata": {}, "execution_count": count})
+        else:
+            self.output({"output_type": "display_data", "data": data, "metadata": {}})
         sys.stdout.stream.write(data["text/plain"] + "\n")  # type: ignore[union-attr]
 
     def _png(self, figure: Any) -> dict[str, str]:
