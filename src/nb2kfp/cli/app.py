@@ -56,18 +56,11 @@ def _main(
 
 @app.command()
 def lint(
-    notebooks: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="PATH" if _TYPER_ADDS_DOTS else "PATH...",
-            help="Notebook files (.ipynb), or folders: every notebook under them.",
-            show_default=False,
-        ),
-    ],
+    notebooks: Notebooks,
     output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="text or json")] = "text",
     warnings_as_errors: Annotated[bool, typer.Option("--warnings-as-errors", help="Exit 1 on warnings too.")] = False,
 ) -> None:
-    """Report errors and warnings (path: cell N: ...); exit 1 when there are errors."""
+    """Report errors and warnings (path: cell N: ...); exit 1 when there are errors. A folder: its notebooks."""
     from nb2kfp.commands import lint as command
 
     raise typer.Exit(command.run(notebooks, output_format, _out, warnings_as_errors))
