@@ -87,3 +87,18 @@ def run_local_json(nb: Path, *args: str) -> tuple[subprocess.CompletedProcess[st
     """`run_local`, and the run's `--json` record (empty when the run printed none)."""
     proc = run_local(nb, *args)
     return proc, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+@pytest.fixture
+def engine() -> Any:
+    """A Docker client with an engine answering and the test base image named (.ci/services.sh)."""
+    require(bool(os.environ.get("NB2KFP_TEST_BASE_IMAGE")), "no NB2KFP_TEST_BASE_IMAGE: run .ci/services.sh")
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception:  # the docker package missing or no engine answering: both mean no engine for this test
+        client = None
+    require(client is not None, "no Docker engine answers")
+    return client

@@ -14,24 +14,9 @@ from typing import Any
 
 import pytest
 
-from conftest import require
 from nbfactory import write
 
 STEP = "import time\nprint('started', flush=True)\ntime.sleep(300)\ny = x + 1"
-
-
-@pytest.fixture
-def engine() -> Any:
-    require(bool(os.environ.get("NB2KFP_TEST_BASE_IMAGE")), "no NB2KFP_TEST_BASE_IMAGE: run .ci/services.sh")
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception:  # the docker package missing or no engine answering: both mean no engine for this test
-        client = None
-    require(client is not None, "no Docker engine answers")
-    return client
 
 
 def _wait_for(check: Callable[[], Any], seconds: float) -> Any:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from conftest import require
 from nb2kfp.backends import step_runtime
 from nb2kfp.local_run import parked
 from nb2kfp.runtime.step import RUNTIME_FILE
@@ -38,20 +37,6 @@ for line in open('/proc/net/unix').read().splitlines()[1:]:
         print('REFUSED', type(exc).__name__, where, flush=True)
 print('DONE', flush=True)
 """
-
-
-@pytest.fixture
-def engine() -> Any:
-    require(bool(os.environ.get("NB2KFP_TEST_BASE_IMAGE")), "no NB2KFP_TEST_BASE_IMAGE: run .ci/services.sh")
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception:  # the docker package missing or no engine answering: both mean no engine for this test
-        client = None
-    require(client is not None, "no Docker engine answers")
-    return client
 
 
 def test_a_container_on_the_host_network_cannot_command_a_kept_process(
