@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_docker_interrupt import engine
 
 from nbfactory import write
 from test_security_local import MARKER, _command_lines, _descendants
-
-__all__ = ["engine"]  # the fixture, used by name
 
 
 @pytest.mark.slow

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
+from nb2kfp.ir import ARTIFACT_KEY_ENV
+
 if TYPE_CHECKING:
     from nb2kfp.local_run.parked import Kept
     from nb2kfp.local_run.warm import WarmSteps
@@ -84,6 +86,7 @@ LAUNCHER = (
     "with os.fdopen(int(sys.argv[1]), encoding='utf-8') as pipe:\n"
     "    head, args = json.load(pipe)\n" + _RUN
 )
+DOCKER_ENV = (ARTIFACT_KEY_ENV, "NB2KFP_CELLS")  # the run's environment a --docker step gets (no host paths)
 # Run as ``python -c ENV_LAUNCHER HEAD...`` in a step's container: ARGS come in its environment.
 ENV_LAUNCHER = (
     "# nb2kfp step: its arguments came in its environment, not on the command line (nb2kfp.local_run.processes)\n"
@@ -197,6 +200,10 @@ class Supervisor:
             self.docker = client
             self._tell(f"docker {self.run_id}")
         kwargs["labels"] = {**(kwargs.get("labels") or {}), "nb2kfp.run": self.run_id}
+        # what a pod of the run gets besides its spec's env: the artifact key (a cluster's comes from the secret
+        # artifact_key_secret names) and which notebook cell each step cell is, for tracebacks; never a host path
+        passed = {k: os.environ[k] for k in DOCKER_ENV if os.environ.get(k)}
+        kwargs["environment"] = {**(kwargs.get("environment") or {}), **passed}
         command = kwargs.get("command") or []
         python = _python_step(command)
         if python is not None:  # its arguments in its environment, not on its command line (ENV_LAUNCHER)
