@@ -105,3 +105,32 @@ def test_a_spec_at_the_limits_loads_in_kfp(make_nb: Make, tmp_path: Path) -> Non
     proc = nb2kfp("compile", str(nb), "-o", "out.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     components.load_component_from_file(str(tmp_path / "out.yaml"))
+
+
+def test_the_cached_step_runtime_is_used_only_when_nobody_else_could_have_written_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every step runs the runtime that compile embeds; the stripped copy cached in the user's cache folder is
+    trusted only when it and its folder are the user's own and writable by nobody else (as ssh checks its keys)."""
+    import hashlib
+    from importlib import resources
+
+    from nb2kfp.backends import step_runtime
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = resources.files("nb2kfp.runtime").joinpath("step.py").read_text(encoding="utf-8")
+    folder = tmp_path / "nb2kfp"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)  # a shared folder: anyone could have put a file there
+    planted = folder / f"runtime-{hashlib.sha256(source.encode()).hexdigest()[:32]}.py"
+    planted.write_text("print('not the runtime')\n")
+    step_runtime.runtime_source.cache_clear()
+    try:
+        assert step_runtime.runtime_source() != "print('not the runtime')\n"
+        assert "def main(" in step_runtime.runtime_source()
+        folder.chmod(0o700)
+        step_runtime.runtime_source.cache_clear()
+        assert "def main(" in step_runtime.runtime_source()  # made again, now private
+        assert planted.stat().st_mode & 0o077 == 0
+    finally:
+        step_runtime.runtime_source.cache_clear()

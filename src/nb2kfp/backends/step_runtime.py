@@ -44,19 +44,30 @@ def runtime_source() -> str:
     source = resources.files("nb2kfp.runtime").joinpath("step.py").read_text(encoding="utf-8")
     folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nb2kfp"
     cached = folder / f"runtime-{hashlib.sha256(source.encode('utf-8')).hexdigest()[:32]}.py"
-    try:
-        return cached.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        pass  # not made yet (or unreadable): make it
+    if _private(folder) and _private(cached):  # what every step runs: only a file nobody else could have written
+        try:
+            return cached.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass  # unreadable: make it again
     shipped = _stripped(source)
     try:  # a private temporary file, then a rename: a reader never sees half of it
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = folder / f".{cached.name}.{os.getpid()}"
         partial.write_text(shipped, encoding="utf-8")
+        partial.chmod(0o600)
         partial.replace(cached)
     except OSError:
         pass  # a read-only home: strip it again next time, nothing else changes
     return shipped
+
+
+def _private(path: Path) -> bool:
+    """Owned by this user, not a link, and nobody else may write it."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not path.is_symlink() and not info.st_mode & 0o022
 
 
 def _stripped(source: str) -> str:
