@@ -78,6 +78,11 @@ def component_key(task: str) -> str:
     return f"comp-{task}"
 
 
+def task_of_component(key: str) -> str:
+    """The task a component key (:func:`component_key`) belongs to, as kfp.local names a task's component."""
+    return key.removeprefix("comp-")
+
+
 def executor_key(task: str) -> str:
     """The key of a task's executor in ``deploymentSpec.executors`` (``exec-TASK``)."""
     return f"exec-{task}"

@@ -28,7 +28,7 @@ def documents(step: Step, task: str, resources: dict[str, Any]) -> tuple[dict[st
     """The component's spec and executor, re-keyed for this task; ``resources`` from limit:/request: tags."""
     assert step.component is not None
     comp, executor = lookup.documents(step.component)
-    comp["executorLabel"] = f"exec-{task}"
+    comp["executorLabel"] = kfpnames.executor_key(task)
     if resources and "container" in executor:
         executor["container"]["resources"] = {**executor["container"].get("resources", {}), **resources}
     return comp, executor

@@ -109,19 +109,21 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
     for step in pipeline.steps:
         task = task_name(step)
         if step.component is not None:  # a catalog component: copied, then wired
-            components[f"comp-{task}"], executors[f"exec-{task}"] = called.documents(step, task, _resources(step))
+            comp, executor = kfpnames.component_key(task), kfpnames.executor_key(task)
+            components[comp], executors[executor] = called.documents(step, task, _resources(step))
             tasks[task] = called.component_task(pipeline, step, _task(pipeline, step, task))
-            called.pass_defaults(components[f"comp-{task}"], tasks[task])
+            called.pass_defaults(components[comp], tasks[task])
         else:
-            components[f"comp-{task}"] = _component(pipeline, step, task)
-            executors[f"exec-{task}"] = {"container": _container(pipeline, step)}
+            comp, executor = kfpnames.component_key(task), kfpnames.executor_key(task)
+            components[comp] = _component(pipeline, step, task)
+            executors[executor] = {"container": _container(pipeline, step)}
             tasks[task] = _task(pipeline, step, task)
-            called.patch_notebook_step(pipeline, step, components[f"comp-{task}"], tasks[task])
+            called.patch_notebook_step(pipeline, step, components[comp], tasks[task])
         extra = _platform(step)
         if extra:
-            platform_execs[f"exec-{task}"] = extra
+            platform_execs[kfpnames.executor_key(task)] = extra
     name = pipeline.name
-    if f"exec-{name}" in executors:  # KFP would load the file as that one component
+    if kfpnames.executor_key(name) in executors:  # KFP would load the file as that one component
         name = name[: kfpnames.MAX_PIPELINE_NAME - len("-pipeline")].rstrip("-") + "-pipeline"
     pipeline_info: dict[str, Any] = {"name": name}
     if pipeline.description:
@@ -173,7 +175,9 @@ def _add_workspace(
         if step.component is not None:
             continue
         task = task_name(step)
-        inputs = components[f"comp-{task}"].setdefault("inputDefinitions", {}).setdefault("parameters", {})
+        inputs = (
+            components[kfpnames.component_key(task)].setdefault("inputDefinitions", {}).setdefault("parameters", {})
+        )
         inputs[WORKSPACE_PARAM] = {"parameterType": "STRING"}
         wired = tasks[task].setdefault("inputs", {}).setdefault("parameters", {})
         wired[WORKSPACE_PARAM] = {"runtimeValue": {"constant": "{{$.workspace_path}}"}}
@@ -184,7 +188,7 @@ def _artifact(schema: str) -> dict[str, Any]:
 
 
 def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
-    comp: dict[str, Any] = {"executorLabel": f"exec-{task}"}
+    comp: dict[str, Any] = {"executorLabel": kfpnames.executor_key(task)}
     inputs: dict[str, Any] = {}
     if step.parameters:
         inputs["parameters"] = {
@@ -371,7 +375,7 @@ def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     )
     spec: dict[str, Any] = {
         "cachingOptions": {"enableCache": True} if step.caching else {},
-        "componentRef": {"name": f"comp-{task}"},
+        "componentRef": {"name": kfpnames.component_key(task)},
         "taskInfo": {"name": task},
     }
     if depends:

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from nb2kfp import kfpnames
 from nb2kfp.backends.kfp_spec import build_documents, task_name
 from nb2kfp.ir import Pipeline, Step
 
@@ -138,8 +139,8 @@ def _cache_keys(pipeline: Pipeline) -> dict[str, str]:
     for step in pipeline.steps:
         task = task_name(step)
         key = {
-            "component": spec["components"][f"comp-{task}"],
-            "executor": executors[f"exec-{task}"],
+            "component": spec["components"][kfpnames.component_key(task)],
+            "executor": executors[kfpnames.executor_key(task)],
             "inputs": tasks[task].get("inputs", {}),
             "parameter_values": {n: defaults.get(n) for n in step.parameters},
         }

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nb2kfp import kfpnames
 from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
 from nb2kfp.errors import RunError
 from nb2kfp.ir import ARTIFACT_KEY_ENV, Pipeline
@@ -101,7 +102,7 @@ def _track(names: dict[str, str], on_event: Event, states: dict[str, str], log: 
 
     def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(**kwargs: Any) -> Any:
-            step = names.get(kwargs["component_name"].removeprefix("comp-"))
+            step = names.get(kfpnames.task_of_component(kwargs["component_name"]))
             if step is None:  # nb2kfp's own task (it hands the runtime to the steps): no step of the notebook
                 return original(**kwargs)
             started = time.monotonic()
@@ -168,7 +169,7 @@ def run(
     os.environ[ARTIFACT_KEY_ENV] = local_cache.artifact_key(cache) if cache else secrets.token_hex(32)
 
     def on_hit(component: str, outputs: dict[str, Any]) -> None:
-        step = names.get(component.removeprefix("comp-"))
+        step = names.get(kfpnames.task_of_component(component))
         for folder in local_cache.output_folders(outputs):  # the run folder shows what the step gave
             link = artifacts / "cached" / folder.name
             link.parent.mkdir(parents=True, exist_ok=True)
