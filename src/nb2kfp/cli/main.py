@@ -113,17 +113,13 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click's usage errors arrive here in standalone_mode=False
+    except Exception as exc:  # click's usage errors arrive here in standalone_mode=False; so does anything unhandled
         code = _click_exit(exc)
         if code is None:
             if debug:
                 raise
-            code = _unexpected(exc)
+            code = _unexpected(exc)  # MemoryError and RecursionError are Exceptions too
         sys.exit(code)
-    except (MemoryError, RecursionError) as exc:  # not Exception subclasses we can map above; a user's input
-        if debug:
-            raise
-        sys.exit(_unexpected(exc))
 
 
 # Where click's exception classes live: older typer uses click itself; typer >= 0.25 a copy of it
