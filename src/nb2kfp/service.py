@@ -9,11 +9,12 @@ are imported where used, so ``compile --check`` and ``lint`` stay fast.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nb2kfp import stamp
 from nb2kfp.config import Settings, find_settings
@@ -42,26 +43,38 @@ class Compiled:
     def stamp(self) -> str:
         return stamp.stamp(self.pipeline.source_hash, self.settings)
 
+    @functools.cached_property
+    def documents(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The KFP spec and platform documents, built once for the spec text and the checks on them."""
+        from nb2kfp.backends import kfp_spec
+
+        return kfp_spec.build_documents(self.pipeline)
+
     def spec(self) -> str:
         """The KFP pipeline spec (YAML) with its stamp line."""
         from nb2kfp.backends import kfp_spec
 
-        return kfp_spec.render(self.pipeline, self.stamp)
+        return kfp_spec.render(self.pipeline, self.stamp, self.documents)
 
     def check_size(self, kfp_version: str | None = None) -> None:
         """NotebookError when the Argo Workflow a KFP cluster makes of this pipeline would outgrow Argo's limit
         (:mod:`nb2kfp.backends.argo_size`), on ``kfp_version`` (default: the newest, whose Workflows are largest)."""
-        check_size(self.notebook, self.pipeline, kfp_version)
+        check_size(self.notebook, self.pipeline, kfp_version, self.documents)
 
 
-def check_size(notebook: Path, pipeline: Pipeline, kfp_version: str | None = None) -> None:
+def check_size(
+    notebook: Path,
+    pipeline: Pipeline,
+    kfp_version: str | None = None,
+    documents: tuple[dict[str, Any], dict[str, Any] | None] | None = None,
+) -> None:
     """See :meth:`Compiled.check_size` (also for a pipeline pinned to a built step image)."""
     from nb2kfp import kfpnames
     from nb2kfp.backends import argo_size, kfp_spec
 
     major, minor = kfpnames.release(kfp_version)
     version = f"{major}.{minor}" if f"{major}.{minor}" in argo_size.KFP_VERSIONS else argo_size.KFP_VERSIONS[-1]
-    spec, platform = kfp_spec.build_documents(pipeline)
+    spec, platform = documents or kfp_spec.build_documents(pipeline)
     found = argo_size.problem(spec, platform, version)
     if found:
         raise NotebookError([error(str(notebook), found, "NB059")])

@@ -91,10 +91,13 @@ def input_key(step: Step, variable: str) -> str:
     return f"{variable}-in" if variable in step.outputs else variable
 
 
-def render(pipeline: Pipeline, stamp: str = "") -> str:
+def render(
+    pipeline: Pipeline, stamp: str = "", documents: tuple[dict[str, Any], dict[str, Any] | None] | None = None
+) -> str:
     """The pipeline spec as YAML text (header comments, spec, and the platform document if any).
-    ``stamp`` identifies the inputs (notebook content, settings, nb2kfp version) for ``--check``."""
-    spec, platform = build_documents(pipeline)
+    ``stamp`` identifies the inputs (notebook content, settings, nb2kfp version) for ``--check``; ``documents``:
+    :func:`build_documents` of the pipeline, when the caller has them already."""
+    spec, platform = documents or build_documents(pipeline)
     body = _dump(spec)
     if platform:
         body += "---\n" + _dump(platform)

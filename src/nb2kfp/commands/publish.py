@@ -26,7 +26,7 @@ def run(
     report_error: Callable[[str], None],
     kfp_version: str | None = None,
 ) -> int:
-    from nb2kfp.backends import kfp_manifests, kfp_spec
+    from nb2kfp.backends import kfp_manifests
     from nb2kfp.clients import kfp as kfp_client
 
     if kfp_version is not None:
@@ -54,7 +54,7 @@ def run(
             failed = True
             continue
         name = compiled.pipeline.name
-        kfp_manifests.refuse_unsupported(name, kfp_spec.build_documents(compiled.pipeline)[1], kfp_version)
+        kfp_manifests.refuse_unsupported(name, compiled.documents[1], kfp_version)
         version = service.version_of(compiled, commit)
         description = compiled.pipeline.description
         with tempfile.TemporaryDirectory(prefix="nb2kfp-publish-") as tmp:
