@@ -276,15 +276,15 @@ def client(host: str, *, plain: bool, creds: Credentials | None) -> Any:
         registry.auth.set_basic_auth(creds.username, creds.password)
     else:
         registry.auth = Anonymous()
-    registry._creds_given = creds is not None  # what the 401 message says
-    bounded(registry, host)
+    bounded(registry, host, given=creds is not None)
     return registry
 
 
-def bounded(registry: Any, host: str) -> None:
+def bounded(registry: Any, host: str, *, given: bool) -> None:
     """Every request of ``registry`` (oras) gets connect and read timeouts and at most TRIES tries, 1 s then 2 s
     apart, instead of oras' own retry (up to 131 s of sleep per request, then a JSON error on a 500 page).
-    Failures end as one-line RunErrors; refused credentials are not retried."""
+    Failures end as one-line RunErrors; refused credentials are not retried (``given``: whether any were sent, for
+    the message)."""
     import functools
 
     import requests
@@ -301,7 +301,7 @@ def bounded(registry: Any, host: str) -> None:
                 problem = f"{type(exc).__name__} (connect {CONNECT_TIMEOUT:.0f} s, read {read_timeout:.0f} s)"
             else:
                 if response.status_code in (401, 403):
-                    raise refused(host, given=getattr(registry, "_creds_given", True))
+                    raise refused(host, given=given)
                 if response.status_code < 500:
                     return response
                 problem = f"HTTP {response.status_code}"
