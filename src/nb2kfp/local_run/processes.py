@@ -30,6 +30,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 from nb2kfp.ir import ARTIFACT_KEY_ENV
+from nb2kfp.runtime.step import ENV_LAUNCHER, RUN_COMMAND, launcher_env
 
 if TYPE_CHECKING:
     from nb2kfp.local_run.parked import Kept
@@ -67,33 +68,14 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 """
 
 
-# Runs a step's Python command, ``python -c CODE ARGS...`` or ``python SCRIPT.py ARGS...``, as Python would: HEAD is
-# ``["-c", CODE]`` or ``[SCRIPT.py]``. The launchers below read HEAD and ARGS, then run this.
-_RUN = (
-    "if head[0] == '-c':\n"
-    "    sys.argv = ['-c', *args]\n"
-    "    exec(compile(head[1], '<string>', 'exec'), {'__name__': '__main__'})\n"
-    "else:\n"
-    "    import runpy\n"
-    "    sys.argv = [head[0], *args]\n"
-    "    sys.path[0] = os.path.dirname(os.path.realpath(head[0]))\n"
-    "    runpy.run_path(head[0], run_name='__main__')\n"
-)
-# Run as ``python -c LAUNCHER FD``: HEAD and ARGS come on pipe FD.
+# Run as ``python -c LAUNCHER FD``: HEAD and ARGS come on pipe FD (the runtime's RUN_COMMAND then runs them).
 LAUNCHER = (
     "# nb2kfp step: its code and arguments came on a pipe, not on the command line (nb2kfp.local_run.processes)\n"
     "import json, os, sys\n"
     "with os.fdopen(int(sys.argv[1]), encoding='utf-8') as pipe:\n"
-    "    head, args = json.load(pipe)\n" + _RUN
+    "    head, args = json.load(pipe)\n" + RUN_COMMAND
 )
 DOCKER_ENV = (ARTIFACT_KEY_ENV, "NB2KFP_CELLS")  # the run's environment a --docker step gets (no host paths)
-# Run as ``python -c ENV_LAUNCHER HEAD...`` in a step's container: ARGS come in its environment.
-ENV_LAUNCHER = (
-    "# nb2kfp step: its arguments came in its environment, not on the command line (nb2kfp.local_run.processes)\n"
-    "import os, sys\n"
-    "head = sys.argv[1:]\n"
-    "args = [os.environ.pop(f'NB2KFP_ARG_{i}') for i in range(int(os.environ.pop('NB2KFP_ARGC')))]\n" + _RUN
-)
 
 
 def _python_step(command: list[str]) -> tuple[list[str], list[str]] | None:
@@ -202,15 +184,17 @@ class Supervisor:
         kwargs["labels"] = {**(kwargs.get("labels") or {}), "nb2kfp.run": self.run_id}
         # what a pod of the run gets besides its spec's env: the artifact key (a cluster's comes from the secret
         # artifact_key_secret names) and which notebook cell each step cell is, for tracebacks; never a host path
-        passed = {k: os.environ[k] for k in DOCKER_ENV if os.environ.get(k)}
-        kwargs["environment"] = {**(kwargs.get("environment") or {}), **passed}
+        environment = {
+            **(kwargs.get("environment") or {}),
+            **{k: os.environ[k] for k in DOCKER_ENV if os.environ.get(k)},
+        }
         command = kwargs.get("command") or []
         python = _python_step(command)
         if python is not None:  # its arguments in its environment, not on its command line (ENV_LAUNCHER)
             head, args = python
-            named = {f"NB2KFP_ARG_{i}": arg for i, arg in enumerate(args)}
-            kwargs["environment"] = {**(kwargs.get("environment") or {}), **named, "NB2KFP_ARGC": str(len(args))}
+            environment.update(launcher_env(args))
             kwargs["command"] = [command[0], "-c", ENV_LAUNCHER, *head]
+        kwargs["environment"] = environment
         return original(client=client, **kwargs)
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:

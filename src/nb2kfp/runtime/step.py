@@ -1350,11 +1350,38 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
 ATTEMPT_ENV = "NB2KFP_ATTEMPT"  # set in each attempt of a step with retries (retry:N)
 
 
+# Runs a Python command, ``python -c CODE ARGS...`` or ``python SCRIPT.py ARGS...``, as Python would: HEAD is
+# ``["-c", CODE]`` or ``[SCRIPT.py]``. The launchers (here and in nb2kfp.local_run.processes) read HEAD and ARGS, then
+# run this: a step's arguments (its executor input: every parameter) never go on a command line ``ps`` shows.
+RUN_COMMAND = (
+    "if head[0] == '-c':\n"
+    "    sys.argv = ['-c', *args]\n"
+    "    exec(compile(head[1], '<string>', 'exec'), {'__name__': '__main__'})\n"
+    "else:\n"
+    "    import runpy\n"
+    "    sys.argv = [head[0], *args]\n"
+    "    sys.path[0] = os.path.dirname(os.path.realpath(head[0]))\n"
+    "    runpy.run_path(head[0], run_name='__main__')\n"
+)
+# Run as ``python -c ENV_LAUNCHER HEAD...`` with the environment of :func:`launcher_env`: ARGS come in it (a
+# process's environment is readable by its own user only).
+ENV_LAUNCHER = (
+    "# nb2kfp step: its arguments came in its environment, not on the command line (nb2kfp.runtime.step)\n"
+    "import os, sys\n"
+    "head = sys.argv[1:]\n"
+    "args = [os.environ.pop(f'NB2KFP_ARG_{i}') for i in range(int(os.environ.pop('NB2KFP_ARGC')))]\n" + RUN_COMMAND
+)
+
+
+def launcher_env(args: list[str]) -> dict[str, str]:
+    """The environment that hands ``args`` to :data:`ENV_LAUNCHER`."""
+    return {"NB2KFP_ARGC": str(len(args)), **{f"NB2KFP_ARG_{i}": arg for i, arg in enumerate(args)}}
+
+
 def _self_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-    """A command and environment that run this runtime again with ``argv``'s arguments: from the ``--runtime``
-    artifact the bootstrap read it from, else from this file (a step image's copy). The arguments (the executor
-    input: every parameter value) travel in the environment, which only the user can read, never on a command
-    line ``ps`` shows."""
+    """A command and environment that run this runtime again with ``argv``'s arguments (through
+    :data:`ENV_LAUNCHER`): from the ``--runtime`` artifact the bootstrap read it from, else from this file (a step
+    image's copy)."""
     if "--runtime" in argv:
         head = [
             "-c",
@@ -1365,20 +1392,7 @@ def _self_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
         ]
     else:
         head = [os.path.abspath(globals()["__file__"])]
-    loader = (
-        "import os, sys\n"
-        "head = sys.argv[1:]\n"
-        "args = [os.environ.pop(f'NB2KFP_ARG_{i}') for i in range(int(os.environ.pop('NB2KFP_ARGC')))]\n"
-        "sys.argv = [head[0], *args]\n"
-        "if head[0] == '-c':\n"
-        "    exec(compile(head[1], '<string>', 'exec'), {'__name__': '__main__'})\n"
-        "else:\n"
-        "    sys.path.insert(0, os.path.dirname(head[0]))\n"
-        "    code = compile(open(head[0], 'rb').read(), head[0], 'exec')\n"
-        "    exec(code, {'__name__': '__main__', '__file__': head[0]})\n"
-    )
-    env = {"NB2KFP_ARGC": str(len(argv) - 1), **{f"NB2KFP_ARG_{i}": a for i, a in enumerate(argv[1:])}}
-    return [sys.executable, "-c", loader, *head], env
+    return [sys.executable, "-c", ENV_LAUNCHER, *head], launcher_env(argv[1:])
 
 
 def _with_retries(argv: list[str], spec: dict[str, Any]) -> int:
