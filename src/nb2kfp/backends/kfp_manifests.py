@@ -26,10 +26,10 @@ NEWEST = kfpnames.NEWEST_KFP
 
 def crd_shape(kfp_version: str | None) -> tuple[int, int]:
     """The KFP release whose CRD shape to write: (2, 17), (2, 14) or (2, 5); ``None`` means the newest."""
-    release_ = kfpnames.release(kfp_version)
-    if release_ < (2, 5):
+    release = kfpnames.release(kfp_version)
+    if release < (2, 5):
         raise UsageError(f"--kfp-version {kfp_version}: KFP has no Kubernetes-native API mode before 2.5: use --host")
-    return next(shape for shape in (NEWEST, (2, 14), (2, 5)) if release_ >= shape)
+    return next(shape for shape in (NEWEST, (2, 14), (2, 5)) if release >= shape)
 
 
 def refuse_unsupported(pipeline_name: str, platform: dict[str, Any] | None, kfp_version: str | None) -> None:
@@ -42,13 +42,13 @@ def refuse_unsupported(pipeline_name: str, platform: dict[str, Any] | None, kfp_
     workspace = kubernetes.get("pipelineConfig", {}).get("workspace")
     if not workspace:
         return
-    release_ = kfpnames.release(kfp_version)
-    if release_ < (2, 15):
+    release = kfpnames.release(kfp_version)
+    if release < (2, 15):
         raise UsageError(
             f"{pipeline_name}: KFP {kfp_version} has no pipeline workspaces (they came in 2.15): remove the workspace "
             "setting or use KFP 2.15 or later"
         )
-    if release_ < (2, 17) and not workspace.get("kubernetes", {}).get("pvcSpecPatch", {}).get("storageClassName"):
+    if release < (2, 17) and not workspace.get("kubernetes", {}).get("pvcSpecPatch", {}).get("storageClassName"):
         raise UsageError(
             f"{pipeline_name}: KFP {kfp_version} needs the workspace's storage class: set workspace_storage_class in "
             "[tool.nb2kfp] (the class the cluster's admin configured as the default workspace's, if any)"

@@ -18,6 +18,7 @@ import ast
 import base64
 import hashlib
 import os
+import stat
 import zlib
 from functools import lru_cache
 from importlib import resources
@@ -67,7 +68,7 @@ def _private(path: Path) -> bool:
         info = path.lstat()
     except OSError:
         return False
-    return info.st_uid == os.getuid() and not path.is_symlink() and not info.st_mode & 0o022
+    return info.st_uid == os.getuid() and not stat.S_ISLNK(info.st_mode) and not info.st_mode & 0o022
 
 
 def _stripped(source: str) -> str:
