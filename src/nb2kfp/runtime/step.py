@@ -601,22 +601,19 @@ def _shell() -> IPythonShim | None:
     return _SHELL[0] if _SHELL else None
 
 
-def _patch_get_ipython(module: types.ModuleType) -> None:
-    """IPython's ``get_ipython()`` returns the step's stand-in (it returns None without a running shell): the
-    module function is what libraries call (ipywidgets' ``Output``, history users)."""
-    module.get_ipython = _shell  # type: ignore[attr-defined]
-    package = sys.modules.get("IPython")
-    if package is not None and hasattr(package, "get_ipython"):
-        package.get_ipython = _shell  # type: ignore[attr-defined]
+def _replacing(name: str, value: object, package: str) -> Callable[[types.ModuleType], None]:
+    """An import hook's action: set ``name`` to ``value`` in the module just imported and in ``package``, which
+    re-exports it. IPython's ``get_ipython()`` then returns the step's stand-in (it returns None without a running
+    shell; libraries call the module function: ipywidgets' ``Output``, history users), and ``from IPython.display
+    import display`` shows as the step's ``display`` does (IPython's prints a repr when no shell runs)."""
 
+    def replace(module: types.ModuleType) -> None:
+        setattr(module, name, value)
+        reexporting = sys.modules.get(package)
+        if reexporting is not None and hasattr(reexporting, name):
+            setattr(reexporting, name, value)
 
-def _patch_display(module: types.ModuleType) -> None:
-    """``from IPython.display import display`` shows as the step's own ``display`` does (in its report, as Jupyter
-    does); IPython's prints a repr when no shell runs."""
-    module.display = _display  # type: ignore[attr-defined]
-    package = sys.modules.get("IPython.display")
-    if package is not None and hasattr(package, "display"):
-        package.display = _display  # type: ignore[attr-defined]
+    return replace
 
 
 class IPythonShim:
@@ -997,8 +994,8 @@ def _matplotlib_backend() -> None:
     if not any(isinstance(f, _OnImport) and f.name == "matplotlib.pyplot" for f in sys.meta_path):  # not warm
         sys.meta_path.insert(0, _OnImport("matplotlib.pyplot", _patch_show))
     for name, patch in (
-        ("IPython.core.getipython", _patch_get_ipython),
-        ("IPython.core.display_functions", _patch_display),
+        ("IPython.core.getipython", _replacing("get_ipython", _shell, "IPython")),
+        ("IPython.core.display_functions", _replacing("display", _display, "IPython.display")),
     ):
         if name in sys.modules:
             patch(sys.modules[name])
