@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from conftest import run_local_json
 
 Make = Callable[..., Path]
@@ -40,7 +38,6 @@ def _outputs(notebook: dict[str, Any]) -> list[list[tuple[str, tuple[str, ...]]]
 
 
 def test_run_gives_the_executed_notebook_back_as_papermill_does(make_nb: Make, tmp_path: Path) -> None:
-    pytest.importorskip("papermill")
     nb = make_nb(CELLS)
     out = tmp_path / "out.ipynb"
     proc, record = run_local_json(nb, "--no-cache", "-o", str(out))

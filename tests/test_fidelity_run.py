@@ -349,7 +349,6 @@ def test_a_frame_the_step_rebinds_gives_no_warning_a_kernel_does_not_give(make_n
     """Issue 25: `df = df.dropna(...); df["c"] = ...` on a frame from an earlier step warned SettingWithCopyWarning
     (pandas 2, without copy on write): the runtime kept a reference to the frame it loaded, so pandas saw the old
     frame alive. In a kernel (and with papermill) it is garbage and nothing warns."""
-    pytest.importorskip("pandas")
     nb = make_nb(
         [
             (["imports"], "import warnings\nimport pandas as pd"),
@@ -374,7 +373,6 @@ def test_every_way_of_reaching_the_shell_reaches_the_steps_stand_in(make_nb: Mak
     """Issue 25: the module function `IPython.get_ipython()` returned None in a step (only the builtin had the
     stand-in). ipywidgets' `with Output(): raise ...` shows the error in the widget in Jupyter and goes on (it
     calls `get_ipython().showtraceback()` and suppresses the error when there is a shell); in a step it escaped."""
-    pytest.importorskip("ipywidgets")
     nb = make_nb(
         [
             (["imports"], "import IPython\nfrom IPython import get_ipython as module_get_ipython"),
