@@ -403,3 +403,38 @@ def test_the_oldest_kept_processes_make_room(tmp_path: Path, monkeypatch: pytest
     while mine()[0] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [bool(k) for k in mine()] == [False, True, True]
+
+
+@pytest.mark.parametrize("second_read", ["listdir", "open"])
+def test_a_process_binding_its_name_while_the_kept_ones_are_listed_keeps_its_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second_read: str
+) -> None:
+    """kept() removes the files of sockets nobody binds (a killed process's). A process starting meanwhile binds
+    its name between kept()'s two reads (CI hit it: a kept process lost its file and no run could reach it)."""
+    import builtins
+    import socket
+
+    where = parked.folder()
+    assert where is not None
+    path = where / (parked.key(["binding meanwhile", str(tmp_path)]) + f"-{time.time_ns():x}")
+    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    real = os.listdir if second_read == "listdir" else builtins.open
+
+    def bind_then_read(*args: Any, **kwargs: Any) -> Any:  # the process starting binds just before this read
+        if not path.exists():
+            starting.bind(str(path))
+            starting.listen(1)
+        return real(*args, **kwargs)
+
+    try:
+        if second_read == "listdir":
+            monkeypatch.setattr(parked.os, "listdir", bind_then_read)
+        else:
+            monkeypatch.setattr(parked, "open", bind_then_read, raising=False)
+        parked.kept()
+        monkeypatch.undo()
+        assert path.exists(), f"its socket's file was removed (bound just before kept() called {second_read})"
+        assert path.name in parked.kept()
+    finally:
+        starting.close()
+        path.unlink(missing_ok=True)

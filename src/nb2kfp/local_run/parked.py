@@ -244,14 +244,16 @@ def address(name: str) -> str:
 
 def kept() -> list[str]:
     """The socket names of this user's kept processes that listen (Linux lists bound sockets in /proc/net/unix);
-    the files of processes gone without removing theirs (killed) are removed."""
+    the files of processes gone without removing theirs (killed) are removed. The folder is read first: a process
+    binding its name meanwhile is in /proc/net/unix by then, and a file still younger than a second (bound, its
+    name not yet listed) stays, so that no process starting meanwhile loses its socket's file."""
     where = folder()
     if where is None:
         return []
     try:
+        files = os.listdir(where)
         with open("/proc/net/unix", encoding="utf-8") as fh:
             lines = fh.read().splitlines()
-        files = os.listdir(where)
     except OSError:
         return []
     bound, listening = set(), set()
@@ -268,7 +270,8 @@ def kept() -> list[str]:
             names.append(name)
         elif path not in bound:
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                if time.time() - os.lstat(path).st_mtime > 1:
+                    os.unlink(path)
     return sorted(names)
 
 
