@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nb2kfp.images import step_image
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
 
 
 def test_push_progress_is_capped_at_each_layers_total(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,7 @@ def nb2kfp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     [INJECTED, "python:3.11-slim\n", "a b", "--upload-pack=x", "python:3.11;rm -rf /", "case/UPPER", "x" * 300],
 )
 def test_the_parser_refuses_what_is_not_an_image_reference(text: str) -> None:
-    from nb2kfp.images.ref import BadReference, parse
+    from nb2kfp.oci.ref import BadReference, parse
 
     with pytest.raises(BadReference) as info:
         parse(text)
@@ -41,7 +41,7 @@ def test_the_parser_refuses_what_is_not_an_image_reference(text: str) -> None:
     ["python:3.11-slim", "localhost:5055/a/b:1", "registry.example.com/ml/x@sha256:" + "ab" * 32, "[::1]:5000/x"],
 )
 def test_the_parser_takes_image_references(text: str) -> None:
-    from nb2kfp.images.ref import parse
+    from nb2kfp.oci.ref import parse
 
     assert str(parse(text)) == text
 
@@ -59,7 +59,7 @@ def test_the_parser_takes_image_references(text: str) -> None:
     ],
 )
 def test_the_registry_host_of_a_reference(text: str, host: str) -> None:
-    from nb2kfp.images.ref import host as host_of
+    from nb2kfp.oci.ref import host as host_of
 
     assert host_of(text) == host
 
@@ -80,7 +80,7 @@ def test_the_registry_host_of_a_reference(text: str, host: str) -> None:
     ],
 )
 def test_loopback_registries(host: str, loopback: bool) -> None:
-    from nb2kfp.clients.registry import is_loopback
+    from nb2kfp.oci.registry import is_loopback
 
     assert is_loopback(host) is loopback
 
@@ -160,7 +160,7 @@ def test_build_base_flag_and_model_image_flag_are_usage_errors(tmp_path: Path, m
     ],
 )
 def test_image_prefixes_match_on_boundaries(image: str, prefix: str, allowed: bool) -> None:
-    from nb2kfp.images.ref import allowed_by
+    from nb2kfp.oci.ref import allowed_by
 
     assert allowed_by(image, prefix) is allowed
 

@@ -65,13 +65,12 @@ def test_names_are_normalised(tmp_path: Path) -> None:
 
 
 def test_run_model_image_refuses_a_link_out_before_pushing(tmp_path: Path, make_nb: Make, outside: Path) -> None:
-    from nb2kfp.backends.kfp_spec import task_name
     from nb2kfp.commands.run import _package_models
     from nb2kfp.frontend.builder import build
 
     nb = make_nb([(["step:train", "model:clf"], "clf = 1")])
     pipeline = build(nb).pipeline
-    saved = tmp_path / "run" / "artifacts" / "x" / task_name(pipeline.step("train")) / "clf"
+    saved = tmp_path / "run" / "artifacts" / "x" / "train" / "clf"
     saved.mkdir(parents=True)
     (saved / "nb2kfp.json").write_text("{}")
     (saved / "data.pkl").symlink_to(outside)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nb2kfp.clients.registry import is_loopback
 from nb2kfp.errors import UsageError
-from nb2kfp.frontend.loader import WORK_TREE, Loader
-from nb2kfp.images import ref as imageref
 from nb2kfp.ir import DEFAULT_IMAGE
+from nb2kfp.loader import WORK_TREE, Loader
+from nb2kfp.oci import ref as imageref
+from nb2kfp.oci.registry import is_loopback
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from nb2kfp.errors import RunError
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
 
 GIT_TIMEOUT = 600
 # never passed on to git (it could hand them to hooks or helpers)
@@ -55,7 +55,7 @@ def check_server_url(url: object, allow_local: bool) -> str:
     """The GitLab a server fetches its projects from (its own setting, never a payload's), without a trailing ``/``:
     https; plain http only to a loopback host; a local folder or ``file://`` only with ``allow_local``; no user
     info, query or fragment; never something git would read as an option. ValueError (short reason) otherwise."""
-    from nb2kfp.clients.registry import is_loopback
+    from nb2kfp.oci.registry import is_loopback
 
     if not isinstance(url, str) or not url or url.startswith("-") or re.search(r"[\x00-\x20\x7f]", url):
         raise ValueError("the GitLab URL is missing or malformed")

@@ -14,9 +14,6 @@ ParamType = Literal["int", "float", "str", "bool", "list", "dict"]
 ParamValue = int | float | str | bool | list[object] | dict[str, object]
 
 DEFAULT_IMAGE = "python:3.11-slim"
-# Names the standalone step runtime (runtime/step.py) spells too; tests/test_runtime_step.py checks they agree.
-PROCESS_STATE = "nb2kfp_process_state"  # the implicit value carrying a kernel's process state from step to step
-ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"  # the environment variable holding the key pickled values are signed with
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from nb2kfp.errors import UsageError
+
+if TYPE_CHECKING:
+    from nb2kfp.ir import Step
 
 MAX_PIPELINE_NAME = 128  # kubeflow/pipelines 2.14.0-2.17.0 backend/src/apiserver/common/utils.go:114
 # Argo names each task's driver TASK-driver (kubeflow/pipelines 2.17.0 backend/src/v2/compiler/argocompiler/dag.go:250)
@@ -71,6 +75,12 @@ def release(kfp_version: str | None) -> tuple[int, int]:
     if not m:
         raise UsageError(f"--kfp-version {kfp_version!r}: give the cluster's KFP release, e.g. 2.16.0")
     return int(m.group(1)), int(m.group(2))
+
+
+def input_key(step: Step, variable: str) -> str:
+    """The artifact key of a step's input ``variable``: ``VARIABLE-in`` ('-' is never part of a Python name) when
+    the step also outputs it, whose key is the variable's name."""
+    return f"{variable}-in" if variable in step.outputs else variable
 
 
 def component_key(task: str) -> str:

@@ -23,9 +23,9 @@ from nb2kfp.ir import Pipeline
 
 if TYPE_CHECKING:
     from nb2kfp.clients.kfp import Published
-    from nb2kfp.clients.registry import Credentials, Registry
     from nb2kfp.images.requirements import Requirements
     from nb2kfp.images.step_image import StepImage
+    from nb2kfp.oci.registry import Credentials, Registry
 
 Report = Callable[[str], None]
 
@@ -115,7 +115,7 @@ def compile_at(notebook: Path, ref: str) -> tuple[Pipeline | None, str]:
     """The notebook's pipeline as of git ref ``ref`` and how that went: 'compiled', 'absent' or 'invalid'.
     Every file is read as of ``ref``: the notebook, the notebooks it includes, the settings."""
     from nb2kfp.frontend import builder
-    from nb2kfp.frontend.loader import AtRef
+    from nb2kfp.loader import AtRef
 
     at_ref = AtRef(ref, notebook)
     if not notebook.resolve().is_relative_to(at_ref.root):
@@ -172,9 +172,9 @@ def build_and_pin(
     requirements (``announce``: say where from), build the step image on ``base`` (default: the pipeline's) unless
     its tag exists (``quiet``: without Docker's build output), push it to ``registry`` (if any), and pin the
     pipeline to it."""
-    from nb2kfp.clients.registry import credentials_for
     from nb2kfp.images import requirements
     from nb2kfp.images import step_image as images
+    from nb2kfp.oci.registry import credentials_for
 
     creds = credentials_for(registry.host) if registry else None
     reqs = requirements.resolve(notebook, pipeline.modules)
@@ -223,8 +223,8 @@ def push_model(
 
     from nb2kfp import kfpnames
     from nb2kfp.atomic import write_text
-    from nb2kfp.clients.registry import credentials_for
-    from nb2kfp.images import ref as imageref
+    from nb2kfp.oci import ref as imageref
+    from nb2kfp.oci.registry import credentials_for
     from nb2kfp.serving import manifests, meta, oci, runtimes
     from nb2kfp.serving import model_image as models
 

@@ -129,7 +129,7 @@ def test_the_runtime_task_is_one_cached_container_every_unbuilt_step_depends_on(
         assert len(writer["command"][2]) < 32 * 1024, name  # compressed: 22 KB for the 51 KB runtime
         for step in pipeline.steps:
             if step.component is None:
-                task = tasks[kfp_spec.task_name(step)]
+                task = tasks[kfpnames.task_name(step.name)]
                 assert kfpnames.RUNTIME_TASK in task["dependentTasks"], (name, step.name)
 
 

@@ -39,9 +39,7 @@ def _producer(pipeline: Pipeline, name: str) -> Step:
 
 
 def _task_of(step: Step) -> str:
-    from nb2kfp.backends.kfp_spec import task_name
-
-    return task_name(step)
+    return kfpnames.task_name(step.name)
 
 
 def component_task(pipeline: Pipeline, step: Step, base: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +91,6 @@ def pass_defaults(comp: dict[str, Any], task: dict[str, Any]) -> None:
 
 def patch_notebook_step(pipeline: Pipeline, step: Step, comp: dict[str, Any], task: dict[str, Any]) -> None:
     """A notebook step that reads component outputs or hands variables to components (in place)."""
-    from nb2kfp.backends.kfp_spec import input_key
-
     for e in step.inputs:
         if e.kind == "value":
             continue
@@ -102,7 +98,7 @@ def patch_notebook_step(pipeline: Pipeline, step: Step, comp: dict[str, Any], ta
         port = producer.component.output(e.name) if producer.component else None
         if port is None:
             continue
-        key = input_key(step, e.name)
+        key = kfpnames.input_key(step, e.name)
         if e.kind == "parameter":
             _drop(comp, "inputDefinitions", "artifacts", key)
             _drop(task, "inputs", "artifacts", key)
@@ -137,8 +133,6 @@ def _drop(doc: dict[str, Any], section: str, kind: str, key: str) -> None:
 
 def runtime_extras(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     """What the step runtime needs beyond plain variables: component outputs read, variables exported."""
-    from nb2kfp.backends.kfp_spec import input_key
-
     extras: dict[str, Any] = {}
     params: dict[str, str] = {}
     paths: dict[str, str] = {}
@@ -148,7 +142,7 @@ def runtime_extras(pipeline: Pipeline, step: Step) -> dict[str, Any]:
             port = call.output(e.name) if call else None
             params[e.name] = port.type if port else "str"
         elif e.kind == "path":
-            paths[e.name] = input_key(step, e.name)
+            paths[e.name] = kfpnames.input_key(step, e.name)
     if params:
         extras["task_params"] = params
     if paths:

@@ -20,6 +20,7 @@ from nb2kfp import stamp as stamps
 from nb2kfp.backends import components as called
 from nb2kfp.backends import step_runtime, yaml_text
 from nb2kfp.ir import CodeCell, Parameter, ParamValue, Pipeline, Step
+from nb2kfp.runtime.step import PARAM_PREFIX
 from nb2kfp.words import printable
 
 SCHEMA_VERSION = "2.1.0"
@@ -27,8 +28,7 @@ METRICS_KEY = "pipeline-metrics"
 REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
 # A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace, the run macros the API
 # server of KFP 2.16+ expands in string parameters) travels as JSON text after this prefix, with those spellings
-# escaped; the step runtime decodes it (nb2kfp.runtime.step.PARAM_PREFIX).
-PARAM_PREFIX = "nb2kfp:json:"
+# escaped; the step runtime decodes it (PARAM_PREFIX, imported from the runtime that owns it).
 # kubeflow/pipelines 2.16.0+ backend/src/apiserver/template/v2_template.go:343 formats every string parameter of a
 # run with backend/src/common/util/parameter_formatter.go:28-33 (2.17.0): these macro spellings are replaced.
 RUN_MACROS = ("[[RunUUID]]", "[[ScheduledTime", "[[CurrentTime", "[[Index]]")
@@ -82,15 +82,6 @@ def _safe_json(value: object) -> str:
     return text.replace("$", "\\u0024").replace("/kfp-workspace", "\\/kfp-workspace")
 
 
-def task_name(step: Step) -> str:
-    return kfpnames.task_name(step.name)
-
-
-def input_key(step: Step, variable: str) -> str:
-    """Artifact key of an input; '-in' (never part of a Python name) when the step also outputs it."""
-    return f"{variable}-in" if variable in step.outputs else variable
-
-
 def render(
     pipeline: Pipeline, stamp: str = "", documents: tuple[dict[str, Any], dict[str, Any] | None] | None = None
 ) -> str:
@@ -110,17 +101,17 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
     tasks: dict[str, Any] = {}
     platform_execs: dict[str, Any] = {}
     for step in pipeline.steps:
-        task = task_name(step)
+        task = kfpnames.task_name(step.name)
         if step.component is not None:  # a catalog component: copied, then wired
             comp, executor = kfpnames.component_key(task), kfpnames.executor_key(task)
             components[comp], executors[executor] = called.documents(step, task, _resources(step))
-            tasks[task] = called.component_task(pipeline, step, _task(pipeline, step, task))
+            tasks[task] = called.component_task(pipeline, step, _task(step, task))
             called.pass_defaults(components[comp], tasks[task])
         else:
             comp, executor = kfpnames.component_key(task), kfpnames.executor_key(task)
             components[comp] = _component(pipeline, step, task)
             executors[executor] = {"container": _container(pipeline, step)}
-            tasks[task] = _task(pipeline, step, task)
+            tasks[task] = _task(step, task)
             called.patch_notebook_step(pipeline, step, components[comp], tasks[task])
         extra = _platform(step)
         if extra:
@@ -151,7 +142,7 @@ def build_documents(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, Any] 
         "schemaVersion": SCHEMA_VERSION,
         "sdkVersion": f"nb2kfp-{__version__}",
     }
-    notebook_steps = {task_name(s): s for s in pipeline.steps if s.component is None}
+    notebook_steps = {kfpnames.task_name(s.name): s for s in pipeline.steps if s.component is None}
     step_runtime.carry(notebook_steps, pipeline.runtime_image, components, executors, tasks)
     kubernetes: dict[str, Any] = {"deploymentSpec": {"executors": platform_execs}}
     if pipeline.workspace:
@@ -177,7 +168,7 @@ def _add_workspace(
     for step in pipeline.steps:
         if step.component is not None:
             continue
-        task = task_name(step)
+        task = kfpnames.task_name(step.name)
         inputs = (
             components[kfpnames.component_key(task)].setdefault("inputDefinitions", {}).setdefault("parameters", {})
         )
@@ -198,7 +189,7 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
             n: {"parameterType": parameter_type(pipeline, pipeline.parameter(n))} for n in step.parameters
         }
     if step.inputs:
-        inputs["artifacts"] = {input_key(step, e.name): _artifact("system.Artifact") for e in step.inputs}
+        inputs["artifacts"] = {kfpnames.input_key(step, e.name): _artifact("system.Artifact") for e in step.inputs}
     if inputs:
         comp["inputDefinitions"] = inputs
     outputs = {name: _artifact("system.Model" if name in step.models else "system.Artifact") for name in step.outputs}
@@ -223,7 +214,7 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "step": step.name,
         "params": {**{n: types[n] for n in step.parameters}, **extras.pop("task_params", {})},
         "optional": optional,
-        "inputs": {e.name: input_key(step, e.name) for e in step.inputs if e.kind == "value"},
+        "inputs": {e.name: kfpnames.input_key(step, e.name) for e in step.inputs if e.kind == "value"},
         "outputs": {n: n for n in step.outputs},
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY if step.metrics else "",
@@ -371,10 +362,9 @@ def _platform(step: Step) -> dict[str, Any]:
     return extra
 
 
-def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
-    by_name = {s.name: s for s in pipeline.steps}
+def _task(step: Step, task: str) -> dict[str, Any]:
     depends = sorted(
-        {task_name(by_name[a]) for a in step.after} | {task_name(by_name[e.producer]) for e in step.inputs}
+        {kfpnames.task_name(a) for a in step.after} | {kfpnames.task_name(e.producer) for e in step.inputs}
     )
     spec: dict[str, Any] = {
         "cachingOptions": {"enableCache": True} if step.caching else {},
@@ -395,10 +385,10 @@ def _task(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
         inputs["parameters"] = {n: {"componentInputParameter": n} for n in step.parameters}
     if step.inputs:
         inputs["artifacts"] = {
-            input_key(step, e.name): {
+            kfpnames.input_key(step, e.name): {
                 "taskOutputArtifact": {
                     "outputArtifactKey": e.name,
-                    "producerTask": task_name(by_name[e.producer]),
+                    "producerTask": kfpnames.task_name(e.producer),
                 }
             }
             for e in step.inputs

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from nb2kfp import kfpnames
-from nb2kfp.backends.kfp_spec import build_documents, task_name
+from nb2kfp.backends.kfp_spec import build_documents
 from nb2kfp.ir import Pipeline, Step
 
 Status = Literal["added", "removed", "changed", "unchanged"]
@@ -137,7 +137,7 @@ def _cache_keys(pipeline: Pipeline) -> dict[str, str]:
     defaults = {p.name: (p.type, p.default) for p in pipeline.parameters}
     keys = {}
     for step in pipeline.steps:
-        task = task_name(step)
+        task = kfpnames.task_name(step.name)
         key = {
             "component": spec["components"][kfpnames.component_key(task)],
             "executor": executors[kfpnames.executor_key(task)],

@@ -32,8 +32,8 @@ from typing import Any
 
 from nb2kfp import kfpnames
 from nb2kfp.errors import RunError
-from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.ir import ComponentCall, ComponentPort
+from nb2kfp.loader import WORK_TREE, Loader
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_BYTES = 1 << 20

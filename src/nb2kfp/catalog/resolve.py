@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from nb2kfp.catalog.lookup import Component, NotCached, find
 from nb2kfp.errors import Diagnostic, error, warning
-from nb2kfp.frontend.loader import WORK_TREE, Loader
+from nb2kfp.loader import WORK_TREE, Loader
 
 if TYPE_CHECKING:
     from nb2kfp.config import Settings
@@ -32,7 +32,7 @@ def components(
     loader: Loader = WORK_TREE,
 ) -> dict[str, Component]:
     """By step name, the component each ``(cell, NAME[@VERSION])`` names; those not found are reported.
-    ``loader`` reads the repository's catalog folders, as it reads the notebook (:mod:`nb2kfp.frontend.loader`)."""
+    ``loader`` reads the repository's catalog folders, as it reads the notebook (:mod:`nb2kfp.loader`)."""
     out: dict[str, Component] = {}
     for step, (cell, ref) in refs.items():
         found = component(path, cell, ref, settings, diags, loader)

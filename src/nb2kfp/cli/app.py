@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from nb2kfp import __version__
-from nb2kfp.cli.main import err as _err
-from nb2kfp.cli.main import out as _out
+from nb2kfp.cli.console import err as _err
+from nb2kfp.cli.console import out as _out
 from nb2kfp.cli.runs import runs_app
 
 app = typer.Typer(

@@ -13,19 +13,11 @@ import itertools
 import sys
 from pathlib import Path
 
+from nb2kfp.cli.console import err, out
 from nb2kfp.errors import Nb2KfpError
 from nb2kfp.words import printable
 
 _FAST_COMPILE_FLAGS = {"--check", "--changed-only", "--fail-on-write"}
-
-
-def out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-
-
-def err(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 _VALUE_OPTIONS = {"-o": "output", "--output": "output", "--output-dir": "output_dir"}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nb2kfp.cli.main import out as _out
+from nb2kfp.cli.console import out as _out
 
 runs_app = typer.Typer(help="Local runs in .nb2kfp/runs, newest first.", invoke_without_command=True)
 RunsDir = Annotated[Path, typer.Option("--dir", metavar="DIR", help="Where the run folders are.")]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from nb2kfp import git
 from nb2kfp.errors import RunError
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
 
 if TYPE_CHECKING:
     import gitlab

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp.errors import RunError, UsageError
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
 
 TOKEN_ENV = "NB2KFP_KFP_TOKEN"
 TOKEN_FILE_ENV = "NB2KFP_KFP_TOKEN_FILE"

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nb2kfp import extras, service
-from nb2kfp.clients.registry import Registry
-from nb2kfp.images import ref as imageref
+from nb2kfp.oci import ref as imageref
+from nb2kfp.oci.registry import Registry
 
 DEFAULT_OUTPUT = Path(".nb2kfp") / "build"
 

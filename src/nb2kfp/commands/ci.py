@@ -98,7 +98,7 @@ def _build(
 ) -> bool:
     from nb2kfp.atomic import write_text
     from nb2kfp.backends import kfp_spec
-    from nb2kfp.clients.registry import Registry
+    from nb2kfp.oci.registry import Registry
 
     registry = Registry.parse(registry_text)
     for nb in notebooks:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nb2kfp import extras
+from nb2kfp import extras, kfpnames
 from nb2kfp.errors import Nb2KfpError
 from nb2kfp.ir import Pipeline
 from nb2kfp.local_run import records
@@ -47,8 +47,8 @@ class Options:
 def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, report: Callable[[str], None]) -> Pipeline:
     """Build the step image (pushing it when a registry is given) and pin the pipeline to it."""
     from nb2kfp import service
-    from nb2kfp.clients.registry import Registry
     from nb2kfp.images import step_image as images
+    from nb2kfp.oci.registry import Registry
 
     pinned = service.build_and_pin(notebook, pipeline, Registry.parse(registry_text) if registry_text else None, report)
     images.pull(pinned.image, pinned.credentials)
@@ -153,7 +153,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     how = "kfp.local in Docker" if options.docker else "kfp.local"
     report_error(f"running {pipeline.name} ({count(len(pipeline.steps), 'step')}) with {how} in {target}")
     echo = report_error if options.verbose else None
-    tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
+    tasks = {kfpnames.task_name(s.name): s.name for s in pipeline.steps}
     try:
         with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
             arguments = as_arguments(pipeline, given)
@@ -247,7 +247,6 @@ def remote(
     import time
 
     from nb2kfp import service
-    from nb2kfp.backends import kfp_spec
     from nb2kfp.clients import kfp as kfp_client
     from nb2kfp.errors import RunError
     from nb2kfp.local_run.params import as_arguments, parameters_of
@@ -261,7 +260,7 @@ def remote(
     pipeline = compiled.pipeline
     given = parameters_of(pipeline, param_files or [], param_yaml or [], params)[0]
     arguments = dict(as_arguments(pipeline, given))
-    tasks = {kfp_spec.task_name(s): s.name for s in pipeline.steps}
+    tasks = {kfpnames.task_name(s.name): s.name for s in pipeline.steps}
     run_name = f"{pipeline.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
     width = max((len(s) for s in tasks.values()), default=4)
 

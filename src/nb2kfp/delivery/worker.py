@@ -32,7 +32,7 @@ from nb2kfp.delivery.ci import State
 from nb2kfp.delivery.queue import Event, EventQueue
 from nb2kfp.delivery.webhook import Metrics, ServeConfig
 from nb2kfp.errors import Nb2KfpError, RunError
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
 
 Report = Callable[[str], None]
 T = TypeVar("T")

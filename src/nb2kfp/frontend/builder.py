@@ -18,10 +18,11 @@ from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
 from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
-from nb2kfp.frontend.loader import WORK_TREE, Loader
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
-from nb2kfp.ir import ARTIFACT_KEY_ENV, CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
+from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
+from nb2kfp.loader import WORK_TREE, Loader
+from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
 _MAGIC_CALL = re.compile(r"get_ipython\(\)\.run_(line|cell)_magic\('(\w+)'")
 _PIP = re.compile(

@@ -40,9 +40,9 @@ from nb2kfp.errors import Diagnostic, NotebookError, Severity, error
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.component_call import call_facts
 from nb2kfp.frontend.dataflow import Flow, StepFacts
-from nb2kfp.frontend.loader import Loader
 from nb2kfp.frontend.notebook import Cell
 from nb2kfp.ir import CodeCell, Origin, Parameter, Pipeline, Step
+from nb2kfp.loader import Loader
 
 BuildFn = Callable[[Path, Settings, tuple[str, ...], Loader], tuple[Pipeline, list[Diagnostic]]]
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.analysis import BUILTIN_NAMES, Facts
-from nb2kfp.ir import PROCESS_STATE, VariableEdge
+from nb2kfp.ir import VariableEdge
+from nb2kfp.runtime.step import PROCESS_STATE  # the implicit value carrying a kernel's process state
 
 
 @dataclass

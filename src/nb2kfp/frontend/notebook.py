@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from nb2kfp.errors import Diagnostic, NotebookError, error, warning
 from nb2kfp.frontend import nbschema
-from nb2kfp.frontend.loader import WORK_TREE, Loader
+from nb2kfp.loader import WORK_TREE, Loader
 from nb2kfp.security import secrets
 
 Role = Literal["code", "imports", "functions", "parameters", "injected", "metrics", "skip", "notebook", "component"]

@@ -10,8 +10,8 @@ from nb2kfp import kfpnames
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, error, warning
 from nb2kfp.frontend.notebook import StepOptions
-from nb2kfp.images import ref as imageref
 from nb2kfp.ir import Parameter, Step, VolumeMount
+from nb2kfp.oci import ref as imageref
 
 _CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?$")

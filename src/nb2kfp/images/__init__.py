@@ -1,1 +1,2 @@
-"""Container images: the one image-reference parser, step images and their pinned requirements."""
+"""Step images: what they install (pinned requirements), their Dockerfile and their offline build (the image-reference
+parser and registries are in :mod:`nb2kfp.oci`)."""

@@ -24,12 +24,12 @@ import jinja2
 
 from nb2kfp import __version__
 from nb2kfp.backends.step_runtime import IMAGE_RUNTIME, runtime_source
-from nb2kfp.clients.registry import Credentials, Registry
 from nb2kfp.errors import RunError, UsageError
-from nb2kfp.images import ref as imageref
 from nb2kfp.images.requirements import Requirements
 from nb2kfp.ir import Pipeline
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
+from nb2kfp.oci import ref as imageref
+from nb2kfp.oci.registry import Credentials, Registry
 from nb2kfp.words import printable
 
 Report = Callable[[str], None]

@@ -29,8 +29,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
-from nb2kfp.ir import ARTIFACT_KEY_ENV
-from nb2kfp.runtime.step import ENV_LAUNCHER, RUN_COMMAND, launcher_env
+from nb2kfp.runtime.step import ARTIFACT_KEY_ENV, CELLS_ENV, ENV_LAUNCHER, RUN_COMMAND, launcher_env
 
 if TYPE_CHECKING:
     from nb2kfp.local_run.parked import Kept
@@ -75,7 +74,7 @@ LAUNCHER = (
     "with os.fdopen(int(sys.argv[1]), encoding='utf-8') as pipe:\n"
     "    head, args = json.load(pipe)\n" + RUN_COMMAND
 )
-DOCKER_ENV = (ARTIFACT_KEY_ENV, "NB2KFP_CELLS")  # the run's environment a --docker step gets (no host paths)
+DOCKER_ENV = (ARTIFACT_KEY_ENV, CELLS_ENV)  # the run's environment a --docker step gets (no host paths)
 
 
 def _python_step(command: list[str]) -> tuple[list[str], list[str]] | None:

@@ -22,8 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from nb2kfp import kfpnames
 from nb2kfp.atomic import write_text
-from nb2kfp.backends.kfp_spec import REPORT_KEY, task_name
+from nb2kfp.backends.kfp_spec import REPORT_KEY
 from nb2kfp.ir import Pipeline, Step
 from nb2kfp.runtime.step import with_policy
 
@@ -91,7 +92,7 @@ def step_page(run_dir: Path, step: Step) -> Path | None:
     the step has no report (not reported, or it did not get as far as writing one)."""
     if not step.report:
         return None
-    found = sorted((run_dir / "artifacts").glob(f"*/{task_name(step)}/{REPORT_KEY}"))
+    found = sorted((run_dir / "artifacts").glob(f"*/{kfpnames.task_name(step.name)}/{REPORT_KEY}"))
     if not found:
         return None
     source = found[-1].read_text(encoding="utf-8")

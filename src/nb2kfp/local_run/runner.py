@@ -21,15 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from nb2kfp import kfpnames
-from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers, task_name
+from nb2kfp.backends.kfp_spec import METRICS_KEY, cell_numbers
 from nb2kfp.errors import RunError
-from nb2kfp.ir import ARTIFACT_KEY_ENV, Pipeline
+from nb2kfp.ir import Pipeline
 from nb2kfp.local_run import kfp_local  # checks the installed kfp: before the run folder is made
 from nb2kfp.local_run.processes import Supervisor
+from nb2kfp.runtime.step import (  # the environment each run sets anew for its steps
+    ARTIFACT_KEY_ENV,
+    CELLS_ENV,
+    LOCAL_WORKSPACE_ENV,
+    RUN_ENV,
+    SEED_ENV,
+    STEP_DIRS_ENV,
+)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# What each run sets anew in the environment its steps inherit (their folders; the artifact key)
-RUN_ENV = ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV)
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
 
 
@@ -147,7 +153,7 @@ def run(
     from nb2kfp.local_run import parked, warm
     from nb2kfp.local_run import scheduler as local_scheduler
 
-    names = {task_name(s): s.name for s in pipeline.steps}
+    names = {kfpnames.task_name(s.name): s.name for s in pipeline.steps}
     states = {s.name: "pending" for s in pipeline.steps}
     artifacts = run_dir / "artifacts"
     (run_dir / "workspace").mkdir(parents=True, exist_ok=True)  # the steps' shared workspace, kept
@@ -161,10 +167,10 @@ def run(
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()
     error: BaseException | None = None
-    os.environ["NB2KFP_CELLS"] = json.dumps(cell_numbers(pipeline))  # tracebacks name notebook cells
-    os.environ["NB2KFP_STEP_DIRS"] = str(run_dir / "files")  # each step's working directory (README: Files)
-    os.environ["NB2KFP_SEED"] = str(Path(pipeline.source).resolve().parent)
-    os.environ["NB2KFP_LOCAL_WORKSPACE"] = str(run_dir / "workspace")
+    os.environ[CELLS_ENV] = json.dumps(cell_numbers(pipeline))  # tracebacks name notebook cells
+    os.environ[STEP_DIRS_ENV] = str(run_dir / "files")  # each step's working directory (README: Files)
+    os.environ[SEED_ENV] = str(Path(pipeline.source).resolve().parent)
+    os.environ[LOCAL_WORKSPACE_ENV] = str(run_dir / "workspace")
     # steps sign pickled values with it and refuse others: the cache's key, else one of this run's own
     os.environ[ARTIFACT_KEY_ENV] = local_cache.artifact_key(cache) if cache else secrets.token_hex(32)
 
@@ -243,7 +249,7 @@ def read_metrics(artifacts: Path, pipeline: Pipeline) -> dict[str, float]:
     for step in pipeline.steps:
         if not step.metrics:
             continue
-        for path in sorted(artifacts.glob(f"*/{task_name(step)}/{METRICS_KEY}")):
+        for path in sorted(artifacts.glob(f"*/{kfpnames.task_name(step.name)}/{METRICS_KEY}")):
             metrics.update(json.loads(path.read_text(encoding="utf-8")))
     return {m: metrics[m] for m in pipeline.metrics if m in metrics}
 
@@ -253,7 +259,7 @@ def model_folders(artifacts: Path, pipeline: Pipeline) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for step in pipeline.steps:
         for name in step.models:
-            for path in sorted(artifacts.glob(f"*/{task_name(step)}/{name}")):
+            for path in sorted(artifacts.glob(f"*/{kfpnames.task_name(step.name)}/{name}")):
                 if (path / "nb2kfp.json").is_file():
                     found[name] = path
     return found

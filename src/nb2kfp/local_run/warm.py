@@ -47,8 +47,7 @@ from nb2kfp.backends.kfp_spec import container_env
 from nb2kfp.ir import CodeCell, Pipeline, Step
 from nb2kfp.local_run import kfp_local, parked
 from nb2kfp.local_run.cache import environment
-from nb2kfp.local_run.runner import RUN_ENV
-from nb2kfp.runtime.step import RUNTIME_FILE
+from nb2kfp.runtime.step import RUN_ENV, RUNTIME_FILE
 
 # Run as ``python -c PROGRAM FD``: reads the runtime's source, the statements and the step (then, in the runtime, its
 # command) on a pipe of its own (FD: its stdin is /dev/null, as a step's, so an import that reads it reads nothing).

@@ -33,6 +33,11 @@ RUNTIME_FILE = "<nb2kfp runtime>"  # the file name of this source when the spec'
 # refuses to unpickle one without a valid HMAC: a value written by anyone else (a writer of the pipeline root, an
 # earlier run) is never loaded as code.
 ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
+# What a local run sets for its steps (nb2kfp.local_run.runner): the notebook cells of each step, for tracebacks; the
+# folder of each step's working directory and the folder it is seeded from; the run's workspace.
+CELLS_ENV, STEP_DIRS_ENV, SEED_ENV = "NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED"
+LOCAL_WORKSPACE_ENV = "NB2KFP_LOCAL_WORKSPACE"
+RUN_ENV = (CELLS_ENV, STEP_DIRS_ENV, SEED_ENV, LOCAL_WORKSPACE_ENV, ARTIFACT_KEY_ENV)
 # State a kernel keeps from cell to cell that no variable holds (the global random state, python-control's count of
 # unnamed systems): a value handed from step to step when a notebook seeds the random state or imports such a
 # library (frontend/calls.py STATEFUL_IMPORTS). Module -> how to read and set its part.
@@ -1015,13 +1020,13 @@ def _enter_workdir(step: str) -> list[str]:
     working directory holds (unless that is ``/``), so files baked into the image stay readable. Returns
     the links made."""
     workspace = os.environ.get("NB2KFP_WORKSPACE")
-    step_dirs = os.environ.get("NB2KFP_STEP_DIRS")
+    step_dirs = os.environ.get(STEP_DIRS_ENV)
     target = workspace or (os.path.join(step_dirs, step) if step_dirs else "")
     if not target:
         return []  # KFP without a workspace: the pod's own working directory
     os.makedirs(target, exist_ok=True)
     made = []
-    seed = os.environ.get("NB2KFP_SEED") or (os.getcwd() if workspace and os.getcwd() != os.sep else "")
+    seed = os.environ.get(SEED_ENV) or (os.getcwd() if workspace and os.getcwd() != os.sep else "")
     if seed and os.path.isdir(seed):
         inside = os.path.realpath(target) + os.sep
         for entry in sorted(os.listdir(seed)):
@@ -1040,7 +1045,7 @@ def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str, bool]]:
     else the step and the rank (``nb.ipynb, step train, cell 2``): the spec itself holds no cell numbers."""
     notebook = spec["notebook"]
     try:
-        numbers = json.loads(os.environ.get("NB2KFP_CELLS") or "{}").get(spec["step"], {}).get(part, [])
+        numbers = json.loads(os.environ.get(CELLS_ENV) or "{}").get(spec["step"], {}).get(part, [])
     except (ValueError, AttributeError):
         numbers = []
     out = []
@@ -1200,7 +1205,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     values = inputs.get("parameterValues", {})
     if spec.get("workspace_param") in values:  # the run's shared workspace volume
         # a local run keeps it in the run folder (kfp.local deletes its own workspace folder after a run)
-        kept = os.environ.get("NB2KFP_LOCAL_WORKSPACE")
+        kept = os.environ.get(LOCAL_WORKSPACE_ENV)
         os.environ["NB2KFP_WORKSPACE"] = kept or str(values[spec["workspace_param"]])
     seeded = _enter_workdir(step)
     for name, kind in spec.get("params", {}).items():

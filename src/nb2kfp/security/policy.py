@@ -1,6 +1,6 @@
 """Repository policy checks made when a pipeline leaves for a cluster (``[tool.nb2kfp.policy]``).
 
-Image prefixes are checked by the front end (lint and compile, ``nb2kfp.images.ref.allowed_by``); here: which KFP
+Image prefixes are checked by the front end (lint and compile, ``nb2kfp.oci.ref.allowed_by``); here: which KFP
 endpoints ``publish`` and ``run --host`` may talk to, and that a published pipeline pins every step image by
 digest, so KFP's cache and the cluster run exactly what was built and reviewed. Both are checked before anything
 is written or sent.
@@ -15,7 +15,7 @@ from urllib.parse import SplitResult, urlsplit
 from nb2kfp import yamlsafe
 from nb2kfp.config import Settings
 from nb2kfp.errors import PolicyError
-from nb2kfp.images import ref as imageref
+from nb2kfp.oci import ref as imageref
 
 _PORTS = {"http": 80, "https": 443}
 

@@ -6,14 +6,18 @@ in the build; the tag is a hash of the Dockerfile and the lock, so swapping mode
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from nb2kfp.images import ref as imageref
 from nb2kfp.images import step_image as images
 from nb2kfp.images.requirements import Requirements
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
+from nb2kfp.oci import ref as imageref
+
+LOCK = "mlserver.lock"  # the MLServer image's pinned requirements (a file of this package)
 
 _DOCKERFILE = """\
 # MLServer for nb2kfp model images, built offline from {base}: the model arrives at /mnt/models at run time.
@@ -46,17 +50,24 @@ def dockerfile(base: str) -> str:
     return _DOCKERFILE.format(base=base)
 
 
-def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
-    """The image ``tag`` (from runtimes.mlserver_tag): found in the engine, or built now."""
-    from nb2kfp.serving import runtimes
+def lock_text() -> str:
+    return resources.files("nb2kfp.serving").joinpath(LOCK).read_text(encoding="utf-8")
 
+
+def mlserver_tag(base: str) -> str:
+    """The local MLServer image's tag: a hash of what goes into it (lock, base image name, Dockerfile)."""
+    return "nb2kfp/mlserver:" + hashlib.sha256(f"{dockerfile(base)}\0{lock_text()}".encode()).hexdigest()[:20]
+
+
+def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
+    """The image ``tag`` (from :func:`mlserver_tag`): found in the engine, or built now."""
     started = time.monotonic()
     client = images.docker_client()
     found = client.images.list(name=tag)
     if found:
         return ServingImage(tag, str(found[0].id), False, time.monotonic() - started)
-    lines = tuple(line for line in runtimes.lock_text().splitlines() if line and not line.startswith("#"))
-    requirements = Requirements(lines, runtimes.LOCK)
+    lines = tuple(line for line in lock_text().splitlines() if line and not line.startswith("#"))
+    requirements = Requirements(lines, LOCK)
     report(f"building the MLServer image {tag} (once; later models reuse it)")
     labels, what = {"io.nb2kfp.serving": "mlserver"}, "the MLServer image"
     images.build_offline(client, dockerfile(base), requirements, base, tag, labels, Masker(), report, True, what)
@@ -65,13 +76,12 @@ def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
 
 def push(registry_text: str, report: images.Report) -> str:
     """Build (if needed) and push the MLServer image to REGISTRY/mlserver:<content hash>; its pinned reference."""
-    from nb2kfp.clients.registry import Registry, credentials_for
     from nb2kfp.config import find_settings
-    from nb2kfp.serving import runtimes
+    from nb2kfp.oci.registry import Registry, credentials_for
 
     registry = Registry.parse(registry_text)
     base = find_settings(Path.cwd()).image
-    tag = runtimes.mlserver_tag(base)
+    tag = mlserver_tag(base)
     repository, version = registry.repository("mlserver"), imageref.parse(tag).tag
     creds = credentials_for(registry.host)
     masker = Masker.for_credentials(creds)

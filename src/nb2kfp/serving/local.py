@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nb2kfp.clients.registry import credentials_for
 from nb2kfp.errors import RunError
-from nb2kfp.images import ref as imageref
 from nb2kfp.images import step_image as images
+from nb2kfp.oci import ref as imageref
+from nb2kfp.oci.registry import credentials_for
 from nb2kfp.serving import image
 from nb2kfp.serving.oci import ModelRef
 from nb2kfp.serving.runtimes import Runtime
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def _serving_image(client: Any, runtime: Runtime, report: images.Report) -> str:
     from nb2kfp.config import find_settings
-    from nb2kfp.serving.runtimes import mlserver_tag
+    from nb2kfp.serving.image import mlserver_tag
 
     base = find_settings(Path.cwd()).image
     if runtime.image == mlserver_tag(base):

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from nb2kfp.clients.registry import Credentials, is_loopback
 from nb2kfp.errors import RunError, UsageError
-from nb2kfp.images import ref as imageref
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
+from nb2kfp.oci import ref as imageref
+from nb2kfp.oci.registry import Credentials, is_loopback
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 CONFIG = "application/vnd.oci.image.config.v1+json"

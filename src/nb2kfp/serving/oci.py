@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 
 from nb2kfp import extras
-from nb2kfp.clients.registry import credentials_for, is_loopback
 from nb2kfp.errors import RunError, UsageError
-from nb2kfp.images import ref as imageref
-from nb2kfp.security.masking import Masker
+from nb2kfp.masking import Masker
+from nb2kfp.oci import ref as imageref
+from nb2kfp.oci.registry import credentials_for, is_loopback
 from nb2kfp.serving import model_image as models
 from nb2kfp.serving.meta import ModelMeta
 from nb2kfp.serving.model_image import MANIFEST

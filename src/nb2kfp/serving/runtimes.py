@@ -9,16 +9,13 @@ saved with, so a runtime accepts models whose major.minor matches its own.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
+from nb2kfp.serving import image as serving_image
 from nb2kfp.serving.meta import ModelMeta
-
-LOCK = "mlserver.lock"
 
 
 @dataclass(frozen=True)
@@ -50,23 +47,11 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def lock_text() -> str:
-    return resources.files("nb2kfp.serving").joinpath(LOCK).read_text(encoding="utf-8")
-
-
 def _pinned(name: str) -> str:
-    for line in lock_text().splitlines():
+    for line in serving_image.lock_text().splitlines():
         if line.startswith(f"{name}=="):
             return line.split("==", 1)[1].strip()
-    raise AssertionError(f"{LOCK} pins no {name}")  # pragma: no cover - the lock is part of the package
-
-
-def mlserver_tag(base: str) -> str:
-    """The local MLServer image's tag: a hash of what goes into it (lock, base image name, Dockerfile)."""
-    from nb2kfp.serving import image
-
-    text = image.dockerfile(base)
-    return "nb2kfp/mlserver:" + hashlib.sha256(f"{text}\0{lock_text()}".encode()).hexdigest()[:20]
+    raise AssertionError(f"{serving_image.LOCK} pins no {name}")  # pragma: no cover - the lock is part of the package
 
 
 def runtime(name: str, folder: Path) -> Runtime:
@@ -76,7 +61,7 @@ def runtime(name: str, folder: Path) -> Runtime:
     if name == "mlserver":
         default = Runtime(
             "mlserver",
-            mlserver_tag(settings.image),
+            serving_image.mlserver_tag(settings.image),
             "scikit-learn",
             _pinned("scikit-learn"),
             8080,

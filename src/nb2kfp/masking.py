@@ -6,7 +6,7 @@ import base64
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nb2kfp.clients.registry import Credentials
+    from nb2kfp.oci.registry import Credentials
 
 
 class Masker:

@@ -1,4 +1,4 @@
-"""Registry references and the credentials for them (masked in output by :mod:`nb2kfp.security.masking`).
+"""Registry references and the credentials for them (masked in output by :mod:`nb2kfp.masking`).
 
 Credentials come from ``NB2KFP_REGISTRY_USER`` / ``NB2KFP_REGISTRY_PASSWORD`` (or ``_PASSWORD_FILE``),
 GitLab's ``CI_REGISTRY_USER`` / ``CI_REGISTRY_PASSWORD`` for ``CI_REGISTRY``, or the Docker config
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2kfp.errors import UsageError
-from nb2kfp.images.ref import BadReference, parse_registry, split_domain
+from nb2kfp.oci.ref import BadReference, parse_registry, split_domain
 
 
 @dataclass(frozen=True)
