@@ -9,7 +9,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,19 +64,6 @@ _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
 _COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
-_IMAGE_RE = re.compile(r"^image:(.+)$", re.DOTALL)  # validated on the IR (options.check_images)
-_CACHE_RE = re.compile(r"^cache:(enabled|disabled)$")
-_LIMIT_RE = re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
-_LABEL_RE = re.compile(rf"^(label|annotation):({_K8S_KEY}):(.*)$")
-_SECRET_RE = re.compile(r"^secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?):([-._a-zA-Z0-9]+):([A-Za-z_][A-Za-z0-9_]*)$")
-_REPORT_RE = re.compile(r"^report:(enabled|disabled)$")
-_REQUEST_RE = re.compile(r"^request:([_a-z\-./]+):([_a-zA-Z0-9.]+)$")
-_NODE_RE = re.compile(rf"^node:({_K8S_KEY}):([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_TOLERATION_RE = re.compile(
-    rf"^toleration:({_K8S_KEY}):(?:([-A-Za-z0-9_.]+):)?(NoSchedule|PreferNoSchedule|NoExecute)$"
-)
-_RETRY_RE = re.compile(r"^retry:([0-9]{1,2})$")
-_TIMEOUT_RE = re.compile(r"^timeout:([1-9][0-9]{0,6})(s|m|h|)$")
 
 
 @dataclass
@@ -329,35 +316,85 @@ def parse_step_defaults(shown: str, entries: object, diagnostics: list[Diagnosti
     return options
 
 
+def _toleration(m: re.Match[str], o: StepOptions) -> None:
+    key, value, effect = m.group(1), m.group(2) or "", m.group(3)
+    o.tolerations[key] = ("Equal" if value else "Exists", value, effect)
+
+
+def _label(m: re.Match[str], o: StepOptions) -> None:
+    (o.labels if m.group(1) == "label" else o.annotations)[m.group(2)] = m.group(3)
+
+
+@dataclass(frozen=True)
+class OptionTag:
+    """A step option tag: its form as help and messages show it, its grammar, and what it sets."""
+
+    form: str
+    pattern: re.Pattern[str]
+    apply: Callable[[re.Match[str], StepOptions], None]
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+# The one table of step option tags: parsing, the unknown-tag hint and NB013 read it.
+OPTION_TAGS: tuple[OptionTag, ...] = (
+    OptionTag(  # the reference is checked on the IR (options.check_images)
+        "image:REF", re.compile(r"^image:(.+)$", re.DOTALL), lambda m, o: setattr(o, "image", m.group(1))
+    ),
+    OptionTag(
+        "limit:RESOURCE:AMOUNT",
+        re.compile(r"^limit:([_a-z\-./]+):([_a-zA-Z0-9.]+)$"),
+        lambda m, o: o.limits.__setitem__(m.group(1), m.group(2)),
+    ),
+    OptionTag(
+        "request:RESOURCE:AMOUNT",
+        re.compile(r"^request:([_a-z\-./]+):([_a-zA-Z0-9.]+)$"),
+        lambda m, o: o.requests.__setitem__(m.group(1), m.group(2)),
+    ),
+    OptionTag(
+        "cache:enabled|disabled",
+        re.compile(r"^cache:(enabled|disabled)$"),
+        lambda m, o: setattr(o, "caching", m.group(1) == "enabled"),
+    ),
+    OptionTag("label:K:V", re.compile(rf"^(label):({_K8S_KEY}):(.*)$"), _label),
+    OptionTag("annotation:K:V", re.compile(rf"^(annotation):({_K8S_KEY}):(.*)$"), _label),
+    OptionTag(
+        "secret:NAME:KEY:ENV",
+        re.compile(r"^secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?):([-._a-zA-Z0-9]+):([A-Za-z_][A-Za-z0-9_]*)$"),
+        lambda m, o: o.secrets.__setitem__(m.group(4), (m.group(1), m.group(3))),
+    ),
+    OptionTag(
+        "node:KEY:VALUE",
+        re.compile(rf"^node:({_K8S_KEY}):([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$"),
+        lambda m, o: o.node_selector.__setitem__(m.group(1), m.group(2)),
+    ),
+    OptionTag(
+        "toleration:KEY[:VALUE]:EFFECT",
+        re.compile(rf"^toleration:({_K8S_KEY}):(?:([-A-Za-z0-9_.]+):)?(NoSchedule|PreferNoSchedule|NoExecute)$"),
+        _toleration,
+    ),
+    OptionTag("retry:N", re.compile(r"^retry:([0-9]{1,2})$"), lambda m, o: setattr(o, "retries", int(m.group(1)))),
+    OptionTag(
+        "timeout:SECONDS[s|m|h]",
+        re.compile(r"^timeout:([1-9][0-9]{0,6})(s|m|h|)$"),
+        lambda m, o: setattr(o, "timeout", int(m.group(1)) * _UNITS[m.group(2)]),
+    ),
+    OptionTag(
+        "report:enabled|disabled",
+        re.compile(r"^report:(enabled|disabled)$"),
+        lambda m, o: setattr(o, "report", m.group(1) == "enabled"),
+    ),
+)
+# The tags that shape the pipeline rather than set a step's options (parsed in _parse_tags)
+_STRUCTURE_FORMS = ("step:NAME", "prev:NAME", "model:VARIABLE", "notebook:PATH", "component:NAME[@VERSION]")
+
+
 def _option_tag(tag: str, options: StepOptions) -> bool:
     """Apply a step option tag; False if ``tag`` is not one."""
-    if m := _IMAGE_RE.fullmatch(tag):
-        options.image = m.group(1)
-    elif m := _CACHE_RE.fullmatch(tag):
-        options.caching = m.group(1) == "enabled"
-    elif m := _LIMIT_RE.fullmatch(tag):
-        options.limits[m.group(1)] = m.group(2)
-    elif m := _LABEL_RE.fullmatch(tag):
-        target = options.labels if m.group(1) == "label" else options.annotations
-        target[m.group(2)] = m.group(3)
-    elif m := _SECRET_RE.fullmatch(tag):
-        options.secrets[m.group(4)] = (m.group(1), m.group(3))
-    elif m := _REQUEST_RE.fullmatch(tag):
-        options.requests[m.group(1)] = m.group(2)
-    elif m := _NODE_RE.fullmatch(tag):
-        options.node_selector[m.group(1)] = m.group(2)
-    elif m := _TOLERATION_RE.fullmatch(tag):
-        key, value, effect = m.group(1), m.group(2) or "", m.group(3)
-        options.tolerations[key] = ("Equal" if value else "Exists", value, effect)
-    elif m := _RETRY_RE.fullmatch(tag):
-        options.retries = int(m.group(1))
-    elif m := _TIMEOUT_RE.fullmatch(tag):
-        options.timeout = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-    elif m := _REPORT_RE.fullmatch(tag):
-        options.report = m.group(1) == "enabled"
-    else:
-        return False
-    return True
+    for option in OPTION_TAGS:
+        if m := option.pattern.fullmatch(tag):
+            option.apply(m, options)
+            return True
+    return False
 
 
 def _parse_tags(
@@ -400,52 +437,16 @@ def _parse_tags(
         if cell.prev or cell.models:
             msg = "prev: and model: tags need a step:NAME tag on the same cell"
             diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
-        if _has_options(cell.options):
-            msg = "image:, limit:, cache:, label:, annotation: and secret: tags need a step:NAME tag on the same cell"
+        if cell.options != StepOptions():
+            forms = ", ".join(t.form.split(":", 1)[0] + ":" for t in OPTION_TAGS)
+            msg = f"step option tags ({forms}) need a step:NAME tag on the same cell"
             diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
-
-
-def _has_options(o: StepOptions) -> bool:
-    return bool(
-        o.image
-        or o.caching is not None
-        or o.limits
-        or o.labels
-        or o.annotations
-        or o.secrets
-        or o.requests
-        or o.node_selector
-        or o.tolerations
-        or o.retries is not None
-        or o.timeout is not None
-    )
 
 
 # each known tag as its help shows it, by what it starts with
 _KNOWN_TAGS = {
     **{name: name for name in _SPECIAL},
-    **{
-        form.split(":", 1)[0] + ":": form
-        for form in (
-            "step:NAME",
-            "prev:NAME",
-            "model:VARIABLE",
-            "image:REF",
-            "limit:RESOURCE:AMOUNT",
-            "request:RESOURCE:AMOUNT",
-            "cache:enabled|disabled",
-            "label:K:V",
-            "annotation:K:V",
-            "secret:NAME:KEY:ENV",
-            "node:KEY:VALUE",
-            "toleration:KEY[:VALUE]:EFFECT",
-            "retry:N",
-            "timeout:SECONDS[s|m|h]",
-            "notebook:PATH",
-            "component:NAME[@VERSION]",
-            "report:enabled|disabled",
-        )
-    },
+    **{form.split(":", 1)[0] + ":": form for form in (*_STRUCTURE_FORMS, *(t.form for t in OPTION_TAGS))},
 }
 
 
