@@ -133,7 +133,7 @@ def test_settings_pin_the_serving_image(folder: Path) -> None:
     runtime = runtimes.runtime("mlserver", folder)
     assert runtime.image.startswith("registry.example.com/ml/mlserver@") and runtime.framework_version == "1.5.2"
     (folder / "nb2kfp.toml").write_text('[serving]\nmlserver_imag = "x"\n')
-    with pytest.raises(UsageError, match=r"\[serving\] takes"):
+    with pytest.raises(UsageError, match=r"\[serving\]: unknown setting\(s\): mlserver_imag"):
         runtimes.runtime("mlserver", folder)
     (folder / "nb2kfp.toml").unlink()
     with pytest.raises(UsageError, match="mlserver or kserve"):

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-_POLICY_KEYS = {"allowed_images", "allowed_endpoints", "require_digest"}
-_KNOWN_KEYS = {
-    "image",
-    "ignore_tags",
-    "caching",
-    "pipeline_name_prefix",
-    "workspace",
-    "workspace_storage_class",
-    "artifact_key_secret",
-}
 _SIZE = re.compile(r"[0-9]+(\.[0-9]+)?(E|P|T|G|M|K|k|Ei|Pi|Ti|Gi|Mi|Ki)?")
 
 
@@ -53,6 +44,7 @@ class Settings:
     catalog_paths: tuple[str, ...] = ()  # [tool.nb2kfp.catalog] paths, made absolute (relative to the file)
     catalog_urls: tuple[str, ...] = ()  # [tool.nb2kfp.catalog] urls (fetched by `nb2kfp catalog fetch`, cached)
     catalog_pins: tuple[tuple[str, str], ...] = ()  # [tool.nb2kfp.catalog] sha256: (NAME[@VERSION], hex)
+    serving: tuple[tuple[str, str], ...] = ()  # [tool.nb2kfp.serving]: runtime image and framework pins
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:
@@ -110,102 +102,141 @@ def catalog_url_problem(url: str, allow_loopback_http: bool) -> str | None:
     return "give https://HOST[:PORT]/PATH (no user info, query or fragment)"
 
 
-def _catalog(path: Path, table: object) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """``[tool.nb2kfp.catalog]``: ``paths`` (folders relative to the settings file), ``urls``,
-    ``allow_loopback_http`` and ``sha256`` (pins: ``{ "NAME[@VERSION]" = "hex" }``)."""
-    if table is None:
-        return (), (), ()
-    if not isinstance(table, dict) or set(table) - {"paths", "urls", "allow_loopback_http", "sha256"}:
-        raise UsageError(
-            f"{path}: [tool.nb2kfp.catalog] takes paths = [...], urls = [...], allow_loopback_http = true|false "
-            'and sha256 = { "NAME@VERSION" = "HEX" }'
-        )
-    lists = [table.get(k, []) for k in ("paths", "urls")]
-    if not all(isinstance(v, list) and all(isinstance(x, str) and x for x in v) for v in lists):
-        raise UsageError(f"{path}: [tool.nb2kfp.catalog]: paths and urls must be lists of strings")
-    loopback = table.get("allow_loopback_http", False)
-    if not isinstance(loopback, bool):
-        raise UsageError(f"{path}: [tool.nb2kfp.catalog]: allow_loopback_http must be true or false")
-    for url in lists[1]:
-        problem = catalog_url_problem(url, loopback)
-        if problem:
-            raise UsageError(f"{path}: [tool.nb2kfp.catalog] urls: {url.split('@')[-1][:100]}: {problem}")
-    pins = table.get("sha256", {})
-    if not isinstance(pins, dict) or not all(
-        isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in pins.values()
-    ):
-        raise UsageError(f'{path}: [tool.nb2kfp.catalog] sha256: give {{ "NAME@VERSION" = "<64 hex digits>" }}')
-    return (
-        tuple(str((path.parent / p).resolve()) for p in lists[0]),
-        tuple(u.rstrip("/") for u in lists[1]),
-        tuple(sorted(pins.items())),
-    )
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) and x for x in value)
+
+
+def _endpoint(value: object) -> bool:
+    return isinstance(value, str) and re.match(r"https?://[^@/?#]+(/[^@?#]*)?$", value) is not None
+
+
+def _name_check(pattern: str) -> Callable[[object], bool]:
+    """A string that is empty or matches ``pattern`` whole."""
+    return lambda value: isinstance(value, str) and (not value or re.fullmatch(pattern, value) is not None)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its table (``""``: ``[tool.nb2kfp]`` itself; ``policy``: ``[tool.nb2kfp.policy]``...), its
+    name, the check its value must pass and the words the message uses for what it must be."""
+
+    table: str
+    name: str
+    valid: Callable[[Any], bool]
+    must_be: str
+
+
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_STRING = (lambda v: isinstance(v, str), "a string")
+# Every setting nb2kfp reads, declared once: find_settings reads them all (an unknown one is an error), and
+# commands use Settings' fields, never the file.
+SCHEMA: tuple[Key, ...] = (
+    Key("", "image", lambda v: isinstance(v, str), "an image reference"),
+    Key("", "ignore_tags", lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings"),
+    Key("", "caching", *_BOOL),
+    Key("", "pipeline_name_prefix", *_STRING),
+    Key(
+        "",
+        "workspace",
+        lambda v: isinstance(v, str) and (not v or _SIZE.fullmatch(v) is not None),
+        'a size such as "10Gi"',
+    ),
+    Key(
+        "",
+        "workspace_storage_class",
+        _name_check(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"),
+        "a Kubernetes storage class name",
+    ),
+    Key(
+        "",
+        "artifact_key_secret",
+        lambda v: isinstance(v, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[-._a-zA-Z0-9]+", v) is not None,
+        '"SECRET_NAME:KEY" (a Kubernetes secret)',
+    ),
+    Key("policy", "allowed_images", _strings, "a list of image prefixes"),
+    Key(
+        "policy",
+        "allowed_endpoints",
+        lambda v: isinstance(v, list) and all(_endpoint(e) for e in v),
+        "a list of http(s)://HOST[:PORT][/PATH] (no user info, query or fragment)",
+    ),
+    Key("policy", "require_digest", *_BOOL),
+    Key("catalog", "paths", _strings, "a list of strings"),
+    Key("catalog", "urls", _strings, "a list of strings"),
+    Key("catalog", "allow_loopback_http", *_BOOL),
+    Key(
+        "catalog",
+        "sha256",
+        lambda v: (
+            isinstance(v, dict) and all(isinstance(h, str) and re.fullmatch(r"[0-9a-f]{64}", h) for h in v.values())
+        ),
+        '{ "NAME@VERSION" = "<64 hex digits>" }',
+    ),
+    *(
+        Key("serving", f"{runtime}_{what}", *_STRING)
+        for runtime in ("mlserver", "kserve")
+        for what in ("image", "scikit-learn")
+    ),
+)
+TABLES = tuple(dict.fromkeys(k.table for k in SCHEMA))
+
+
+def _table_name(table: str, toml_file: bool) -> str:
+    if toml_file:
+        return f"[{table}]" if table else "nb2kfp.toml"
+    return f"[tool.nb2kfp.{table}]" if table else "[tool.nb2kfp]"
+
+
+def read_schema(path: Path, table: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """The settings ``table`` of ``path`` gives, checked against :data:`SCHEMA`: (table, name) -> value."""
+    toml_file = path.name == "nb2kfp.toml"
+    keys = {(k.table, k.name): k for k in SCHEMA}
+    found: dict[tuple[str, str], Any] = {}
+    for name in TABLES:
+        where = _table_name(name, toml_file)
+        part = table.get(name, {}) if name else {k: v for k, v in table.items() if k not in TABLES[1:]}
+        if not isinstance(part, dict):
+            raise UsageError(f"{path}: {where} must be a table")
+        unknown = sorted(k for k in part if (name, k) not in keys)
+        if unknown:
+            raise UsageError(f"{path}: {where}: unknown setting(s): {', '.join(unknown)}")
+        for key, value in part.items():
+            if not keys[name, key].valid(value):
+                raise UsageError(f"{path}: {where}: {key} must be {keys[name, key].must_be}")
+            found[name, key] = value
+    return found
 
 
 def _parse(path: Path, table: dict[str, Any]) -> Settings:
-    catalog_paths, catalog_urls, catalog_pins = _catalog(path, table.get("catalog"))
-    policy = table.get("policy", {})
-    table = {k: v for k, v in table.items() if not isinstance(v, dict)}  # other sub-tables belong to other commands
-    allowed = policy.get("allowed_images") if isinstance(policy, dict) else None
-    unknown_policy = set(policy) - _POLICY_KEYS if isinstance(policy, dict) else set()
-    endpoints = policy.get("allowed_endpoints") if isinstance(policy, dict) else None
-    require_digest = policy.get("require_digest", False) if isinstance(policy, dict) else False
-    if endpoints is not None and (
-        not isinstance(endpoints, list)
-        or not all(isinstance(e, str) and re.match(r"https?://[^@/?#]+(/[^@?#]*)?$", e) for e in endpoints)
-    ):
-        raise UsageError(
-            f"{path}: [tool.nb2kfp.policy]: allowed_endpoints must be a list of http(s)://HOST[:PORT][/PATH] "
-            "(no user info, query or fragment)"
-        )
-    if not isinstance(require_digest, bool):
-        raise UsageError(f"{path}: [tool.nb2kfp.policy]: require_digest must be true or false")
-    if unknown_policy:
-        raise UsageError(f"{path}: [tool.nb2kfp.policy]: unknown setting(s): {', '.join(sorted(unknown_policy))}")
-    if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed)):
-        raise UsageError(f"{path}: [tool.nb2kfp.policy]: allowed_images must be a list of image prefixes")
-    unknown = set(table) - _KNOWN_KEYS
-    if unknown:
-        raise UsageError(f"{path}: [tool.nb2kfp]: unknown setting(s): {', '.join(sorted(unknown))}")
-    image = table.get("image", DEFAULT_IMAGE)
-    ignore = table.get("ignore_tags", [])
-    caching = table.get("caching", True)
-    prefix = table.get("pipeline_name_prefix", "")
-    imageref.check(image if isinstance(image, str) else "", f"{path}: [tool.nb2kfp]: image")
+    values = read_schema(path, table)
+    where = _table_name("", path.name == "nb2kfp.toml")
+    image = values.get(("", "image"), DEFAULT_IMAGE)
+    imageref.check(image, f"{path}: {where}: image")
+    allowed = values.get(("policy", "allowed_images"))
     for entry in allowed or []:
-        imageref.check(entry, f"{path}: [tool.nb2kfp.policy]: allowed_images", prefix=True)
-    if not isinstance(ignore, list) or not all(isinstance(t, str) for t in ignore):
-        raise UsageError(f"{path}: [tool.nb2kfp]: ignore_tags must be a list of strings")
-    if not isinstance(caching, bool):
-        raise UsageError(f"{path}: [tool.nb2kfp]: caching must be true or false")
-    if not isinstance(prefix, str):
-        raise UsageError(f"{path}: [tool.nb2kfp]: pipeline_name_prefix must be a string")
-    key_secret = table.get("artifact_key_secret")
-    if key_secret is not None and not (
-        isinstance(key_secret, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[-._a-zA-Z0-9]+", key_secret)
-    ):
-        raise UsageError(f'{path}: [tool.nb2kfp]: artifact_key_secret must be "SECRET_NAME:KEY" (a Kubernetes secret)')
-    workspace = table.get("workspace", "")
-    if not isinstance(workspace, str) or (workspace and not _SIZE.fullmatch(workspace)):
-        raise UsageError(f'{path}: [tool.nb2kfp]: workspace must be a size such as "10Gi"')
-    storage_class = table.get("workspace_storage_class", "")
-    if not isinstance(storage_class, str) or (
-        storage_class and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", storage_class)
-    ):
-        raise UsageError(f"{path}: [tool.nb2kfp]: workspace_storage_class must be a Kubernetes storage class name")
+        imageref.check(entry, f"{path}: {_table_name('policy', where == 'nb2kfp.toml')}: allowed_images", prefix=True)
+    loopback = values.get(("catalog", "allow_loopback_http"), False)
+    urls = values.get(("catalog", "urls"), [])
+    for url in urls:
+        problem = catalog_url_problem(url, loopback)
+        if problem:
+            raise UsageError(f"{path}: [tool.nb2kfp.catalog] urls: {url.split('@')[-1][:100]}: {problem}")
+    endpoints = values.get(("policy", "allowed_endpoints"))
+    key_secret = values.get(("", "artifact_key_secret"))
     return Settings(
         image,
-        frozenset(ignore),
-        caching,
-        prefix,
+        frozenset(values.get(("", "ignore_tags"), [])),
+        values.get(("", "caching"), True),
+        values.get(("", "pipeline_name_prefix"), ""),
         allowed_images=None if allowed is None else tuple(allowed),
         allowed_endpoints=None if endpoints is None else tuple(endpoints),
-        require_digest=require_digest,
-        workspace=workspace,
-        workspace_storage_class=storage_class,
-        artifact_key_secret=tuple(key_secret.split(":", 1)) if key_secret else None,  # type: ignore[arg-type]
-        catalog_paths=catalog_paths,
-        catalog_urls=catalog_urls,
-        catalog_pins=catalog_pins,
+        require_digest=values.get(("policy", "require_digest"), False),
+        workspace=values.get(("", "workspace"), ""),
+        workspace_storage_class=values.get(("", "workspace_storage_class"), ""),
+        artifact_key_secret=tuple(key_secret.split(":", 1)) if key_secret else None,
+        catalog_paths=tuple(str((path.parent / p).resolve()) for p in values.get(("catalog", "paths"), [])),
+        catalog_urls=tuple(u.rstrip("/") for u in urls),
+        catalog_pins=tuple(sorted(values.get(("catalog", "sha256"), {}).items())),
+        serving=tuple(sorted((name, v) for (table, name), v in values.items() if table == "serving")),
         source=str(path),
     )

@@ -57,7 +57,7 @@ def _pinned(name: str) -> str:
 def runtime(name: str, folder: Path) -> Runtime:
     """The runtime NAME with the image settings pin (``[tool.nb2kfp.serving]``) or nb2kfp's default."""
     settings = find_settings(folder)
-    pinned = _serving_table(settings.source)
+    pinned = dict(settings.serving)
     if name == "mlserver":
         default = Runtime(
             "mlserver",
@@ -83,17 +83,3 @@ def runtime(name: str, folder: Path) -> Runtime:
     image = pinned.get(f"{name}_image", default.image)
     version = pinned.get(f"{name}_{default.framework}", default.framework_version)
     return replace(default, image=image, framework_version=version)
-
-
-def _serving_table(source: str) -> dict[str, str]:
-    if not source:
-        return {}
-    from nb2kfp.config import _read
-
-    data = _read(Path(source))
-    table = data.get("tool", {}).get("nb2kfp", {}) if source.endswith("pyproject.toml") else data
-    serving = table.get("serving", {})
-    known = {f"{r}_{k}" for r in ("mlserver", "kserve") for k in ("image", "scikit-learn")}
-    if not isinstance(serving, dict) or set(serving) - known or not all(isinstance(v, str) for v in serving.values()):
-        raise UsageError(f"{source}: [serving] takes {', '.join(sorted(known))} (strings)")
-    return dict(serving)
