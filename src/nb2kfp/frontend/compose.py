@@ -36,7 +36,7 @@ from pathlib import Path
 
 from nb2kfp import git, kfpnames
 from nb2kfp.config import Settings
-from nb2kfp.errors import Diagnostic, NotebookError, Severity, error
+from nb2kfp.errors import Diagnostic, NotebookError, error
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.component_call import call_facts
 from nb2kfp.frontend.dataflow import Flow, StepFacts
@@ -58,10 +58,6 @@ class Unit:
     facts: dict[str, Facts] = field(default_factory=dict)
     cells: dict[str, list[tuple[int, Facts]]] = field(default_factory=dict)  # per step: its cells' facts
     preludes: dict[str, Facts] = field(default_factory=dict)
-
-    @property
-    def roots(self) -> list[str]:
-        return [s.name for s in self.steps if not s.after]
 
     @property
     def sinks(self) -> list[str]:
@@ -266,7 +262,3 @@ def combined_hash(own: str, units: dict[str, Unit], extra: list[str]) -> str:
         return own
     parts = [own, *(u.pipeline.source_hash for u in units.values()), *extra]
     return hashlib.sha256(":".join(parts).encode()).hexdigest()
-
-
-def has_errors(diags: list[Diagnostic]) -> bool:
-    return any(d.severity is Severity.ERROR for d in diags)

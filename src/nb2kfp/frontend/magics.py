@@ -218,11 +218,6 @@ def written_files(cells: list[str]) -> dict[str, str | None]:
     return written
 
 
-def cell_magic_name(source: str) -> str | None:
-    match = _CELL_MAGIC.match(source)
-    return match.group(1) if match else None
-
-
 @lru_cache(maxsize=1)
 def _transformer() -> Any:
     from IPython.core.inputtransformer2 import TransformerManager
