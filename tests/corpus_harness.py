@@ -144,7 +144,8 @@ def read_notebook(path: Path) -> dict[str, Any]:
     import nbformat
 
     node = nbformat.read(str(path), as_version=4)
-    return json.loads(json.dumps(node))
+    loaded: dict[str, Any] = json.loads(json.dumps(node))
+    return loaded
 
 
 # -- running ---------------------------------------------------------------------------------------

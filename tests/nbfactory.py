@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 Cell = tuple[list[str], str] | tuple[list[str], str, str]
 
 
-def notebook(cells: list[Cell], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def notebook(cells: Sequence[Cell], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     out = []
     for entry in cells:
         tags, source = entry[0], entry[1]
-        kind = entry[2] if len(entry) > 2 else "code"  # type: ignore[misc]
+        kind = entry[2] if len(entry) > 2 else "code"
         cell: dict[str, Any] = {
             "cell_type": kind,
             "metadata": {"tags": list(tags)} if tags else {},
@@ -30,7 +31,7 @@ def notebook(cells: list[Cell], metadata: dict[str, Any] | None = None) -> dict[
     return {"cells": out, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
 
 
-def write(path: Path, cells: list[Cell], metadata: dict[str, Any] | None = None) -> Path:
+def write(path: Path, cells: Sequence[Cell], metadata: dict[str, Any] | None = None) -> Path:
     nb = notebook(cells, metadata)
     for i, cell in enumerate(nb["cells"]):
         cell["id"] = f"cell-{i}"

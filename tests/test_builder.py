@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -350,7 +351,7 @@ def test_notebook_without_step_tags_is_one_step(make_nb: Make) -> None:
         ([(["step:a"], "x = 1"), (["notebook:other.ipynb"], "")], "no such notebook", 2),
     ],
 )
-def test_bad_input_is_located(make_nb: Make, cells: list, fragment: str, cell: int) -> None:
+def test_bad_input_is_located(make_nb: Make, cells: list[Any], fragment: str, cell: int) -> None:
     msgs = errors_of(make_nb(cells))
     assert any(fragment in m and f"cell {cell}" in m for m in msgs), msgs
 

@@ -140,7 +140,8 @@ def test_catalog_paths_and_versions_from_settings(make_nb: Make, tmp_path: Path)
     raw["cells"][2]["metadata"]["tags"] = ["component:drift"]
     nb.write_text(json.dumps(raw))
     p = build(nb, find_settings(tmp_path)).pipeline
-    assert p.step("drift").component is not None and p.step("drift").component.version == "0.10.0"
+    component = p.step("drift").component
+    assert component is not None and component.version == "0.10.0"
     raw["cells"][2]["metadata"]["tags"] = ["component:drift@0.9.0", "step:check", "cache:disabled"]
     nb.write_text(json.dumps(raw))
     p = build(nb, find_settings(tmp_path)).pipeline

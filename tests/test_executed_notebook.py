@@ -47,7 +47,7 @@ def test_run_gives_the_executed_notebook_back_as_papermill_does(make_nb: Make, t
 
     import nbformat
 
-    nbformat.validate(nbformat.from_dict(ours))  # type: ignore[no-untyped-call]
+    nbformat.validate(nbformat.from_dict(ours))
     papermill_out = tmp_path / "papermill.ipynb"
     subprocess.run(
         [sys.executable, "-m", "papermill", str(nb), str(papermill_out), "--kernel", "python3", "--log-level", "ERROR"],

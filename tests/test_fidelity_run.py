@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -407,7 +408,7 @@ def test_every_way_of_reaching_the_shell_reaches_the_steps_stand_in(make_nb: Mak
     ],
     ids=["star-import", "pylab"],
 )
-def test_a_metric_a_star_import_sets_is_logged(make_nb: Make, cells: list) -> None:
+def test_a_metric_a_star_import_sets_is_logged(make_nb: Make, cells: list[Any]) -> None:
     """Issue 25: a metric named by a star import (`from math import *`, `%pylab`: numpy's names) was "never set by
     any step" (NB046): the analysis cannot list such names; the last step with the import logs it."""
     proc, record = run(make_nb(cells), "--no-cache")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
 from nb2kfp.images import step_image
@@ -12,8 +15,8 @@ def test_push_progress_is_capped_at_each_layers_total(monkeypatch: pytest.Monkey
     """The engine's push stream reports a layer's current bytes past its total (compressed estimate vs sent):
     the build printed "533.0 / 523.8 MB". The stream below is the shape docker-py yields for a push."""
     clock = iter(range(0, 100, 3))
-    monkeypatch.setattr(step_image.time, "monotonic", lambda: float(next(clock)))  # a report every item
-    stream = [
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(clock)))  # a report every item
+    stream: list[dict[str, Any]] = [
         {"status": "Pushing", "id": "l1", "progressDetail": {"current": 300_000_000, "total": 280_000_000}},
         {"status": "Pushing", "id": "l2", "progressDetail": {"current": 233_000_000, "total": 243_800_000}},
         {"status": "Pushed", "id": "l1"},

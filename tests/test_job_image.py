@@ -5,13 +5,14 @@ builds it), so check it here, fast."""
 from __future__ import annotations
 
 import re
+import sys
 
 from conftest import ROOT
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 EXTRAS = ("run", "containers", "gitlab")  # what job-image/Dockerfile installs
 

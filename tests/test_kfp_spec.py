@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +21,7 @@ from nbfactory import write
 Make = Callable[..., Path]
 
 
-def spec_of(path: Path) -> dict:
+def spec_of(path: Path) -> dict[str, Any]:
     return next(yaml.safe_load_all(kfp_spec.render(build(path).pipeline)))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import Result, build
-from nb2kfp.ir import PROCESS_STATE
+from nb2kfp.runtime.step import PROCESS_STATE
 
 Make = Callable[..., Path]
 

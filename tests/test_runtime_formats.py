@@ -61,7 +61,7 @@ def test_a_plain_data_frame_goes_by_arrow_with_its_dtypes_and_index(tmp_path: Pa
     )
     fmt, back = round_trip(df, tmp_path / "a")
     assert fmt == "feather"
-    pd.testing.assert_frame_equal(back, df)  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(back, df)
 
 
 def test_a_period_index_goes_by_pickle_and_stays_a_period_index(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_period_index_goes_by_pickle_and_stays_a_period_index(tmp_path: Path) 
 def test_frames_arrow_would_change_go_by_pickle(tmp_path: Path, df: pd.DataFrame) -> None:
     fmt, back = round_trip(df, tmp_path / "a")
     assert fmt == "pickle"
-    pd.testing.assert_frame_equal(back, df)  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(back, df)
 
 
 def test_without_pyarrow_a_frame_falls_back_to_pickle_and_says_so(
@@ -100,7 +100,7 @@ def test_without_pyarrow_a_frame_falls_back_to_pickle_and_says_so(
     df = pd.DataFrame({"x": [1, 2]})
     fmt, back = round_trip(df, tmp_path / "a")
     assert fmt == "pickle"
-    pd.testing.assert_frame_equal(back, df)  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(back, df)
     assert "[nb2kfp] v: Arrow unavailable (ModuleNotFoundError), using pickle" in capsys.readouterr().err
 
 
@@ -108,7 +108,7 @@ def test_a_series_goes_by_pickle_with_its_name_and_dtype(tmp_path: Path) -> None
     s = pd.Series([1, 2], dtype="Int16", name="n")
     fmt, back = round_trip(s, tmp_path / "a")
     assert fmt == "pickle"
-    pd.testing.assert_series_equal(back, s)  # type: ignore[arg-type]
+    pd.testing.assert_series_equal(back, s)
 
 
 # -- numpy ----------------------------------------------------------------------------------------------------------
@@ -137,10 +137,10 @@ def test_object_arrays_and_numpy_scalars_go_by_pickle(tmp_path: Path) -> None:
     assert fmt == "pickle" and type(back) is np.int64 and back == 7
     records = np.array([(1, {"k": [2]})], dtype=[("a", "i4"), ("b", "O")])  # a structured dtype holding objects
     fmt, back = round_trip(records, tmp_path / "d")
-    assert fmt == "pickle" and back.dtype == records.dtype and back[0]["b"] == {"k": [2]}  # type: ignore[index]
-    masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+    assert fmt == "pickle" and back.dtype == records.dtype and back[0]["b"] == {"k": [2]}  # type: ignore[attr-defined,index]
+    masked = np.ma.masked_array([1, 2, 3], mask=[False, True, False])
     fmt, back = round_trip(masked, tmp_path / "c")
-    assert fmt == "pickle" and list(np.ma.getmaskarray(back)) == [False, True, False]
+    assert fmt == "pickle" and list(np.ma.getmaskarray(back)) == [False, True, False]  # type: ignore[call-overload]
 
 
 # -- scikit-learn ------------------------------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ ROUND_TRIPS: list[tuple[str, Callable[[], Any], Callable[[Any], None], tuple[str
     ),
     (
         "pickle",
-        lambda: np.ma.masked_array([1, 2, 3], mask=[0, 1, 0], fill_value=7),
+        lambda: np.ma.masked_array([1, 2, 3], mask=[False, True, False], fill_value=7),
         _write_masked,
         ("dtype", "fill_value"),
     ),

@@ -22,7 +22,7 @@ from nb2kfp.serving.oci import ModelRef
 
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
-_SCALARS = {"str": str, "int": int, "bool": bool, "float": (int, float)}
+_SCALARS: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool, "float": (int, float)}
 
 
 def strict(data: Any, type_name: str, where: str = "$") -> Any:

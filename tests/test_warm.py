@@ -246,7 +246,7 @@ def kept_run_process(
 
 
 def _kept_run(nb: Path, *args: str, **env: str) -> dict[str, Any]:
-    proc = kept_run_process(nb, *args, **env)
+    proc = kept_run_process(nb, *args, preexec=None, **env)
     assert proc.returncode == 0, proc.stderr
     return {**json.loads(proc.stdout), "stderr": proc.stderr}
 
@@ -428,7 +428,7 @@ def test_a_process_binding_its_name_while_the_kept_ones_are_listed_keeps_its_soc
 
     try:
         if second_read == "listdir":
-            monkeypatch.setattr(parked.os, "listdir", bind_then_read)
+            monkeypatch.setattr(os, "listdir", bind_then_read)
         else:
             monkeypatch.setattr(parked, "open", bind_then_read, raising=False)
         parked.kept()

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,7 +26,7 @@ GLCI = os.environ.get("NB2KFP_GITLAB_CI_LOCAL") or shutil.which("gitlab-ci-local
 GIT = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
 
 
-def make_repo(root: Path, inputs: dict[str, object], notebooks: dict[str, Path | list]) -> Path:
+def make_repo(root: Path, inputs: dict[str, object], notebooks: dict[str, Path | list[Any]]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     (root / "templates").mkdir()

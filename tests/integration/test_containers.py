@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, require
+from nb2kfp.loader import WORK_TREE
 from nbfactory import write
 
 pytestmark = pytest.mark.slow
@@ -150,7 +151,7 @@ def test_ci_all_with_every_phase_compiles_each_notebook_once(
     real = builder.build
 
     def counting(path: str | Path, *args: Any, **kwargs: Any) -> builder.Result:
-        work_tree = kwargs.get("loader", builder.WORK_TREE) is builder.WORK_TREE and "data" not in kwargs
+        work_tree = kwargs.get("loader", WORK_TREE) is WORK_TREE and "data" not in kwargs
         builds["work tree" if work_tree else "at the base"] += 1
         return real(path, *args, **kwargs)
 

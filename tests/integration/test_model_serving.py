@@ -136,8 +136,9 @@ def test_notebook_to_prediction_and_a_model_swap(tmp_path: Path, services: dict[
         project, services, "model", "build", "old", "--image", f"{prefix}/old", "--framework", "scikit-learn==1.3.2"
     )
     assert built.returncode == 0, built.stderr
-    old = built.stdout.strip()
-    for args in (["deploy", old, "--name", "old", "-o", "old-deploy"], ["promote", "iris", old, "-o", "v2"]):
+    old_ref = built.stdout.strip()
+    commands = [["deploy", old_ref, "--name", "old", "-o", "old-deploy"], ["promote", "iris", old_ref, "-o", "v2"]]
+    for args in commands:
         refused = nb2kfp(project, services, "model", *args)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         assert "saved with scikit-learn 1.3.2" in refused.stderr and "loads scikit-learn 1.9.x" in refused.stderr

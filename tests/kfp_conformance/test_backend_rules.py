@@ -50,6 +50,8 @@ EVERY_TAG: list[Cell] = [
     (["pipeline-metrics"], "print(score)"),
 ]
 
+Specs = dict[str, Any]  # the specs fixture: name -> compiled spec
+
 
 def _errors(path: Path) -> list[Any]:
     """The error diagnostics of compiling ``path`` (none when it compiles)."""
@@ -61,9 +63,8 @@ def _errors(path: Path) -> list[Any]:
 
 
 def _chain(steps: int) -> list[Cell]:
-    return [(["step:s0"], "x0 = 1")] + [
-        ([f"step:s{i}", f"prev:s{i - 1}"], f"x{i} = x{i - 1} + 1") for i in range(1, steps)
-    ]
+    first: list[Cell] = [(["step:s0"], "x0 = 1")]
+    return first + [([f"step:s{i}", f"prev:s{i - 1}"], f"x{i} = x{i - 1} + 1") for i in range(1, steps)]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,9 @@ def specs(
     yield out
 
 
-def test_the_runtime_is_never_a_parameter_and_each_executor_input_holds_only_the_notebooks(specs: dict) -> None:
+def test_the_runtime_is_never_a_parameter_and_each_executor_input_holds_only_the_notebooks(
+    specs: dict[str, Any],
+) -> None:
     """kubeflow/pipelines 2.14.0 backend/src/v2/driver/driver.go:166,192 and 2.17.0 driver/driver.go:280,326:
     the driver marshals a task's whole executor input (every input parameter value) into the launcher command of the
     pod-spec-patch it outputs, which Argo records per node. A step's parameters are the notebook's own: the runtime
@@ -98,7 +101,7 @@ def test_the_runtime_is_never_a_parameter_and_each_executor_input_holds_only_the
         assert runtime not in json.dumps(spec), name  # the source is only in the runtime task, compressed
 
 
-def test_a_run_parameter_cannot_change_a_steps_code(specs: dict, tmp_path: Path) -> None:
+def test_a_run_parameter_cannot_change_a_steps_code(specs: Specs, tmp_path: Path) -> None:
     """The runtime comes from one task's output artifact and each step checks its SHA-256 before running it: a
     run's parameters (kubeflow/pipelines 2.17.0 backend/src/apiserver/template/v2_template.go:343 passes them to
     every task that wires them) cannot name it, and an artifact replaced in the object store is refused."""
@@ -117,7 +120,7 @@ def test_a_run_parameter_cannot_change_a_steps_code(specs: dict, tmp_path: Path)
     assert not (tmp_path / "pwned").exists()
 
 
-def test_the_runtime_task_is_one_cached_container_every_unbuilt_step_depends_on(specs: dict) -> None:
+def test_the_runtime_task_is_one_cached_container_every_unbuilt_step_depends_on(specs: Specs) -> None:
     """argocompiler stores each distinct component and container once in spec.arguments (kubeflow/pipelines 2.17.0
     backend/src/v2/compiler/argocompiler/container.go:73-80, saveComponentSpec/saveComponentImpl): the compressed
     runtime is in the Workflow once, and its task is cached like any step."""
@@ -386,7 +389,7 @@ def test_shell_commands_that_need_privileges_are_a_lint_warning(make_nb: Make, s
         assert "cell 1" in result.diagnostics[0].format() and "step image" in result.diagnostics[0].message
 
 
-def test_a_200_step_chain_fits_argos_limit_on_every_release(specs: dict) -> None:
+def test_a_200_step_chain_fits_argos_limit_on_every_release(specs: Specs) -> None:
     """The Workflow KFP makes of a 200-step chain, after every node ran (2.17's retry wrappers counted), stays under
     Argo's 1 MiB (argo-workflows v4.0.5 workflow/packer/packer.go:17-23,89-96), for the default image and for a
     built step image (nb2kfp.backends.argo_size models the copies; docs/kfp-backend.md cites them)."""

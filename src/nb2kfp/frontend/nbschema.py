@@ -25,7 +25,7 @@ def explain(raw: dict[str, Any], cell: int | None = None) -> str:
     minor = raw.get("nbformat_minor")
     current = nbformat.v4.nbformat_minor
     minor = minor if type(minor) is int and 0 <= minor <= current else current
-    validator = get_validator(version=4, version_minor=minor, name="jsonschema")  # type: ignore[no-untyped-call]
+    validator = get_validator(version=4, version_minor=minor, name="jsonschema")
     where = ["cells", cell - 1] if cell is not None else ["metadata"]
     try:
         found = [e for e in itertools.islice(_leaves(validator.iter_errors(raw)), 1000) if e[0][:2] == where]

@@ -52,7 +52,7 @@ def _exporter() -> Any:
 def render_notebook(notebook: dict[str, Any]) -> str:
     import nbformat
 
-    node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
+    node = nbformat.from_dict(notebook)
     text, _ = _exporter().from_notebook_node(node)
     return with_policy(_REMOTE_SCRIPT.sub("", str(text)))  # MathJax and require.js from a CDN: offline pages do without
 

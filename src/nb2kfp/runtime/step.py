@@ -1579,7 +1579,7 @@ class _Report:
                 import nbconvert
                 import nbformat
 
-                node = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
+                node = nbformat.from_dict(notebook)
                 text, _ = nbconvert.HTMLExporter().from_notebook_node(node)  # type: ignore[no-untyped-call]
                 text, kind = with_policy(text), "html"
             except ImportError:  # the image has no nbconvert: a page of our own (the UI shows raw JSON otherwise)
