@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from clirun import Make
 from nb2kfp.errors import NotebookError, Severity
 from nb2kfp.frontend.builder import Result, build
 from nb2kfp.ir import VariableEdge
-
-Make = Callable[..., Path]
 
 
 def errors_of(path: Path) -> list[str]:

@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from clirun import Make
 from conftest import run_local
 from nb2kfp.backends import kfp_spec
 from nb2kfp.catalog import lookup as catalog
@@ -24,7 +25,6 @@ from nb2kfp.config import find_settings
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
 
-Make = Callable[..., Path]
 BUNDLED = Path(catalog.__file__).resolve().parent.parent / "catalog"
 
 DATA = (

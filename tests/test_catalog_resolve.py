@@ -6,19 +6,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from clirun import Make
 from nb2kfp.backends import kfp_spec
 from nb2kfp.catalog import lookup
 from nb2kfp.config import find_settings
 from nb2kfp.errors import NotebookError, RunError
 from nb2kfp.frontend.builder import build
 
-Make = Callable[..., Path]
 BUNDLED = lookup.bundled_dir() / "data-drift-check" / "0.1.0.yaml"
 FRONTEND = Path(lookup.__file__).resolve().parent.parent / "frontend"
 

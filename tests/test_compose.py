@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from clirun import Make
 from nb2kfp.backends import kfp_spec
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
 from nb2kfp.service import diagnostics as diagnostics_for
-
-Make = Callable[..., Path]
 
 SUB = [
     (["imports"], "import math"),

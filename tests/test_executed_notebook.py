@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clirun import Make
 from conftest import run_local_json
-
-Make = Callable[..., Path]
 
 CELLS = [
     (["imports"], "import pandas as pd\nfrom IPython.display import display"),

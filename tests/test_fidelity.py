@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
-
-Make = Callable[..., Path]
 
 
 def test_kale_empty_step_name_joins_the_step_above(make_nb: Make) -> None:

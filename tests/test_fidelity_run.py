@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from clirun import Make
 from conftest import run_local_json as run
 
-Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
 
 

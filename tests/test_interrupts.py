@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-Make = Callable[..., Path]
+from clirun import Make
 
 STEP = """
 import os, subprocess, time

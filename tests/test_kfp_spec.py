@@ -6,19 +6,17 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from clirun import Make
 from conftest import EXAMPLES, ROOT, require
 from nb2kfp.backends import kfp_spec, step_runtime
 from nb2kfp.frontend.builder import build
 from nbfactory import write
-
-Make = Callable[..., Path]
 
 
 def spec_of(path: Path) -> dict[str, Any]:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from nb2kfp import service
 from nb2kfp.commands import lint
 from nb2kfp.errors import UsageError
 from nbfactory import write
-
-Make = Callable[..., Path]
 
 
 def _lint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-Make = Callable[..., Path]
-
-
-def nb2kfp(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2kfp", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+from clirun import Make, nb2kfp, nb2kfp_here
 
 
 def test_a_prev_typo_does_not_hide_an_undefined_name(make_nb: Make) -> None:
@@ -22,7 +15,7 @@ def test_a_prev_typo_does_not_hide_an_undefined_name(make_nb: Make) -> None:
             (["step:evaluate", "prev:train"], "print(y)"),
         ]
     )
-    proc = nb2kfp("lint", str(nb))
+    proc = nb2kfp_here("lint", str(nb))
     assert proc.returncode == 1
     assert "prev:lod names no step (did you mean prev:load?)" in proc.stdout
     assert "name 'undefined_thing' is not defined" in proc.stdout
@@ -33,18 +26,18 @@ def test_a_prev_typo_does_not_hide_an_undefined_name(make_nb: Make) -> None:
 def test_summary_and_warnings_as_errors(make_nb: Make, tmp_path: Path) -> None:
     warned = make_nb([(["step:a"], "x = 1"), (["imports", "step:b"], "import os")], name="warned.ipynb")
     clean = make_nb([(["step:a"], "x = 1")], name="clean.ipynb")
-    proc = nb2kfp("lint", str(warned), str(clean))
+    proc = nb2kfp_here("lint", str(warned), str(clean))
     assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "2 notebooks, 0 errors, 1 warning"
     for args in (["lint", "--warnings-as-errors", str(warned)], ["lint", str(warned), "--warnings-as-errors"]):
-        assert nb2kfp(*args).returncode == 1
-    assert nb2kfp("lint", "--warnings-as-errors", str(clean)).returncode == 0
-    proc = nb2kfp("lint", "--format", "json", "--warnings-as-errors", str(clean))
+        assert nb2kfp_here(*args).returncode == 1
+    assert nb2kfp_here("lint", "--warnings-as-errors", str(clean)).returncode == 0
+    proc = nb2kfp_here("lint", "--format", "json", "--warnings-as-errors", str(clean))
     assert proc.returncode == 0 and proc.stdout.strip() == "[]"
 
 
 def test_limit_without_amount_and_nearest_tags(make_nb: Make) -> None:
     nb = make_nb([(["step:a", "limit:cpu"], "x = 1"), (["step:b", "prev:a", "limt:cpu:2"], "print(x)")])
-    out = nb2kfp("lint", str(nb)).stdout
+    out = nb2kfp_here("lint", str(nb)).stdout
     assert "limit:cpu: the amount is missing" in out
     unknown = next(line for line in out.splitlines() if "limt:cpu:2" in line)
     assert "limit:RESOURCE:AMOUNT" in unknown and "toleration" not in unknown and len(unknown) < 200, unknown
@@ -52,7 +45,7 @@ def test_limit_without_amount_and_nearest_tags(make_nb: Make) -> None:
 
 def test_one_step_reads_one_step(make_nb: Make) -> None:
     nb = make_nb([(["step:only"], "x = 1")])
-    assert "(1 step)" in nb2kfp("graph", str(nb)).stdout
+    assert "(1 step)" in nb2kfp_here("graph", str(nb)).stdout
 
 
 def test_compile_output_must_be_a_file_path_of_its_own(make_nb: Make, tmp_path: Path) -> None:
@@ -63,7 +56,7 @@ def test_compile_output_must_be_a_file_path_of_its_own(make_nb: Make, tmp_path: 
         (str(tmp_path), "is a folder"),
         (str(nb / "out.yaml"), "is a file, not a folder"),
     ):
-        proc = nb2kfp("compile", str(nb), "-o", target)
+        proc = nb2kfp_here("compile", str(nb), "-o", target)
         assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert nb.read_text() == before
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from nb2kfp.frontend import literals
 from nb2kfp.frontend.builder import build
-
-Make = Callable[..., Path]
 
 
 def test_assignments_plain_and_annotated_docstrings_skipped_the_rest_returned() -> None:

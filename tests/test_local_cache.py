@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from clirun import Make
 from conftest import run_local
 
-Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
 
 

@@ -4,14 +4,13 @@ execution), each still a process of its own, values only through artifacts."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from conftest import run_local
 
-Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
 
 # Each branch announces itself, then waits for the other one: only steps that run at the same time both pass.

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from clirun import Make
 from conftest import run_local_json
 
-Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
 
 

@@ -3,16 +3,12 @@ global random state. Front end (which values flow); tests/test_notebook_state_ru
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
+from clirun import Make
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import Result, build
 from nb2kfp.runtime.step import PROCESS_STATE
-
-Make = Callable[..., Path]
 
 # python-control's cruise.ipynb, in small: vehicle_update (cell 4) reads motor_torque, which cell 6 defines; the
 # function goes into an object (cell 10) that later cells simulate, when motor_torque exists.

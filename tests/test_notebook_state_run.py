@@ -5,16 +5,15 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clirun import Make
 from conftest import run_local_json as run
 from test_notebook_state import CRUISE, FORMULA
 
-Make = Callable[..., Path]
 pytestmark = pytest.mark.slow
 
 

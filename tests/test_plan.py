@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 
+from clirun import Make
 from nb2kfp.backends import plan as planner
 from nb2kfp.backends.plan import Plan, StepPlan
 from nb2kfp.frontend.builder import build
 from nb2kfp.ir import CodeCell, Pipeline, Step, VariableEdge
 from nbfactory import Cell
-
-Make = Callable[..., Path]
 
 
 def cells(

@@ -6,15 +6,13 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from clirun import Make
 from conftest import require, run_local
-
-Make = Callable[..., Path]
 
 CELLS = [
     (["imports"], "import pandas as pd\nimport matplotlib.pyplot as plt"),

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make, nb2kfp
 from conftest import run_local
-
-Make = Callable[..., Path]
 
 CELLS = [
     (["pipeline-parameters"], "rate = 0.5\nepochs = 2\nname = 'base'\nfail = False"),
@@ -20,10 +16,6 @@ CELLS = [
     (["step:train", "prev:prepare"], "if fail:\n    raise ValueError(f'bad rate {rate}')\naccuracy = x / 10"),
     (["pipeline-metrics"], "accuracy"),
 ]
-
-
-def nb2kfp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2kfp", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 @pytest.mark.slow

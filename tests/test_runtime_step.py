@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from nb2kfp.backends import step_runtime
 from nb2kfp.backends.kfp_spec import step_spec
 from nb2kfp.frontend.builder import build
-
-Make = Callable[..., Path]
 
 
 def test_a_failing_cell_run_by_the_bootstrap_shows_only_the_notebook_frames(make_nb: Make, tmp_path: Path) -> None:

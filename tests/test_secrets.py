@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from nb2kfp.security.secrets import scan
 
-Make = Callable[..., Path]
 # Built at run time so that this file itself holds no credential-shaped literal.
 GITLAB = "glpat-" + "Zx8kQ2vN7pLmR4tY9wBc"
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"

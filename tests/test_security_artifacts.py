@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clirun import Make
 from conftest import require, run_local
 from nb2kfp.backends import kfp_spec
 from nb2kfp.config import find_settings
@@ -25,8 +26,6 @@ from nb2kfp.errors import UsageError
 from nb2kfp.frontend.builder import build
 from nb2kfp.local_run import cache as local_cache
 from nb2kfp.runtime import step
-
-Make = Callable[..., Path]
 
 
 class _Payload:

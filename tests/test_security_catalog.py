@@ -11,19 +11,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
+from clirun import Make
 from nb2kfp.catalog import lookup as catalog
 from nb2kfp.config import find_settings
 from nb2kfp.errors import UsageError
 from nb2kfp.frontend.builder import build
 
-Make = Callable[..., Path]
 BUNDLED = Path(catalog.bundled_dir())
 COMPONENT = (BUNDLED / "data-drift-check" / "0.1.0.yaml").read_bytes()
 SECRET_BODY = b"INTERNAL-SECRET-BODY\nline two"

@@ -3,25 +3,18 @@ policy matches on registry/repository boundaries."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make, nb2kfp
 from nb2kfp.config import find_settings
 from nb2kfp.errors import Nb2KfpError, NotebookError, UsageError
 from nb2kfp.frontend.builder import build
 from nb2kfp.images.requirements import Requirements
 from nb2kfp.images.step_image import dockerfile
 
-Make = Callable[..., Path]
 INJECTED = "python:3.11-slim\nFROM evil/img:1"
-
-
-def nb2kfp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2kfp", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.mark.parametrize(

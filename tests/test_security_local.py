@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-Make = Callable[..., Path]
+from clirun import Make
+
 MARKER = "nb2kfp-secret-4f1c9e"
 
 

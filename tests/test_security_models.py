@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from nb2kfp.errors import RunError
 from nb2kfp.serving import model_image as models
-
-Make = Callable[..., Path]
 
 
 @pytest.fixture

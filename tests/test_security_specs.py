@@ -4,23 +4,15 @@ error instead of a traceback. A spec at the limits is loaded by the real KFP SDK
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make, nb2kfp
 from nb2kfp import kfpnames
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
 from nbfactory import notebook
-
-Make = Callable[..., Path]
-
-
-def nb2kfp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nb2kfp", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def messages(path: Path) -> str:

@@ -4,16 +4,15 @@ the same forms."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from clirun import Make
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend import notebook
 from nb2kfp.frontend.builder import build
 
-Make = Callable[..., Path]
 README = Path(__file__).resolve().parents[1] / "README.md"
 # One example of each option tag, and what it sets
 EXAMPLES = {

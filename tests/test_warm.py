@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from clirun import Make
 from conftest import require, run_local_json
 from nb2kfp.ir import CodeCell
 from nb2kfp.local_run import parked
 from nb2kfp.local_run.warm import PROGRAM, binding_imports, installed_here, leading_imports
 
-Make = Callable[..., Path]
 AGG = "int(__import__('os').environ.get('MPLBACKEND') == 'Agg')"
 # the step's own command line (its code, this text included, is in its arguments): the program it runs
 AHEAD = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, started ahead'))"

@@ -13,16 +13,16 @@ import os
 import re
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from clirun import Make
 from nb2kfp.local_run import parked
 from test_warm import kept_run_process
 
-Make = Callable[..., Path]
 KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, kept warm'))"
 
 

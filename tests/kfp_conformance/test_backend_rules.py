@@ -13,13 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from clirun import Make
 from conftest import EXAMPLES, require, run_local_json
 from nb2kfp import kfpnames
 from nb2kfp.backends import kfp_manifests, kfp_spec, step_runtime
@@ -27,8 +28,6 @@ from nb2kfp.config import find_settings
 from nb2kfp.errors import NotebookError, UsageError
 from nb2kfp.frontend.builder import build
 from nbfactory import Cell, write
-
-Make = Callable[..., Path]
 
 EVERY_TAG: list[Cell] = [
     (["imports"], "import json\nimport math"),
