@@ -106,3 +106,15 @@ def test_compile_hook_writes_missing_or_stale_output_and_fails_once(repo: Path, 
     broken = hook(repo, pre_commit_home, "nb2kfp-compile", "bad.ipynb")
     assert broken.returncode == 1 and not (repo / "bad.pipeline.yaml").exists()
     assert "cell 2: error: prev:aa names no step" in broken.stdout
+
+
+def test_the_projects_own_hook_config_is_valid() -> None:
+    """.pre-commit-config.yaml (for nb2kfp's developers) is a valid config whose hooks run make check's tools."""
+    root = Path(__file__).resolve().parents[1]
+    config = root / ".pre-commit-config.yaml"
+    checked = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = config.read_text(encoding="utf-8")
+    assert all(f"id: {hook}" in text for hook in ("ruff", "ruff-format", "mypy", "nb2kfp-lint"))
