@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from nb2kfp import kfpnames
 from nb2kfp.catalog import resolve as catalog
@@ -17,10 +18,10 @@ from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
 from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
-from nb2kfp.frontend.dataflow import StepFacts, resolve
+from nb2kfp.frontend.dataflow import Flow, StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
 from nb2kfp.frontend.params import parse_metrics, parse_parameters, text_metrics
-from nb2kfp.ir import CodeCell, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
+from nb2kfp.ir import CodeCell, ComponentCall, Parameter, Pipeline, Resources, SecretEnv, Step, Toleration
 from nb2kfp.loader import WORK_TREE, Loader
 from nb2kfp.runtime.step import ARTIFACT_KEY_ENV
 
@@ -50,6 +51,39 @@ class Result:
     diagnostics: list[Diagnostic]
 
 
+@dataclass
+class _Compilation:
+    """What compiling one notebook knows so far: each pass of :func:`build` reads it and adds to it."""
+
+    nb: Notebook
+    settings: Settings
+    loader: Loader
+    stack: tuple[str, ...]  # the notebooks including this one, then this one (composition)
+    included: bool  # compiled for a notebook: cell: free names may come from the steps above it
+    diags: list[Diagnostic]
+    meta: dict[str, Any]  # the notebook's kubeflow_notebook metadata (Kale's)
+    defaults: StepOptions = field(default_factory=StepOptions)
+    groups: _Groups = field(default_factory=lambda: _Groups())
+    code: dict[int, tuple[str, ast.Module | None]] = field(default_factory=dict)  # cell -> (Python, its tree)
+    trees: dict[int, ast.Module] = field(default_factory=dict)
+    units: dict[str, compose.Unit] = field(default_factory=dict)
+    parameters: list[Parameter] = field(default_factory=list)
+    calls: dict[str, ComponentCall] = field(default_factory=dict)
+    metrics: list[tuple[str, int]] = field(default_factory=list)
+    prelude_cells: list[Cell] = field(default_factory=list)
+    prelude: Facts = field(default_factory=Facts)
+    shared: Facts = field(default_factory=Facts)
+    facts: dict[str, StepFacts] = field(default_factory=dict)
+    flow: Flow = field(default_factory=Flow)
+    base_image: str = ""
+    steps: list[Step] = field(default_factory=list)
+    workspace: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.nb.path
+
+
 def build(
     path: str | Path,
     settings: Settings | None = None,
@@ -59,92 +93,116 @@ def build(
 ) -> Result:
     """Compile the notebook at ``path`` to IR; raise NotebookError (with every diagnostic) on errors.
     ``loader`` reads the notebook (unless ``data`` is given) and the notebooks it includes.
-    ``_stack``: the notebooks including this one (composition), to report cycles."""
+    ``_stack``: the notebooks including this one (composition), to report cycles.
+
+    The passes run in order over one :class:`_Compilation`; each pass in :data:`_PASSES` runs only when the
+    errors so far allow it (the one gate): reading and the structural checks always, the data-flow pass also
+    after the errors it still answers truly for (:data:`_DATAFLOW_STILL_CHECKED`), so that lint reports
+    undefined names with them; building and checking the steps only when there are none."""
     settings = settings or Settings()
     nb = read_notebook(path, data, settings.ignore_tags, loader)
-    included = bool(_stack)  # compiled for a notebook: cell: free names may come from the steps above it
-    _stack = (*_stack, str(Path(path).resolve()))
-    diags = list(nb.diagnostics)
-    meta = nb.metadata.get("kubeflow_notebook") if isinstance(nb.metadata.get("kubeflow_notebook"), dict) else {}
-    assert isinstance(meta, dict)
-    defaults = parse_step_defaults(nb.path, meta.get("steps_defaults"), diags)
-    groups = _group(nb, diags)
-    pipeline_cells = [c.source for c in nb.cells if c.role not in ("skip", "notebook")]
-    read = _script_reader(nb.path, _stack[0], loader, magics.written_files(pipeline_cells))
-    code = {c.index: _to_python(nb.path, c, diags, read) for c in nb.cells if c.role not in ("skip", "notebook")}
-    trees = {i: t for i, (_, t) in code.items() if t is not None}
+    meta = nb.metadata.get("kubeflow_notebook")
+    c = _Compilation(
+        nb, settings, loader, (*_stack, str(Path(path).resolve())), bool(_stack), list(nb.diagnostics),
+        meta if isinstance(meta, dict) else {},
+    )  # fmt: skip
+    for compile_pass, may_follow in _PASSES:
+        if may_follow is not None and any(d.severity is Severity.ERROR and d.code not in may_follow for d in c.diags):
+            raise NotebookError(c.diags)
+        compile_pass(c)
+    if any(d.severity is Severity.ERROR for d in c.diags):
+        raise NotebookError(c.diags)
+    return Result(_pipeline(c), c.diags)
 
-    units = compose.load_units(nb.path, groups.units, settings, _stack, _build_included, diags, loader)
-    parameters = compose.merge_parameters(nb.path, _parameters(nb.path, groups, trees, diags), units, diags)
-    refs = {name: (c.index, c.component_ref or "") for name, c in groups.components.items()}
-    found = catalog.components(nb.path, refs, settings, diags, loader)
-    calls = component_call.load_calls(nb.path, groups.components, trees, parameters, found, diags)
-    metrics = [
-        (m, c.index)
-        for c in groups.metrics
-        if c.index in trees
-        for m in parse_metrics(nb.path, c.index, trees[c.index], diags)
+
+def _read_cells(c: _Compilation) -> None:
+    """Cells grouped into steps; each code cell as Python (magics translated) and its tree."""
+    c.defaults = parse_step_defaults(c.path, c.meta.get("steps_defaults"), c.diags)
+    c.groups = _group(c.nb, c.diags)
+    kept = [cell for cell in c.nb.cells if cell.role not in ("skip", "notebook")]
+    read = _script_reader(c.path, c.stack[0], c.loader, magics.written_files([cell.source for cell in kept]))
+    c.code = {cell.index: _to_python(c.path, cell, c.diags, read) for cell in kept}
+    c.trees = {i: t for i, (_, t) in c.code.items() if t is not None}
+
+
+def _load_parts(c: _Compilation) -> None:
+    """Included notebooks, parameters, catalog components and their calls, metrics, and the prelude's facts."""
+    c.units = compose.load_units(c.path, c.groups.units, c.settings, c.stack, _build_included, c.diags, c.loader)
+    own = _parameters(c.path, c.groups, c.trees, c.diags)
+    c.parameters = compose.merge_parameters(c.path, own, c.units, c.diags)
+    refs = {name: (cell.index, cell.component_ref or "") for name, cell in c.groups.components.items()}
+    found = catalog.components(c.path, refs, c.settings, c.diags, c.loader)
+    c.calls = component_call.load_calls(c.path, c.groups.components, c.trees, c.parameters, found, c.diags)
+    c.metrics = [
+        (m, cell.index)
+        for cell in c.groups.metrics
+        if cell.index in c.trees
+        for m in parse_metrics(c.path, cell.index, c.trees[cell.index], c.diags)
     ]
-    prelude_cells = groups.imports + groups.functions
-    prelude = Facts()
-    for c in prelude_cells:
-        if c.index in trees:
-            prelude.extend(analyse(trees[c.index]))
-    shared = Facts()
-    for c in groups.functions:
-        if c.index in trees:
-            shared.extend(analyse(trees[c.index]))
+    c.prelude_cells = c.groups.imports + c.groups.functions
+    for cell in c.prelude_cells:
+        if cell.index in c.trees:
+            c.prelude.extend(analyse(c.trees[cell.index]))
+    for cell in c.groups.functions:
+        if cell.index in c.trees:
+            c.shared.extend(analyse(c.trees[cell.index]))
 
-    _check_dag(nb.path, groups.steps, diags)
-    drafts = [(d.name, d.cells[0].index, d.options) for d in groups.steps.values()]
-    options.check_options(nb.path, drafts, defaults, meta, diags)
-    if any(d.severity is Severity.ERROR and d.code not in _DATAFLOW_STILL_CHECKED for d in diags):
-        raise NotebookError(diags)
 
+def _check_structure(c: _Compilation) -> None:
+    """The DAG of steps and their options."""
+    _check_dag(c.path, c.groups.steps, c.diags)
+    drafts = [(d.name, d.cells[0].index, d.options) for d in c.groups.steps.values()]
+    options.check_options(c.path, drafts, c.defaults, c.meta, c.diags)
+
+
+def _resolve_dataflow(c: _Compilation) -> None:
+    """Which variable each step receives from which step, the parameters and metrics it uses."""
     facts = {
-        d.name: _step_facts(d, trees, component_call.call_facts(calls[d.name]) if d.name in calls else None)
-        for d in groups.steps.values()
+        d.name: _step_facts(d, c.trees, component_call.call_facts(c.calls[d.name]) if d.name in c.calls else None)
+        for d in c.groups.steps.values()
     }
-    facts, preludes, scopes = compose.expand_facts(facts, units)
-    param_names = {p.name for p in parameters}
-    _check_prelude(nb.path, prelude_cells, trees, param_names, diags)
-    immutable = frozenset(p.name for p in parameters if p.type in ("int", "float", "str", "bool"))
-    flow = resolve(nb.path, facts, prelude, param_names, metrics, diags, immutable, preludes, scopes, included)
-    text_metrics(
-        nb.path, metrics, [trees[c.index] for d in groups.steps.values() for c in d.cells if c.index in trees], diags
-    )
-    if any(d.severity is Severity.ERROR for d in diags):
-        raise NotebookError(diags)
+    c.facts, preludes, scopes = compose.expand_facts(facts, c.units)
+    param_names = {p.name for p in c.parameters}
+    _check_prelude(c.path, c.prelude_cells, c.trees, param_names, c.diags)
+    immutable = frozenset(p.name for p in c.parameters if p.type in ("int", "float", "str", "bool"))
+    c.flow = resolve(
+        c.path, c.facts, c.prelude, param_names, c.metrics, c.diags,
+        immutable=immutable, preludes=preludes, scopes=scopes, included=c.included,
+    )  # fmt: skip
+    step_trees = [c.trees[cell.index] for d in c.groups.steps.values() for cell in d.cells if cell.index in c.trees]
+    text_metrics(c.path, c.metrics, step_trees, c.diags)
 
-    volumes = options.volumes(meta)
-    base_image = options.base_image(nb.path, meta, settings, diags)
-    caching = meta.get("enable_caching", settings.caching)
-    steps = []
-    for draft in _topological(groups.steps):
-        if draft.name in units:
-            steps.extend(
-                compose.unit_steps(units[draft.name], flow, compose.parents([p for p, _ in draft.prev], units))
-            )
+
+def _make_steps(c: _Compilation) -> None:
+    """The IR steps, in dependency order: this notebook's, included notebooks', component calls."""
+    volumes = options.volumes(c.meta)
+    c.base_image = options.base_image(c.path, c.meta, c.settings, c.diags)
+    caching = c.meta.get("enable_caching", c.settings.caching)
+    steps: list[Step] = []
+    for draft in _topological(c.groups.steps):
+        if draft.name in c.units:
+            parents = compose.parents([p for p, _ in draft.prev], c.units)
+            steps.extend(compose.unit_steps(c.units[draft.name], c.flow, parents))
             continue
-        opts = draft.options.merged_over(defaults)
-        produced = model_tags.declared(nb.path, draft.cells, facts[draft.name], diags)
-        replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(flow.imports[draft.name].items())]
+        opts = draft.options.merged_over(c.defaults)
+        produced = model_tags.declared(c.path, draft.cells, c.facts[draft.name], c.diags)
+        replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(c.flow.imports[draft.name].items())]
         steps.append(
             Step(
                 name=draft.name,
-                cells=(*replay, *(CodeCell(c.index, code[c.index][0], c.raises) for c in draft.cells)),
+                cells=(*replay, *(CodeCell(cell.index, c.code[cell.index][0], cell.raises) for cell in draft.cells)),
                 after=tuple(p for p, _ in draft.prev),
-                inputs=tuple(sorted(flow.inputs[draft.name], key=lambda e: e.name)),
-                outputs=tuple(sorted(set(flow.outputs[draft.name]) | set(produced))),
+                inputs=tuple(sorted(c.flow.inputs[draft.name], key=lambda e: e.name)),
+                outputs=tuple(sorted(set(c.flow.outputs[draft.name]) | set(produced))),
                 models=produced,
-                parameters=tuple(sorted(flow.params[draft.name])),
-                metrics=tuple(flow.metrics[draft.name]),
-                image=opts.image or base_image,
+                parameters=tuple(sorted(c.flow.params[draft.name])),
+                metrics=tuple(c.flow.metrics[draft.name]),
+                image=opts.image or c.base_image,
                 caching=bool(caching) if opts.caching is None else opts.caching,
                 resources=Resources(tuple(sorted(opts.limits.items())), tuple(sorted(opts.requests.items()))),
                 labels=tuple(sorted(opts.labels.items())),
                 annotations=tuple(sorted(opts.annotations.items())),
-                secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(_with_artifact_key(opts, settings))),
+                secrets=tuple(SecretEnv(s, k, env) for env, (s, k) in sorted(_with_artifact_key(opts, c.settings))),
                 volumes=volumes,
                 node_selector=tuple(sorted(opts.node_selector.items())),
                 tolerations=tuple(Toleration(k, *t) for k, t in sorted(opts.tolerations.items())),
@@ -153,40 +211,59 @@ def build(
                 report="html" if opts.report else "",
             )
         )
+    calls = c.calls
     steps = [replace(s, component=calls[s.name], image=calls[s.name].image) if s.name in calls else s for s in steps]
-    steps = component_call.finish(nb.path, compose.finish(nb.path, steps, units, diags), diags)
-    prelude_code = tuple(CodeCell(c.index, code[c.index][0]) for c in prelude_cells)
-    steps = _lean(steps, prelude_code, {c.index for c in groups.imports})
-    options.check_images(nb.path, steps, base_image, settings, diags)
-    options.check_names(nb.path, steps, parameters, diags)
-    options.check_cluster(nb.path, steps, parameters, diags)
-    workspace = options.workspace(nb.path, meta, settings, diags)
+    steps = component_call.finish(c.path, compose.finish(c.path, steps, c.units, c.diags), c.diags)
+    c.steps = _lean(steps, _prelude_code(c), {cell.index for cell in c.groups.imports})
+
+
+def _check_steps(c: _Compilation) -> None:
+    """What the finished steps must satisfy: images, names, cluster limits, the workspace, files they read."""
+    options.check_images(c.path, c.steps, c.base_image, c.settings, c.diags)
+    options.check_names(c.path, c.steps, c.parameters, c.diags)
+    options.check_cluster(c.path, c.steps, c.parameters, c.diags)
+    c.workspace = options.workspace(c.path, c.meta, c.settings, c.diags)
     own_steps = [
-        (d.name, [(c.index, trees[c.index]) for c in d.cells if c.index in trees]) for d in groups.steps.values()
+        (d.name, [(cell.index, c.trees[cell.index]) for cell in d.cells if cell.index in c.trees])
+        for d in c.groups.steps.values()
+        if d.name not in c.units and d.name not in c.calls
     ]
-    files.check(
-        nb.path, [(n, cells) for n, cells in own_steps if n not in units and n not in calls], bool(workspace), diags
+    files.check(c.path, own_steps, bool(c.workspace), c.diags)
+
+
+# Each pass, and the errors that may stand before it runs: None, any (reading and the structural checks go on, so
+# that lint reports every problem at once); an empty set, none.
+_PASSES: tuple[tuple[Callable[[_Compilation], None], frozenset[str] | None], ...] = (
+    (_read_cells, None),
+    (_load_parts, None),
+    (_check_structure, None),
+    (_resolve_dataflow, _DATAFLOW_STILL_CHECKED),
+    (_make_steps, frozenset()),
+    (_check_steps, frozenset()),
+)
+
+
+def _prelude_code(c: _Compilation) -> tuple[CodeCell, ...]:
+    return tuple(CodeCell(cell.index, c.code[cell.index][0]) for cell in c.prelude_cells)
+
+
+def _pipeline(c: _Compilation) -> Pipeline:
+    name = str(c.meta.get("pipeline_name") or c.nb.stem)
+    modules = {*_imported_modules(c.trees.values()), *(m for u in c.units.values() for m in u.pipeline.modules)}
+    return Pipeline(
+        name=kfpnames.pipeline_name(c.settings.pipeline_name_prefix + name),
+        source=c.path,
+        source_hash=compose.combined_hash(c.nb.sha256, c.units, [call.sha256 for call in c.calls.values()]),
+        steps=tuple(c.steps),
+        parameters=tuple(c.parameters),
+        prelude=_prelude_code(c),
+        shared_names=tuple(sorted(c.shared.binds - set(c.shared.imported))),
+        description=str(c.meta.get("pipeline_description") or ""),
+        modules=tuple(sorted(modules)),
+        base_image=c.base_image,
+        workspace=c.workspace,
+        workspace_storage_class=c.settings.workspace_storage_class if c.workspace else "",
     )
-    if any(d.severity is Severity.ERROR for d in diags):
-        raise NotebookError(diags)
-    name = str(meta.get("pipeline_name") or nb.stem)
-    pipeline = Pipeline(
-        name=kfpnames.pipeline_name(settings.pipeline_name_prefix + name),
-        source=nb.path,
-        source_hash=compose.combined_hash(nb.sha256, units, [c.sha256 for c in calls.values()]),
-        steps=tuple(steps),
-        parameters=tuple(parameters),
-        prelude=prelude_code,
-        shared_names=tuple(sorted(shared.binds - set(shared.imported))),
-        description=str(meta.get("pipeline_description") or ""),
-        modules=tuple(
-            sorted({*_imported_modules(trees.values()), *(m for u in units.values() for m in u.pipeline.modules)})
-        ),
-        base_image=base_image,
-        workspace=workspace,
-        workspace_storage_class=settings.workspace_storage_class if workspace else "",
-    )
-    return Result(pipeline, diags)
 
 
 def _lean(steps: list[Step], prelude: tuple[CodeCell, ...], imports: set[int]) -> list[Step]:

@@ -70,6 +70,7 @@ def resolve(
     params: set[str],
     metrics: list[tuple[str, int]],
     diagnostics: list[Diagnostic],
+    *,
     immutable: frozenset[str] = frozenset(),
     preludes: dict[str, Facts] | None = None,
     scopes: dict[str, set[str]] | None = None,
