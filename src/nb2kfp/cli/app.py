@@ -293,11 +293,15 @@ def model_build(
         ),
     ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")] = False,
+    reference: Annotated[
+        Path | None,
+        typer.Option("--reference", metavar="FILE", help="Training data (.parquet/.csv/.npy): its reference sample."),
+    ] = None,
 ) -> None:
     """Put a model under /models in an image, push it, print its digest, write deployment manifests."""
     from nb2kfp.commands import model as command
 
-    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out))
+    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out, reference))
 
 
 _Insecure = Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")]

@@ -79,9 +79,11 @@ def _package_models(
     from nb2kfp import service
     from nb2kfp.local_run import runner as local
     from nb2kfp.serving import model_image as models
+    from nb2kfp.serving import reference
 
     images: dict[str, str] = {}
     folders = local.model_folders(run_dir / "artifacts", pipeline)
+    data = local.reference_folders(run_dir / "artifacts", pipeline)
     if not folders:
         report("--model-image: no step declares a model (tag the step with model:VARIABLE)")
     for name, folder in sorted(folders.items()):
@@ -92,7 +94,9 @@ def _package_models(
                 shutil.copy(item, Path(tmp) / target)
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
             origin = _origin(notebook)
-            images[name] = service.push_model(Path(tmp), image, run_dir / "models" / name, None, False, report, origin)
+            sample = reference.from_artifact(data[name], f"model:{name}'s reference") if name in data else None
+            out = run_dir / "models" / name
+            images[name] = service.push_model(Path(tmp), image, out, None, False, report, origin, sample)
     return images
 
 

@@ -127,6 +127,7 @@ def build(
             continue
         opts = draft.options.merged_over(defaults)
         produced = model_tags.declared(nb.path, draft.cells, facts[draft.name], diags)
+        references = model_tags.references(nb.path, draft.cells, trees, facts[draft.name], produced, diags)
         replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(flow.imports[draft.name].items())]
         steps.append(
             Step(
@@ -134,8 +135,9 @@ def build(
                 cells=(*replay, *(CodeCell(c.index, code[c.index][0], c.raises) for c in draft.cells)),
                 after=tuple(p for p, _ in draft.prev),
                 inputs=tuple(sorted(flow.inputs[draft.name], key=lambda e: e.name)),
-                outputs=tuple(sorted(set(flow.outputs[draft.name]) | set(produced))),
+                outputs=tuple(sorted(set(flow.outputs[draft.name]) | set(produced) | {v for _, v in references})),
                 models=produced,
+                references=references,
                 parameters=tuple(sorted(flow.params[draft.name])),
                 metrics=tuple(flow.metrics[draft.name]),
                 image=opts.image or base_image,

@@ -62,6 +62,7 @@ def is_foreign_tag(tag: str) -> bool:
 _STEP_RE = re.compile(rf"^(?:step|block):({_NAME})?$")  # Kale 2.3: an empty name joins the step above
 _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
+_REFERENCE_RE = re.compile(r"^reference:([A-Za-z_][A-Za-z0-9_]*)$")  # the training data of the step's model
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
 _COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
 _IMAGE_RE = re.compile(r"^image:(.+)$", re.DOTALL)  # validated on the IR (options.check_images)
@@ -121,6 +122,7 @@ class Cell:
     step: str | None = None
     prev: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # model:VARIABLE, a model this step produces
+    references: list[str] = field(default_factory=list)  # reference:VARIABLE, the data its model was fitted on
     options: StepOptions = field(default_factory=StepOptions)
     notebook_ref: str | None = None
     component_ref: str | None = None  # NAME or NAME@VERSION of a catalog component
@@ -386,6 +388,9 @@ def _parse_tags(
         elif m := _MODEL_RE.fullmatch(tag):
             if m.group(1) not in cell.models:
                 cell.models.append(m.group(1))
+        elif m := _REFERENCE_RE.fullmatch(tag):
+            if m.group(1) not in cell.references:
+                cell.references.append(m.group(1))
         elif m := _NOTEBOOK_RE.fullmatch(tag):
             cell.role = "notebook"
             cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
@@ -397,8 +402,8 @@ def _parse_tags(
         else:
             diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
     if cell.step is None and cell.role == "code":
-        if cell.prev or cell.models:
-            msg = "prev: and model: tags need a step:NAME tag on the same cell"
+        if cell.prev or cell.models or cell.references:
+            msg = "prev:, model: and reference: tags need a step:NAME tag on the same cell"
             diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
         if _has_options(cell.options):
             msg = "image:, limit:, cache:, label:, annotation: and secret: tags need a step:NAME tag on the same cell"
@@ -430,6 +435,7 @@ _KNOWN_TAGS = {
             "step:NAME",
             "prev:NAME",
             "model:VARIABLE",
+            "reference:VARIABLE",
             "image:REF",
             "limit:RESOURCE:AMOUNT",
             "request:RESOURCE:AMOUNT",
