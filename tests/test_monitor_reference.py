@@ -104,7 +104,7 @@ def test_a_reference_file_for_model_build(tmp_path: Path) -> None:
 
     pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}).to_csv(tmp_path / "train.csv", index=False)
     assert [f.kind for f in reference.from_file(tmp_path / "train.csv").features] == ["numeric", "categorical"]
-    with pytest.raises(UsageError, match="give a .parquet, .csv, .feather or .npy file"):
+    with pytest.raises(UsageError, match=r"give a \.parquet, \.csv, \.feather or \.npy file"):
         reference.from_file(tmp_path / "train.txt")
     with pytest.raises(UsageError, match="cannot read it"):
         reference.from_file(tmp_path / "missing.csv")

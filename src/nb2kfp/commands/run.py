@@ -69,6 +69,18 @@ def _origin(notebook: Path) -> dict[str, str]:
     return {"notebook": notebook.name, "commit": commit}
 
 
+def _unsigned(record: Path) -> None:
+    """The step's nb2kfp.json without its signature: the run's key signs it, so it differs from run to run, and
+    the same weights must give the same image digest."""
+    try:
+        meta = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no readable record: describe() then records no framework, and deploy says so
+    if isinstance(meta, dict) and "hmac" in meta:
+        del meta["hmac"]
+        record.write_text(json.dumps(meta, sort_keys=True), encoding="utf-8")
+
+
 def _package_models(
     notebook: Path, run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]
 ) -> dict[str, str]:
@@ -92,6 +104,7 @@ def _package_models(
             for item in folder.iterdir():
                 target = "model" + item.suffix if item.name.startswith("data.") else item.name
                 shutil.copy(item, Path(tmp) / target)
+            _unsigned(Path(tmp) / "nb2kfp.json")
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
             origin = _origin(notebook)
             sample = reference.from_artifact(data[name], f"model:{name}'s reference") if name in data else None
