@@ -248,7 +248,8 @@ def push_model(
         pushed = models.push(repository, tag, layers, config, manifest, credentials_for(host), insecure, report)
     folder = output_dir or Path(".nb2kfp") / "models" / name
     ref = oci.ModelRef(repository, pushed.digest, described)
-    for file_name, text in manifests.render(name, ref, runtimes.runtime("mlserver", Path.cwd())).items():
+    log_url = runtimes.request_log_url(Path.cwd())
+    for file_name, text in manifests.render(name, ref, runtimes.runtime("mlserver", Path.cwd()), log_url).items():
         write_text(folder / file_name, text)
     record = {
         "image": pushed.ref,

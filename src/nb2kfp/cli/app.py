@@ -354,6 +354,10 @@ def model_serve(
         str | None, typer.Option("--example", help="V2 request JSON (or @file) for the smoke request.")
     ] = None,
     insecure: _Insecure = False,
+    log_requests: Annotated[
+        Path | None,
+        typer.Option("--log-requests", metavar="DIR", help="Append each inference request and answer (JSON lines)."),
+    ] = None,
 ) -> None:
     """Serve a model image on 127.0.0.1 until Ctrl-C: one prediction to check it, then its URL."""
     from nb2kfp.commands import model_serving as command
@@ -366,7 +370,7 @@ def model_serve(
         _out(line)
         sys.stdout.flush()
 
-    raise typer.Exit(command.serve(image, port, example, insecure, _err, result))
+    raise typer.Exit(command.serve(image, port, example, insecure, _err, result, log_requests=log_requests))
 
 
 @app.command()

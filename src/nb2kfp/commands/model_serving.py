@@ -36,7 +36,7 @@ def deploy(image: str, name: str, runtime_name: str, folder: Path, insecure: boo
     runtime = runtimes.runtime(runtime_name, Path.cwd())
     model = oci.read(image, insecure)
     runtime.check(model.meta, image)
-    _write(folder, manifests.render(name, model, runtime))
+    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(Path.cwd())))
     if runtime.image.startswith("nb2kfp/"):
         report(f"note: {runtime.image} exists only where it was built: nb2kfp model runtime --registry R pushes it")
     report(f"{name}: {model.ref} on {runtime.image} ({runtime.name}); apply with: kubectl apply -k {folder}")
@@ -57,7 +57,7 @@ def promote(name: str, image: str, folder: Path, insecure: bool, report: Report)
     if (model.repository, model.digest) == (repository, digest):
         report(f"{name} already serves {model.ref}: nothing to change")
         return 0
-    _write(folder, manifests.render(name, model, runtime))
+    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(Path.cwd())))
     report(f"{name}: {repository}@{digest} -> {model.ref}; apply with: kubectl apply -k {folder}")
     return 0
 
@@ -81,7 +81,14 @@ def _example(text: str | None) -> object:
 
 
 def serve(
-    image: str, port: int, example: str | None, insecure: bool, report: Report, result: Report, ready: float = 180
+    image: str,
+    port: int,
+    example: str | None,
+    insecure: bool,
+    report: Report,
+    result: Report,
+    ready: float = 180,
+    log_requests: Path | None = None,
 ) -> int:
     from nb2kfp.serving import local, oci, runtimes
 
@@ -92,7 +99,7 @@ def serve(
     request = request or model.meta.example()
     if request is None:
         raise UsageError(f"{image}: the image records no input signature; give one request with --example JSON")
-    local.serve(model, runtime, port, request, ready, report, result)
+    local.serve(model, runtime, port, request, ready, report, result, log_requests)
     return 0
 
 

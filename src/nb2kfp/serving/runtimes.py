@@ -100,6 +100,11 @@ def runtime(name: str, folder: Path) -> Runtime:
     return replace(default, image=image, framework_version=version)
 
 
+def request_log_url(folder: Path) -> str:
+    """Where KServe's logger sends each request and answer (``[serving] request_log_url``; "": KServe's default)."""
+    return _serving_table(find_settings(folder).source).get("request_log_url", "")
+
+
 def _serving_table(source: str) -> dict[str, str]:
     if not source:
         return {}
@@ -108,7 +113,7 @@ def _serving_table(source: str) -> dict[str, str]:
     data = _read(Path(source))
     table = data.get("tool", {}).get("nb2kfp", {}) if source.endswith("pyproject.toml") else data
     serving = table.get("serving", {})
-    known = {f"{r}_{k}" for r in ("mlserver", "kserve") for k in ("image", "scikit-learn")}
+    known = {f"{r}_{k}" for r in ("mlserver", "kserve") for k in ("image", "scikit-learn")} | {"request_log_url"}
     if not isinstance(serving, dict) or set(serving) - known or not all(isinstance(v, str) for v in serving.values()):
         raise UsageError(f"{source}: [serving] takes {', '.join(sorted(known))} (strings)")
     return dict(serving)
