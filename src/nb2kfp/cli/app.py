@@ -374,6 +374,48 @@ def model_serve(
 
 
 @app.command()
+def monitor(
+    image: _ModelImage,
+    requests: Annotated[
+        str,
+        typer.Option("--requests", metavar="SOURCE", help="Logged requests: a JSON-lines file or a folder of them."),
+    ],
+    alpha: Annotated[float, typer.Option("--alpha", help="Level of the drift tests, after the correction.")] = 0.05,
+    correction: Annotated[
+        str, typer.Option("--correction", metavar="NAME", help="bonferroni or bh (Benjamini-Hochberg).")
+    ] = "bonferroni",
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", metavar="DIR", help="Where monitor.ipynb goes.")
+    ] = None,
+    publish: Annotated[bool, typer.Option("--publish", help="Upload it as a KFP pipeline version (--host).")] = False,
+    host: Annotated[
+        str | None, typer.Option("--host", metavar="URL", help="KFP API URL (token from NB2KFP_KFP_TOKEN).")
+    ] = None,
+    insecure: _Insecure = False,
+) -> None:
+    """Test a served model's logged requests against its reference sample: a monitoring pipeline, run here."""
+    from nb2kfp.commands import monitor as command
+
+    if alpha <= 0 or alpha >= 1:
+        raise typer.BadParameter("--alpha: give a level between 0 and 1, e.g. 0.05")
+    notebook = command.prepare(image, requests, alpha, correction, output_dir, None, not publish, insecure, _err)
+    if publish:
+        from nb2kfp.commands import publish as publishing
+
+        raise typer.Exit(publishing.run([notebook], host, None, None, _out, _err))
+    from nb2kfp.commands import run as running
+    from nb2kfp.local_run import records
+
+    run_dir = records.new_run_dir(records.RUNS, notebook.parent.name + "-monitor", None)
+    code = running.run(notebook, running.Options(run_dir=run_dir), _out, _err)
+    if code == 0:
+        found = command.verdict(run_dir)
+        shown = f"drift in {', '.join(found.drifted)}" if found.drifted else "no drift"
+        _out(f"{shown} ({found.features} features); report: {found.report}")
+    raise typer.Exit(code)
+
+
+@app.command()
 def plan(
     notebook: Notebook,
     against: Annotated[

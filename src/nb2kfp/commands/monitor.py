@@ -1,0 +1,71 @@
+"""``nb2kfp monitor MODEL_IMAGE --requests SOURCE``: the model's monitoring pipeline, written as a tagged notebook.
+
+``prepare`` reads the model image's reference sample (its features) from the registry and writes
+``monitor.ipynb`` (:mod:`nb2kfp.monitor.pipeline`); the CLI then runs it as ``nb2kfp run --local`` does, or
+publishes it (a KFP pipeline version, and with ``--schedule`` a recurring run). ``verdict`` reads what a local run's
+drift step wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nb2kfp.errors import RunError, UsageError
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    drifted: list[str]
+    features: int
+    report: Path
+    figures: dict[str, object]
+
+
+def prepare(
+    image: str,
+    requests: str,
+    alpha: float,
+    correction: str,
+    folder: Path | None,
+    step_image: str | None,
+    local: bool,
+    insecure: bool,
+    report: Report,
+) -> Path:
+    from nb2kfp.monitor import pipeline
+    from nb2kfp.serving import oci, reference
+
+    if local:
+        source = Path(requests)
+        if not source.exists():
+            raise UsageError(f"--requests {requests}: no such file or folder")
+        requests = str(source.resolve())
+    model, files = oci.read_with_files(image, (reference.DATA, reference.SCHEMA), insecure)
+    if reference.SCHEMA not in files or reference.DATA not in files:
+        raise UsageError(
+            f"{image}: the image records no reference sample (tag the training step model:VARIABLE with "
+            "reference:VARIABLE, or nb2kfp model build PATH --reference FILE)"
+        )
+    schema = json.loads(files[reference.SCHEMA])
+    features = [str(f["name"]) for f in schema["features"]]
+    content = pipeline.notebook(model.meta.name, model.ref, features, requests, alpha, correction, step_image)
+    path = pipeline.write(folder or Path(".nb2kfp") / "monitors" / model.meta.name, content)
+    report(f"monitoring pipeline of {model.ref}: {path} ({len(features)} features, reference {schema['sha256'][:12]})")
+    return path
+
+
+def verdict(run_dir: Path) -> Verdict:
+    """What the drift step of the run in ``run_dir`` found."""
+    from nb2kfp.monitor.pipeline import STEP
+
+    folder = run_dir / "files" / STEP
+    try:
+        figures = json.loads((folder / "drift.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RunError(f"{run_dir}: the drift step wrote no drift.json") from None
+    return Verdict(list(figures["drifted_features"]), len(figures["features"]), folder / "drift-report.html", figures)
