@@ -25,7 +25,7 @@ def metric_names(features: list[str]) -> dict[str, str]:
     """feature -> its metric's variable, ``p_<feature>`` as a Python name (unique, not a keyword)."""
     found: dict[str, str] = {}
     for feature in features:
-        base = "p_" + (re.sub(r"\W", "_", feature.lower()).strip("_") or "feature")
+        base = "p_" + (re.sub(r"\W+", "_", feature.lower()).strip("_") or "feature")
         name, n = base, 2
         while name in found.values() or keyword.iskeyword(name) or name in ("drift_detected", "drifted_features"):
             name, n = f"{base}_{n}", n + 1
