@@ -391,6 +391,14 @@ def monitor(
     host: Annotated[
         str | None, typer.Option("--host", metavar="URL", help="KFP API URL (token from NB2KFP_KFP_TOKEN).")
     ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option("--registry", metavar="REGISTRY/PATH", help="Where the monitoring image goes (--publish)."),
+    ] = None,
+    registry_secret: Annotated[
+        str | None,
+        typer.Option("--registry-secret", metavar="NAME", help="Secret (username, password) the step reads with."),
+    ] = None,
     insecure: _Insecure = False,
 ) -> None:
     """Test a served model's logged requests against its reference sample: a monitoring pipeline, run here."""
@@ -398,7 +406,12 @@ def monitor(
 
     if alpha <= 0 or alpha >= 1:
         raise typer.BadParameter("--alpha: give a level between 0 and 1, e.g. 0.05")
-    notebook = command.prepare(image, requests, alpha, correction, output_dir, None, not publish, insecure, _err)
+    if publish and not registry:
+        raise typer.BadParameter("--publish needs --registry: the cluster pulls the monitoring image from there")
+    pinned = command.step_image(registry, _err) if registry else None
+    notebook = command.prepare(
+        image, requests, alpha, correction, output_dir, pinned, not publish, insecure, _err, registry_secret
+    )
     if publish:
         from nb2kfp.commands import publish as publishing
 

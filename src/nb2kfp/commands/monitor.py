@@ -36,7 +36,11 @@ def prepare(
     local: bool,
     insecure: bool,
     report: Report,
+    registry_secret: str | None = None,
 ) -> Path:
+    from nb2kfp import extras
+
+    extras.require("nb2kfp monitor", "oras", "requests", "pandas", "pyarrow", "scipy")
     from nb2kfp.monitor import pipeline
     from nb2kfp.serving import oci, reference
 
@@ -53,10 +57,20 @@ def prepare(
         )
     schema = json.loads(files[reference.SCHEMA])
     features = [str(f["name"]) for f in schema["features"]]
-    content = pipeline.notebook(model.meta.name, model.ref, features, requests, alpha, correction, step_image)
+    name = model.meta.name
+    content = pipeline.notebook(name, model.ref, features, requests, alpha, correction, step_image, registry_secret)
     path = pipeline.write(folder or Path(".nb2kfp") / "monitors" / model.meta.name, content)
     report(f"monitoring pipeline of {model.ref}: {path} ({len(features)} features, reference {schema['sha256'][:12]})")
     return path
+
+
+def step_image(registry: str, report: Report) -> str:
+    """The monitoring image in ``registry``, pinned by digest (built offline the first time, then reused)."""
+    from nb2kfp.monitor import image
+
+    ref = image.push(registry, image.base_image(Path.cwd()), report)
+    report(f"monitoring image {ref}")
+    return ref
 
 
 def verdict(run_dir: Path) -> Verdict:

@@ -52,6 +52,7 @@ def notebook(
     alpha: float,
     correction: str,
     step_image: str | None = None,
+    registry_secret: str | None = None,
 ) -> dict[str, Any]:
     """The monitoring notebook (nbformat 4) of ``model_image``, whose reference sample has ``features``."""
     if correction not in drift.CORRECTIONS:
@@ -70,6 +71,9 @@ def notebook(
     code += "".join(f"{var} = result.adjusted[{json.dumps(feature)}]\n" for feature, var in metrics.items())
     code += "result"
     tags = [f"step:{STEP}", "cache:disabled", "report:enabled", *([f"image:{step_image}"] if step_image else [])]
+    if registry_secret:  # a Kubernetes secret with keys username and password: the registry of the model image
+        tags += [f"secret:{registry_secret}:username:NB2KFP_REGISTRY_USER"]
+        tags += [f"secret:{registry_secret}:password:NB2KFP_REGISTRY_PASSWORD"]
     cells = [
         _cell(["imports"], "from nb2kfp.monitor import drift"),
         _cell(["pipeline-parameters"], parameters),
