@@ -216,10 +216,12 @@ def push_model(
     report: Report,
     origin: dict[str, str] | None = None,
     reference: Reference | None = None,
+    details: dict[str, Any] | None = None,
 ) -> str:
     """Push the model at ``source`` (a file or folder) as the image ``image`` (REGISTRY/REPOSITORY[:TAG]; no Docker
     engine needed), with its ``reference`` sample beside it, write the manifests ``model deploy`` writes and
-    ``model.json`` to ``output_dir`` (default ``.nb2kfp/models/<name>``); the pushed image's reference (by digest)."""
+    ``model.json`` and the model card's page to ``output_dir`` (default ``.nb2kfp/models/<name>``; ``details``: the
+    run that made it, its parameters and metrics, for the card); the pushed image's reference (by digest)."""
     import json
     import tempfile
 
@@ -227,7 +229,7 @@ def push_model(
     from nb2kfp.atomic import write_text
     from nb2kfp.clients.registry import credentials_for
     from nb2kfp.images import ref as imageref
-    from nb2kfp.serving import manifests, meta, oci, runtimes
+    from nb2kfp.serving import card, manifests, meta, oci, runtimes
     from nb2kfp.serving import model_image as models
 
     try:
@@ -240,7 +242,9 @@ def push_model(
     name = kfpnames.clean(parsed.path.rsplit("/", 1)[-1]) or "model"
     with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as work:
         described = meta.describe(source, name, framework, origin) if source.exists() else meta.ModelMeta(name)
+        content = card.make(described, source, reference, details or {})
         extra = {**meta.generated_files(described, source), **(reference.files() if reference else {})}
+        extra[card.FILE] = card.file_bytes(content)
         labels = {**described.labels(), **(reference.labels() if reference else {})}
         layers, config, manifest = models.assemble(source, Path(work), name, labels, extra)
         tag = parsed.tag or "sha256-" + layers[-1].digest.removeprefix("sha256:")[:16]
@@ -260,6 +264,8 @@ def push_model(
         "labels": labels,
     }
     write_text(folder / "model.json", json.dumps(record, indent=2) + "\n")
+    write_text(folder / card.PAGE, card.page(content, pushed.ref, str((details or {}).get("run", ""))))
+    report(f"model card: {folder / card.PAGE} (and /models/{card.FILE} in the image)")
     report(f"pushed {pushed.pushed_bytes / 1e6:,.1f} MB in {pushed.seconds:.1f}s; manifests in {folder}")
     return pushed.ref
 

@@ -127,8 +127,21 @@ def test_served_requests_against_the_training_data(
     ref = line.removeprefix("model clf: ")
     monkeypatch.setenv("NB2KFP_REGISTRY_USER", services["NB2KFP_TEST_REGISTRY_USER"])
     monkeypatch.setenv("NB2KFP_REGISTRY_PASSWORD_FILE", services["NB2KFP_TEST_REGISTRY_PASSWORD_FILE"])
-    model = oci.read(ref)
+    model, files = oci.read_with_files(ref, ("card.json",))
     assert model.labels["io.nb2kfp.reference.rows"] == "150" and model.labels["io.nb2kfp.reference.numeric"] == "4"
+    importance = json.loads(files["card.json"])["importance"]  # the card lists the features with their importance
+    assert {r["feature"] for r in importance} == {
+        "sepal length (cm)",
+        "sepal width (cm)",
+        "petal length (cm)",
+        "petal width (cm)",
+    }
+    assert importance[0]["feature"].startswith("petal") and importance[0]["mean"] > 0.1
+    deployed = nb2kfp(project, services, "model", "deploy", ref, "--name", "iris", "-o", "deploy")
+    assert deployed.returncode == 0 and f"model card: {Path('deploy') / 'card.html'}" in deployed.stderr, (
+        deployed.stderr
+    )
+    assert "petal width (cm)" in (project / "deploy" / "card.html").read_text()
 
     X = load_iris().data
     rng = np.random.default_rng(0)

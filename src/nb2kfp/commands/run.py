@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nb2kfp import extras
 from nb2kfp.errors import Nb2KfpError
@@ -82,7 +82,12 @@ def _unsigned(record: Path) -> None:
 
 
 def _package_models(
-    notebook: Path, run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]
+    notebook: Path,
+    run_dir: Path,
+    pipeline: Pipeline,
+    prefix: str,
+    report: Callable[[str], None],
+    details: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Each model:VARIABLE the run produced becomes the image PREFIX/<variable> (files as model.<ext>)."""
     import shutil
@@ -109,7 +114,7 @@ def _package_models(
             origin = _origin(notebook)
             sample = reference.from_artifact(data[name], f"model:{name}'s reference") if name in data else None
             out = run_dir / "models" / name
-            images[name] = service.push_model(Path(tmp), image, out, None, False, report, origin, sample)
+            images[name] = service.push_model(Path(tmp), image, out, None, False, report, origin, sample, details)
     return images
 
 
@@ -201,7 +206,8 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
                 report_error("  " + line)
     if options.model_image and outcome.status == "succeeded":
         try:
-            record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
+            details = {"run": record.name, "parameters": record.parameters, "metrics": record.metrics}
+            record.models = _package_models(notebook, target, pipeline, options.model_image, report_error, details)
         except Nb2KfpError:  # every step ran: the run succeeded (not "lost"); the push's error is the command's
             record.finish(outcome.status)
             _write_report(record, pipeline, pages, notebook, options.output)
