@@ -400,6 +400,9 @@ def monitor(
         typer.Option("--registry-secret", metavar="NAME", help="Secret (username, password) the step reads with."),
     ] = None,
     insecure: _Insecure = False,
+    gitlab_issue: Annotated[
+        bool, typer.Option("--gitlab-issue", help="On drift, open or update an issue in the CI job's GitLab project.")
+    ] = False,
 ) -> None:
     """Test a served model's logged requests against its reference sample: a monitoring pipeline, run here."""
     from nb2kfp.commands import monitor as command
@@ -425,6 +428,8 @@ def monitor(
         found = command.verdict(run_dir)
         shown = f"drift in {', '.join(found.drifted)}" if found.drifted else "no drift"
         _out(f"{shown} ({found.features} features); report: {found.report}")
+        if gitlab_issue and found.drifted:
+            command.notify(found, image, _err)
     raise typer.Exit(code)
 
 

@@ -9,6 +9,7 @@ drift step wrote.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,3 +84,39 @@ def verdict(run_dir: Path) -> Verdict:
     except (OSError, ValueError):
         raise RunError(f"{run_dir}: the drift step wrote no drift.json") from None
     return Verdict(list(figures["drifted_features"]), len(figures["features"]), folder / "drift-report.html", figures)
+
+
+def issue_body(found: Verdict, image: str) -> str:
+    """The GitLab issue's text: the verdict, each feature's test and p-values, where the report is."""
+    features = found.figures.get("features") or {}
+    assert isinstance(features, dict)
+    lines = [
+        f"Drift in **{', '.join(found.drifted)}** ({len(found.drifted)} of {found.features} features) of the requests "
+        f"served by `{image}`, against its reference sample.",
+        "",
+        "| feature | kind | statistic | p-value | corrected | drifted |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, f in features.items():
+        mark = "yes" if f["drifted"] else ""
+        figures = f"{f['statistic']:.4g} | {f['p_value']:.3g} | {f['adjusted_p_value']:.3g}"
+        lines.append(f"| {name} | {f['kind']} | {figures} | {mark} |")
+    job = os.environ.get("CI_JOB_URL")
+    lines += ["", f"Report: `{found.report}`" + (f" (artifacts of {job})" if job else "")]
+    return "\n".join(lines) + "\n"
+
+
+def notify(found: Verdict, image: str, report: Report) -> None:
+    """Open or update the model's drift issue in the CI job's GitLab project (NB2KFP_GITLAB_TOKEN or GITLAB_TOKEN,
+    CI_SERVER_URL, CI_PROJECT_ID); without a token, say what would have been written."""
+    from nb2kfp.clients.gitlab import GitLabProject
+
+    name = image.split("@")[0].rsplit("/", 1)[-1]
+    title = f"Drift in the requests served by {name}"
+    project = GitLabProject.from_env()
+    if project is None:
+        report(f"no GitLab token (NB2KFP_GITLAB_TOKEN or GITLAB_TOKEN): no issue opened ({title})")
+        return
+    with project:
+        iid, opened = project.upsert_issue(title, issue_body(found, image), f"drift-{name}", ("drift",))
+    report(f"GitLab issue #{iid} {'opened' if opened else 'updated'}: {title}")
