@@ -53,3 +53,26 @@ def test_monitor_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str], 
         [sys.executable, "-m", "nb2kfp", "monitor", IMAGE, *args], cwd=tmp_path, capture_output=True, text=True
     )
     assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_schedule_publishes_and_makes_a_recurring_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the KFP double: the version is uploaded, then a recurring run of it, on KFP's 6-field cron."""
+    from doubles.kfp_server import KfpServer
+    from nb2kfp.commands import monitor
+
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    content = pipeline.notebook(
+        "clf", IMAGE, ["a", "b"], "/mnt/logs", 0.05, "bonferroni", "r.example.com/m@sha256:" + "d" * 64
+    )
+    notebook = pipeline.write(tmp_path / "mon", content)
+    lines: list[str] = []
+    with KfpServer() as kfp:
+        assert monitor.schedule(notebook, kfp.url, "0 6 * * *", lines.append) == 0
+        (job,) = kfp.recurring_runs.values()
+        version = kfp.versions[job["pipeline_version_reference"]["pipeline_version_id"]]
+    assert job["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *" and job["max_concurrency"] in ("1", 1)
+    assert version["display_name"] in lines[-1] and version["display_name"] != "monitor-clf"  # the published one
+    assert "recurring run" in lines[-1] and "monitor-clf" in lines[-1]
+    with pytest.raises(Exception, match="give a cron expression"):
+        monitor.cron_fields("every day")

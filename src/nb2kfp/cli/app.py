@@ -388,6 +388,10 @@ def monitor(
         Path | None, typer.Option("--output-dir", "-o", metavar="DIR", help="Where monitor.ipynb goes.")
     ] = None,
     publish: Annotated[bool, typer.Option("--publish", help="Upload it as a KFP pipeline version (--host).")] = False,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", metavar="CRON", help="Publish it and run it on CRON (a KFP recurring run)."),
+    ] = None,
     host: Annotated[
         str | None, typer.Option("--host", metavar="URL", help="KFP API URL (token from NB2KFP_KFP_TOKEN).")
     ] = None,
@@ -409,12 +413,17 @@ def monitor(
 
     if alpha <= 0 or alpha >= 1:
         raise typer.BadParameter("--alpha: give a level between 0 and 1, e.g. 0.05")
+    publish = publish or schedule is not None
     if publish and not registry:
         raise typer.BadParameter("--publish needs --registry: the cluster pulls the monitoring image from there")
+    if schedule is not None:
+        command.cron_fields(schedule)  # a bad expression before anything is built
     pinned = command.step_image(registry, _err) if registry else None
     notebook = command.prepare(
         image, requests, alpha, correction, output_dir, pinned, not publish, insecure, _err, registry_secret
     )
+    if schedule is not None:
+        raise typer.Exit(command.schedule(notebook, host, schedule, _err))
     if publish:
         from nb2kfp.commands import publish as publishing
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,3 +121,38 @@ def notify(found: Verdict, image: str, report: Report) -> None:
     with project:
         iid, opened = project.upsert_issue(title, issue_body(found, image), f"drift-{name}", ("drift",))
     report(f"GitLab issue #{iid} {'opened' if opened else 'updated'}: {title}")
+
+
+def cron_fields(text: str) -> str:
+    """KFP's cron (six fields, seconds first) from five (``0 6 * * *``: 06:00 every day) or six."""
+    fields = text.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    if len(fields) != 6 or not all(re.fullmatch(r"[0-9*/,?A-Za-z-]+", f) for f in fields):
+        raise UsageError(f"--schedule {text!r}: give a cron expression, e.g. '0 6 * * *' (06:00 every day)")
+    return " ".join(fields)
+
+
+def schedule(notebook: Path, host: str | None, cron: str, report: Report) -> int:
+    """Publish the monitoring pipeline and make a KFP recurring run of it on ``cron``."""
+    import tempfile
+
+    from nb2kfp import extras, service
+    from nb2kfp.clients import kfp as kfp_client
+
+    cron = cron_fields(cron)
+    host = host or kfp_client.endpoint_from_env()
+    if host is None:
+        raise UsageError("--schedule: give --host URL (or set NB2KFP_KFP_ENDPOINT or KF_PIPELINES_ENDPOINT)")
+    extras.require("nb2kfp monitor --schedule", "kfp", "kfp_server_api")
+    host, token = kfp_client.normalize_host(host), kfp_client.token_from_env()
+    compiled = service.compile_for_kfp(notebook, report, None)
+    version = service.version_of(compiled)
+    with tempfile.TemporaryDirectory(prefix="nb2kfp-monitor-") as tmp:
+        spec = Path(tmp) / "pipeline.yaml"
+        spec.write_text(compiled.spec(), encoding="utf-8")
+        published = service.publish(compiled, spec, host, token, version, compiled.pipeline.description)
+    name = compiled.pipeline.name
+    job = kfp_client.schedule(published, host, token, cron, f"{name} {cron}", name)
+    report(f"{name} version {version}: {published.url}; recurring run {job} on '{cron}' in experiment {name}")
+    return 0
