@@ -52,6 +52,8 @@ def test_logged_requests_in_both_v2_shapes(tmp_path: Path) -> None:
     ]
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "a.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    (tmp_path / "logs" / ".nb2kfp" / "cache").mkdir(parents=True)  # nb2kfp run in the logs folder: not requests
+    (tmp_path / "logs" / ".nb2kfp" / "cache" / "k.json").write_text('{"key": 1}\n')
     got = drift.read_requests(str(tmp_path / "logs"), ["x0", "x1"])
     assert got.to_numpy().tolist() == [[1, 2], [3, 4], [5, 6]]
     (tmp_path / "bad.jsonl").write_text('{"request": {"inputs": []}}\n')

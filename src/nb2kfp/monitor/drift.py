@@ -147,8 +147,9 @@ def fetch_reference(image: str) -> tuple[Any, dict[str, Any]]:
 
 def _files(source: str) -> list[Path]:
     path = Path(source)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".json", ".ndjson"))
+    if path.is_dir():  # hidden files and folders are not logs (a .nb2kfp/ of a run started in the folder)
+        found = (p for p in path.rglob("*") if not any(x.startswith(".") for x in p.relative_to(path).parts))
+        return sorted(p for p in found if p.is_file() and p.suffix in (".jsonl", ".json", ".ndjson"))
     if path.is_file():
         return [path]
     raise DriftError(f"requests {source}: no such file or folder")
