@@ -71,4 +71,4 @@ def test_the_report_names_the_verdict_and_each_feature() -> None:
     page = result._repr_html_()
     assert "drift in 1 of 5 features: a" in page and page.count("<svg") == 5
     assert '<tr class="drift"><td>a</td><td>numeric</td><td>Kolmogorov-Smirnov</td>' in page
-    assert '<td>colour</td><td>categorical</td><td>chi-squared</td>' in page
+    assert "<td>colour</td><td>categorical</td><td>chi-squared</td>" in page
