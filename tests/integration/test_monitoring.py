@@ -173,3 +173,33 @@ def test_served_requests_against_the_training_data(
     assert metrics["drift_detected"] == 1 and metrics["drifted_features"] == 2
     assert [n for n in names if metrics[n] < 0.05] == ["p_sepal_width_cm", "p_petal_width_cm"], metrics
     assert "drift in 2 of 4 features: sepal width (cm), petal width (cm)" in page
+
+
+def test_data_that_cannot_be_sampled_leaves_the_model_packed(
+    tmp_path: Path, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X saved by pickle (here a set of rows, no table): run --model-image packs the model without a sample."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from nb2kfp.backends.kfp_spec import task_name
+    from nb2kfp.commands.run import _package_models
+    from nb2kfp.frontend.builder import build
+
+    monkeypatch.setenv("NB2KFP_REGISTRY_USER", services["NB2KFP_TEST_REGISTRY_USER"])
+    monkeypatch.setenv("NB2KFP_REGISTRY_PASSWORD_FILE", services["NB2KFP_TEST_REGISTRY_PASSWORD_FILE"])
+    monkeypatch.chdir(tmp_path)
+    nb = write(tmp_path / "nb.ipynb", [(["step:train", "model:clf"], "X = [[0.0], [1.0]]\nclf = len(X)\nclf.fit(X)")])
+    pipeline = build(nb).pipeline
+    saved = tmp_path / "run" / "artifacts" / "x" / task_name(pipeline.step("train"))
+    (saved / "clf").mkdir(parents=True)
+    joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), saved / "clf" / "data.joblib")
+    (saved / "clf" / "nb2kfp.json").write_text('{"format": "joblib", "framework": "scikit-learn"}')
+    (saved / "X").mkdir()
+    (saved / "X" / "data.pickle").write_bytes(b"never loaded")
+    (saved / "X" / "nb2kfp.json").write_text('{"format": "pickle"}')
+    lines: list[str] = []
+    ref = _package_models(nb, tmp_path / "run", pipeline, unique(services), lines.append)["clf"]
+    assert any("model clf: its data (X): saved as pickle" in line and "no reference sample" in line for line in lines)
+    model, files = oci.read_with_files(ref, (reference.DATA, "card.json"))
+    assert reference.DATA not in files and "io.nb2kfp.reference.sha256" not in model.labels and "card.json" in files

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nb2kfp import extras
-from nb2kfp.errors import Nb2KfpError
+from nb2kfp.errors import Nb2KfpError, RunError
 from nb2kfp.ir import Pipeline
 from nb2kfp.local_run import records
 from nb2kfp.words import count
@@ -60,7 +60,6 @@ def _origin(notebook: Path) -> dict[str, str]:
     """Where a model came from, recorded on its image: the notebook and its commit (when in git). Not the run:
     the same weights give the same digest (the run's result.json says which image each run made)."""
     from nb2kfp import git
-    from nb2kfp.errors import RunError
 
     try:
         commit = git.rev_parse("HEAD", notebook.resolve().parent)
@@ -112,7 +111,12 @@ def _package_models(
             _unsigned(Path(tmp) / "nb2kfp.json")
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
             origin = _origin(notebook)
-            sample = reference.from_artifact(data[name], f"model:{name}'s reference") if name in data else None
+            sample = None
+            if name in data:
+                try:
+                    sample = reference.from_artifact(data[name], f"model {name}: its data ({data[name].name})")
+                except RunError as exc:  # the model is packed all the same, without a reference sample
+                    report(f"{exc}; no reference sample in its image")
             out = run_dir / "models" / name
             images[name] = service.push_model(Path(tmp), image, out, None, False, report, origin, sample, details)
     return images

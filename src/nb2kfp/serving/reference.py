@@ -105,7 +105,10 @@ def make(value: object, what: str) -> Reference:
     for f in features:
         if f.kind == "categorical":
             frame[f.name] = frame[f.name].astype(str)
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise RunError(f"{what}: its columns do not fit a table ({type(exc).__name__}: {str(exc)[:200]})") from None
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", write_statistics=False)
     data = sink.getvalue()
