@@ -12,12 +12,13 @@ import pytest
 
 from nb2kfp.errors import NotebookError
 from nb2kfp.frontend.builder import build
+from nb2kfp.ir import Pipeline
 from nbfactory import write
 
 IMPORTS = (["imports"], "from sklearn.tree import DecisionTreeClassifier")
 
 
-def pipeline_of(tmp_path: Path, cells: list[tuple[list[str], str]]):  # type: ignore[no-untyped-def]
+def pipeline_of(tmp_path: Path, cells: list[tuple[list[str], str]]) -> Pipeline:
     return build(write(tmp_path / "nb.ipynb", [IMPORTS, *cells])).pipeline
 
 

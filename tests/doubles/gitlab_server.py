@@ -376,8 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         if iid is None and method == "GET":
             state = query.get("state", "all")
-            found = [i for i in owner.issues.values() if state == "all" or i["state"] == state]
-            return self._send(200, sorted(found, key=lambda i: -i["iid"]))
+            listed = [i for i in owner.issues.values() if state == "all" or i["state"] == state]
+            return self._send(200, sorted(listed, key=lambda i: -i["iid"]))
         if iid is None and method == "POST":
             if not str(body.get("title") or "").strip():
                 return self._send(400, {"message": {"title": ["can't be blank"]}})
