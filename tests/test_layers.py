@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"frontend"},  # notebook -> IR
     {"backends"},  # IR -> KFP spec
     {"images", "clients"},  # step images; the GitLab and KFP API clients
-    {"local_run", "serving"},
+    {"local_run", "serving", "monitor"},  # monitor: the monitoring notebook, its image, the drift step
     {"service"},
     {"delivery"},  # CI, webhook, merge request notes
     {"commands"},

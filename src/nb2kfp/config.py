@@ -177,6 +177,7 @@ SCHEMA: tuple[Key, ...] = (
         for runtime in ("mlserver", "kserve")
         for what in ("image", "scikit-learn")
     ),
+    Key("serving", "request_log_url", *_STRING),
 )
 TABLES = tuple(dict.fromkeys(k.table for k in SCHEMA))
 

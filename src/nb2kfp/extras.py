@@ -26,6 +26,7 @@ EXTRA_OF = {
     "pyarrow": "data",
     "numpy": "data",
     "sklearn": "data",
+    "scipy": "data",
     "joblib": "data",
 }
 

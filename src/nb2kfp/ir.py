@@ -158,6 +158,8 @@ class Step:
     tolerations: tuple[Toleration, ...] = ()
     retries: int = 0
     models: tuple[str, ...] = ()  # variables this step produces as models (model:VARIABLE), saved as system.Model
+    # (model, variable): the data each model was fitted on (reference:VARIABLE or its fit's X), saved as an output
+    references: tuple[tuple[str, str], ...] = ()
     timeout: int | None = None  # seconds before Kubernetes stops the step's pod
     origin: Origin | None = None  # set for steps of an included notebook (composition)
     component: ComponentCall | None = None  # set for a catalog component call

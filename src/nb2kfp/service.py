@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from nb2kfp.images.requirements import Requirements
     from nb2kfp.images.step_image import StepImage
     from nb2kfp.oci.registry import Credentials, Registry
+    from nb2kfp.serving.reference import Reference
 
 Report = Callable[[str], None]
 
@@ -214,10 +215,13 @@ def push_model(
     insecure: bool,
     report: Report,
     origin: dict[str, str] | None = None,
+    reference: Reference | None = None,
+    details: dict[str, Any] | None = None,
 ) -> str:
     """Push the model at ``source`` (a file or folder) as the image ``image`` (REGISTRY/REPOSITORY[:TAG]; no Docker
-    engine needed), write the manifests ``model deploy`` writes and ``model.json`` to ``output_dir`` (default
-    ``.nb2kfp/models/<name>``); the pushed image's reference (by digest)."""
+    engine needed), with its ``reference`` sample beside it, write the manifests ``model deploy`` writes and
+    ``model.json`` and the model card's page to ``output_dir`` (default ``.nb2kfp/models/<name>``; ``details``: the
+    run that made it, its parameters and metrics, for the card); the pushed image's reference (by digest)."""
     import json
     import tempfile
 
@@ -225,7 +229,7 @@ def push_model(
     from nb2kfp.atomic import write_text
     from nb2kfp.oci import ref as imageref
     from nb2kfp.oci.registry import credentials_for
-    from nb2kfp.serving import manifests, meta, oci, runtimes
+    from nb2kfp.serving import card, manifests, meta, oci, runtimes
     from nb2kfp.serving import model_image as models
 
     try:
@@ -238,14 +242,18 @@ def push_model(
     name = kfpnames.clean(parsed.path.rsplit("/", 1)[-1]) or "model"
     with tempfile.TemporaryDirectory(prefix="nb2kfp-model-") as work:
         described = meta.describe(source, name, framework, origin) if source.exists() else meta.ModelMeta(name)
-        extra = meta.generated_files(described, source)
-        layers, config, manifest = models.assemble(source, Path(work), name, described.labels(), extra)
+        content = card.make(described, source, reference, details or {})
+        extra = {**meta.generated_files(described, source), **(reference.files() if reference else {})}
+        extra[card.FILE] = card.file_bytes(content)
+        labels = {**described.labels(), **(reference.labels() if reference else {})}
+        layers, config, manifest = models.assemble(source, Path(work), name, labels, extra)
         tag = parsed.tag or "sha256-" + layers[-1].digest.removeprefix("sha256:")[:16]
         report(f"pushing model {source} ({layers[-1].size / 1e6:,.1f} MB) to {repository}:{tag}")
         pushed = models.push(repository, tag, layers, config, manifest, credentials_for(host), insecure, report)
     folder = output_dir or Path(".nb2kfp") / "models" / name
     ref = oci.ModelRef(repository, pushed.digest, described)
-    for file_name, text in manifests.render(name, ref, runtimes.runtime("mlserver", Path.cwd())).items():
+    log_url = runtimes.request_log_url(Path.cwd())
+    for file_name, text in manifests.render(name, ref, runtimes.runtime("mlserver", Path.cwd()), log_url).items():
         write_text(folder / file_name, text)
     record = {
         "image": pushed.ref,
@@ -253,9 +261,11 @@ def push_model(
         "digest": pushed.digest,
         "pushed_bytes": pushed.pushed_bytes,
         "layers": [b.digest for b in pushed.layers],
-        "labels": described.labels(),
+        "labels": labels,
     }
     write_text(folder / "model.json", json.dumps(record, indent=2) + "\n")
+    write_text(folder / card.PAGE, card.page(content, pushed.ref, str((details or {}).get("run", ""))))
+    report(f"model card: {folder / card.PAGE} (and /models/{card.FILE} in the image)")
     report(f"pushed {pushed.pushed_bytes / 1e6:,.1f} MB in {pushed.seconds:.1f}s; manifests in {folder}")
     return pushed.ref
 

@@ -10,6 +10,8 @@ It speaks the documented shapes python-gitlab uses for:
 - merge requests: ``GET /projects/:id/merge_requests/:iid`` (``diff_refs`` from the repository) and
   its notes, ``GET``/``POST /merge_requests/:iid/notes`` and ``GET``/``PUT .../notes/:note_id`` (only
   the author may edit a note: 403 otherwise; ``sort``/``order_by`` honoured);
+- issues: ``GET``/``POST /projects/:id/issues`` (``state`` filter only) and ``GET``/``PUT .../issues/:iid``
+  (title and description; anyone may edit);
 - ``GET /projects/:id/repository/compare?from=&to=[&straight=]``, computed by running git in a REAL
   bare repository on disk (merge base unless ``straight=true``; renames detected as GitLab does);
 - authentication by ``PRIVATE-TOKEN``, ``Authorization: Bearer`` or ``JOB-TOKEN`` headers: a missing
@@ -73,6 +75,7 @@ class GitLabDouble:
     path_with_namespace: str = "ml/notebooks"
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sha -> every status posted
     notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # MR iid -> its notes
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # iid -> the issue
     merge_requests: dict[int, dict[str, str]] = field(default_factory=dict)  # iid -> source/target branch
     requests: list[dict[str, Any]] = field(default_factory=list)  # method, path, status, auth (kind)
     _tokens: dict[tuple[str, str], User] = field(default_factory=dict)
@@ -261,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._list_statuses(m.group(1), query)
         if rest == "/repository/compare" and method == "GET":
             return self._compare(query)
+        if m := re.fullmatch(r"/issues(?:/(\d+))?", rest):
+            return self._issues(method, int(m.group(1)) if m.group(1) else None, query, body, user)
         if m := re.fullmatch(r"/merge_requests/(\d+)(/notes(?:/(\d+))?)?", rest):
             iid = int(m.group(1))
             if iid not in owner.merge_requests:
@@ -362,6 +367,37 @@ class _Handler(BaseHTTPRequestHandler):
             if found["author"]["id"] != user.id:
                 return self._send(403, {"message": "403 Forbidden"})
             found["body"] = body.get("body", found["body"])
+            found["updated_at"] = owner._next()[1]
+            return self._send(200, found)
+        return self._send(405, {"message": "405 Method Not Allowed"})
+
+    # -- issues -------------------------------------------------------------------------------------
+    def _issues(self, method: str, iid: int | None, query: dict[str, str], body: dict[str, Any], user: User) -> None:
+        owner = self.owner
+        if iid is None and method == "GET":
+            state = query.get("state", "all")
+            listed = [i for i in owner.issues.values() if state == "all" or i["state"] == state]
+            return self._send(200, sorted(listed, key=lambda i: -i["iid"]))
+        if iid is None and method == "POST":
+            if not str(body.get("title") or "").strip():
+                return self._send(400, {"message": {"title": ["can't be blank"]}})
+            ident, now = owner._next()
+            number = len(owner.issues) + 1
+            labels = [x for x in str(body.get("labels") or "").split(",") if x]
+            issue = {"id": ident, "iid": number, "project_id": owner.project_id, "title": body["title"]}
+            issue.update(description=body.get("description") or "", state="opened", labels=labels)
+            issue.update(author=user.as_json(), created_at=now, updated_at=now)
+            issue["web_url"] = f"{owner.url}/{owner.path_with_namespace}/-/issues/{number}"
+            owner.issues[number] = issue
+            return self._send(201, issue)
+        found = owner.issues.get(iid or 0)
+        if found is None:
+            return self._send(404, {"message": "404 Not found"})
+        if method == "GET":
+            return self._send(200, found)
+        if method == "PUT":
+            for key in ("title", "description"):
+                found[key] = body.get(key, found[key])
             found["updated_at"] = owner._next()[1]
             return self._send(200, found)
         return self._send(405, {"message": "405 Method Not Allowed"})

@@ -11,6 +11,8 @@ Covered (what the client calls for upload / list / run / poll):
   a second pipeline or version of the same name is 409 ALREADY_EXISTS
 - ``GET  /apis/v2beta1/pipelines/{id}/versions`` (filtered like pipelines), ``.../versions/{version_id}``
 - ``GET/POST /apis/v2beta1/experiments``, ``GET /apis/v2beta1/experiments/{id}``
+- ``POST /apis/v2beta1/recurringruns`` (a ``pipeline_version_reference`` and a 6-field ``cron_schedule``; kept,
+  never triggered)
 - ``POST /apis/v2beta1/runs`` (inline ``pipeline_spec``, optionally wrapped with ``platform_spec``, or a
   ``pipeline_version_reference``), ``GET /apis/v2beta1/runs/{id}``
 - bearer auth: built with ``token=...``, any request without ``Authorization: Bearer <token>`` gets 401;
@@ -168,6 +170,7 @@ class KfpServer:
         self.specs: dict[str, str] = {}  # version id -> uploaded YAML text
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, Run] = {}
+        self.recurring_runs: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status); never headers
         self._http: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -244,6 +247,8 @@ class KfpServer:
             return _get(self.experiments, m.group(1), "experiment")
         if method == "POST" and p == "/runs":
             return self._create_run(_json(body))
+        if method == "POST" and p == "/recurringruns":
+            return self._create_recurring_run(_json(body))
         if method == "GET" and (m := re.fullmatch(r"/runs/([^/:]+)", p)):
             run = _get(self.runs, m.group(1), "run")
             run.polls += 1
@@ -336,6 +341,17 @@ class KfpServer:
         )
         self.runs[run.run_id] = run
         return run.as_json()
+
+    def _create_recurring_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        _get(self.experiments, body.get("experiment_id") or "", "experiment")
+        ref = body.get("pipeline_version_reference") or {}
+        _get(self.versions, ref.get("pipeline_version_id", ""), "pipeline version")
+        cron = ((body.get("trigger") or {}).get("cron_schedule") or {}).get("cron", "")
+        if len(cron.split()) != 6:  # KFP's scheduled workflows: robfig/cron with a seconds field
+            raise ApiError(400, f"Invalid input error: cron {cron!r} needs 6 fields")
+        job = {**body, "recurring_run_id": str(uuid.uuid4()), "status": "ENABLED", "created_at": _now()}
+        self.recurring_runs[job["recurring_run_id"]] = job
+        return job
 
 
 def _json(body: bytes) -> dict[str, Any]:

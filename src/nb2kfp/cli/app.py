@@ -293,11 +293,15 @@ def model_build(
         ),
     ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")] = False,
+    reference: Annotated[
+        Path | None,
+        typer.Option("--reference", metavar="FILE", help="Training data (.parquet/.csv/.npy): its reference sample."),
+    ] = None,
 ) -> None:
     """Put a model under /models in an image, push it, print its digest, write deployment manifests."""
     from nb2kfp.commands import model as command
 
-    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out))
+    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out, reference))
 
 
 _Insecure = Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")]
@@ -350,6 +354,10 @@ def model_serve(
         str | None, typer.Option("--example", help="V2 request JSON (or @file) for the smoke request.")
     ] = None,
     insecure: _Insecure = False,
+    log_requests: Annotated[
+        Path | None,
+        typer.Option("--log-requests", metavar="DIR", help="Append each inference request and answer (JSON lines)."),
+    ] = None,
 ) -> None:
     """Serve a model image on 127.0.0.1 until Ctrl-C: one prediction to check it, then its URL."""
     from nb2kfp.commands import model_serving as command
@@ -362,7 +370,76 @@ def model_serve(
         _out(line)
         sys.stdout.flush()
 
-    raise typer.Exit(command.serve(image, port, example, insecure, _err, result))
+    raise typer.Exit(command.serve(image, port, example, insecure, _err, result, log_requests=log_requests))
+
+
+@app.command()
+def monitor(
+    image: _ModelImage,
+    requests: Annotated[
+        str,
+        typer.Option("--requests", metavar="SOURCE", help="Logged requests: a JSON-lines file or a folder of them."),
+    ],
+    alpha: Annotated[float, typer.Option("--alpha", help="Level of the drift tests, after the correction.")] = 0.05,
+    correction: Annotated[
+        str, typer.Option("--correction", metavar="NAME", help="bonferroni or bh (Benjamini-Hochberg).")
+    ] = "bonferroni",
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", metavar="DIR", help="Where monitor.ipynb goes.")
+    ] = None,
+    publish: Annotated[bool, typer.Option("--publish", help="Upload it as a KFP pipeline version (--host).")] = False,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", metavar="CRON", help="Publish it and run it on CRON (a KFP recurring run)."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", metavar="URL", help="KFP API URL (token from NB2KFP_KFP_TOKEN).")
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option("--registry", metavar="REGISTRY/PATH", help="Where the monitoring image goes (--publish)."),
+    ] = None,
+    registry_secret: Annotated[
+        str | None,
+        typer.Option("--registry-secret", metavar="NAME", help="Secret (username, password) the step reads with."),
+    ] = None,
+    insecure: _Insecure = False,
+    gitlab_issue: Annotated[
+        bool, typer.Option("--gitlab-issue", help="On drift, open or update an issue in the CI job's GitLab project.")
+    ] = False,
+) -> None:
+    """Test a served model's logged requests against its reference sample: a monitoring pipeline, run here."""
+    from nb2kfp.commands import monitor as command
+
+    if alpha <= 0 or alpha >= 1:
+        raise typer.BadParameter("--alpha: give a level between 0 and 1, e.g. 0.05")
+    publish = publish or schedule is not None
+    if publish and not registry:
+        raise typer.BadParameter("--publish needs --registry: the cluster pulls the monitoring image from there")
+    if schedule is not None:
+        command.cron_fields(schedule)  # a bad expression before anything is built
+    pinned = command.step_image(registry, _err) if registry else None
+    notebook = command.prepare(
+        image, requests, alpha, correction, output_dir, pinned, not publish, insecure, _err, registry_secret
+    )
+    if schedule is not None:
+        raise typer.Exit(command.schedule(notebook, host, schedule, _err))
+    if publish:
+        from nb2kfp.commands import publish as publishing
+
+        raise typer.Exit(publishing.run([notebook], host, None, None, _out, _err))
+    from nb2kfp.commands import run as running
+    from nb2kfp.local_run import records
+
+    run_dir = records.new_run_dir(records.RUNS, notebook.parent.name + "-monitor", None)
+    code = running.run(notebook, running.Options(run_dir=run_dir), _out, _err)
+    if code == 0:
+        found = command.verdict(run_dir)
+        shown = f"drift in {', '.join(found.drifted)}" if found.drifted else "no drift"
+        _out(f"{shown} ({found.features} features); report: {found.report}")
+        if gitlab_issue and found.drifted:
+            command.notify(found, image, _err)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -171,6 +171,29 @@ class GitLabProject:
 
         return self._call(f"note on merge request !{mr_iid}", upsert)
 
+    def upsert_issue(self, title: str, body: str, key: str, labels: tuple[str, ...] = ()) -> tuple[int, bool]:
+        """Write ``body`` into nb2kfp's one open issue for ``key`` (its description starts with :func:`marker`):
+        update the open issue this token's user wrote with that marker in place, or open one titled ``title``.
+        Returns the issue's iid and whether it was opened now."""
+        mark = marker(key)
+        body = f"{mark}\n{body}"
+
+        def upsert() -> tuple[int, bool]:
+            bot = self._bot_id()
+            found = [] if bot is None else self._project.issues.list(state="opened", get_all=True)
+            for issue in found:
+                attrs = issue.attributes
+                mine = (attrs.get("author") or {}).get("id") == bot
+                if mine and str(attrs.get("description") or "").startswith(mark):
+                    if attrs.get("description") != body or attrs.get("title") != title:
+                        issue.description, issue.title = body, title
+                        issue.save()
+                    return int(attrs["iid"]), False
+            data = {"title": title, "description": body, **({"labels": ",".join(labels)} if labels else {})}
+            return int(self._project.issues.create(data).attributes["iid"]), True
+
+        return self._call(f"issue {title!r}", upsert)
+
     def compare(self, base_sha: str, head_sha: str) -> list[ChangedFile]:
         """Files changed from ``base_sha`` to ``head_sha`` (GET /projects/:id/repository/compare).
 

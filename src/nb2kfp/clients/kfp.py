@@ -266,6 +266,25 @@ def create_run(
     return RemoteRun(str(result.run_id), run_url(host, str(result.run_id)))
 
 
+def schedule(published: Published, host: str, token: str | None, cron: str, name: str, experiment: str) -> str:
+    """A KFP recurring run of the published version on ``cron`` (KFP's six fields, seconds first) in
+    ``experiment`` (made if absent), without caching, one run at a time, no catch-up; its id."""
+    host = normalize_host(host)
+    with _session(host, token) as client:
+        found = client.create_experiment(experiment)
+        job = client.create_recurring_run(
+            str(found.experiment_id),
+            name,
+            cron_expression=cron,
+            max_concurrency=1,
+            no_catchup=True,
+            pipeline_id=published.pipeline_id,
+            version_id=published.version_id,
+            enable_caching=False,
+        )
+    return str(job.recurring_run_id)
+
+
 def _task_states(run: Any, steps: Collection[str] | None) -> dict[str, str]:
     details = getattr(run, "run_details", None)
     states: dict[str, str] = {}

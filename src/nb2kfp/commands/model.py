@@ -21,9 +21,12 @@ def run(
     insecure: bool,
     report: Callable[[str], None],
     result: Callable[[str], None],
+    reference: Path | None = None,
 ) -> int:
     from nb2kfp import service
+    from nb2kfp.serving import reference as samples
 
     extras.require("nb2kfp model build", "oras", "requests")
-    result(service.push_model(source, image, output_dir, framework, insecure, report))
+    sample = samples.from_file(reference) if reference is not None else None
+    result(service.push_model(source, image, output_dir, framework, insecure, report, None, sample))
     return 0

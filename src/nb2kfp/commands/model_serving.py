@@ -30,13 +30,14 @@ def _write(folder: Path, texts: dict[str, str]) -> None:
 
 
 def deploy(image: str, name: str, runtime_name: str, folder: Path, insecure: bool, report: Report) -> int:
-    from nb2kfp.serving import manifests, oci, runtimes
+    from nb2kfp.serving import card, manifests, oci, runtimes
 
     _check_name(name)
     runtime = runtimes.runtime(runtime_name, Path.cwd())
-    model = oci.read(image, insecure)
+    model, files = oci.read_with_files(image, (card.FILE,), insecure)
     runtime.check(model.meta, image)
-    _write(folder, manifests.render(name, model, runtime))
+    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(Path.cwd())))
+    _card(folder, model.ref, files, report)
     if runtime.image.startswith("nb2kfp/"):
         report(f"note: {runtime.image} exists only where it was built: nb2kfp model runtime --registry R pushes it")
     report(f"{name}: {model.ref} on {runtime.image} ({runtime.name}); apply with: kubectl apply -k {folder}")
@@ -44,22 +45,41 @@ def deploy(image: str, name: str, runtime_name: str, folder: Path, insecure: boo
 
 
 def promote(name: str, image: str, folder: Path, insecure: bool, report: Report) -> int:
-    """Roll out another model: only its digest changes in the folder ``deploy`` wrote."""
-    from nb2kfp.serving import manifests, oci, runtimes
+    """Roll out another model: only its digest changes in the folder ``deploy`` wrote (and the model card)."""
+    from nb2kfp.serving import card, manifests, oci, runtimes
 
     _check_name(name)
     deployed_name, runtime_name, repository, digest = manifests.deployed(folder)
     if deployed_name != name:
         raise UsageError(f"{folder} deploys {deployed_name!r}, not {name!r}")
     runtime = runtimes.runtime(runtime_name, Path.cwd())
-    model = oci.read(image, insecure)
+    model, files = oci.read_with_files(image, (card.FILE,), insecure)
     runtime.check(model.meta, image)
     if (model.repository, model.digest) == (repository, digest):
         report(f"{name} already serves {model.ref}: nothing to change")
         return 0
-    _write(folder, manifests.render(name, model, runtime))
+    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(Path.cwd())))
+    _card(folder, model.ref, files, report)
     report(f"{name}: {repository}@{digest} -> {model.ref}; apply with: kubectl apply -k {folder}")
     return 0
+
+
+def _card(folder: Path, ref: str, files: dict[str, bytes], report: Report) -> None:
+    """The model card of the image as a page beside the manifests, and where it is."""
+    from nb2kfp.atomic import write_text
+    from nb2kfp.serving import card
+
+    if card.FILE not in files:
+        report(f"model card: none in {ref} (built before nb2kfp wrote cards)")
+        return
+    try:
+        content = json.loads(files[card.FILE])
+        text = card.page(content, ref)
+    except (ValueError, KeyError, TypeError):
+        report(f"model card: /models/{card.FILE} in {ref} is not a card nb2kfp can read")
+        return
+    write_text(folder / card.PAGE, text)
+    report(f"model card: {folder / card.PAGE} (/models/{card.FILE} in the image)")
 
 
 def _example(text: str | None) -> object:
@@ -81,7 +101,14 @@ def _example(text: str | None) -> object:
 
 
 def serve(
-    image: str, port: int, example: str | None, insecure: bool, report: Report, result: Report, ready: float = 180
+    image: str,
+    port: int,
+    example: str | None,
+    insecure: bool,
+    report: Report,
+    result: Report,
+    ready: float = 180,
+    log_requests: Path | None = None,
 ) -> int:
     from nb2kfp.serving import local, oci, runtimes
 
@@ -92,7 +119,7 @@ def serve(
     request = request or model.meta.example()
     if request is None:
         raise UsageError(f"{image}: the image records no input signature; give one request with --example JSON")
-    local.serve(model, runtime, port, request, ready, report, result)
+    local.serve(model, runtime, port, request, ready, report, result, log_requests)
     return 0
 
 

@@ -11,10 +11,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nb2kfp import extras, kfpnames
-from nb2kfp.errors import Nb2KfpError
+from nb2kfp.errors import Nb2KfpError, RunError
 from nb2kfp.ir import Pipeline
 from nb2kfp.local_run import records
 from nb2kfp.words import count
@@ -60,7 +60,6 @@ def _origin(notebook: Path) -> dict[str, str]:
     """Where a model came from, recorded on its image: the notebook and its commit (when in git). Not the run:
     the same weights give the same digest (the run's result.json says which image each run made)."""
     from nb2kfp import git
-    from nb2kfp.errors import RunError
 
     try:
         commit = git.rev_parse("HEAD", notebook.resolve().parent)
@@ -69,8 +68,25 @@ def _origin(notebook: Path) -> dict[str, str]:
     return {"notebook": notebook.name, "commit": commit}
 
 
+def _unsigned(record: Path) -> None:
+    """The step's nb2kfp.json without its signature: the run's key signs it, so it differs from run to run, and
+    the same weights must give the same image digest."""
+    try:
+        meta = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no readable record: describe() then records no framework, and deploy says so
+    if isinstance(meta, dict) and "hmac" in meta:
+        del meta["hmac"]
+        record.write_text(json.dumps(meta, sort_keys=True), encoding="utf-8")
+
+
 def _package_models(
-    notebook: Path, run_dir: Path, pipeline: Pipeline, prefix: str, report: Callable[[str], None]
+    notebook: Path,
+    run_dir: Path,
+    pipeline: Pipeline,
+    prefix: str,
+    report: Callable[[str], None],
+    details: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Each model:VARIABLE the run produced becomes the image PREFIX/<variable> (files as model.<ext>)."""
     import shutil
@@ -79,9 +95,11 @@ def _package_models(
     from nb2kfp import service
     from nb2kfp.local_run import runner as local
     from nb2kfp.serving import model_image as models
+    from nb2kfp.serving import reference
 
     images: dict[str, str] = {}
     folders = local.model_folders(run_dir / "artifacts", pipeline)
+    data = local.reference_folders(run_dir / "artifacts", pipeline)
     if not folders:
         report("--model-image: no step declares a model (tag the step with model:VARIABLE)")
     for name, folder in sorted(folders.items()):
@@ -90,9 +108,17 @@ def _package_models(
             for item in folder.iterdir():
                 target = "model" + item.suffix if item.name.startswith("data.") else item.name
                 shutil.copy(item, Path(tmp) / target)
+            _unsigned(Path(tmp) / "nb2kfp.json")
             image = f"{prefix.rstrip('/')}/{name.lower().replace('_', '-')}"
             origin = _origin(notebook)
-            images[name] = service.push_model(Path(tmp), image, run_dir / "models" / name, None, False, report, origin)
+            sample = None
+            if name in data:
+                try:
+                    sample = reference.from_artifact(data[name], f"model {name}: its data ({data[name].name})")
+                except RunError as exc:  # the model is packed all the same, without a reference sample
+                    report(f"{exc}; no reference sample in its image")
+            out = run_dir / "models" / name
+            images[name] = service.push_model(Path(tmp), image, out, None, False, report, origin, sample, details)
     return images
 
 
@@ -184,7 +210,8 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
                 report_error("  " + line)
     if options.model_image and outcome.status == "succeeded":
         try:
-            record.models = _package_models(notebook, target, pipeline, options.model_image, report_error)
+            details = {"run": record.name, "parameters": record.parameters, "metrics": record.metrics}
+            record.models = _package_models(notebook, target, pipeline, options.model_image, report_error, details)
         except Nb2KfpError:  # every step ran: the run succeeded (not "lost"); the push's error is the command's
             record.finish(outcome.status)
             _write_report(record, pipeline, pages, notebook, options.output)

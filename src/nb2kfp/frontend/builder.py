@@ -186,6 +186,7 @@ def _make_steps(c: _Compilation) -> None:
             continue
         opts = draft.options.merged_over(c.defaults)
         produced = model_tags.declared(c.path, draft.cells, c.facts[draft.name], c.diags)
+        references = model_tags.references(c.path, draft.cells, c.trees, c.facts[draft.name], produced, c.diags)
         replay = [CodeCell(draft.cells[0].index, line) for _, line in sorted(c.flow.imports[draft.name].items())]
         steps.append(
             Step(
@@ -193,8 +194,9 @@ def _make_steps(c: _Compilation) -> None:
                 cells=(*replay, *(CodeCell(cell.index, c.code[cell.index][0], cell.raises) for cell in draft.cells)),
                 after=tuple(p for p, _ in draft.prev),
                 inputs=tuple(sorted(c.flow.inputs[draft.name], key=lambda e: e.name)),
-                outputs=tuple(sorted(set(c.flow.outputs[draft.name]) | set(produced))),
+                outputs=tuple(sorted(set(c.flow.outputs[draft.name]) | set(produced) | {v for _, v in references})),
                 models=produced,
+                references=references,
                 parameters=tuple(sorted(c.flow.params[draft.name])),
                 metrics=tuple(c.flow.metrics[draft.name]),
                 image=opts.image or c.base_image,

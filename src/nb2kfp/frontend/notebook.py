@@ -62,6 +62,7 @@ def is_foreign_tag(tag: str) -> bool:
 _STEP_RE = re.compile(rf"^(?:step|block):({_NAME})?$")  # Kale 2.3: an empty name joins the step above
 _PREV_RE = re.compile(rf"^prev:({_NAME})$")
 _MODEL_RE = re.compile(r"^model:([A-Za-z_][A-Za-z0-9_]*)$")
+_REFERENCE_RE = re.compile(r"^reference:([A-Za-z_][A-Za-z0-9_]*)$")  # the training data of the step's model
 _NOTEBOOK_RE = re.compile(r"^notebook:(.+)$")
 _COMPONENT_RE = re.compile(r"^component:([A-Za-z0-9][A-Za-z0-9._-]*(?:@[A-Za-z0-9._+-]+)?)$")
 
@@ -108,6 +109,7 @@ class Cell:
     step: str | None = None
     prev: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # model:VARIABLE, a model this step produces
+    references: list[str] = field(default_factory=list)  # reference:VARIABLE, the data its model was fitted on
     options: StepOptions = field(default_factory=StepOptions)
     notebook_ref: str | None = None
     component_ref: str | None = None  # NAME or NAME@VERSION of a catalog component
@@ -385,7 +387,14 @@ OPTION_TAGS: tuple[OptionTag, ...] = (
     ),
 )
 # The tags that shape the pipeline rather than set a step's options (parsed in _parse_tags)
-_STRUCTURE_FORMS = ("step:NAME", "prev:NAME", "model:VARIABLE", "notebook:PATH", "component:NAME[@VERSION]")
+_STRUCTURE_FORMS = (
+    "step:NAME",
+    "prev:NAME",
+    "model:VARIABLE",
+    "reference:VARIABLE",
+    "notebook:PATH",
+    "component:NAME[@VERSION]",
+)
 
 
 def _option_tag(tag: str, options: StepOptions) -> bool:
@@ -423,6 +432,9 @@ def _parse_tags(
         elif m := _MODEL_RE.fullmatch(tag):
             if m.group(1) not in cell.models:
                 cell.models.append(m.group(1))
+        elif m := _REFERENCE_RE.fullmatch(tag):
+            if m.group(1) not in cell.references:
+                cell.references.append(m.group(1))
         elif m := _NOTEBOOK_RE.fullmatch(tag):
             cell.role = "notebook"
             cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
@@ -434,8 +446,8 @@ def _parse_tags(
         else:
             diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
     if cell.step is None and cell.role == "code":
-        if cell.prev or cell.models:
-            msg = "prev: and model: tags need a step:NAME tag on the same cell"
+        if cell.prev or cell.models or cell.references:
+            msg = "prev:, model: and reference: tags need a step:NAME tag on the same cell"
             diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
         if cell.options != StepOptions():
             forms = ", ".join(t.form.split(":", 1)[0] + ":" for t in OPTION_TAGS)

@@ -263,3 +263,14 @@ def model_folders(artifacts: Path, pipeline: Pipeline) -> dict[str, Path]:
                 if (path / "nb2kfp.json").is_file():
                     found[name] = path
     return found
+
+
+def reference_folders(artifacts: Path, pipeline: Pipeline) -> dict[str, Path]:
+    """The saved folder of each model's reference data (reference:VARIABLE or its fit's X), by model name."""
+    found: dict[str, Path] = {}
+    for step in pipeline.steps:
+        for model, data in step.references:
+            for path in sorted(artifacts.glob(f"*/{kfpnames.task_name(step.name)}/{data}")):
+                if (path / "nb2kfp.json").is_file():
+                    found[model] = path
+    return found

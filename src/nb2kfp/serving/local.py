@@ -124,9 +124,16 @@ def serve(
     ready_timeout: float,
     report: images.Report,
     result: images.Report,
+    log_dir: Path | None = None,
 ) -> None:
+    """Serve ``model`` on 127.0.0.1:``port``; with ``log_dir``, through the logging proxy of
+    :mod:`nb2kfp.serving.request_log` (the server then listens on a private port behind it)."""
     import docker
     import requests
+
+    from nb2kfp.serving import request_log
+
+    log = request_log.RequestLog(log_dir, model.meta.name) if log_dir is not None else None
 
     started = time.monotonic()
     client = images.docker_client()
@@ -138,6 +145,7 @@ def serve(
         raise RunError(f"cannot pull {model.ref}: {exc.explanation or exc}") from None
     suffix = uuid.uuid4().hex[:10]
     port = port or free_port()
+    inner = free_port() if log is not None else port  # the server's own port (private behind the proxy)
     volume = client.volumes.create(f"nb2kfp-model-{suffix}", labels={"io.nb2kfp.model": model.ref})
     container = network = None
     with stop_on_signals() as stop:
@@ -155,7 +163,7 @@ def serve(
                 ) from None
             env = {
                 "MLSERVER_HOST": "0.0.0.0",  # of its own network, whose port PORT alone is published (on 127.0.0.1)
-                "MLSERVER_HTTP_PORT": str(port),
+                "MLSERVER_HTTP_PORT": str(inner),
                 "MLSERVER_GRPC_PORT": str(free_port()),
                 "MLSERVER_METRICS_PORT": str(free_port()),
             }
@@ -164,20 +172,26 @@ def serve(
                 detach=True,
                 name=f"nb2kfp-serve-{suffix}",
                 network=network.name,
-                ports={f"{port}/tcp": ("127.0.0.1", port)},
+                ports={f"{inner}/tcp": ("127.0.0.1", inner)},
                 environment=env,
                 volumes={volume.name: {"bind": "/mnt/models", "mode": "ro"}},
                 labels={"io.nb2kfp.model": model.ref},
             )
-            url = f"http://127.0.0.1:{port}/v2/models/{model.meta.name}"
-            _wait_ready(client, container, url, ready_timeout)
-            answer = requests.post(f"{url}/infer", json=request, timeout=30)
+            path = f"/v2/models/{model.meta.name}"
+            _wait_ready(client, container, f"http://127.0.0.1:{inner}{path}", ready_timeout)
+            answer = requests.post(f"http://127.0.0.1:{inner}{path}/infer", json=request, timeout=30)  # not logged
             if answer.status_code != 200:
                 raise RunError(f"the smoke request failed ({answer.status_code}): {answer.text[:300]}")
             outputs = [o.get("data") for o in answer.json().get("outputs", [])]
             report(f"first prediction {outputs} after {time.monotonic() - started:.1f}s; serving until Ctrl-C")
-            result(url)
-            serve_until_stopped(container, stop)
+            with contextlib.ExitStack() as proxy:
+                if log is not None:
+                    proxy.enter_context(request_log.Proxy(port, f"http://127.0.0.1:{inner}", log))
+                    report(f"logging each inference request and its answer to {log.path}")
+                result(f"http://127.0.0.1:{port}{path}")
+                serve_until_stopped(container, stop)
+            if log is not None:
+                report(f"logged {log.count} inference requests to {log.path}")
             report("stopping")
         except KeyboardInterrupt:
             report("stopping")

@@ -95,7 +95,9 @@ def kustomization(model: ModelRef) -> dict[str, Any]:
     }
 
 
-def inference_service(name: str, model: ModelRef, runtime: Runtime) -> dict[str, Any]:
+def inference_service(name: str, model: ModelRef, runtime: Runtime, log_url: str = "") -> dict[str, Any]:
+    """The InferenceService, its requests and answers logged by KServe's agent (``predictor.logger``, mode all) to
+    ``log_url`` ([serving] request_log_url), or without one to KServe's default (its logger config's defaultUrl)."""
     formats = {"scikit-learn": "sklearn", "xgboost": "xgboost"}
     model_format: dict[str, str] = {"name": formats.get(model.meta.framework, "sklearn")}
     if model.meta.framework_version:
@@ -106,13 +108,14 @@ def inference_service(name: str, model: ModelRef, runtime: Runtime) -> dict[str,
         "metadata": {"name": name, "labels": _labels(name)},
         "spec": {
             "predictor": {
-                "model": {"modelFormat": model_format, "protocolVersion": "v2", "storageUri": f"oci://{model.ref}"}
+                "logger": {"mode": "all", **({"url": log_url} if log_url else {})},
+                "model": {"modelFormat": model_format, "protocolVersion": "v2", "storageUri": f"oci://{model.ref}"},
             }
         },
     }
 
 
-def render(name: str, model: ModelRef, runtime: Runtime) -> dict[str, str]:
+def render(name: str, model: ModelRef, runtime: Runtime, log_url: str = "") -> dict[str, str]:
     """File name -> YAML text for the folder ``model deploy`` writes."""
 
     def dump(doc: dict[str, Any]) -> str:
@@ -122,7 +125,8 @@ def render(name: str, model: ModelRef, runtime: Runtime) -> dict[str, str]:
         "deployment.yaml": dump(deployment(name, model, runtime)),
         "service.yaml": dump(service(name, runtime)),
         "kustomization.yaml": dump(kustomization(model)),
-        "inferenceservice.yaml": _ISVC_NOTE.format(uid=runtime.user) + dump(inference_service(name, model, runtime)),
+        "inferenceservice.yaml": _ISVC_NOTE.format(uid=runtime.user)
+        + dump(inference_service(name, model, runtime, log_url)),
     }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-from dataclasses import dataclass
+import tarfile
+from dataclasses import dataclass, field
 
 from nb2kfp import extras
 from nb2kfp.errors import RunError, UsageError
@@ -21,6 +23,7 @@ class ModelRef:
     repository: str
     digest: str
     meta: ModelMeta
+    labels: dict[str, str] = field(default_factory=dict, compare=False)  # all of the image's labels, as written
 
     @property
     def ref(self) -> str:
@@ -41,6 +44,12 @@ def parse(image: str) -> tuple[str, str]:
 
 
 def read(image: str, insecure: bool = False) -> ModelRef:
+    ref, _ = read_with_files(image, (), insecure)
+    return ref
+
+
+def read_with_files(image: str, names: tuple[str, ...], insecure: bool = False) -> tuple[ModelRef, dict[str, bytes]]:
+    """The model image and the files ``names`` under its /models (those it holds), from its model layer."""
     repository, reference = parse(image)
     extras.require("reading a model image", "oras", "requests")
     import requests
@@ -57,17 +66,39 @@ def read(image: str, insecure: bool = False) -> ModelRef:
         digest = f"sha256:{hashlib.sha256(response.content).hexdigest()}"
         if reference.startswith("sha256:") and digest != reference:
             raise RunError(f"registry {host} answered {image} with a manifest whose digest is {digest}")
-        config_digest = json.loads(response.content)["config"]["digest"]
-        blob = registry.get_blob(container, config_digest)
+        manifest = json.loads(response.content)
+        blob = registry.get_blob(container, manifest["config"]["digest"])
         _check(blob, host, image, masker, given=creds is not None)
         labels = json.loads(blob.content).get("config", {}).get("Labels") or {}
+        found: dict[str, bytes] = {}
+        if names and labels.get("io.nb2kfp.model") == "true":
+            layer = manifest["layers"][-1]
+            blob = registry.get_blob(container, layer["digest"])
+            _check(blob, host, image, masker, given=creds is not None)
+            if f"sha256:{hashlib.sha256(blob.content).hexdigest()}" != layer["digest"]:
+                raise RunError(f"registry {host} answered {image}'s model layer with other bytes than its digest")
+            found = _members(blob.content, names)
     except requests.exceptions.RequestException as exc:
         raise RunError(f"registry {host} is not reachable: {type(exc).__name__}") from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, IndexError, tarfile.TarError):
         raise RunError(f"{image}: the registry's answer is not an OCI image manifest and config") from None
     if labels.get("io.nb2kfp.model") != "true":
         raise UsageError(f"{image}: not a model image built by nb2kfp (no io.nb2kfp.model label)")
-    return ModelRef(repository, digest, ModelMeta.from_labels(labels))
+    return ModelRef(repository, digest, ModelMeta.from_labels(labels), labels), found
+
+
+def _members(layer: bytes, names: tuple[str, ...]) -> dict[str, bytes]:
+    """Regular files models/NAME of an (uncompressed) layer tar, never following links."""
+    found: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(layer), mode="r:") as tar:
+        for member in tar:
+            path = member.name.removeprefix("./")
+            name = path.removeprefix("models/")
+            if member.isreg() and path.startswith("models/") and name in names:
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    found[name] = handle.read()
+    return found
 
 
 def _check(response: object, host: str, image: str, masker: Masker, *, given: bool) -> None:

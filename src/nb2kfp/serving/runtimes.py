@@ -83,3 +83,8 @@ def runtime(name: str, folder: Path) -> Runtime:
     image = pinned.get(f"{name}_image", default.image)
     version = pinned.get(f"{name}_{default.framework}", default.framework_version)
     return replace(default, image=image, framework_version=version)
+
+
+def request_log_url(folder: Path) -> str:
+    """Where KServe's logger sends each request and answer (``[serving] request_log_url``; "": KServe's default)."""
+    return dict(find_settings(folder).serving).get("request_log_url", "")
