@@ -47,7 +47,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for handled errors.")] = False,
-    version: Annotated[
+    version: Annotated[  # noqa: ARG001 - Typer's eager --version option
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
@@ -106,7 +106,7 @@ def graph(
 @app.command()
 def run(
     notebook: Notebook,
-    local_run: Annotated[
+    local_run: Annotated[  # noqa: ARG001 - --local is the default, named for clarity
         bool, typer.Option("--local", help="Run here with kfp.local (the default).", show_default=False)
     ] = True,
     param: Annotated[
@@ -598,7 +598,7 @@ def _readable_help() -> None:
             if info is not None and isinstance(info.help, str):
                 group.short_help = group.short_help or info.help
     if _TYPER_ADDS_DOTS:
-        typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+        typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]  # noqa: ARG005 - click's signature
         return
     for param in (typer.core.TyperArgument, typer.core.TyperOption):  # older typer escapes "\\[required]"
         param.get_help_record = _unescaped(param.get_help_record)  # type: ignore[method-assign,assignment]

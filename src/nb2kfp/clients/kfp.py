@@ -159,7 +159,7 @@ def _ambiguous(exc: ValueError) -> bool:
     return str(exc).startswith("Multiple ")
 
 
-def _drop(record: logging.LogRecord) -> bool:
+def _drop(record: logging.LogRecord) -> bool:  # noqa: ARG001 - logging.Filter's signature
     return False
 
 
@@ -173,7 +173,7 @@ def _session(host: str, token: str | None) -> Iterator[Any]:
     api_exception = _api_exception()
 
     class _Client(Client):  # type: ignore[misc]
-        def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+        def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:  # noqa: ARG002 - the SDK method's signature
             # the SDK retries five times, 5 s apart, on any error (25 s for a bad token): ask once
             return self._healthz_api.healthz_service_get_healthz()
 

@@ -267,7 +267,7 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None = None) -> Starlette:
+def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None = None) -> Starlette:  # noqa: C901 - one closure per route
     stats = metrics or Metrics()
 
     def refuse(code: int, reason: str) -> Response:
@@ -318,7 +318,7 @@ def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None =
             stats.inc("dup")
         return JSONResponse({"status": "duplicate" if duplicate else "queued", "id": event_id}, status_code=202)
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(request: Request) -> Response:  # noqa: ARG001 - Starlette's handler signature
         try:
             counts = await run_in_threadpool(queue.counts)
         except sqlite3.Error as exc:
@@ -327,7 +327,7 @@ def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None =
             return JSONResponse({"status": "degraded", "reason": stats.degraded}, status_code=503)
         return JSONResponse({"status": "ok", "queued": counts.get(QUEUED, 0)})
 
-    async def metrics_page(request: Request) -> Response:
+    async def metrics_page(request: Request) -> Response:  # noqa: ARG001 - Starlette's handler signature
         counts = await run_in_threadpool(queue.counts)
         return PlainTextResponse(stats.render(counts.get(QUEUED, 0)), media_type="text/plain; version=0.0.4")
 

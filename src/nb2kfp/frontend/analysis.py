@@ -172,7 +172,7 @@ class _Block:
             bound = self.stmt(stmt, bound)
         return bound
 
-    def stmt(self, s: ast.stmt, bound: _Bound) -> _Bound:
+    def stmt(self, s: ast.stmt, bound: _Bound) -> _Bound:  # noqa: C901 - one branch per kind of statement
         f = self.f
         if isinstance(s, ast.Assign):
             self.expr(s.value, bound)
@@ -379,7 +379,7 @@ class _Block:
         for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
             self.expr(default, bound)
 
-    def scope(self, node: ast.AST, bound: _Bound | None = None) -> None:
+    def scope(self, node: ast.AST, bound: _Bound | None = None) -> None:  # noqa: C901 - one branch per kind of scope
         """A nested scope. Comprehensions (``bound`` given) run at once: their free names are reads.
         Functions, lambdas and classes run later: their free names are deferred. ``global`` names
         a function binds, and free names it may change, count for the module."""

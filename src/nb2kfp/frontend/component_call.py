@@ -99,7 +99,7 @@ def _describe(kind: str, port_type: str) -> str:
     return f"an artifact ({port_type})" if kind == "artifact" else f"a {port_type} parameter"
 
 
-def call_facts(call: ComponentCall, cell: int = 0) -> Facts:
+def call_facts(call: ComponentCall) -> Facts:
     """What the call reads (its variable and parameter arguments) and sets (its outputs), for data flow."""
     facts = Facts()
     facts.reads = {a.value for a in call.args if a.source != "literal"}

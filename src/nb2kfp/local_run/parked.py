@@ -390,7 +390,7 @@ class Kept:
         self.returncode: int | None = None
         self._lock = threading.Lock()
 
-    def wait(self, timeout: float | None = None) -> int:
+    def wait(self, timeout: float | None = None) -> int:  # noqa: ARG002 - Popen.wait's signature
         """Its exit status, once it has ended (the socket closes with the process, after its status)."""
         with self._lock:
             if self.returncode is None:

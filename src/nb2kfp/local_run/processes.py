@@ -212,7 +212,7 @@ class Supervisor:
         for pid in self.steps:
             _kill_group(pid, signal.SIGKILL)
 
-    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - a signal handler's signature
         if self.signum is not None:
             return  # already stopping
         self.signum = signum

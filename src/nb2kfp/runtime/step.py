@@ -244,7 +244,7 @@ def _is_frame(value: Any) -> bool:
     return _module(value) == "pandas" and type(value).__name__ == "DataFrame" and _arrow_keeps(value)
 
 
-def _save_arrow(value: Any, path: str, shared: dict[str, Any]) -> None:
+def _save_arrow(value: Any, path: str, shared: dict[str, Any]) -> None:  # noqa: ARG001 - every format's writer takes it
     # Arrow IPC (Feather v2), uncompressed: the same Arrow data and pandas metadata (index included) as
     # parquet without parquet's encoding, about 2.6x faster here; read back memory-mapped.
     try:
@@ -307,7 +307,7 @@ def _is_array(value: Any) -> bool:
     return _module(value) == "numpy" and type(value).__name__ == "ndarray" and not value.dtype.hasobject
 
 
-def _save_npy(value: Any, path: str, shared: dict[str, Any]) -> None:
+def _save_npy(value: Any, path: str, shared: dict[str, Any]) -> None:  # noqa: ARG001 - every format's writer takes it
     import numpy as np
 
     with open(path, "wb") as fh:
@@ -320,7 +320,7 @@ def _load_npy(file: IO[bytes]) -> object:
     return np.load(file, allow_pickle=False)
 
 
-def _save_joblib(value: Any, path: str, shared: dict[str, Any]) -> None:
+def _save_joblib(value: Any, path: str, shared: dict[str, Any]) -> None:  # noqa: ARG001 - every format's writer takes it
     try:
         import joblib
 
@@ -337,7 +337,7 @@ def _load_joblib(file: IO[bytes]) -> object:
     return joblib.load(file)
 
 
-def _save_json(value: Any, path: str, shared: dict[str, Any]) -> None:
+def _save_json(value: Any, path: str, shared: dict[str, Any]) -> None:  # noqa: ARG001 - every format's writer takes it
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(value, fh)
 
@@ -355,7 +355,7 @@ def _load_pickle(file: IO[bytes]) -> object:
     return _Unpickler(file).load()
 
 
-def _always(value: Any) -> bool:
+def _always(value: Any) -> bool:  # noqa: ARG001 - every format's reader takes it
     return True
 
 
@@ -595,7 +595,7 @@ class _Events:
         if function in self.callbacks.get(event, []):
             self.callbacks[event].remove(function)
 
-    def trigger(self, event: str, *args: Any, **kwargs: Any) -> None:
+    def trigger(self, event: str, *args: Any, **kwargs: Any) -> None:  # noqa: ARG002 - IPython's API
         return None
 
 
@@ -655,7 +655,7 @@ class IPythonShim:
             return 0
         return subprocess.run(command, shell=True, check=False).returncode
 
-    def getoutput(self, command: str, split: bool = True, depth: int = 0) -> Any:
+    def getoutput(self, command: str, split: bool = True, depth: int = 0) -> Any:  # noqa: ARG002 - IPython's API
         out = subprocess.run(self._expand(command), shell=True, capture_output=True, text=True, check=False).stdout
         return out.splitlines() if split else out
 
@@ -957,7 +957,7 @@ class _OnImport:
     def __init__(self, name: str, then: Callable[[types.ModuleType], None]) -> None:
         self.name, self.then = name, then
 
-    def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:
+    def find_spec(self, fullname: str, path: Any = None, target: object = None) -> Any:  # noqa: ARG002 - the importlib finder API
         if fullname != self.name:
             return None
         from importlib.machinery import PathFinder

@@ -54,7 +54,7 @@ def _serving_image(client: Any, runtime: Runtime, report: images.Report) -> str:
     return str(found.id)
 
 
-def _wait_ready(client: Any, container: Any, url: str, timeout: float) -> None:
+def _wait_ready(container: Any, url: str, timeout: float) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
@@ -178,7 +178,7 @@ def serve(
                 labels={"io.nb2kfp.model": model.ref},
             )
             path = f"/v2/models/{model.meta.name}"
-            _wait_ready(client, container, f"http://127.0.0.1:{inner}{path}", ready_timeout)
+            _wait_ready(container, f"http://127.0.0.1:{inner}{path}", ready_timeout)
             answer = requests.post(f"http://127.0.0.1:{inner}{path}/infer", json=request, timeout=30)  # not logged
             if answer.status_code != 200:
                 raise RunError(f"the smoke request failed ({answer.status_code}): {answer.text[:300]}")

@@ -74,7 +74,7 @@ def deployment(name: str, model: ModelRef, runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def service(name: str, runtime: Runtime) -> dict[str, Any]:
+def service(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -95,7 +95,7 @@ def kustomization(model: ModelRef) -> dict[str, Any]:
     }
 
 
-def inference_service(name: str, model: ModelRef, runtime: Runtime, log_url: str = "") -> dict[str, Any]:
+def inference_service(name: str, model: ModelRef, log_url: str = "") -> dict[str, Any]:
     """The InferenceService, its requests and answers logged by KServe's agent (``predictor.logger``, mode all) to
     ``log_url`` ([serving] request_log_url), or without one to KServe's default (its logger config's defaultUrl)."""
     formats = {"scikit-learn": "sklearn", "xgboost": "xgboost"}
@@ -123,10 +123,9 @@ def render(name: str, model: ModelRef, runtime: Runtime, log_url: str = "") -> d
 
     return {
         "deployment.yaml": dump(deployment(name, model, runtime)),
-        "service.yaml": dump(service(name, runtime)),
+        "service.yaml": dump(service(name)),
         "kustomization.yaml": dump(kustomization(model)),
-        "inferenceservice.yaml": _ISVC_NOTE.format(uid=runtime.user)
-        + dump(inference_service(name, model, runtime, log_url)),
+        "inferenceservice.yaml": _ISVC_NOTE.format(uid=runtime.user) + dump(inference_service(name, model, log_url)),
     }
 
 

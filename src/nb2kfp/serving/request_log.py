@@ -66,7 +66,7 @@ class Proxy:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: ARG002 - BaseHTTPRequestHandler's signature
                 return  # the server's own log is MLServer's; the payloads go to the request log
 
             def _forward(self) -> None:
