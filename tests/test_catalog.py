@@ -147,11 +147,11 @@ def test_catalog_paths_and_versions_from_settings(make_nb: Make, tmp_path: Path)
     p = build(nb, find_settings(tmp_path)).pipeline
     assert p.step("check").component.version == "0.9.0" and not p.step("check").caching  # type: ignore[union-attr]
     lines: list[str] = []
-    assert catalog_cmd.run_list(tmp_path, False, lines.append) == 0
+    assert catalog_cmd.run_list(tmp_path, lines.append, as_json=False) == 0
     assert lines[:2] == [f"drift@0.9.0  {folder / '0.9.0.yaml'}", f"drift@0.10.0  {folder / '0.10.0.yaml'}"]
     assert any(line.startswith("data-drift-check@0.1.0") for line in lines)
     shown: list[str] = []
-    catalog_cmd.run_show("data-drift-check", tmp_path, True, shown.append)
+    catalog_cmd.run_show("data-drift-check", tmp_path, shown.append, as_json=True)
     doc = json.loads(shown[0])
     assert {i["name"]: i["required"] for i in doc["inputs"]}["column"] is True
     assert [o["name"] for o in doc["outputs"]] == ["drift_score", "drifted"]

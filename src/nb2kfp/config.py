@@ -85,7 +85,7 @@ def _read(path: Path, loader: Loader = WORK_TREE) -> dict[str, Any]:
         raise UsageError(f"{path}: cannot read settings: {exc}") from None
 
 
-def catalog_url_problem(url: str, allow_loopback_http: bool) -> str | None:
+def catalog_url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
     """Why a catalog URL is refused: https only (plain http only to loopback, when the settings allow it), and no
     user info, query or fragment; None when it is fine."""
     parts = urlsplit(url)
@@ -182,7 +182,7 @@ SCHEMA: tuple[Key, ...] = (
 TABLES = tuple(dict.fromkeys(k.table for k in SCHEMA))
 
 
-def _table_name(table: str, toml_file: bool) -> str:
+def _table_name(table: str, *, toml_file: bool) -> str:
     if toml_file:
         return f"[{table}]" if table else "nb2kfp.toml"
     return f"[tool.nb2kfp.{table}]" if table else "[tool.nb2kfp]"
@@ -194,7 +194,7 @@ def read_schema(path: Path, table: dict[str, Any]) -> dict[tuple[str, str], Any]
     keys = {(k.table, k.name): k for k in SCHEMA}
     found: dict[tuple[str, str], Any] = {}
     for name in TABLES:
-        where = _table_name(name, toml_file)
+        where = _table_name(name, toml_file=toml_file)
         part = table.get(name, {}) if name else {k: v for k, v in table.items() if k not in TABLES[1:]}
         if not isinstance(part, dict):
             raise UsageError(f"{path}: {where} must be a table")
@@ -210,16 +210,17 @@ def read_schema(path: Path, table: dict[str, Any]) -> dict[tuple[str, str], Any]
 
 def _parse(path: Path, table: dict[str, Any]) -> Settings:
     values = read_schema(path, table)
-    where = _table_name("", path.name == "nb2kfp.toml")
+    toml_file = path.name == "nb2kfp.toml"
+    where = _table_name("", toml_file=toml_file)
     image = values.get(("", "image"), DEFAULT_IMAGE)
     imageref.check(image, f"{path}: {where}: image")
     allowed = values.get(("policy", "allowed_images"))
     for entry in allowed or []:
-        imageref.check(entry, f"{path}: {_table_name('policy', where == 'nb2kfp.toml')}: allowed_images", prefix=True)
+        imageref.check(entry, f"{path}: {_table_name('policy', toml_file=toml_file)}: allowed_images", prefix=True)
     loopback = values.get(("catalog", "allow_loopback_http"), False)
     urls = values.get(("catalog", "urls"), [])
     for url in urls:
-        problem = catalog_url_problem(url, loopback)
+        problem = catalog_url_problem(url, allow_loopback_http=loopback)
         if problem:
             raise UsageError(f"{path}: [tool.nb2kfp.catalog] urls: {url.split('@')[-1][:100]}: {problem}")
     endpoints = values.get(("policy", "allowed_endpoints"))

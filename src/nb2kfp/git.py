@@ -51,7 +51,7 @@ def check_ref(text: object, what: str = "ref") -> str:
 _PROJECT_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*", re.ASCII)
 
 
-def check_server_url(url: object, allow_local: bool) -> str:
+def check_server_url(url: object, *, allow_local: bool) -> str:
     """The GitLab a server fetches its projects from (its own setting, never a payload's), without a trailing ``/``:
     https; plain http only to a loopback host; a local folder or ``file://`` only with ``allow_local``; no user
     info, query or fragment; never something git would read as an option. ValueError (short reason) otherwise."""

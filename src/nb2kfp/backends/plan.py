@@ -105,7 +105,7 @@ def diff(old: Pipeline | None, new: Pipeline) -> Plan:
         if not changes and old_keys[step.name] != new_keys[step.name]:
             changes = ("spec",)
         status: Status = "changed" if changes else "unchanged"
-        reason = _why_runs(step, changes, old_keys[step.name] == new_keys[step.name], served)
+        reason = _why_runs(step, changes, same_key=old_keys[step.name] == new_keys[step.name], served=served)
         if not reason:
             served.add(step.name)
         plans.append(StepPlan(step.name, status, changes, cached=not reason, reason=reason))
@@ -114,7 +114,7 @@ def diff(old: Pipeline | None, new: Pipeline) -> Plan:
     return Plan(new.name, tuple(plans), _parameter_changes(old, new))
 
 
-def _why_runs(step: Step, changes: tuple[str, ...], same_key: bool, served: set[str]) -> str:
+def _why_runs(step: Step, changes: tuple[str, ...], *, same_key: bool, served: set[str]) -> str:
     if not step.caching:
         return "caching disabled"
     if not same_key:

@@ -525,7 +525,7 @@ def catalog_list(
     """List the components in the catalog (settings paths and URLs, then the bundled ones)."""
     from nb2kfp.commands import catalog as command
 
-    raise typer.Exit(command.run_list(folder, as_json, _out))
+    raise typer.Exit(command.run_list(folder, _out, as_json=as_json))
 
 
 @catalog_app.command("show")
@@ -539,7 +539,7 @@ def catalog_show(
     """Describe a component: its inputs, outputs, image and where it comes from."""
     from nb2kfp.commands import catalog as command
 
-    raise typer.Exit(command.run_show(ref, folder, as_json, _out))
+    raise typer.Exit(command.run_show(ref, folder, _out, as_json=as_json))
 
 
 @catalog_app.command("fetch")

@@ -12,7 +12,7 @@ from nb2kfp.errors import UsageError
 from nb2kfp.ir import ComponentPort
 
 
-def run_list(folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
+def run_list(folder: Path, report: Callable[[str], None], *, as_json: bool) -> int:
     """Every component in the catalogs of the settings found from ``folder`` (URL catalogs: cached ones)."""
     from nb2kfp.catalog import lookup as catalog
 
@@ -28,7 +28,7 @@ def run_list(folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
     return 0
 
 
-def run_show(ref: str, folder: Path, as_json: bool, report: Callable[[str], None]) -> int:
+def run_show(ref: str, folder: Path, report: Callable[[str], None], *, as_json: bool) -> int:
     """A component's inputs (type, default) and outputs: what a component: cell passes and gets."""
     from nb2kfp.catalog import lookup as catalog
 

@@ -68,7 +68,7 @@ def read_stamp(target: Path) -> str | None:
 
 
 def _without_stamp(text: str) -> str:
-    return "".join(line for line in text.splitlines(True) if not line.startswith(stamps.PREFIX))
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(stamps.PREFIX))
 
 
 def is_fresh(notebook: Path, target: Path) -> bool:

@@ -65,9 +65,9 @@ class Change:
         name = str(self.path.relative_to(root))
         if self.old is None and self.path.suffix == ".ipynb":
             return f"new notebook {name} (a tagged example pipeline)\n"
-        old = (self.old or "").splitlines(True)
+        old = (self.old or "").splitlines(keepends=True)
         lines = difflib.unified_diff(
-            old, self.new.splitlines(True), "/dev/null" if self.old is None else f"a/{name}", f"b/{name}"
+            old, self.new.splitlines(keepends=True), "/dev/null" if self.old is None else f"a/{name}", f"b/{name}"
         )
         return "".join(lines)
 
@@ -110,7 +110,7 @@ def _settings(root: Path) -> Change | None:
 
 
 def _indent_block(block: str, indent: int) -> str:
-    return "".join((" " * indent + line) if line.strip() else line for line in block.splitlines(True))
+    return "".join((" " * indent + line) if line.strip() else line for line in block.splitlines(keepends=True))
 
 
 def _pre_commit(root: Path, repo: str | None, rev: str | None) -> Change | None:
@@ -133,7 +133,7 @@ def _pre_commit(root: Path, repo: str | None, rev: str | None) -> Change | None:
 
 def _insert_into_list(text: str, key: str, block: str) -> str:
     """Add ``block`` (a YAML list item) at the end of the top-level list ``key``, keeping everything else."""
-    lines = text.splitlines(True)
+    lines = text.splitlines(keepends=True)
     start = next((i for i, ln in enumerate(lines) if re.match(rf"{key}:\s*(#.*)?$", ln)), None)
     if start is None:
         sep = "" if not text or text.endswith("\n") else "\n"

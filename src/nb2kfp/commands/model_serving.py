@@ -34,7 +34,7 @@ def deploy(image: str, name: str, runtime_name: str, folder: Path, insecure: boo
 
     _check_name(name)
     runtime = runtimes.runtime(runtime_name, Path.cwd())
-    model, files = oci.read_with_files(image, (card.FILE,), insecure)
+    model, files = oci.read_with_files(image, (card.FILE,), insecure=insecure)
     runtime.check(model.meta, image)
     _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(Path.cwd())))
     _card(folder, model.ref, files, report)
@@ -53,7 +53,7 @@ def promote(name: str, image: str, folder: Path, insecure: bool, report: Report)
     if deployed_name != name:
         raise UsageError(f"{folder} deploys {deployed_name!r}, not {name!r}")
     runtime = runtimes.runtime(runtime_name, Path.cwd())
-    model, files = oci.read_with_files(image, (card.FILE,), insecure)
+    model, files = oci.read_with_files(image, (card.FILE,), insecure=insecure)
     runtime.check(model.meta, image)
     if (model.repository, model.digest) == (repository, digest):
         report(f"{name} already serves {model.ref}: nothing to change")
@@ -114,7 +114,7 @@ def serve(
 
     request = _example(example)
     runtime = runtimes.runtime("mlserver", Path.cwd())
-    model = oci.read(image, insecure)
+    model = oci.read(image, insecure=insecure)
     runtime.check(model.meta, image)
     request = request or model.meta.example()
     if request is None:

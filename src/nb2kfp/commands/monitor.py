@@ -51,7 +51,7 @@ def prepare(
         if not source.exists():
             raise UsageError(f"--requests {requests}: no such file or folder")
         requests = str(source.resolve())
-    model, files = oci.read_with_files(image, (reference.DATA, reference.SCHEMA), insecure)
+    model, files = oci.read_with_files(image, (reference.DATA, reference.SCHEMA), insecure=insecure)
     if reference.SCHEMA not in files or reference.DATA not in files:
         raise UsageError(
             f"{image}: the image records no reference sample (tag the training step model:VARIABLE with "

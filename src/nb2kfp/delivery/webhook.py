@@ -159,7 +159,7 @@ class ServeConfig:
         allow_local = env.get("NB2KFP_SERVE_ALLOW_LOCAL_REPOS") == "1"
         gitlab_url = env.get("NB2KFP_SERVE_GITLAB_URL") or None
         try:
-            gitlab_url = None if gitlab_url is None else git.check_server_url(gitlab_url, allow_local)
+            gitlab_url = None if gitlab_url is None else git.check_server_url(gitlab_url, allow_local=allow_local)
         except ValueError as exc:
             raise UsageError(f"NB2KFP_SERVE_GITLAB_URL: {exc}") from None
         return cls(
@@ -191,7 +191,7 @@ class ServeConfig:
                 f"project {event.project} is served by its id: the server fetches only projects it serves by path "
                 "(--project group/name)"
             )
-        base = git.check_server_url(self.gitlab_url, self.allow_local_repos)
+        base = git.check_server_url(self.gitlab_url, allow_local=self.allow_local_repos)
         return f"{base}/{git.check_project_path(event.project_path)}.git"
 
     def server_url(self) -> str | None:

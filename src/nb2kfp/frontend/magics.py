@@ -122,7 +122,7 @@ def _line_magics(python: str, read: Callable[[str], str | None] | None) -> str:
     (when ``read`` finds it; else the step reads it when it runs)."""
     if "run_line_magic(" not in python:
         return python
-    lines = python.splitlines(True)
+    lines = python.splitlines(keepends=True)
     for call in sorted(_magic_calls(ast.parse(python)), key=lambda c: (c.lineno, c.col_offset), reverse=True):
         name, line = (a.value for a in call.args[:2])  # type: ignore[attr-defined]
         if call.func.attr != "run_line_magic" or name not in ("timeit", "time", "prun", "run"):  # type: ignore[attr-defined]

@@ -187,7 +187,7 @@ init = local.init
 load_component_from_file = components.load_component_from_file
 
 
-def runner(docker: bool) -> Any:
+def runner(*, docker: bool) -> Any:
     """kfp.local's DockerRunner, or its SubprocessRunner in this environment."""
     return local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
 

@@ -158,7 +158,7 @@ def run(
     artifacts = run_dir / "artifacts"
     (run_dir / "workspace").mkdir(parents=True, exist_ok=True)  # the steps' shared workspace, kept
     kfp_local.init(
-        runner=kfp_local.runner(docker),
+        runner=kfp_local.runner(docker=docker),
         pipeline_root=str(artifacts),
         workspace_root=str(run_dir / ".kfp-workspace"),  # kfp.local's own: it deletes it after the run
         raise_on_error=True,

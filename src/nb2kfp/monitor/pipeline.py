@@ -40,7 +40,7 @@ def _cell(tags: list[str], source: str) -> dict[str, Any]:
         "id": re.sub(r"[^a-z0-9]", "-", (tags or ["code"])[0].lower()),
         "metadata": {"tags": tags},
         "outputs": [],
-        "source": source.splitlines(True),
+        "source": source.splitlines(keepends=True),
     }
 
 

@@ -90,7 +90,7 @@ def split_domain(domain: str) -> tuple[str, str]:
     return m.group("host").removeprefix("[").removesuffix("]"), m.group("port") or ""
 
 
-def check(text: str, what: str, prefix: bool = False) -> str:
+def check(text: str, what: str, *, prefix: bool = False) -> str:
     """``text`` unchanged when it is an image reference (with ``prefix``: a policy entry, which may also be a
     registry or repository prefix ending in '/'); else BadReference naming ``what``."""
     try:

@@ -43,12 +43,12 @@ def parse(image: str) -> tuple[str, str]:
     return ref.name, ref.digest or ref.tag or "latest"
 
 
-def read(image: str, insecure: bool = False) -> ModelRef:
-    ref, _ = read_with_files(image, (), insecure)
+def read(image: str, *, insecure: bool = False) -> ModelRef:
+    ref, _ = read_with_files(image, (), insecure=insecure)
     return ref
 
 
-def read_with_files(image: str, names: tuple[str, ...], insecure: bool = False) -> tuple[ModelRef, dict[str, bytes]]:
+def read_with_files(image: str, names: tuple[str, ...], *, insecure: bool = False) -> tuple[ModelRef, dict[str, bytes]]:
     """The model image and the files ``names`` under its /models (those it holds), from its model layer."""
     repository, reference = parse(image)
     extras.require("reading a model image", "oras", "requests")
