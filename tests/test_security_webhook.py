@@ -420,9 +420,9 @@ def test_an_expired_lease_is_reclaimed_without_a_restart(queue: EventQueue) -> N
     assert lost is not None and lost.attempts == 1
     again = queue.claim("worker-b", lease_seconds=3600)
     assert again is not None and (again.id, again.attempts) == (lost.id, 2)
-    assert not queue.done(lost.id, "worker-a", True, "late result of the lost worker")
+    assert not queue.done(lost.id, "worker-a", "late result of the lost worker", ok=True)
     assert [(r.status, r.message) for r in queue.records()] == [("in_progress", None)]
-    assert queue.done(again.id, "worker-b", False, "failed: the retry's result")
+    assert queue.done(again.id, "worker-b", "failed: the retry's result", ok=False)
     assert [(r.status, r.message) for r in queue.records()] == [("failed", "failed: the retry's result")]
 
 

@@ -88,6 +88,7 @@ def check_project_path(path: object) -> str:
 def _git(
     args: list[str],
     cwd: Path | str,
+    *,
     check: bool = True,
     env: dict[str, str] | None = None,
     mask: Masker | None = None,
@@ -139,7 +140,7 @@ def fetch_commit(tree: Path, url: str, sha: str, token: str | None) -> str:
     env, mask = remote_env(token, url), Masker(token)
 
     def git(*args: str, check: bool = True) -> str:
-        return _git(list(args), tree, check, env, mask).stdout.decode("utf-8", "replace")
+        return _git(list(args), tree, check=check, env=env, mask=mask).stdout.decode("utf-8", "replace")
 
     tree.mkdir(parents=True, exist_ok=True)
     if not (tree / ".git").is_dir():

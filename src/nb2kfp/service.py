@@ -249,7 +249,9 @@ def push_model(
         layers, config, manifest = models.assemble(source, Path(work), name, labels, extra)
         tag = parsed.tag or "sha256-" + layers[-1].digest.removeprefix("sha256:")[:16]
         report(f"pushing model {source} ({layers[-1].size / 1e6:,.1f} MB) to {repository}:{tag}")
-        pushed = models.push(repository, tag, layers, config, manifest, credentials_for(host), insecure, report)
+        pushed = models.push(
+            repository, tag, layers, config, manifest, credentials_for(host), insecure=insecure, report=report
+        )
     folder = output_dir or Path(".nb2kfp") / "models" / name
     ref = oci.ModelRef(repository, pushed.digest, described)
     log_url = runtimes.request_log_url(Path.cwd())

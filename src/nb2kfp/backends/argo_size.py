@@ -469,7 +469,7 @@ class _Model:
             name = f"metadata-{len(meta.get('annotations', {}))}-{len(meta.get('labels', {}))}-{name}"
         return name
 
-    def _metadata_params(self, t: _Task, values: bool) -> list[dict[str, str]]:
+    def _metadata_params(self, t: _Task, *, values: bool) -> list[dict[str, str]]:
         """container.go:689-738@2.17.0: pod-metadata-{annotation,label}-{key,val}[-n] parameters."""
         meta = (t.kubernetes or {}).get("podMetadata") or {}
         if not meta:
@@ -483,7 +483,7 @@ class _Model:
                 out.append({"name": f"{prefix}-val{suffix}", **({"value": v} if values else {})})
         return out
 
-    def _retry_params(self, t: _Task, values: bool) -> list[dict[str, str]]:
+    def _retry_params(self, t: _Task, *, values: bool) -> list[dict[str, str]]:
         """container.go:599-649@2.17.0: retry-max-count, retry-backoff-duration/-factor/-max-duration."""
         policy = t.task.get("retryPolicy")
         if not policy:
@@ -510,7 +510,11 @@ class _Model:
             if name in seen:
                 continue
             seen.add(name)
-            out.extend(_executor_template_pair(name, self._metadata_params(t, False), self._retry_params(t, False)))
+            out.extend(
+                _executor_template_pair(
+                    name, self._metadata_params(t, values=False), self._retry_params(t, values=False)
+                )
+            )
         return out
 
     # status.nodes --------------------------------------------------------------------------------------------
@@ -691,12 +695,13 @@ class _Model:
         inputs: list[dict[str, Any]] | None,
         outputs: list[dict[str, Any]] | None,
         task: int,
+        *,
         retried: bool = False,
     ) -> str:
         """Adds the node(s) one template execution makes; returns the name its children hang under. With a retry
         strategy: a Retry parent (same inputs, operator.go:2318@v4.0.5; outputs copied from the last child,
         operator.go:1009-1012) and the child `<name>(0)` (operator.go:2375-2380@v4.0.5)."""
-        payload = self._payload(inputs, outputs, kind == "Pod")
+        payload = self._payload(inputs, outputs, pod=kind == "Pod")
         index = len(self.payloads) if payload else -1
         copies = 1
         if retried or self.retry_everywhere:
@@ -746,7 +751,7 @@ class _Model:
         return out
 
     def _payload(
-        self, inputs: list[dict[str, Any]] | None, outputs: list[dict[str, Any]] | None, pod: bool
+        self, inputs: list[dict[str, Any]] | None, outputs: list[dict[str, Any]] | None, *, pod: bool
     ) -> list[str]:
         parts: list[str] = []
         if inputs:

@@ -142,6 +142,7 @@ def find(
     paths: list[str],
     urls: list[str],
     pins: tuple[tuple[str, str], ...] = (),
+    *,
     fetch: bool = False,
     loader: Loader = WORK_TREE,
 ) -> Component | None:
@@ -150,7 +151,7 @@ def find(
     ``loader`` reads the catalog folders (the repository's files: ``plan --against REF`` reads them at REF)."""
     if not _NAME.match(name):
         return None
-    found = _find(name, version, paths, urls, fetch, loader)
+    found = _find(name, version, paths, urls, fetch=fetch, loader=loader)
     pin = dict(pins).get(f"{name}@{found.call.version}" if found else "") or dict(pins).get(name)
     if found is not None and pin and found.sha256 != pin:
         raise ValueError(
@@ -161,7 +162,7 @@ def find(
 
 
 def _find(
-    name: str, version: str | None, paths: list[str], urls: list[str], fetch: bool, loader: Loader
+    name: str, version: str | None, paths: list[str], urls: list[str], *, fetch: bool, loader: Loader
 ) -> Component | None:
     for folder in paths:
         found = _in_folder(Path(folder), name, version, loader)
@@ -282,7 +283,7 @@ def parse(text: str, name: str, version: str, source: str, file: str = "") -> Co
 
 
 def _ports(
-    source: str, defs: dict[str, Any], with_required: bool
+    source: str, defs: dict[str, Any], *, with_required: bool
 ) -> tuple[tuple[ComponentPort, ...], tuple[str, ...], dict[str, object]]:
     """Its parameters with nb2kfp's types (KFP's NUMBER_DOUBLE is a float ...), its artifacts with their schema."""
     ports: list[ComponentPort] = []

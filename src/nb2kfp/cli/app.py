@@ -63,7 +63,7 @@ def lint(
     """Report errors and warnings (path: cell N: ...); exit 1 when there are errors. A folder: its notebooks."""
     from nb2kfp.commands import lint as command
 
-    raise typer.Exit(command.run(notebooks, output_format, _out, warnings_as_errors))
+    raise typer.Exit(command.run(notebooks, output_format, _out, warnings_as_errors=warnings_as_errors))
 
 
 @app.command("compile")
@@ -270,7 +270,7 @@ def build(
     """Build each notebook's step image, push it, and write a spec pinned to it by digest."""
     from nb2kfp.commands import build as command
 
-    raise typer.Exit(command.run(notebooks, registry, base, output_dir, quiet, _err))
+    raise typer.Exit(command.run(notebooks, registry, base, output_dir, quiet=quiet, report=_err))
 
 
 model_app = typer.Typer(help="Model images: build, deploy, promote, serve.", no_args_is_help=True)
@@ -301,7 +301,11 @@ def model_build(
     """Put a model under /models in an image, push it, print its digest, write deployment manifests."""
     from nb2kfp.commands import model as command
 
-    raise typer.Exit(command.run(path, image, output_dir, framework, insecure, _err, _out, reference))
+    raise typer.Exit(
+        command.run(
+            path, image, output_dir, framework, insecure=insecure, report=_err, result=_out, reference=reference
+        )
+    )
 
 
 _Insecure = Annotated[bool, typer.Option("--insecure", help="Plain HTTP to a non-loopback registry.")]
@@ -319,7 +323,7 @@ def model_deploy(
     """Deployment (model image as init container), Service, kustomization and KServe InferenceService."""
     from nb2kfp.commands import model_serving as command
 
-    raise typer.Exit(command.deploy(image, name, runtime, output_dir, insecure, _err))
+    raise typer.Exit(command.deploy(image, name, runtime, output_dir, _err, insecure=insecure))
 
 
 @model_app.command("promote")
@@ -332,7 +336,7 @@ def model_promote(
     """Roll out another model: only its digest changes; refused if the runtime cannot load it."""
     from nb2kfp.commands import model_serving as command
 
-    raise typer.Exit(command.promote(name, image, output_dir, insecure, _err))
+    raise typer.Exit(command.promote(name, image, output_dir, _err, insecure=insecure))
 
 
 @model_app.command("runtime")
@@ -370,7 +374,9 @@ def model_serve(
         _out(line)
         sys.stdout.flush()
 
-    raise typer.Exit(command.serve(image, port, example, insecure, _err, result, log_requests=log_requests))
+    raise typer.Exit(
+        command.serve(image, port, example, insecure=insecure, report=_err, result=result, log_requests=log_requests)
+    )
 
 
 @app.command()
@@ -420,7 +426,16 @@ def monitor(
         command.cron_fields(schedule)  # a bad expression before anything is built
     pinned = command.step_image(registry, _err) if registry else None
     notebook = command.prepare(
-        image, requests, alpha, correction, output_dir, pinned, not publish, insecure, _err, registry_secret
+        image,
+        requests,
+        alpha,
+        correction,
+        output_dir,
+        pinned,
+        local=not publish,
+        insecure=insecure,
+        report=_err,
+        registry_secret=registry_secret,
     )
     if schedule is not None:
         raise typer.Exit(command.schedule(notebook, host, schedule, _err))
@@ -480,7 +495,9 @@ def serve(
     """Receive GitLab push webhooks: queue each event durably, then lint, compile, build and publish."""
     from nb2kfp.commands import serve as command
 
-    raise typer.Exit(command.run(host, port, data, secret_file, project or [], workers, _out, allow_weak_secret))
+    raise typer.Exit(
+        command.run(host, port, data, secret_file, project or [], workers, _out, allow_weak_secret=allow_weak_secret)
+    )
 
 
 @app.command()
@@ -580,7 +597,7 @@ def init(
             return False
         return typer.confirm("Apply these changes?", default=False)
 
-    raise typer.Exit(command.run(folder, changes, yes, dry_run, confirm, _out))
+    raise typer.Exit(command.run(folder, changes, yes=yes, dry_run=dry_run, confirm=confirm, report=_out))
 
 
 def _readable_help() -> None:

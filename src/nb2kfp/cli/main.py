@@ -55,7 +55,7 @@ def fast_path(argv: list[str]) -> int | None:
     if argv[0] == "lint" and flags <= {"--warnings-as-errors"}:
         from nb2kfp.commands import lint
 
-        return lint.run(paths, "text", out, "--warnings-as-errors" in flags)
+        return lint.run(paths, "text", out, warnings_as_errors="--warnings-as-errors" in flags)
     if argv[0] == "compile" and flags <= _FAST_COMPILE_FLAGS:
         from nb2kfp.commands import compile as compile_command
 

@@ -23,6 +23,7 @@ def run(
     registry_text: str,
     base: str | None,
     output_dir: Path | None,
+    *,
     quiet: bool,
     report: Callable[[str], None],
 ) -> int:

@@ -222,6 +222,7 @@ def plan(root: Path, hooks_repo: str | None, hooks_rev: str | None, ci_component
 def run(
     root: Path,
     changes: list[Change],
+    *,
     yes: bool,
     dry_run: bool,
     confirm: Callable[[], bool],

@@ -37,7 +37,7 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def run(
-    notebooks: list[Path], output_format: str, report: Callable[[str], None], warnings_as_errors: bool = False
+    notebooks: list[Path], output_format: str, report: Callable[[str], None], *, warnings_as_errors: bool = False
 ) -> int:
     """Exit 1 when there are errors (or, with ``warnings_as_errors``, warnings)."""
     if output_format not in FORMATS:

@@ -18,6 +18,7 @@ def run(
     image: str,
     output_dir: Path | None,
     framework: str | None,
+    *,
     insecure: bool,
     report: Callable[[str], None],
     result: Callable[[str], None],

@@ -29,7 +29,7 @@ def _write(folder: Path, texts: dict[str, str]) -> None:
         write_text(folder / file_name, text)
 
 
-def deploy(image: str, name: str, runtime_name: str, folder: Path, insecure: bool, report: Report) -> int:
+def deploy(image: str, name: str, runtime_name: str, folder: Path, report: Report, *, insecure: bool) -> int:
     from nb2kfp.serving import card, manifests, oci, runtimes
 
     _check_name(name)
@@ -44,7 +44,7 @@ def deploy(image: str, name: str, runtime_name: str, folder: Path, insecure: boo
     return 0
 
 
-def promote(name: str, image: str, folder: Path, insecure: bool, report: Report) -> int:
+def promote(name: str, image: str, folder: Path, report: Report, *, insecure: bool) -> int:
     """Roll out another model: only its digest changes in the folder ``deploy`` wrote (and the model card)."""
     from nb2kfp.serving import card, manifests, oci, runtimes
 
@@ -104,6 +104,7 @@ def serve(
     image: str,
     port: int,
     example: str | None,
+    *,
     insecure: bool,
     report: Report,
     result: Report,

@@ -35,6 +35,7 @@ def prepare(
     correction: str,
     folder: Path | None,
     step_image: str | None,
+    *,
     local: bool,
     insecure: bool,
     report: Report,

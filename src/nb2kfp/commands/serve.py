@@ -42,6 +42,7 @@ def run(
     projects: list[str],
     workers: int,
     report: Report,
+    *,
     allow_weak_secret: bool = False,
 ) -> int:
     import uvicorn

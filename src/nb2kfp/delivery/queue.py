@@ -246,7 +246,7 @@ class EventQueue:
             attempts=row[10],
         )
 
-    def done(self, event_id: int, worker_id: str, ok: bool, message: str) -> bool:
+    def done(self, event_id: int, worker_id: str, message: str, *, ok: bool) -> bool:
         """Record the result of ``worker_id``'s claim; False (nothing written) when it no longer holds the event
         (its lease ran out and the event was queued again)."""
         with self._tx() as db:

@@ -133,6 +133,7 @@ class ServeConfig:
         secret_file: Path | None,
         projects: list[str],
         env: Mapping[str, str] | None = None,
+        *,
         allow_weak_secret: bool = False,
     ) -> ServeConfig:
         env = os.environ if env is None else env
@@ -211,7 +212,7 @@ class Metrics:
         with self._lock:
             self.counts[name] = self.counts.get(name, 0.0) + amount
 
-    def processed(self, ok: bool, seconds: float) -> None:
+    def processed(self, seconds: float, *, ok: bool) -> None:
         self.inc("processed" if ok else "failed")
         self.inc("seconds_sum", seconds)
         self.inc("seconds_count")

@@ -124,12 +124,12 @@ class Workers:
             thread.join(timeout)
 
     def _loop(self, name: str) -> None:
-        result: tuple[int, str, bool, str] | None = None  # processed, not yet recorded (the queue refused the write)
+        result: tuple[int, str, str, bool] | None = None  # processed, not yet recorded (the queue refused the write)
         pause = STORE_BACKOFF
         while not self.stop.is_set():
             try:
                 if result is not None:
-                    self._store(self.queue.done, *result)
+                    self._store(self._record, result)
                     result = None
                 event = self._store(self.queue.claim, name, LEASE_SECONDS)
             except sqlite3.Error as exc:  # the worker lives on: /healthz says degraded until a write succeeds
@@ -148,12 +148,17 @@ class Workers:
                 ok, message = self._process(event)
             if self.stop.is_set():
                 return  # interrupted: left in progress, recovered on the next start
-            result = (event.id, name, ok, message)
-            self.metrics.processed(ok, time.monotonic() - started)
+            result = (event.id, name, message, ok)
+            self.metrics.processed(time.monotonic() - started, ok=ok)
             self.report(f"event {event.id}: {event.ref} {event.after[:12]}: {'ok' if ok else 'failed'}")
         if result is not None:
             with contextlib.suppress(sqlite3.Error):
-                self.queue.done(*result)
+                self._record(result)
+
+    def _record(self, result: tuple[int, str, str, bool]) -> bool:
+        """Write a processed event's outcome: (event id, worker, message, ok)."""
+        event_id, worker, message, ok = result
+        return self.queue.done(event_id, worker, message, ok=ok)
 
     def _store(self, write: Callable[..., T], *args: Any) -> T:
         """A queue write, retried with backoff (SQLITE_BUSY, a full disk, an I/O error); each failure is counted

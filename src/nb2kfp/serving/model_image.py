@@ -214,6 +214,7 @@ def push(
     config: Blob,
     manifest: bytes,
     creds: Credentials | None,
+    *,
     insecure: bool,
     report: Report,
 ) -> ModelImage:
