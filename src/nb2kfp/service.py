@@ -157,6 +157,7 @@ class Pinned:
     image: StepImage
     requirements: Requirements
     credentials: Credentials | None
+    files: tuple[str, ...] = ()  # what the image carries from the notebook's folder (its working directory)
 
 
 def build_and_pin(
@@ -173,15 +174,25 @@ def build_and_pin(
     its tag exists (``quiet``: without Docker's build output), push it to ``registry`` (if any), and pin the
     pipeline to it."""
     from nb2kfp.clients.registry import credentials_for
+    from nb2kfp.frontend import imagefiles
     from nb2kfp.images import requirements
     from nb2kfp.images import step_image as images
 
     creds = credentials_for(registry.host) if registry else None
-    reqs = requirements.resolve(notebook, pipeline.modules)
+    carried = imagefiles.collect(notebook, pipeline)  # the notebook's files the steps need, in the image
+    reqs = requirements.resolve(notebook, (*pipeline.modules, *carried.imports), carried.local_modules)
     if announce:
-        report(f"{notebook}: step image for {pipeline.name} ({len(reqs.lines)} requirement(s) from {reqs.source})")
-    image = images.build_image(pipeline, reqs, base or pipeline.base_image, registry, creds, report, quiet)
-    return Pinned(pin(pipeline, image.ref), image, reqs, creds)
+        report(
+            f"{notebook}: step image for {pipeline.name} ({len(reqs.lines)} requirement(s) from {reqs.source}; "
+            f"{len(carried.files)} file(s), {carried.size / 1e6:.1f} MB, from the notebook's folder)"
+        )
+    for module in reqs.unmapped:
+        report(
+            f"{notebook}: warning: imports {module!r}, which no distribution installed here or requirement "
+            "file provides: the step image will not have it [NB103]"
+        )
+    image = images.build_image(pipeline, reqs, base or pipeline.base_image, registry, creds, report, quiet, carried)
+    return Pinned(pin(pipeline, image.ref), image, reqs, creds, tuple(name for name, _ in carried.files))
 
 
 def version_of(compiled: Compiled, commit: str | None = None) -> str:

@@ -15,7 +15,7 @@ from nb2kfp import kfpnames
 from nb2kfp.catalog import resolve as catalog
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
+from nb2kfp.frontend import component_call, compose, files, imagefiles, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import StepFacts, resolve
 from nb2kfp.frontend.loader import WORK_TREE, Loader
@@ -163,9 +163,15 @@ def build(
     own_steps = [
         (d.name, [(c.index, trees[c.index]) for c in d.cells if c.index in trees]) for d in groups.steps.values()
     ]
+    in_step_image = frozenset(s.name for s in steps if s.image == base_image)  # nb2kfp build's image: it has the files
     files.check(
-        nb.path, [(n, cells) for n, cells in own_steps if n not in units and n not in calls], bool(workspace), diags
+        nb.path,
+        [(n, cells) for n, cells in own_steps if n not in units and n not in calls],
+        bool(workspace),
+        diags,
+        in_step_image,
     )
+    imagefiles.check_imports(nb.path, sorted(trees.items()), diags)
     if any(d.severity is Severity.ERROR for d in diags):
         raise NotebookError(diags)
     name = str(meta.get("pipeline_name") or nb.stem)
