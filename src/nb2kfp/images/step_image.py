@@ -79,9 +79,9 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements, carrie
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    return env.from_string(
-        template
-    ).render(
+    files = carried or Carried((), (), ())
+    rendered = env.from_string(template)
+    return rendered.render(
         pipeline=pipeline.name,
         version=__version__,
         base=base,
@@ -90,8 +90,8 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements, carrie
         requirements_sha=_sha(requirements.text())[:16],
         runtime_path=IMAGE_RUNTIME,
         runtime_sha=_sha(runtime_source())[:16],  # part of the tag: a new runtime makes a new image
-        files=len(carried.files) if carried else 0,
-        files_sha=carried.digest()[:16] if carried else "none",  # part of the tag: changed files, a new image
+        files=len(files.files),
+        files_sha=files.digest()[:16],  # part of the tag: changed files, a new image
         workdir=imagefiles.WORKDIR,
     )
 
@@ -333,6 +333,7 @@ def build_image(
     """Build (unless the tag already exists) and push (with a registry) the pipeline's step image, carrying
     ``carried`` (the notebook's files) in its working directory."""
     started = time.monotonic()
+    carried = carried or Carried((), (), ())
     client = docker_client()
     masker = Masker.for_credentials(creds)
     text = dockerfile(pipeline, base, requirements, carried)  # checks the base is an image reference
