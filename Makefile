@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint typecheck fuzz bench corpus clean
+.PHONY: demo test check lint typecheck fuzz bench corpus corpus-docker clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ bench: $(BIN)/.installed
 ## exit 1 when one the baseline passes regresses. CORPUS_ARGS="--only control --variants chain --work DIR"
 corpus: $(BIN)/.installed
 	$(BIN)/python tests/corpus_harness.py --check $(CORPUS_ARGS)
+
+## corpus-docker: CORPUS_DOCKER notebooks (files and modules beside some of them) tagged by headings, run with
+## `nb2kfp run --local` and with `--docker` (each step in the notebook's step image, built offline on
+## NB2KFP_TEST_BASE_IMAGE: source /tmp/nb2kfp-services/env or .ci/services.sh), both compared with papermill.
+CORPUS_DOCKER ?= control/kincar-fusion,control/cds112-L8_fusion-kincar,control/cds112-L7_kalman-pvtol,$\
+	control/pvtol-outputfbk,control/repr_gallery,control/cruise,lmfit/discuss_model_eval_uncertainty,$\
+	corner/quickstart,emcee/quickstart,formulaic/quickstart,formulaic/splines,hist/HistDemo,hist/Stack,$\
+	iminuit/basic,iminuit/template_fits
+corpus-docker: $(BIN)/.installed
+	$(BIN)/python tests/corpus_harness.py --docker --variants headings --only "$(CORPUS_DOCKER)" $(CORPUS_ARGS)
 
 clean:
 	rm -rf $(VENV) .nb2kfp .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -75,9 +76,14 @@ for _corpus_k, _corpus_v in _corpus_candidates.items():
         _corpus_out[_corpus_k] = ["float", _corpus_b.repr(_corpus_b.float(_corpus_v))]
     elif _corpus_kind == "str":
         _corpus_out[_corpus_k] = ["str", _corpus_b.str(_corpus_v)]
-with _corpus_b.open(_CORPUS_PATH, "w", encoding="utf-8") as _corpus_fh:
+"""
+_WRITE = """with _corpus_b.open(_CORPUS_PATH, "w", encoding="utf-8") as _corpus_fh:
     _corpus_json.dump(_corpus_out, _corpus_fh)
 """
+# In a container (--docker) no path of this machine exists: the values go to the step's log, on one line.
+_MARK = "CORPUS-VALUES "
+_PRINT = f"_corpus_b.print({_MARK!r} + _corpus_json.dumps(_corpus_out), flush=True)\n"
+DOCKER = "+docker"  # a variant run with `nb2kfp run --docker` (each step in the notebook's step image)
 
 
 # -- tagging ---------------------------------------------------------------------------------------
@@ -120,8 +126,11 @@ def tag(nb: dict[str, Any], variant: str) -> dict[str, Any]:
     return nb
 
 
-def with_dump(nb: dict[str, Any], path: Path, names: list[str] | None, own_step: bool) -> dict[str, Any]:
-    """``nb`` plus a last cell writing its variables' values to ``path`` (``names``: exactly these, by name)."""
+def with_dump(
+    nb: dict[str, Any], path: Path, names: list[str] | None, own_step: bool, printed: bool = False
+) -> dict[str, Any]:
+    """``nb`` plus a last cell writing its variables' values to ``path`` (``names``: exactly these, by name;
+    ``printed``: to its output instead, on a line starting with :data:`_MARK`)."""
     nb = json.loads(json.dumps(nb))
     if names is None:
         pick = "_corpus_candidates = dict(globals())"
@@ -132,7 +141,7 @@ def with_dump(nb: dict[str, Any], path: Path, names: list[str] | None, own_step:
         "execution_count": None,
         "metadata": {"tags": [f"step:{DUMP_STEP}"]} if own_step else {},
         "outputs": [],
-        "source": pick + "\n" + _ENCODE.replace("_CORPUS_PATH", repr(str(path))),
+        "source": pick + "\n" + _ENCODE + (_PRINT if printed else _WRITE.replace("_CORPUS_PATH", repr(str(path)))),
     }
     if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):
         cell["id"] = "corpus-values"
@@ -242,15 +251,33 @@ def _failure(run_dir: Path, proc: subprocess.CompletedProcess[str]) -> tuple[str
     return "compile error", (lines[-1] if lines else f"exit {proc.returncode}")[:400]
 
 
+def _printed_values(run_dir: Path) -> dict[str, list[Any]] | None:
+    """The values a --docker run's dump step printed (its log is in the run's run.log)."""
+    try:
+        text = (run_dir / "run.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = re.findall(rf"{_MARK}(\{{.*\}})\s*$", text, flags=re.MULTILINE)
+    return dict(json.loads(found[-1])) if found else None
+
+
 def run_variant(notebook: Path, label: str, variant: str, expected: dict[str, list[Any]], root: Path) -> Outcome:
+    """``variant`` (a tagging, ``+docker``: each step in the step image ``nb2kfp run --docker`` builds, on the base
+    image in NB2KFP_TEST_BASE_IMAGE) against papermill's ``expected`` values."""
     outcome = Outcome(label, variant, comparable=len(expected))
+    docker = variant.endswith(DOCKER)
+    tagging = variant.removesuffix(DOCKER)
     work = _workdir(notebook, root, f"{label}/{variant}")
     values = work / "values.json"
     nb_path = work / notebook.name
-    tagged = tag(read_notebook(notebook), variant) if variant != "untagged" else read_notebook(notebook)
-    _write(with_dump(tagged, values, sorted(expected), own_step=variant != "untagged"), nb_path)
+    tagged = tag(read_notebook(notebook), tagging) if tagging != "untagged" else read_notebook(notebook)
+    _write(with_dump(tagged, values, sorted(expected), tagging != "untagged", printed=docker), nb_path)
     run_dir = work / "run"
-    cmd = [sys.executable, "-m", "nb2kfp", "run", str(nb_path), "--local", "--json", "--run-dir", str(run_dir)]
+    how = "--local"
+    if docker:
+        (work / "nb2kfp.toml").write_text(f'image = "{os.environ["NB2KFP_TEST_BASE_IMAGE"]}"\n', encoding="utf-8")
+        how = "--docker"
+    cmd = [sys.executable, "-m", "nb2kfp", "run", str(nb_path), how, "--json", "--run-dir", str(run_dir)]
     started = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=work)
@@ -262,7 +289,7 @@ def run_variant(notebook: Path, label: str, variant: str, expected: dict[str, li
     if proc.returncode != 0:
         outcome.category, outcome.detail = _failure(run_dir, proc)
         return outcome
-    got = _read_values(values) or {}
+    got = (_printed_values(run_dir) if docker else _read_values(values)) or {}
     outcome.mismatched = sorted(k for k, v in expected.items() if k not in got or not _same(v, got[k]))
     outcome.equal = len(expected) - len(outcome.mismatched)
     if outcome.mismatched:
@@ -407,10 +434,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="run papermill again for every notebook")
     ap.add_argument("--check", action="store_true", help="exit 1 when a notebook the baseline passes regresses")
     ap.add_argument("--update-baseline", action="store_true")
+    ap.add_argument(
+        "--docker",
+        action="store_true",
+        help="also run each variant with `nb2kfp run --docker` (VARIANT+docker; needs a Docker engine and the base "
+        "image NB2KFP_TEST_BASE_IMAGE names: source /tmp/nb2kfp-services/env, or .ci/services.sh)",
+    )
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
-    if unknown := set(variants) - set(VARIANTS):
+    if unknown := {v.removesuffix(DOCKER) for v in variants} - set(VARIANTS):
         ap.error(f"unknown variants: {', '.join(sorted(unknown))}")
+    if args.docker:
+        if not os.environ.get("NB2KFP_TEST_BASE_IMAGE"):
+            ap.error("--docker: set NB2KFP_TEST_BASE_IMAGE to the step images' base image (a Python 3 image)")
+        variants = [w for v in variants for w in (v, v + DOCKER)]
     selected = notebooks(args.only)
     if not selected:
         ap.error("no notebook matches")

@@ -272,9 +272,13 @@ def test_lint_says_when_a_relative_file_will_not_be_there(make_nb: Make) -> None
     assert "step 'b' reads 'features.csv', which step 'a' writes" in found["NB100"]
     assert "files.ipynb: cell 3, line 1" in found["NB100"]
     assert "'missing.csv'" in found["NB101"]
-    assert "'input.csv'" in found["NB102"]
+    assert "NB102" not in found  # input.csv is beside the notebook: nb2kfp build copies it into the step image
     nb = make_nb(cells, name="files.ipynb", metadata={"kubeflow_notebook": {"workspace": "1Gi"}})
     assert "NB100" not in {d.code for d in build(nb).diagnostics}
+    (nb.parent / ".nb2kfpinclude").write_text("!*.csv\n")  # kept out of the image: a pod will not have it
+    found = {d.code: d.format() for d in build(nb).diagnostics if d.code.startswith("NB10")}
+    assert "reads 'input.csv' from the notebook's folder" in found["NB102"]
+    assert ".nb2kfpinclude keeps it out of the step image" in found["NB102"]
 
 
 def test_dict_parameters_travel_as_json_text_unless_a_component_takes_them(make_nb: Make) -> None:

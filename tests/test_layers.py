@@ -20,7 +20,7 @@ PACKAGE = Path(nb2kfp.__file__).parent
 LAYERS: list[set[str]] = [
     {"runtime"},  # the step runtime: nothing from nb2kfp (it runs in steps without nb2kfp installed)
     {"__init__", "errors"},
-    {"words", "atomic", "yamlsafe", "extras", "ir", "kfpnames"},
+    {"words", "atomic", "yamlsafe", "extras", "ir", "kfpnames", "requirements"},  # requirements: what images install
     {"oci", "masking"},  # image references, registries and credentials; masking of secrets
     {"git"},
     {"loader"},  # where compiling reads files: the work tree or a commit

@@ -11,8 +11,8 @@ from clirun import Make, nb2kfp
 from nb2kfp.config import find_settings
 from nb2kfp.errors import Nb2KfpError, NotebookError, UsageError
 from nb2kfp.frontend.builder import build
-from nb2kfp.images.requirements import Requirements
 from nb2kfp.images.step_image import dockerfile
+from nb2kfp.requirements import Requirements
 
 INJECTED = "python:3.11-slim\nFROM evil/img:1"
 

@@ -80,6 +80,10 @@ class PolicyError(Nb2KfpError):
     """A repository policy ([tool.nb2kfp.policy]) forbids what was asked."""
 
 
+class FilesError(Nb2KfpError):
+    """What a step image would carry from the notebook's folder cannot go in it (a link out, a credential, too big)."""
+
+
 class RunError(Nb2KfpError):
     """A pipeline run failed; the message names the step."""
 

@@ -23,9 +23,9 @@ from nb2kfp.ir import Pipeline
 
 if TYPE_CHECKING:
     from nb2kfp.clients.kfp import Published
-    from nb2kfp.images.requirements import Requirements
     from nb2kfp.images.step_image import StepImage
     from nb2kfp.oci.registry import Credentials, Registry
+    from nb2kfp.requirements import Requirements
     from nb2kfp.serving.reference import Reference
 
 Report = Callable[[str], None]
@@ -158,6 +158,7 @@ class Pinned:
     image: StepImage
     requirements: Requirements
     credentials: Credentials | None
+    files: tuple[str, ...] = ()  # what the image carries from the notebook's folder (its working directory)
 
 
 def build_and_pin(
@@ -173,16 +174,26 @@ def build_and_pin(
     requirements (``announce``: say where from), build the step image on ``base`` (default: the pipeline's) unless
     its tag exists (``quiet``: without Docker's build output), push it to ``registry`` (if any), and pin the
     pipeline to it."""
-    from nb2kfp.images import requirements
+    from nb2kfp import requirements
+    from nb2kfp.frontend import imagefiles
     from nb2kfp.images import step_image as images
     from nb2kfp.oci.registry import credentials_for
 
     creds = credentials_for(registry.host) if registry else None
-    reqs = requirements.resolve(notebook, pipeline.modules)
+    carried = imagefiles.collect(notebook, pipeline)  # the notebook's files the steps need, in the image
+    reqs = requirements.resolve(notebook, (*pipeline.modules, *carried.imports), carried.local_modules)
     if announce:
-        report(f"{notebook}: step image for {pipeline.name} ({len(reqs.lines)} requirement(s) from {reqs.source})")
-    image = images.build_image(pipeline, reqs, base or pipeline.base_image, registry, creds, report, quiet)
-    return Pinned(pin(pipeline, image.ref), image, reqs, creds)
+        report(
+            f"{notebook}: step image for {pipeline.name} ({len(reqs.lines)} requirement(s) from {reqs.source}; "
+            f"{len(carried.files)} file(s), {carried.size / 1e6:.1f} MB, from the notebook's folder)"
+        )
+    for module in reqs.unmapped:
+        report(
+            f"{notebook}: warning: imports {module!r}, which no distribution installed here or requirement "
+            "file provides: the step image will not have it [NB103]"
+        )
+    image = images.build_image(pipeline, reqs, base or pipeline.base_image, registry, creds, report, quiet, carried)
+    return Pinned(pin(pipeline, image.ref), image, reqs, creds, tuple(name for name, _ in carried.files))
 
 
 def version_of(compiled: Compiled, commit: str | None = None) -> str:

@@ -400,3 +400,39 @@ def test_no_credentials_is_one_line_naming_where_they_come_from(tmp_path: Path, 
     # every step of the run succeeded: its record says so (it read "lost" when the push failed)
     [result] = (tmp_path / ".nb2kfp" / "runs").glob("*/result.json")
     assert json.loads(result.read_text())["status"] == "succeeded"
+
+
+def test_the_image_carries_the_notebooks_files_and_its_tag_follows_their_contents(
+    tmp_path: Path, services: dict[str, str]
+) -> None:
+    """`build` copies data.csv and helpers.py into the image's working directory; building again with the folder
+    unchanged (a file only touched) builds and pushes nothing (a changed file makes a new tag: the files' digest,
+    tests/test_image_files.py); a credential in a file the image would carry stops the build, naming the file,
+    never the value."""
+    import docker
+
+    (tmp_path / "nb2kfp.toml").write_text(f'image = "{services["NB2KFP_TEST_BASE_IMAGE"]}"\n')
+    (tmp_path / "data.csv").write_text("x\n1\n")
+    (tmp_path / "helpers.py").write_text("N = 2\n")
+    (tmp_path / "notes.txt").write_text("not read by any step\n")
+    write(tmp_path / "nb.ipynb", [(["imports"], "import helpers"), (["step:a"], "t = open('data.csv').read()")])
+    registry = unique(services)
+    records = []
+    for change in ("first", "touched"):
+        if change == "touched":
+            os.utime(tmp_path / "data.csv", (1, 1))
+        proc = nb2kfp(tmp_path, services, "build", "nb.ipynb", "--registry", registry, "--output-dir", "out")
+        assert proc.returncode == 0, proc.stderr
+        records.append(json.loads((tmp_path / "out" / "nb.image.json").read_text()))
+    assert [r["built"] for r in records] == [True, False]
+    assert records[0]["tag"] == records[1]["tag"] and records[1]["pushed_bytes"] == 0
+    probe = "import os; print(os.getcwd(), sorted(os.listdir())); import helpers; print(helpers.N)"
+    out = docker.from_env().containers.run(
+        records[1]["image"], ["python3", "-c", probe], remove=True, network_mode="none"
+    )
+    assert out.decode().split() == ["/opt/nb2kfp/work", "['data.csv',", "'helpers.py']", "2"]  # not notes.txt
+    token = "glpat-" + "Qw7" * 8
+    (tmp_path / "helpers.py").write_text(f"N = 2\nTOKEN = '{token}'\n")
+    proc = nb2kfp(tmp_path, services, "build", "nb.ipynb", "--registry", registry)
+    assert proc.returncode == 1 and "helpers.py: line 2: a GitLab token" in proc.stderr
+    assert token not in proc.stderr + proc.stdout

@@ -52,7 +52,10 @@ def _in_image(notebook: Path, pipeline: Pipeline, registry_text: str | None, rep
 
     pinned = service.build_and_pin(notebook, pipeline, Registry.parse(registry_text) if registry_text else None, report)
     images.pull(pinned.image, pinned.credentials)
-    report(f"step image {pinned.image.ref} ({'built' if pinned.image.built else 'up to date'})")
+    files = f"{len(pinned.files)} file(s) from the notebook's folder: {', '.join(pinned.files[:5])}" + (
+        ", ..." if len(pinned.files) > 5 else ""
+    )
+    report(f"step image {pinned.image.ref} ({'built' if pinned.image.built else 'up to date'}; {files})")
     return pinned.pipeline
 
 

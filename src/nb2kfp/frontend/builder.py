@@ -16,7 +16,7 @@ from nb2kfp import kfpnames
 from nb2kfp.catalog import resolve as catalog
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, files, lean, magics, model_tags, options
+from nb2kfp.frontend import component_call, compose, files, imagefiles, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import Flow, StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
@@ -230,7 +230,11 @@ def _check_steps(c: _Compilation) -> None:
         for d in c.groups.steps.values()
         if d.name not in c.units and d.name not in c.calls
     ]
-    files.check(c.path, own_steps, bool(c.workspace), c.diags)
+    in_step_image = frozenset(s.name for s in c.steps if s.image == c.base_image)  # nb2kfp build's image: the files
+    folder, kept_out = Path(c.path).parent, imagefiles.kept_out
+    rules = imagefiles.rules_of(folder)
+    files.check(c.path, own_steps, bool(c.workspace), c.diags, in_step_image, lambda p: kept_out(folder, rules, p))
+    imagefiles.check_imports(c.path, sorted(c.trees.items()), c.diags)
 
 
 # Each pass, and the errors that may stand before it runs: None, any (reading and the structural checks go on, so

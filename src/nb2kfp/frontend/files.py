@@ -3,14 +3,16 @@
 Each step runs in a working directory of its own (on KFP: its pod's), unless the pipeline has a workspace,
 which every step then shares; a local run seeds the directory with what is next to the notebook. So lint
 warns when a step reads a relative file that another step writes (not there without a workspace), that
-nothing provides, or that only the notebook's folder has (a KFP step has it only if its image or the
-workspace does). Only string literals in the usual reading and writing calls count: cheap, and quiet
-where it cannot know.
+nothing provides, or that only the notebook's folder has and the step's image will not carry (``nb2kfp build``
+copies what its steps read into the image it makes, :mod:`imagefiles`; an ``image:`` tag's image, a file the
+include file keeps out or one outside the folder is not there). Only string literals in the usual reading and
+writing calls count: cheap, and quiet where it cannot know.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 from nb2kfp.errors import Diagnostic, warning
@@ -70,7 +72,7 @@ def _relative(node: ast.expr) -> str | None:
     return text
 
 
-def _accesses(cell: int, tree: ast.Module) -> tuple[list[Access], list[Access]]:
+def accesses(cell: int, tree: ast.Module) -> tuple[list[Access], list[Access]]:
     reads: list[Access] = []
     writes: list[Access] = []
     for node in ast.walk(tree):
@@ -102,24 +104,28 @@ def check(
     steps: list[tuple[str, list[tuple[int, ast.Module]]]],
     workspace: bool,
     diags: list[Diagnostic],
+    in_step_image: frozenset[str] = frozenset(),
+    kept_out: Callable[[str], str | None] = lambda _path: None,
 ) -> None:
-    """``steps``: each step's name and (cell number, syntax tree) pairs, in notebook order."""
+    """``steps``: each step's name and (cell number, syntax tree) pairs, in notebook order; ``in_step_image``: the
+    steps that run the step image ``nb2kfp build`` makes (no ``image:`` tag), which carries the files they read
+    from the notebook's folder except those ``kept_out`` gives a reason for (:func:`imagefiles.kept_out`)."""
     folder = Path(notebook).parent
-    accesses = []
+    accessed = []
     for name, cells in steps:
         reads: list[Access] = []
         writes: list[Access] = []
         for cell, tree in cells:
-            r, w = _accesses(cell, tree)
+            r, w = accesses(cell, tree)
             reads.extend(r)
             writes.extend(w)
-        accesses.append((name, reads, writes))
+        accessed.append((name, reads, writes))
     writers: dict[str, str] = {}
-    for name, _, writes in accesses:
+    for name, _, writes in accessed:
         for path, _, _ in writes:
             writers.setdefault(path, name)
-    told_folder = False
-    for name, reads, writes in accesses:
+    told: set[str] = set()
+    for name, reads, writes in accessed:
         own = {p for p, _, _ in writes}
         for path, cell, line in reads:
             if path in own:
@@ -134,10 +140,14 @@ def check(
             elif path not in writers and not (folder / path).exists():
                 msg = f"step {name!r} reads {path!r}: no such file next to the notebook, and no step writes it"
                 diags.append(warning(notebook, msg, "NB101", cell, line))
-            elif path not in writers and not told_folder:
-                told_folder = True
+            elif path not in writers and path not in told:
+                why = kept_out(path)
+                if why is None and name in in_step_image:
+                    continue  # nb2kfp build copies it into the step image's working directory
+                told.add(path)
+                why = why or "the step runs an image of its own (image: tag), not the one nb2kfp build makes"
                 msg = (
                     f"step {name!r} reads {path!r} from the notebook's folder: a local run has it, a KFP step "
-                    "only if its image or the workspace holds it (or read it from a volume or URL)"
+                    f"will not ({why}); read it from the workspace, a volume or object storage instead"
                 )
                 diags.append(warning(notebook, msg, "NB102", cell, line))

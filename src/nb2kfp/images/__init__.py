@@ -1,2 +1,2 @@
-"""Step images: what they install (pinned requirements), their Dockerfile and their offline build (the image-reference
-parser and registries are in :mod:`nb2kfp.oci`)."""
+"""Step images: their Dockerfile and their offline build and push (what they install is :mod:`nb2kfp.requirements`,
+which lint reads too; the image-reference parser and registries are in :mod:`nb2kfp.oci`)."""

@@ -9,7 +9,9 @@ network: wheels are fetched on the host with pip (its HTTP cache makes repeats c
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,11 +27,13 @@ import jinja2
 from nb2kfp import __version__
 from nb2kfp.backends.step_runtime import IMAGE_RUNTIME, runtime_source
 from nb2kfp.errors import RunError, UsageError
-from nb2kfp.images.requirements import Requirements
+from nb2kfp.frontend import imagefiles
+from nb2kfp.frontend.imagefiles import Carried
 from nb2kfp.ir import Pipeline
 from nb2kfp.masking import Masker
 from nb2kfp.oci import ref as imageref
 from nb2kfp.oci.registry import Credentials, Registry
+from nb2kfp.requirements import Requirements
 from nb2kfp.words import printable
 
 Report = Callable[[str], None]
@@ -63,7 +67,7 @@ def docker_client() -> Any:
     return client
 
 
-def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str:
+def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements, carried: Carried | None = None) -> str:
     """The step image's Dockerfile. Only a valid image reference reaches ``FROM``; the other values are
     nb2kfp's own (a KFP name, a version, a hash, a file name)."""
     imageref.check(base, "base image")
@@ -75,7 +79,9 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    return env.from_string(template).render(
+    files = carried or Carried((), (), ())
+    rendered = env.from_string(template)
+    return rendered.render(
         pipeline=pipeline.name,
         version=__version__,
         base=base,
@@ -84,6 +90,9 @@ def dockerfile(pipeline: Pipeline, base: str, requirements: Requirements) -> str
         requirements_sha=_sha(requirements.text())[:16],
         runtime_path=IMAGE_RUNTIME,
         runtime_sha=_sha(runtime_source())[:16],  # part of the tag: a new runtime makes a new image
+        files=len(files.files),
+        files_sha=files.digest()[:16],  # part of the tag: changed files, a new image
+        workdir=imagefiles.WORKDIR,
     )
 
 
@@ -259,13 +268,16 @@ def build_offline(
     labels: dict[str, str],
     masker: Masker,
     report: Report,
+    *,
     quiet: bool,
     what: str,
     files: dict[str, str] | None = None,
     auth: dict[str, str] | None = None,
+    carried: Carried | None = None,
 ) -> None:
     """Build Dockerfile ``text`` as ``ref`` with no network: the base is pulled (with ``auth``) and the
-    requirements' wheels are fetched here first; ``files`` (name: text) go into the build context too."""
+    requirements' wheels are fetched here first; ``files`` (name: text) go into the build context too, and the
+    ``carried`` files under ``root/`` + the working directory (the Dockerfile copies ``root/`` to ``/``)."""
     pull_base(client, base, masker, auth)
     with tempfile.TemporaryDirectory(prefix="nb2kfp-build-") as folder:
         ctx = Path(folder)
@@ -273,6 +285,8 @@ def build_offline(
         (ctx / "requirements.txt").write_text(requirements.text(), encoding="utf-8")
         for name, content in (files or {}).items():
             (ctx / name).write_text(content, encoding="utf-8")
+        if carried is not None:
+            _work_tree(ctx / "root", carried)
         _download_wheels(requirements, ctx, _base_python(client, base), report)
         stream = client.api.build(
             path=folder,
@@ -290,6 +304,23 @@ def build_offline(
             raise RunError(f"building {what} failed: {exc}") from None
 
 
+def _work_tree(root: Path, carried: Carried) -> None:
+    """``root``/WORKDIR holding the carried files (copies: links resolved), readable by any user; the working
+    directory itself writable by any user, as a pod may run as one (its mode survives ``COPY root/ /``)."""
+    work = root / imagefiles.WORKDIR.lstrip("/")
+    work.mkdir(parents=True)
+    for relative, source in carried.files:
+        target = work / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        target.chmod(0o755 if os.access(source, os.X_OK) else 0o644)
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            path.chmod(0o755)
+    root.chmod(0o755)
+    work.chmod(0o777)
+
+
 def build_image(
     pipeline: Pipeline,
     requirements: Requirements,
@@ -298,12 +329,15 @@ def build_image(
     creds: Credentials | None,
     report: Report,
     quiet: bool = False,
+    carried: Carried | None = None,
 ) -> StepImage:
-    """Build (unless the tag already exists) and push (with a registry) the pipeline's step image."""
+    """Build (unless the tag already exists) and push (with a registry) the pipeline's step image, carrying
+    ``carried`` (the notebook's files) in its working directory."""
     started = time.monotonic()
+    carried = carried or Carried((), (), ())
     client = docker_client()
     masker = Masker.for_credentials(creds)
-    text = dockerfile(pipeline, base, requirements)  # checks the base is an image reference
+    text = dockerfile(pipeline, base, requirements, carried)  # checks the base is an image reference
     same_registry = registry is not None and imageref.host(base) == registry.host
     auth = creds.docker_auth() if creds and same_registry else None
     base_id = base_identity(client, base, masker, auth)  # no pull: an image already built needs no base here
@@ -319,7 +353,10 @@ def build_image(
     report(f"  building {ref}")
     labels, what = {"io.nb2kfp.pipeline": pipeline.name}, f"the step image for {pipeline.name}"
     files = {"nb2kfp-step.py": runtime_source()}  # the Dockerfile copies it to IMAGE_RUNTIME
-    build_offline(client, text, requirements, base, ref, labels, masker, report, quiet, what, files, auth)
+    build_offline(
+        client, text, requirements, base, ref, labels, masker, report,
+        quiet=quiet, what=what, files=files, auth=auth, carried=carried,
+    )  # fmt: skip
     if registry is None:
         return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
     report(f"  pushing {ref}")

@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 from nb2kfp.images import step_image as images
-from nb2kfp.images.requirements import Requirements
 from nb2kfp.masking import Masker
+from nb2kfp.requirements import Requirements
 
 LOCK = "monitor.lock"
 _DOCKERFILE = """\
@@ -75,7 +75,17 @@ def ensure(base: str, report: images.Report) -> MonitorImage:
     dockerfile = _DOCKERFILE.format(base=base)
     what = "the monitoring image"
     images.build_offline(
-        client, dockerfile, Requirements(lines, LOCK), base, ref, labels, Masker(), report, True, what, files
+        client,
+        dockerfile,
+        Requirements(lines, LOCK),
+        base,
+        ref,
+        labels,
+        Masker(),
+        report,
+        quiet=True,
+        what=what,
+        files=files,
     )
     built = client.images.get(ref)
     return MonitorImage(ref, str(built.id), True, time.monotonic() - started, int(built.attrs["Size"]))

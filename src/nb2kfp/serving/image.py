@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 from nb2kfp.images import step_image as images
-from nb2kfp.images.requirements import Requirements
 from nb2kfp.masking import Masker
 from nb2kfp.oci import ref as imageref
+from nb2kfp.requirements import Requirements
 
 LOCK = "mlserver.lock"  # the MLServer image's pinned requirements (a file of this package)
 
@@ -70,7 +70,9 @@ def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
     requirements = Requirements(lines, LOCK)
     report(f"building the MLServer image {tag} (once; later models reuse it)")
     labels, what = {"io.nb2kfp.serving": "mlserver"}, "the MLServer image"
-    images.build_offline(client, dockerfile(base), requirements, base, tag, labels, Masker(), report, True, what)
+    images.build_offline(
+        client, dockerfile(base), requirements, base, tag, labels, Masker(), report, quiet=True, what=what
+    )
     return ServingImage(tag, str(client.images.get(tag).id), True, time.monotonic() - started)
 
 
