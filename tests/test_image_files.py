@@ -190,3 +190,28 @@ def test_lint_warns_where_a_file_will_not_be_in_the_pod_and_names_unmappable_mod
     assert "runs an image of its own (image: tag)" in found[0]
     assert "reads '../up.csv'" in found[1] and "outside the notebook's folder" in found[1]
     assert "cell 1, line 2: warning: imports 'nb2kfp_no_such_module'" in found[2] and "[NB103]" in found[2]
+
+
+def test_a_librarys_extras_installed_here_come_along_and_others_do_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hist's plots import mplhep only when called (make corpus-docker: hist/Stack failed in its pod only): an
+    optional extra whose packages are all installed here is what the notebook's run here used."""
+    site = tmp_path / "site"
+    for name, version, requires in (
+        ("nb2kfp_fakehist", "1.0", ['nb2kfp-fakeplot>=2; extra == "plot"', 'nb2kfp-absent; extra == "fit"']),
+        ("nb2kfp_fakeplot", "2.5", []),
+    ):
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        lines = ["Metadata-Version: 2.1", f"Name: {name.replace('_', '-')}", f"Version: {version}"]
+        lines += [f"Requires-Dist: {r}" for r in requires]
+        (info / "METADATA").write_text("\n".join(lines) + "\n")
+        (info / "top_level.txt").write_text(name + "\n")
+        (site / name).mkdir()
+        (site / name / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    found = requirements.resolve(tmp_path / "nb.ipynb", ("nb2kfp_fakehist",))
+    assert "nb2kfp-fakehist==1.0" in found.lines
+    assert "nb2kfp-fakeplot==2.5" in found.lines  # the plot extra: all installed here
+    assert not any("absent" in line for line in found.lines)  # the fit extra: not installed here, not wanted

@@ -5,13 +5,16 @@ The modules the notebook (and the local modules it imports) import, mapped to th
 ``requirements.txt`` (or a ``pyproject.toml``'s ``[project] dependencies``) beside the notebook, whose pins win. A
 ``requirements.txt`` higher up, at the repository root, pins only what the notebook's imports map to (or name): a
 repository-wide file never puts another notebook's packages in this image. A module nobody can map is left out
-and named (:attr:`Requirements.unmapped`; lint warns, NB103). The step runtime's own needs are added:
-cloudpickle (values pickle cannot carry) and pyarrow next to pandas (DataFrames travel as Arrow files).
+and named (:attr:`Requirements.unmapped`; lint warns, NB103). A library's optional extras whose packages are all
+installed here come along too (hist's plots import mplhep only when called: the notebook uses it though no cell
+imports it). The step runtime's own needs are added: cloudpickle (values pickle cannot carry) and pyarrow next to
+pandas (DataFrames travel as Arrow files).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -81,6 +84,29 @@ def _file_lines(path: Path) -> list[str]:
     return [ln for ln in lines if ln and not ln.startswith("-")]
 
 
+_EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+def installed_extras(distribution: str) -> dict[str, str]:
+    """The packages of ``distribution``'s optional extras whose packages are all installed here (what its lazy
+    imports find when the notebook runs here): name -> ``name==version``."""
+    by_extra: dict[str, list[str]] = {}
+    try:
+        requires = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:
+        return {}
+    for line in requires:
+        match = _EXTRA.search(line.split(";", 1)[1]) if ";" in line else None
+        if match:
+            by_extra.setdefault(match.group(1), []).append(_name(line))
+    found: dict[str, str] = {}
+    for names in by_extra.values():
+        versions = {name: _installed(name) for name in names}
+        if all(versions.values()):
+            found.update((name, f"{name}=={version}") for name, version in versions.items())
+    return found
+
+
 def is_mappable(module: str, named: set[str]) -> bool:
     """Can a step image get ``module``: the standard library, installed here, or named in a requirements file?"""
     if module in sys.stdlib_module_names or module == "__future__" or _name(module) in named:
@@ -136,6 +162,9 @@ def resolve(notebook: Path, modules: tuple[str, ...], local: tuple[str, ...] = (
                 version = _installed(dist)
                 pins[key] = pinned_only.get(key) or (f"{dist}=={version}" if version else dist)
                 mapped = True
+    for dist in {d for module in modules for d in mapping.get(module, ())}:
+        for key, line in installed_extras(dist).items():
+            pins.setdefault(key, pinned_only.get(key) or line)
     if mapped or not sources:
         sources.append("the versions installed here")
     present = set(pins)
