@@ -24,6 +24,9 @@ from nb2kfp.words import printable
 
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
+# Beside a metrics step's system.Metrics (numbers only): a system.Markdown table of all its metrics, text included,
+# which the KFP UI shows in the step's Visualizations (docs/kfp-backend.md, g)
+METRICS_TEXT_KEY = "pipeline-metrics-text"
 REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
 # A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace, the run macros the API
 # server of KFP 2.16+ expands in string parameters) travels as JSON text after this prefix, with those spellings
@@ -204,6 +207,7 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     outputs = {name: _artifact("system.Model" if name in step.models else "system.Artifact") for name in step.outputs}
     if step.metrics:
         outputs[METRICS_KEY] = _artifact("system.Metrics")
+        outputs[METRICS_TEXT_KEY] = _artifact("system.Markdown")
     if step.report:
         outputs[REPORT_KEY] = _artifact("system.HTML")
     if outputs:
@@ -227,6 +231,7 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "outputs": {n: n for n in step.outputs},
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY if step.metrics else "",
+        "metrics_text_key": METRICS_TEXT_KEY if step.metrics else "",
         "workspace_param": WORKSPACE_PARAM if pipeline.workspace else "",
         "retries": step.retries,
         "shared": list(origin.shared_names if origin else pipeline.shared_names),

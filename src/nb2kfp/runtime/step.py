@@ -1249,7 +1249,7 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
         }
     if spec.get("metrics"):
-        out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs, stopped)
+        out_artifacts.update(_metrics(spec, namespace, outputs, stopped))
     if _REPORT is not None:
         out_artifacts[_REPORT.key] = _REPORT.write(outputs)
     out_params = _exports(spec, namespace, outputs, out_artifacts)
@@ -1317,8 +1317,11 @@ def _finite(value: object) -> bool:
 
 
 def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any], stopped: str) -> dict[str, Any]:
-    """KFP metrics are numbers: a value that is not one is logged here and left out, never a failure."""
+    """KFP metrics are numbers (system.Metrics); a str value is a text metric, shown with the numbers in the step's
+    system.Markdown table. Any other value is logged here and left out, never a failure. The metrics file holds
+    both (``{name: number or str}``): ``run --local`` reads it."""
     values: dict[str, float] = {}
+    texts: dict[str, str] = {}
     for name in spec["metrics"]:
         if name not in namespace and stopped:
             log(f"metric {name!r} is not set: {stopped} before setting it")
@@ -1326,22 +1329,52 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
         if name not in namespace:
             raise StepFailed(f"metric {name!r} is not set at the end of step {spec['step']!r}")
         value = namespace[name]
+        if isinstance(value, str):
+            texts[name] = value
+            continue
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
             shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."
-            log(f"metric {name!r} is a {type(value).__name__} ({shown}), not a number: left out of the metrics")
+            log(f"metric {name!r} is a {type(value).__name__} ({shown}), not a number or text: left out of the metrics")
             continue
         if math.isfinite(number):
             values[name] = number
         else:  # KFP's launcher parses the output metadata with protojson, which has no NaN or Infinity
             log(f"metric {name!r} is {number}: KFP metrics are finite numbers, left out of the metrics")
-    artifact = outputs["artifacts"][spec["metrics_key"]]["artifacts"][0]
-    path = local_path(artifact["uri"])
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(values, fh)
-    return {"artifacts": [{"name": artifact.get("name", "metrics"), "uri": artifact["uri"], "metadata": values}]}
+    artifacts = {}
+    for key, content, metadata in (
+        (spec["metrics_key"], json.dumps({**values, **texts}), values),
+        (spec["metrics_text_key"], _markdown_table(spec["metrics"], {**values, **texts}), texts),
+    ):
+        artifact = outputs["artifacts"][key]["artifacts"][0]
+        path = local_path(artifact["uri"])
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        artifacts[key] = {
+            "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": metadata}]
+        }
+    return artifacts
+
+
+def _markdown_table(names: list[str], values: dict[str, float | str]) -> str:
+    """The metrics as a Markdown table (a metric left out reads "not recorded": the step's log says why)."""
+
+    def cell(text: str) -> str:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        return "<br>".join(text.splitlines()) or " "
+
+    rows = []
+    for name in names:
+        value = values.get(name)
+        shown = (
+            "*not recorded (see the step's log)*"
+            if value is None
+            else cell(value if isinstance(value, str) else f"{value:.12g}")
+        )
+        rows.append(f"| {cell(name)} | {shown} |")
+    return "\n".join(["| metric | value |", "| --- | --- |", *rows]) + "\n"
 
 
 ATTEMPT_ENV = "NB2KFP_ATTEMPT"  # set in each attempt of a step with retries (retry:N)
