@@ -21,6 +21,7 @@ from nb2kfp.frontend.calls import (
     PURE_FUNCTIONS,
     PURE_METHODS,
     STATEFUL_IMPORTS,
+    configures_shell,
     formula_names,
     seeds_global_random_state,
 )
@@ -325,7 +326,7 @@ class _Block:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
-        self.f.process_state |= seeds_global_random_state(func)
+        self.f.process_state |= seeds_global_random_state(func) or configures_shell(node)
         self.f.formula_names |= formula_names(node)
         args = [*node.args, *(k.value for k in node.keywords)]
         inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
