@@ -371,10 +371,27 @@ def summary(outcomes: list[Outcome], unusable: dict[str, str], variants: list[st
         )
         for category, n in Counter(o.category for o in mine if not o.passed).most_common():
             lines.append(f"    {n:3d}  {category}")
+    if len({o.notebook.split("/")[0] for o in outcomes}) > 1:
+        lines.append("by source (variables equal, notebooks passing):")
+        lines.extend(by_source(outcomes, variants))
     if unusable:
         lines.append(f"unusable (left out): {len(unusable)}")
         lines.extend(f"    {k}: {v[:140]}" for k, v in sorted(unusable.items()))
     return "\n".join(lines)
+
+
+def by_source(outcomes: list[Outcome], variants: list[str]) -> list[str]:
+    """One line per source folder: its share of equal variables and of passing notebooks, per variant."""
+    lines = []
+    for source in sorted({o.notebook.split("/")[0] for o in outcomes}):
+        cells = []
+        for variant in variants:
+            mine = [o for o in outcomes if o.variant == variant and o.notebook.split("/")[0] == source]
+            total, equal = sum(o.comparable for o in mine), sum(o.equal for o in mine)
+            rate = f"{100.0 * equal / total:.1f}%" if total else "-"
+            cells.append(f"{variant} {equal}/{total} {rate}, {sum(o.passed for o in mine)}/{len(mine)}")
+        lines.append(f"    {source:<10} " + "; ".join(cells))
+    return lines
 
 
 def regressions(outcomes: list[Outcome], baseline: dict[str, dict[str, str]]) -> list[str]:

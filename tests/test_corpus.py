@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 
-from corpus_harness import VARIANTS, comparable, load_baseline, notebooks, regressions, run_corpus, tag
+from corpus_harness import (
+    VARIANTS,
+    Outcome,
+    by_source,
+    comparable,
+    load_baseline,
+    notebooks,
+    regressions,
+    run_corpus,
+    tag,
+)
 
 SUBSET = ["corner/sigmas", "corner/custom", "formulaic/quickstart"]
 
@@ -58,6 +68,19 @@ def test_only_values_equal_in_both_papermill_runs_are_compared() -> None:
     first = {"n": ["int", "3"], "t": ["float", "1.5"], "nan": ["float", "nan"], "s": ["str", "a"], "gone": ["int", "1"]}
     second = {"n": ["int", "3"], "t": ["float", "2.5"], "nan": ["float", "nan"], "s": ["str", "a"]}
     assert comparable(first, second) == {"n": ["int", "3"], "nan": ["float", "nan"], "s": ["str", "a"]}
+
+
+def test_the_summary_gives_each_sources_rates_per_variant() -> None:
+    outcomes = [
+        Outcome("xgboost/a", "chain", comparable=4, equal=3, category="value mismatch"),
+        Outcome("xgboost/b", "chain", comparable=2, equal=2),
+        Outcome("mlbook/c", "chain", comparable=0),
+        Outcome("xgboost/a", "headings", comparable=4, equal=4),
+    ]
+    assert by_source(outcomes, ["chain", "headings"]) == [
+        "    mlbook     chain 0/0 -, 1/1; headings 0/0 -, 0/0",
+        "    xgboost    chain 5/6 83.3%, 1/2; headings 4/4 100.0%, 1/1",
+    ]
 
 
 @pytest.mark.slow
