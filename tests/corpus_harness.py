@@ -149,13 +149,15 @@ def read_notebook(path: Path) -> dict[str, Any]:
 
 # -- running ---------------------------------------------------------------------------------------
 def _workdir(notebook: Path, root: Path, label: str) -> Path:
-    """A fresh folder with the notebook's neighbours (helper modules, data files), but no notebooks."""
+    """A fresh folder with the notebook's neighbours (helper modules, data files and folders), but no notebooks."""
     target = root / label
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for item in notebook.parent.iterdir():
         if item.is_file() and item.suffix != ".ipynb":
             shutil.copy(item, target / item.name)
+        elif item.is_dir():
+            shutil.copytree(item, target / item.name)
     return target
 
 
@@ -280,9 +282,9 @@ def notebooks(pattern: str | None = None) -> dict[str, Path]:
 
 def _digest(notebook: Path) -> str:
     h = hashlib.sha256()
-    for item in sorted(notebook.parent.iterdir()):
+    for item in sorted(notebook.parent.rglob("*")):
         if item == notebook or (item.is_file() and item.suffix != ".ipynb"):
-            h.update(item.name.encode() + b"\0" + item.read_bytes())
+            h.update(str(item.relative_to(notebook.parent)).encode() + b"\0" + item.read_bytes())
     return h.hexdigest()
 
 

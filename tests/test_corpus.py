@@ -14,6 +14,7 @@ import pytest
 from corpus_harness import (
     VARIANTS,
     Outcome,
+    _workdir,
     by_source,
     comparable,
     load_baseline,
@@ -81,6 +82,17 @@ def test_the_summary_gives_each_sources_rates_per_variant() -> None:
         "    mlbook     chain 0/0 -, 1/1; headings 0/0 -, 0/0",
         "    xgboost    chain 5/6 83.3%, 1/2; headings 4/4 100.0%, 1/1",
     ]
+
+
+def test_a_run_folder_has_the_notebooks_neighbours_and_their_folders_but_no_notebook(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "figures").mkdir(parents=True)
+    (source / "figures" / ".gitkeep").write_text("")
+    (source / "data.csv").write_text("a\n1\n")
+    for name in ("nb.ipynb", "other.ipynb"):
+        (source / name).write_text("{}")
+    work = _workdir(source / "nb.ipynb", tmp_path / "runs", "x/chain")
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == ["data.csv", "figures", "figures/.gitkeep"]
 
 
 @pytest.mark.slow
