@@ -215,6 +215,13 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     return comp
 
 
+def _carried_out(pipeline: Pipeline, step: Step) -> list[str]:
+    """The outputs of ``step`` that every step receiving them receives only for its functions' globals
+    (VariableEdge.carried): one that cannot be saved is left out instead of failing the step."""
+    edges = [e for s in pipeline.steps for e in s.inputs if e.producer == step.name and e.kind == "value"]
+    return sorted(n for n in step.outputs if all(e.carried for e in edges if e.name == n) and n not in step.models)
+
+
 def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     """What the step runtime needs to run the step. Empty parts are left out: the spec travels in every copy of
     the step's command that KFP and Argo keep (docs/kfp-backend.md, "Workflow size")."""
@@ -229,6 +236,8 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "optional": optional,
         "inputs": {e.name: input_key(step, e.name) for e in step.inputs if e.kind == "value"},
         "outputs": {n: n for n in step.outputs},
+        "carried_in": sorted(e.name for e in step.inputs if e.carried),
+        "carried_out": _carried_out(pipeline, step),
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY if step.metrics else "",
         "metrics_text_key": METRICS_TEXT_KEY if step.metrics else "",

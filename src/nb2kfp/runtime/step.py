@@ -509,6 +509,13 @@ def _unsaveable(name: str, value: object, exc: BaseException, where: str) -> str
     )
 
 
+def _missing(name: str, folder: str) -> str:
+    """Why ``name``'s value was not saved (a ``missing`` value), or "" when it was."""
+    with _open_value(name, os.path.join(folder, "nb2kfp.json")) as fh:
+        meta = json.loads(fh.read().decode("utf-8"))
+    return str(meta.get("reason", "")) if meta.get("format") == "missing" else ""
+
+
 def load_value(name: str, folder: str) -> object:
     with _open_value(name, os.path.join(folder, "nb2kfp.json")) as fh:
         meta = json.loads(fh.read().decode("utf-8"))
@@ -1287,6 +1294,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             if name == PROCESS_STATE:
                 state = load_value(name, local_path(uri))  # type: ignore[assignment]
                 _set_process_state(state)
+            elif name in spec.get("carried_in", ()) and (why := _missing(name, local_path(uri))):
+                log(f"{name!r} is not here ({why}): only a function that reads it needs it, and fails if called")
             else:
                 namespace[name] = load_value(name, local_path(uri))
         for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
@@ -1310,7 +1319,14 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
         else:
             where = f"from step {step!r} ({_setter(name, cells)})"
-            meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared, where)
+            try:
+                meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared, where)
+            except StepFailed as exc:
+                if name not in spec.get("carried_out", ()):
+                    raise
+                # later steps receive it only in case a function they get reads it (VariableEdge.carried)
+                log(f"{exc}; left out: later steps receive it only for a function that may read it")
+                meta = _save_missing(name, local_path(artifact["uri"]), str(exc))
         out_artifacts[key] = {
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
         }
