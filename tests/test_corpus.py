@@ -24,7 +24,7 @@ from corpus_harness import (
     tag,
 )
 
-SUBSET = ["corner/sigmas", "corner/custom", "formulaic/quickstart"]
+SUBSET = ["corner/sigmas", "corner/custom", "formulaic/quickstart", "xgboost/boost_from_prediction"]
 
 
 def _nb(*cells: tuple[str, str]) -> dict[str, Any]:
