@@ -44,7 +44,7 @@ CORPUS = ROOT / "tests" / "corpus"
 BASELINE = CORPUS / "baseline.json"
 VARIANTS = ("chain", "headings", "untagged")
 DUMP_STEP = "corpus_values"
-PAPERMILL_TIMEOUT = 300
+PAPERMILL_TIMEOUT = 900  # the machine-learning notebooks take minutes on a busy machine
 RUN_TIMEOUT = 1200
 
 # Encodes the values a dump cell sees; the first line picks the candidates (papermill: all globals).
@@ -159,13 +159,15 @@ def read_notebook(path: Path) -> dict[str, Any]:
 
 # -- running ---------------------------------------------------------------------------------------
 def _workdir(notebook: Path, root: Path, label: str) -> Path:
-    """A fresh folder with the notebook's neighbours (helper modules, data files), but no notebooks."""
+    """A fresh folder with the notebook's neighbours (helper modules, data files and folders), but no notebooks."""
     target = root / label
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for item in notebook.parent.iterdir():
         if item.is_file() and item.suffix != ".ipynb":
             shutil.copy(item, target / item.name)
+        elif item.is_dir():
+            shutil.copytree(item, target / item.name)
     return target
 
 
@@ -308,9 +310,9 @@ def notebooks(pattern: str | None = None) -> dict[str, Path]:
 
 def _digest(notebook: Path) -> str:
     h = hashlib.sha256()
-    for item in sorted(notebook.parent.iterdir()):
+    for item in sorted(notebook.parent.rglob("*")):
         if item == notebook or (item.is_file() and item.suffix != ".ipynb"):
-            h.update(item.name.encode() + b"\0" + item.read_bytes())
+            h.update(str(item.relative_to(notebook.parent)).encode() + b"\0" + item.read_bytes())
     return h.hexdigest()
 
 
@@ -399,10 +401,27 @@ def summary(outcomes: list[Outcome], unusable: dict[str, str], variants: list[st
         )
         for category, n in Counter(o.category for o in mine if not o.passed).most_common():
             lines.append(f"    {n:3d}  {category}")
+    if len({o.notebook.split("/")[0] for o in outcomes}) > 1:
+        lines.append("by source (variables equal, notebooks passing):")
+        lines.extend(by_source(outcomes, variants))
     if unusable:
         lines.append(f"unusable (left out): {len(unusable)}")
         lines.extend(f"    {k}: {v[:140]}" for k, v in sorted(unusable.items()))
     return "\n".join(lines)
+
+
+def by_source(outcomes: list[Outcome], variants: list[str]) -> list[str]:
+    """One line per source folder: its share of equal variables and of passing notebooks, per variant."""
+    lines = []
+    for source in sorted({o.notebook.split("/")[0] for o in outcomes}):
+        cells = []
+        for variant in variants:
+            mine = [o for o in outcomes if o.variant == variant and o.notebook.split("/")[0] == source]
+            total, equal = sum(o.comparable for o in mine), sum(o.equal for o in mine)
+            rate = f"{100.0 * equal / total:.1f}%" if total else "-"
+            cells.append(f"{variant} {equal}/{total} {rate}, {sum(o.passed for o in mine)}/{len(mine)}")
+        lines.append(f"    {source:<10} " + "; ".join(cells))
+    return lines
 
 
 def regressions(outcomes: list[Outcome], baseline: dict[str, dict[str, str]]) -> list[str]:

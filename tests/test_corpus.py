@@ -11,9 +11,20 @@ from typing import Any
 
 import pytest
 
-from corpus_harness import VARIANTS, comparable, load_baseline, notebooks, regressions, run_corpus, tag
+from corpus_harness import (
+    VARIANTS,
+    Outcome,
+    _workdir,
+    by_source,
+    comparable,
+    load_baseline,
+    notebooks,
+    regressions,
+    run_corpus,
+    tag,
+)
 
-SUBSET = ["corner/sigmas", "corner/custom", "formulaic/quickstart"]
+SUBSET = ["corner/sigmas", "corner/custom", "formulaic/quickstart", "xgboost/boost_from_prediction"]
 
 
 def _nb(*cells: tuple[str, str]) -> dict[str, Any]:
@@ -58,6 +69,30 @@ def test_only_values_equal_in_both_papermill_runs_are_compared() -> None:
     first = {"n": ["int", "3"], "t": ["float", "1.5"], "nan": ["float", "nan"], "s": ["str", "a"], "gone": ["int", "1"]}
     second = {"n": ["int", "3"], "t": ["float", "2.5"], "nan": ["float", "nan"], "s": ["str", "a"]}
     assert comparable(first, second) == {"n": ["int", "3"], "nan": ["float", "nan"], "s": ["str", "a"]}
+
+
+def test_the_summary_gives_each_sources_rates_per_variant() -> None:
+    outcomes = [
+        Outcome("xgboost/a", "chain", comparable=4, equal=3, category="value mismatch"),
+        Outcome("xgboost/b", "chain", comparable=2, equal=2),
+        Outcome("mlbook/c", "chain", comparable=0),
+        Outcome("xgboost/a", "headings", comparable=4, equal=4),
+    ]
+    assert by_source(outcomes, ["chain", "headings"]) == [
+        "    mlbook     chain 0/0 -, 1/1; headings 0/0 -, 0/0",
+        "    xgboost    chain 5/6 83.3%, 1/2; headings 4/4 100.0%, 1/1",
+    ]
+
+
+def test_a_run_folder_has_the_notebooks_neighbours_and_their_folders_but_no_notebook(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "figures").mkdir(parents=True)
+    (source / "figures" / ".gitkeep").write_text("")
+    (source / "data.csv").write_text("a\n1\n")
+    for name in ("nb.ipynb", "other.ipynb"):
+        (source / name).write_text("{}")
+    work = _workdir(source / "nb.ipynb", tmp_path / "runs", "x/chain")
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == ["data.csv", "figures", "figures/.gitkeep"]
 
 
 @pytest.mark.slow

@@ -47,6 +47,9 @@ class VariableEdge:
     name: str
     producer: str
     kind: Literal["value", "parameter", "path"] = "value"
+    # received only because a function the step receives (or a value holding one) may read it, not read by the
+    # step's own code: a value that cannot be handed over is then left out with a log line, not a failed run
+    carried: bool = False
 
 
 @dataclass(frozen=True)

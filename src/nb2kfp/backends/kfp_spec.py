@@ -25,6 +25,9 @@ from nb2kfp.words import printable
 
 SCHEMA_VERSION = "2.1.0"
 METRICS_KEY = "pipeline-metrics"
+# Beside a metrics step's system.Metrics (numbers only): a system.Markdown table of all its metrics, text included,
+# which the KFP UI shows in the step's Visualizations (docs/kfp-backend.md, g)
+METRICS_TEXT_KEY = "pipeline-metrics-text"
 REPORT_KEY = "nb2kfp-report"  # a step's report (system.HTML), when Step.report asks for one
 # A str value KFP would change (its {{$...}} placeholders, kfp.local's /kfp-workspace, the run macros the API
 # server of KFP 2.16+ expands in string parameters) travels as JSON text after this prefix, with those spellings
@@ -195,11 +198,19 @@ def _component(pipeline: Pipeline, step: Step, task: str) -> dict[str, Any]:
     outputs = {name: _artifact("system.Model" if name in step.models else "system.Artifact") for name in step.outputs}
     if step.metrics:
         outputs[METRICS_KEY] = _artifact("system.Metrics")
+        outputs[METRICS_TEXT_KEY] = _artifact("system.Markdown")
     if step.report:
         outputs[REPORT_KEY] = _artifact("system.HTML")
     if outputs:
         comp["outputDefinitions"] = {"artifacts": outputs}
     return comp
+
+
+def _carried_out(pipeline: Pipeline, step: Step) -> list[str]:
+    """The outputs of ``step`` that every step receiving them receives only for its functions' globals
+    (VariableEdge.carried): one that cannot be saved is left out instead of failing the step."""
+    edges = [e for s in pipeline.steps for e in s.inputs if e.producer == step.name and e.kind == "value"]
+    return sorted(n for n in step.outputs if all(e.carried for e in edges if e.name == n) and n not in step.models)
 
 
 def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
@@ -216,8 +227,11 @@ def step_spec(pipeline: Pipeline, step: Step) -> dict[str, Any]:
         "optional": optional,
         "inputs": {e.name: kfpnames.input_key(step, e.name) for e in step.inputs if e.kind == "value"},
         "outputs": {n: n for n in step.outputs},
+        "carried_in": sorted(e.name for e in step.inputs if e.carried),
+        "carried_out": _carried_out(pipeline, step),
         "metrics": list(step.metrics),
         "metrics_key": METRICS_KEY if step.metrics else "",
+        "metrics_text_key": METRICS_TEXT_KEY if step.metrics else "",
         "workspace_param": WORKSPACE_PARAM if pipeline.workspace else "",
         "retries": step.retries,
         "shared": list(origin.shared_names if origin else pipeline.shared_names),

@@ -197,7 +197,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         where = f" during step {record.running_step}" if record.running_step else ""
         report_error(f"interrupted ({stop}){where}; record in {target / records.RESULT}")
         return stop.exit_code
-    record.metrics = outcome.metrics
+    record.metrics, record.text_metrics = outcome.metrics, outcome.text_metrics
     if outcome.kept:  # processes that outlive this command: say so, and how to stop them
         from nb2kfp.local_run.parked import keep_seconds
 
@@ -226,6 +226,8 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     else:
         for name, value in outcome.metrics.items():
             report(f"metric {name} = {value:g}")
+        for name, text in outcome.text_metrics.items():
+            report(f"metric {name} = {text!r}")
         for name, ref in record.models.items():
             report(f"model {name}: {ref}")
         report(f"{outcome.status} in {record.seconds:.1f}s; outputs in {target}")

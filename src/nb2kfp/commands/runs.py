@@ -62,6 +62,8 @@ def run_show(ref: str, base: Path, as_json: bool, report: Callable[[str], None])
         report(f"  {status:<12} {step}" + (f"  {took:.2f}s" if isinstance(took, (int, float)) else ""))
     for name, value in (data.get("metrics") or {}).items():
         report(f"metric {name} = {value:g}")
+    for name, text in (data.get("text_metrics") or {}).items():
+        report(f"metric {name} = {text!r}")
     for name, ref_ in (data.get("models") or {}).items():
         report(f"model {name}: {ref_}")
     error = data.get("error")

@@ -268,7 +268,7 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None = None) -> Starlette:  # noqa: C901 - one closure per route
+def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None = None) -> Starlette:
     stats = metrics or Metrics()
 
     def refuse(code: int, reason: str) -> Response:

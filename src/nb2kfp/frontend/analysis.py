@@ -21,11 +21,44 @@ from nb2kfp.frontend.calls import (
     PURE_FUNCTIONS,
     PURE_METHODS,
     STATEFUL_IMPORTS,
+    configures_shell,
     formula_names,
     seeds_global_random_state,
 )
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "display", "get_ipython", "In", "Out"}
+
+
+_COMPARE = {
+    ast.Lt: "__lt__",
+    ast.LtE: "__le__",
+    ast.Gt: "__gt__",
+    ast.GtE: "__ge__",
+    ast.Eq: "__eq__",
+    ast.NotEq: "__ne__",
+}
+
+
+def _python_version_test(test: ast.expr) -> bool | None:
+    """The value of ``sys.version_info < (3, 0)`` (or ``sys.version_info[0] == 2``, ``sys.version_info.major >= 3``)
+    on every Python a step may run (3.10 and later), or None when the test is not one of those or depends on the
+    release (notebooks written for Python 2 and 3 guard Python 2 code with it: ``unicode(...)``)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _COMPARE):
+        return None
+    left = test.left
+    major = isinstance(left, ast.Subscript) and ast.unparse(left.slice) == "0"
+    major = major or (isinstance(left, ast.Attribute) and left.attr == "major")
+    if ast.unparse(left.value if major else left) != "sys.version_info":  # type: ignore[attr-defined]
+        return None
+    try:
+        other = ast.literal_eval(test.comparators[0])
+    except ValueError:
+        return None
+    if not (type(other) is int if major else isinstance(other, tuple) and all(type(v) is int for v in other)):
+        return None
+    method = _COMPARE[type(test.ops[0])]
+    results = {getattr(3 if major else (3, minor), method)(other) for minor in (10, 99)}
+    return results.pop() if len(results) == 1 else None
 
 
 @dataclass
@@ -224,6 +257,9 @@ class _Block:
                 else:
                     self.expr(t, bound, store=True)
                     self.mutate(t, s.lineno, definite=True)
+        elif isinstance(s, ast.If) and (python3 := _python_version_test(s.test)) is not None:
+            self.expr(s.test, bound)  # the branch a Python 3 kernel never runs (`if sys.version_info < (3, 0):`)
+            bound = self.run(s.body if python3 else s.orelse, bound)
         elif isinstance(s, ast.If | ast.While):
             self.expr(s.test, bound)
             then = self.run(s.body, bound.branch())
@@ -325,7 +361,7 @@ class _Block:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
-        self.f.process_state |= seeds_global_random_state(func)
+        self.f.process_state |= seeds_global_random_state(func) or configures_shell(node)
         self.f.formula_names |= formula_names(node)
         args = [*node.args, *(k.value for k in node.keywords)]
         inplace = any(k.arg == "inplace" and _is_true(k.value) for k in node.keywords)
@@ -379,7 +415,7 @@ class _Block:
         for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
             self.expr(default, bound)
 
-    def scope(self, node: ast.AST, bound: _Bound | None = None) -> None:  # noqa: C901 - one branch per kind of scope
+    def scope(self, node: ast.AST, bound: _Bound | None = None) -> None:
         """A nested scope. Comprehensions (``bound`` given) run at once: their free names are reads.
         Functions, lambdas and classes run later: their free names are deferred. ``global`` names
         a function binds, and free names it may change, count for the module."""

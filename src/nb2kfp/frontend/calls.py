@@ -73,6 +73,21 @@ def seeds_global_random_state(func: ast.expr) -> bool:
     )
 
 
+def configures_shell(node: ast.Call) -> bool:
+    """``%config InteractiveShell.ast_node_interactivity = ...`` (a ``run_line_magic('config', ...)`` call): what
+    the following cells show, a setting of the process that later steps receive (the runtime's PROCESS_STATE)."""
+    func, args = node.func, node.args
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "run_line_magic"
+        and len(args) >= 2
+        and isinstance(args[0], ast.Constant)
+        and args[0].value == "config"
+        and isinstance(args[1], ast.Constant)
+        and "ast_node_interactivity" in str(args[1].value)
+    )
+
+
 def formula_names(node: ast.Call) -> set[str]:
     """The names a formula string given to a formula call uses (``"y ~ C(g, contr.custom(coding))"``: y, C, g,
     contr, coding); attributes (``custom``) and quoted text are not names."""

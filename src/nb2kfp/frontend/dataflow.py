@@ -256,7 +256,7 @@ class _Carried:
             if name in self.params and name not in pre.binds:
                 self.flow.params[step.name].add(name)
                 continue
-            provider = self._receive(step, name, {n for n, c in self.changes.items() if name in c})
+            provider = self._receive(step, name, {n for n, c in self.changes.items() if name in c}, carried=True)
             if provider is not None:
                 pending += self.carried(provider, name)
 
@@ -270,7 +270,7 @@ class _Carried:
             or name in self.preludes.get(step.name, self.prelude).binds
         )
 
-    def _receive(self, step: StepFacts, name: str, setters: set[str]) -> StepFacts | None:
+    def _receive(self, step: StepFacts, name: str, setters: set[str], carried: bool = False) -> StepFacts | None:
         """Pass ``name`` to ``step`` from its nearest ancestor among ``setters`` (the last in notebook order if
         several)."""
         candidates = [self.steps[a] for a in self.anc[step.name] & setters]
@@ -283,7 +283,7 @@ class _Carried:
         if name in provider.facts.imported:
             self.flow.imports[step.name].setdefault(name, provider.facts.imported[name])
             return None
-        self.flow.inputs[step.name].append(VariableEdge(name, provider.name))
+        self.flow.inputs[step.name].append(VariableEdge(name, provider.name, carried=carried))
         self.flow.outputs[provider.name].add(name)
         return provider
 

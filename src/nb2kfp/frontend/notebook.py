@@ -47,6 +47,7 @@ FOREIGN_TAGS = frozenset(
         "scroll-output",
         "scroll-input",
         "voila-hide",
+        "hide",  # a cell nbconvert's TagRemovePreprocessor leaves out of the docs (seaborn's tutorials)
     }
 )
 _FOREIGN_RE = re.compile(

@@ -135,7 +135,7 @@ def parse_metrics(path: str, cell: int, tree: ast.Module, diagnostics: list[Diag
 
 
 def text_metrics(path: str, metrics: list[tuple[str, int]], trees: list[ast.Module], diags: list[Diagnostic]) -> None:
-    """Warn about metrics a step sets to text: KFP metrics are numbers; the run logs them and goes on."""
+    """Warn about metrics a step sets to text: KFP metrics are numbers; the run shows them as text metrics."""
     texts: set[str] = set()
     for tree in trees:
         for stmt in tree.body:
@@ -144,8 +144,9 @@ def text_metrics(path: str, metrics: list[tuple[str, int]], trees: list[ast.Modu
     for name, cell in metrics:
         if name in texts:
             msg = (
-                f"metric {name!r} is set to text, but KFP metrics are numbers: the run logs its value "
-                "in the step's output and leaves it out of the metrics"
+                f"metric {name!r} is set to text, but KFP metrics are numbers: it is shown as a text metric "
+                "(the step's pipeline-metrics-text table in the KFP UI, text_metrics in the run's record), "
+                "not in the run's Metrics or run comparisons"
             )
             diags.append(warning(path, msg, "NB047", cell))
 

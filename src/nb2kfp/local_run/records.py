@@ -70,6 +70,7 @@ class RunRecord:
     started: str = field(default_factory=now)
     seconds: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    text_metrics: dict[str, str] = field(default_factory=dict)  # metrics set to a str: shown, not KFP metrics
     error: dict[str, Any] | None = None
     models: dict[str, str] = field(default_factory=dict)
     running_step: str | None = None
@@ -121,6 +122,7 @@ class RunRecord:
             "steps": {name: r.status for name, r in self.steps.items()},
             "step_details": {name: vars(r) for name, r in self.steps.items()},
             "metrics": self.metrics,
+            "text_metrics": self.text_metrics,
             "error": self.error,
             "models": self.models,
             "spec": str(self.spec),

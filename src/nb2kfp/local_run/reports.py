@@ -273,6 +273,10 @@ def write_run_report(run_dir: Path, pipeline: Pipeline, record: dict[str, Any], 
     status = str(record.get("status"))
     esc = html.escape
     metrics = "".join(f"<tr><td>{esc(k)}</td><td>{v:g}</td></tr>" for k, v in record.get("metrics", {}).items())
+    metrics += "".join(  # text metrics: as the notebook set them (pre-wrap keeps their lines)
+        f'<tr><td>{esc(k)}</td><td class=text style="white-space:pre-wrap">{esc(v)}</td></tr>'
+        for k, v in (record.get("text_metrics") or {}).items()
+    )
     params = "".join(
         f"<tr><td>{esc(k)}</td><td>{esc(json.dumps(v))}</td></tr>" for k, v in record.get("parameters", {}).items()
     )

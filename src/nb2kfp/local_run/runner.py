@@ -50,6 +50,7 @@ class LocalRun:
     log_tail: list[str] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)  # variable -> image ref (run --model-image)
     kept: list[str] = field(default_factory=list)  # steps with a process kept warm for the next run (parked.py)
+    text_metrics: dict[str, str] = field(default_factory=dict)  # metrics set to a str (not KFP metrics, shown)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class LocalRun:
             "status": self.status,
             "steps": self.steps,
             "metrics": self.metrics,
+            **({"text_metrics": self.text_metrics} if self.text_metrics else {}),
             "run_dir": str(self.run_dir),
         }
 
@@ -232,10 +234,12 @@ def run(
     if error is not None and failed is None:
         raise RunError(f"kfp.local could not run the pipeline: {_ANSI.sub('', str(error))}")
     steps = {s: ("not run" if st == "pending" else st) for s, st in states.items()}
+    metrics, text_metrics = read_metrics(artifacts, pipeline)
     return LocalRun(
         status="failed" if failed else "succeeded",
         steps=steps,
-        metrics=read_metrics(artifacts, pipeline),
+        metrics=metrics,
+        text_metrics=text_metrics,
         run_dir=run_dir,
         seconds=time.monotonic() - started,
         failed_step=failed,
@@ -244,14 +248,16 @@ def run(
     )
 
 
-def read_metrics(artifacts: Path, pipeline: Pipeline) -> dict[str, float]:
-    metrics: dict[str, float] = {}
+def read_metrics(artifacts: Path, pipeline: Pipeline) -> tuple[dict[str, float], dict[str, str]]:
+    """(numbers, text metrics) the steps recorded, in the pipeline's order of metrics."""
+    found: dict[str, float | str] = {}
     for step in pipeline.steps:
         if not step.metrics:
             continue
         for path in sorted(artifacts.glob(f"*/{kfpnames.task_name(step.name)}/{METRICS_KEY}")):
-            metrics.update(json.loads(path.read_text(encoding="utf-8")))
-    return {m: metrics[m] for m in pipeline.metrics if m in metrics}
+            found.update(json.loads(path.read_text(encoding="utf-8")))
+    ordered = [(m, found[m]) for m in pipeline.metrics if m in found]
+    return {m: v for m, v in ordered if not isinstance(v, str)}, {m: v for m, v in ordered if isinstance(v, str)}
 
 
 def model_folders(artifacts: Path, pipeline: Pipeline) -> dict[str, Path]:

@@ -514,6 +514,13 @@ def _unsaveable(name: str, value: object, exc: BaseException, where: str) -> str
     )
 
 
+def _missing(name: str, folder: str) -> str:
+    """Why ``name``'s value was not saved (a ``missing`` value), or "" when it was."""
+    with _open_value(name, os.path.join(folder, "nb2kfp.json")) as fh:
+        meta = json.loads(fh.read().decode("utf-8"))
+    return str(meta.get("reason", "")) if meta.get("format") == "missing" else ""
+
+
 def load_value(name: str, folder: str) -> object:
     with _open_value(name, os.path.join(folder, "nb2kfp.json")) as fh:
         meta = json.loads(fh.read().decode("utf-8"))
@@ -532,14 +539,22 @@ def load_value(name: str, folder: str) -> object:
     return fmt.load(io.BytesIO(data))
 
 
+_SHELL_PART = "IPython shell"  # the shell's settings %config changed (ast_node_interactivity), in PROCESS_STATE
+
+
 def _process_state(received: dict[str, Any]) -> dict[str, Any]:
     """The process state now (PROCESS_STATE); a part as received when the step did not import its module."""
-    return {**received, **{m: get(sys.modules[m]) for m, (get, _) in _STATE_PARTS.items() if m in sys.modules}}
+    state = {**received, **{m: get(sys.modules[m]) for m, (get, _) in _STATE_PARTS.items() if m in sys.modules}}
+    if _interactivity() != "last_expr":
+        state[_SHELL_PART] = {"ast_node_interactivity": _interactivity()}
+    return state
 
 
 def _set_process_state(state: dict[str, Any]) -> None:
     """Set each part now when its module is imported, else right after the step imports it."""
     for module, value in state.items():
+        if module == _SHELL_PART and _shell() is not None:
+            _shell().ast_node_interactivity = value["ast_node_interactivity"]  # type: ignore[union-attr]
         if module not in _STATE_PARTS:
             continue
         setter = _STATE_PARTS[module][1]
@@ -626,6 +641,8 @@ class IPythonShim:
     ``IPython.core.getipython.get_ipython()``): shell lines and the common magics, what libraries call on the shell
     (``showtraceback``, ``display_pub``, ``events``), minus the kernel."""
 
+    ast_node_interactivity = "last_expr"  # what a cell's Out[N] shows (step reports): %config sets it
+
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.user_ns = namespace
         self.kernel = _NoKernel()
@@ -694,11 +711,12 @@ class IPythonShim:
             return None
         if name == "run":
             return self.run_cell_magic(RUN_MAGIC, line, "")
+        if name == "config":
+            return self._config(line)
         if name not in (
             "load_ext",
             "reload_ext",
             "autoreload",
-            "config",
             "precision",
             "xmode",
             "pinfo",
@@ -706,6 +724,23 @@ class IPythonShim:
         ):
             log(f"skipped %{name} {line}: no kernel in a pipeline step")
         return None
+
+    def _config(self, line: str) -> None:
+        """``%config InteractiveShell.ast_node_interactivity = 'all'`` (any shell class) sets what the step's report
+        shows of each cell; another setting has no effect in a step: a log line says so."""
+        import ast
+
+        found = re.match(r"^\s*(\w*InteractiveShell)\.ast_node_interactivity\s*=\s*(.+?)\s*$", line)
+        if found is None:
+            log(f"skipped %config {line.strip()}: that setting has no effect in a pipeline step")
+            return
+        try:
+            mode = ast.literal_eval(found.group(2))
+        except (ValueError, SyntaxError):
+            mode = found.group(2)
+        if mode not in INTERACTIVITY:  # IPython refuses it too (a TraitError): the cell fails in the kernel
+            raise ValueError(f"%config {line.strip()}: ast_node_interactivity is one of {', '.join(INTERACTIVITY)}")
+        self.ast_node_interactivity = mode
 
     def run_cell_magic(self, name: str, line: str, cell: str) -> Any:
         if name in ("bash", "sh"):
@@ -1069,46 +1104,84 @@ def _run_cells(cells: list[tuple[str, str, bool]], namespace: dict[str, Any], sh
             for name, text in _WARM_SHOWN:
                 (sys.stdout if name == "stdout" else sys.stderr).write(text)
             _WARM_SHOWN.clear()
-        code: types.CodeType | None
-        code, shown_value = _split_last(source, filename) if shown and _REPORT is not None else (None, None)
-        code = code or compile(source, filename, "exec")
-        while code is not None:
+        # the values a kernel shows as Out[N] (the last expression, or what %config ast_node_interactivity asks)
+        # go through sys.displayhook from the parts compiled in "single" mode, as in IPython
+        pending = _displayed(source, filename) if shown and _REPORT is not None else []
+        pending = pending or [compile(source, filename, "exec")]
+        while pending:
+            saved, sys.displayhook = sys.displayhook, _show_result
             try:
-                exec(code, namespace)
-                code = None
-                if shown_value is not None:  # the cell's last expression: shown as Jupyter shows it (Out[N])
-                    value, shown_value = eval(shown_value, namespace), None
-                    if value is not None and _REPORT is not None:
-                        _REPORT.display(value, result=True)
+                exec(pending.pop(0), namespace)
             except ModuleNotFoundError as exc:
-                code, shown_value = _after_gui_call(exc, source, filename), None
-                if code is None and not may_raise:
+                retry = _after_gui_call(exc, source, filename)
+                pending = [retry] if retry is not None else []
+                if retry is None and not may_raise:
                     raise
-                if code is None:
+                if retry is None:
                     _expected(exc, filename)
             except Exception as exc:
                 if not may_raise:
                     raise
                 _expected(exc, filename)
-                code = None
+                pending = []
+            finally:
+                sys.displayhook = saved
         if shown and _REPORT is not None:
             _REPORT.figures()
 
 
-def _split_last(source: str, filename: str) -> tuple[types.CodeType | None, types.CodeType | None]:
-    """A cell whose last statement is an expression (``df.head()``, ``42``, not ending in ``;``): its code up to that
-    statement, and the expression, compiled with the cell's line numbers; (None, None) otherwise."""
+INTERACTIVITY = ("all", "last", "last_expr", "none", "last_expr_or_assign")  # IPython's ast_node_interactivity
+
+
+def _interactivity() -> str:
+    """IPython's ``ast_node_interactivity``: set with ``%config InteractiveShell.ast_node_interactivity = 'all'`` or
+    ``get_ipython().ast_node_interactivity = ...`` (the shell stand-in's), or on IPython's class itself (``from
+    IPython.core.interactiveshell import InteractiveShell; InteractiveShell.ast_node_interactivity = 'all'``: the
+    class attribute then replaces the trait, and wins in IPython too)."""
+    module = sys.modules.get("IPython.core.interactiveshell")
+    on_class = getattr(module, "InteractiveShell", type).__dict__.get("ast_node_interactivity")
+    if isinstance(on_class, str) and on_class in INTERACTIVITY:
+        return on_class
+    shell = _shell()
+    return shell.ast_node_interactivity if shell is not None else "last_expr"
+
+
+def _displayed(source: str, filename: str) -> list[types.CodeType]:
+    """A cell's code in parts, as IPython runs it: the statements whose values it shows (``df.head()``, and with
+    ``ast_node_interactivity`` "all" every statement) compiled in "single" mode, which hands an expression's value
+    to sys.displayhook; the others in "exec" mode. [] when the cell shows nothing (no such statement, a cell
+    ending in ``;``, a syntax error: compiled whole, it raises where the kernel does)."""
     import ast
 
     try:
         tree = ast.parse(source, filename)
     except SyntaxError:
-        return None, None
-    if not tree.body or not isinstance(tree.body[-1], ast.Expr) or source.rstrip().endswith(";"):
-        return None, None
-    last = tree.body[-1]
-    body = compile(ast.Module(body=tree.body[:-1], type_ignores=[]), filename, "exec")
-    return body, compile(ast.Expression(body=last.value), filename, "eval")
+        return []
+    mode, body = _interactivity(), list(tree.body)
+    if not body or source.rstrip().endswith(";") or mode == "none":
+        return []
+    last = body[-1]
+    if mode == "last_expr_or_assign" and isinstance(last, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        targets = last.targets if isinstance(last, ast.Assign) else [last.target]
+        if len(targets) == 1 and isinstance(targets[0], ast.Name):  # IPython shows the value just assigned
+            shown = ast.Expr(ast.Name(targets[0].id, ast.Load()))
+            body.append(ast.fix_missing_locations(ast.copy_location(shown, last)))
+    if mode == "all":
+        split = 0
+    elif mode == "last" or isinstance(body[-1], ast.Expr):
+        split = len(body) - 1
+    else:
+        return []
+    parts = [compile(ast.Module(body=body[:split], type_ignores=[]), filename, "exec")] if split else []
+    parts.extend(compile(ast.Interactive(body=[node]), filename, "single") for node in body[split:])
+    return parts
+
+
+def _show_result(value: object) -> None:
+    """sys.displayhook while a cell runs: a value a "single" part hands it is the cell's result (Out[N]) in the
+    step's report; None is not shown, as in IPython."""
+    if value is not None and _REPORT is not None:
+        _REPORT.display(value, result=True)
 
 
 def _expected(exc: BaseException, filename: str) -> None:
@@ -1226,6 +1299,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             if name == PROCESS_STATE:
                 state = load_value(name, local_path(uri))  # type: ignore[assignment]
                 _set_process_state(state)
+            elif name in spec.get("carried_in", ()) and (why := _missing(name, local_path(uri))):
+                log(f"{name!r} is not here ({why}): only a function that reads it needs it, and fails if called")
             else:
                 namespace[name] = load_value(name, local_path(uri))
         for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
@@ -1249,12 +1324,19 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
             raise StepFailed(f"step {step!r} did not set {name!r}, which a later step reads")
         else:
             where = f"from step {step!r} ({_setter(name, cells)})"
-            meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared, where)
+            try:
+                meta = save_value(name, namespace[name], local_path(artifact["uri"]), shared, where)
+            except StepFailed as exc:
+                if name not in spec.get("carried_out", ()):
+                    raise
+                # later steps receive it only in case a function they get reads it (VariableEdge.carried)
+                log(f"{exc}; left out: later steps receive it only for a function that may read it")
+                meta = _save_missing(name, local_path(artifact["uri"]), str(exc))
         out_artifacts[key] = {
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
         }
     if spec.get("metrics"):
-        out_artifacts[spec["metrics_key"]] = _metrics(spec, namespace, outputs, stopped)
+        out_artifacts.update(_metrics(spec, namespace, outputs, stopped))
     if _REPORT is not None:
         out_artifacts[_REPORT.key] = _REPORT.write(outputs)
     out_params = _exports(spec, namespace, outputs, out_artifacts)
@@ -1322,8 +1404,11 @@ def _finite(value: object) -> bool:
 
 
 def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any], stopped: str) -> dict[str, Any]:
-    """KFP metrics are numbers: a value that is not one is logged here and left out, never a failure."""
+    """KFP metrics are numbers (system.Metrics); a str value is a text metric, shown with the numbers in the step's
+    system.Markdown table. Any other value is logged here and left out, never a failure. The metrics file holds
+    both (``{name: number or str}``): ``run --local`` reads it."""
     values: dict[str, float] = {}
+    texts: dict[str, str] = {}
     for name in spec["metrics"]:
         if name not in namespace and stopped:
             log(f"metric {name!r} is not set: {stopped} before setting it")
@@ -1331,22 +1416,52 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
         if name not in namespace:
             raise StepFailed(f"metric {name!r} is not set at the end of step {spec['step']!r}")
         value = namespace[name]
+        if isinstance(value, str):
+            texts[name] = value
+            continue
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
             shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."
-            log(f"metric {name!r} is a {type(value).__name__} ({shown}), not a number: left out of the metrics")
+            log(f"metric {name!r} is a {type(value).__name__} ({shown}), not a number or text: left out of the metrics")
             continue
         if math.isfinite(number):
             values[name] = number
         else:  # KFP's launcher parses the output metadata with protojson, which has no NaN or Infinity
             log(f"metric {name!r} is {number}: KFP metrics are finite numbers, left out of the metrics")
-    artifact = outputs["artifacts"][spec["metrics_key"]]["artifacts"][0]
-    path = local_path(artifact["uri"])
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(values, fh)
-    return {"artifacts": [{"name": artifact.get("name", "metrics"), "uri": artifact["uri"], "metadata": values}]}
+    artifacts = {}
+    for key, content, metadata in (
+        (spec["metrics_key"], json.dumps({**values, **texts}), values),
+        (spec["metrics_text_key"], _markdown_table(spec["metrics"], {**values, **texts}), texts),
+    ):
+        artifact = outputs["artifacts"][key]["artifacts"][0]
+        path = local_path(artifact["uri"])
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        artifacts[key] = {
+            "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": metadata}]
+        }
+    return artifacts
+
+
+def _markdown_table(names: list[str], values: dict[str, float | str]) -> str:
+    """The metrics as a Markdown table (a metric left out reads "not recorded": the step's log says why)."""
+
+    def cell(text: str) -> str:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        return "<br>".join(text.splitlines()) or " "
+
+    rows = []
+    for name in names:
+        value = values.get(name)
+        shown = (
+            "*not recorded (see the step's log)*"
+            if value is None
+            else cell(value if isinstance(value, str) else f"{value:.12g}")
+        )
+        rows.append(f"| {cell(name)} | {shown} |")
+    return "\n".join(["| metric | value |", "| --- | --- |", *rows]) + "\n"
 
 
 ATTEMPT_ENV = "NB2KFP_ATTEMPT"  # set in each attempt of a step with retries (retry:N)
