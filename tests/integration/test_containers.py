@@ -351,7 +351,7 @@ def test_model_tag_packages_the_trained_model_after_a_run(tmp_path: Path, servic
     )
     client.images.pull(ref)
     out = client.containers.run(ref, ["sh", "-c", "ls /models"], remove=True, network_mode="none")
-    assert out.decode().split() == ["model-settings.json", "model.joblib", "nb2kfp.json"]
+    assert out.decode().split() == ["card.json", "model-settings.json", "model.joblib", "nb2kfp.json"]  # card: issue 28
     labels = client.images.get(ref).labels
     import sklearn
 
