@@ -43,7 +43,7 @@ def runs_clean(
     keep: Annotated[int, typer.Option("--keep", metavar="N", help="How many of the newest runs to keep.")],
     folder: RunsDir = Path(".nb2kfp/runs"),
     cache: Annotated[
-        bool, typer.Option("--cache", help="Also empty the step cache (.nb2kfp/cache next to the runs folder).")
+        bool, typer.Option("--cache", help="Also empty the step cache (.nb2kfp/cache of the current folder's project).")
     ] = False,
 ) -> None:
     """Remove all but the newest N runs (a run still going is never removed)."""

@@ -83,7 +83,7 @@ def run_clean(keep: int, base: Path, report: Callable[[str], None], cache: bool 
     removed = records.clean(keep, base)
     report(f"removed {count(len(removed), 'run')} from {base}, kept the newest {keep}")
     if cache:
-        folder = base.parent / records.CACHE.name
+        folder = records.cache_folder(Path.cwd())
         entries = records.clean_cache(folder)
         report(f"emptied the step cache {folder} ({count(entries, 'entry', 'entries')})")
     from nb2kfp.local_run import parked

@@ -26,10 +26,11 @@ from nb2kfp.errors import RunError
 from nb2kfp.ir import ARTIFACT_KEY_ENV, Pipeline
 from nb2kfp.local_run import kfp_local  # checks the installed kfp: before the run folder is made
 from nb2kfp.local_run.processes import Supervisor
+from nb2kfp.runtime.step import READS_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # What each run sets anew in the environment its steps inherit (their folders; the artifact key)
-RUN_ENV = ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV)
+RUN_ENV = ("NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED", "NB2KFP_LOCAL_WORKSPACE", ARTIFACT_KEY_ENV, READS_ENV)
 Event = Callable[[str, str, float | None], None]  # (step, status, seconds)
 
 
@@ -195,10 +196,16 @@ def run(
 
     step_cache = None
     if cache is not None:
-        extra = local_cache.folder_state(Path(pipeline.source).resolve().parent, Path(pipeline.source))
-        if not docker:  # SubprocessRunner steps run on this interpreter; DockerRunner's images are pinned
-            extra += "\n" + local_cache.environment()
-        step_cache = local_cache.StepCache(str(cache.resolve()), extra, on_hit)
+        # SubprocessRunner steps run on this interpreter; DockerRunner's images are pinned
+        extra = "" if docker else local_cache.environment()
+        reads = run_dir / local_cache.READS  # each step writes what it read next to the notebook there
+        os.environ[READS_ENV] = str(reads)
+
+        def step_of(component: str) -> str | None:
+            return names.get(kfpnames.task_of_component(component))
+
+        seed = Path(pipeline.source).resolve().parent
+        step_cache = local_cache.StepCache(str(cache.resolve()), extra, on_hit, seed, reads, step_of)
     try:
         with (
             _track(names, on_step, states, log),
@@ -222,6 +229,8 @@ def run(
         for name in RUN_ENV:
             os.environ.pop(name, None)
         log.close()
+        if step_cache is not None:
+            step_cache.files.save()
     failed = next((s for s, st in states.items() if st == "failed"), None)
     if error is not None and failed is None:
         raise RunError(f"kfp.local could not run the pipeline: {_ANSI.sub('', str(error))}")
