@@ -45,7 +45,7 @@ CELLS = [
     (["step:listing", "prev:join"], "import glob\nn = len(glob.glob('*.txt'))"),
     (["step:optional", "prev:join"], "try:\n    extra = int(open('extra.cfg').read())\nexcept OSError:\n    extra = 0"),
     (["step:helper", "prev:join"], "import helpers\nh = helpers.VALUE"),
-    (["step:plain", "prev:join"], "p = 1"),
+    (["step:plain", "prev:join"], "import importlib.metadata\np = len(list(importlib.metadata.distributions()))"),
     (["pipeline-metrics"], "print(total)\nprint(n)\nprint(extra)\nprint(h)"),
 ]
 ALL = {"read_a", "read_b", "join", "listing", "optional", "helper", "plain"}

@@ -1035,13 +1035,17 @@ def _enter_workdir(step: str) -> list[str]:
 
 
 READS_ENV = "NB2KFP_READS"  # a local run: the folder where each step writes what it read beside the notebook
+# Modules whose folder listings find modules and their metadata (sys.path holds the step's folder), and glob's (a
+# pattern's matches are recorded instead): not a step's dependency on a folder's listing
+_IMPORT_SYSTEM = {"_frozen_importlib", "_frozen_importlib_external", "importlib", "pkgutil", "pkg_resources", "glob"}
 
 
 class _Reads:
     """What a step of a local run opened to read or listed next to the notebook (its cache entry depends on them,
     nb2kfp.local_run.cache): paths relative to the notebook's folder, found by an audit hook. A name the step
     opened that its folder lacks counts too (made later, it re-runs the step); what it opened in its own folder, in
-    the run folder, outside the notebook's folder, and the import system's folder listings do not."""
+    the run folder, outside the notebook's folder, and the import system's folder listings (:data:`_IMPORT_SYSTEM`)
+    do not."""
 
     def __init__(self, seed: str, here: str) -> None:
         self.seed, self.here = os.path.realpath(seed), os.path.abspath(here)
@@ -1057,8 +1061,8 @@ class _Reads:
             if "r" in mode or "+" in mode or (not mode and flags & (os.O_WRONLY | os.O_RDWR) != os.O_WRONLY):
                 self._add(self.files, args[0])
         elif event in ("os.listdir", "os.scandir") and not isinstance(args[0], int):
-            caller = sys._getframe(1)
-            if caller.f_globals.get("__name__") != "glob" and not caller.f_code.co_filename.startswith("<frozen"):
+            caller = str(sys._getframe(1).f_globals.get("__name__"))
+            if caller.split(".")[0] not in _IMPORT_SYSTEM:  # looking for modules or their metadata, not for data
                 self._add(self.listed, "." if args[0] is None else args[0])
         elif event == "glob.glob/2" and isinstance(args[0], str) and args[3] is None:
             full = os.path.join(os.path.abspath(args[2] or "."), args[0])
