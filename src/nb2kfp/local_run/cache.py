@@ -148,8 +148,8 @@ class FileState:
         return "\n".join(lines)
 
     def _inside(self, name: str) -> Path | None:
-        path = self.seed / name
-        return path if os.path.normpath(path).startswith(str(self.seed)) else None
+        path = os.path.normpath(self.seed / name)
+        return Path(path) if path == str(self.seed) or path.startswith(f"{self.seed}{os.sep}") else None
 
     def digest(self, name: str) -> str:
         path = self._inside(name)
