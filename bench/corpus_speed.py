@@ -92,7 +92,7 @@ def run(ctx: Ctx, section: str) -> list[dict[str, str]]:
         "" if value is not None else f"; only {len(ratios)} measured: no figure"
     )
     ctx.results.add(Row(section, "cold run / papermill, corpus median", "x", value, None,
-                        Target("nb2kfp", "<=", 1.5), note))  # fmt: skip
+                        Target("nb2kfp", "<=", 1.0), note))  # fmt: skip
     return table
 
 

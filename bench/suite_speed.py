@@ -85,8 +85,8 @@ def run_suite(ctx: Ctx) -> None:
         argv = [*ctx.nb2kfp, "run", nb.name, "--local", "--json", *extra]
         return keep(key, "nb2kfp", ctx.run(argv, TIMEOUT, nb.parent, **env), rep)
 
-    def cold(extra: list[str], key: str, rep: int) -> None:
-        nb2kfp(key, nbs["cold"], ["--no-cache", *extra], rep)
+    def cold(extra: list[str], key: str, rep: int, **env: str) -> None:
+        nb2kfp(key, nbs["cold"], ["--no-cache", *extra], rep, **env)
 
     def incremental(rep: int) -> None:
         _set_max_iter(nbs["incremental"], 501 + rep)
@@ -95,6 +95,16 @@ def run_suite(ctx: Ctx) -> None:
     def incremental_nothing_warm(rep: int) -> None:
         _set_max_iter(nbs["incremental"], 701 + rep)
         nb2kfp("nb2kfp incremental, NB2KFP_WARM=0", nbs["incremental"], [], rep, NB2KFP_WARM="0")
+
+    def unchanged(rep: int) -> None:  # nothing edited since the last run: every step from the cache
+        nb2kfp("nb2kfp unchanged (nothing edited)", nbs["incremental"], [], rep, **KEPT)
+
+    def unchanged_nothing_warm(rep: int) -> None:
+        nb2kfp("nb2kfp unchanged, NB2KFP_WARM=0", nbs["incremental"], [], rep, NB2KFP_WARM="0")
+
+    def new_file(rep: int) -> None:  # `nb2kfp compile` writes the spec beside the notebook, a scratch file is saved
+        (nbs["incremental"].parent / f"notes-{rep}.txt").write_text("scratch", encoding="utf-8")
+        nb2kfp("nb2kfp new unrelated file beside it", nbs["incremental"], [], rep, **KEPT)
 
     def markdown(rep: int) -> None:
         _edit_markdown(nbs["incremental"], rep)
@@ -140,9 +150,13 @@ def run_suite(ctx: Ctx) -> None:
     cases: list[Case] = [
         partial(cold, [], "nb2kfp cold"),
         partial(cold, ["--jobs", "1"], "nb2kfp cold, --jobs 1"),
+        partial(cold, [], "nb2kfp cold, NB2KFP_WARM=0", NB2KFP_WARM="0"),
         papermill,
         incremental,
         incremental_nothing_warm,
+        unchanged,
+        unchanged_nothing_warm,
+        new_file,
         markdown,
     ]
     if ctx.kale_ready:
@@ -158,10 +172,15 @@ def run_suite(ctx: Ctx) -> None:
     res.add(Row(SECTION, "cold run iris", "s", t_cold, t_kale, Target("ratio", "<=", 0.15), kale_note))
     res.add(Row(SECTION, "incremental re-run iris (one leaf edited)", "s", t_inc, t_kale_inc, None, kale_note))
     res.add(
-        Row(SECTION, "cold run / papermill", "x", _ratio(t_cold, t_pm), None, Target("nb2kfp", "<=", 1.5),
+        Row(SECTION, "cold run / papermill", "x", _ratio(t_cold, t_pm), None, Target("nb2kfp", "<=", 1.0),
             "papermill 2.7 runs the notebook top to bottom in one kernel, same machine, same run")
     )  # fmt: skip
-    res.add(Row(SECTION, "incremental / cold run", "x", _ratio(t_inc, t_cold), None, Target("nb2kfp", "<=", 0.35)))
+    res.add(Row(SECTION, "incremental / cold run", "x", _ratio(t_inc, t_cold), None, Target("nb2kfp", "<=", 0.25)))
+    t_same = t("nb2kfp unchanged (nothing edited)")
+    res.add(Row(SECTION, "unchanged / cold run", "x", _ratio(t_same, t_cold), None, Target("nb2kfp", "<=", 0.1)))
+    new = [n for n in steps_run.get("nb2kfp new unrelated file beside it", []) if n is not None]
+    res.add(Row(SECTION, "steps run after a new unrelated file", "", max(new) if new else None, None,
+                Target("nb2kfp", "<=", 0)))  # fmt: skip
     md = [n for n in steps_run.get("nb2kfp markdown-only edit", []) if n is not None]
     res.add(Row(SECTION, "steps run after a markdown-only edit", "", max(md) if md else None, None,
                 Target("nb2kfp", "<=", 0)))  # fmt: skip

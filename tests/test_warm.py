@@ -22,7 +22,7 @@ import pytest
 from clirun import Make
 from conftest import require, run_local_json
 from nb2kfp.ir import CodeCell
-from nb2kfp.local_run import parked
+from nb2kfp.local_run import kept, parked
 from nb2kfp.local_run.warm import PROGRAM, binding_imports, installed_here, leading_imports
 
 AGG = "int(__import__('os').environ.get('MPLBACKEND') == 'Agg')"
@@ -155,7 +155,8 @@ def test_a_figure_shown_in_a_step_started_ahead_is_in_its_report(make_nb: Make) 
 
 
 def _waiting_in(folder: Path, first_line: bytes) -> list[int]:
-    """The processes whose program (``python -c PROGRAM``) starts with ``first_line`` and that wait in ``folder``
+    """The processes whose program (``python -c PROGRAM``, ``python -m MODULE``) starts with ``first_line`` and that
+    wait in ``folder``
     (a kept process) or below it (one started ahead waits in its step's folder)."""
     found = []
     for entry in os.listdir("/proc"):
@@ -227,7 +228,7 @@ def test_modules_handed_on_as_values_and_a_steps_first_imports_load_ahead(make_n
 
 
 # -- kept warm between runs (local_run/parked.py) ---------------------------------------------------------------
-KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, kept warm'))"
+KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2] == b'nb2kfp.local_run.kept')"
 
 
 def kept_run_process(
@@ -301,7 +302,14 @@ def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make
 
 def _kept_for(folder: Path) -> list[int]:
     """The processes kept warm for a notebook in ``folder`` (they wait there); other tests' and runs' are not."""
-    return _waiting_in(folder, parked.PROGRAM.split("\n", 1)[0].encode())
+    return _waiting_in(folder, kept.MODULE.encode())
+
+
+def _appears(found: Callable[[], list[int]], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not found() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return bool(found())
 
 
 def _gone(found: Callable[[], list[int]], seconds: float) -> bool:
@@ -318,7 +326,7 @@ def test_nothing_is_kept_under_ci_and_a_kept_process_ends_when_unused(make_nb: M
     assert "warm for the next run" not in _kept_run(nb, "--no-cache", CI="true")["stderr"]
     assert not _kept_for(nb.parent)
     _kept_run(nb, "--no-cache", NB2KFP_WARM_KEEP="5")
-    assert _kept_for(nb.parent)
+    assert _appears(lambda: _kept_for(nb.parent), 3)  # there once it entered the notebook's folder
     assert _gone(lambda: _kept_for(nb.parent), 60)  # unused for 5 s: it ends
 
 

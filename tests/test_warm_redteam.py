@@ -23,7 +23,7 @@ from clirun import Make
 from nb2kfp.local_run import parked
 from test_warm import kept_run_process
 
-KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, kept warm'))"
+KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2] == b'nb2kfp.local_run.kept')"
 
 
 @pytest.fixture(autouse=True)

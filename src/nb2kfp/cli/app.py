@@ -162,7 +162,7 @@ def run(
         typer.Option(
             "--cache/--no-cache",
             help="Reuse the results of steps whose code, inputs, parameters and environment are unchanged "
-            "(.nb2kfp/cache; not with --docker).",
+            "(the project's .nb2kfp/cache; not with --docker).",
         ),
     ] = True,
     jobs: Annotated[

@@ -43,10 +43,13 @@ def runs_clean(
     keep: Annotated[int, typer.Option("--keep", metavar="N", help="How many of the newest runs to keep.")],
     folder: RunsDir = Path(".nb2kfp/runs"),
     cache: Annotated[
-        bool, typer.Option("--cache", help="Also empty the step cache (.nb2kfp/cache next to the runs folder).")
+        bool, typer.Option("--cache", help="Also empty the step cache (.nb2kfp/cache of the current folder's project).")
+    ] = False,
+    every_project: Annotated[
+        bool, typer.Option("--all", help="Stop the step processes kept warm for every project, not this one's only.")
     ] = False,
 ) -> None:
-    """Remove all but the newest N runs (a run still going is never removed)."""
+    """Remove all but the newest N runs (a run still going is never removed); stop this project's kept processes."""
     from nb2kfp.commands import runs as command
 
-    raise typer.Exit(command.run_clean(keep, folder, _out, cache))
+    raise typer.Exit(command.run_clean(keep, folder, _out, cache, every_project))

@@ -39,7 +39,7 @@ class Options:
     registry: str | None = None
     model_image: str | None = None
     report: bool = True  # step reports and report.html
-    cache: bool = True  # reuse step results from .nb2kfp/cache (not with --docker)
+    cache: bool = True  # reuse step results from the project's .nb2kfp/cache (not with --docker)
     jobs: int | None = None  # independent steps at once (default: one per core)
     output: Path | None = None  # the executed notebook here too (papermill's output notebook)
 
@@ -187,7 +187,8 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
             arguments = as_arguments(pipeline, given)
             # a cached step does not write its files into a new run's shared workspace: no cache with one
-            cache = records.CACHE if options.cache and not options.docker and not pipeline.workspace else None
+            cached = options.cache and not options.docker and not pipeline.workspace
+            cache = records.cache_folder(notebook.resolve().parent) if cached else None
             outcome = local.run(
                 spec_path, pipeline, arguments, target, on_event, echo, options.docker, cache, options.jobs, supervisor
             )

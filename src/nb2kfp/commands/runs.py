@@ -43,7 +43,26 @@ def run_list(base: Path, as_json: bool, report: Callable[[str], None]) -> int:
     widths = [max(len(row[i]) for row in [*rows, ("RUN", "STATUS", "STARTED", "TOOK", "")]) for i in range(4)]
     for row in [("RUN", "STATUS", "STARTED", "TOOK", "PARAMETERS"), *rows]:
         report("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    _report_kept(report)
     return 0
+
+
+def _report_kept(report: Callable[[str], None]) -> None:
+    """The step processes kept warm for a next run (local_run/parked.py): this project's by step, the others'
+    counted; each costs memory until it ends or `runs clean` stops it."""
+    from nb2kfp.local_run import kept
+
+    project = str(records.project_root(Path.cwd()))
+    found = kept.processes()
+    ours = [p for p in found if p["project"] == project]
+    for p in ours:
+        report(f"kept warm: step {p['step']} (pid {p['pid']}, {p['rss_mb']} MiB, for {p['seconds']} s)")
+    others = [p for p in found if p["project"] != project]
+    if others:
+        total = sum(p["rss_mb"] for p in others)
+        report(f"kept warm for other projects: {count(len(others), 'step process', 'step processes')} ({total} MiB)")
+    if found:
+        report("`nb2kfp runs clean` stops this project's (--all: every one)")
 
 
 def run_show(ref: str, base: Path, as_json: bool, report: Callable[[str], None]) -> int:
@@ -79,18 +98,22 @@ def run_show(ref: str, base: Path, as_json: bool, report: Callable[[str], None])
     return 0
 
 
-def run_clean(keep: int, base: Path, report: Callable[[str], None], cache: bool = False) -> int:
+def run_clean(
+    keep: int, base: Path, report: Callable[[str], None], cache: bool = False, every_project: bool = False
+) -> int:
     if keep < 0:
         raise UsageError("--keep takes a number of runs, 0 or more")
     removed = records.clean(keep, base)
     report(f"removed {count(len(removed), 'run')} from {base}, kept the newest {keep}")
     if cache:
-        folder = base.parent / records.CACHE.name
+        folder = records.cache_folder(Path.cwd())
         entries = records.clean_cache(folder)
         report(f"emptied the step cache {folder} ({count(entries, 'entry', 'entries')})")
     from nb2kfp.local_run import parked
 
-    stopped = parked.stop_all()
+    project = None if every_project else str(records.project_root(Path.cwd()))
+    stopped = parked.stop_all(project)
     if stopped:
-        report(f"stopped {count(stopped, 'step process', 'step processes')} kept warm for the next run")
+        whose = "of every project" if project is None else f"of {project}"
+        report(f"stopped {count(stopped, 'step process', 'step processes')} kept warm for the next run ({whose})")
     return 0

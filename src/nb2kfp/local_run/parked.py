@@ -21,8 +21,15 @@ connect to a kept process or listen in its place, even one that shares this mach
 by ``model serve --local`` with the host's network, whatever user id its image runs as). Abstract sockets, used
 before, belong to the network namespace, so such a container could reach them. Each side also checks the other's
 user id (``SO_PEERCRED``) before it sends anything.
-It is never kept under CI (``CI`` set), with ``NB2KFP_WARM=0`` or ``NB2KFP_WARM_KEEP=0``; ``nb2kfp runs clean``
-stops every kept process of the user.
+It is never kept under CI (``CI`` set), with ``NB2KFP_WARM=0`` or ``NB2KFP_WARM_KEEP=0``.
+
+Its cost is memory: none is kept while free memory (MemAvailable) is under ``NB2KFP_WARM_MIN_FREE`` MiB (default a
+fifth of the machine's), and a user's kept processes hold at most ``NB2KFP_WARM_MEMORY`` MiB resident in all
+(default 1024): a run keeps no more than fit at the size of those kept already (the oldest stop first), and each
+checks both once its imports are done and every few seconds while it waits, and leaves when either is exceeded. It
+runs as ``python -m nb2kfp.local_run.kept STEP PROJECT`` (:mod:`kept`), so ``ps`` and ``nb2kfp runs`` name it; its
+socket's name starts with its project's (:func:`project_key`), so ``nb2kfp runs clean`` stops this project's only
+(``--all``: every one of the user's).
 """
 
 from __future__ import annotations
@@ -44,140 +51,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from nb2kfp.local_run import kept as kept_process
+
 OFF_ENV, KEEP_ENV = "NB2KFP_WARM", "NB2KFP_WARM_KEEP"
 DEFAULT_KEEP = 600
-# Each kept process holds its imports' memory (~100-200 MB with pandas and scikit-learn)
+# Each kept process holds its imports' memory (~100-250 MB with pandas and scikit-learn)
 KEEP_PER_RUN, KEEP_IN_ALL = 4, 8  # at most, after one run; of one user's, the oldest stopped first
+MEMORY_ENV, DEFAULT_MEMORY_MB = "NB2KFP_WARM_MEMORY", 1024  # the most a user's kept processes hold in all (MiB)
+MIN_FREE_ENV = "NB2KFP_WARM_MIN_FREE"  # none is kept while MemAvailable is under it (MiB; default a fifth of RAM)
 _PREFIX = "warm-"  # the socket names, in folder()
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _READY_SECONDS = 60  # how long a run waits for a kept process still importing (a fresh one would import too)
-
-# Run as ``python -c``: the runtime in warm-up mode (runtime/step.py warm()), whose commands come on the socket.
-PROGRAM = """# nb2kfp step, kept warm for the next run: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.parked)
-import atexit, json, os, signal, socket, struct, sys, time
-order = json.loads(sys.stdin.readline())
-deadline = time.monotonic() + order["keep"]
-signal.alarm(order["keep"] + 60)  # stuck in an import: it ends all the same
-null = os.open(os.devnull, os.O_RDONLY)  # a step's stdin: an import that reads it reads nothing
-os.dup2(null, 0)
-os.close(null)
-sys.stdin = open(0, encoding="utf-8", closefd=False)
-CREDS = struct.Struct("3i")
-read, wrote = set(), []
-
-
-def audit(event, args):  # the files the imports read or wrote: a run gets it only while those read are unchanged
-    if event == "open" and Handoff.conn is None and isinstance(args[0], (str, bytes)):
-        path = os.path.abspath(os.fsdecode(args[0]))
-        mode, flags = args[1] or "", args[2] or 0
-        if any(c in mode for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR):
-            wrote.append(path)
-        else:
-            read.add(path)
-
-
-sys.addaudithook(audit)
-
-
-def state():
-    found = {}
-    for path in sorted(read) + [p for p in sys.path if p]:
-        try:
-            st = os.stat(path)
-            found[path] = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            found[path] = None
-    return found
-
-
-def same_user(conn):
-    return CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, CREDS.size))[1] == os.getuid()
-
-
-def receive(conn, size):
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def forget():  # stops listening, and its socket's file goes (one a killed process left: kept() removes it)
-    Handoff.server.close()
-    try:
-        os.unlink(order["socket"])
-    except OSError:
-        pass
-
-
-class Handoff:
-    conn = None
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-
-    def readline(self):
-        server, before = self.server, state()
-        while True:
-            server.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                forget()
-                return ""
-            try:
-                conn.settimeout(30)
-                if not same_user(conn):
-                    raise PermissionError
-                _, fds, _, _ = socket.recv_fds(conn, 1, 1)
-                size = struct.unpack("!Q", receive(conn, 8))[0]
-                line = receive(conn, size).decode("utf-8")
-            except (OSError, EOFError, ValueError):
-                conn.close()
-                continue
-            forget()
-            if json.loads(line).get("stop") or len(fds) != 1 or wrote or state() != before:
-                return ""  # stopped; or stale (a file read changed), or it wrote a file: the step starts afresh
-            signal.alarm(0)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.lseek(1, 0, os.SEEK_SET)  # what the imports printed, into the step's output
-            with os.fdopen(os.dup(1), "rb") as printed:
-                early = printed.read()
-            os.dup2(fds[0], 1)
-            os.dup2(fds[0], 2)
-            os.close(fds[0])
-            os.write(1, early)
-            conn.settimeout(None)
-            conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\\n")
-            Handoff.conn = conn
-            return line
-
-
-code = 1
-
-
-def report():  # registered first, so it runs last: after the step's threads and its own atexit handlers
-    if Handoff.conn is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        Handoff.conn.sendall(json.dumps({"code": code}).encode() + b"\\n")
-
-
-atexit.register(report)
-try:  # named before the imports: a run that comes meanwhile waits for them rather than start the step afresh
-    Handoff.server.bind(order["socket"])
-    Handoff.server.listen(1)
-except OSError:  # another process holds the name: it serves
-    sys.exit(0)
-sys.argv = ["-c", "--warm", json.dumps(order["imports"]), ""]
-try:
-    runtime = compile(order["runtime"], order["runtime_file"], "exec")
-    exec(runtime, {"__name__": "__main__", "NB2KFP_WARM_COMMANDS": Handoff()})
-except SystemExit as exc:
-    code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
-    raise
-"""
 
 
 def enabled() -> bool:
@@ -195,9 +79,36 @@ def keep_seconds() -> int:
         return DEFAULT_KEEP
 
 
-def key(setting: list[Any]) -> str:
-    """What the socket names of a step's processes kept in ``setting`` start with (see the module's docstring)."""
-    return _PREFIX + hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:40]
+def _megabytes(name: str, default: int) -> int:
+    try:
+        return max(0, int(os.environ.get(name, str(default))))
+    except ValueError:
+        return default
+
+
+def budget_mb() -> int:
+    """The most this user's kept processes may hold resident in all (``NB2KFP_WARM_MEMORY``, MiB)."""
+    return _megabytes(MEMORY_ENV, DEFAULT_MEMORY_MB)
+
+
+def min_free_mb() -> int:
+    """Free memory (MemAvailable) under which no process is kept (``NB2KFP_WARM_MIN_FREE``, MiB)."""
+    return _megabytes(MIN_FREE_ENV, kept_process.memory()[1] // 5)
+
+
+def low_memory() -> bool:
+    return kept_process.low_memory(min_free_mb())
+
+
+def project_key(project: str) -> str:
+    """What the socket names of the processes kept for the notebooks of ``project`` start with."""
+    return f"{_PREFIX}{hashlib.sha256(project.encode()).hexdigest()[:8]}-"
+
+
+def key(setting: list[Any], project: str = "") -> str:
+    """What the socket names of a step's processes kept in ``setting`` for ``project`` start with (see the
+    module's docstring)."""
+    return project_key(project) + hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def kept_for(setting_key: str, names: list[str]) -> list[str]:
@@ -212,10 +123,20 @@ def _started(name: str) -> int:
         return 0
 
 
-def make_room(count: int) -> None:
-    """Stop this user's oldest kept processes so that ``count`` more stay within :data:`KEEP_IN_ALL`."""
+def make_room(count: int) -> int:
+    """How many of ``count`` processes to keep now: none while free memory is low (:func:`low_memory`); else stop
+    this user's oldest kept processes so that these stay within :data:`KEEP_IN_ALL` and, at the resident size of
+    those kept now, within the memory budget (:func:`budget_mb`; each checks it again once its imports are done)."""
+    if low_memory():
+        return 0
+    limit = KEEP_IN_ALL
+    sizes = [p["rss_mb"] for p in kept_process.processes()]
+    if sizes:
+        limit = min(limit, budget_mb() // max(1, sum(sizes) // len(sizes)))
+    count = min(count, limit)
     names = sorted(kept(), key=_started)
-    _stop(names[: max(0, len(names) + count - KEEP_IN_ALL)])
+    _stop(names[: max(0, len(names) + count - limit)])
+    return count
 
 
 def folder() -> Path | None:
@@ -276,28 +197,36 @@ def kept() -> list[str]:
 
 
 def keep(
-    setting_key: str, runtime: str, runtime_file: str, statements: dict[str, list[str]], env: dict[str, str], cwd: str
+    setting_key: str,
+    runtime: str,
+    runtime_file: str,
+    statements: dict[str, list[str]],
+    env: dict[str, str],
+    cwd: str,
+    step: str = "-",
+    project: str = "",
 ) -> None:
-    """Start a process that imports ``statements`` and waits for a run in the setting ``setting_key`` (it outlives
-    this one)."""
+    """Start a process that imports ``statements`` in folder ``cwd`` and waits for a run in the setting
+    ``setting_key`` (it outlives this one); ``ps`` shows it as ``python -m nb2kfp.local_run.kept STEP PROJECT``."""
     where = folder()
     if where is None:
         return
     name = f"{setting_key}-{time.time_ns():x}"  # its start in the name: the oldest go first (make_room)
     with tempfile.TemporaryFile() as printed:  # what its imports print: the step's output once it runs one
         process = subprocess.Popen(
-            [sys.executable, "-c", PROGRAM],
+            [sys.executable, "-m", kept_process.MODULE, step, project or cwd],
             stdin=subprocess.PIPE,
             stdout=printed,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=cwd,
+            cwd=where,  # python -m looks for the module there first: only sockets; then it enters ``cwd``
             start_new_session=True,  # not in the run's process group, and not known to its watchdog: it stays
             text=True,
         )
     assert process.stdin is not None
     order = {"socket": str(where / name), "keep": keep_seconds(), "imports": statements, "runtime": runtime}
-    process.stdin.write(json.dumps({**order, "runtime_file": runtime_file}) + "\n")
+    memory = {"budget_mb": budget_mb(), "min_free_mb": min_free_mb()}
+    process.stdin.write(json.dumps({**order, **memory, "cwd": cwd, "runtime_file": runtime_file}) + "\n")
     process.stdin.close()
     process.returncode = 0  # not ours to wait for: no ResourceWarning when this object goes
 
@@ -324,8 +253,8 @@ def _send(conn: socket.socket, order: dict[str, Any], fd: int | None) -> None:
 
 
 def take(setting_key: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | None:
-    """A process kept in the setting ``setting_key`` (the newest that answers) running the command ``args`` (after
-    ``-c PROGRAM``), or None."""
+    """A process kept in the setting ``setting_key`` (the newest that answers) running the command ``args`` (a
+    step's command after ``python -c BOOTSTRAP``), or None."""
     for name in kept_for(setting_key, kept()):
         taken = _take(name, args, env, cwd)
         if taken is not None:
@@ -357,9 +286,9 @@ def _take(name: str, args: list[str], env: dict[str, str], cwd: str) -> Kept | N
                 os.close(fd)
 
 
-def stop_all() -> int:
-    """Stop this user's kept processes; how many there were."""
-    return _stop(kept())
+def stop_all(project: str | None = None) -> int:
+    """Stop this user's kept processes (those of ``project`` only, when given); how many there were."""
+    return _stop([n for n in kept() if project is None or n.startswith(project_key(project))])
 
 
 def _stop(names: list[str]) -> int:

@@ -21,7 +21,8 @@ from nb2kfp.atomic import write_text
 from nb2kfp.errors import UsageError
 
 RUNS = Path(".nb2kfp") / "runs"
-CACHE = Path(".nb2kfp") / "cache"  # step results local runs reuse (nb2kfp.local_run.cache)
+CACHE = Path(".nb2kfp") / "cache"  # step results local runs reuse (nb2kfp.local_run.cache), in the project's root
+_PROJECT_MARKS = (".git", "pyproject.toml", "nb2kfp.toml")
 RESULT = "result.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FAILURE = re.compile(
@@ -31,6 +32,21 @@ _FAILURE = re.compile(
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def project_root(start: Path) -> Path:
+    """A notebook's project: the nearest folder at or above ``start`` (the notebook's folder) that holds a
+    ``.git``, ``pyproject.toml`` or ``nb2kfp.toml``; else ``start`` itself."""
+    folder = start.resolve()
+    for candidate in [folder, *folder.parents]:
+        if any((candidate / mark).exists() for mark in _PROJECT_MARKS):
+            return candidate
+    return folder
+
+
+def cache_folder(start: Path) -> Path:
+    """The step cache of the project of ``start`` (a notebook's folder, or the current one), wherever runs start."""
+    return project_root(start) / CACHE
 
 
 def new_run_dir(base: Path, pipeline: str, run_name: str | None) -> Path:

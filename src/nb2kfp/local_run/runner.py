@@ -30,6 +30,7 @@ from nb2kfp.runtime.step import (  # the environment each run sets anew for its 
     ARTIFACT_KEY_ENV,
     CELLS_ENV,
     LOCAL_WORKSPACE_ENV,
+    READS_ENV,
     RUN_ENV,
     SEED_ENV,
     STEP_DIRS_ENV,
@@ -203,10 +204,16 @@ def run(
 
     step_cache = None
     if cache is not None:
-        extra = local_cache.folder_state(Path(pipeline.source).resolve().parent, Path(pipeline.source))
-        if not docker:  # SubprocessRunner steps run on this interpreter; DockerRunner's images are pinned
-            extra += "\n" + local_cache.environment()
-        step_cache = local_cache.StepCache(str(cache.resolve()), extra, on_hit)
+        # SubprocessRunner steps run on this interpreter; DockerRunner's images are pinned
+        extra = "" if docker else local_cache.environment()
+        reads = run_dir / local_cache.READS  # each step writes what it read next to the notebook there
+        os.environ[READS_ENV] = str(reads)
+
+        def step_of(component: str) -> str | None:
+            return names.get(kfpnames.task_of_component(component))
+
+        seed = Path(pipeline.source).resolve().parent
+        step_cache = local_cache.StepCache(str(cache.resolve()), extra, on_hit, seed, reads, step_of)
     try:
         with (
             _track(names, on_step, states, log),
@@ -230,6 +237,8 @@ def run(
         for name in RUN_ENV:
             os.environ.pop(name, None)
         log.close()
+        if step_cache is not None:
+            step_cache.files.save()
     failed = next((s for s, st in states.items() if st == "failed"), None)
     if error is not None and failed is None:
         raise RunError(f"kfp.local could not run the pipeline: {_ANSI.sub('', str(error))}")

@@ -47,6 +47,7 @@ from nb2kfp.backends.kfp_spec import container_env
 from nb2kfp.ir import CodeCell, Pipeline, Step
 from nb2kfp.local_run import kfp_local, parked
 from nb2kfp.local_run.cache import environment
+from nb2kfp.local_run.records import project_root
 from nb2kfp.runtime.step import RUN_ENV, RUNTIME_FILE
 
 # Run as ``python -c PROGRAM FD``: reads the runtime's source, the statements and the step (then, in the runtime, its
@@ -170,6 +171,7 @@ class WarmSteps:
         beside = _names_beside(seed)
         installed = installed_here(seed, beside)
         self.seed = seed
+        self.project = str(project_root(seed))
         self.beside = sorted(beside)
         self.limit = max(1, limit)
         self.statements: dict[str, dict[str, list[str]]] = {}
@@ -293,22 +295,23 @@ class WarmSteps:
         computed once per step (it hashes the runtime's source)."""
         if name not in self._keys:
             setting = [sys.executable, self.environment, self.runtime, self.statements[name], self._setting_env(name)]
-            self._keys[name] = parked.key([*setting, str(self.seed), self.beside, self.process])
+            self._keys[name] = parked.key([*setting, str(self.seed), self.beside, self.process], self.project)
         return self._keys[name]
 
     def keep(self, ran: list[str]) -> list[str]:
         """Keep processes warm for the next run: for the steps that ran, latest in the notebook first, up to
-        ``limit`` of them (one per job) and ``parked.KEEP_PER_RUN``; this user's oldest kept processes stop when
-        there would be more than ``parked.KEEP_IN_ALL``. The steps it kept one for."""
+        ``limit`` of them (one per job) and ``parked.KEEP_PER_RUN``, as many as memory allows (``parked.make_room``:
+        this user's oldest kept processes stop when there would be more than ``parked.KEEP_IN_ALL`` or the memory
+        budget would be exceeded). The steps it kept one for."""
         if not parked.keep_seconds():
             return []
         kept = parked.kept()
         chosen = [n for n in reversed(self.order) if n in ran and n in self.statements and not self._is_kept(n, kept)]
-        chosen = chosen[: min(self.limit, parked.KEEP_PER_RUN)]
-        parked.make_room(len(chosen))
+        chosen = chosen[: parked.make_room(min(len(chosen), self.limit, parked.KEEP_PER_RUN))]
         for name in chosen:
-            env = self._setting_env(name)
-            parked.keep(self._kept_as(name), self.runtime, RUNTIME_FILE, self.statements[name], env, str(self.seed))
+            env, statements = self._setting_env(name), self.statements[name]
+            key, seed = self._kept_as(name), str(self.seed)
+            parked.keep(key, self.runtime, RUNTIME_FILE, statements, env, seed, step=name, project=self.project)
         return chosen
 
     def close(self) -> None:

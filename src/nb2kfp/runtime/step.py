@@ -37,7 +37,8 @@ ARTIFACT_KEY_ENV = "NB2KFP_ARTIFACT_KEY"
 # folder of each step's working directory and the folder it is seeded from; the run's workspace.
 CELLS_ENV, STEP_DIRS_ENV, SEED_ENV = "NB2KFP_CELLS", "NB2KFP_STEP_DIRS", "NB2KFP_SEED"
 LOCAL_WORKSPACE_ENV = "NB2KFP_LOCAL_WORKSPACE"
-RUN_ENV = (CELLS_ENV, STEP_DIRS_ENV, SEED_ENV, LOCAL_WORKSPACE_ENV, ARTIFACT_KEY_ENV)
+READS_ENV = "NB2KFP_READS"  # a local run: the folder where each step writes what it read beside the notebook
+RUN_ENV = (CELLS_ENV, STEP_DIRS_ENV, SEED_ENV, LOCAL_WORKSPACE_ENV, ARTIFACT_KEY_ENV, READS_ENV)
 # State a kernel keeps from cell to cell that no variable holds (the global random state, python-control's count of
 # unnamed systems): a value handed from step to step when a notebook seeds the random state or imports such a
 # library (frontend/calls.py STATEFUL_IMPORTS). Module -> how to read and set its part.
@@ -1044,7 +1045,7 @@ def _matplotlib_backend() -> None:
 
 
 # -- the step --------------------------------------------------------------------------------
-_NOT_SEEDED = (".nb2kfp", ".git", ".ipynb_checkpoints", "__pycache__")
+NOT_SEEDED = (".nb2kfp", ".git", ".ipynb_checkpoints", "__pycache__")
 
 
 def _enter_workdir(step: str) -> list[str]:
@@ -1066,12 +1067,74 @@ def _enter_workdir(step: str) -> list[str]:
         inside = os.path.realpath(target) + os.sep
         for entry in sorted(os.listdir(seed)):
             source, link = os.path.join(seed, entry), os.path.join(target, entry)
-            if entry in _NOT_SEEDED or inside.startswith(os.path.realpath(source) + os.sep) or os.path.lexists(link):
+            if entry in NOT_SEEDED or inside.startswith(os.path.realpath(source) + os.sep) or os.path.lexists(link):
                 continue
             os.symlink(source, link)
             made.append(link)
     os.chdir(target)
     return made
+
+
+# Modules whose folder listings find modules and their metadata (sys.path holds the step's folder), and glob's (a
+# pattern's matches are recorded instead): not a step's dependency on a folder's listing
+_IMPORT_SYSTEM = {"_frozen_importlib", "_frozen_importlib_external", "importlib", "pkgutil", "pkg_resources", "glob"}
+
+
+class _Reads:
+    """What a step of a local run opened to read or listed next to the notebook (its cache entry depends on them,
+    nb2kfp.local_run.cache): paths relative to the notebook's folder, found by an audit hook. A name the step
+    opened that its folder lacks counts too (made later, it re-runs the step); what it opened in its own folder, in
+    the run folder, outside the notebook's folder, and the import system's folder listings (:data:`_IMPORT_SYSTEM`)
+    do not."""
+
+    def __init__(self, seed: str, here: str) -> None:
+        self.seed, self.here = os.path.realpath(seed), os.path.abspath(here)
+        self.run = os.path.realpath(os.path.dirname(os.environ.get(STEP_DIRS_ENV) or here))
+        self.files: set[str] = set()
+        self.listed: set[str] = set()
+        self.globbed: set[tuple[str, bool]] = set()  # glob.glob's patterns: the names they match, not the listing
+        sys.addaudithook(self.audit)
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            mode, flags = args[1] or "", args[2] or 0
+            if "r" in mode or "+" in mode or (not mode and flags & (os.O_WRONLY | os.O_RDWR) != os.O_WRONLY):
+                self._add(self.files, args[0])
+        elif event in ("os.listdir", "os.scandir") and not isinstance(args[0], int):
+            caller = str(sys._getframe(1).f_globals.get("__name__"))
+            if caller.split(".")[0] not in _IMPORT_SYSTEM:  # looking for modules or their metadata, not for data
+                self._add(self.listed, "." if args[0] is None else args[0])
+        elif event == "glob.glob/2" and isinstance(args[0], str) and args[3] is None:
+            full = os.path.join(os.path.abspath(args[2] or "."), args[0])
+            for folder in (self.here, self.seed):
+                if full.startswith(folder + os.sep):
+                    self.globbed.add((full[len(folder) + 1 :], bool(args[1])))
+                    break
+
+    def _add(self, found: set[str], path: str | bytes | os.PathLike[str]) -> None:
+        try:
+            full = os.path.abspath(os.fsdecode(path))
+            real = os.path.realpath(full)
+        except ValueError:  # a NUL in the name: the open fails
+            return
+        if full == self.here or (full.startswith(self.here + os.sep) and not os.path.lexists(full)):
+            name = os.path.relpath(full, self.here)  # its folder's listing; a name it looked for, missing
+        elif real.startswith(self.seed + os.sep) and not (real + os.sep).startswith(self.run + os.sep):
+            name = os.path.relpath(real, self.seed)  # not the run's own folders (in .nb2kfp, or a --run-dir)
+        elif real == self.seed:
+            name = "."
+        else:
+            return
+        parts = name.split(os.sep)
+        if "__pycache__" in parts[:-1] and name.endswith(".pyc"):  # a module's compiled code: its source
+            parts = [*parts[: parts.index("__pycache__")], parts[-1].split(".")[0] + ".py"]
+        if parts[0] not in NOT_SEEDED:
+            found.add(os.path.join(*parts))
+
+    def write(self, folder: str, step: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, step + ".json"), "w", encoding="utf-8") as fh:
+            json.dump({"files": sorted(self.files), "listed": sorted(self.listed), "globbed": sorted(self.globbed)}, fh)
 
 
 def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str, bool]]:
@@ -1281,6 +1344,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         kept = os.environ.get(LOCAL_WORKSPACE_ENV)
         os.environ["NB2KFP_WORKSPACE"] = kept or str(values[spec["workspace_param"]])
     seeded = _enter_workdir(step)
+    reads_to, seed = os.environ.get(READS_ENV), os.environ.get(SEED_ENV)
+    reads = _Reads(seed, os.getcwd()) if reads_to and seed else None
     for name, kind in spec.get("params", {}).items():
         if name in spec.get("optional", ()) and values.get(name) in ("", None):
             namespace[name] = None  # papermill's `x = None`: no value given (an empty text in the KFP UI)
@@ -1356,6 +1421,8 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     for link in seeded:  # what stays in the working directory is what the step wrote
         if os.path.islink(link):
             os.unlink(link)
+    if reads is not None and reads_to:
+        reads.write(reads_to, step)
     log(f"step {step!r} done in {time.monotonic() - started:.2f}s")
 
 
