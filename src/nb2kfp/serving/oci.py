@@ -71,7 +71,7 @@ def read_with_files(image: str, names: tuple[str, ...], *, insecure: bool = Fals
         _check(blob, host, image, masker, given=creds is not None)
         labels = json.loads(blob.content).get("config", {}).get("Labels") or {}
         found: dict[str, bytes] = {}
-        if names and labels.get("io.nb2kfp.model") == "true":
+        if names and labels.get("io.nb2kfp.model") == "true" and manifest["layers"]:  # no layer: no files
             layer = manifest["layers"][-1]
             blob = registry.get_blob(container, layer["digest"])
             _check(blob, host, image, masker, given=creds is not None)
