@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clirun import Make, nb2kfp
+from clirun import Make, nb2kfp, nb2kfp_here
 from conftest import run_local
 
 CELLS = [
@@ -97,3 +97,17 @@ def test_init_ignores_the_run_folders(tmp_path: Path) -> None:
     assert (tmp_path / ".gitignore").read_text() == "*.pyc\n# nb2kfp's local runs and outputs\n.nb2kfp/\n"
     again = nb2kfp("init", "--yes", str(tmp_path), cwd=tmp_path)
     assert again.returncode == 0 and (tmp_path / ".gitignore").read_text().count(".nb2kfp/") == 1
+
+
+def test_runs_clean_as_the_run_and_the_cache_message_print_it_works_and_removes_no_run(tmp_path: Path) -> None:
+    """A run says "`nb2kfp runs clean` stops them" and a refused cache "`nb2kfp runs clean --cache`": both ended in
+    "Missing option '--keep'" (exit 2). Without --keep no run folder goes."""
+    runs = tmp_path / ".nb2kfp" / "runs"
+    (runs / "first").mkdir(parents=True)
+    (runs / "first" / "result.json").write_text(json.dumps({"status": "succeeded", "started": "2026-12-07T10:00:00"}))
+    for args in (["runs", "clean"], ["runs", "clean", "--cache"]):
+        proc = nb2kfp_here(*args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (runs / "first").is_dir()
+    assert nb2kfp_here("runs", "clean", "--keep", "0", cwd=tmp_path).returncode == 0
+    assert not (runs / "first").exists()

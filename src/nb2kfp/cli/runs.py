@@ -40,7 +40,9 @@ def runs_show(
 
 @runs_app.command("clean")
 def runs_clean(
-    keep: Annotated[int, typer.Option("--keep", metavar="N", help="How many of the newest runs to keep.")],
+    keep: Annotated[
+        int | None, typer.Option("--keep", metavar="N", help="Remove all runs but the newest N (default: remove none).")
+    ] = None,
     folder: RunsDir = Path(".nb2kfp/runs"),
     cache: Annotated[
         bool, typer.Option("--cache", help="Also empty the step cache (.nb2kfp/cache of the current folder's project).")
@@ -49,7 +51,8 @@ def runs_clean(
         bool, typer.Option("--all", help="Stop the step processes kept warm for every project, not this one's only.")
     ] = False,
 ) -> None:
-    """Remove all but the newest N runs (a run still going is never removed); stop this project's kept processes."""
+    """Stop this project's kept step processes; with --keep N, also remove all but the newest N runs (a run still
+    going is never removed)."""
     from nb2kfp.commands import runs as command
 
-    raise typer.Exit(command.run_clean(keep, folder, _out, cache, every_project))
+    raise typer.Exit(command.run_clean(keep, folder, _out, cache=cache, every_project=every_project))

@@ -99,12 +99,15 @@ def run_show(ref: str, base: Path, as_json: bool, report: Callable[[str], None])
 
 
 def run_clean(
-    keep: int, base: Path, report: Callable[[str], None], cache: bool = False, every_project: bool = False
+    keep: int | None, base: Path, report: Callable[[str], None], *, cache: bool = False, every_project: bool = False
 ) -> int:
-    if keep < 0:
+    """``nb2kfp runs clean``: this project's kept processes stopped (``every_project``: every one), the runs but the
+    newest ``keep`` removed (None: none), and with ``cache`` the step cache emptied."""
+    if keep is not None and keep < 0:
         raise UsageError("--keep takes a number of runs, 0 or more")
-    removed = records.clean(keep, base)
-    report(f"removed {count(len(removed), 'run')} from {base}, kept the newest {keep}")
+    if keep is not None:
+        removed = records.clean(keep, base)
+        report(f"removed {count(len(removed), 'run')} from {base}, kept the newest {keep}")
     if cache:
         folder = records.cache_folder(Path.cwd())
         entries = records.clean_cache(folder)
