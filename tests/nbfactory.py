@@ -18,7 +18,7 @@ def notebook(cells: Sequence[Cell], metadata: dict[str, Any] | None = None) -> d
         cell: dict[str, Any] = {
             "cell_type": kind,
             "metadata": {"tags": list(tags)} if tags else {},
-            "source": source.splitlines(True),
+            "source": source.splitlines(keepends=True),
         }
         if kind == "code":
             cell.update(execution_count=None, outputs=[])

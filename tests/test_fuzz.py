@@ -107,7 +107,7 @@ def notebooks(draw: st.DrawFn) -> dict[str, Any]:
             "source": draw(SOURCES),
         }
         if draw(st.booleans()):
-            cell["source"] = cell["source"].splitlines(True)
+            cell["source"] = cell["source"].splitlines(keepends=True)
         if kind == "code":
             cell.update(outputs=[], execution_count=None)
         cells.append(cell)

@@ -88,7 +88,7 @@ def test_the_include_file_adds_and_keeps_out_with_gitignore_patterns(tmp_path: P
     ],
 )
 def test_patterns_read_as_in_gitignore(pattern: str, path: str, is_dir: bool, expected: bool | None) -> None:
-    assert imagefiles.decision(imagefiles.parse_rules(pattern, "f"), path, is_dir) is expected
+    assert imagefiles.decision(imagefiles.parse_rules(pattern, "f"), path, is_dir=is_dir) is expected
 
 
 def test_an_include_pattern_that_leaves_the_folder_is_a_located_error(tmp_path: Path) -> None:

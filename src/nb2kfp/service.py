@@ -167,6 +167,7 @@ def build_and_pin(
     registry: Registry | None,
     report: Report,
     base: str | None = None,
+    *,
     quiet: bool = True,
     announce: bool = False,
 ) -> Pinned:
@@ -192,7 +193,9 @@ def build_and_pin(
             f"{notebook}: warning: imports {module!r}, which no distribution installed here or requirement "
             "file provides: the step image will not have it [NB103]"
         )
-    image = images.build_image(pipeline, reqs, base or pipeline.base_image, registry, creds, report, quiet, carried)
+    image = images.build_image(
+        pipeline, reqs, base or pipeline.base_image, registry, creds, report, quiet=quiet, carried=carried
+    )
     return Pinned(pin(pipeline, image.ref), image, reqs, creds, tuple(name for name, _ in carried.files))
 
 
@@ -223,6 +226,7 @@ def push_model(
     image: str,
     output_dir: Path | None,
     framework: str | None,
+    *,
     insecure: bool,
     report: Report,
     origin: dict[str, str] | None = None,

@@ -194,7 +194,13 @@ def test_publish_finds_endpoint_and_token_where_kfp_users_set_them(
 def test_remote_run_follows_steps_to_success(kfp: KfpServer, notebook: Path) -> None:
     lines = Lines()
     code = run_command.remote(
-        notebook, kfp.url, ["top_n=3"], True, lines.out.append, lines.err.append, poll_seconds=0.01
+        notebook,
+        kfp.url,
+        ["top_n=3"],
+        wait=True,
+        report=lines.out.append,
+        report_error=lines.err.append,
+        poll_seconds=0.01,
     )
     assert code == 0, lines.all
     [run] = kfp.runs.values()
@@ -214,7 +220,15 @@ def test_remote_run_failure_exits_1(notebook: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("NB2KFP_KFP_TOKEN", TOKEN)
     with KfpServer(token=TOKEN, fail_task="count") as server:
         lines = Lines()
-        code = run_command.remote(notebook, server.url, [], True, lines.out.append, lines.err.append, poll_seconds=0.01)
+        code = run_command.remote(
+            notebook,
+            server.url,
+            [],
+            wait=True,
+            report=lines.out.append,
+            report_error=lines.err.append,
+            poll_seconds=0.01,
+        )
     assert code == 1
     assert any(line.split() == ["FAILED", "count"] for line in lines.err), lines.err
     assert lines.out[-1].startswith("failed in ")
@@ -223,7 +237,7 @@ def test_remote_run_failure_exits_1(notebook: Path, monkeypatch: pytest.MonkeyPa
 
 def test_remote_run_no_wait_returns_at_once(kfp: KfpServer, notebook: Path) -> None:
     lines = Lines()
-    code = run_command.remote(notebook, kfp.url, [], False, lines.out.append, lines.err.append)
+    code = run_command.remote(notebook, kfp.url, [], wait=False, report=lines.out.append, report_error=lines.err.append)
     assert code == 0, lines.all
     [run] = kfp.runs.values()
     assert run.polls == 0  # never asked for its state

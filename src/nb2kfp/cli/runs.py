@@ -23,7 +23,7 @@ def runs_list(
     if ctx.invoked_subcommand is None:
         from nb2kfp.commands import runs as command
 
-        raise typer.Exit(command.run_list(folder, as_json, _out))
+        raise typer.Exit(command.run_list(folder, _out, as_json=as_json))
 
 
 @runs_app.command("show")
@@ -35,7 +35,7 @@ def runs_show(
     """Print one run: steps with status and duration, parameters, metrics, error, files."""
     from nb2kfp.commands import runs as command
 
-    raise typer.Exit(command.run_show(run_ref, folder, as_json, _out))
+    raise typer.Exit(command.run_show(run_ref, folder, _out, as_json=as_json))
 
 
 @runs_app.command("clean")

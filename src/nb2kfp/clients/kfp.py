@@ -236,7 +236,9 @@ def publish(
                     raise
         existing = _find_version(client, pipeline_id, version_name)
         if existing is not None:
-            return Published(pipeline_id, existing, version_name, False, pipeline_url(host, pipeline_id, existing))
+            return Published(
+                pipeline_id, existing, version_name, created=False, url=pipeline_url(host, pipeline_id, existing)
+            )
         try:
             version = client.upload_pipeline_version(
                 str(spec), version_name, pipeline_id=pipeline_id, description=description or None
@@ -244,10 +246,17 @@ def publish(
         except api_exception as exc:  # the same version uploaded by a concurrent job: that is fine
             if not _conflict(exc) or (existing := _find_version(client, pipeline_id, version_name)) is None:
                 raise
-            return Published(pipeline_id, existing, version_name, False, pipeline_url(host, pipeline_id, existing))
+            return Published(
+                pipeline_id, existing, version_name, created=False, url=pipeline_url(host, pipeline_id, existing)
+            )
         version_id = str(version.pipeline_version_id)
         return Published(
-            pipeline_id, version_id, version_name, True, pipeline_url(host, pipeline_id, version_id), new_pipeline
+            pipeline_id,
+            version_id,
+            version_name,
+            created=True,
+            url=pipeline_url(host, pipeline_id, version_id),
+            new_pipeline=new_pipeline,
         )
 
 

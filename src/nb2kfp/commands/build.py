@@ -37,7 +37,7 @@ def run(
     folder = output_dir or DEFAULT_OUTPUT
     for notebook in notebooks:
         pipeline = service.compile_notebook(notebook).pipeline
-        pinned = service.build_and_pin(notebook, pipeline, registry, report, base, quiet, announce=True)
+        pinned = service.build_and_pin(notebook, pipeline, registry, report, base, quiet=quiet, announce=True)
         image, reqs = pinned.image, pinned.requirements
         stem = notebook.name.removesuffix(".ipynb")
         write_text(folder / f"{stem}.pipeline.yaml", kfp_spec.render(pinned.pipeline))

@@ -29,5 +29,5 @@ def run(
 
     extras.require("nb2kfp model build", "oras", "requests")
     sample = samples.from_file(reference) if reference is not None else None
-    result(service.push_model(source, image, output_dir, framework, insecure, report, None, sample))
+    result(service.push_model(source, image, output_dir, framework, insecure=insecure, report=report, reference=sample))
     return 0

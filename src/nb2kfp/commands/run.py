@@ -121,7 +121,10 @@ def _package_models(
                 except RunError as exc:  # the model is packed all the same, without a reference sample
                     report(f"{exc}; no reference sample in its image")
             out = run_dir / "models" / name
-            images[name] = service.push_model(Path(tmp), image, out, None, False, report, origin, sample, details)
+            images[name] = service.push_model(
+                Path(tmp), image, out, None,
+                insecure=False, report=report, origin=origin, reference=sample, details=details,
+            )  # fmt: skip
     return images
 
 
@@ -190,7 +193,16 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
             cached = options.cache and not options.docker and not pipeline.workspace
             cache = records.cache_folder(notebook.resolve().parent) if cached else None
             outcome = local.run(
-                spec_path, pipeline, arguments, target, on_event, echo, options.docker, cache, options.jobs, supervisor
+                spec_path,
+                pipeline,
+                arguments,
+                target,
+                on_event,
+                echo,
+                docker=options.docker,
+                cache=cache,
+                jobs=options.jobs,
+                supervisor=supervisor,
             )
     except processes.Interrupted as stop:
         record.finish("interrupted")
@@ -265,6 +277,7 @@ def remote(
     notebook: Path,
     host: str,
     params: list[str],
+    *,
     wait: bool,
     report: Callable[[str], None],
     report_error: Callable[[str], None],

@@ -22,7 +22,7 @@ def _params(data: dict[str, Any]) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items()))
 
 
-def run_list(base: Path, as_json: bool, report: Callable[[str], None]) -> int:
+def run_list(base: Path, report: Callable[[str], None], *, as_json: bool) -> int:
     found = records.past_runs(base)
     if as_json:
         report(json.dumps([data for _, data in found], indent=2, sort_keys=True))
@@ -65,7 +65,7 @@ def _report_kept(report: Callable[[str], None]) -> None:
         report("`nb2kfp runs clean` stops this project's (--all: every one)")
 
 
-def run_show(ref: str, base: Path, as_json: bool, report: Callable[[str], None]) -> int:
+def run_show(ref: str, base: Path, report: Callable[[str], None], *, as_json: bool) -> int:
     folder, data = records.find(ref, base)
     if as_json:
         report(json.dumps(data, indent=2, sort_keys=True))

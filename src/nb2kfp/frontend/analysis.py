@@ -307,7 +307,7 @@ class _Block:
         return bound
 
     # -- names -------------------------------------------------------------------------------
-    def bind(self, name: str, bound: _Bound, definite: bool = True) -> _Bound:
+    def bind(self, name: str, bound: _Bound, *, definite: bool = True) -> _Bound:
         """Record a binding; a definite one joins ``bound`` in place (callers copy ``bound`` where a branch
         starts, never per statement, so a long cell costs linear time)."""
         self.f.binds.add(name)
@@ -322,21 +322,21 @@ class _Block:
             self.f.reads.add(name)
         self.f.first_line.setdefault(name, line)
 
-    def store(self, target: ast.expr, bound: _Bound, definite: bool = True) -> _Bound:
+    def store(self, target: ast.expr, bound: _Bound, *, definite: bool = True) -> _Bound:
         if isinstance(target, ast.Name):
-            return self.bind(target.id, bound, definite)
+            return self.bind(target.id, bound, definite=definite)
         if isinstance(target, ast.Tuple | ast.List):
             for elt in target.elts:
-                bound = self.store(elt, bound, definite)
+                bound = self.store(elt, bound, definite=definite)
             return bound
         if isinstance(target, ast.Starred):
-            return self.store(target.value, bound, definite)
+            return self.store(target.value, bound, definite=definite)
         # x[k] = v, x.attr = v: reads x and changes it in place
         self.expr(target, bound, store=True)
         self.mutate(target, target.lineno, definite=True)
         return bound
 
-    def mutate(self, node: ast.expr, line: int, definite: bool) -> None:
+    def mutate(self, node: ast.expr, line: int, *, definite: bool) -> None:
         name = _root_name(node)
         if name is None:
             return
@@ -344,7 +344,7 @@ class _Block:
         self.f.first_line.setdefault(name, line)
 
     # -- expressions --------------------------------------------------------------------------
-    def expr(self, node: ast.expr, bound: _Bound, store: bool = False) -> None:
+    def expr(self, node: ast.expr, bound: _Bound, *, store: bool = False) -> None:
         for sub in _walk_scope(node):
             if isinstance(sub, ast.Name):
                 if isinstance(sub.ctx, ast.Load) or store:

@@ -233,7 +233,10 @@ def _check_steps(c: _Compilation) -> None:
     in_step_image = frozenset(s.name for s in c.steps if s.image == c.base_image)  # nb2kfp build's image: the files
     folder, kept_out = Path(c.path).parent, imagefiles.kept_out
     rules = imagefiles.rules_of(folder)
-    files.check(c.path, own_steps, bool(c.workspace), c.diags, in_step_image, lambda p: kept_out(folder, rules, p))
+    files.check(
+        c.path, own_steps, c.diags,
+        workspace=bool(c.workspace), in_step_image=in_step_image, kept_out=lambda p: kept_out(folder, rules, p),
+    )  # fmt: skip
     imagefiles.check_imports(c.path, sorted(c.trees.items()), c.diags)
 
 

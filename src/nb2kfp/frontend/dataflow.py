@@ -97,13 +97,20 @@ def resolve(
         needed = sorted(step.facts.free() | (pre.free() & params) | _shadowed_builtins(step, view, anc))
         for name in needed:
             immutable_name = name in immutable
-            seen = view if scope is None or _provided(step, name, view, anc, pre, params, immutable_name) else steps
-            provided = _provided(step, name, seen, anc, pre, params, immutable_name)
+            seen = (
+                view
+                if scope is None or _provided(step, name, view, anc, pre, params, immutable=immutable_name)
+                else steps
+            )
+            provided = _provided(step, name, seen, anc, pre, params, immutable=immutable_name)
             if included and not provided:
                 continue  # the including notebook provides it (or reports it)
             if not provided and _called_later(step, name, steps):
                 continue  # read only when a function is called: the steps that call it receive it
-            _resolve_one(path, step, name, seen, anc, pre, params, pre.star_import, flow, diagnostics, immutable_name)
+            _resolve_one(
+                path, step, name, seen, anc, pre, params,
+                star=pre.star_import, flow=flow, diagnostics=diagnostics, immutable=immutable_name,
+            )  # fmt: skip
     _Carried(steps, anc, prelude, preludes or {}, params, flow).resolve()
     starred = {
         n for n, s in steps.items() if s.facts.star_import or (preludes or {}).get(n, prelude).star_import
@@ -129,6 +136,7 @@ def _provided(
     anc: dict[str, set[str]],
     prelude: Facts,
     params: set[str],
+    *,
     immutable: bool,
 ) -> bool:
     """Whether an ancestor among ``steps``, the prelude, a parameter, a builtin or the step itself provides ``name``."""
@@ -161,6 +169,7 @@ def _resolve_one(
     anc: dict[str, set[str]],
     prelude: Facts,
     params: set[str],
+    *,
     star: bool,
     flow: Flow,
     diagnostics: list[Diagnostic],
@@ -270,7 +279,7 @@ class _Carried:
             or name in self.preludes.get(step.name, self.prelude).binds
         )
 
-    def _receive(self, step: StepFacts, name: str, setters: set[str], carried: bool = False) -> StepFacts | None:
+    def _receive(self, step: StepFacts, name: str, setters: set[str], *, carried: bool = False) -> StepFacts | None:
         """Pass ``name`` to ``step`` from its nearest ancestor among ``setters`` (the last in notebook order if
         several)."""
         candidates = [self.steps[a] for a in self.anc[step.name] & setters]

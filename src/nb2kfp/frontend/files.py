@@ -102,8 +102,9 @@ def accesses(cell: int, tree: ast.Module) -> tuple[list[Access], list[Access]]:
 def check(
     notebook: str,
     steps: list[tuple[str, list[tuple[int, ast.Module]]]],
-    workspace: bool,
     diags: list[Diagnostic],
+    *,
+    workspace: bool,
     in_step_image: frozenset[str] = frozenset(),
     kept_out: Callable[[str], str | None] = lambda _path: None,
 ) -> None:

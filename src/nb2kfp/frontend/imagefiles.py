@@ -46,7 +46,7 @@ class Rule:
     folder_only: bool
     regex: re.Pattern[str]
 
-    def matches(self, relative: str, is_dir: bool) -> bool:
+    def matches(self, relative: str, *, is_dir: bool) -> bool:
         """Does the rule match ``relative`` (posix, inside the folder) or a folder above it?"""
         parts = relative.split("/")
         for end in range(len(parts), 0, -1):
@@ -121,11 +121,11 @@ def rules_of(folder: Path) -> list[Rule]:
     return parse_rules(text, str(path))
 
 
-def decision(rules: list[Rule], relative: str, is_dir: bool = False) -> bool | None:
+def decision(rules: list[Rule], relative: str, *, is_dir: bool = False) -> bool | None:
     """True: a rule adds ``relative``; False: a ``!`` rule keeps it out; None: no rule matches it."""
     found: bool | None = None
     for rule in rules:
-        if rule.matches(relative, is_dir):
+        if rule.matches(relative, is_dir=is_dir):
             found = not rule.negated
     return found
 
@@ -153,7 +153,7 @@ def kept_out(folder: Path, rules: list[Rule], relative: str) -> str | None:
     path = inside(relative)
     if path is None:
         return "it is outside the notebook's folder (no image carries it)"
-    if decision(rules, path, (folder / path).is_dir()) is False:
+    if decision(rules, path, is_dir=(folder / path).is_dir()) is False:
         return f"{INCLUDE_FILE} keeps it out of the step image"
     real = os.path.realpath(folder / path)
     if not _under(real, folder):
@@ -293,7 +293,7 @@ def collect(notebook: Path, pipeline: Pipeline) -> Carried:
             pending.extend(found - local)
     chosen.pop(INCLUDE_FILE, None)
     carried = Carried(
-        files=tuple((path, _checked(folder, path, link)) for path, link in sorted(chosen.items())),
+        files=tuple((path, _checked(folder, path, link=link)) for path, link in sorted(chosen.items())),
         local_modules=tuple(sorted(local)),
         imports=tuple(sorted(m for m in imports - local if m not in sys.stdlib_module_names)),
     )
@@ -302,7 +302,7 @@ def collect(notebook: Path, pipeline: Pipeline) -> Carried:
     return carried
 
 
-def _checked(folder: Path, relative: str, link: bool) -> Path:
+def _checked(folder: Path, relative: str, *, link: bool) -> Path:
     path = folder / relative
     if link:
         real = os.path.realpath(path)

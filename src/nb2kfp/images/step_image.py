@@ -231,7 +231,7 @@ def _download_wheels(requirements: Requirements, folder: Path, python: str, repo
         )
 
 
-def _stream(lines: Iterator[dict[str, Any]], report: Report, masker: Masker, quiet: bool) -> dict[str, Any]:
+def _stream(lines: Iterator[dict[str, Any]], report: Report, masker: Masker, *, quiet: bool) -> dict[str, Any]:
     """Follow a build or push stream; raise on its error; return the last aux payload."""
     aux: dict[str, Any] = {}
     layers: dict[str, tuple[int, int]] = {}
@@ -299,7 +299,7 @@ def build_offline(
             labels=labels,
         )
         try:
-            _stream(stream, report, masker, quiet)
+            _stream(stream, report, masker, quiet=quiet)
         except RunError as exc:
             raise RunError(f"building {what} failed: {exc}") from None
 
@@ -328,6 +328,7 @@ def build_image(
     registry: Registry | None,
     creds: Credentials | None,
     report: Report,
+    *,
     quiet: bool = False,
     carried: Carried | None = None,
 ) -> StepImage:
@@ -347,9 +348,9 @@ def build_image(
     if registry is not None:
         digest = _existing_digest(client, ref, creds, masker, registry.host)
         if digest:
-            return StepImage(repository, tag, digest, False, 0, time.monotonic() - started)
+            return StepImage(repository, tag, digest, built=False, pushed_bytes=0, seconds=time.monotonic() - started)
     elif client.images.list(name=ref):
-        return StepImage(repository, tag, None, False, 0, time.monotonic() - started)
+        return StepImage(repository, tag, None, built=False, pushed_bytes=0, seconds=time.monotonic() - started)
     report(f"  building {ref}")
     labels, what = {"io.nb2kfp.pipeline": pipeline.name}, f"the step image for {pipeline.name}"
     files = {"nb2kfp-step.py": runtime_source()}  # the Dockerfile copies it to IMAGE_RUNTIME
@@ -358,14 +359,14 @@ def build_image(
         quiet=quiet, what=what, files=files, auth=auth, carried=carried,
     )  # fmt: skip
     if registry is None:
-        return StepImage(repository, tag, None, True, 0, time.monotonic() - started)
+        return StepImage(repository, tag, None, built=True, pushed_bytes=0, seconds=time.monotonic() - started)
     report(f"  pushing {ref}")
-    digest, pushed = push_tag(client, repository, tag, creds, masker, report, quiet)
-    return StepImage(repository, tag, digest, True, pushed, time.monotonic() - started)
+    digest, pushed = push_tag(client, repository, tag, creds, masker, report, quiet=quiet)
+    return StepImage(repository, tag, digest, built=True, pushed_bytes=pushed, seconds=time.monotonic() - started)
 
 
 def push_tag(
-    client: Any, repository: str, tag: str, creds: Credentials | None, masker: Masker, report: Report, quiet: bool
+    client: Any, repository: str, tag: str, creds: Credentials | None, masker: Masker, report: Report, *, quiet: bool
 ) -> tuple[str, int]:
     """Push ``repository:tag`` from the engine; its digest and the bytes sent."""
     host = imageref.host(repository)
@@ -376,7 +377,7 @@ def push_tag(
             ),
             report,
             masker,
-            quiet,
+            quiet=quiet,
         )
     except RunError as exc:
         raise _errors(exc, masker, host) from None

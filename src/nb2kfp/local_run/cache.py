@@ -109,7 +109,7 @@ def artifact_key(root: Path) -> str:
 _FIX = "remove it (`nb2kfp runs clean --cache`) and run again: a new private cache is made"
 
 
-def _check_private(path: Path, st: os.stat_result, folder: bool) -> None:
+def _check_private(path: Path, st: os.stat_result, *, folder: bool) -> None:
     """Refuses (one line naming ``path`` and the fix) what is not the user's own folder (writable by nobody else)
     or regular file (no access for group or others)."""
     kind, forbidden, who = ("folder", 0o022, "writable") if folder else ("file", 0o077, "readable or writable")
@@ -144,7 +144,10 @@ class FileState:
         [[pattern, recursive], ...]}``, relative to the notebook's folder)."""
         lines = [f"f {name}\0{self.digest(name)}" for name in reads.get("files", [])]
         lines += [f"l {name}\0{self.listing(name)}" for name in reads.get("listed", [])]
-        lines += [f"g {pattern}\0{deep}\0{self.matches(pattern, deep)}" for pattern, deep in reads.get("globbed", [])]
+        lines += [
+            f"g {pattern}\0{deep}\0{self.matches(pattern, recursive=deep)}"
+            for pattern, deep in reads.get("globbed", [])
+        ]
         return "\n".join(lines)
 
     def _inside(self, name: str) -> Path | None:
@@ -188,7 +191,7 @@ class FileState:
             names = [n for n in names if n not in NOT_SEEDED]
         return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
 
-    def matches(self, pattern: str, recursive: bool) -> str:
+    def matches(self, pattern: str, *, recursive: bool) -> str:
         """The names ``glob.glob(pattern)`` finds from the notebook's folder, as a step's folder shows them."""
         found = sorted(glob.glob(pattern, root_dir=self.seed, recursive=recursive))
         shown = [name for name in found if Path(name).parts[0] not in NOT_SEEDED]

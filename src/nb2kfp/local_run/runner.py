@@ -143,6 +143,7 @@ def run(
     run_dir: Path,
     on_event: Event,
     echo: Callable[[str], None] | None = None,
+    *,
     docker: bool = False,
     cache: Path | None = None,
     jobs: int | None = None,

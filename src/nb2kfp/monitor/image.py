@@ -66,7 +66,9 @@ def ensure(base: str, report: images.Report) -> MonitorImage:
     client = images.docker_client()
     found = client.images.list(name=ref)
     if found:
-        return MonitorImage(ref, str(found[0].id), False, time.monotonic() - started, int(found[0].attrs["Size"]))
+        return MonitorImage(
+            ref, str(found[0].id), built=False, seconds=time.monotonic() - started, size=int(found[0].attrs["Size"])
+        )
     lock, module = _texts()
     lines = tuple(line for line in lock.splitlines() if line and not line.startswith("#"))
     report(f"building the monitoring image {ref} (once; every model's monitoring reuses it)")
@@ -88,7 +90,9 @@ def ensure(base: str, report: images.Report) -> MonitorImage:
         files=files,
     )
     built = client.images.get(ref)
-    return MonitorImage(ref, str(built.id), True, time.monotonic() - started, int(built.attrs["Size"]))
+    return MonitorImage(
+        ref, str(built.id), built=True, seconds=time.monotonic() - started, size=int(built.attrs["Size"])
+    )
 
 
 def push(registry_text: str, base: str, report: images.Report) -> str:
@@ -108,7 +112,7 @@ def push(registry_text: str, base: str, report: images.Report) -> str:
         built = ensure(base, report)
         client.images.get(built.id).tag(repository, version)
         report(f"pushing {repository}:{version}")
-        digest, _ = images.push_tag(client, repository, version, creds, masker, report, True)
+        digest, _ = images.push_tag(client, repository, version, creds, masker, report, quiet=True)
     return f"{repository}@{digest}"
 
 

@@ -363,9 +363,9 @@ def _always(value: Any) -> bool:  # noqa: ARG001 - every format's reader takes i
 FORMATS = (
     Format("feather", "data.arrow", _is_frame, _save_arrow, _load_arrow),
     Format("npy", "data.npy", _is_array, _save_npy, _load_npy),
-    Format("joblib", "data.joblib", lambda v: _module(v) == "sklearn", _save_joblib, _load_joblib, True),
+    Format("joblib", "data.joblib", lambda v: _module(v) == "sklearn", _save_joblib, _load_joblib, runs_code=True),
     Format("json", "data.json", _json_exact, _save_json, _load_json),
-    Format("pickle", "data.pickle", _always, _save_pickle, _load_pickle, True),  # the fallback: last
+    Format("pickle", "data.pickle", _always, _save_pickle, _load_pickle, runs_code=True),  # the fallback: last
 )
 _FORMATS = {f.name: f for f in FORMATS}
 
@@ -673,7 +673,7 @@ class IPythonShim:
             return 0
         return subprocess.run(command, shell=True, check=False).returncode
 
-    def getoutput(self, command: str, split: bool = True, depth: int = 0) -> Any:  # noqa: ARG002 - IPython's API
+    def getoutput(self, command: str, split: bool = True, depth: int = 0) -> Any:  # noqa: ARG002, FBT001, FBT002 - IPython's API
         out = subprocess.run(self._expand(command), shell=True, capture_output=True, text=True, check=False).stdout
         return out.splitlines() if split else out
 
@@ -939,7 +939,7 @@ class _NoKernel:
     """``get_ipython().kernel``: the calls notebooks make (a restart after installs) do nothing; anything
     else says there is no kernel, in the cell that asked."""
 
-    def do_shutdown(self, restart: bool = False) -> None:
+    def do_shutdown(self, restart: bool = False) -> None:  # noqa: FBT001, FBT002 - IPython's API
         log(f"skipped kernel {'restart' if restart else 'shutdown'}: no kernel in a pipeline step")
 
     def __getattr__(self, name: str) -> Any:
@@ -1156,11 +1156,11 @@ def _labelled(spec: dict[str, Any], part: str) -> list[tuple[str, str, bool]]:
     return out
 
 
-def _run_cells(cells: list[tuple[str, str, bool]], namespace: dict[str, Any], shown: bool = False) -> None:
+def _run_cells(cells: list[tuple[str, str, bool]], namespace: dict[str, Any], *, shown: bool = False) -> None:
     """``shown``: the cells go into the step's report (when it has one). A cell tagged raises-exception may raise:
     as nbclient and papermill do, its error is shown as its output and the next cell runs."""
     for filename, source, may_raise in cells:
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
         if shown and _REPORT is not None:
             _REPORT.start(filename, source)
         if shown and _WARM_SHOWN:  # its leading imports ran ahead (warm): what they printed, as the cell's own
@@ -1702,7 +1702,7 @@ class _Report:
         else:
             outputs.append(out)
 
-    def display(self, obj: object, result: bool = False) -> None:
+    def display(self, obj: object, result: bool = False) -> None:  # noqa: FBT001, FBT002 - IPython's display API
         """``obj`` as display() shows it; ``result``: as the value of the cell's last expression (execute_result)."""
         data: dict[str, Any] = {"text/plain": repr(obj)}
         for method, mime in _MIME.items():

@@ -65,7 +65,7 @@ def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
     client = images.docker_client()
     found = client.images.list(name=tag)
     if found:
-        return ServingImage(tag, str(found[0].id), False, time.monotonic() - started)
+        return ServingImage(tag, str(found[0].id), built=False, seconds=time.monotonic() - started)
     lines = tuple(line for line in lock_text().splitlines() if line and not line.startswith("#"))
     requirements = Requirements(lines, LOCK)
     report(f"building the MLServer image {tag} (once; later models reuse it)")
@@ -73,7 +73,7 @@ def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
     images.build_offline(
         client, dockerfile(base), requirements, base, tag, labels, Masker(), report, quiet=True, what=what
     )
-    return ServingImage(tag, str(client.images.get(tag).id), True, time.monotonic() - started)
+    return ServingImage(tag, str(client.images.get(tag).id), built=True, seconds=time.monotonic() - started)
 
 
 def push(registry_text: str, report: images.Report) -> str:
@@ -95,5 +95,5 @@ def push(registry_text: str, report: images.Report) -> str:
         built = ensure(tag, base, report)
         client.images.get(built.id).tag(repository, version)
         report(f"pushing {repository}:{version}")
-        digest, _ = images.push_tag(client, repository, version, creds, masker, report, True)
+        digest, _ = images.push_tag(client, repository, version, creds, masker, report, quiet=True)
     return f"{repository}@{digest}"
