@@ -5,7 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,17 @@ def engine() -> Any:
         client = None
     require(client is not None, "no Docker engine answers")
     return client
+
+
+@pytest.fixture
+def private_kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test's kept step processes in a folder of their own (``XDG_RUNTIME_DIR``, short: a socket's path must
+    stay under 108 bytes): the test, and the runs it starts, see and stop only those, never another project's or
+    another test's; they are stopped after it."""
+    from nb2kfp.local_run import parked
+
+    folder = Path(tempfile.mkdtemp(prefix="kp", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    yield folder
+    parked.stop_all()
+    shutil.rmtree(folder, ignore_errors=True)

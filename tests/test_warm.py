@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -260,15 +260,8 @@ def _edit_last_step(nb: Path, n: int, pattern: str = r"z = (\d+ \+ )?y \+", text
     nb.write_text(json.dumps(notebook))
 
 
-@pytest.fixture
-def no_kept() -> Iterator[None]:
-    """Stops this user's kept processes after the test, as `nb2kfp runs clean` does."""
-    yield
-    parked.stop_all()
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures("no_kept")
+@pytest.mark.usefixtures("private_kept")
 def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make) -> None:
     nb = _chain(make_nb, last=f"c_kept = {KEPT}")
     text = json.loads(nb.read_text())
@@ -320,7 +313,7 @@ def _gone(found: Callable[[], list[int]], seconds: float) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("no_kept")
+@pytest.mark.usefixtures("private_kept")
 def test_nothing_is_kept_under_ci_and_a_kept_process_ends_when_unused(make_nb: Make) -> None:
     nb = _chain(make_nb)
     assert "warm for the next run" not in _kept_run(nb, "--no-cache", CI="true")["stderr"]
@@ -360,7 +353,7 @@ def test_another_user_can_neither_listen_under_a_kept_name_nor_connect(tmp_path:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("no_kept")
+@pytest.mark.usefixtures("private_kept")
 def test_a_kept_process_never_runs_a_module_older_than_the_disk(make_nb: Make, tmp_path: Path) -> None:
     """An editable install edited between two runs: the kept process imported the old code, so it steps aside."""
     lib = tmp_path / "lib"
@@ -384,7 +377,7 @@ def test_a_kept_process_never_runs_a_module_older_than_the_disk(make_nb: Make, t
     assert (edited["metrics"]["z"], edited["metrics"]["c_kept"]) == (14, 0)
 
 
-@pytest.mark.usefixtures("no_kept")
+@pytest.mark.usefixtures("private_kept")
 def test_the_oldest_kept_processes_make_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nb2kfp.backends.step_runtime import runtime_source
 

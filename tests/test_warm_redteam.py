@@ -13,7 +13,6 @@ import os
 import re
 import resource
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,9 @@ KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2] == b'nb2k
 
 
 @pytest.fixture(autouse=True)
-def no_kept() -> Iterator[None]:
-    yield
-    parked.stop_all()
+def no_kept(private_kept: Path) -> Path:
+    """Every test here keeps its processes apart from other runs' (conftest.private_kept)."""
+    return private_kept
 
 
 def _run(
