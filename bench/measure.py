@@ -39,7 +39,7 @@ class Sample:
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
-    def as_json(self, keep_output: bool = False) -> dict[str, Any]:
+    def as_json(self, *, keep_output: bool = False) -> dict[str, Any]:
         data = asdict(self)
         if keep_output or not self.ok:
             data["stdout"] = self.stdout[-OUTPUT_KEEP:]

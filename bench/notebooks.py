@@ -22,7 +22,7 @@ def _cell(source: str, tags: list[str] | None = None) -> dict[str, Any]:
         "id": None,  # filled in by _notebook (nbformat 4.5 wants unique ids)
         "metadata": {"tags": tags} if tags else {},
         "outputs": [],
-        "source": source.splitlines(True),
+        "source": source.splitlines(keepends=True),
     }
 
 

@@ -125,7 +125,7 @@ def run_suite(ctx: Ctx) -> None:
         spec = ctx.kale.compiled_yaml(kale_nb, "bench-iris")
         return spec if s.ok and spec.is_file() else None
 
-    def kale(cached: bool, rep: int) -> None:
+    def kale(rep: int, *, cached: bool) -> None:
         if rep >= kale_reps or ctx.kale is None:
             return
         if cached:
@@ -160,7 +160,7 @@ def run_suite(ctx: Ctx) -> None:
         markdown,
     ]
     if ctx.kale_ready:
-        cases += [partial(kale, False), partial(kale, True)]
+        cases += [partial(kale, cached=False), partial(kale, cached=True)]
     interleave(ctx.reps, cases)
 
     def t(key: str) -> float | None:
