@@ -32,7 +32,7 @@ from nb2kfp.frontend.imagefiles import Carried
 from nb2kfp.ir import Pipeline
 from nb2kfp.masking import Masker
 from nb2kfp.oci import ref as imageref
-from nb2kfp.oci.registry import Credentials, Registry
+from nb2kfp.oci.registry import Credentials, Registry, credentials_for
 from nb2kfp.requirements import Requirements
 from nb2kfp.words import printable
 
@@ -395,3 +395,22 @@ def pull(image: StepImage, creds: Credentials | None) -> None:
     ):
         return
     client.images.pull(image.ref, auth_config=creds.docker_auth() if creds else None)
+
+
+def push_once(registry_text: str, name: str, local_tag: str, build: Callable[[], str], report: Report) -> str:
+    """Push the image ``local_tag`` (a content-hash tag) to REGISTRY/``name``:<its tag> unless the registry has it
+    already, ``build`` making it first (it returns the image's id); its reference pinned by digest. The nb2kfp
+    images built from a lock (the MLServer image, the monitoring image) go out this way."""
+    registry = Registry.parse(registry_text)
+    repository, version = registry.repository(name), imageref.parse(local_tag).tag
+    creds = credentials_for(registry.host)
+    masker = Masker.for_credentials(creds)
+    client = docker_client()
+    digest = _existing_digest(client, f"{repository}:{version}", creds, masker, registry.host)
+    if digest:
+        report(f"{repository}:{version} is already in the registry")
+    else:
+        client.images.get(build()).tag(repository, version)
+        report(f"pushing {repository}:{version}")
+        digest, _ = push_tag(client, repository, version, creds, masker, report, quiet=True)
+    return f"{repository}@{digest}"

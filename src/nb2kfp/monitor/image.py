@@ -97,23 +97,7 @@ def ensure(base: str, report: images.Report) -> MonitorImage:
 
 def push(registry_text: str, base: str, report: images.Report) -> str:
     """Build (if needed) and push the monitoring image to REGISTRY/monitor:<content hash>; its pinned reference."""
-    from nb2kfp.oci import ref as imageref
-    from nb2kfp.oci.registry import Registry, credentials_for
-
-    registry = Registry.parse(registry_text)
-    repository, version = registry.repository("monitor"), imageref.parse(tag(base)).tag
-    creds = credentials_for(registry.host)
-    masker = Masker.for_credentials(creds)
-    client = images.docker_client()
-    digest = images._existing_digest(client, f"{repository}:{version}", creds, masker, registry.host)
-    if digest:
-        report(f"{repository}:{version} is already in the registry")
-    else:
-        built = ensure(base, report)
-        client.images.get(built.id).tag(repository, version)
-        report(f"pushing {repository}:{version}")
-        digest, _ = images.push_tag(client, repository, version, creds, masker, report, quiet=True)
-    return f"{repository}@{digest}"
+    return images.push_once(registry_text, "monitor", tag(base), lambda: ensure(base, report).id, report)
 
 
 def base_image(folder: Path) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from nb2kfp.images import step_image as images
 from nb2kfp.masking import Masker
-from nb2kfp.oci import ref as imageref
 from nb2kfp.requirements import Requirements
 
 LOCK = "mlserver.lock"  # the MLServer image's pinned requirements (a file of this package)
@@ -79,21 +78,7 @@ def ensure(tag: str, base: str, report: images.Report) -> ServingImage:
 def push(registry_text: str, report: images.Report) -> str:
     """Build (if needed) and push the MLServer image to REGISTRY/mlserver:<content hash>; its pinned reference."""
     from nb2kfp.config import find_settings
-    from nb2kfp.oci.registry import Registry, credentials_for
 
-    registry = Registry.parse(registry_text)
     base = find_settings(Path.cwd()).image
     tag = mlserver_tag(base)
-    repository, version = registry.repository("mlserver"), imageref.parse(tag).tag
-    creds = credentials_for(registry.host)
-    masker = Masker.for_credentials(creds)
-    client = images.docker_client()
-    digest = images._existing_digest(client, f"{repository}:{version}", creds, masker, registry.host)
-    if digest:
-        report(f"{repository}:{version} is already in the registry")
-    else:
-        built = ensure(tag, base, report)
-        client.images.get(built.id).tag(repository, version)
-        report(f"pushing {repository}:{version}")
-        digest, _ = images.push_tag(client, repository, version, creds, masker, report, quiet=True)
-    return f"{repository}@{digest}"
+    return images.push_once(registry_text, "mlserver", tag, lambda: ensure(tag, base, report).id, report)
