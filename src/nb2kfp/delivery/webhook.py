@@ -268,74 +268,111 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None = None) -> Starlette:
-    stats = metrics or Metrics()
+class _Refused(Exception):
+    """A delivery refused (4xx, or 503: GitLab retries it); nothing is queued."""
 
-    def refuse(code: int, reason: str) -> Response:
-        stats.inc(f"rejected:{code}")
-        return JSONResponse({"status": "rejected", "reason": reason}, status_code=code)
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
-    def ignore(reason: str, detail: str) -> Response:
-        stats.inc(f"ignored:{reason}")
-        return JSONResponse({"status": "ignored", "reason": detail}, status_code=202)
 
-    async def gitlab(request: Request) -> Response:
-        stats.inc("received")
-        if config.secret is not None:
-            given = request.headers.get("x-gitlab-token", "").encode()
-            if not hmac.compare_digest(given, config.secret.encode()):
-                return refuse(401, "missing or wrong X-Gitlab-Token")
+class _Ignored(Exception):
+    """A delivery answered 202 but not queued: another event kind, or a project not served here."""
+
+    def __init__(self, counter: str, reason: str) -> None:
+        super().__init__(reason)
+        self.counter, self.reason = counter, reason
+
+
+async def _authentic_body(config: ServeConfig, request: Request) -> bytes:
+    """The request's body, once its token, size, arrival time and signature are good."""
+    if config.secret is not None:
+        given = request.headers.get("x-gitlab-token", "").encode()
+        if not hmac.compare_digest(given, config.secret.encode()):
+            raise _Refused(401, "missing or wrong X-Gitlab-Token")
+    try:
+        body = await asyncio.wait_for(_read_limited(request, config.max_body), config.body_timeout)
+    except asyncio.TimeoutError:
+        raise _Refused(408, f"body not received within {config.body_timeout:g} s") from None
+    if body is None:
+        raise _Refused(413, f"body over {config.max_body} bytes")
+    if config.signing_key is not None and not signature_ok(config.signing_key, request.headers, body):
+        raise _Refused(401, "missing, stale or wrong webhook-signature")
+    return body
+
+
+def _event(headers: Mapping[str, str], body: bytes) -> Event:
+    """The push (or tag push) a delivery's headers and body describe."""
+    kind = headers.get("x-gitlab-event", "")
+    if kind not in EVENTS:
+        raise _Ignored("event", f"event {kind[:40]!r} is not handled")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Refused(400, f"malformed JSON: {str(exc)[:80]}") from None
+    except RecursionError:
+        raise _Refused(400, "malformed JSON: nested too deeply") from None
+    key = headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid") or None
+    try:
+        if not isinstance(payload, dict):
+            raise ValueError("the body is not a JSON object")
+        return Event.from_payload(payload, key)
+    except ValueError as exc:
+        raise _Refused(400, str(exc)) from None
+
+
+@dataclass(frozen=True)
+class _Receiver:
+    """The app's request handlers."""
+
+    config: ServeConfig
+    queue: EventQueue
+    stats: Metrics
+
+    async def gitlab(self, request: Request) -> Response:
+        self.stats.inc("received")
         try:
-            body = await asyncio.wait_for(_read_limited(request, config.max_body), config.body_timeout)
-        except asyncio.TimeoutError:
-            return refuse(408, f"body not received within {config.body_timeout:g} s")
-        if body is None:
-            return refuse(413, f"body over {config.max_body} bytes")
-        if config.signing_key is not None and not signature_ok(config.signing_key, request.headers, body):
-            return refuse(401, "missing, stale or wrong webhook-signature")
-        kind = request.headers.get("x-gitlab-event", "")
-        if kind not in EVENTS:
-            return ignore("event", f"event {kind[:40]!r} is not handled")
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return refuse(400, f"malformed JSON: {str(exc)[:80]}")
-        except RecursionError:
-            return refuse(400, "malformed JSON: nested too deeply")
-        key = request.headers.get("idempotency-key") or request.headers.get("x-gitlab-event-uuid") or None
-        try:
-            if not isinstance(payload, dict):
-                raise ValueError("the body is not a JSON object")
-            event = Event.from_payload(payload, key)
-        except ValueError as exc:
-            return refuse(400, str(exc))
-        if not config.serves(event):
-            return ignore("project", "project not served here")
-        try:
-            event_id, duplicate = await run_in_threadpool(queue.put, event)
-        except Exception:  # the queue could not commit: let GitLab retry
-            return refuse(503, "queue unavailable")
+            event_id, duplicate = await self._queued(request)
+        except _Refused as refused:
+            self.stats.inc(f"rejected:{refused.code}")
+            return JSONResponse({"status": "rejected", "reason": refused.reason}, status_code=refused.code)
+        except _Ignored as ignored:
+            self.stats.inc(f"ignored:{ignored.counter}")
+            return JSONResponse({"status": "ignored", "reason": ignored.reason}, status_code=202)
         if duplicate:
-            stats.inc("dup")
+            self.stats.inc("dup")
         return JSONResponse({"status": "duplicate" if duplicate else "queued", "id": event_id}, status_code=202)
 
-    async def healthz(request: Request) -> Response:  # noqa: ARG001 - Starlette's handler signature
+    async def _queued(self, request: Request) -> tuple[int, bool]:
+        """Queue the push a delivery brings: (its event id, whether it was in the queue already)."""
+        event = _event(request.headers, await _authentic_body(self.config, request))
+        if not self.config.serves(event):
+            raise _Ignored("project", "project not served here")
         try:
-            counts = await run_in_threadpool(queue.counts)
+            return await run_in_threadpool(self.queue.put, event)
+        except Exception:  # the queue could not commit: let GitLab retry
+            raise _Refused(503, "queue unavailable") from None
+
+    async def healthz(self, request: Request) -> Response:  # noqa: ARG002 - Starlette's handler signature
+        try:
+            counts = await run_in_threadpool(self.queue.counts)
         except sqlite3.Error as exc:
             return JSONResponse({"status": "degraded", "reason": f"queue unreadable: {exc}"}, status_code=503)
-        if stats.degraded:
-            return JSONResponse({"status": "degraded", "reason": stats.degraded}, status_code=503)
+        if self.stats.degraded:
+            return JSONResponse({"status": "degraded", "reason": self.stats.degraded}, status_code=503)
         return JSONResponse({"status": "ok", "queued": counts.get(QUEUED, 0)})
 
-    async def metrics_page(request: Request) -> Response:  # noqa: ARG001 - Starlette's handler signature
-        counts = await run_in_threadpool(queue.counts)
-        return PlainTextResponse(stats.render(counts.get(QUEUED, 0)), media_type="text/plain; version=0.0.4")
+    async def metrics_page(self, request: Request) -> Response:  # noqa: ARG002 - Starlette's handler signature
+        counts = await run_in_threadpool(self.queue.counts)
+        return PlainTextResponse(self.stats.render(counts.get(QUEUED, 0)), media_type="text/plain; version=0.0.4")
 
+
+def create_app(config: ServeConfig, queue: EventQueue, metrics: Metrics | None = None) -> Starlette:
+    receiver = _Receiver(config, queue, metrics or Metrics())
     return Starlette(
         routes=[
-            Route("/webhooks/gitlab", gitlab, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_page, methods=["GET"]),
+            Route("/webhooks/gitlab", receiver.gitlab, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+            Route("/metrics", receiver.metrics_page, methods=["GET"]),
         ]
     )
