@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from nb2kfp import extras, kfpnames
 from nb2kfp.errors import Nb2KfpError, RunError
-from nb2kfp.ir import Pipeline
+from nb2kfp.ir import ParamValue, Pipeline
 from nb2kfp.local_run import records
 from nb2kfp.words import count
 
 if TYPE_CHECKING:
-    from nb2kfp.local_run import reports
+    from nb2kfp.local_run import processes, reports
+    from nb2kfp.local_run.runner import LocalRun
 
 _MARK = {"running": "..", "succeeded": "ok", "failed": "FAILED", "interrupted": "STOP", "cached": "cached"}
 _REMOTE_MARK = {"PENDING": "..", "RUNNING": "..", "SUCCEEDED": "ok", "FAILED": "FAILED", "SKIPPED": "skip"}
@@ -129,81 +130,18 @@ def _package_models(
 
 
 def run(notebook: Path, options: Options, report: Callable[[str], None], report_error: Callable[[str], None]) -> int:
-    extras.require(
-        "nb2kfp run --local",
-        "nb2kfp.local_run.kfp_local",  # kfp, as a local run imports it (without kfp.client), and checked
-        "cloudpickle",
-        *(["docker"] if options.docker else []),
-        *(["oras", "requests"] if options.model_image else []),
-    )
-    if options.report:
-        extras.require_installed("nb2kfp run --local", "nbconvert")
-    from nb2kfp import service
-    from nb2kfp.atomic import write_text
-    from nb2kfp.backends import kfp_spec
-    from nb2kfp.local_run import kfp_warnings, processes, reports
-    from nb2kfp.local_run import runner as local
-    from nb2kfp.local_run.params import as_arguments, parameters_of
+    _require(options)
+    from nb2kfp.local_run import processes, reports
 
-    result = service.compile_notebook(notebook)
-    for d in result.diagnostics:
-        report_error(d.format())
-    pipeline = result.pipeline
-    given, values = parameters_of(pipeline, options.param_files, options.param_yaml, options.params)
-    if options.docker:
-        pipeline = _in_image(notebook, pipeline, options.registry, report_error)
-    if options.report:
-        pipeline = reports.reported(pipeline)
-    target = (options.run_dir or records.new_run_dir(records.RUNS, pipeline.name, options.run_name)).resolve()
-    target.mkdir(parents=True, exist_ok=True)
-    spec_path = target / "pipeline.yaml"
-    write_text(spec_path, kfp_spec.render(pipeline))
-    record = records.RunRecord(
-        name=target.name,
-        notebook=str(notebook),
-        pipeline=pipeline.name,
-        run_dir=target,
-        spec=spec_path,
-        parameters=values,
-        steps={s.name: records.StepRecord() for s in pipeline.steps},
-    )
-    record.write()
-    width = max((len(s.name) for s in pipeline.steps), default=4)
+    pipeline, given, values = _compiled(notebook, options, report_error)
+    record = _new_record(notebook, pipeline, values, options)
+    target = record.run_dir
     pages = reports.StepPages(target, pipeline) if options.report else None  # rendered as the steps end
-
-    def on_event(step: str, status: str, seconds: float | None) -> None:
-        if supervisor.signum is not None and status == "failed":
-            status = "interrupted"
-        record.on_event(step, status, seconds)
-        if pages is not None and status == "running":
-            pages.warm_up()
-        elif pages is not None:
-            pages.step_ended(step)
-        took = f" {seconds:.2f}s" if seconds is not None else ""
-        report_error(f"  {_MARK.get(status, status):>6}  {step:<{width}}{took}")
-
+    progress = _Progress(record, pages, report_error, width=max((len(s.name) for s in pipeline.steps), default=4))
     how = "kfp.local in Docker" if options.docker else "kfp.local"
     report_error(f"running {pipeline.name} ({count(len(pipeline.steps), 'step')}) with {how} in {target}")
-    echo = report_error if options.verbose else None
-    tasks = {kfpnames.task_name(s.name): s.name for s in pipeline.steps}
     try:
-        with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
-            arguments = as_arguments(pipeline, given)
-            # a cached step does not write its files into a new run's shared workspace: no cache with one
-            cached = options.cache and not options.docker and not pipeline.workspace
-            cache = records.cache_folder(notebook.resolve().parent) if cached else None
-            outcome = local.run(
-                spec_path,
-                pipeline,
-                arguments,
-                target,
-                on_event,
-                echo,
-                docker=options.docker,
-                cache=cache,
-                jobs=options.jobs,
-                supervisor=supervisor,
-            )
+        outcome = _run_steps(notebook, pipeline, given, options, progress)
     except processes.Interrupted as stop:
         record.finish("interrupted")
         _write_report(record, pipeline, pages, notebook, options.output)
@@ -211,13 +149,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         report_error(f"interrupted ({stop}){where}; record in {target / records.RESULT}")
         return stop.exit_code
     record.metrics, record.text_metrics = outcome.metrics, outcome.text_metrics
-    if outcome.kept:  # processes that outlive this command: say so, and how to stop them
-        from nb2kfp.local_run.parked import keep_seconds
-
-        report_error(
-            f"kept {count(len(outcome.kept), 'step process', 'step processes')} warm for the next run "
-            f"({', '.join(outcome.kept)}; {keep_seconds()} s; `nb2kfp runs clean` stops them, NB2KFP_WARM=0 keeps none)"
-        )
+    _tell_kept(outcome.kept, report_error)
     if outcome.failed_step:
         record.failed(outcome.log_tail, outcome.failed_step)
         if not options.verbose:
@@ -237,16 +169,144 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
     if options.as_json:
         report(json.dumps(record.as_dict(), sort_keys=True))
     else:
-        for name, value in outcome.metrics.items():
-            report(f"metric {name} = {value:g}")
-        for name, text in outcome.text_metrics.items():
-            report(f"metric {name} = {text!r}")
-        for name, ref in record.models.items():
-            report(f"model {name}: {ref}")
-        report(f"{outcome.status} in {record.seconds:.1f}s; outputs in {target}")
-        if page is not None:
-            report(f"report: {page}")
+        _print_outcome(outcome, record, page, report)
     return 0 if outcome.status == "succeeded" else 1
+
+
+def _require(options: Options) -> None:
+    """What a local run with these options imports is installed (else a usage error naming the extra)."""
+    extras.require(
+        "nb2kfp run --local",
+        "nb2kfp.local_run.kfp_local",  # kfp, as a local run imports it (without kfp.client), and checked
+        "cloudpickle",
+        *(["docker"] if options.docker else []),
+        *(["oras", "requests"] if options.model_image else []),
+    )
+    if options.report:
+        extras.require_installed("nb2kfp run --local", "nbconvert")
+
+
+def _compiled(
+    notebook: Path, options: Options, report_error: Callable[[str], None]
+) -> tuple[Pipeline, dict[str, ParamValue], dict[str, ParamValue | None]]:
+    """The pipeline to run (in its step image with --docker; reporting its steps unless --no-report), the parameter
+    values given and every parameter's value in the run. Compile diagnostics go to ``report_error``."""
+    from nb2kfp import service
+    from nb2kfp.local_run import reports
+    from nb2kfp.local_run.params import parameters_of
+
+    result = service.compile_notebook(notebook)
+    for d in result.diagnostics:
+        report_error(d.format())
+    pipeline = result.pipeline
+    given, values = parameters_of(pipeline, options.param_files, options.param_yaml, options.params)
+    if options.docker:
+        pipeline = _in_image(notebook, pipeline, options.registry, report_error)
+    if options.report:
+        pipeline = reports.reported(pipeline)
+    return pipeline, given, values
+
+
+def _new_record(
+    notebook: Path, pipeline: Pipeline, values: dict[str, ParamValue | None], options: Options
+) -> records.RunRecord:
+    """The run's folder with its spec and its first result.json."""
+    from nb2kfp.atomic import write_text
+    from nb2kfp.backends import kfp_spec
+
+    target = (options.run_dir or records.new_run_dir(records.RUNS, pipeline.name, options.run_name)).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    spec_path = target / "pipeline.yaml"
+    write_text(spec_path, kfp_spec.render(pipeline))
+    record = records.RunRecord(
+        name=target.name,
+        notebook=str(notebook),
+        pipeline=pipeline.name,
+        run_dir=target,
+        spec=spec_path,
+        parameters=values,
+        steps={s.name: records.StepRecord() for s in pipeline.steps},
+    )
+    record.write()
+    return record
+
+
+@dataclass
+class _Progress:
+    """A local run's step events: into its record and step pages, and a line each on stderr."""
+
+    record: records.RunRecord
+    pages: reports.StepPages | None
+    report_error: Callable[[str], None]
+    width: int  # of the step names' column
+    supervisor: processes.Supervisor | None = None  # while the steps run
+
+    def __call__(self, step: str, status: str, seconds: float | None) -> None:
+        if self.supervisor is not None and self.supervisor.signum is not None and status == "failed":
+            status = "interrupted"  # by SIGINT/SIGTERM
+        self.record.on_event(step, status, seconds)
+        if self.pages is not None and status == "running":
+            self.pages.warm_up()
+        elif self.pages is not None:
+            self.pages.step_ended(step)
+        took = f" {seconds:.2f}s" if seconds is not None else ""
+        self.report_error(f"  {_MARK.get(status, status):>6}  {step:<{self.width}}{took}")
+
+
+def _run_steps(
+    notebook: Path, pipeline: Pipeline, given: dict[str, ParamValue], options: Options, progress: _Progress
+) -> LocalRun:
+    """Run the steps with kfp.local under a supervisor: SIGINT/SIGTERM stop them (:class:`processes.Interrupted`)."""
+    from nb2kfp.local_run import kfp_warnings, processes
+    from nb2kfp.local_run import runner as local
+    from nb2kfp.local_run.params import as_arguments
+
+    report_error, record = progress.report_error, progress.record
+    echo = report_error if options.verbose else None
+    tasks = {kfpnames.task_name(s.name): s.name for s in pipeline.steps}
+    with processes.supervised() as supervisor, kfp_warnings.translated(report_error, tasks):
+        progress.supervisor = supervisor
+        arguments = as_arguments(pipeline, given)
+        # a cached step does not write its files into a new run's shared workspace: no cache with one
+        cached = options.cache and not options.docker and not pipeline.workspace
+        cache = records.cache_folder(notebook.resolve().parent) if cached else None
+        return local.run(
+            record.spec,
+            pipeline,
+            arguments,
+            record.run_dir,
+            progress,
+            echo,
+            docker=options.docker,
+            cache=cache,
+            jobs=options.jobs,
+            supervisor=supervisor,
+        )
+
+
+def _tell_kept(kept: list[str], report_error: Callable[[str], None]) -> None:
+    """Step processes that outlive this command: say so, and how to stop them."""
+    if kept:
+        from nb2kfp.local_run.parked import keep_seconds
+
+        report_error(
+            f"kept {count(len(kept), 'step process', 'step processes')} warm for the next run "
+            f"({', '.join(kept)}; {keep_seconds()} s; `nb2kfp runs clean` stops them, NB2KFP_WARM=0 keeps none)"
+        )
+
+
+def _print_outcome(
+    outcome: LocalRun, record: records.RunRecord, page: Path | None, report: Callable[[str], None]
+) -> None:
+    for name, value in outcome.metrics.items():
+        report(f"metric {name} = {value:g}")
+    for name, text in outcome.text_metrics.items():
+        report(f"metric {name} = {text!r}")
+    for name, ref in record.models.items():
+        report(f"model {name}: {ref}")
+    report(f"{outcome.status} in {record.seconds:.1f}s; outputs in {record.run_dir}")
+    if page is not None:
+        report(f"report: {page}")
 
 
 def _write_report(
