@@ -419,51 +419,18 @@ class _Block:
         """A nested scope. Comprehensions (``bound`` given) run at once: their free names are reads.
         Functions, lambdas and classes run later: their free names are deferred. ``global`` names
         a function binds, and free names it may change, count for the module."""
-        local: set[str] = set()
-        declared_global: set[str] = set()
-        walrus: set[str] = set()
-        loads: list[ast.Name] = []
-        changed: set[str] = set()
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Global):
-                declared_global.update(sub.names)
-            elif isinstance(sub, ast.arg):
-                local.add(sub.arg)
-            elif isinstance(sub, ast.Name):
-                if isinstance(sub.ctx, ast.Load):
-                    loads.append(sub)
-                else:
-                    local.add(sub.id)
-            elif isinstance(sub, ast.NamedExpr):
-                walrus.add(sub.target.id)
-            elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
-                loads.append(ast.Name(sub.target.id, ast.Load(), lineno=sub.lineno))
-            elif isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and sub is not node:
-                local.add(sub.name)
-            elif isinstance(sub, ast.alias):
-                local.add((sub.asname or sub.name).split(".")[0])
-            elif isinstance(sub, ast.ExceptHandler) and sub.name:
-                local.add(sub.name)
-            elif isinstance(sub, ast.Subscript | ast.Attribute) and not isinstance(sub.ctx, ast.Load):
-                changed.add(_root_name(sub) or "")
-            elif isinstance(sub, ast.Call):
-                if isinstance(sub.func, ast.Attribute) and sub.func.attr not in PURE_METHODS:
-                    changed.add(_root_name(sub.func.value) or "")
-                self.f.process_state |= seeds_global_random_state(sub.func)
-                callee = sub.func.id if isinstance(sub.func, ast.Name) else None
-                if callee not in PURE_FUNCTIONS:
-                    changed.update(_root_name(a) or "" for a in sub.args)
-        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            local.discard(node.name)
+        names = _ScopeNames.of(node)
+        self.f.process_state |= names.process_state
+        local = names.local
         if bound is not None:  # a comprehension: := binds in the enclosing (module) scope
-            local -= walrus
-            for name in walrus:
+            local -= names.walrus
+            for name in names.walrus:
                 self.bind(name, bound, definite=False)
-        for name in declared_global:
+        for name in names.declared_global:
             local.discard(name)
             self.f.binds.add(name)
             self.f.may_mutate.add(name)
-        for n in loads:
+        for n in names.loads:
             if n.id in local:
                 continue
             if bound is not None:
@@ -471,7 +438,62 @@ class _Block:
             else:
                 self.f.deferred.add(n.id)
                 self.f.first_line.setdefault(n.id, n.lineno)
-        self.f.may_mutate |= (changed - local - {""}) | (changed & declared_global)
+        self.f.may_mutate |= (names.changed - local - {""}) | (names.changed & names.declared_global)
+
+
+@dataclass
+class _ScopeNames:
+    """What the code of a nested scope (a function, lambda, class or comprehension) does with names."""
+
+    local: set[str] = field(default_factory=set)  # bound in the scope: its parameters, assignments, imports...
+    declared_global: set[str] = field(default_factory=set)
+    walrus: set[str] = field(default_factory=set)  # bound with :=
+    loads: list[ast.Name] = field(default_factory=list)  # every read
+    changed: set[str] = field(default_factory=set)  # roots of what it may change in place ("" for no name)
+    process_state: bool = False  # seeds a global random state
+
+    @classmethod
+    def of(cls, node: ast.AST) -> _ScopeNames:
+        names = cls()
+        for sub in ast.walk(node):
+            if sub is not node:
+                names.see(sub)
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.local.discard(node.name)  # its name inside is the module's (a recursive call reads it)
+        return names
+
+    def see(self, sub: ast.AST) -> None:
+        if isinstance(sub, ast.Global):
+            self.declared_global.update(sub.names)
+        elif isinstance(sub, ast.arg):
+            self.local.add(sub.arg)
+        elif isinstance(sub, ast.Name):
+            if isinstance(sub.ctx, ast.Load):
+                self.loads.append(sub)
+            else:
+                self.local.add(sub.id)
+        elif isinstance(sub, ast.NamedExpr):
+            self.walrus.add(sub.target.id)
+        elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
+            self.loads.append(ast.Name(sub.target.id, ast.Load(), lineno=sub.lineno))
+        elif isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            self.local.add(sub.name)
+        elif isinstance(sub, ast.alias):
+            self.local.add((sub.asname or sub.name).split(".")[0])
+        elif isinstance(sub, ast.ExceptHandler) and sub.name:
+            self.local.add(sub.name)
+        elif isinstance(sub, ast.Subscript | ast.Attribute) and not isinstance(sub.ctx, ast.Load):
+            self.changed.add(_root_name(sub) or "")
+        elif isinstance(sub, ast.Call):
+            self.call(sub)
+
+    def call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr not in PURE_METHODS:
+            self.changed.add(_root_name(node.func.value) or "")
+        self.process_state |= seeds_global_random_state(node.func)
+        callee = node.func.id if isinstance(node.func, ast.Name) else None
+        if callee not in PURE_FUNCTIONS:
+            self.changed.update(_root_name(a) or "" for a in node.args)
 
 
 def _walk_scope(node: ast.AST) -> list[ast.AST]:
