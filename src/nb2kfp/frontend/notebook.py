@@ -412,48 +412,69 @@ def _parse_tags(
 ) -> None:
     special = [t for t in tags if t in _SPECIAL]
     if special:
-        cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
-        others = [t for t in tags if t not in special and not is_foreign_tag(t)]
-        if others or len(special) > 1:
-            ignored = ", ".join(shown_tag(t) for t in special[1:] + others)
-            msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
-            diagnostics.append(warning(shown, msg, "NB011", cell=cell.index))
+        _special_cell(shown, cell, special, tags, diagnostics)
         return
     for tag in tags:
-        if m := _STEP_RE.fullmatch(tag):
-            if m.group(1) is None:
-                continue  # `step:` with no name: an untagged cell (Kale 2.3)
-            if cell.step is not None and cell.step != m.group(1):
-                msg = f"cell has two step names ({cell.step}, {m.group(1)}); a cell belongs to one step"
-                diagnostics.append(error(shown, msg, "NB012", cell=cell.index))
-            cell.step = m.group(1)
-        elif m := _PREV_RE.fullmatch(tag):
-            if m.group(1) not in cell.prev:
-                cell.prev.append(m.group(1))
-        elif m := _MODEL_RE.fullmatch(tag):
-            if m.group(1) not in cell.models:
-                cell.models.append(m.group(1))
-        elif m := _REFERENCE_RE.fullmatch(tag):
-            if m.group(1) not in cell.references:
-                cell.references.append(m.group(1))
-        elif m := _NOTEBOOK_RE.fullmatch(tag):
-            cell.role = "notebook"
-            cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
-        elif m := _COMPONENT_RE.fullmatch(tag):
-            cell.role = "component"
-            cell.component_ref = m.group(1)
-        elif _option_tag(tag, cell.options) or is_foreign_tag(tag):
-            continue
-        else:
+        known = _structure_tag(tag, shown, cell, metadata, diagnostics) or _option_tag(tag, cell.options)
+        if not known and not is_foreign_tag(tag):
             diagnostics.append(error(shown, _unknown_tag_message(tag), "NB010", cell=cell.index))
     if cell.step is None and cell.role == "code":
-        if cell.prev or cell.models or cell.references:
-            msg = "prev:, model: and reference: tags need a step:NAME tag on the same cell"
-            diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
-        if cell.options != StepOptions():
-            forms = ", ".join(t.form.split(":", 1)[0] + ":" for t in OPTION_TAGS)
-            msg = f"step option tags ({forms}) need a step:NAME tag on the same cell"
-            diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
+        _no_step(shown, cell, diagnostics)
+
+
+def _special_cell(shown: str, cell: Cell, special: list[str], tags: list[str], diagnostics: list[Diagnostic]) -> None:
+    """A cell tagged with one of :data:`_SPECIAL` takes its role; its other tags are ignored (NB011)."""
+    cell.role = _SPECIAL[special[0]]  # type: ignore[assignment]
+    others = [t for t in tags if t not in special and not is_foreign_tag(t)]
+    if others or len(special) > 1:
+        ignored = ", ".join(shown_tag(t) for t in special[1:] + others)
+        msg = f"cell is tagged {special[0]}; its other tags are ignored: {ignored}"
+        diagnostics.append(warning(shown, msg, "NB011", cell=cell.index))
+
+
+def _structure_tag(tag: str, shown: str, cell: Cell, metadata: dict[str, Any], diagnostics: list[Diagnostic]) -> bool:
+    """Apply a tag that shapes the pipeline (:data:`_STRUCTURE_FORMS`); False if ``tag`` is not one."""
+    if m := _STEP_RE.fullmatch(tag):
+        if m.group(1) is not None:  # `step:` with no name: an untagged cell (Kale 2.3)
+            _name_step(shown, cell, m.group(1), diagnostics)
+    elif m := _PREV_RE.fullmatch(tag):
+        _add_once(cell.prev, m.group(1))
+    elif m := _MODEL_RE.fullmatch(tag):
+        _add_once(cell.models, m.group(1))
+    elif m := _REFERENCE_RE.fullmatch(tag):
+        _add_once(cell.references, m.group(1))
+    elif m := _NOTEBOOK_RE.fullmatch(tag):
+        cell.role = "notebook"
+        cell.notebook_ref = str(metadata.get("notebook_path") or m.group(1))
+    elif m := _COMPONENT_RE.fullmatch(tag):
+        cell.role = "component"
+        cell.component_ref = m.group(1)
+    else:
+        return False
+    return True
+
+
+def _name_step(shown: str, cell: Cell, name: str, diagnostics: list[Diagnostic]) -> None:
+    if cell.step is not None and cell.step != name:
+        msg = f"cell has two step names ({cell.step}, {name}); a cell belongs to one step"
+        diagnostics.append(error(shown, msg, "NB012", cell=cell.index))
+    cell.step = name
+
+
+def _add_once(names: list[str], name: str) -> None:
+    if name not in names:
+        names.append(name)
+
+
+def _no_step(shown: str, cell: Cell, diagnostics: list[Diagnostic]) -> None:
+    """A code cell with no step name: the tags that need one are errors (NB013)."""
+    if cell.prev or cell.models or cell.references:
+        msg = "prev:, model: and reference: tags need a step:NAME tag on the same cell"
+        diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
+    if cell.options != StepOptions():
+        forms = ", ".join(t.form.split(":", 1)[0] + ":" for t in OPTION_TAGS)
+        msg = f"step option tags ({forms}) need a step:NAME tag on the same cell"
+        diagnostics.append(error(shown, msg, "NB013", cell=cell.index))
 
 
 # each known tag as its help shows it, by what it starts with
