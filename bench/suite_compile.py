@@ -35,79 +35,100 @@ def _name(case: str) -> str:
 
 
 def run_suite(ctx: Ctx) -> None:
-    res = ctx.results
-    base = ctx.folder("compile", fresh=True)
+    suite = _CompileSuite(ctx, _notebooks(ctx.folder("compile", fresh=True)))
+    suite.warm_up()
+    suite.measure()
+    suite.report()
+
+
+def _notebooks(base: Path) -> dict[str, Path]:
+    """The cases: the examples, and generated chains of :data:`SIZES` cells."""
     notebooks = {f"examples/{stem}.ipynb": nb for stem, nb in copy_examples(base).items()}
     for n in SIZES:
         notebooks[f"{n} cells"] = gen.write(base / f"cells-{n}" / f"cells{n}.ipynb", gen.sized(n))
-    ours: dict[str, list[Sample]] = {case: [] for case in notebooks}
-    theirs: dict[str, list[Sample]] = {case: [] for case in notebooks}
-    kale_error: dict[str, str] = {}
+    return notebooks
 
-    def nb2kfp(case: str, rep: int) -> Sample:
-        nb = notebooks[case]
-        s = ctx.run([*ctx.nb2kfp, "compile", nb.name, "-o", "nb2kfp.pipeline.yaml"], TIMEOUT, cwd=nb.parent)
-        res.sample("compile", case, "nb2kfp", s, rep)
+
+class _CompileSuite:
+    def __init__(self, ctx: Ctx, notebooks: dict[str, Path]) -> None:
+        self.ctx, self.notebooks = ctx, notebooks
+        self.ours: dict[str, list[Sample]] = {case: [] for case in notebooks}
+        self.theirs: dict[str, list[Sample]] = {case: [] for case in notebooks}
+        self.kale_error: dict[str, str] = {}  # case -> why Kale cannot compile it
+
+    def nb2kfp(self, case: str, rep: int) -> Sample:
+        """``nb2kfp compile`` on a case; ``rep`` -1 is a warm-up, not counted."""
+        nb = self.notebooks[case]
+        s = self.ctx.run([*self.ctx.nb2kfp, "compile", nb.name, "-o", "nb2kfp.pipeline.yaml"], TIMEOUT, cwd=nb.parent)
+        self.ctx.results.sample("compile", case, "nb2kfp", s, rep)
         if rep >= 0:
-            ours[case].append(s)
+            self.ours[case].append(s)
         return s
 
-    def kale(case: str, rep: int) -> Sample:
-        assert ctx.kale is not None
-        nb = notebooks[case]
-        s = ctx.run(ctx.kale.compile_argv(nb, _name(case)), TIMEOUT, cwd=nb.parent)
-        if s.ok and not ctx.kale.compiled_yaml(nb, _name(case)).is_file():
+    def kale(self, case: str, rep: int) -> Sample:
+        kale = self.ctx.kale
+        assert kale is not None
+        nb = self.notebooks[case]
+        s = self.ctx.run(kale.compile_argv(nb, _name(case)), TIMEOUT, cwd=nb.parent)
+        if s.ok and not kale.compiled_yaml(nb, _name(case)).is_file():
             s.returncode = 99  # "succeeded" without writing the pipeline: count as a failure
-            s.stderr += f"\nbench: {ctx.kale.compiled_yaml(nb, _name(case))} was not written"
-        res.sample("compile", case, "kale", s, rep)
+            s.stderr += f"\nbench: {kale.compiled_yaml(nb, _name(case))} was not written"
+        self.ctx.results.sample("compile", case, "kale", s, rep)
         if rep >= 0:
-            theirs[case].append(s)
+            self.theirs[case].append(s)
         return s
 
-    log(f"compile: warm-up and Kale probe on {len(notebooks)} notebooks")
-    for case in notebooks:
-        first = nb2kfp(case, -1)
-        if not first.ok:
-            log(f"compile: nb2kfp failed on {case}: {first.failure()}")
-        if ctx.kale_ready:
-            probe = kale(case, -1)
-            if not probe.ok:
-                kale_error[case] = probe.failure()
-                log(f"compile: Kale cannot compile {case}: {kale_error[case]}")
-    cases: list[Case] = []
-    for case in notebooks:
-        cases.append(partial(nb2kfp, case))
-        if ctx.kale_ready and case not in kale_error:
-            cases.append(partial(kale, case))
-    log(f"compile: {ctx.reps} repetitions of {len(cases)} commands")
-    interleave(ctx.reps, cases)
+    def warm_up(self) -> None:
+        """One compile of each case by each tool, not counted; the cases Kale cannot compile are left out."""
+        log(f"compile: warm-up and Kale probe on {len(self.notebooks)} notebooks")
+        for case in self.notebooks:
+            first = self.nb2kfp(case, -1)
+            if not first.ok:
+                log(f"compile: nb2kfp failed on {case}: {first.failure()}")
+            if self.ctx.kale_ready:
+                probe = self.kale(case, -1)
+                if not probe.ok:
+                    self.kale_error[case] = probe.failure()
+                    log(f"compile: Kale cannot compile {case}: {self.kale_error[case]}")
 
-    def kale_note(case: str) -> tuple[str, str]:
-        if not ctx.kale_ready:
-            return "n/a", ctx.kale_missing()
-        if case in kale_error:
-            return "fails", f"Kale 2.3.0 cannot compile {case}: {kale_error[case]}"
+    def measure(self) -> None:
+        cases: list[Case] = []
+        for case in self.notebooks:
+            cases.append(partial(self.nb2kfp, case))
+            if self.ctx.kale_ready and case not in self.kale_error:
+                cases.append(partial(self.kale, case))
+        log(f"compile: {self.ctx.reps} repetitions of {len(cases)} commands")
+        interleave(self.ctx.reps, cases)
+
+    def kale_note(self, case: str) -> tuple[str, str]:
+        """(short, note) of the Kale column of a case."""
+        if not self.ctx.kale_ready:
+            return "n/a", self.ctx.kale_missing()
+        if case in self.kale_error:
+            return "fails", f"Kale 2.3.0 cannot compile {case}: {self.kale_error[case]}"
         return "", ""
 
-    for case in notebooks:
-        t_ours, t_theirs = median(pick_ok(ours[case])), median(pick_ok(theirs[case]))
-        short, note = kale_note(case)
-        if t_ours is None:
-            note = f"nb2kfp failed: {ours[case][0].failure() if ours[case] else 'no sample'}. {note}".strip()
-        res.add(Row(SECTION, f"compile {case}", "s", t_ours, t_theirs, Target("ratio", "<=", 0.1), note, short))
-    big = f"{SIZES[-1]} cells"
-    res.add(
-        Row(
-            SECTION,
-            f"compile {big}, absolute",
-            "s",
-            median(pick_ok(ours[big])),
-            target=Target("nb2kfp", "<=", 3.0, " s"),
+    def report(self) -> None:
+        res, ours, theirs = self.ctx.results, self.ours, self.theirs
+        for case in self.notebooks:
+            t_ours, t_theirs = median(pick_ok(ours[case])), median(pick_ok(theirs[case]))
+            short, note = self.kale_note(case)
+            if t_ours is None:
+                note = f"nb2kfp failed: {ours[case][0].failure() if ours[case] else 'no sample'}. {note}".strip()
+            res.add(Row(SECTION, f"compile {case}", "s", t_ours, t_theirs, Target("ratio", "<=", 0.1), note, short))
+        big = f"{SIZES[-1]} cells"
+        res.add(
+            Row(
+                SECTION,
+                f"compile {big}, absolute",
+                "s",
+                median(pick_ok(ours[big])),
+                target=Target("nb2kfp", "<=", 3.0, " s"),
+            )
         )
-    )
-    res.tables["compile curve (median seconds; per cell = t/cells; marginal = dt/dcells from the size before)"] = (
-        _curve(ours, theirs, notebooks)
-    )
+        res.tables["compile curve (median seconds; per cell = t/cells; marginal = dt/dcells from the size before)"] = (
+            _curve(ours, theirs, self.notebooks)
+        )
 
 
 def _ms_per_cell(t: float | None, cells: int) -> str:

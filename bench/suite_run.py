@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -29,94 +30,119 @@ def step_seconds(stderr: str) -> dict[str, float]:
 
 
 def run_suite(ctx: Ctx) -> None:
-    res = ctx.results
-    base = ctx.folder("run", fresh=True)
-    notebooks = {f"examples/{stem}.ipynb": nb for stem, nb in copy_examples(base).items()}
-    noop = {n: f"noop, {n} step{'s' if n > 1 else ''}" for n in (1, 6)}
-    for n, label in noop.items():
-        notebooks[label] = gen.write(base / f"noop{n}" / f"noop{n}.ipynb", gen.noop_steps(n))
-    ours: dict[str, list[Sample]] = {c: [] for c in notebooks}
-    theirs: dict[str, list[Sample]] = {c: [] for c in notebooks}
-    kale_specs: dict[str, Path] = {}
-    kale_skip: dict[str, tuple[str, str]] = {}  # case -> (short, note)
+    suite = _RunSuite(ctx, ctx.folder("run", fresh=True))
+    suite.compile_for_kale()
+    suite.warm_up()
+    suite.measure()
+    suite.report()
 
-    for case, nb in notebooks.items():
-        if not ctx.kale_ready:
-            kale_skip[case] = ("n/a", ctx.kale_missing())
-        elif ctx.quick and case.startswith("examples/"):
-            kale_skip[case] = ("skipped", "with --quick, Kale runs only the generated notebooks (once each)")
-        else:
-            assert ctx.kale is not None
-            name = "bench-" + nb.stem.replace("_", "-")
-            s = ctx.run(ctx.kale.compile_argv(nb, name), COMPILE_TIMEOUT, cwd=nb.parent)
-            res.sample("run", case, "kale-compile", s, -1)
-            if s.ok and ctx.kale.compiled_yaml(nb, name).is_file():
-                kale_specs[case] = ctx.kale.compiled_yaml(nb, name)
+
+class _RunSuite:
+    def __init__(self, ctx: Ctx, base: Path) -> None:
+        self.ctx = ctx
+        self.notebooks = {f"examples/{stem}.ipynb": nb for stem, nb in copy_examples(base).items()}
+        self.noop = {n: f"noop, {n} step{'s' if n > 1 else ''}" for n in (1, 6)}  # steps -> case
+        for n, label in self.noop.items():
+            self.notebooks[label] = gen.write(base / f"noop{n}" / f"noop{n}.ipynb", gen.noop_steps(n))
+        self.ours: dict[str, list[Sample]] = {c: [] for c in self.notebooks}
+        self.theirs: dict[str, list[Sample]] = {c: [] for c in self.notebooks}
+        self.kale_specs: dict[str, Path] = {}
+        self.kale_skip: dict[str, tuple[str, str]] = {}  # case -> (short, note)
+        self.kale_reps = 1 if ctx.quick else ctx.reps  # a Kale run takes about 9 s per step
+
+    def compile_for_kale(self) -> None:
+        """Kale's pipeline of each case it runs (its run is timed without its compile)."""
+        for case, nb in self.notebooks.items():
+            if not self.ctx.kale_ready:
+                self.kale_skip[case] = ("n/a", self.ctx.kale_missing())
+            elif self.ctx.quick and case.startswith("examples/"):
+                self.kale_skip[case] = ("skipped", "with --quick, Kale runs only the generated notebooks (once each)")
             else:
-                kale_skip[case] = ("fails", f"Kale 2.3.0 cannot compile {case}: {s.failure()}")
+                self._compile_kale(case, nb)
 
-    def nb2kfp(case: str, rep: int) -> Sample:
-        nb = notebooks[case]
+    def _compile_kale(self, case: str, nb: Path) -> None:
+        kale = self.ctx.kale
+        assert kale is not None
+        name = "bench-" + nb.stem.replace("_", "-")
+        s = self.ctx.run(kale.compile_argv(nb, name), COMPILE_TIMEOUT, cwd=nb.parent)
+        self.ctx.results.sample("run", case, "kale-compile", s, -1)
+        if s.ok and kale.compiled_yaml(nb, name).is_file():
+            self.kale_specs[case] = kale.compiled_yaml(nb, name)
+        else:
+            self.kale_skip[case] = ("fails", f"Kale 2.3.0 cannot compile {case}: {s.failure()}")
+
+    def nb2kfp(self, case: str, rep: int) -> Sample:
+        """``nb2kfp run`` of a case; ``rep`` -1 is a warm-up, not counted."""
+        nb = self.notebooks[case]
         run_dir = nb.parent / f"nb2kfp-run-{rep}"
-        argv = [*ctx.nb2kfp, "run", nb.name, "--local", "--no-cache", "--json", "--run-dir", str(run_dir)]
-        s = ctx.run(argv, TIMEOUT, nb.parent)
-        res.sample("run", case, "nb2kfp", s, rep, step_seconds=step_seconds(s.stderr))
+        argv = [*self.ctx.nb2kfp, "run", nb.name, "--local", "--no-cache", "--json", "--run-dir", str(run_dir)]
+        s = self.ctx.run(argv, TIMEOUT, nb.parent)
+        self.ctx.results.sample("run", case, "nb2kfp", s, rep, step_seconds=step_seconds(s.stderr))
         if rep >= 0:
-            ours[case].append(s)
+            self.ours[case].append(s)
         shutil.rmtree(run_dir, ignore_errors=True)
         return s
 
-    kale_reps = 1 if ctx.quick else ctx.reps  # a Kale run takes about 9 s per step
-
-    def kale(case: str, rep: int) -> Sample | None:
-        assert ctx.kale is not None
-        if rep >= kale_reps:
+    def kale(self, case: str, rep: int) -> Sample | None:
+        """A run of Kale's pipeline of a case with kfp.local (None past Kale's repetitions)."""
+        kale = self.ctx.kale
+        assert kale is not None
+        if rep >= self.kale_reps:
             return None
-        root = notebooks[case].parent / f"kale-run-{rep}"
+        root = self.notebooks[case].parent / f"kale-run-{rep}"
         root.mkdir(parents=True, exist_ok=True)
-        s = ctx.run(ctx.kale.run_argv(kale_specs[case], root), TIMEOUT, cwd=root)
-        res.sample("run", case, "kale", s, rep)
+        s = self.ctx.run(kale.run_argv(self.kale_specs[case], root), TIMEOUT, cwd=root)
+        self.ctx.results.sample("run", case, "kale", s, rep)
         if rep >= 0:
-            theirs[case].append(s)
+            self.theirs[case].append(s)
         shutil.rmtree(root, ignore_errors=True)
         return s
 
-    log("run: warm-up (one 1-step run each)")
-    for fn in (nb2kfp, kale):
-        if fn is kale and noop[1] not in kale_specs:
-            continue
-        first = fn(noop[1], -1)
-        if first is not None and not first.ok:
-            log(f"run: warm-up failed: {first.failure()}")
-    cases: list[Case] = []
-    for case in notebooks:
-        cases.append(partial(nb2kfp, case))
-        if case in kale_specs:
-            cases.append(partial(kale, case))
-    log(f"run: {ctx.reps} repetitions of {len(cases)} runs (Kale's: {kale_reps}; they take about 9 s per step)")
-    interleave(ctx.reps, cases)
+    def warm_up(self) -> None:
+        log("run: warm-up (one 1-step run each)")
+        runs: list[Callable[[str, int], Sample | None]] = [self.nb2kfp]
+        if self.noop[1] in self.kale_specs:
+            runs.append(self.kale)
+        for fn in runs:
+            first = fn(self.noop[1], -1)
+            if first is not None and not first.ok:
+                log(f"run: warm-up failed: {first.failure()}")
 
-    for case in notebooks:
-        t_o, t_k = median(pick_ok(ours[case])), median(pick_ok(theirs[case]))
-        short, note = kale_skip.get(case, ("", ""))
-        for tool, runs in (("nb2kfp", ours[case]), ("Kale", theirs[case])):
-            failed = [s for s in runs if not s.ok]
-            if failed:
-                note = f"{note} {tool}: {len(failed)} of {len(runs)} runs failed: {failed[0].failure()}".strip()
-        res.add(Row(SECTION, f"run {case}", "s", t_o, t_k, Target("ratio", "<=", 0.15), note, short))
+    def measure(self) -> None:
+        cases: list[Case] = []
+        for case in self.notebooks:
+            cases.append(partial(self.nb2kfp, case))
+            if case in self.kale_specs:
+                cases.append(partial(self.kale, case))
+        log(
+            f"run: {self.ctx.reps} repetitions of {len(cases)} runs (Kale's: {self.kale_reps}; they take about 9 s "
+            "per step)"
+        )
+        interleave(self.ctx.reps, cases)
 
-    def overhead(runs: dict[str, list[Sample]]) -> float | None:
-        t1, t6 = median(pick_ok(runs[noop[1]])), median(pick_ok(runs[noop[6]]))
+    def report(self) -> None:
+        res = self.ctx.results
+        for case in self.notebooks:
+            t_o, t_k = median(pick_ok(self.ours[case])), median(pick_ok(self.theirs[case]))
+            short, note = self.kale_skip.get(case, ("", ""))
+            for tool, runs in (("nb2kfp", self.ours[case]), ("Kale", self.theirs[case])):
+                failed = [s for s in runs if not s.ok]
+                if failed:
+                    note = f"{note} {tool}: {len(failed)} of {len(runs)} runs failed: {failed[0].failure()}".strip()
+            res.add(Row(SECTION, f"run {case}", "s", t_o, t_k, Target("ratio", "<=", 0.15), note, short))
+        short, note = self.kale_skip.get(self.noop[6], ("", ""))
+        res.add(
+            Row(SECTION, "per-step overhead (t6 - t1) / 5", "s", self.overhead(self.ours), self.overhead(self.theirs),
+                Target("nb2kfp", "<=", 0.05, " s"), note, short)
+        )  # fmt: skip
+        res.tables["local run details (medians; steps = sum of the per-step seconds nb2kfp prints)"] = [
+            _detail(case, self.ours[case], self.theirs[case]) for case in self.notebooks
+        ]
+
+    def overhead(self, runs: dict[str, list[Sample]]) -> float | None:
+        """The seconds each step adds: (t6 - t1) / 5 of the no-op chains."""
+        t1, t6 = median(pick_ok(runs[self.noop[1]])), median(pick_ok(runs[self.noop[6]]))
         return (t6 - t1) / 5 if t1 is not None and t6 is not None else None
-
-    short, note = kale_skip.get(noop[6], ("", ""))
-    res.add(
-        Row(SECTION, "per-step overhead (t6 - t1) / 5", "s", overhead(ours), overhead(theirs),
-            Target("nb2kfp", "<=", 0.05, " s"), note, short)
-    )  # fmt: skip
-    res.tables["local run details (medians; steps = sum of the per-step seconds nb2kfp prints)"] = [
-        _detail(case, ours[case], theirs[case]) for case in notebooks
-    ]
 
 
 def _detail(case: str, ours: list[Sample], theirs: list[Sample]) -> dict[str, str]:
