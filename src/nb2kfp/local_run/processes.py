@@ -12,7 +12,7 @@ label ``nb2kfp.run=<run id>``, and a Python one runs ``python -c ENV_LAUNCHER -c
 ARGS in its environment (a process's environment is readable by its own user only; a container's processes are
 processes of this machine, listed by ``ps`` with their command lines). The watchdog reads group ids and the run id
 on a pipe; when the pipe closes (nb2kfp ended, however it ended) it kills what is left: the process groups, and the
-run's containers.
+run's containers (:mod:`nb2kfp.local_run.watchdog`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
+from nb2kfp.local_run import watchdog
 from nb2kfp.runtime.step import ARTIFACT_KEY_ENV, CELLS_ENV, ENV_LAUNCHER, RUN_COMMAND, launcher_env
 
 if TYPE_CHECKING:
@@ -38,36 +39,8 @@ if TYPE_CHECKING:
 GRACE_SECONDS = 3.0
 StepProcess: TypeAlias = "subprocess.Popen[str] | Kept"  # started here, or kept warm by an earlier run
 
-_WATCHDOG = """
-import os, signal, sys, time
-groups, label = set(), None
-for line in sys.stdin:
-    word = line.strip()
-    if word.startswith("docker "):
-        label = word.split(" ", 1)[1]
-    elif word.startswith("-"):
-        groups.discard(int(word[1:]))
-    elif word:
-        groups.add(int(word))
-if label:
-    try:
-        import docker
-        for container in docker.from_env().containers.list(filters={"label": "nb2kfp.run=" + label}):
-            container.kill()
-    except Exception:
-        pass
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    for group in groups:
-        try:
-            os.killpg(group, sig)
-        except OSError:
-            pass
-    if groups and sig == signal.SIGTERM:
-        time.sleep(2)
-"""
-
-
-# Run as ``python -c LAUNCHER FD``: HEAD and ARGS come on pipe FD (the runtime's RUN_COMMAND then runs them).
+# Run as ``python -c LAUNCHER FD``: HEAD and ARGS come on pipe FD (the runtime's RUN_COMMAND then runs them). A string,
+# not a module: the step's code runs in ``__main__``, as KFP's own ``python -c`` command runs it in a pod.
 LAUNCHER = (
     "# nb2kfp step: its code and arguments came on a pipe, not on the command line (nb2kfp.local_run.processes)\n"
     "import json, os, sys\n"
@@ -137,7 +110,7 @@ class Supervisor:
         self.docker: Any = None  # the docker client kfp.local's DockerRunner uses, once it ran a step
         self.ahead: WarmSteps | None = None  # steps started ahead (a run sets it)
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE, text=True, start_new_session=True
+            [sys.executable, "-m", watchdog.__name__], stdin=subprocess.PIPE, text=True, start_new_session=True
         )
 
     def _tell(self, line: str) -> None:
@@ -180,7 +153,7 @@ class Supervisor:
         if self.docker is None:
             self.docker = client
             self._tell(f"docker {self.run_id}")
-        kwargs["labels"] = {**(kwargs.get("labels") or {}), "nb2kfp.run": self.run_id}
+        kwargs["labels"] = {**(kwargs.get("labels") or {}), watchdog.LABEL: self.run_id}
         # what a pod of the run gets besides its spec's env: the artifact key (a cluster's comes from the secret
         # artifact_key_secret names) and which notebook cell each step cell is, for tracebacks; never a host path
         environment = {
@@ -200,7 +173,7 @@ class Supervisor:
         """SIGTERM to every step's process group (or container); SIGKILL to what is left after ``grace`` s."""
         if self.docker is not None:
             with contextlib.suppress(Exception):  # the engine gone too: nothing of ours runs there
-                for container in self.docker.containers.list(filters={"label": f"nb2kfp.run={self.run_id}"}):
+                for container in self.docker.containers.list(filters={"label": f"{watchdog.LABEL}={self.run_id}"}):
                     container.stop(timeout=int(grace))
         if self.ahead is not None:
             self.ahead.close()  # their steps never start now
