@@ -5,11 +5,12 @@ GitLab (``NB2KFP_SERVE_GITLAB_URL`` + the project path it serves + ``.git``; nev
 http only to loopback, a local folder or ``file://`` only with ``NB2KFP_SERVE_ALLOW_LOCAL_REPOS=1``); a token from
 ``NB2KFP_GIT_TOKEN`` goes to git as an ``http.<that URL>.extraHeader`` through ``GIT_CONFIG_*`` environment variables:
 never in the URL, the command line or a log, never to another host), checks out ``after`` and runs
-``nb2kfp ci all`` there in a subprocess (its own environment: ``CI_COMMIT_SHA``, ``CI_COMMIT_BEFORE_SHA``, ...),
-writing to ``DATA/out/<event id>``. A branch or tag deletion builds nothing; a new branch builds everything;
-otherwise the files changed between the push's base and ``after`` (git diff in the fetched repository, never the
-payload's ``commits[]``, which holds only 20). The result (ok or failed, with each failed notebook's located errors
-from the ``ci.json`` the run wrote) is recorded in the queue (:mod:`nb2kfp.delivery.queue`).
+``nb2kfp ci all`` there in a subprocess that ends with the server (:mod:`nb2kfp.delivery.tethered`; its own
+environment: ``CI_COMMIT_SHA``, ``CI_COMMIT_BEFORE_SHA``, ...), writing to ``DATA/out/<event id>``. A branch or tag
+deletion builds nothing; a new branch builds everything; otherwise the files changed between the push's base and
+``after`` (git diff in the fetched repository, never the payload's ``commits[]``, which holds only 20). The result
+(ok or failed, with each failed notebook's located errors from the ``ci.json`` the run wrote) is recorded in the
+queue (:mod:`nb2kfp.delivery.queue`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nb2kfp import git
+from nb2kfp.delivery import tethered
 from nb2kfp.delivery.ci import State
 from nb2kfp.delivery.queue import Event, EventQueue
 from nb2kfp.delivery.webhook import Metrics, ServeConfig
@@ -44,14 +46,6 @@ STORE_TRIES = 5  # tries of one queue write (backoff from STORE_BACKOFF seconds,
 STORE_BACKOFF = 0.1
 MAX_ATTEMPTS = 3  # an event claimed more often than this (it crashed the server each time) is marked failed
 _SECRET_VARIABLES = ("NB2KFP_WEBHOOK_SECRET", "NB2KFP_WEBHOOK_SIGNING_TOKEN", "NB2KFP_GIT_TOKEN")
-# Runs `nb2kfp ...` and exits when its stdin closes, i.e. when the server died (even by kill -9): no orphan keeps
-# writing into a checkout or output folder that a retry of the same event then uses.
-_GUARD = (
-    "import os, sys, threading, runpy\n"
-    "threading.Thread(target=lambda: (os.read(0, 1), os._exit(70)), daemon=True).start()\n"
-    "sys.argv = ['nb2kfp', *sys.argv[1:]]\n"
-    "runpy.run_module('nb2kfp', run_name='__main__', alter_sys=True)\n"
-)
 
 
 def checkout(event: Event, repos: Path, config: ServeConfig) -> tuple[Path, str]:
@@ -194,7 +188,7 @@ class Workers:
         scope = "everything" if files is None else f"{len(files)} changed file(s)"
         out = self.data / "out" / str(event.id)
         shutil.rmtree(out, ignore_errors=True)
-        command = [sys.executable, "-I", "-c", _GUARD, "ci", "all", "--output-dir", str(out)]
+        command = [sys.executable, "-I", "-m", tethered.__name__, "ci", "all", "--output-dir", str(out)]
         if self.config.ci_registry:
             command += ["--registry", self.config.ci_registry]
         if self.config.ci_host:
