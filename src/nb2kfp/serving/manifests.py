@@ -16,7 +16,6 @@ from nb2kfp.serving.oci import ModelRef
 from nb2kfp.serving.runtimes import Runtime
 
 MODEL_IMAGE = "nb2kfp-model"  # the Deployment's placeholder; kustomize's images: entry says which model
-FILES = ("deployment.yaml", "service.yaml", "kustomization.yaml", "inferenceservice.yaml")  # what deploy writes
 _ISVC_NOTE = """\
 # KServe alternative to deployment.yaml: KServe pulls the model image as a modelcar (a sidecar sharing /mnt/models).
 # Needs enableModelcar: true in the storageInitializer section of KServe's inferenceservice-config ConfigMap, and
