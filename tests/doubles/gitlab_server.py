@@ -12,8 +12,6 @@ It speaks the documented shapes python-gitlab uses for:
   the author may edit a note: 403 otherwise; ``sort``/``order_by`` honoured);
 - issues: ``GET``/``POST /projects/:id/issues`` (``state`` filter only) and ``GET``/``PUT .../issues/:iid``
   (title and description; anyone may edit);
-- ``GET /projects/:id/repository/compare?from=&to=[&straight=]``, computed by running git in a REAL
-  bare repository on disk (merge base unless ``straight=true``; renames detected as GitLab does);
 - authentication by ``PRIVATE-TOKEN``, ``Authorization: Bearer`` or ``JOB-TOKEN`` headers: a missing
   or unknown token is a 401 ``{"message": "401 Unauthorized"}``.
 
@@ -24,10 +22,10 @@ What it does NOT cover: pagination (every list is one page, no ``Link``/``X-Next
 ``per_page`` ignored); GitLab's permissions model (roles, token scopes, what a ``CI_JOB_TOKEN`` may
 not do: every valid token may do everything, except editing another user's note); webhooks and
 system hooks; rate limits (no 429 / ``RateLimit-*`` headers); projects other than the one it serves,
-groups, branches/tags endpoints; compare limits (``overflow``, collapsed or too-large diffs, timeouts)
-and binary diffs; note features (discussions, threads, resolvable notes, system notes it writes
-itself, emoji); pipelines, jobs and the ``pipeline_id``/``ref`` linkage of statuses; status
-transitions other than re-posting the same state; ETags, conditional requests and HTTP/2.
+groups, branches/tags and repository compare endpoints; note features (discussions, threads,
+resolvable notes, system notes it writes itself, emoji); pipelines, jobs and the ``pipeline_id``/``ref``
+linkage of statuses; status transitions other than re-posting the same state; ETags, conditional requests and
+HTTP/2.
 """
 
 from __future__ import annotations
@@ -151,36 +149,6 @@ class GitLabDouble:
             "http_url_to_repo": f"{self.url}/{self.path_with_namespace}.git",
         }
 
-    def _commit_json(self, sha: str) -> dict[str, Any]:
-        out = self.git("show", "-s", "--format=%H%x00%P%x00%an%x00%ae%x00%aI%x00%s%x00%B", sha) or ""
-        full, parents, author, email, date, title, message = (out.split("\x00") + [""] * 7)[:7]
-        return {
-            "id": full,
-            "short_id": full[:8],
-            "title": title,
-            "message": message,
-            "author_name": author,
-            "author_email": email,
-            "created_at": date,
-            "parent_ids": parents.split(),
-            "web_url": f"{self.url}/{self.path_with_namespace}/-/commit/{full}",
-        }
-
-
-def _parse_raw(raw: str) -> list[tuple[str, str, str, str, str]]:
-    """``git diff --raw -z`` -> (status letter, old mode, new mode, old path, new path)."""
-    parts = raw.split("\x00")
-    found, i = [], 0
-    while i < len(parts) and parts[i].startswith(":"):
-        old_mode, new_mode, _, _, status = parts[i][1:].split(" ")
-        if status[0] in "RC":
-            found.append((status[0], old_mode, new_mode, parts[i + 1], parts[i + 2]))
-            i += 3
-        else:
-            found.append((status[0], old_mode, new_mode, parts[i + 1], parts[i + 1]))
-            i += 2
-    return found
-
 
 class _Handler(BaseHTTPRequestHandler):
     owner: GitLabDouble
@@ -262,8 +230,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._post_status(m.group(1), body, user)
         if (m := re.fullmatch(r"/repository/commits/([^/]+)/statuses", rest)) and method == "GET":
             return self._list_statuses(m.group(1), query)
-        if rest == "/repository/compare" and method == "GET":
-            return self._compare(query)
         if m := re.fullmatch(r"/issues(?:/(\d+))?", rest):
             return self._issues(method, int(m.group(1)) if m.group(1) else None, query, body, user)
         if m := re.fullmatch(r"/merge_requests/(\d+)(/notes(?:/(\d+))?)?", rest):
@@ -401,47 +367,3 @@ class _Handler(BaseHTTPRequestHandler):
             found["updated_at"] = owner._next()[1]
             return self._send(200, found)
         return self._send(405, {"message": "405 Method Not Allowed"})
-
-    # -- compare --------------------------------------------------------------------------------------
-    def _compare(self, query: dict[str, str]) -> None:
-        owner = self.owner
-        if "from" not in query or "to" not in query:
-            return self._send(400, {"error": "from is missing, to is missing"})
-        start, head = owner._commit(query["from"]), owner._commit(query["to"])
-        if start is None or head is None:
-            return self._send(404, {"message": "404 Ref Not Found"})
-        base = start
-        if query.get("straight", "false").lower() != "true":
-            base = (owner.git("merge-base", start, head) or start).strip()
-        diffs = []
-        for status, old_mode, new_mode, old_path, new_path in _parse_raw(
-            owner.git("diff", "--raw", "-z", "-M", base, head) or ""
-        ):
-            patch = owner.git("diff", "-M", base, head, "--", old_path, new_path) or ""
-            hunks = patch.split("\n@@", 1)
-            diffs.append(
-                {
-                    "old_path": old_path,
-                    "new_path": new_path,
-                    "a_mode": "0" if status == "A" else old_mode,
-                    "b_mode": "0" if status == "D" else new_mode,
-                    "new_file": status == "A",
-                    "renamed_file": status == "R",
-                    "deleted_file": status == "D",
-                    "generated_file": False,
-                    "diff": "@@" + hunks[1] if len(hunks) == 2 else "",
-                }
-            )
-        log = owner.git("rev-list", "--reverse", f"{base}..{head}") or ""
-        commits = [owner._commit_json(sha) for sha in log.split()]
-        return self._send(
-            200,
-            {
-                "commit": commits[-1] if commits else None,
-                "commits": commits,
-                "diffs": diffs,
-                "compare_timeout": False,
-                "compare_same_ref": start == head,
-                "web_url": f"{owner.url}/{owner.path_with_namespace}/-/compare/{start}...{head}",
-            },
-        )

@@ -2,7 +2,7 @@
 
 The double (tests/doubles/gitlab_server.py) is a real HTTP server on 127.0.0.1 backed by a real bare
 git repository. It does not cover pagination, GitLab's permissions model (roles, token scopes, what a
-job token may not do), webhooks, rate limits, compare limits or pipelines: see its docstring.
+job token may not do), webhooks, rate limits, the compare endpoint or pipelines: see its docstring.
 """
 
 from __future__ import annotations
@@ -158,20 +158,12 @@ def test_two_includes_keep_two_notes(server: GitLabDouble, repo: dict[str, objec
     assert bodies == {plain: again, vision: keyed}
 
 
-def test_compare_lists_files_changed_between_real_commits(server: GitLabDouble, repo: dict[str, object]) -> None:
-    gl = project(server)
-    files = {f.path: f for f in gl.compare(str(repo["c1"]), str(repo["c2"]))}
-    assert set(files) == {"pipeline.ipynb", "notes.txt", "renamed.txt", "new.txt"}
-    assert files["notes.txt"].deleted and files["new.txt"].new_file
-    assert files["renamed.txt"].renamed and files["renamed.txt"].old_path == "moved.txt"
-    assert not files["pipeline.ipynb"].deleted and not files["pipeline.ipynb"].new_file
-    changed = gl.changed_files(str(repo["c1"]), str(repo["c2"]))
-    assert changed == ["moved.txt", "new.txt", "notes.txt", "pipeline.ipynb", "renamed.txt"]
+def test_changed_files_lists_both_paths_of_a_rename_and_deleted_files(repo: dict[str, object]) -> None:
+    """What ci and the webhook build: the files a push changed, read from the clone (git diff)."""
     work = Path(str(repo["work"]))
-    assert nbgit.changed_files(str(repo["c1"]), str(repo["c2"]), work) == changed  # same set, from the clone
+    changed = nbgit.changed_files(str(repo["c1"]), str(repo["c2"]), work)
+    assert changed == ["moved.txt", "new.txt", "notes.txt", "pipeline.ipynb", "renamed.txt"]
     assert nbgit.changed_files("0" * 40, "HEAD", work) == ["new.txt", "pipeline.ipynb", "renamed.txt"]
-    with pytest.raises(RunError, match="no base commit"):
-        gl.changed_files("0" * 40, str(repo["c2"]))
 
 
 @pytest.mark.parametrize(("token", "kind"), [("oauth-token", "oauth"), ("job-token", "job")])

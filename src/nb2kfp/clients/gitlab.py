@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from nb2kfp import git
 from nb2kfp.errors import RunError
 from nb2kfp.masking import Masker
 
@@ -36,17 +34,6 @@ STATES = ("pending", "running", "success", "failed", "canceled")
 TOKEN_VARIABLES = ("NB2KFP_GITLAB_TOKEN", "GITLAB_TOKEN")
 TokenKind = Literal["private", "oauth", "job"]
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class ChangedFile:
-    """One entry of a compare: ``path`` is the file's path after the change (before it, when deleted)."""
-
-    path: str
-    old_path: str
-    new_file: bool = False
-    deleted: bool = False
-    renamed: bool = False
 
 
 class GitLabProject:
@@ -193,43 +180,6 @@ class GitLabProject:
             return int(self._project.issues.create(data).attributes["iid"]), True
 
         return self._call(f"issue {title!r}", upsert)
-
-    def compare(self, base_sha: str, head_sha: str) -> list[ChangedFile]:
-        """Files changed from ``base_sha`` to ``head_sha`` (GET /projects/:id/repository/compare).
-
-        As GitLab compares by default, from the merge base of the two: what ``head_sha`` changed.
-        """
-        if git.is_zero(base_sha):
-            raise RunError(f"GitLab: compare: no base commit to compare {head_sha[:12]} with (a new branch?)")
-
-        def get() -> list[ChangedFile]:
-            result = self._project.repository_compare(base_sha, head_sha)
-            if not isinstance(result, dict):
-                raise RunError("GitLab: compare: unexpected answer (not a JSON object)")
-            return [_changed(d) for d in result.get("diffs") or []]
-
-        return self._call(f"compare {base_sha[:12]}..{head_sha[:12]}", get)
-
-    def changed_files(self, base_sha: str, head_sha: str) -> list[str]:
-        """Every path the change touches, sorted: new paths, old paths of renames, and deleted files
-        (use :meth:`compare` to tell deleted files apart)."""
-        paths: set[str] = set()
-        for f in self.compare(base_sha, head_sha):
-            paths.update((f.path, f.old_path))
-        return sorted(paths)
-
-
-def _changed(diff: Mapping[str, object]) -> ChangedFile:
-    new_path = str(diff.get("new_path") or diff.get("old_path") or "")
-    old_path = str(diff.get("old_path") or new_path)
-    deleted = bool(diff.get("deleted_file"))
-    return ChangedFile(
-        path=old_path if deleted else new_path,
-        old_path=old_path,
-        new_file=bool(diff.get("new_file")),
-        deleted=deleted,
-        renamed=bool(diff.get("renamed_file")),
-    )
 
 
 def _http_problem(code: int | None, message: object, project: str) -> str:
