@@ -87,7 +87,7 @@ RUNTIME_LINE_MAGICS = frozenset(
 
 _NEEDS_IPYTHON = re.compile(r"^\s*[%!?]|[?]\s*$|=\s*[%!]", re.MULTILINE)
 _CELL_MAGIC = re.compile(r"\A\s*%%(\w+)[^\n]*\n?")
-_LINE_TIME = re.compile(r"^(\s*)%(?:time|prun)\b(?:\s+-\S+)*\s*", re.MULTILINE)
+_LINE_TIME = re.compile(rf"^(\s*)%(?:{'|'.join(_TRANSPARENT_LINE_MAGICS)})\b(?:\s+-\S+)*\s*", re.MULTILINE)
 # %pylab [inline]: what IPython's pylab import does, on one line (line numbers stay those of the cell)
 _PYLAB = re.compile(r"^(\s*)%pylab\b[^\n]*$", re.MULTILINE)
 _PYLAB_IMPORTS = (
