@@ -212,7 +212,7 @@ def run(notebook: Path, options: Options, report: Callable[[str], None], report_
         return stop.exit_code
     record.metrics, record.text_metrics = outcome.metrics, outcome.text_metrics
     if outcome.kept:  # processes that outlive this command: say so, and how to stop them
-        from nb2kfp.local_run.parked import keep_seconds
+        from nb2kfp.local_run.kept import keep_seconds
 
         report_error(
             f"kept {count(len(outcome.kept), 'step process', 'step processes')} warm for the next run "
