@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2kfp.local_run import kept
+from nb2kfp.local_run import waiting
 
 OUTPUT_KEEP = 4000  # characters of stdout/stderr kept in the JSON for failed runs
 
@@ -112,7 +112,7 @@ def run(
         )
 
 
-KEPT_WARM = kept.MODULE.encode()  # a kept step process runs ``python -m nb2kfp.local_run.kept STEP PROJECT``
+KEPT_WARM = waiting.MODULE.encode()  # a waiting step process: ``python -m nb2kfp.local_run.waiting STEP PROJECT ROLE``
 
 
 def _kept_cpu() -> dict[int, int]:
@@ -134,7 +134,7 @@ def _kept_cpu() -> dict[int, int]:
 def _starts_kept(pid: str) -> bool:
     with open(f"/proc/{pid}/cmdline", "rb") as fh:
         parts = fh.read().split(b"\0")
-    return len(parts) > 2 and parts[2] == KEPT_WARM
+    return parts[2:6:3] == [KEPT_WARM, waiting.KEPT.encode()]
 
 
 def settle(limit: float = 30.0) -> None:

@@ -150,9 +150,9 @@ def main(argv: list[str]) -> int:
             results.meta[f"{name}_seconds"] = round(time.monotonic() - suite_started, 1)
             results.write_json(args.json)  # after each suite: a partial file survives an interrupted run
     finally:
-        from nb2kfp.local_run import parked
+        from nb2kfp.local_run import kept
 
-        parked.stop_all()  # what the incremental runs kept warm
+        kept.stop_all()  # what the incremental runs kept warm
         if not args.keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     results.meta["total_seconds"] = round(time.monotonic() - started, 1)

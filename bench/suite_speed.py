@@ -5,7 +5,7 @@
 - incremental: after a first run fills the cache, each repetition edits ``train_logreg``'s hyper-parameter
   (``max_iter``, a new value each time) and runs again: nb2kfp with its cache; Kale with kfp.local's task
   cache on (its compile after the edit is not timed); papermill has no cache (its cold figure again).
-  nb2kfp's runs there keep step processes warm for the next run (NB2KFP_WARM_KEEP, local_run/parked.py), as a
+  nb2kfp's runs there keep step processes warm for the next run (NB2KFP_WARM_KEEP, local_run/kept.py), as a
   user's do; after every command the bench waits until those are idle (Ctx.run), as a user's edit would. Every
   other nb2kfp run keeps none (measure.base_env): a cold run starts from scratch, as papermill does. The case
   "incremental, NB2KFP_WARM=0" shows the edit with nothing started ahead or kept.
@@ -56,7 +56,7 @@ def _steps_run(s: Sample) -> int | None:
         return None
 
 
-# The edit-and-run cases keep step processes warm for the next run (local_run/parked.py), as a user's runs do; the
+# The edit-and-run cases keep step processes warm for the next run (local_run/kept.py), as a user's runs do; the
 # bench waits for them to be idle after each command (Ctx.run), as a user's edit does
 KEPT = {"NB2KFP_WARM_KEEP": "600"}
 

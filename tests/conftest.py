@@ -19,8 +19,13 @@ from nbfactory import Cell, write
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-# The runs of the suite keep no step process warm for a next run (local_run/parked.py); its own tests ask for it.
+# The runs of the suite keep no step process warm for a next run (local_run/kept.py); its own tests ask for it.
 os.environ["NB2KFP_WARM_KEEP"] = "0"
+# Kept processes share one memory budget per user, counted over all of the user's (another project's runs on this
+# machine too): the tests that keep processes must not depend on those, so theirs is unbounded here; the tests of the
+# budget itself set it (tests/test_kept.py).
+os.environ["NB2KFP_WARM_MEMORY"] = "1000000"
+os.environ["NB2KFP_WARM_MIN_FREE"] = "0"
 
 
 def require(condition: bool, reason: str) -> None:
@@ -110,10 +115,10 @@ def private_kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """This test's kept step processes in a folder of their own (``XDG_RUNTIME_DIR``, short: a socket's path must
     stay under 108 bytes): the test, and the runs it starts, see and stop only those, never another project's or
     another test's; they are stopped after it."""
-    from nb2kfp.local_run import parked
+    from nb2kfp.local_run import kept
 
     folder = Path(tempfile.mkdtemp(prefix="kp", dir="/tmp"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
     yield folder
-    parked.stop_all()
+    kept.stop_all()
     shutil.rmtree(folder, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Step processes kept warm between runs (local_run/parked.py, local_run/kept.py): named in ``ps`` and in ``nb2kfp
+"""Step processes kept warm between runs (local_run/kept.py, local_run/waiting.py): named in ``ps`` and in ``nb2kfp
 runs``, bounded by free memory and a memory budget, and ``runs clean`` stops the current project's only (``--all``:
 every one). Each test keeps its processes in a folder of its own (``XDG_RUNTIME_DIR``), apart from other runs'."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nb2kfp.local_run import kept
+from nb2kfp.local_run import waiting
 from nbfactory import write
 
 pytestmark = pytest.mark.slow
@@ -57,9 +57,9 @@ def nb2kfp(folder: Path, runtime: Path, *args: str, **env: str) -> subprocess.Co
 
 
 def kept_in(runtime: Path) -> list[dict[str, object]]:
-    """The kept processes of runs made with ``runtime`` as their XDG_RUNTIME_DIR, as kept.processes() lists them."""
+    """The kept processes of runs made with ``runtime`` as their XDG_RUNTIME_DIR, as waiting.processes() lists them."""
     mine = []
-    for p in kept.processes():
+    for p in waiting.processes():
         try:
             environ = Path(f"/proc/{p['pid']}/environ").read_bytes().split(b"\0")
         except OSError:
@@ -85,7 +85,8 @@ def test_kept_processes_are_named_in_ps_and_runs_and_clean_stops_this_projects_o
     assert wait_for(lambda: len(kept_in(runtime_dir)) == 4)
     for p in kept_in(runtime_dir):
         argv = Path(f"/proc/{p['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
-        assert argv[1:] == [b"-m", b"nb2kfp.local_run.kept", str(p["step"]).encode(), str(p["project"]).encode()]
+        step, folder = str(p["step"]).encode(), str(p["project"]).encode()
+        assert argv[1:] == [b"-m", b"nb2kfp.local_run.waiting", step, folder, b"kept"]
     assert {(p["project"], p["step"]) for p in kept_in(runtime_dir)} == {
         (str(nb.parent), step) for nb in (a, b) for step in ("first", "second")
     }

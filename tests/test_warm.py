@@ -1,4 +1,4 @@
-"""Steps started ahead (local_run/warm.py): a step's process starts and imports while the steps before it run.
+"""Steps started ahead (local_run/ahead.py): a step's process starts and imports while the steps before it run.
 
 What it imports ahead must not change what the step does: these runs use kfp.local, and each step reports
 whether its own process was one started ahead (its command line says so).
@@ -22,12 +22,12 @@ import pytest
 from clirun import Make
 from conftest import require, run_local_json
 from nb2kfp.ir import CodeCell
-from nb2kfp.local_run import kept, parked
-from nb2kfp.local_run.warm import PROGRAM, binding_imports, installed_here, leading_imports
+from nb2kfp.local_run import kept, waiting
+from nb2kfp.local_run.ahead import binding_imports, installed_here, leading_imports
 
 AGG = "int(__import__('os').environ.get('MPLBACKEND') == 'Agg')"
 # the step's own command line (its code, this text included, is in its arguments): the program it runs
-AHEAD = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2].startswith(b'# nb2kfp step, started ahead'))"
+AHEAD = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2:6:3] == [b'nb2kfp.local_run.waiting', b'ahead'])"
 
 
 def _statements(source: str, installed: Callable[[str], bool] = lambda name: True) -> list[str]:
@@ -154,10 +154,9 @@ def test_a_figure_shown_in_a_step_started_ahead_is_in_its_report(make_nb: Make) 
     assert len(shown) == 1
 
 
-def _waiting_in(folder: Path, first_line: bytes) -> list[int]:
-    """The processes whose program (``python -c PROGRAM``, ``python -m MODULE``) starts with ``first_line`` and that
-    wait in ``folder``
-    (a kept process) or below it (one started ahead waits in its step's folder)."""
+def _waiting_in(folder: Path, role: str) -> list[int]:
+    """The waiting step processes (``python -m nb2kfp.local_run.waiting STEP PROJECT ROLE``) in ``role`` that wait in
+    ``folder`` (a kept process) or below it (one started ahead waits in its step's folder)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -165,17 +164,17 @@ def _waiting_in(folder: Path, first_line: bytes) -> list[int]:
                 cwd = os.readlink(f"/proc/{entry}/cwd")
                 here = cwd == str(folder) or cwd.startswith(f"{folder}/")
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    program = fh.read().split(b"\0")[2:3]
+                    program = fh.read().split(b"\0")[2:6:3]
             except OSError:
                 continue
-            if here and program and program[0].startswith(first_line):
+            if here and program == [waiting.MODULE.encode(), role.encode()]:
                 found.append(int(entry))
     return found
 
 
 def _started_ahead_in(folder: Path) -> list[int]:
     """The processes started ahead for a notebook in ``folder`` (they wait there)."""
-    return _waiting_in(folder, PROGRAM.split("\n", 1)[0].encode())
+    return _waiting_in(folder, waiting.AHEAD)
 
 
 @pytest.mark.slow
@@ -227,8 +226,8 @@ def test_modules_handed_on_as_values_and_a_steps_first_imports_load_ahead(make_n
     assert (record["metrics"]["b_ahead"], record["metrics"]["c_ahead"], record["metrics"]["z"]) == (1, 1, 6)
 
 
-# -- kept warm between runs (local_run/parked.py) ---------------------------------------------------------------
-KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2] == b'nb2kfp.local_run.kept')"
+# -- kept warm between runs (local_run/kept.py) ---------------------------------------------------------------
+KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2:6:3] == [b'nb2kfp.local_run.waiting', b'kept'])"
 
 
 def kept_run_process(
@@ -295,7 +294,7 @@ def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make
 
 def _kept_for(folder: Path) -> list[int]:
     """The processes kept warm for a notebook in ``folder`` (they wait there); other tests' and runs' are not."""
-    return _waiting_in(folder, kept.MODULE.encode())
+    return _waiting_in(folder, waiting.KEPT)
 
 
 def _appears(found: Callable[[], list[int]], seconds: float) -> bool:
@@ -327,9 +326,9 @@ def test_another_user_can_neither_listen_under_a_kept_name_nor_connect(tmp_path:
     """Kept processes listen in a folder only the user can enter (0700, the user's own): another user can neither
     take a kept process's name first (and get a run's command and environment) nor connect to one."""
     require(os.getuid() == 0, "needs root, to try as another user")  # CI runs as root: never skipped there
-    where = parked.folder()
+    where = kept.folder()
     assert where is not None and where.stat().st_mode & 0o777 == 0o700 and where.stat().st_uid == os.getuid()
-    name = f"{parked.key(['a setting', str(tmp_path)])}-1"
+    name = f"{kept.key(['a setting', str(tmp_path)])}-1"
     other = subprocess.run(
         [
             sys.executable,
@@ -349,7 +348,7 @@ def test_another_user_can_neither_listen_under_a_kept_name_nor_connect(tmp_path:
         timeout=30,
     )
     assert other.stdout.split("\n")[:2] == ["bind PermissionError", "connect PermissionError"], other.stderr
-    assert name not in parked.kept()
+    assert name not in kept.kept()
 
 
 @pytest.mark.slow
@@ -383,23 +382,23 @@ def test_the_oldest_kept_processes_make_room(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("NB2KFP_WARM_KEEP", "60")
-    settings = [parked.key(["room", str(tmp_path), n]) for n in range(3)]
+    settings = [kept.key(["room", str(tmp_path), n]) for n in range(3)]
     env = dict(os.environ)
     for setting in settings:
         imports = {"prelude": ["import json"], "cell": []}
-        parked.keep(setting, runtime_source(), "<nb2kfp runtime>", imports, env, str(tmp_path))
+        kept.keep(setting, runtime_source(), "<nb2kfp runtime>", imports, env, str(tmp_path))
         time.sleep(0.01)
 
     def mine() -> list[list[str]]:
-        names = parked.kept()
-        return [parked.kept_for(s, names) for s in settings]
+        names = kept.kept()
+        return [kept.kept_for(s, names) for s in settings]
 
     deadline = time.monotonic() + 30
     while not all(mine()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(mine())
-    monkeypatch.setattr(parked, "KEEP_IN_ALL", len(parked.kept()))  # full: one more must stop the oldest
-    parked.make_room(1)
+    monkeypatch.setattr(kept, "KEEP_IN_ALL", len(kept.kept()))  # full: one more must stop the oldest
+    kept.make_room(1)
     deadline = time.monotonic() + 30
     while mine()[0] and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -415,9 +414,9 @@ def test_a_process_binding_its_name_while_the_kept_ones_are_listed_keeps_its_soc
     import builtins
     import socket
 
-    where = parked.folder()
+    where = kept.folder()
     assert where is not None
-    path = where / (parked.key(["binding meanwhile", str(tmp_path)]) + f"-{time.time_ns():x}")
+    path = where / (kept.key(["binding meanwhile", str(tmp_path)]) + f"-{time.time_ns():x}")
     starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     real = os.listdir if second_read == "listdir" else builtins.open
 
@@ -431,11 +430,11 @@ def test_a_process_binding_its_name_while_the_kept_ones_are_listed_keeps_its_soc
         if second_read == "listdir":
             monkeypatch.setattr(os, "listdir", bind_then_read)
         else:
-            monkeypatch.setattr(parked, "open", bind_then_read, raising=False)
-        parked.kept()
+            monkeypatch.setattr(kept, "open", bind_then_read, raising=False)
+        kept.kept()
         monkeypatch.undo()
         assert path.exists(), f"its socket's file was removed (bound just before kept() called {second_read})"
-        assert path.name in parked.kept()
+        assert path.name in kept.kept()
     finally:
         starting.close()
         path.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Red-team tests of steps started ahead and kept warm (local_run/warm.py, local_run/parked.py).
+"""Red-team tests of steps started ahead and kept warm (local_run/ahead.py, local_run/kept.py).
 
 Each test shows a way a step run by a kept (or started-ahead) process behaves differently from a fresh one.
 Written by a red-team pass as xfail(strict=True) reproductions of real differences; each now passes: fixed, or
@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from clirun import Make
-from nb2kfp.local_run import parked
+from nb2kfp.local_run import kept
 from test_warm import kept_run_process
 
-KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2] == b'nb2kfp.local_run.kept')"
+KEPT = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2:6:3] == [b'nb2kfp.local_run.waiting', b'kept'])"
 
 
 @pytest.fixture(autouse=True)
@@ -142,13 +142,13 @@ def test_redteam_kept_step_failing_by_os_exit_fails_as_a_fresh_one(make_nb: Make
     _run(nb)
     _edit(nb, 1)
     _, fresh = _run(nb, check=False, NB2KFP_WARM="0")
-    parked.stop_all()
+    kept.stop_all()
     _edit(nb, 2)
     _run(nb, check=False)  # keeps a process for b
     _edit(nb, 3)
-    _, kept = _run(nb, check=False)
-    assert fresh["status"] == kept["status"] == "failed"
-    assert re.sub(r"\d+\.\d+s", "", str(fresh.get("error"))) == re.sub(r"\d+\.\d+s", "", str(kept.get("error")))
+    _, taken = _run(nb, check=False)
+    assert fresh["status"] == taken["status"] == "failed"
+    assert re.sub(r"\d+\.\d+s", "", str(fresh.get("error"))) == re.sub(r"\d+\.\d+s", "", str(taken.get("error")))
 
 
 @pytest.mark.slow
@@ -192,19 +192,19 @@ def test_redteam_a_kept_process_ends_after_its_idle_timeout_even_when_poked(
 
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("NB2KFP_WARM_KEEP", "2")
-    setting = parked.key(["redteam", str(tmp_path)])
+    setting = kept.key(["redteam", str(tmp_path)])
     imports = {"prelude": ["import json"], "cell": []}
-    parked.keep(setting, step_runtime.runtime_source(), RUNTIME_FILE, imports, dict(os.environ), str(tmp_path))
+    kept.keep(setting, step_runtime.runtime_source(), RUNTIME_FILE, imports, dict(os.environ), str(tmp_path))
     deadline = time.monotonic() + 10
-    while not parked.kept_for(setting, parked.kept()) and time.monotonic() < deadline:
+    while not kept.kept_for(setting, kept.kept()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    (name,) = parked.kept_for(setting, parked.kept())
+    (name,) = kept.kept_for(setting, kept.kept())
     end = time.monotonic() + 6  # 3 times its idle timeout: a connection that sends nothing (any local user can)
     while time.monotonic() < end:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as poke, contextlib.suppress(OSError):
-            poke.connect(parked.address(name))  # refused once it is gone
+            poke.connect(kept.address(name))  # refused once it is gone
         time.sleep(1)
-    assert name not in parked.kept()
+    assert name not in kept.kept()
 
 
 @pytest.mark.slow
@@ -260,15 +260,47 @@ def test_redteam_a_kept_process_stuck_importing_still_ends(monkeypatch: pytest.M
     (lib / "stuck.py").write_text("import time\ntime.sleep(3600)  # a lock never released, a network wait\n")
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("NB2KFP_WARM_KEEP", "1")
-    name = parked.key(["redteam-stuck", str(tmp_path)])
+    name = kept.key(["redteam-stuck", str(tmp_path)])
     env = {**os.environ, "PYTHONPATH": str(lib)}
     imports = {"prelude": ["import stuck"], "cell": []}
-    parked.keep(name, step_runtime.runtime_source(), RUNTIME_FILE, imports, env, str(tmp_path))
+    kept.keep(name, step_runtime.runtime_source(), RUNTIME_FILE, imports, env, str(tmp_path))
     try:
         time.sleep(4)  # 4 times its idle timeout
-        parked.stop_all()  # what `nb2kfp runs clean` does
+        kept.stop_all()  # what `nb2kfp runs clean` does
         time.sleep(1)
         assert not _pids_with(f"PYTHONPATH={lib}\0")
+    finally:
+        for pid in _pids_with(f"PYTHONPATH={lib}\0"):
+            os.kill(pid, 9)
+
+
+@pytest.mark.slow
+def test_redteam_a_kept_process_too_slow_to_answer_is_killed_so_it_never_runs_the_step_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A run hands a kept process still importing the step's command and, when it does not answer in time, starts
+    the step afresh: the kept process must not run the same command once its imports end (twice: one process per
+    step). It was left importing with the command waiting in its socket; now the run kills it."""
+    from nb2kfp.backends import step_runtime
+    from nb2kfp.runtime.step import RUNTIME_FILE
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "slow.py").write_text("import time\ntime.sleep(20)\n")
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("NB2KFP_WARM_KEEP", "60")
+    setting = kept.key(["redteam-slow", str(tmp_path)])
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    imports = {"prelude": ["import slow"], "cell": []}
+    kept.keep(setting, step_runtime.runtime_source(), RUNTIME_FILE, imports, env, str(tmp_path))
+    try:
+        deadline = time.monotonic() + 10
+        while not kept.kept_for(setting, kept.kept()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (name,) = kept.kept_for(setting, kept.kept())
+        assert kept.take_named(name, ["--executor-input", "{}"], env, str(tmp_path), ready_seconds=0.5) is None
+        time.sleep(0.5)
+        assert not _pids_with(f"PYTHONPATH={lib}\0")  # gone long before its import ends
     finally:
         for pid in _pids_with(f"PYTHONPATH={lib}\0"):
             os.kill(pid, 9)

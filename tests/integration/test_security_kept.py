@@ -1,5 +1,5 @@
 """Issue 24, case 2: a model image runs code on the host. `model serve --local` runs the serving container with the
-host's network; kept step processes (local_run/parked.py) listened on abstract Unix sockets, which belong to the
+host's network; kept step processes (local_run/kept.py) listened on abstract Unix sockets, which belong to the
 network namespace, and checked only the peer's user id, which an image chooses. Here a container on the host's
 network, running as this user's id, tries to hand every kept process it can find a command."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from nb2kfp.backends import step_runtime
-from nb2kfp.local_run import parked
+from nb2kfp.local_run import kept
 from nb2kfp.runtime.step import RUNTIME_FILE
 
 # What the model image runs: finds nb2kfp's kept processes in /proc/net/unix (the host's: same network), connects
@@ -44,14 +44,14 @@ def test_a_container_on_the_host_network_cannot_command_a_kept_process(
 ) -> None:
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("NB2KFP_WARM_KEEP", "30")
-    setting = parked.key(["issue 24 case 2", str(tmp_path)])
+    setting = kept.key(["issue 24 case 2", str(tmp_path)])
     imports = {"prelude": ["import json"], "cell": []}
-    parked.keep(setting, step_runtime.runtime_source(), RUNTIME_FILE, imports, dict(os.environ), str(tmp_path))
+    kept.keep(setting, step_runtime.runtime_source(), RUNTIME_FILE, imports, dict(os.environ), str(tmp_path))
     try:
         deadline = time.monotonic() + 20
-        while not parked.kept_for(setting, parked.kept()) and time.monotonic() < deadline:
+        while not kept.kept_for(setting, kept.kept()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        (name,) = parked.kept_for(setting, parked.kept())
+        (name,) = kept.kept_for(setting, kept.kept())
         output = engine.containers.run(
             os.environ["NB2KFP_TEST_BASE_IMAGE"],
             ["python3", "-c", ATTACK, setting],
@@ -62,6 +62,6 @@ def test_a_container_on_the_host_network_cannot_command_a_kept_process(
         assert "DONE" in output, output
         assert name in output, output  # it found the kept process (the host's /proc/net/unix)...
         assert "ACCEPTED" not in output, output  # ...and could not hand it a command
-        assert name in parked.kept()  # which still waits for this user's next run
+        assert name in kept.kept()  # which still waits for this user's next run
     finally:
-        parked._stop(parked.kept_for(setting, parked.kept()))  # this test's own (stop_all: every one of the user's)
+        kept.stop(kept.kept_for(setting, kept.kept()))  # this test's own (stop_all: every one of the user's)

@@ -287,7 +287,7 @@ def _run_steps(
 def _tell_kept(kept: list[str], report_error: Callable[[str], None]) -> None:
     """Step processes that outlive this command: say so, and how to stop them."""
     if kept:
-        from nb2kfp.local_run.parked import keep_seconds
+        from nb2kfp.local_run.kept import keep_seconds
 
         report_error(
             f"kept {count(len(kept), 'step process', 'step processes')} warm for the next run "

@@ -48,12 +48,12 @@ def run_list(base: Path, report: Callable[[str], None], *, as_json: bool) -> int
 
 
 def _report_kept(report: Callable[[str], None]) -> None:
-    """The step processes kept warm for a next run (local_run/parked.py): this project's by step, the others'
+    """The step processes kept warm for a next run (local_run/kept.py): this project's by step, the others'
     counted; each costs memory until it ends or `runs clean` stops it."""
-    from nb2kfp.local_run import kept
+    from nb2kfp.local_run import waiting
 
     project = str(records.project_root(Path.cwd()))
-    found = kept.processes()
+    found = waiting.processes()
     ours = [p for p in found if p["project"] == project]
     for p in ours:
         report(f"kept warm: step {p['step']} (pid {p['pid']}, {p['rss_mb']} MiB, for {p['seconds']} s)")
@@ -112,10 +112,10 @@ def run_clean(
         folder = records.cache_folder(Path.cwd())
         entries = records.clean_cache(folder)
         report(f"emptied the step cache {folder} ({count(entries, 'entry', 'entries')})")
-    from nb2kfp.local_run import parked
+    from nb2kfp.local_run import kept
 
     project = None if every_project else str(records.project_root(Path.cwd()))
-    stopped = parked.stop_all(project)
+    stopped = kept.stop_all(project)
     if stopped:
         whose = "of every project" if project is None else f"of {project}"
         report(f"stopped {count(stopped, 'step process', 'step processes')} kept warm for the next run ({whose})")

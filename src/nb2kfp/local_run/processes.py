@@ -27,17 +27,30 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from nb2kfp.local_run import watchdog
 from nb2kfp.runtime.step import ARTIFACT_KEY_ENV, CELLS_ENV, ENV_LAUNCHER, RUN_COMMAND, launcher_env
 
 if TYPE_CHECKING:
-    from nb2kfp.local_run.parked import Kept
-    from nb2kfp.local_run.warm import WarmSteps
+    from nb2kfp.local_run.ahead import StepsAhead
 
 GRACE_SECONDS = 3.0
-StepProcess: TypeAlias = "subprocess.Popen[str] | Kept"  # started here, or kept warm by an earlier run
+
+
+class StepProcess(Protocol):
+    """A step's process as the supervisor uses it: started here (``subprocess.Popen``), or a waiting one that took
+    the step's command (``kept.Running``: started ahead by this run, or kept warm by an earlier one)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def stdout(self) -> IO[str] | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def poll(self) -> int | None: ...
+    def __enter__(self) -> StepProcess: ...
+    def __exit__(self, *args: Any) -> None: ...
+
 
 # Run as ``python -c LAUNCHER FD``: HEAD and ARGS come on pipe FD (the runtime's RUN_COMMAND then runs them). A string,
 # not a module: the step's code runs in ``__main__``, as KFP's own ``python -c`` command runs it in a pod.
@@ -108,7 +121,7 @@ class Supervisor:
         self.signum: int | None = None
         self.run_id = f"{os.getpid()}-{time.time_ns()}"  # the nb2kfp.run label of the run's containers
         self.docker: Any = None  # the docker client kfp.local's DockerRunner uses, once it ran a step
-        self.ahead: WarmSteps | None = None  # steps started ahead (a run sets it)
+        self.ahead: StepsAhead | None = None  # steps started ahead (set while a run's StepsAhead is open)
         self._watchdog = subprocess.Popen(
             [sys.executable, "-m", watchdog.__name__], stdin=subprocess.PIPE, text=True, start_new_session=True
         )

@@ -50,7 +50,7 @@ class LocalRun:
     failed_step: str | None = None
     log_tail: list[str] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)  # variable -> image ref (run --model-image)
-    kept: list[str] = field(default_factory=list)  # steps with a process kept warm for the next run (parked.py)
+    kept: list[str] = field(default_factory=list)  # steps with a process kept warm for the next run (kept.py)
     text_metrics: dict[str, str] = field(default_factory=dict)  # metrics set to a str (not KFP metrics, shown)
 
     def as_dict(self) -> dict[str, Any]:
@@ -153,8 +153,9 @@ def run(
     ``cache`` (a folder), steps whose results are there are not run again (:mod:`local_cache`). Up to
     ``jobs`` independent steps run at once (default: one per core; :mod:`local_scheduler`); Docker steps run one
     at a time (stopping a run must still record the step it stopped: tests/integration/test_docker_interrupt.py)."""
+    from nb2kfp.local_run import ahead as steps_ahead
     from nb2kfp.local_run import cache as local_cache
-    from nb2kfp.local_run import parked, warm
+    from nb2kfp.local_run import kept as kept_steps
     from nb2kfp.local_run import scheduler as local_scheduler
 
     names = {kfpnames.task_name(s.name): s.name for s in pipeline.steps}
@@ -192,15 +193,15 @@ def run(
 
     workers = 1 if docker else jobs or local_scheduler.workers()
     ahead = None
-    if supervisor is not None and not docker and parked.enabled():
-        ahead = warm.WarmSteps(pipeline, workers, supervisor.started, supervisor.ended)
-        supervisor.ahead = ahead
-        if cache is None or not local_cache.has_entries(cache):
-            ahead.will_run(names.values())  # nothing is cached: every step runs
+    if supervisor is not None and not docker and kept_steps.enabled():
+        every_step_runs = cache is None or not local_cache.has_entries(cache)  # nothing is cached
+        ahead = steps_ahead.StepsAhead(pipeline, workers, supervisor, every_step_runs=every_step_runs)
 
     def on_step(step: str, status: str, seconds: float | None) -> None:
         if ahead is not None and status == "running":
             ahead.step_running(step)  # it was not cached: the steps below it will run
+        elif ahead is not None and status in ("succeeded", "failed"):
+            ahead.step_ran(step)
         on_event(step, status, seconds)
 
     step_cache = None
@@ -217,6 +218,7 @@ def run(
         step_cache = local_cache.StepCache(str(cache.resolve()), extra, on_hit, seed, reads, step_of)
     try:
         with (
+            ahead or contextlib.nullcontext(),  # started ahead; when it ends, kept for the next run
             _track(names, on_step, states, log),
             local_cache.used(step_cache),
             local_scheduler.parallel(workers),  # see the docstring
@@ -230,11 +232,6 @@ def run(
             f"kfp.local could not run the pipeline: {type(exc).__name__}: {_ANSI.sub('', str(exc))}"
         ) from exc
     finally:
-        kept: list[str] = []
-        if ahead is not None:
-            ahead.close()
-            if supervisor is not None and supervisor.signum is None:  # for the next run of the steps that ran
-                kept = ahead.keep([step for step, state in states.items() if state in ("succeeded", "failed")])
         for name in RUN_ENV:
             os.environ.pop(name, None)
         log.close()
@@ -254,7 +251,7 @@ def run(
         seconds=time.monotonic() - started,
         failed_step=failed,
         log_tail=log.by_step.get(failed, [])[-40:] if failed else [],
-        kept=kept,
+        kept=ahead.kept_steps if ahead is not None else [],
     )
 
 

@@ -1821,13 +1821,14 @@ def _plain_html(title: str, cells: list[dict[str, Any]]) -> str:
 # -- started ahead (a local run) ----------------------------------------------------------------
 def warm(argv: list[str]) -> list[str]:
     """``--warm IMPORTS STEP``: this process is a step's, started before its inputs exist (nb2kfp's local runs
-    start a step while the steps before it still run, or keep one for the next run: nb2kfp.local_run.warm and
-    .parked). As a step does first, it sets the Agg backend and the import hooks, and enters the step's folder
+    start a step while the steps before it still run, or keep one for the next run: nb2kfp.local_run.ahead and
+    .kept). As a step does first, it sets the Agg backend and the import hooks, and enters the step's folder
     (``STEP``; none: it stays where it is); then it runs the step's leading import statements (``IMPORTS``: of
     installed modules only, chosen by the driver; what the ones of the step's first cell print is kept for that
-    cell's output), then reads the step's command (``NB2KFP_WARM_COMMANDS``, a file the program that started it
-    put in this module's globals) and returns its argv: the step then runs as it would have, its own import
-    statements finding their modules loaded. No command: exit 1 (it never passes for a step that ran)."""
+    cell's output), then reads the step's command (``NB2KFP_WARM_COMMANDS``, what the program that started it,
+    nb2kfp.local_run.waiting, put in this module's globals: its ``readline``) and returns its argv: the step then
+    runs as it would have, its own import statements finding their modules loaded. No command: exit 1 (it never
+    passes for a step that ran)."""
     import contextlib
     import io
 

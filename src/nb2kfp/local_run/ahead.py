@@ -4,9 +4,12 @@ A step's process spends most of its life importing (pandas and scikit-learn: ~1 
 chain of steps paid that one after another. Once a local run knows a step will run (a step above it ran, so
 its inputs will be new; or nothing is cached), it starts that step's process right away: the step runtime in
 warm-up mode (``runtime/step.py``, :func:`nb2kfp.runtime.step.warm`) runs the step's leading import statements
-and waits. When kfp.local launches the step, the command goes to the waiting process, which then runs it as a
-fresh process would: it is still one process per step, the step's inputs are read only once it is launched,
-and the step's own import statements run as written (finding their modules loaded).
+and waits. When kfp.local launches the step, the command goes to the waiting process (over the transport of
+:mod:`kept`, which also keeps such processes warm for the next run), which then runs it as a fresh process
+would: it is still one process per step, the step's inputs are read only once it is launched, and the step's
+own import statements run as written (finding their modules loaded). :class:`StepsAhead` is a context manager:
+it starts them while the run lasts, and when the run ends stops those no step took and keeps processes for the
+steps that ran (:meth:`StepsAhead.keep`).
 
 What a warm-up imports is chosen so that it cannot change what the step does:
 
@@ -36,31 +39,27 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from nb2kfp.backends import step_runtime
 from nb2kfp.backends.kfp_spec import container_env
 from nb2kfp.ir import CodeCell, Pipeline, Step
-from nb2kfp.local_run import kfp_local, parked
+from nb2kfp.local_run import kept, kfp_local, waiting
 from nb2kfp.local_run.cache import environment
 from nb2kfp.local_run.records import project_root
 from nb2kfp.runtime.step import RUN_ENV, RUNTIME_FILE
 
-# Run as ``python -c PROGRAM FD``: reads the runtime's source, the statements and the step (then, in the runtime, its
-# command) on a pipe of its own (FD: its stdin is /dev/null, as a step's, so an import that reads it reads nothing).
-PROGRAM = (
-    "# nb2kfp step, started ahead: the nb2kfp runtime in warm-up mode (nb2kfp.local_run.warm)\n"
-    "import json, os, sys\n"
-    "commands = os.fdopen(int(sys.argv[1]), encoding='utf-8')\n"
-    "order = json.loads(commands.readline())\n"
-    "sys.argv = ['-c', '--warm', json.dumps(order['imports']), order['step']]\n"
-    f"exec(compile(order['runtime'], {RUNTIME_FILE!r}, 'exec'), {{'__name__': '__main__', "
-    "'NB2KFP_WARM_COMMANDS': commands})\n"
-)
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from nb2kfp.local_run.processes import Supervisor
+
+AHEAD_SECONDS = 24 * 3600  # a started-ahead process waits for its step as long as a run lasts (the run stops it)
 
 
 def leading_imports(cells: Iterable[CodeCell], installed: Callable[[str], bool]) -> tuple[list[str], bool]:
@@ -151,22 +150,16 @@ def installed_here(seed: Path, beside: set[str] | None = None) -> Callable[[str]
 
 @dataclass
 class _Waiting:
+    name: str  # its socket's
     process: subprocess.Popen[str]
     env: dict[str, str]
-    commands: IO[str]  # the pipe its command goes down
 
 
-class WarmSteps:
-    """The local run's steps started ahead (see the module's docstring). ``started(pid)`` and ``ended(pid)``
-    tell the run's supervisor of each process, so that a stopped or killed run takes them with it."""
+class StepsAhead:
+    """The local run's steps started ahead, and kept for the next run when it ends (see the module's docstring).
+    The run's ``supervisor`` hears of each process, so that a stopped or killed run takes them with it."""
 
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        limit: int,
-        started: Callable[[int], None],
-        ended: Callable[[int], None],
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, limit: int, supervisor: Supervisor, *, every_step_runs: bool) -> None:
         seed = Path(pipeline.source).resolve().parent
         beside = _names_beside(seed)
         installed = installed_here(seed, beside)
@@ -189,10 +182,13 @@ class WarmSteps:
         # what SubprocessRunner will launch: its command, and the runtime source its input artifact holds
         self.command = [sys.executable, "-c", kfp_local.as_launched(step_runtime.bootstrap())]
         self.runtime = step_runtime.runtime_source()
-        self.kept = parked.kept()  # step processes earlier runs kept warm (parked.py)
+        self.kept = kept.kept()  # step processes earlier runs kept warm (kept.py)
         self.environment = environment()  # this interpreter and its installed distributions
         self.process = process_setting()
-        self._on_start, self._on_end = started, ended
+        self.supervisor = supervisor
+        self.every_step_runs = every_step_runs
+        self.kept_steps: list[str] = []  # those it kept a process for, once the run ended
+        self._ran: set[str] = set()  # steps that ran (succeeded or failed), in this run
         self._wanted: set[str] = set()
         self._waiting: dict[str, _Waiting] = {}
         self._used: set[str] = set()
@@ -217,6 +213,21 @@ class WarmSteps:
             self._used.add(step)
         self.will_run(self.below.get(step, ()))
 
+    def step_ran(self, step: str) -> None:
+        """``step`` ran (succeeded or failed): a process may be kept for its next run."""
+        self._ran.add(step)
+
+    def __enter__(self) -> StepsAhead:
+        self.supervisor.ahead = self
+        if self.every_step_runs:
+            self.will_run(self.order)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+        if self.supervisor.signum is None:  # not stopped: for the next run of the steps that ran
+            self.kept_steps = self.keep([name for name in self.order if name in self._ran])
+
     def _fill(self) -> None:
         if self._closed:
             return
@@ -225,33 +236,25 @@ class WarmSteps:
                 return
             wanted = name in self._wanted and name in self.statements and not self._is_kept(name, self.kept)
             if wanted and name not in self._used and name not in self._waiting:
-                self._waiting[name] = self._start(name)
+                started = self._start(name)
+                if started is None:  # no private folder for its socket: the step starts afresh
+                    self._used.add(name)
+                else:
+                    self._waiting[name] = started
 
-    def _start(self, name: str) -> _Waiting:
+    def _start(self, name: str) -> _Waiting | None:
         env = {**os.environ, **self.env[name]}
-        read, write = os.pipe()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-c", PROGRAM, str(read)],
-                stdin=subprocess.DEVNULL,  # as a step's
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                env=env,
-                cwd=self.seed,  # until it enters the step's folder, as the step does first
-                start_new_session=True,
-                pass_fds=(read,),
-            )
-        finally:
-            os.close(read)
-        self._on_start(process.pid)
-        commands = os.fdopen(write, "w", encoding="utf-8")
-        commands.write(json.dumps({"runtime": self.runtime, "imports": self.statements[name], "step": name}) + "\n")
-        commands.flush()
-        return _Waiting(process, env, commands)
+        socket_name = f"ahead-{os.getpid()}-{time.time_ns():x}"
+        imports = {"imports": self.statements[name], "runtime": self.runtime, "runtime_file": RUNTIME_FILE}
+        # it enters the step's folder first, as the step does (this run's folders are in its environment)
+        order = {**imports, "keep": AHEAD_SECONDS, "step": name, "cwd": str(self.seed)}
+        process = kept.start(socket_name, order, env, step=name, project=self.project, role=waiting.AHEAD)
+        if process is None:
+            return None
+        self.supervisor.started(process.pid)
+        return _Waiting(socket_name, process, env)
 
-    def take(self, full_command: list[str], env: dict[str, str]) -> subprocess.Popen[str] | parked.Kept | None:
+    def take(self, full_command: list[str], env: dict[str, str]) -> kept.Running | None:
         """The process kept warm (by an earlier run) or waiting (started ahead in this run) for the step
         ``full_command`` runs, now running that command; None when there is none, or its setting would differ
         from the command's (the step then starts afresh)."""
@@ -262,56 +265,51 @@ class WarmSteps:
             self._fill()
         launchable = full_command[:3] == self.command and _runtime_of(full_command) == self.runtime
         if step in self.statements and launchable and _stable(env) == self._setting_env(step):
-            taken = parked.take(self._kept_as(step), full_command[3:], env, os.getcwd())
+            taken = kept.take(self._kept_as(step), full_command[3:], env, os.getcwd())
             if taken is not None:
-                self._on_start(taken.pid)
+                self.supervisor.started(taken.pid)
                 if waiting is not None:
                     self._discard(waiting)
                 return taken
         if waiting is None:
             return None
-        process = waiting.process
-        usable = process.poll() is None and waiting.env == env and launchable
-        if usable:
-            order = {"args": full_command[3:], "env": env, "cwd": os.getcwd()}
-            try:
-                waiting.commands.write(json.dumps(order) + "\n")
-                waiting.commands.close()
-            except OSError:  # it died meanwhile
-                usable = False
-        if not usable:
-            self._discard(waiting)
-            return None
-        return process
+        if waiting.env == env and launchable:
+            # still importing: the step waits for it, as it would for its own imports (the run's own process)
+            taken = kept.take_named(waiting.name, full_command[3:], env, os.getcwd(), ready_seconds=None)
+            if taken is not None:
+                taken.child = waiting.process
+                return taken
+        self._discard(waiting)
+        return None
 
     def _setting_env(self, name: str) -> dict[str, str]:
         return _stable({**os.environ, **self.env[name]})
 
-    def _is_kept(self, name: str, kept: list[str]) -> bool:
-        return bool(parked.kept_for(self._kept_as(name), kept))
+    def _is_kept(self, name: str, names: list[str]) -> bool:
+        return bool(kept.kept_for(self._kept_as(name), names))
 
     def _kept_as(self, name: str) -> str:
-        """What the socket names of processes kept for step ``name`` in this run's setting start with (parked.py);
+        """What the socket names of processes kept for step ``name`` in this run's setting start with (kept.py);
         computed once per step (it hashes the runtime's source)."""
         if name not in self._keys:
             setting = [sys.executable, self.environment, self.runtime, self.statements[name], self._setting_env(name)]
-            self._keys[name] = parked.key([*setting, str(self.seed), self.beside, self.process], self.project)
+            self._keys[name] = kept.key([*setting, str(self.seed), self.beside, self.process], self.project)
         return self._keys[name]
 
     def keep(self, ran: list[str]) -> list[str]:
         """Keep processes warm for the next run: for the steps that ran, latest in the notebook first, up to
-        ``limit`` of them (one per job) and ``parked.KEEP_PER_RUN``, as many as memory allows (``parked.make_room``:
-        this user's oldest kept processes stop when there would be more than ``parked.KEEP_IN_ALL`` or the memory
+        ``limit`` of them (one per job) and ``kept.KEEP_PER_RUN``, as many as memory allows (``kept.make_room``:
+        this user's oldest kept processes stop when there would be more than ``kept.KEEP_IN_ALL`` or the memory
         budget would be exceeded). The steps it kept one for."""
-        if not parked.keep_seconds():
+        if not kept.keep_seconds():
             return []
-        kept = parked.kept()
-        chosen = [n for n in reversed(self.order) if n in ran and n in self.statements and not self._is_kept(n, kept)]
-        chosen = chosen[: parked.make_room(min(len(chosen), self.limit, parked.KEEP_PER_RUN))]
+        names = kept.kept()
+        chosen = [n for n in reversed(self.order) if n in ran and n in self.statements and not self._is_kept(n, names)]
+        chosen = chosen[: kept.make_room(min(len(chosen), self.limit, kept.KEEP_PER_RUN))]
         for name in chosen:
             env, statements = self._setting_env(name), self.statements[name]
             key, seed = self._kept_as(name), str(self.seed)
-            parked.keep(key, self.runtime, RUNTIME_FILE, statements, env, seed, step=name, project=self.project)
+            kept.keep(key, self.runtime, RUNTIME_FILE, statements, env, seed, step=name, project=self.project)
         return chosen
 
     def close(self) -> None:
@@ -327,11 +325,9 @@ class WarmSteps:
         with contextlib.suppress(OSError):  # gone already
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        for stream in (waiting.commands, process.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):  # a pipe to a killed process: nothing left to flush
-                    stream.close()
-        self._on_end(process.pid)
+        with contextlib.suppress(OSError):  # its socket's file (kept.kept() removes those killed ones leave)
+            os.unlink(kept.address(waiting.name))
+        self.supervisor.ended(process.pid)
 
 
 def process_setting() -> list[Any]:
