@@ -62,144 +62,169 @@ KEPT = {"NB2KFP_WARM_KEEP": "600"}
 
 
 def run_suite(ctx: Ctx) -> None:
-    res = ctx.results
-    base = ctx.folder("speed", fresh=True)
-    folders = {name: base / name for name in ("cold", "incremental", "papermill", "kale")}
-    nbs = {}
-    for name, folder in folders.items():
-        folder.mkdir()
-        nbs[name] = Path(shutil.copy2(EXAMPLES / NOTEBOOK, folder / NOTEBOOK))
-    samples: dict[str, list[Sample]] = {}
-    steps_run: dict[str, list[int | None]] = {}
+    _Speed(ctx).run()
 
-    def keep(key: str, tool: str, s: Sample, rep: int) -> Sample:
-        res.sample("speed", key, tool, s, rep)
+
+class _Speed:
+    """The suite's cases on copies of iris (one folder per tool), their samples, and the rows they give."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx, self.res = ctx, ctx.results
+        base = ctx.folder("speed", fresh=True)
+        self.folders = {name: base / name for name in ("cold", "incremental", "papermill", "kale")}
+        self.nbs = {}
+        for name, folder in self.folders.items():
+            folder.mkdir()
+            self.nbs[name] = Path(shutil.copy2(EXAMPLES / NOTEBOOK, folder / NOTEBOOK))
+        self.samples: dict[str, list[Sample]] = {}
+        self.steps_run: dict[str, list[int | None]] = {}
+        self.kale_reps = 1 if ctx.quick else ctx.reps
+        self.kale_nb, self.kale_cache = self.nbs["kale"], self.folders["kale"] / "kfp-cache"
+
+    def run(self) -> None:
+        log("speed: warm-up, and a first run that fills each cache")
+        self.warm_up()
+        interleave(self.ctx.reps, self.cases())
+        self.report()
+        corpus = corpus_speed.run(self.ctx, SECTION)
+        self.res.tables["notebook speed on corpus notebooks: cold run vs papermill (medians)"] = corpus
+
+    def keep(self, key: str, tool: str, s: Sample, rep: int) -> Sample:
+        self.res.sample("speed", key, tool, s, rep)
         if rep >= 0:
-            samples.setdefault(key, []).append(s)
-            steps_run.setdefault(key, []).append(_steps_run(s))
+            self.samples.setdefault(key, []).append(s)
+            self.steps_run.setdefault(key, []).append(_steps_run(s))
         if not s.ok:
             log(f"speed: {key} failed: {s.failure()}")
         return s
 
-    def nb2kfp(key: str, nb: Path, extra: list[str], rep: int, **env: str) -> Sample:
-        argv = [*ctx.nb2kfp, "run", nb.name, "--local", "--json", *extra]
-        return keep(key, "nb2kfp", ctx.run(argv, TIMEOUT, nb.parent, **env), rep)
+    def nb2kfp(self, key: str, nb: Path, extra: list[str], rep: int, **env: str) -> Sample:
+        argv = [*self.ctx.nb2kfp, "run", nb.name, "--local", "--json", *extra]
+        return self.keep(key, "nb2kfp", self.ctx.run(argv, TIMEOUT, nb.parent, **env), rep)
 
-    def cold(extra: list[str], key: str, rep: int, **env: str) -> None:
-        nb2kfp(key, nbs["cold"], ["--no-cache", *extra], rep, **env)
+    def cold(self, extra: list[str], key: str, rep: int, **env: str) -> None:
+        self.nb2kfp(key, self.nbs["cold"], ["--no-cache", *extra], rep, **env)
 
-    def incremental(rep: int) -> None:
-        _set_max_iter(nbs["incremental"], 501 + rep)
-        nb2kfp("nb2kfp incremental (train_logreg edited)", nbs["incremental"], [], rep, **KEPT)
+    def incremental(self, rep: int) -> None:
+        _set_max_iter(self.nbs["incremental"], 501 + rep)
+        self.nb2kfp("nb2kfp incremental (train_logreg edited)", self.nbs["incremental"], [], rep, **KEPT)
 
-    def incremental_nothing_warm(rep: int) -> None:
-        _set_max_iter(nbs["incremental"], 701 + rep)
-        nb2kfp("nb2kfp incremental, NB2KFP_WARM=0", nbs["incremental"], [], rep, NB2KFP_WARM="0")
+    def incremental_nothing_warm(self, rep: int) -> None:
+        _set_max_iter(self.nbs["incremental"], 701 + rep)
+        self.nb2kfp("nb2kfp incremental, NB2KFP_WARM=0", self.nbs["incremental"], [], rep, NB2KFP_WARM="0")
 
-    def unchanged(rep: int) -> None:  # nothing edited since the last run: every step from the cache
-        nb2kfp("nb2kfp unchanged (nothing edited)", nbs["incremental"], [], rep, **KEPT)
+    def unchanged(self, rep: int) -> None:  # nothing edited since the last run: every step from the cache
+        self.nb2kfp("nb2kfp unchanged (nothing edited)", self.nbs["incremental"], [], rep, **KEPT)
 
-    def unchanged_nothing_warm(rep: int) -> None:
-        nb2kfp("nb2kfp unchanged, NB2KFP_WARM=0", nbs["incremental"], [], rep, NB2KFP_WARM="0")
+    def unchanged_nothing_warm(self, rep: int) -> None:
+        self.nb2kfp("nb2kfp unchanged, NB2KFP_WARM=0", self.nbs["incremental"], [], rep, NB2KFP_WARM="0")
 
-    def new_file(rep: int) -> None:  # `nb2kfp compile` writes the spec beside the notebook, a scratch file is saved
-        (nbs["incremental"].parent / f"notes-{rep}.txt").write_text("scratch", encoding="utf-8")
-        nb2kfp("nb2kfp new unrelated file beside it", nbs["incremental"], [], rep, **KEPT)
+    def new_file(self, rep: int) -> None:  # `nb2kfp compile` writes the spec beside the notebook, a scratch file
+        (self.nbs["incremental"].parent / f"notes-{rep}.txt").write_text("scratch", encoding="utf-8")
+        self.nb2kfp("nb2kfp new unrelated file beside it", self.nbs["incremental"], [], rep, **KEPT)
 
-    def markdown(rep: int) -> None:
-        _edit_markdown(nbs["incremental"], rep)
-        nb2kfp("nb2kfp markdown-only edit", nbs["incremental"], [], rep, **KEPT)
+    def markdown(self, rep: int) -> None:
+        _edit_markdown(self.nbs["incremental"], rep)
+        self.nb2kfp("nb2kfp markdown-only edit", self.nbs["incremental"], [], rep, **KEPT)
 
-    def papermill(rep: int) -> None:
-        nb = nbs["papermill"]
-        argv = [ctx.python, "-m", "papermill", "--no-progress-bar", nb.name, "out.ipynb"]
-        keep("papermill", "papermill", ctx.run(argv, TIMEOUT, nb.parent), rep)
+    def papermill(self, rep: int) -> None:
+        nb = self.nbs["papermill"]
+        argv = [self.ctx.python, "-m", "papermill", "--no-progress-bar", nb.name, "out.ipynb"]
+        self.keep("papermill", "papermill", self.ctx.run(argv, TIMEOUT, nb.parent), rep)
 
-    kale_reps = 1 if ctx.quick else ctx.reps
-    kale_nb, kale_cache = nbs["kale"], folders["kale"] / "kfp-cache"
-
-    def kale_spec() -> Path | None:
-        assert ctx.kale is not None
-        s = ctx.run(ctx.kale.compile_argv(kale_nb, "bench-iris"), TIMEOUT, cwd=kale_nb.parent)
-        res.sample("speed", "kale compile", "kale-compile", s, -1)
-        spec = ctx.kale.compiled_yaml(kale_nb, "bench-iris")
+    def kale_spec(self) -> Path | None:
+        assert self.ctx.kale is not None
+        s = self.ctx.run(self.ctx.kale.compile_argv(self.kale_nb, "bench-iris"), TIMEOUT, cwd=self.kale_nb.parent)
+        self.res.sample("speed", "kale compile", "kale-compile", s, -1)
+        spec = self.ctx.kale.compiled_yaml(self.kale_nb, "bench-iris")
         return spec if s.ok and spec.is_file() else None
 
-    def kale(rep: int, *, cached: bool) -> None:
-        if rep >= kale_reps or ctx.kale is None:
+    def kale(self, rep: int, *, cached: bool) -> None:
+        if rep >= self.kale_reps or self.ctx.kale is None:
             return
         if cached:
-            _set_max_iter(kale_nb, 501 + rep)
-        spec = kale_spec()
+            _set_max_iter(self.kale_nb, 501 + rep)
+        spec = self.kale_spec()
         if spec is None:
             log("speed: Kale could not compile iris")
             return
-        root = kale_nb.parent / f"run-{'inc' if cached else 'cold'}-{rep}"
-        argv = ctx.kale.run_argv(spec, root, kale_cache if cached else None)
+        root = self.kale_nb.parent / f"run-{'inc' if cached else 'cold'}-{rep}"
+        argv = self.ctx.kale.run_argv(spec, root, self.kale_cache if cached else None)
         key = "Kale incremental (kfp.local cache)" if cached else "Kale cold"
-        keep(key, "kale", ctx.run(argv, TIMEOUT, cwd=kale_nb.parent), rep)
+        self.keep(key, "kale", self.ctx.run(argv, TIMEOUT, cwd=self.kale_nb.parent), rep)
 
-    log("speed: warm-up, and a first run that fills each cache")
-    papermill(-1)
-    nb2kfp("nb2kfp first run", nbs["incremental"], [], -1, **KEPT)
-    if ctx.kale_ready:
-        kale_spec_path = kale_spec()
-        if kale_spec_path is not None and ctx.kale is not None:
-            s = ctx.run(ctx.kale.run_argv(kale_spec_path, kale_nb.parent / "run-first", kale_cache), TIMEOUT)
-            res.sample("speed", "Kale first run", "kale", s, -1)
-    cases: list[Case] = [
-        partial(cold, [], "nb2kfp cold"),
-        partial(cold, ["--jobs", "1"], "nb2kfp cold, --jobs 1"),
-        partial(cold, [], "nb2kfp cold, NB2KFP_WARM=0", NB2KFP_WARM="0"),
-        papermill,
-        incremental,
-        incremental_nothing_warm,
-        unchanged,
-        unchanged_nothing_warm,
-        new_file,
-        markdown,
-    ]
-    if ctx.kale_ready:
-        cases += [partial(kale, cached=False), partial(kale, cached=True)]
-    interleave(ctx.reps, cases)
+    def warm_up(self) -> None:
+        self.papermill(-1)
+        self.nb2kfp("nb2kfp first run", self.nbs["incremental"], [], -1, **KEPT)
+        if not self.ctx.kale_ready or self.ctx.kale is None:
+            return
+        spec = self.kale_spec()
+        if spec is not None:
+            argv = self.ctx.kale.run_argv(spec, self.kale_nb.parent / "run-first", self.kale_cache)
+            self.res.sample("speed", "Kale first run", "kale", self.ctx.run(argv, TIMEOUT), -1)
 
-    def t(key: str) -> float | None:
-        return median(pick_ok(samples.get(key, [])))
+    def cases(self) -> list[Case]:
+        cases: list[Case] = [
+            partial(self.cold, [], "nb2kfp cold"),
+            partial(self.cold, ["--jobs", "1"], "nb2kfp cold, --jobs 1"),
+            partial(self.cold, [], "nb2kfp cold, NB2KFP_WARM=0", NB2KFP_WARM="0"),
+            self.papermill,
+            self.incremental,
+            self.incremental_nothing_warm,
+            self.unchanged,
+            self.unchanged_nothing_warm,
+            self.new_file,
+            self.markdown,
+        ]
+        if self.ctx.kale_ready:
+            cases += [partial(self.kale, cached=False), partial(self.kale, cached=True)]
+        return cases
 
-    t_cold, t_pm, t_kale = t("nb2kfp cold"), t("papermill"), t("Kale cold")
-    t_inc, t_kale_inc = t("nb2kfp incremental (train_logreg edited)"), t("Kale incremental (kfp.local cache)")
-    kale_note = "" if ctx.kale_ready else ctx.kale_missing()
-    res.add(Row(SECTION, "cold run iris", "s", t_cold, t_kale, Target("ratio", "<=", 0.15), kale_note))
-    res.add(Row(SECTION, "incremental re-run iris (one leaf edited)", "s", t_inc, t_kale_inc, None, kale_note))
-    res.add(
-        Row(SECTION, "cold run / papermill", "x", _ratio(t_cold, t_pm), None, Target("nb2kfp", "<=", 1.0),
-            "papermill 2.7 runs the notebook top to bottom in one kernel, same machine, same run")
-    )  # fmt: skip
-    res.add(Row(SECTION, "incremental / cold run", "x", _ratio(t_inc, t_cold), None, Target("nb2kfp", "<=", 0.25)))
-    t_same = t("nb2kfp unchanged (nothing edited)")
-    res.add(Row(SECTION, "unchanged / cold run", "x", _ratio(t_same, t_cold), None, Target("nb2kfp", "<=", 0.1)))
-    new = [n for n in steps_run.get("nb2kfp new unrelated file beside it", []) if n is not None]
-    res.add(Row(SECTION, "steps run after a new unrelated file", "", max(new) if new else None, None,
-                Target("nb2kfp", "<=", 0)))  # fmt: skip
-    md = [n for n in steps_run.get("nb2kfp markdown-only edit", []) if n is not None]
-    res.add(Row(SECTION, "steps run after a markdown-only edit", "", max(md) if md else None, None,
-                Target("nb2kfp", "<=", 0)))  # fmt: skip
-    table = []
-    for key in (*samples.keys(),):
-        runs = steps_run.get(key, [])
-        table.append(
-            {
-                "case": key,
-                "median s": f"{t(key):.2f}" if t(key) is not None else "n/a",
-                "/ papermill": f"{_ratio(t(key), t_pm):.2f}" if _ratio(t(key), t_pm) is not None else "n/a",
-                "/ nb2kfp cold": f"{_ratio(t(key), t_cold):.2f}" if _ratio(t(key), t_cold) is not None else "n/a",
-                "steps run": ",".join(str(n) for n in runs if n is not None) or "-",
-                "runs ok": f"{sum(s.ok for s in samples[key])}/{len(samples[key])}",
-            }
-        )
-    res.tables["notebook speed on iris: every case (medians; ratios against papermill and nb2kfp's cold run)"] = table
-    corpus = corpus_speed.run(ctx, SECTION)
-    res.tables["notebook speed on corpus notebooks: cold run vs papermill (medians)"] = corpus
+    def t(self, key: str) -> float | None:
+        return median(pick_ok(self.samples.get(key, [])))
+
+    def most_steps_run(self, key: str) -> int | None:
+        runs = [n for n in self.steps_run.get(key, []) if n is not None]
+        return max(runs) if runs else None
+
+    def report(self) -> None:
+        t, res = self.t, self.res
+        t_cold, t_pm, t_kale = t("nb2kfp cold"), t("papermill"), t("Kale cold")
+        t_inc, t_kale_inc = t("nb2kfp incremental (train_logreg edited)"), t("Kale incremental (kfp.local cache)")
+        kale_note = "" if self.ctx.kale_ready else self.ctx.kale_missing()
+        res.add(Row(SECTION, "cold run iris", "s", t_cold, t_kale, Target("ratio", "<=", 0.15), kale_note))
+        res.add(Row(SECTION, "incremental re-run iris (one leaf edited)", "s", t_inc, t_kale_inc, None, kale_note))
+        res.add(
+            Row(SECTION, "cold run / papermill", "x", _ratio(t_cold, t_pm), None, Target("nb2kfp", "<=", 1.0),
+                "papermill 2.7 runs the notebook top to bottom in one kernel, same machine, same run")
+        )  # fmt: skip
+        inc = _ratio(t_inc, t_cold)
+        res.add(Row(SECTION, "incremental / cold run", "x", inc, None, Target("nb2kfp", "<=", 0.25)))
+        same = _ratio(t("nb2kfp unchanged (nothing edited)"), t_cold)
+        res.add(Row(SECTION, "unchanged / cold run", "x", same, None, Target("nb2kfp", "<=", 0.1)))
+        for what, key in (("a new unrelated file", "nb2kfp new unrelated file beside it"),
+                          ("a markdown-only edit", "nb2kfp markdown-only edit")):  # fmt: skip
+            steps = self.most_steps_run(key)
+            res.add(Row(SECTION, f"steps run after {what}", "", steps, None, Target("nb2kfp", "<=", 0)))
+        res.tables["notebook speed on iris: every case (medians; ratios against papermill and nb2kfp's cold run)"] = [
+            self.table_row(key, t_pm, t_cold) for key in self.samples
+        ]
+
+    def table_row(self, key: str, t_pm: float | None, t_cold: float | None) -> dict[str, str]:
+        value = self.t(key)
+
+        def shown(x: float | None) -> str:
+            return f"{x:.2f}" if x is not None else "n/a"
+
+        runs = self.steps_run.get(key, [])
+        return {
+            "case": key,
+            "median s": shown(value),
+            "/ papermill": shown(_ratio(value, t_pm)),
+            "/ nb2kfp cold": shown(_ratio(value, t_cold)),
+            "steps run": ",".join(str(n) for n in runs if n is not None) or "-",
+            "runs ok": f"{sum(s.ok for s in self.samples[key])}/{len(self.samples[key])}",
+        }
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

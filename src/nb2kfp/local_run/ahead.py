@@ -207,15 +207,15 @@ class StepsAhead:
                     todo.extend(self.below.get(name, ()))
             self._fill()
 
-    def step_running(self, step: str) -> None:
-        """``step`` runs (it was not cached): the steps below it will run too."""
-        with self._lock:
-            self._used.add(step)
-        self.will_run(self.below.get(step, ()))
-
-    def step_ran(self, step: str) -> None:
-        """``step`` ran (succeeded or failed): a process may be kept for its next run."""
-        self._ran.add(step)
+    def step_event(self, step: str, status: str) -> None:
+        """``step`` runs (it was not cached: the steps below it will run too), or ran (succeeded or failed: a
+        process may be kept for its next run)."""
+        if status == "running":
+            with self._lock:
+                self._used.add(step)
+            self.will_run(self.below.get(step, ()))
+        elif status in ("succeeded", "failed"):
+            self._ran.add(step)
 
     def __enter__(self) -> StepsAhead:
         self.supervisor.ahead = self

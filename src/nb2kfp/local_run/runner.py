@@ -172,12 +172,8 @@ def run(
     log = _Log(run_dir / "run.log", echo)
     started = time.monotonic()
     error: BaseException | None = None
-    os.environ[CELLS_ENV] = json.dumps(cell_numbers(pipeline))  # tracebacks name notebook cells
-    os.environ[STEP_DIRS_ENV] = str(run_dir / "files")  # each step's working directory (README: Files)
-    os.environ[SEED_ENV] = str(Path(pipeline.source).resolve().parent)
-    os.environ[LOCAL_WORKSPACE_ENV] = str(run_dir / "workspace")
     # steps sign pickled values with it and refuse others: the cache's key, else one of this run's own
-    os.environ[ARTIFACT_KEY_ENV] = local_cache.artifact_key(cache) if cache else secrets.token_hex(32)
+    _set_run_environment(pipeline, run_dir, local_cache.artifact_key(cache) if cache else secrets.token_hex(32))
 
     def on_hit(component: str, outputs: dict[str, Any]) -> None:
         step = names.get(kfpnames.task_of_component(component))
@@ -198,10 +194,8 @@ def run(
         ahead = steps_ahead.StepsAhead(pipeline, workers, supervisor, every_step_runs=every_step_runs)
 
     def on_step(step: str, status: str, seconds: float | None) -> None:
-        if ahead is not None and status == "running":
-            ahead.step_running(step)  # it was not cached: the steps below it will run
-        elif ahead is not None and status in ("succeeded", "failed"):
-            ahead.step_ran(step)
+        if ahead is not None:
+            ahead.step_event(step, status)
         on_event(step, status, seconds)
 
     step_cache = None
@@ -253,6 +247,17 @@ def run(
         log_tail=log.by_step.get(failed, [])[-40:] if failed else [],
         kept=ahead.kept_steps if ahead is not None else [],
     )
+
+
+def _set_run_environment(pipeline: Pipeline, run_dir: Path, artifact_key: str) -> None:
+    """What each run sets anew for its steps, in this process's environment (the steps inherit it): which notebook
+    cell each step cell is (tracebacks name them), the steps' working directories (README: Files), the notebook's
+    folder, the shared workspace, the artifact key. :func:`run` removes them (``RUN_ENV``) when it ends."""
+    os.environ[CELLS_ENV] = json.dumps(cell_numbers(pipeline))
+    os.environ[STEP_DIRS_ENV] = str(run_dir / "files")
+    os.environ[SEED_ENV] = str(Path(pipeline.source).resolve().parent)
+    os.environ[LOCAL_WORKSPACE_ENV] = str(run_dir / "workspace")
+    os.environ[ARTIFACT_KEY_ENV] = artifact_key
 
 
 def read_metrics(artifacts: Path, pipeline: Pipeline) -> tuple[dict[str, float], dict[str, str]]:

@@ -1346,30 +1346,13 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
     seeded = _enter_workdir(step)
     reads_to, seed = os.environ.get(READS_ENV), os.environ.get(SEED_ENV)
     reads = _Reads(seed, os.getcwd()) if reads_to and seed else None
-    for name, kind in spec.get("params", {}).items():
-        if name in spec.get("optional", ()) and values.get(name) in ("", None):
-            namespace[name] = None  # papermill's `x = None`: no value given (an empty text in the KFP UI)
-        elif name in values:
-            namespace[name] = param_value(kind, values[name])
-        else:
-            raise StepFailed(f"pipeline parameter {name!r} was not passed to step {step!r}")
+    _set_params(spec, values, namespace)
     stopped = ""
     cells = _labelled(spec, "cells")
     state: dict[str, Any] = {}  # the process state received (PROCESS_STATE)
     try:
         _run_cells(_labelled(spec, "prelude"), namespace)
-        for name, key in spec.get("inputs", {}).items():  # into the namespace only: no other reference may stay
-            # (a frame the notebook rebinds, `df = df.dropna()`, must be garbage as in a kernel, or pandas warns)
-            uri = inputs["artifacts"][key]["artifacts"][0]["uri"]
-            if name == PROCESS_STATE:
-                state = load_value(name, local_path(uri))  # type: ignore[assignment]
-                _set_process_state(state)
-            elif name in spec.get("carried_in", ()) and (why := _missing(name, local_path(uri))):
-                log(f"{name!r} is not here ({why}): only a function that reads it needs it, and fails if called")
-            else:
-                namespace[name] = load_value(name, local_path(uri))
-        for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
-            namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
+        state = _load_inputs(spec, inputs, namespace)
         _run_cells(cells, namespace, shown=True)
     except SystemExit as exc:
         if exc.code not in (0, None):
@@ -1377,6 +1360,61 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         # like papermill: an exit with 0 or None ends the step cleanly; what it set is handed on
         stopped = f"step {step!r} stopped by {_exit_call(exc)} in {_cell_of(exc, notebook)[0] or 'its code'}"
         log(f"{stopped}: the values it set are handed on, the others are missing")
+    out_artifacts = _save_outputs(spec, namespace, outputs, state, stopped, cells)
+    if spec.get("metrics"):
+        out_artifacts.update(_metrics(spec, namespace, outputs, stopped))
+    if _REPORT is not None:
+        out_artifacts[_REPORT.key] = _REPORT.write(outputs)
+    _write_executor_output(outputs, out_artifacts, _exports(spec, namespace, outputs, out_artifacts))
+    for link in seeded:  # what stays in the working directory is what the step wrote
+        if os.path.islink(link):
+            os.unlink(link)
+    if reads is not None and reads_to:
+        reads.write(reads_to, step)
+    log(f"step {step!r} done in {time.monotonic() - started:.2f}s")
+
+
+def _set_params(spec: dict[str, Any], values: dict[str, Any], namespace: dict[str, Any]) -> None:
+    """The pipeline parameters the step reads, into its namespace."""
+    for name, kind in spec.get("params", {}).items():
+        if name in spec.get("optional", ()) and values.get(name) in ("", None):
+            namespace[name] = None  # papermill's `x = None`: no value given (an empty text in the KFP UI)
+        elif name in values:
+            namespace[name] = param_value(kind, values[name])
+        else:
+            raise StepFailed(f"pipeline parameter {name!r} was not passed to step {spec['step']!r}")
+
+
+def _load_inputs(spec: dict[str, Any], inputs: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
+    """The values the step receives, into its namespace only: no other reference may stay (a frame the notebook
+    rebinds, `df = df.dropna()`, must be garbage as in a kernel, or pandas warns); the process state received
+    (PROCESS_STATE), set in this process and returned."""
+    state: dict[str, Any] = {}
+    for name, key in spec.get("inputs", {}).items():
+        uri = inputs["artifacts"][key]["artifacts"][0]["uri"]
+        if name == PROCESS_STATE:
+            state = load_value(name, local_path(uri))  # type: ignore[assignment]
+            _set_process_state(state)
+        elif name in spec.get("carried_in", ()) and (why := _missing(name, local_path(uri))):
+            log(f"{name!r} is not here ({why}): only a function that reads it needs it, and fails if called")
+        else:
+            namespace[name] = load_value(name, local_path(uri))
+    for name, key in spec.get("paths", {}).items():  # a catalog component's output artifact: its local path
+        namespace[name] = local_path(inputs["artifacts"][key]["artifacts"][0]["uri"])
+    return state
+
+
+def _save_outputs(
+    spec: dict[str, Any],
+    namespace: dict[str, Any],
+    outputs: dict[str, Any],
+    state: dict[str, Any],
+    stopped: str,
+    cells: list[tuple[str, str, bool]],
+) -> dict[str, Any]:
+    """Each value a later step reads, saved as its output artifact (``cells``: the step's, which name the cell that
+    set it); the executor output's artifacts."""
+    step = spec["step"]
     shared = {n: namespace[n] for n in spec.get("shared", []) if n in namespace}
     out_artifacts: dict[str, Any] = {}
     for name, key in spec.get("outputs", {}).items():
@@ -1400,30 +1438,26 @@ def run(executor_input: dict[str, Any], spec: dict[str, Any]) -> None:
         out_artifacts[key] = {
             "artifacts": [{"name": artifact.get("name", key), "uri": artifact["uri"], "metadata": meta}]
         }
-    if spec.get("metrics"):
-        out_artifacts.update(_metrics(spec, namespace, outputs, stopped))
-    if _REPORT is not None:
-        out_artifacts[_REPORT.key] = _REPORT.write(outputs)
-    out_params = _exports(spec, namespace, outputs, out_artifacts)
+    return out_artifacts
+
+
+def _write_executor_output(outputs: dict[str, Any], out_artifacts: dict[str, Any], out_params: dict[str, Any]) -> None:
+    """The executor output file kfp.local and KFP's launcher read: strict JSON (their protojson refuses NaN and
+    Infinity)."""
     output_file = outputs.get("outputFile")
-    if output_file:
-        os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
-        executor_output = {"artifacts": out_artifacts, **({"parameterValues": out_params} if out_params else {})}
-        try:  # strict JSON: KFP's launcher (protojson) and kfp.local refuse NaN and Infinity
-            text = json.dumps(executor_output, allow_nan=False)
-        except ValueError:
-            raise StepFailed(
-                "an output of the step is NaN or infinite, which KFP cannot record: "
-                + ", ".join(sorted(k for k, v in out_params.items() if not _finite(v)) or ["artifact metadata"])
-            ) from None
-        with open(output_file, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    for link in seeded:  # what stays in the working directory is what the step wrote
-        if os.path.islink(link):
-            os.unlink(link)
-    if reads is not None and reads_to:
-        reads.write(reads_to, step)
-    log(f"step {step!r} done in {time.monotonic() - started:.2f}s")
+    if not output_file:
+        return
+    os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
+    executor_output = {"artifacts": out_artifacts, **({"parameterValues": out_params} if out_params else {})}
+    try:
+        text = json.dumps(executor_output, allow_nan=False)
+    except ValueError:
+        raise StepFailed(
+            "an output of the step is NaN or infinite, which KFP cannot record: "
+            + ", ".join(sorted(k for k, v in out_params.items() if not _finite(v)) or ["artifact metadata"])
+        ) from None
+    with open(output_file, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 _KFP_TYPES = {"STRING": (str,), "NUMBER_INTEGER": (int,), "NUMBER_DOUBLE": (int, float), "BOOLEAN": (bool,)}
