@@ -269,8 +269,9 @@ def push_model(
         )
     folder = output_dir or Path(".nb2kfp") / "models" / name
     ref = oci.ModelRef(repository, pushed.digest, described)
-    log_url = runtimes.request_log_url(Path.cwd())
-    for file_name, text in manifests.render(name, ref, runtimes.runtime("mlserver", Path.cwd()), log_url).items():
+    project = source if source.is_dir() else source.parent  # its settings: the model's project's, wherever run from
+    log_url = runtimes.request_log_url(project)
+    for file_name, text in manifests.render(name, ref, runtimes.runtime("mlserver", project), log_url).items():
         write_text(folder / file_name, text)
     record = {
         "image": pushed.ref,

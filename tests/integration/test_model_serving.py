@@ -177,3 +177,17 @@ def test_the_serving_image_pushed_and_pinned_in_settings(tmp_path: Path, service
     assert deployed.returncode == 0, deployed.stderr
     assert f"image: {ref}" in (tmp_path / "d" / "deployment.yaml").read_text()
     assert "exists only where it was built" not in deployed.stderr
+    # the settings are those of the project the manifests go to, whichever folder the command runs in
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    again = nb2kfp(
+        elsewhere, services, "model", "deploy", built.stdout.strip(), "--name", "lin", "-o", str(tmp_path / "d2")
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"image: {ref}" in (tmp_path / "d2" / "deployment.yaml").read_text()
+    rebuilt = nb2kfp(
+        elsewhere, services, "model", "build", str(model), "--image", f"{registry}/lin", "--framework",
+        f"scikit-learn=={sklearn.__version__}", "--output-dir", str(tmp_path / "d3"),
+    )  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"image: {ref}" in (tmp_path / "d3" / "deployment.yaml").read_text()

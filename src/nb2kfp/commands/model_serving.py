@@ -33,10 +33,10 @@ def deploy(image: str, name: str, runtime_name: str, folder: Path, report: Repor
     from nb2kfp.serving import card, manifests, oci, runtimes
 
     _check_name(name)
-    runtime = runtimes.runtime(runtime_name, Path.cwd())
+    runtime = runtimes.runtime(runtime_name, folder)  # the settings of the project the manifests go to
     model, files = oci.read_with_files(image, (card.FILE,), insecure=insecure)
     runtime.check(model.meta, image)
-    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(Path.cwd())))
+    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(folder)))
     _card(folder, model.ref, files, report)
     if runtime.image.startswith("nb2kfp/"):
         report(f"note: {runtime.image} exists only where it was built: nb2kfp model runtime --registry R pushes it")
@@ -52,13 +52,13 @@ def promote(name: str, image: str, folder: Path, report: Report, *, insecure: bo
     deployed_name, runtime_name, repository, digest = manifests.deployed(folder)
     if deployed_name != name:
         raise UsageError(f"{folder} deploys {deployed_name!r}, not {name!r}")
-    runtime = runtimes.runtime(runtime_name, Path.cwd())
+    runtime = runtimes.runtime(runtime_name, folder)  # the settings of the project the manifests are in
     model, files = oci.read_with_files(image, (card.FILE,), insecure=insecure)
     runtime.check(model.meta, image)
     if (model.repository, model.digest) == (repository, digest):
         report(f"{name} already serves {model.ref}: nothing to change")
         return 0
-    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(Path.cwd())))
+    _write(folder, manifests.render(name, model, runtime, runtimes.request_log_url(folder)))
     _card(folder, model.ref, files, report)
     report(f"{name}: {repository}@{digest} -> {model.ref}; apply with: kubectl apply -k {folder}")
     return 0
