@@ -18,8 +18,9 @@ CELLS = [
     ([], "# A title", "markdown"),
     (["step:load"], "df = pd.DataFrame({'a': [1, 2, 3]})\ndf.head()"),
     ([], "print('rows', len(df))\n42"),
-    (["step:stats", "prev:load"], "total = int(df.a.sum())\ntotal;"),
+    (["step:stats", "prev:load"], "total = int(df.a.sum())\ntotal;\nmean = df.a.astype('float32').mean() / 7"),
     ([], "display(df.describe())\nnothing = None\nnothing"),
+    (["pipeline-metrics"], "print(total)\nprint(mean)"),
 ]
 
 
@@ -62,3 +63,7 @@ def test_run_gives_the_executed_notebook_back_as_papermill_does(make_nb: Make, t
     assert "<table" in "".join(table["data"]["text/html"])  # df.head() as an HTML table
     assert ours["cells"][4]["outputs"] == []  # `total;`: nothing shown
     assert [c["cell_type"] for c in ours["cells"]] == [c["cell_type"] for c in theirs["cells"]]
+    # the metrics cell prints what the kernel printed (6, not 6.0; a float32's own digits), and the cells are
+    # numbered as papermill numbers them: the imports cell once, then in notebook order
+    assert ours["cells"][6]["outputs"][0]["text"] == "".join(theirs["cells"][6]["outputs"][0]["text"])
+    assert [c.get("execution_count") for c in ours["cells"]] == [c.get("execution_count") for c in theirs["cells"]]

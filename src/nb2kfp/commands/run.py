@@ -320,11 +320,13 @@ def _write_report(
     result.json with their paths."""
     from nb2kfp.atomic import write_text
     from nb2kfp.local_run import reports
+    from nb2kfp.local_run import runner as local
 
     page = None
     if pages is not None:
         collected = pages.collect()
-        record.executed = reports.executed_notebook(record.run_dir, notebook, collected)
+        printed = local.printed_metrics(record.run_dir / "artifacts", pipeline)
+        record.executed = reports.executed_notebook(record.run_dir, notebook, collected, printed)
         if record.executed is not None and output is not None:
             write_text(output, record.executed.read_text(encoding="utf-8"))
         record.report = record.run_dir / "report.html"

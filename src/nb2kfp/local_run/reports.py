@@ -57,10 +57,19 @@ def render_notebook(notebook: dict[str, Any]) -> str:
     return with_policy(_REMOTE_SCRIPT.sub("", str(text)))  # MathJax and require.js from a CDN: offline pages do without
 
 
-def executed_notebook(run_dir: Path, notebook: Path, pages: dict[str, Path]) -> Path | None:
-    """The notebook as papermill would give it back: every code cell with the outputs and execution count of the
-    step that ran it (from the steps' executed notebooks, ``reports/<step>.ipynb``; a cell no step ran keeps none),
-    in notebook order, written as ``<run_dir>/<notebook name>``. None when the notebook cannot be read."""
+# cells every step runs before its own (its prelude) or that set the run's parameters: executed, as in a kernel
+_RUN_EVERYWHERE = {"imports", "functions", "pipeline-parameters", "injected-parameters"}
+
+
+def executed_notebook(
+    run_dir: Path, notebook: Path, pages: dict[str, Path], printed: dict[str, str] | None = None
+) -> Path | None:
+    """The notebook as papermill would give it back: every code cell with the outputs of the step that ran it (from
+    the steps' executed notebooks, ``reports/<step>.ipynb``; a cell no step ran keeps none), the pipeline-metrics
+    cell with what its ``print(name)`` lines print (``printed``: what print showed of each metric in its step),
+    and execution counts 1, 2, ... in notebook order over the cells that ran (the imports and parameters cells
+    included, as a kernel runs them once), written as ``<run_dir>/<notebook name>``. None when the notebook cannot
+    be read."""
     try:
         original = json.loads(notebook.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -76,15 +85,49 @@ def executed_notebook(run_dir: Path, notebook: Path, pages: dict[str, Path]) -> 
             found = re.search(r", cell (\d+)$", label)
             if found and ", step " not in label:  # "nb.ipynb, cell 7": this notebook's cell 7
                 ran[int(found.group(1))] = cell
+    count = 0
     for number, cell in enumerate(original.get("cells", []), start=1):
         if cell.get("cell_type") != "code":
             continue
+        tags = set(cell.get("metadata", {}).get("tags", []))
         done = ran.get(number)
-        cell["outputs"] = done.get("outputs", []) if done else []
-        cell["execution_count"] = done.get("execution_count") if done else None
+        outputs = done.get("outputs", []) if done else None
+        if done is None and "pipeline-metrics" in tags and printed is not None:
+            outputs = _printed_metrics("".join(cell.get("source", [])), printed)
+        if done is None and outputs is None and not tags & _RUN_EVERYWHERE:
+            cell["outputs"], cell["execution_count"] = [], None
+            continue
+        count += 1
+        cell["outputs"], cell["execution_count"] = outputs or [], count
+        for output in cell["outputs"]:
+            if output.get("output_type") == "execute_result":
+                output["execution_count"] = count
     target = run_dir / notebook.name
     write_text(target, json.dumps(original, indent=1, ensure_ascii=False) + "\n")
     return target
+
+
+def _printed_metrics(source: str, printed: dict[str, str]) -> list[dict[str, Any]] | None:
+    """What a pipeline-metrics cell of ``print(name)`` lines prints in a kernel, from what print showed of each
+    metric in its step; None when that cannot be said exactly (another statement, a bare name a kernel shows through
+    its repr, a metric the run did not record)."""
+    import ast
+
+    lines = []
+    try:
+        statements = ast.parse(source).body
+    except SyntaxError:
+        return None
+    for stmt in statements:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "print"):
+            return None
+        if len(call.args) != 1 or call.keywords or not isinstance(call.args[0], ast.Name):
+            return None
+        if call.args[0].id not in printed:
+            return None
+        lines.append(f"{printed[call.args[0].id]}\n")
+    return [{"output_type": "stream", "name": "stdout", "text": "".join(lines)}] if lines else []
 
 
 def step_page(run_dir: Path, step: Step) -> Path | None:

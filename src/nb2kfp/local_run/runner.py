@@ -30,6 +30,7 @@ from nb2kfp.runtime.step import (  # the environment each run sets anew for its 
     ARTIFACT_KEY_ENV,
     CELLS_ENV,
     LOCAL_WORKSPACE_ENV,
+    PRINTED_METRIC,
     READS_ENV,
     RUN_ENV,
     SEED_ENV,
@@ -262,14 +263,27 @@ def _set_run_environment(pipeline: Pipeline, run_dir: Path, artifact_key: str) -
 
 def read_metrics(artifacts: Path, pipeline: Pipeline) -> tuple[dict[str, float], dict[str, str]]:
     """(numbers, text metrics) the steps recorded, in the pipeline's order of metrics."""
+    found = _metrics_files(artifacts, pipeline)
+    ordered = [(m, found[m]) for m in pipeline.metrics if m in found]
+    return {m: v for m, v in ordered if not isinstance(v, str)}, {m: v for m, v in ordered if isinstance(v, str)}
+
+
+def printed_metrics(artifacts: Path, pipeline: Pipeline) -> dict[str, str]:
+    """What ``print(name)`` shows of each metric the steps recorded (a text metric: itself; a number: as the step
+    printed it; none for a number recorded by an nb2kfp that did not say)."""
+    found = _metrics_files(artifacts, pipeline)
+    shown = {m: found.get(PRINTED_METRIC + m, found.get(m)) for m in pipeline.metrics}
+    return {m: v for m, v in shown.items() if isinstance(v, str)}
+
+
+def _metrics_files(artifacts: Path, pipeline: Pipeline) -> dict[str, float | str]:
     found: dict[str, float | str] = {}
     for step in pipeline.steps:
         if not step.metrics:
             continue
         for path in sorted(artifacts.glob(f"*/{kfpnames.task_name(step.name)}/{METRICS_KEY}")):
             found.update(json.loads(path.read_text(encoding="utf-8")))
-    ordered = [(m, found[m]) for m in pipeline.metrics if m in found]
-    return {m: v for m, v in ordered if not isinstance(v, str)}, {m: v for m, v in ordered if isinstance(v, str)}
+    return found
 
 
 def model_folders(artifacts: Path, pipeline: Pipeline) -> dict[str, Path]:

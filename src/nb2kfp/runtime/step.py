@@ -43,6 +43,7 @@ RUN_ENV = (CELLS_ENV, STEP_DIRS_ENV, SEED_ENV, LOCAL_WORKSPACE_ENV, ARTIFACT_KEY
 # unnamed systems): a value handed from step to step when a notebook seeds the random state or imports such a
 # library (frontend/calls.py STATEFUL_IMPORTS). Module -> how to read and set its part.
 PROCESS_STATE = "nb2kfp_process_state"
+PRINTED_METRIC = "print:"  # in a step's metrics file, before a metric's name: what print() shows of it
 _STATE_PARTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any], None]]] = {
     "random": (lambda m: m.getstate(), lambda m, v: m.setstate(v)),
     "numpy.random": (lambda m: m.get_state(), lambda m, v: m.set_state(v)),
@@ -1507,9 +1508,11 @@ def _finite(value: object) -> bool:
 def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str, Any], stopped: str) -> dict[str, Any]:
     """KFP metrics are numbers (system.Metrics); a str value is a text metric, shown with the numbers in the step's
     system.Markdown table. Any other value is logged here and left out, never a failure. The metrics file holds
-    both (``{name: number or str}``): ``run --local`` reads it."""
+    both (``{name: number or str}``) and what ``print`` shows of each number (``{"print:name": str}``, for the
+    executed notebook's pipeline-metrics cell): ``run --local`` reads it."""
     values: dict[str, float] = {}
     texts: dict[str, str] = {}
+    printed: dict[str, str] = {}  # what print(name) shows of each number (5, not 5.0; a float32's digits)
     for name in spec["metrics"]:
         if name not in namespace and stopped:
             log(f"metric {name!r} is not set: {stopped} before setting it")
@@ -1528,11 +1531,12 @@ def _metrics(spec: dict[str, Any], namespace: dict[str, Any], outputs: dict[str,
             continue
         if math.isfinite(number):
             values[name] = number
+            printed[PRINTED_METRIC + name] = str(value)
         else:  # KFP's launcher parses the output metadata with protojson, which has no NaN or Infinity
             log(f"metric {name!r} is {number}: KFP metrics are finite numbers, left out of the metrics")
     artifacts = {}
     for key, content, metadata in (
-        (spec["metrics_key"], json.dumps({**values, **texts}), values),
+        (spec["metrics_key"], json.dumps({**values, **texts, **printed}), values),
         (spec["metrics_text_key"], _markdown_table(spec["metrics"], {**values, **texts}), texts),
     ):
         artifact = outputs["artifacts"][key]["artifacts"][0]
