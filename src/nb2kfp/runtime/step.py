@@ -637,6 +637,9 @@ def _replacing(name: str, value: object, package: str) -> Callable[[types.Module
     return replace
 
 
+_SHELL_TRAITS = frozenset({"ast_node_interactivity", "history_manager", "kernel"})  # traits of ipykernel's shell
+
+
 class IPythonShim:
     """What ``get_ipython()`` offers a step, however it is reached (the builtin, ``IPython.get_ipython()``,
     ``IPython.core.getipython.get_ipython()``): shell lines and the common magics, what libraries call on the shell
@@ -656,6 +659,11 @@ class IPythonShim:
         exc = (exc_tuple or sys.exc_info())[1]
         if exc is not None:
             sys.stderr.write(_user_traceback(exc))
+
+    def has_trait(self, name: str) -> bool:
+        """traitlets' ``has_trait``, which libraries call to tell Jupyter from a terminal (iminuit asks for
+        ``kernel``): true for the traits of Jupyter's shell the stand-in offers, as a notebook's kernel answers."""
+        return name in _SHELL_TRAITS
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"get_ipython().{name} is not available in a pipeline step (no IPython kernel runs there)")
