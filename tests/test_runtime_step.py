@@ -119,7 +119,7 @@ def test_the_shell_stand_in_answers_has_trait_as_a_notebooks_kernel_does(monkeyp
     """iminuit's `is_jupyter()` (called by `Minuit.interactive()`) asks `get_ipython().has_trait("kernel")`: the
     stand-in raised AttributeError. It answers as Jupyter's shell does for the traits it offers."""
     import IPython
-    from iminuit.util import is_jupyter
+    from iminuit.util import is_jupyter  # type: ignore[import-untyped]
     from ipykernel.zmqshell import ZMQInteractiveShell
 
     from nb2kfp.runtime import step
