@@ -44,3 +44,20 @@ def test_a_branch_for_another_major_python_is_not_analysed(make_nb: Make, test: 
 def test_a_version_test_that_depends_on_the_release_is_analysed_as_before(make_nb: Make) -> None:
     with pytest.raises(NotebookError, match="NB020"):
         build(make_nb([(["step:a"], "import sys\nif sys.version_info >= (3, 12):\n    x = undefined_name\n")]))
+
+
+def test_an_exception_type_nothing_sets_is_read_only_when_the_exception_happens(make_nb: Make) -> None:
+    """mlbook/ch02: `except HTTPError:` with `HTTPError` never imported runs in a kernel (the clause is evaluated only
+    when the body raises); nb2kfp refused the notebook (NB020). A warning now (NB026); a step that sets the name
+    still hands it over, and a name also read elsewhere is still an error."""
+    guarded = "try:\n    n = 1\nexcept (HTTPError, ValueError):\n    n = 0"
+    result = build(make_nb([(["step:a"], guarded), (["step:b", "prev:a"], "m = n")]))
+    assert [(d.code, d.cell, d.line) for d in result.diagnostics] == [("NB026", 1, 3)]
+    imported = make_nb([(["step:a"], "from urllib.error import HTTPError"), (["step:b", "prev:a"], guarded)])
+    result = build(imported)
+    assert not result.diagnostics  # the import is replayed in step b, as imports an earlier step made are
+    assert "from urllib.error import HTTPError" in "\n".join(c.source for c in result.pipeline.step("b").cells)
+    handed = make_nb([(["step:a"], "HTTPError = KeyError"), (["step:b", "prev:a"], guarded)])
+    assert {e.name for e in build(handed).pipeline.step("b").inputs} == {"HTTPError"}
+    with pytest.raises(NotebookError, match="NB020"):
+        build(make_nb([(["step:a"], f"{guarded}\nprint(HTTPError)")]))

@@ -413,3 +413,12 @@ def test_a_metric_a_star_import_sets_is_logged(make_nb: Make, cells: list[Any]) 
     proc, record = run(make_nb(cells), "--no-cache")
     assert proc.returncode == 0, proc.stderr
     assert record["metrics"]["pi"] == pytest.approx(3.141592653589793)
+
+
+def test_an_except_clause_naming_an_unset_exception_runs_as_in_a_kernel(make_nb: Make) -> None:
+    """mlbook/ch02: `except HTTPError:` with HTTPError never imported; the body does not raise, so a kernel never
+    evaluates the clause and the notebook runs. nb2kfp refused to compile it (NB020)."""
+    nb = make_nb([(["step:a"], "try:\n    n = 1\nexcept HTTPError:\n    n = 0"), (["pipeline-metrics"], "print(n)")])
+    proc, record = run(nb, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert record["metrics"] == {"n": 1}

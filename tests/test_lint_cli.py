@@ -78,3 +78,24 @@ def test_a_step_that_comes_back_after_another_step_is_a_lint_warning(make_nb: Ma
         [(["step:a"], "x = 1"), (["pipeline-metrics"], "print(x)"), (["step:a"], "w = 2")],
     ):
         assert not [d for d in service.diagnostics(make_nb(cells, name="ok.ipynb")) if d.code == "NB025"]
+
+
+def test_a_star_import_of_pyplot_is_a_lint_warning(make_nb: Make) -> None:
+    """python-control's pvtol-lqr-nested.ipynb: `from matplotlib.pyplot import *` binds `requested_backend`, which is
+    'agg' in a step and the inline backend in a kernel (a value that came out different, silently, before)."""
+    nb = make_nb([(["step:a"], "import numpy as np\nfrom matplotlib.pyplot import *"), (["step:b"], "%pylab inline")])
+    found = [(d.cell, d.line) for d in service.diagnostics(nb) if d.code == "NB035"]
+    assert found == [(1, 2), (2, 1)]
+    plain = make_nb([(["step:a"], "from matplotlib.pyplot import plot\nfrom numpy import *")], name="ok.ipynb")
+    assert not [d for d in service.diagnostics(plain) if d.code == "NB035"]
+
+
+def test_a_ctypes_function_pointer_handed_to_another_step_is_a_lint_warning(make_nb: Make) -> None:
+    """hist's Transform.ipynb: an axis made with `ftype(math.log)` (`ftype = ctypes.CFUNCTYPE(...)`) cannot be
+    pickled, so the step that makes it failed at run time handing it over, without a word from lint."""
+    make = "import ctypes, math\nftype = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)\nf = [ftype(math.log)]"
+    nb = make_nb([(["step:a"], make), (["step:b", "prev:a"], "g = f\nh = ftype")])
+    [found] = [d for d in service.diagnostics(nb) if d.code == "NB036"]
+    assert (found.cell, found.line) == (1, 3) and "'f' holds a ctypes function pointer (ftype(...))" in found.message
+    together = make_nb([(["step:a"], f"{make}\ng = f"), (["step:b", "prev:a"], "h = ftype")], name="ok.ipynb")
+    assert not [d for d in service.diagnostics(together) if d.code == "NB036"]  # the type alone crosses steps

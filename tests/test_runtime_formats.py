@@ -231,6 +231,22 @@ def load_elsewhere(folder: Path, expression: str, functions: str = "") -> str:
     return proc.stdout.strip()
 
 
+def test_a_ctypes_function_type_crosses_steps(tmp_path: Path) -> None:
+    """hist's Transform notebook: `ftype = ctypes.CFUNCTYPE(c_double, c_double)` in one step, `ftype(math.log)` in a
+    later one. cloudpickle copied the class by value and the copy failed to load ("cannot set '__doc__' attribute of
+    immutable type"); it goes as the CFUNCTYPE call that made it."""
+    import ctypes
+
+    ftype = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)
+    assert round_trip(ftype, tmp_path / "a") == ("pickle", ftype)  # ctypes' cache: the very same type
+    assert load_elsewhere(tmp_path / "a", "value(math.exp)(0.0)", "import math") == "1.0"
+    errno = ctypes.CFUNCTYPE(ctypes.c_int, use_errno=True)
+    assert round_trip(errno, tmp_path / "b")[1] is errno
+    py = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_int)
+    back: Any = round_trip(py, tmp_path / "c")[1]  # PYFUNCTYPE makes a new type each call
+    assert (back._restype_, back._argtypes_, back._flags_) == (ctypes.py_object, (ctypes.c_int,), py._flags_)
+
+
 # -- what cannot cross steps, and what cannot be loaded ---------------------------------------------------------------
 def _generator() -> Any:
     yield 1

@@ -113,3 +113,21 @@ def test_the_front_ends_stateful_libraries_are_those_the_runtime_carries() -> No
 
     stateful = {module.split(".")[0] for module in step._STATE_PARTS} - {"random", "numpy"}
     assert stateful == set(STATEFUL_IMPORTS)
+
+
+def test_the_shell_stand_in_answers_has_trait_as_a_notebooks_kernel_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """iminuit's `is_jupyter()` (called by `Minuit.interactive()`) asks `get_ipython().has_trait("kernel")`: the
+    stand-in raised AttributeError. It answers as Jupyter's shell does for the traits it offers."""
+    import IPython
+    from iminuit.util import is_jupyter  # type: ignore[import-untyped]
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    from nb2kfp.runtime import step
+
+    shim = step.IPythonShim({})
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shim)  # what the step's import hook sets
+    assert is_jupyter()
+    assert shim.has_trait("kernel") and not shim.has_trait("display_pub") and not shim.has_trait("colors")
+    offered = set(vars(shim)) | set(dir(step.IPythonShim))
+    traits = ZMQInteractiveShell.class_traits()
+    assert {name for name in offered if name in traits} == step._SHELL_TRAITS

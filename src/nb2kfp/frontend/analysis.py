@@ -66,6 +66,7 @@ class Facts:
     """What a block of module-level code does with names, in execution order."""
 
     reads: set[str] = field(default_factory=set)  # read before being (definitely) bound here
+    on_error: set[str] = field(default_factory=set)  # of ``reads``, those read only as an ``except`` clause's type
     deferred: set[str] = field(default_factory=set)  # read inside function/class bodies
     binds: set[str] = field(default_factory=set)  # bound at module level (possibly conditionally)
     definite: set[str] = field(default_factory=set)  # bound on every path
@@ -95,7 +96,9 @@ class Facts:
 
     def extend(self, other: Facts) -> None:
         """Append ``other`` (code that runs after this one) to these facts."""
+        plain = (self.reads - self.on_error) | (other.reads - other.on_error)
         self.reads |= other.reads - self.definite
+        self.on_error = ((self.on_error | other.on_error) & self.reads) - plain
         self.deferred |= other.deferred
         self.binds |= other.binds
         self.definite |= other.definite
@@ -198,6 +201,7 @@ class _Block:
 
     def __init__(self, facts: Facts) -> None:
         self.f = facts
+        self.handler_type = False  # reading an ``except`` clause's type: evaluated only when an exception happens
 
     # -- statements -------------------------------------------------------------------------
     def run(self, body: list[ast.stmt], bound: _Bound) -> _Bound:
@@ -280,7 +284,9 @@ class _Block:
             body_bound = self.run(s.body, bound.branch())  # type: ignore[attr-defined]
             for h in s.handlers:  # type: ignore[attr-defined]
                 if h.type is not None:
+                    self.handler_type = True
                     self.expr(h.type, bound)
+                    self.handler_type = False
                 inner = self.bind(h.name, bound.branch()) if h.name else bound.branch()
                 self.run(h.body, inner)
             body_bound = self.run(s.orelse, body_bound)  # type: ignore[attr-defined]
@@ -319,6 +325,10 @@ class _Block:
 
     def load(self, name: str, line: int, bound: _Bound) -> None:
         if name not in bound:
+            if not self.handler_type:
+                self.f.on_error.discard(name)
+            elif name not in self.f.reads:
+                self.f.on_error.add(name)
             self.f.reads.add(name)
         self.f.first_line.setdefault(name, line)
 

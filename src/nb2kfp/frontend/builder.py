@@ -16,7 +16,7 @@ from nb2kfp import kfpnames
 from nb2kfp.catalog import resolve as catalog
 from nb2kfp.config import Settings
 from nb2kfp.errors import Diagnostic, NotebookError, Severity, error, warning
-from nb2kfp.frontend import component_call, compose, files, imagefiles, lean, magics, model_tags, options
+from nb2kfp.frontend import component_call, compose, files, imagefiles, kernel_only, lean, magics, model_tags, options
 from nb2kfp.frontend.analysis import Facts, analyse
 from nb2kfp.frontend.dataflow import Flow, StepFacts, resolve
 from nb2kfp.frontend.notebook import Cell, Notebook, StepOptions, parse_step_defaults, read_notebook
@@ -238,6 +238,7 @@ def _check_steps(c: _Compilation) -> None:
         workspace=bool(c.workspace), in_step_image=in_step_image, kept_out=lambda p: kept_out(folder, rules, p),
     )  # fmt: skip
     imagefiles.check_imports(c.path, sorted(c.trees.items()), c.diags)
+    kernel_only.function_pointers(c.path, own_steps, c.flow.outputs, c.diags)
 
 
 # Each pass, and the errors that may stand before it runs: None, any (reading and the structural checks go on, so
@@ -437,6 +438,7 @@ def _to_python(
             "raises EOFError; make the value a pipeline parameter"
         )
         diags.append(warning(path, msg, "NB034", cell.index, line))
+    kernel_only.backend_names(path, cell.index, tree, diags)
     return source, tree
 
 

@@ -187,7 +187,15 @@ def _resolve_one(
     if not nearest:
         known = name in prelude.binds or name in BUILTIN_NAMES or name in params
         if not (known or name in step.facts.binds or star or step.facts.star_import):
-            if not _replay_star_imports(step, [steps[a] for a in mine], flow):
+            if _replay_star_imports(step, [steps[a] for a in mine], flow):
+                return
+            if name in step.facts.on_error - step.facts.deferred:
+                msg = (
+                    f"name {name!r} is read only as an `except` clause's type, when an exception happens, and nothing "
+                    "sets it: then the step fails with NameError, as a kernel would"
+                )
+                diagnostics.append(warning(path, msg, "NB026", cell, line))
+            else:
                 diagnostics.append(error(path, _undefined_message(step, name, steps, anc), "NB020", cell, line))
             return
         _warn_notebook_order(path, step, name, steps, mine, nearest, cell, line, diagnostics)

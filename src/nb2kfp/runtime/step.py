@@ -11,6 +11,7 @@ that role (reads the executor input, writes the executor output).
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import linecache
 import math
@@ -131,6 +132,9 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
             )
             if by_reference and shared.get(getattr(obj, "__qualname__", "")) is obj:
                 return NotImplemented
+            made = _ctypes_function_type(obj)
+            if made is not None:
+                return made
             attributes = _array_attributes(obj)
             if attributes is not None:
                 rebuild, args, state = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[:3]
@@ -144,6 +148,23 @@ def _pickler(shared: dict[str, Any]) -> type[pickle.Pickler]:
             return args
 
     return Pickler
+
+
+def _ctypes_function_type(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
+    """A function type ``ctypes.CFUNCTYPE(...)`` or ``PYFUNCTYPE(...)`` made goes as that call (ctypes caches the
+    types, so the receiving step gets the one it would make): cloudpickle's copy of the class by value fails."""
+    ctypes = sys.modules.get("ctypes")
+    if ctypes is None or type(obj).__name__ != "PyCFuncPtrType" or not isinstance(obj, type):
+        return None
+    maker = obj.__qualname__.removesuffix(".<locals>.CFunctionType")
+    signature = (getattr(obj, "_restype_", None), *getattr(obj, "_argtypes_", ()))
+    if maker == "PYFUNCTYPE":
+        return ctypes.PYFUNCTYPE, signature
+    if maker != "CFUNCTYPE":
+        return None  # a class of the notebook's own: cloudpickle's, as before
+    flags = getattr(obj, "_flags_", 0)
+    errno, last_error = bool(flags & ctypes._FUNCFLAG_USE_ERRNO), bool(flags & ctypes._FUNCFLAG_USE_LASTERROR)
+    return functools.partial(ctypes.CFUNCTYPE, use_errno=errno, use_last_error=last_error), signature
 
 
 def _import_home(cls: type) -> None:
@@ -638,6 +659,9 @@ def _replacing(name: str, value: object, package: str) -> Callable[[types.Module
     return replace
 
 
+_SHELL_TRAITS = frozenset({"ast_node_interactivity", "history_manager", "kernel"})  # traits of ipykernel's shell
+
+
 class IPythonShim:
     """What ``get_ipython()`` offers a step, however it is reached (the builtin, ``IPython.get_ipython()``,
     ``IPython.core.getipython.get_ipython()``): shell lines and the common magics, what libraries call on the shell
@@ -657,6 +681,11 @@ class IPythonShim:
         exc = (exc_tuple or sys.exc_info())[1]
         if exc is not None:
             sys.stderr.write(_user_traceback(exc))
+
+    def has_trait(self, name: str) -> bool:
+        """traitlets' ``has_trait``, which libraries call to tell Jupyter from a terminal (iminuit asks for
+        ``kernel``): true for the traits of Jupyter's shell the stand-in offers, as a notebook's kernel answers."""
+        return name in _SHELL_TRAITS
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"get_ipython().{name} is not available in a pipeline step (no IPython kernel runs there)")
