@@ -272,6 +272,9 @@ def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make
     said = r"kept [1-3] step process(es)? warm for the next run \(c[,;].* 120 s; `nb2kfp runs clean`"
     assert re.search(said, first["stderr"])
     _edit_last_step(nb, 10)
+    # files no import can load, written beside the notebook meanwhile (notes, the compiled spec), change nothing
+    (nb.parent / "notes-1.txt").write_text("scratch")
+    (nb.parent / f"{nb.stem}.pipeline.yaml").write_text("{}")
     second = _kept_run(nb)  # at once: it waits for the kept process's imports
     assert second["steps"] == {"a": "cached", "b": "cached", "c": "succeeded"}
     assert second["metrics"]["c_kept"] == 1 and second["metrics"]["z"] == 13
@@ -279,6 +282,11 @@ def test_a_step_run_again_takes_the_process_the_last_run_kept_warm(make_nb: Make
     _edit_last_step(nb, 20)
     other = _kept_run(nb, NB2KFP_TEST_SETTING="1")
     assert other["metrics"]["c_kept"] == 0 and other["metrics"]["z"] == 23
+    # nor does a module beside the notebook, which an import could now find there
+    (nb.parent / "helpers.py").write_text("VALUE = 1\n")
+    _edit_last_step(nb, 30)
+    beside = _kept_run(nb)
+    assert beside["metrics"]["c_kept"] == 0 and beside["metrics"]["z"] == 33
     # `runs clean` stops them all
     assert _kept_for(nb.parent)
     cleaned = subprocess.run(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.machinery
 import json
 import os
 import resource
@@ -341,12 +342,25 @@ def process_setting() -> list[Any]:
 
 
 def _names_beside(seed: Path) -> set[str]:
-    """The module names the files and folders next to the notebook could be imported as (hidden ones cannot:
-    ``.nb2kfp``, which a first run makes, changes nothing)."""
+    """The module names the files and folders next to the notebook could be imported as: a folder named as a module
+    (a package, or a namespace one), a file with a suffix the import system loads (``.py``, ``.pyc``, an extension
+    module's). A data file cannot be imported (``notes.txt``, ``data.csv``, ``nb.pipeline.yaml``, and ``.nb2kfp``,
+    which a first run makes): a new one changes nothing, and a process kept warm stays usable."""
+    suffixes = sorted(importlib.machinery.all_suffixes(), key=len, reverse=True)
+    names = set()
     try:
-        return {entry.split(".")[0] for entry in os.listdir(seed) if not entry.startswith(".")}
+        entries = os.listdir(seed)
     except OSError:
         return set()
+    for entry in entries:
+        if os.path.isdir(seed / entry):
+            name = entry
+        else:
+            suffix = next((s for s in suffixes if entry.endswith(s)), None)
+            name = entry[: -len(suffix)] if suffix else ""
+        if name.isidentifier():
+            names.add(name)
+    return names
 
 
 def _stable(env: dict[str, str]) -> dict[str, str]:

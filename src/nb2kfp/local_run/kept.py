@@ -9,7 +9,7 @@ hand it the step's command. One transport for the two roles (:mod:`waiting` is t
   600) for a run that launches the same step in the same setting, so the next run of an edited step finds its
   imports done. It is kept only for a run whose setting is the same, to the byte: this interpreter and its
   installed distributions, the runtime, the statements it imported, the step's environment and the driver's (less
-  the run's own variables), the notebook's folder and the names in it.
+  the run's own variables), the notebook's folder and the module names in it (not its data files).
 
 Either way the run hands it the command, its output pipe and its environment over the socket, and it runs the step
 as a fresh process would (one process per step, inputs read once launched). It never runs on what the disk no
