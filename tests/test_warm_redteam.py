@@ -250,20 +250,27 @@ def _pids_with(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-def test_redteam_a_kept_process_stuck_importing_still_ends(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _keep_importing(tmp_path: Path, module: str, wait: str) -> tuple[Path, str]:
+    """Keep a process whose import of ``module`` (in ``tmp_path/lib``, on its PYTHONPATH) runs ``wait``; the lib
+    folder (its processes are found by it) and the setting it is kept in."""
     from nb2kfp.backends import step_runtime
     from nb2kfp.runtime.step import RUNTIME_FILE
 
     lib = tmp_path / "lib"
     lib.mkdir()
-    (lib / "stuck.py").write_text("import time\ntime.sleep(3600)  # a lock never released, a network wait\n")
+    (lib / f"{module}.py").write_text(f"import time\n{wait}\n")
+    setting = kept.key([f"redteam-{module}", str(tmp_path)])
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    imports = {"prelude": [f"import {module}"], "cell": []}
+    kept.keep(setting, step_runtime.runtime_source(), RUNTIME_FILE, imports, env, str(tmp_path))
+    return lib, setting
+
+
+@pytest.mark.slow
+def test_redteam_a_kept_process_stuck_importing_still_ends(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("NB2KFP_WARM_KEEP", "1")
-    name = kept.key(["redteam-stuck", str(tmp_path)])
-    env = {**os.environ, "PYTHONPATH": str(lib)}
-    imports = {"prelude": ["import stuck"], "cell": []}
-    kept.keep(name, step_runtime.runtime_source(), RUNTIME_FILE, imports, env, str(tmp_path))
+    lib, _ = _keep_importing(tmp_path, "stuck", "time.sleep(3600)  # a lock never released, a network wait")
     try:
         time.sleep(4)  # 4 times its idle timeout
         kept.stop_all()  # what `nb2kfp runs clean` does
@@ -281,18 +288,10 @@ def test_redteam_a_kept_process_too_slow_to_answer_is_killed_so_it_never_runs_th
     """A run hands a kept process still importing the step's command and, when it does not answer in time, starts
     the step afresh: the kept process must not run the same command once its imports end (twice: one process per
     step). It was left importing with the command waiting in its socket; now the run kills it."""
-    from nb2kfp.backends import step_runtime
-    from nb2kfp.runtime.step import RUNTIME_FILE
-
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    (lib / "slow.py").write_text("import time\ntime.sleep(20)\n")
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("NB2KFP_WARM_KEEP", "60")
-    setting = kept.key(["redteam-slow", str(tmp_path)])
+    lib, setting = _keep_importing(tmp_path, "slow", "time.sleep(20)")
     env = {**os.environ, "PYTHONPATH": str(lib)}
-    imports = {"prelude": ["import slow"], "cell": []}
-    kept.keep(setting, step_runtime.runtime_source(), RUNTIME_FILE, imports, env, str(tmp_path))
     try:
         deadline = time.monotonic() + 10
         while not kept.kept_for(setting, kept.kept()) and time.monotonic() < deadline:
