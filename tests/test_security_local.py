@@ -35,13 +35,17 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
-def _command_lines(pids: set[int]) -> dict[int, str]:
-    lines = {}
+def _command_lines(pids: set[int]) -> set[str]:
+    """The command lines of ``pids`` as read now. A caller keeps the union of every read: a process that is ending
+    (a zombie) reads as an empty command line, which must not replace what an earlier read saw (CI once failed so)."""
+    lines = set()
     for pid in pids:
         try:
-            lines[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
+        if line:
+            lines.add(line)
     return lines
 
 
@@ -69,14 +73,14 @@ def test_no_step_process_has_a_parameter_on_its_command_line(
         text=True,
         env={**os.environ, "NB2KFP_WARM": warm},
     )
-    seen: dict[int, str] = {}
+    seen: set[str] = set()
     while run.poll() is None:
-        seen.update(_command_lines(_descendants(run.pid)))
+        seen |= _command_lines(_descendants(run.pid))
         time.sleep(0.05)
     out, err = run.communicate()
     assert run.returncode == 0, err
     assert json.loads(out)["metrics"] == {"n": float(len(MARKER))}  # the step had the value
     # the step's process was seen: started afresh (python -c LAUNCHER) or ahead (python -m nb2kfp.local_run.waiting)
     step_process = ("-c # nb2kfp step", "-m nb2kfp.local_run.waiting use ")
-    assert any(any(form in line for form in step_process) for line in seen.values()), seen
-    assert [line[:200] for line in seen.values() if MARKER in line] == []
+    assert any(any(form in line for form in step_process) for line in seen), seen
+    assert [line[:200] for line in seen if MARKER in line] == []
