@@ -199,7 +199,10 @@ def _warm_up() -> None:
         {"id": "warm-1", "cell_type": "markdown", "metadata": {}, "source": "*warm-up*"},
         {"id": "warm-2", "cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [output], "source": "1"},
     ]
-    render_notebook({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    # as a step's notebook says (runtime/step.py): Python, whose lexer is pygments' own; a notebook that names no
+    # language gets nbconvert's default, IPython's lexer, which imports IPython (0.5 s) for a page no step renders
+    metadata = {"language_info": {"name": "python"}}
+    render_notebook({"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5})
 
 
 def _rendered_before(artifact: Path, step: str, source: str) -> Path | None:
