@@ -19,8 +19,6 @@ import os
 import pickle
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import time
 import traceback
@@ -701,9 +699,13 @@ class IPythonShim:
         if _INSTALLERS.match(command) and not os.environ.get("NB2KFP_ALLOW_INSTALL"):
             log(f"skipped package install in a pipeline step: !{command} (set NB2KFP_ALLOW_INSTALL=1 to allow)")
             return 0
+        import subprocess  # here, not at the top: a step that runs no command does without it (7 ms of ~60)
+
         return subprocess.run(command, shell=True, check=False).returncode
 
     def getoutput(self, command: str, split: bool = True, depth: int = 0) -> Any:  # noqa: ARG002, FBT001, FBT002 - IPython's API
+        import subprocess
+
         out = subprocess.run(self._expand(command), shell=True, capture_output=True, text=True, check=False).stdout
         return out.splitlines() if split else out
 
@@ -774,6 +776,8 @@ class IPythonShim:
         self.ast_node_interactivity = mode
 
     def run_cell_magic(self, name: str, line: str, cell: str) -> Any:
+        import subprocess
+
         if name in ("bash", "sh"):
             return subprocess.run([name, "-c", cell], check=True).returncode
         if name == "script":
@@ -1513,6 +1517,8 @@ def _exports(
         target = local_path(artifact["uri"])
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+            import shutil
+
             shutil.copyfile(value, target)
         elif isinstance(value, (str, bytes)):
             with open(target, "wb") as fh:
@@ -1653,6 +1659,8 @@ def _with_retries(argv: list[str], spec: dict[str, Any]) -> int:
     and KFP 2.17's default install gives every template ``retryPolicy: OnError`` (kubeflow/pipelines 2.17.0
     manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml:57-59), which retries pod
     errors, never a Python exception."""
+    import subprocess
+
     retries = int(spec["retries"])
     code = 1
     for attempt in range(1, retries + 2):
