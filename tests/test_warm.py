@@ -26,8 +26,12 @@ from nb2kfp.local_run import kept, waiting
 from nb2kfp.local_run.ahead import binding_imports, installed_here, leading_imports
 
 AGG = "int(__import__('os').environ.get('MPLBACKEND') == 'Agg')"
-# the step's own command line (its code, this text included, is in its arguments): the program it runs
-AHEAD = "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2:6:3] == [b'nb2kfp.local_run.waiting', b'ahead'])"
+# the step's own command line (its code, this text included, is in its arguments): the program it runs; one forked
+# from a run's template has the template's
+AHEAD = (
+    "int(open('/proc/self/cmdline', 'rb').read().split(bytes(1))[2:6:3]"
+    " in ([b'nb2kfp.local_run.waiting', b'ahead'], [b'nb2kfp.local_run.waiting', b'template']))"
+)
 
 
 def _statements(source: str, installed: Callable[[str], bool] = lambda name: True) -> list[str]:
@@ -173,8 +177,8 @@ def _waiting_in(folder: Path, role: str) -> list[int]:
 
 
 def _started_ahead_in(folder: Path) -> list[int]:
-    """The processes started ahead for a notebook in ``folder`` (they wait there)."""
-    return _waiting_in(folder, waiting.AHEAD)
+    """The processes started ahead for a notebook in ``folder`` (they wait there), and the run's templates."""
+    return _waiting_in(folder, waiting.AHEAD) + _waiting_in(folder, waiting.TEMPLATE)
 
 
 @pytest.mark.slow

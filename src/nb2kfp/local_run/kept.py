@@ -179,17 +179,9 @@ def kept() -> list[str]:
         return []
     try:
         files = os.listdir(where)
-        with open("/proc/net/unix", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        bound, listening = _sockets(str(where) + "/")
     except OSError:
         return []
-    bound, listening = set(), set()
-    for line in lines[1:]:
-        fields = line.split(None, 7)  # the path last, as it is (spaces too)
-        if len(fields) == 8 and fields[7].startswith(str(where) + "/"):
-            bound.add(fields[7])
-            if fields[3] == "00010000":
-                listening.add(fields[7])
     names = []
     for name in files:
         path = str(where / name)
@@ -200,6 +192,29 @@ def kept() -> list[str]:
                 if time.time() - os.lstat(path).st_mtime > 1:
                     os.unlink(path)
     return sorted(names)
+
+
+def _sockets(prefix: str) -> tuple[set[str], set[str]]:
+    """The Unix sockets whose paths start with ``prefix``: those bound, and those of them that listen (Linux lists
+    them in /proc/net/unix)."""
+    with open("/proc/net/unix", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    bound, listening = set(), set()
+    for line in lines[1:]:
+        fields = line.split(None, 7)  # the path last, as it is (spaces too)
+        if len(fields) == 8 and fields[7].startswith(prefix):
+            bound.add(fields[7])
+            if fields[3] == "00010000":
+                listening.add(fields[7])
+    return bound, listening
+
+
+def listening(path: str) -> bool:
+    """A process listens on the Unix socket ``path``."""
+    try:
+        return path in _sockets(path)[1]
+    except OSError:
+        return False
 
 
 def keep(
@@ -227,25 +242,54 @@ def start(
     name: str, order: dict[str, Any], env: dict[str, str], *, step: str, project: str, role: str
 ) -> subprocess.Popen[str] | None:
     """Start a waiting process (:mod:`waiting`) under the socket ``name`` with ``order`` (its pid is the id of its
-    process group too); None when there is no private folder for its socket."""
+    process group too); None when there is no private folder for its socket. A template's socket listens before it
+    starts (the run may send it orders at once; it takes them once its import is done)."""
     where = folder()
     if where is None:
         return None
-    with tempfile.TemporaryFile() as printed:  # what its imports print: the step's output once it runs one
-        process = subprocess.Popen(
-            [sys.executable, "-m", waiting.MODULE, step, project, role],
-            stdin=subprocess.PIPE,
-            stdout=printed,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=where,  # python -m looks for the module there first: only sockets; then it enters order["cwd"]
-            start_new_session=True,  # a group of its own: the run's supervisor stops it, or (kept) it stays
-            text=True,
-        )
+    listening = None
+    if role == waiting.TEMPLATE:
+        listening = socket.socket(socket.AF_UNIX)
+        try:
+            listening.bind(str(where / name))
+            listening.listen(64)
+        except OSError:
+            listening.close()
+            return None
+        order = {**order, "fd": listening.fileno()}
+    try:
+        with tempfile.TemporaryFile() as printed:  # what its imports print: the step's output once it runs one
+            process = subprocess.Popen(
+                [sys.executable, "-m", waiting.MODULE, step, project, role],
+                stdin=subprocess.PIPE,
+                stdout=printed,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=where,  # python -m looks for the module there first: only sockets; then it enters order["cwd"]
+                start_new_session=True,  # a group of its own: the run's supervisor stops it, or (kept) it stays
+                text=True,
+                pass_fds=() if listening is None else (listening.fileno(),),
+            )
+    finally:
+        if listening is not None:
+            listening.close()
     assert process.stdin is not None
     process.stdin.write(json.dumps({**order, "socket": str(where / name), "role": role}) + "\n")
     process.stdin.close()
     return process
+
+
+def fork(template: str, order: dict[str, Any]) -> bool:
+    """Ask the template under the socket ``template`` to fork the waiting process ``order`` describes (it does once
+    its import is done; the process then listens under ``order["socket"]``); False when the template is gone."""
+    with _connected(template) as peer:
+        if peer is None:
+            return False
+        try:
+            _send(peer[0], {"fork": order}, None)
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """A waiting step process: ``python -m nb2kfp.local_run.waiting STEP PROJECT ROLE``, started by
 :mod:`nb2kfp.local_run.kept`, which describes it. ``ps`` and ``nb2kfp runs`` show which step of which project it
 is, and its role: ``ahead`` (started by a run for one of its own steps, :mod:`nb2kfp.local_run.ahead`) or ``kept``
-(kept warm for the next run).
+(kept warm for the next run); or a run's ``template`` (``python -m nb2kfp.local_run.waiting MODULE PROJECT
+template``): it imports one module, the one several steps of the run import first, and forks each of those steps'
+waiting processes (a step started ahead) from there, so that the module is imported once a run, not once a step.
 
 It reads its order (socket, seconds to wait, imports, the runtime's source, folders, memory limits) on stdin, runs
 the step runtime in warm-up mode (``runtime/step.py`` ``warm``), then waits on its socket for a run's command. A
@@ -20,11 +22,13 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
+import warnings
 from typing import Any
 
 MODULE = "nb2kfp.local_run.waiting"  # what ``ps`` shows after ``python -m``
-AHEAD, KEPT = "ahead", "kept"  # its role, the last word of its command line
+AHEAD, KEPT, TEMPLATE = "ahead", "kept", "template"  # its role, the last word of its command line
 CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _CHECK_SECONDS = 10  # how often a waiting process looks at the memory
 
@@ -126,12 +130,17 @@ class Handoff:
 
     def __init__(self, order: dict[str, Any], reads: _Reads, deadline: float) -> None:
         self.order, self.reads, self.deadline = order, reads, deadline
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        inherited = order.get("fd")  # a template's socket, bound and listening before it started (kept.start)
+        self.server = socket.socket(fileno=inherited) if inherited is not None else socket.socket(socket.AF_UNIX)
         self.conn: socket.socket | None = None  # the run's connection, once it sent a command
+        self.scope: dict[str, Any] = {}  # the runtime's globals (its warm_up, for a template's forked processes)
+        self.forked = False  # a process a template forked (it has no session of its own until it runs a step)
 
     def listen(self) -> bool:
         """Bind its name (before the imports: a run that comes meanwhile waits for them rather than start the step
         afresh); False when another process holds it."""
+        if self.order.get("fd") is not None:
+            return True
         try:
             self.server.bind(self.order["socket"])
             self.server.listen(1)
@@ -156,6 +165,8 @@ class Handoff:
 
     def readline(self) -> str:
         self.reads.add_path()
+        if self.order["role"] == TEMPLATE:
+            self._serve_forks()  # returns in a forked process only, now the waiting process of its step
         while not self.unwanted():  # once its imports are done, and every few seconds while it waits
             self.server.settimeout(max(0.01, min(_CHECK_SECONDS, self.deadline - time.monotonic())))
             try:
@@ -173,6 +184,8 @@ class Handoff:
             line, fds = received
             if json.loads(line).get("stop") or len(fds) != 1 or self.reads.changed():
                 return ""  # stopped; or stale (a file read changed), or it wrote a file: the step starts afresh
+            if self.forked:
+                os.setsid()  # the step's process group, which the run stops with the step, apart from the template's
             self._take_output(fds[0])
             client.settimeout(None)
             client.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
@@ -180,6 +193,57 @@ class Handoff:
             return line
         self.forget()
         return ""
+
+    def _serve_forks(self) -> None:
+        """A template: for each order a run sends (``{"fork": ORDER}``), fork a process that becomes the waiting
+        process ``ORDER`` describes (:meth:`_become`), until stopped or its imports went stale (then it ends, and its
+        forked processes still waiting with it: they are in its process group, which the run stops)."""
+        signal.signal(signal.SIGCHLD, _reap)
+        self.server.settimeout(None)
+        while True:
+            client, _ = self.server.accept()
+            received = _command(client)
+            if received is None:
+                continue
+            client.close()
+            line, fds = received
+            for fd in fds:
+                os.close(fd)
+            order = json.loads(line).get("fork")
+            self.reads.paused = True
+            stale = self.reads.changed()
+            self.reads.paused = False
+            if not isinstance(order, dict) or stale:
+                sys.exit(0)  # stopped, or a file its import read changed: the run starts its steps afresh
+            sys.stdout.flush()  # what its import printed is in its file, once: not also in a fork's copy of a buffer
+            sys.stderr.flush()
+            with warnings.catch_warnings():  # Python 3.12+ warns of a fork with threads running (OpenBLAS's)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                self._become(order)
+                return
+
+    def _become(self, order: dict[str, Any]) -> None:
+        """In a process a template forked: the waiting process of the step ``order`` names, which has imported what
+        the template imported (what that step imports first) and now imports the rest of its own statements."""
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.server.close()  # the template's
+        self.reads.paused = True  # its own file is none of the imports' writes
+        printed = tempfile.TemporaryFile()  # noqa: SIM115 (its output until it runs a step, for its life)
+        self.reads.paused = False
+        os.write(printed.fileno(), _printed(1))  # what the template's import printed, as the step's own import would
+        os.dup2(printed.fileno(), 1)
+        os.dup2(printed.fileno(), 2)
+        self.order = {**order, "role": AHEAD}
+        self.deadline = time.monotonic() + order["keep"]
+        signal.alarm(order["keep"] + 60)
+        self.forked = True
+        self.server = socket.socket(socket.AF_UNIX)
+        if not self.listen():
+            os._exit(0)
+        self.scope["warm_up"](order["imports"], order["step"])
+        self.reads.add_path()
 
     def _take_output(self, fd: int) -> None:
         signal.alarm(0)
@@ -199,6 +263,22 @@ class Handoff:
             sys.stdout.flush()
             sys.stderr.flush()
             self.conn.sendall(json.dumps({"code": code}).encode() + b"\n")
+
+
+def _reap(signum: int, frame: Any) -> None:  # noqa: ARG001 - a signal handler's signature
+    """A template's: its forked processes that ended (it never waits for one)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def _printed(fd: int) -> bytes:
+    """What file ``fd`` holds, read without moving its offset (the template's, which its forks share)."""
+    data, offset = b"", 0
+    while chunk := os.pread(fd, 65536, offset):
+        data += chunk
+        offset += len(chunk)
+    return data
 
 
 def _command(client: socket.socket) -> tuple[str, list[int]] | None:
@@ -234,7 +314,8 @@ def main() -> None:
     sys.argv = ["-c", "--warm", json.dumps(order["imports"]), order["step"]]
     try:
         runtime = compile(order["runtime"], order["runtime_file"], "exec")
-        exec(runtime, {"__name__": "__main__", "NB2KFP_WARM_COMMANDS": handoff})
+        handoff.scope = {"__name__": "__main__", "NB2KFP_WARM_COMMANDS": handoff}
+        exec(runtime, handoff.scope)
     except SystemExit as exc:
         code[0] = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
         raise

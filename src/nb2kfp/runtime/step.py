@@ -1897,19 +1897,32 @@ def _plain_html(title: str, cells: list[dict[str, Any]]) -> str:
 def warm(argv: list[str]) -> list[str]:
     """``--warm IMPORTS STEP``: this process is a step's, started before its inputs exist (nb2kfp's local runs
     start a step while the steps before it still run, or keep one for the next run: nb2kfp.local_run.ahead and
-    .kept). As a step does first, it sets the Agg backend and the import hooks, and enters the step's folder
-    (``STEP``; none: it stays where it is); then it runs the step's leading import statements (``IMPORTS``: of
-    installed modules only, chosen by the driver; what the ones of the step's first cell print is kept for that
-    cell's output), then reads the step's command (``NB2KFP_WARM_COMMANDS``, what the program that started it,
-    nb2kfp.local_run.waiting, put in this module's globals: its ``readline``) and returns its argv: the step then
-    runs as it would have, its own import statements finding their modules loaded. No command: exit 1 (it never
-    passes for a step that ran)."""
-    import contextlib
-    import io
-
+    .kept). As a step does first, it sets the Agg backend and the import hooks, then :func:`warm_up`; then it reads
+    the step's command (``NB2KFP_WARM_COMMANDS``, what the program that started it, nb2kfp.local_run.waiting, put in
+    this module's globals: its ``readline``) and returns its argv: the step then runs as it would have, its own
+    import statements finding their modules loaded. No command: exit 1 (it never passes for a step that ran)."""
     imports = json.loads(argv[argv.index("--warm") + 1])
     step = argv[argv.index("--warm") + 2]
     _matplotlib_backend()
+    warm_up(imports, step)
+    line = globals()["NB2KFP_WARM_COMMANDS"].readline()
+    if not line.strip():
+        sys.exit(1)
+    order = json.loads(line)
+    os.environ.clear()
+    os.environ.update(order["env"])
+    os.chdir(order["cwd"])
+    sys.argv = ["-c", *order["args"]]
+    return sys.argv
+
+
+def warm_up(imports: dict[str, list[str]], step: str) -> None:
+    """Enter the step's folder (``step``; none: stay), then run the step's leading import statements (``imports``:
+    of installed modules only, chosen by the driver; what the ones of the step's first cell print is kept for that
+    cell's output). A template's forked process (nb2kfp.local_run.waiting) calls it for its own step."""
+    import contextlib
+    import io
+
     if step:
         _enter_workdir(step)
     for source in imports["prelude"]:
@@ -1925,15 +1938,6 @@ def warm(argv: list[str]) -> list[str]:
     finally:
         sys.stdout, sys.stderr = streams
     _WARM_SHOWN.extend(s for s in (("stdout", out.getvalue()), ("stderr", err.getvalue())) if s[1])
-    line = globals()["NB2KFP_WARM_COMMANDS"].readline()
-    if not line.strip():
-        sys.exit(1)
-    order = json.loads(line)
-    os.environ.clear()
-    os.environ.update(order["env"])
-    os.chdir(order["cwd"])
-    sys.argv = ["-c", *order["args"]]
-    return sys.argv
 
 
 _WARM_SHOWN: list[tuple[str, str]] = []  # what the first cell's imports printed when they ran ahead (warm)
