@@ -127,3 +127,19 @@ def test_model_serve_stops_on_a_ctrl_c_that_lands_in_a_finalizer() -> None:
         serve_until_stopped(container, stop, poll=0.1)
     assert stop.requested and container.polls == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
+
+
+def test_a_step_handed_its_command_after_the_run_was_stopped_is_stopped_too() -> None:
+    """CI hung once: Ctrl-C came while a step's process (one started ahead) had its command but was not yet among
+    the supervisor's steps, so the stop killed nothing and the run waited for that step forever. A process that
+    joins after the stop is killed as it joins."""
+    from nb2kfp.local_run import processes
+
+    supervisor = processes.Supervisor()
+    supervisor.signum = signal.SIGINT  # the stop has run
+    try:
+        started = time.monotonic()
+        code = supervisor.run_local_subprocess(["sleep", "60"])
+        assert code == -signal.SIGKILL and time.monotonic() - started < 30
+    finally:
+        supervisor.close()

@@ -190,6 +190,8 @@ class Supervisor:
             process = _start(full_command, env, self.started)
         with process:
             self.steps[process.pid] = process
+            if self.signum is not None:  # stopped while it was being started or handed its command: stop() missed it
+                _kill_group(process.pid, signal.SIGKILL)
             threading.Thread(target=_end_with, args=(process,), daemon=True).start()
             try:
                 assert process.stdout is not None
@@ -238,12 +240,13 @@ class Supervisor:
                     container.stop(timeout=int(grace))
         if self.ahead is not None:
             self.ahead.close()  # their steps never start now
-        for pid in self.steps:
+        steps = dict(self.steps)  # the threads that run steps add and remove theirs meanwhile
+        for pid in steps:
             _kill_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_group_alive(pid, p) for pid, p in self.steps.items()):
+        while time.monotonic() < deadline and any(_group_alive(pid, p) for pid, p in steps.items()):
             time.sleep(0.05)
-        for pid in self.steps:
+        for pid in steps:
             _kill_group(pid, signal.SIGKILL)
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - a signal handler's signature
