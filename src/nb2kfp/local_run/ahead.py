@@ -26,8 +26,10 @@ What a warm-up imports is chosen so that it cannot change what the step does:
 
 A step whose statements start with an import of ``MODULE`` (``from sklearn.ensemble import ...`` imports
 ``sklearn`` first: 1.7 s of the 1.9 s it takes) gets its process from the run's *template* of that module (one per
-module and environment): a process that set what a step sets first, imported the module and nothing else, and forks
-each such step's waiting process, which then runs the rest of its own statements. Each step still gets a process of
+module and environment): a process that set what a step sets first, imported the module and nothing else, in a
+folder seeded as a step's is (the same files to read), and forks each such step's waiting process, which enters its
+own step's folder and runs the rest of its own statements. (A module that keeps the working folder it was imported
+in holds the template's.) Each step still gets a process of
 its own, in which its imports ran in the order its own statements import them; the module is imported once a run
 instead of once a step (five steps of iris: once, not five times, on a machine's two cores). Templates end with the
 run; processes kept for the next run start afresh.
@@ -288,7 +290,10 @@ class StepsAhead:
         key = json.dumps([module, env], sort_keys=True)
         if key not in self._templates:
             socket_name = f"ahead-{os.getpid()}-{time.time_ns():x}-{module}"
-            order: dict[str, Any] = {"imports": {"prelude": [f"import {module}"], "cell": []}, "step": ""}
+            # it imports in a folder of its own, seeded as a step's (``<run>/files/.template-MODULE``): what an import
+            # writes lands there, never next to the notebook (and makes it stale: the steps then start afresh)
+            step = f".template-{module}"
+            order: dict[str, Any] = {"imports": {"prelude": [f"import {module}"], "cell": []}, "step": step}
             order |= {"runtime": self.runtime, "runtime_file": RUNTIME_FILE}
             order |= {"keep": AHEAD_SECONDS, "cwd": str(self.seed)}
             process = kept.start(socket_name, order, env, step=module, project=self.project, role=waiting.TEMPLATE)
