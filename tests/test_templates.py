@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from clirun import Make
+from nb2kfp.local_run import waiting
+from test_warm import _started_ahead_in, _waiting_in
 
 # An installed module (on PYTHONPATH, not beside the notebook) that says which process imported it (it writes no
 # file: a process whose imports wrote one is never handed a step)
@@ -58,19 +60,6 @@ def _run(nb: Path, lib: Path, warm: str) -> dict[str, Any]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-def _waiting_of(project: Path) -> list[str]:
-    """The command lines of the waiting processes (ahead, kept, templates) of ``project`` still running."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[1:3] == [b"-m", b"nb2kfp.local_run.waiting"] and argv[4:5] == [os.fsencode(project)]:
-            found.append(b" ".join(argv).decode(errors="replace"))
-    return found
-
-
 @pytest.mark.slow
 def test_steps_that_import_the_same_module_first_share_one_import_and_nothing_else(
     make_nb: Make, tmp_path: Path
@@ -83,7 +72,8 @@ def test_steps_that_import_the_same_module_first_share_one_import_and_nothing_el
 
     metrics = _run(nb, lib, "1")["metrics"]
     assert metrics == {**same, "imported": 1, "here": 0}  # one import for three steps, in their template
-    assert _waiting_of(nb.parent) == []  # the template, and what it forked, ended with the run
+    left = _started_ahead_in(nb.parent) + _waiting_in(nb.parent, waiting.KEPT)
+    assert left == []  # the template, and what it forked, ended with the run
 
     metrics = _run(nb, lib, "0")["metrics"]  # each step imports it, in its own process
     assert metrics == {**same, "imported": 3, "here": 1}

@@ -62,6 +62,7 @@ from nb2kfp.backends.kfp_spec import container_env
 from nb2kfp.ir import CodeCell, Pipeline, Step
 from nb2kfp.local_run import kept, kfp_local, waiting
 from nb2kfp.local_run.cache import environment
+from nb2kfp.local_run.processes import runtime_of
 from nb2kfp.local_run.records import project_root
 from nb2kfp.runtime.step import RUN_ENV, RUNTIME_FILE
 
@@ -312,7 +313,7 @@ class StepsAhead:
             self._used.add(step or "")
             waiting = self._waiting.pop(step, None) if step else None
             self._fill()
-        launchable = full_command[:3] == self.command and _runtime_of(full_command) == self.runtime
+        launchable = full_command[:3] == self.command and runtime_of(full_command) == self.runtime
         if step in self.statements and launchable and _stable(env) == self._setting_env(step):
             taken = kept.take(self._kept_as(step), full_command[3:], env, os.getcwd())
             if taken is not None:
@@ -445,13 +446,3 @@ def _step_of(full_command: list[str]) -> str | None:
         return None
     step = spec.get("step") if isinstance(spec, dict) else None
     return step if isinstance(step, str) else None
-
-
-def _runtime_of(full_command: list[str]) -> str | None:
-    """The runtime a notebook step's command would run: the file its ``--runtime`` argument names."""
-    try:
-        path = full_command[full_command.index("--runtime") + 1]
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (ValueError, IndexError, OSError, UnicodeDecodeError):
-        return None

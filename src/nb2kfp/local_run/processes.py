@@ -134,16 +134,21 @@ def _start(full_command: list[str], env: dict[str, str], started: Callable[[int]
 def _compiled_runtime(full_command: list[str]) -> list[str] | None:
     """What :data:`PRECOMPILED` takes for a notebook step's command: this interpreter's, whose ``--runtime`` artifact
     holds this nb2kfp's runtime; None for any other."""
+    if full_command[:1] != [sys.executable] or full_command[1:2] != ["-c"]:
+        return None
+    if runtime_of(full_command) != step_runtime.runtime_source():
+        return None
+    return list(_runtime_code())
+
+
+def runtime_of(full_command: list[str]) -> str | None:
+    """The runtime a notebook step's command would run: the file its ``--runtime`` argument names."""
     try:
         path = full_command[full_command.index("--runtime") + 1]
-        with open(path, "rb") as fh:
-            source = fh.read()
-    except (ValueError, IndexError, OSError):
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (ValueError, IndexError, OSError, UnicodeDecodeError):
         return None
-    if full_command[0] != sys.executable or full_command[1] != "-c":
-        return None
-    made = _runtime_code()
-    return list(made) if hashlib.sha256(source).hexdigest() == made[1] else None
 
 
 @functools.cache
